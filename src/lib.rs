@@ -1,1 +1,3 @@
-pub fn hello() {}
+//! `wpa`: a Watermark Pod Autoscaler for Kubernetes.
+pub mod api;
+pub mod quantity;

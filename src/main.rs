@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", wpa::api::crd_yaml());
+}
