@@ -1,0 +1,148 @@
+//! Status conditions: upstream's exact types, reasons and messages (dashboards and alerts match on them),
+//! and its update rule: the transition time moves only when the status changes, and the list is kept
+//! newest-transition first.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::{Condition, WatermarkPodAutoscalerStatus};
+
+pub const SCALING_ACTIVE: &str = "ScalingActive";
+pub const ABLE_TO_SCALE: &str = "AbleToScale";
+pub const SCALING_LIMITED: &str = "ScalingLimited";
+pub const DRY_RUN: &str = "DryRun";
+pub const ABOVE_HIGH_WATERMARK: &str = "AboveHighWatermark";
+pub const BELOW_LOW_WATERMARK: &str = "BelowLowWatermark";
+pub const CONVERGE_TO_WATERMARK: &str = "ConvergeToWatermark";
+pub const SCALING_BLOCKED: &str = "ScalingBlocked";
+
+/// `True` / `False` as Kubernetes writes them.
+pub fn status_str(b: bool) -> &'static str {
+    if b { "True" } else { "False" }
+}
+
+/// Reasons and messages, verbatim from upstream (except the BelowLowWatermark reason, fixed on purpose).
+pub mod text {
+    pub const FAILED_PROCESS_WPA: &str = "FailedProcessWPA";
+    pub const FAILED_PROCESS_WPA_MSG: &str = "Error happened while processing the WPA";
+    pub const VALID_METRIC_FOUND: &str = "ValidMetricFound";
+    pub const FAILED_GET_EXTERNAL_METRIC: &str = "FailedGetExternalMetric";
+    pub const FAILED_GET_RESOURCE_METRIC: &str = "FailedGetResourceMetric";
+    pub const SCALING_DISABLED: &str = "ScalingDisabled";
+    pub const SCALING_DISABLED_MSG: &str =
+        "scaling is disabled since the replica count of the target is zero";
+    pub const NOT_SCALING: &str = "NotScaling";
+    pub const FAILED_SPEC_CHECK: &str = "FailedSpecCheck";
+    pub const SUCCEEDED_GET_SCALE: &str = "SucceededGetScale";
+    pub const SUCCEEDED_GET_SCALE_MSG: &str =
+        "the WPA controller was able to get the target's current scale";
+    pub const BACKOFF_DOWNSCALE: &str = "BackoffDownscale";
+    pub const BACKOFF_DOWNSCALE_MSG: &str =
+        "the time since the previous scale is still within the downscale forbidden window";
+    pub const BACKOFF_BOTH: &str = "BackoffBoth";
+    pub const BACKOFF_BOTH_MSG: &str = "the time since the previous scale is still within both the downscale and upscale forbidden windows";
+    pub const BACKOFF_UPSCALE: &str = "BackoffUpscale";
+    pub const BACKOFF_UPSCALE_MSG: &str =
+        "the time since the previous scale is still within the upscale forbidden window";
+    pub const READY_FOR_SCALE: &str = "ReadyForScale";
+    pub const READY_FOR_SCALE_MSG: &str =
+        "the last scaling time was sufficiently old as to warrant a new scale";
+    pub const SUCCESSFUL_SCALE: &str = "SuccessfulScale";
+    pub const FAILED_SCALE: &str = "FailedScale";
+    pub const FAILED_UPDATE_REPLICAS: &str = "FailedUpdateReplicas";
+    pub const DRY_RUN_ENABLED: &str = "DryRun mode enabled";
+    pub const DRY_RUN_ENABLED_MSG: &str = "Scaling changes won't be applied";
+    pub const DRY_RUN_DISABLED: &str = "DryRun mode disabled";
+    pub const DRY_RUN_DISABLED_MSG: &str = "Scaling changes can be applied";
+    pub const ABOVE_REASON: &str = "Value above High Watermark";
+    pub const ABOVE_MSG: &str = "Allow upscaling if the value stays over the Watermark";
+    /// Upstream writes `Value above Low Watermark` here (a typo); we write what it means.
+    pub const BELOW_REASON: &str = "Value below Low Watermark";
+    pub const BELOW_MSG: &str = "Allow downscaling if the value stays under the Watermark";
+    pub const CONVERGE_DOWN_REASON: &str = "Allow downscaling to converge to the High Watermark";
+    pub const CONVERGE_UP_REASON: &str = "Allow upscaling to converge to the Low Watermark";
+    pub const CONVERGE_STABLE_ONLY: &str = "Converging to Watermark only allowed in stable regime";
+    pub const CONVERGE_BETWEEN: &str = "Value between Watermarks";
+    pub const CONVERGE_UNSTABLE: &str = "Proposal could lead to an unstable regime";
+    pub const CONVERGE_DISABLED: &str = "Feature not enabled";
+    pub const FAILED_GET_DATADOG_MONITOR: &str = "FailedGetDatadogMonitor";
+    pub const DATADOG_MONITOR_NOT_OK: &str = "DatadogMonitorNotOK";
+    pub const DATADOG_MONITOR_OK: &str = "DatadogMonitorOK";
+    pub const SCALE_DOWN_LIMIT: &str = "ScaleDownLimit";
+    pub const SCALE_DOWN_LIMIT_MSG: &str =
+        "the desired replica count is decreasing faster than the maximum scale rate";
+    pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
+    pub const TOO_FEW_REPLICAS_MSG: &str =
+        "the desired replica count is below the minimum replica count";
+    pub const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
+    pub const SCALE_UP_LIMIT_MSG: &str =
+        "the desired replica count is increasing faster than the maximum scale rate";
+    pub const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
+    pub const TOO_MANY_REPLICAS_MSG: &str =
+        "the desired replica count is above the maximum replica count";
+    pub const DESIRED_WITHIN_RANGE: &str = "DesiredWithinRange";
+    pub const DESIRED_WITHIN_RANGE_MSG: &str = "the desired count is within the acceptable range";
+}
+
+/// Sets a condition as upstream does: update in place or append; the transition time moves to `now` only
+/// when the status changes (a new condition counts as a change); reason and message are always
+/// overwritten; the list is re-sorted newest transition first; `lastConditionType/State` follow.
+///
+/// Upstream stamps each condition with its own `metav1.Now()`, so conditions set later in a pass sort
+/// first. With one `now` per pass, a condition whose status changed is moved to the front before the
+/// stable sort, which gives the same order.
+pub fn set_condition(
+    status: &mut WatermarkPodAutoscalerStatus,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    let new_status = status_str(value);
+    let conditions = &mut status.conditions;
+    match conditions.iter().position(|c| c.type_ == type_) {
+        Some(i) => {
+            let changed = conditions[i].status != new_status;
+            let c = &mut conditions[i];
+            c.reason = Some(reason.to_string());
+            c.message = Some(message.to_string());
+            if changed {
+                c.status = new_status.to_string();
+                c.last_transition_time = Some(Time(now));
+                let c = conditions.remove(i);
+                conditions.insert(0, c);
+            }
+        }
+        None => conditions.insert(
+            0,
+            Condition {
+                type_: type_.to_string(),
+                status: new_status.to_string(),
+                last_transition_time: Some(Time(now)),
+                reason: Some(reason.to_string()),
+                message: Some(message.to_string()),
+            },
+        ),
+    }
+    // Stable sort, newest first; conditions without a time sort last.
+    conditions.sort_by(|a, b| {
+        let ta = a.last_transition_time.as_ref().map(|t| t.0);
+        let tb = b.last_transition_time.as_ref().map(|t| t.0);
+        tb.cmp(&ta)
+    });
+    status.last_condition_type = Some(type_.to_string());
+    status.last_condition_state = Some(new_status.to_string());
+}
+
+pub fn get_condition<'a>(
+    status: &'a WatermarkPodAutoscalerStatus,
+    type_: &str,
+) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether a condition exists and is `True`.
+pub fn is_true(status: &WatermarkPodAutoscalerStatus, type_: &str) -> bool {
+    get_condition(status, type_).is_some_and(|c| c.status == "True")
+}

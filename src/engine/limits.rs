@@ -1,0 +1,130 @@
+//! Rate limits and the min/max bounds (`convertDesiredReplicasWithRules`, §6.10).
+
+use super::conditions::text;
+use crate::quantity::Quantity;
+
+/// The most replicas one upscale may reach: `current + max(1, floor(factor% × current))`; a factor of
+/// exactly 0 disables upscaling.
+pub fn scale_up_limit(factor: Option<&Quantity>, current: i32) -> i32 {
+    match factor {
+        Some(f) if f.value() != 0 => {
+            let step = (f.milli() as f64 / 1000.0 * f64::from(current) / 100.0)
+                .floor()
+                .max(1.0);
+            super::calc::go_f64_to_i32(f64::from(current) + step)
+        }
+        _ => current,
+    }
+}
+
+/// The fewest replicas one downscale may reach: `current − max(1, floor(factor% × current))`; a factor of
+/// exactly 0 disables downscaling.
+pub fn scale_down_limit(factor: Option<&Quantity>, current: i32) -> i32 {
+    match factor {
+        Some(f) if f.value() != 0 => {
+            let step = (f.milli() as f64 / 1000.0 * f64::from(current) / 100.0)
+                .floor()
+                .max(1.0);
+            super::calc::go_f64_to_i32(f64::from(current) - step)
+        }
+        _ => current,
+    }
+}
+
+/// Which rule gave the normalized count. Upstream reports the *last candidate limit examined* in the
+/// branch that returned, which is not always the one that bound (kept for dashboard compatibility).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// minReplicas unset (only reachable without defaulting): no reason is reported.
+    Unset,
+    ScaleDownLimit,
+    TooFewReplicas,
+    ScaleUpLimit,
+    TooManyReplicas,
+    DesiredWithinRange,
+}
+
+impl Limit {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Limit::Unset => "",
+            Limit::ScaleDownLimit => text::SCALE_DOWN_LIMIT,
+            Limit::TooFewReplicas => text::TOO_FEW_REPLICAS,
+            Limit::ScaleUpLimit => text::SCALE_UP_LIMIT,
+            Limit::TooManyReplicas => text::TOO_MANY_REPLICAS,
+            Limit::DesiredWithinRange => text::DESIRED_WITHIN_RANGE,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Limit::Unset => "",
+            Limit::ScaleDownLimit => text::SCALE_DOWN_LIMIT_MSG,
+            Limit::TooFewReplicas => text::TOO_FEW_REPLICAS_MSG,
+            Limit::ScaleUpLimit => text::SCALE_UP_LIMIT_MSG,
+            Limit::TooManyReplicas => text::TOO_MANY_REPLICAS_MSG,
+            Limit::DesiredWithinRange => text::DESIRED_WITHIN_RANGE_MSG,
+        }
+    }
+}
+
+/// The inputs of normalization.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds<'a> {
+    /// minReplicas (0 when unset).
+    pub min: i32,
+    pub max: i32,
+    pub up_factor: Option<&'a Quantity>,
+    pub down_factor: Option<&'a Quantity>,
+}
+
+/// The result of normalization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Normalized {
+    pub replicas: i32,
+    pub limit: Limit,
+    /// Whether the result was returned from a branch that clamped the proposal.
+    pub clamped: bool,
+}
+
+/// Applies the rate limits and min/max to a proposal. `current` is the target's spec replicas; `ready` the
+/// winning metric's ready count (a downscale that would go below it is dropped entirely).
+pub fn normalize(bounds: &Bounds<'_>, current: i32, desired: i32, ready: i32) -> Normalized {
+    let down = scale_down_limit(bounds.down_factor, current);
+    let (min_allowed, limit) = if bounds.min == 0 {
+        (1, Limit::Unset)
+    } else if desired < down {
+        let mut m = down.max(bounds.min);
+        if ready > 0 && ready < m {
+            m = current;
+        }
+        (m, Limit::ScaleDownLimit)
+    } else {
+        (bounds.min, Limit::TooFewReplicas)
+    };
+    if desired < min_allowed {
+        return Normalized {
+            replicas: min_allowed,
+            limit,
+            clamped: true,
+        };
+    }
+    let up = scale_up_limit(bounds.up_factor, current);
+    let (max_allowed, limit) = if desired > up {
+        (up.min(bounds.max), Limit::ScaleUpLimit)
+    } else {
+        (bounds.max, Limit::TooManyReplicas)
+    };
+    if desired > max_allowed {
+        return Normalized {
+            replicas: max_allowed,
+            limit,
+            clamped: true,
+        };
+    }
+    Normalized {
+        replicas: desired,
+        limit: Limit::DesiredWithinRange,
+        clamped: false,
+    }
+}

@@ -1,0 +1,205 @@
+//! Which pods count: the owner check, readiness for External metrics and recommenders
+//! (`readyPodsCount`), and the different grouping of the Resource path (`groupPods`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::CalcError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+impl PodPhase {
+    pub fn parse(s: &str) -> PodPhase {
+        match s {
+            "Pending" => PodPhase::Pending,
+            "Running" => PodPhase::Running,
+            "Succeeded" => PodPhase::Succeeded,
+            "Failed" => PodPhase::Failed,
+            _ => PodPhase::Unknown,
+        }
+    }
+}
+
+/// The pod's `Ready` condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadyCondition {
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub last_transition: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerRef {
+    pub kind: String,
+    pub name: String,
+}
+
+/// What the engine needs to know about a pod selected by the target's scale selector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodInfo {
+    pub name: String,
+    pub phase: PodPhase,
+    pub ready: Option<ReadyCondition>,
+    pub start_time: Option<Timestamp>,
+    pub deleting: bool,
+    pub owners: Vec<OwnerRef>,
+}
+
+/// Index of the first condition of type `lookup` (Go's `getPodCondition`).
+pub fn pod_condition_index<S: AsRef<str>>(types: &[S], lookup: &str) -> Option<usize> {
+    types.iter().position(|t| t.as_ref() == lookup)
+}
+
+/// Upstream's owner heuristic: any owner whose name, with a ReplicaSet's last `-segment` cut off,
+/// equals the target's name. Kind, UID and the controller flag are not checked.
+pub fn owner_matches(owners: &[OwnerRef], target: &str) -> bool {
+    owners.iter().any(|o| {
+        let name = match (o.kind.as_str(), o.name.rfind('-')) {
+            ("ReplicaSet", Some(i)) => &o.name[..i],
+            _ => o.name.as_str(),
+        };
+        name == target
+    })
+}
+
+/// `skip-owner-check` is on only for the exact string `"true"`.
+pub fn should_skip_owner_check(annotations: Option<&BTreeMap<String, String>>) -> bool {
+    annotations
+        .and_then(|a| a.get(crate::api::annotations::SKIP_OWNER_CHECK))
+        .is_some_and(|v| v == "true")
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadyCount {
+    pub ready: i32,
+    /// Pods that fail the owner check or have finished (Failed/Succeeded): out of the availability ratio.
+    pub incorrect: i32,
+}
+
+fn delay(seconds: i32) -> SignedDuration {
+    SignedDuration::from_secs(i64::from(seconds))
+}
+
+/// `readyPodsCount`: ready pods among those selected, for the External and recommender paths, or an error
+/// when none is ready.
+pub fn ready_pods_count(
+    pods: &[PodInfo],
+    target: &str,
+    readiness_delay_seconds: i32,
+    skip_owner_check: bool,
+    now: Timestamp,
+) -> Result<ReadyCount, CalcError> {
+    let count = count_ready_pods(pods, target, readiness_delay_seconds, skip_owner_check, now);
+    if count.ready == 0 {
+        return Err(CalcError::new(format!(
+            "among the {} pods, none is ready. Skipping recommendation",
+            pods.len()
+        )));
+    }
+    Ok(count)
+}
+
+/// Counts ready and incorrectly targeted pods. A Pending pod counts as ready for `readinessDelaySeconds`
+/// after its Ready condition last changed; terminating pods are never ready.
+pub fn count_ready_pods(
+    pods: &[PodInfo],
+    target: &str,
+    readiness_delay_seconds: i32,
+    skip_owner_check: bool,
+    now: Timestamp,
+) -> ReadyCount {
+    let mut count = ReadyCount::default();
+    for pod in pods {
+        if !skip_owner_check && !owner_matches(&pod.owners, target) {
+            count.incorrect += 1;
+            continue;
+        }
+        if matches!(pod.phase, PodPhase::Failed | PodPhase::Succeeded) {
+            count.incorrect += 1;
+            continue;
+        }
+        let Some(ready) = &pod.ready else { continue };
+        if pod.start_time.is_none() || pod.deleting {
+            continue;
+        }
+        let running_ready = pod.phase == PodPhase::Running && ready.status == "True";
+        let pending_in_grace = pod.phase == PodPhase::Pending
+            && ready
+                .last_transition
+                .is_some_and(|t| now.duration_since(t) < delay(readiness_delay_seconds));
+        if running_ready || pending_in_grace {
+            count.ready += 1;
+        }
+    }
+    count
+}
+
+/// The pods of the Resource path, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodGroups {
+    pub ready: BTreeSet<String>,
+    /// Pending or Failed pods, and (for cpu) pods not yet ready: their metrics are dropped.
+    pub ignored: BTreeSet<String>,
+    /// Pods without a metric sample: neither ready nor ignored.
+    pub missing: BTreeSet<String>,
+    /// Pods that fail the owner check: neither ready nor ignored, but in the ratio's denominator.
+    pub unowned: BTreeSet<String>,
+}
+
+/// `groupPods`: for `cpu`, a pod whose Ready condition last changed within `readinessDelaySeconds` of its
+/// start is still initializing and ignored; other resources count unready Running pods as ready.
+pub fn group_pods(
+    pods: &[PodInfo],
+    with_metrics: &BTreeSet<&str>,
+    resource: &str,
+    target: &str,
+    readiness_delay_seconds: i32,
+    skip_owner_check: bool,
+) -> PodGroups {
+    let mut g = PodGroups::default();
+    for pod in pods {
+        if !skip_owner_check && !owner_matches(&pod.owners, target) {
+            g.unowned.insert(pod.name.clone());
+            continue;
+        }
+        if matches!(pod.phase, PodPhase::Failed | PodPhase::Pending) {
+            g.ignored.insert(pod.name.clone());
+            continue;
+        }
+        if !with_metrics.contains(pod.name.as_str()) {
+            g.missing.insert(pod.name.clone());
+            continue;
+        }
+        if resource == "cpu" {
+            let initializing = match (&pod.ready, pod.start_time) {
+                (Some(ready), Some(start)) => {
+                    let transition = ready.last_transition.unwrap_or(Timestamp::MIN);
+                    ready.status == "False"
+                        || start
+                            .checked_add(delay(readiness_delay_seconds))
+                            .map_or(true, |s| s > transition)
+                }
+                _ => true,
+            };
+            if initializing {
+                g.ignored.insert(pod.name.clone());
+                continue;
+            }
+        }
+        g.ready.insert(pod.name.clone());
+    }
+    g
+}
+
+/// Drops the samples of the given pods (`removeMetricsForPods`).
+pub fn remove_metrics_for_pods(metrics: &mut BTreeMap<String, i64>, pods: &BTreeSet<String>) {
+    metrics.retain(|name, _| !pods.contains(name));
+}

@@ -1,0 +1,248 @@
+//! The recommender wire protocol (§9): the protojson of `WorkloadRecommendationRequest` and
+//! `WorkloadRecommendationReply` (agent-payload `autoscaling/kubernetes`). Pure mapping; the HTTP client
+//! lives in [`crate::recommender_client`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::calc::Recommendation;
+use crate::api::{CrossVersionObjectReference, RecommenderSpec};
+
+fn is_zero_i32(v: &i32) -> bool {
+    *v == 0
+}
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// `targetRef`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRef {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Constraints {
+    #[serde(skip_serializing_if = "is_zero_i32")]
+    pub min_replicas: i32,
+    #[serde(skip_serializing_if = "is_zero_i32")]
+    pub max_replicas: i32,
+}
+
+/// `state`: `currentReplicas` and `readyReplicas` are proto3 `optional`, so they are always sent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    #[serde(skip_serializing_if = "is_zero_i32")]
+    pub desired_replicas: i32,
+    pub current_replicas: i32,
+    pub ready_replicas: i32,
+}
+
+/// One target (request) or observed target (reply).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Target {
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+    pub type_: String,
+    #[serde(
+        default,
+        alias = "target_value",
+        skip_serializing_if = "is_zero_f64",
+        deserialize_with = "proto_f64"
+    )]
+    pub target_value: f64,
+    #[serde(
+        default,
+        alias = "lower_bound",
+        skip_serializing_if = "is_zero_f64",
+        deserialize_with = "proto_f64"
+    )]
+    pub lower_bound: f64,
+    #[serde(
+        default,
+        alias = "upper_bound",
+        skip_serializing_if = "is_zero_f64",
+        deserialize_with = "proto_f64"
+    )]
+    pub upper_bound: f64,
+}
+
+/// The request body.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecommendationRequest {
+    pub target_ref: TargetRef,
+    pub constraints: Constraints,
+    pub state: State,
+    pub targets: Vec<Target>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
+}
+
+/// What the controller asks (upstream's `ReplicaRecommendationRequest`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecommenderQuery {
+    pub namespace: String,
+    pub target_ref: CrossVersionObjectReference,
+    pub target_cluster: String,
+    pub recommender: Option<RecommenderSpec>,
+    pub desired_replicas: i32,
+    pub current_replicas: i32,
+    pub current_ready_replicas: i32,
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+}
+
+/// Builds the wire request. Watermarks are sent as `milli / 1000` (so `800m` is `0.8`).
+pub fn build_request(q: &RecommenderQuery, reco: &RecommenderSpec) -> RecommendationRequest {
+    let bound = |w: &Option<crate::quantity::Quantity>| {
+        w.as_ref().map_or(0.0, |w| w.milli() as f64 / 1000.0)
+    };
+    RecommendationRequest {
+        target_ref: TargetRef {
+            cluster: q.target_cluster.clone(),
+            namespace: q.namespace.clone(),
+            kind: q.target_ref.kind.clone(),
+            name: q.target_ref.name.clone(),
+            api_version: q.target_ref.api_version.clone().unwrap_or_default(),
+        },
+        constraints: Constraints {
+            min_replicas: q.min_replicas,
+            max_replicas: q.max_replicas,
+        },
+        state: State {
+            desired_replicas: q.desired_replicas,
+            current_replicas: q.current_replicas,
+            ready_replicas: q.current_ready_replicas,
+        },
+        targets: vec![Target {
+            type_: reco.target_type.clone().unwrap_or_default(),
+            target_value: 0.0,
+            lower_bound: bound(&reco.low_watermark),
+            upper_bound: bound(&reco.high_watermark),
+        }],
+        settings: reco.settings.clone().unwrap_or_default(),
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplyError {
+    #[serde(default, deserialize_with = "proto_i32")]
+    pub code: i32,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The reply body. Unknown fields are refused, as upstream's protojson decoder does.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecommendationReply {
+    #[serde(default)]
+    pub error: Option<ReplyError>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(default, alias = "target_replicas", deserialize_with = "proto_i32")]
+    pub target_replicas: i32,
+    #[serde(
+        default,
+        alias = "lower_bound_replicas",
+        deserialize_with = "proto_opt_i32"
+    )]
+    pub lower_bound_replicas: Option<i32>,
+    #[serde(
+        default,
+        alias = "upper_bound_replicas",
+        deserialize_with = "proto_opt_i32"
+    )]
+    pub upper_bound_replicas: Option<i32>,
+    #[serde(default, alias = "observed_targets")]
+    pub observed_targets: Vec<Target>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `buildReplicaRecommendationResponse`: an error in the reply becomes an error; missing bounds read as 0;
+/// the observed value is the first observed target's.
+pub fn recommendation_from_reply(reply: &RecommendationReply) -> Result<Recommendation, String> {
+    if let Some(e) = &reply.error {
+        return Err(format!("error from recommender: {} {}", e.code, e.message));
+    }
+    Ok(Recommendation {
+        replicas: reply.target_replicas,
+        replicas_lower_bound: reply.lower_bound_replicas.unwrap_or(0),
+        replicas_upper_bound: reply.upper_bound_replicas.unwrap_or(0),
+        timestamp: reply.timestamp.clone(),
+        details: reply.reason.clone(),
+        observed_target_value: reply
+            .observed_targets
+            .first()
+            .map_or(0.0, |t| t.target_value),
+    })
+}
+
+/// The recommender's display name: `recommender{targetType:<t>,<k>:<v>,...}`, settings sorted by key.
+pub fn display_name(reco: &RecommenderSpec) -> String {
+    let mut s = format!(
+        "recommender{{targetType:{}",
+        reco.target_type.as_deref().unwrap_or("")
+    );
+    for (k, v) in reco.settings.iter().flatten() {
+        s.push_str(&format!(",{k}:{v}"));
+    }
+    s.push('}');
+    s
+}
+
+/// protojson accepts 32-bit integers as numbers or decimal strings.
+fn proto_i32<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    proto_opt_i32(d).map(Option::unwrap_or_default)
+}
+
+fn proto_opt_i32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .and_then(|v| i32::try_from(v).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{n} is not a 32-bit integer"))),
+        serde_json::Value::String(s) => s
+            .parse::<i32>()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("{s:?} is not a 32-bit integer"))),
+        other => Err(D::Error::custom(format!("{other} is not a 32-bit integer"))),
+    }
+}
+
+/// protojson accepts doubles as numbers or strings (including "NaN"/"Infinity", which we refuse).
+fn proto_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use serde::de::Error;
+    let v = match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => 0.0,
+        serde_json::Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        serde_json::Value::String(s) => s
+            .parse::<f64>()
+            .map_err(|_| D::Error::custom(format!("{s:?} is not a number")))?,
+        other => return Err(D::Error::custom(format!("{other} is not a number"))),
+    };
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(D::Error::custom("the value is not a finite number"))
+    }
+}

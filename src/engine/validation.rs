@@ -1,0 +1,600 @@
+//! Defaulting and validation of a WPA spec: one implementation for the admission webhook (every problem,
+//! each with its field path) and the reconciler (upstream's `CheckWPAValidity`: the first failing rule,
+//! with upstream's exact message).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::{
+    api::{WatermarkPodAutoscalerSpec, annotations},
+    quantity::Quantity,
+    selector,
+};
+
+/// A default the spec lacks: the JSON pointer of the field, its value, and whether the field is present
+/// (with a zero value that counts as unset, like `tolerance: 0`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MissingDefault {
+    pub pointer: &'static str,
+    pub value: Value,
+    pub present: bool,
+}
+
+/// The defaults upstream writes (`DefaultWatermarkPodAutoscaler`): same fields, same values.
+pub fn missing_defaults(spec: &WatermarkPodAutoscalerSpec) -> Vec<MissingDefault> {
+    let mut out = Vec::new();
+    let mut push = |pointer, value: Value, present| {
+        out.push(MissingDefault {
+            pointer,
+            value,
+            present,
+        })
+    };
+    if spec.min_replicas.is_none() {
+        push("/spec/minReplicas", 1.into(), false);
+    }
+    if spec.algorithm.as_deref().unwrap_or("").is_empty() {
+        push(
+            "/spec/algorithm",
+            "absolute".into(),
+            spec.algorithm.is_some(),
+        );
+    }
+    if spec.tolerance.as_ref().is_none_or(|t| t.milli() == 0) {
+        push("/spec/tolerance", "100m".into(), spec.tolerance.is_some());
+    }
+    if spec.scale_up_limit_factor.is_none() {
+        push("/spec/scaleUpLimitFactor", "50".into(), false);
+    }
+    if spec.scale_down_limit_factor.is_none() {
+        push("/spec/scaleDownLimitFactor", "20".into(), false);
+    }
+    if spec.downscale_forbidden_window_seconds.unwrap_or(0) == 0 {
+        push(
+            "/spec/downscaleForbiddenWindowSeconds",
+            300.into(),
+            spec.downscale_forbidden_window_seconds.is_some(),
+        );
+    }
+    if spec.replica_scaling_absolute_modulo.is_none() {
+        push("/spec/replicaScalingAbsoluteModulo", 1.into(), false);
+    }
+    if spec.upscale_forbidden_window_seconds.unwrap_or(0) == 0 {
+        push(
+            "/spec/upscaleForbiddenWindowSeconds",
+            60.into(),
+            spec.upscale_forbidden_window_seconds.is_some(),
+        );
+    }
+    out
+}
+
+/// The spec with upstream's defaults filled in (in memory; the reconciler never writes `.spec`).
+pub fn with_defaults(spec: &WatermarkPodAutoscalerSpec) -> WatermarkPodAutoscalerSpec {
+    let mut s = spec.clone();
+    for d in missing_defaults(spec) {
+        match d.pointer {
+            "/spec/minReplicas" => s.min_replicas = Some(1),
+            "/spec/algorithm" => s.algorithm = Some("absolute".into()),
+            "/spec/tolerance" => s.tolerance = Some(Quantity::from_milli(100)),
+            "/spec/scaleUpLimitFactor" => s.scale_up_limit_factor = Some(Quantity::from_units(50)),
+            "/spec/scaleDownLimitFactor" => {
+                s.scale_down_limit_factor = Some(Quantity::from_units(20))
+            }
+            "/spec/downscaleForbiddenWindowSeconds" => {
+                s.downscale_forbidden_window_seconds = Some(300)
+            }
+            "/spec/replicaScalingAbsoluteModulo" => s.replica_scaling_absolute_modulo = Some(1),
+            "/spec/upscaleForbiddenWindowSeconds" => s.upscale_forbidden_window_seconds = Some(60),
+            other => unreachable!("no default for {other}"),
+        }
+    }
+    s
+}
+
+/// Whether upstream would consider the spec defaulted.
+pub fn is_defaulted(spec: &WatermarkPodAutoscalerSpec) -> bool {
+    missing_defaults(spec).is_empty()
+}
+
+/// Go's `%.0f`.
+fn pct(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+/// One rule of `CheckWPAValidity`, with the field it concerns.
+struct Finding {
+    path: String,
+    message: String,
+}
+
+/// Upstream's rules in upstream's order. `first_only` stops at the first failure (the reconciler's
+/// behaviour); the webhook collects them all.
+fn upstream_rules(
+    spec: &WatermarkPodAutoscalerSpec,
+    namespace: &str,
+    name: &str,
+    first_only: bool,
+) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::new();
+    macro_rules! fail {
+        ($path:expr, $msg:expr) => {{
+            out.push(Finding {
+                path: $path.into(),
+                message: $msg,
+            });
+            if first_only {
+                return out;
+            }
+        }};
+    }
+    let r = &spec.scale_target_ref;
+    if r.kind.is_empty() || r.name.is_empty() {
+        fail!(
+            "spec.scaleTargetRef",
+            format!(
+                "the Spec.ScaleTargetRef should be populated, currently Kind:{} and/or Name:{} are not set properly",
+                r.kind, r.name
+            )
+        );
+    }
+    match spec.min_replicas {
+        Some(min) if spec.max_replicas.unwrap_or(0) >= min => {}
+        _ => fail!(
+            if spec.min_replicas.is_none() { "spec.minReplicas" } else { "spec.maxReplicas" },
+            "watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum".to_string()
+        ),
+    }
+    let tolerance = spec.tolerance.clone().unwrap_or_default();
+    if tolerance.milli() > 1000 || tolerance.milli() < 0 {
+        fail!(
+            "spec.tolerance",
+            format!(
+                "tolerance should be set as a quantity between 0 and 1, currently set to : {}, which is {}%",
+                tolerance,
+                pct(tolerance.milli() as f64 / 10.0)
+            )
+        );
+    }
+    match (&spec.scale_up_limit_factor, &spec.scale_down_limit_factor) {
+        (Some(up), Some(down)) => {
+            if up.milli() < 0 {
+                fail!(
+                    "spec.scaleUpLimitFactor",
+                    format!(
+                        "scaleuplimitfactor should be set as a positive quantity, currently set to : {}, which could yield a {}% growth",
+                        up,
+                        pct(up.milli() as f64 / 1000.0)
+                    )
+                );
+            }
+            if down.milli() >= 100_000 || down.milli() < 0 {
+                fail!(
+                    "spec.scaleDownLimitFactor",
+                    format!(
+                        "scaledownlimitfactor should be set as a quantity between 0 and 100 (exc.), currently set to : {}, which could yield a {}% decrease",
+                        down,
+                        pct(down.milli() as f64 / 1000.0)
+                    )
+                );
+            }
+        }
+        _ => fail!(
+            "spec.scaleUpLimitFactor",
+            "scaleuplimitfactor and scaledownlimitfactor can't be nil, make sure the WPA spec is defaulted".to_string()
+        ),
+    }
+    let metrics = spec.metrics.as_deref().unwrap_or_default();
+    if spec.recommender.is_some() && !metrics.is_empty() {
+        fail!(
+            "spec.recommender",
+            "recommender and metrics can't be set at the same time, please choose one".to_string()
+        );
+    }
+    for (i, m) in metrics.iter().enumerate() {
+        let base = format!("spec.metrics[{i}]");
+        let (source, kind) = match m.type_.as_str() {
+            "External" => (
+                m.external.as_ref().map(|e| {
+                    (
+                        &e.metric_name,
+                        &e.metric_selector,
+                        &e.high_watermark,
+                        &e.low_watermark,
+                    )
+                }),
+                "External",
+            ),
+            "Resource" => (
+                m.resource.as_ref().map(|r| {
+                    (
+                        &r.name,
+                        &r.metric_selector,
+                        &r.high_watermark,
+                        &r.low_watermark,
+                    )
+                }),
+                "Resource",
+            ),
+            other => {
+                fail!(
+                    format!("{base}.type"),
+                    format!("incorrect metric.Type: '{other}'")
+                );
+                continue;
+            }
+        };
+        let field = kind.to_ascii_lowercase();
+        let Some((metric_name, sel, high, low)) = source else {
+            fail!(
+                format!("{base}.{field}"),
+                format!("metric.{kind} is nil while metric.Type is '{kind}'")
+            );
+            continue;
+        };
+        if high.is_none() && low.is_none() {
+            fail!(
+                format!("{base}.{field}"),
+                format!(
+                    "watermarks are not set correctly, removing the WPA {namespace}/{name} from the Reconciler"
+                )
+            );
+        }
+        if sel.is_none() {
+            fail!(
+                format!("{base}.{field}.metricSelector"),
+                format!("missing Labels for the {kind} metric {metric_name}")
+            );
+        }
+        if let (Some(h), Some(l)) = (high, low) {
+            if h.milli() < l.milli() {
+                let labels = sel.as_ref().and_then(|s| s.match_labels.as_ref());
+                fail!(
+                    format!("{base}.{field}.lowWatermark"),
+                    format!(
+                        "low WaterMark of {kind} metric {metric_name}{{{}}} has to be strictly inferior to the High Watermark",
+                        selector::go_map_string(labels)
+                    )
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `CheckWPAValidity`: upstream's first failing rule, with its exact message.
+pub fn check_wpa_validity(
+    spec: &WatermarkPodAutoscalerSpec,
+    namespace: &str,
+    name: &str,
+) -> Result<(), String> {
+    match upstream_rules(spec, namespace, name, true)
+        .into_iter()
+        .next()
+    {
+        Some(f) => Err(f.message),
+        None => Ok(()),
+    }
+}
+
+/// A refusal of the admission webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Field path, e.g. `spec.metrics[0].external.highWatermark`.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+fn quoted_list(values: &[&str]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every problem the admission webhook refuses: upstream's rules (on the spec as defaulted, since the
+/// mutating webhook runs first) and the stricter checks upstream lacks.
+pub fn admission_violations(
+    spec: &WatermarkPodAutoscalerSpec,
+    annotations: &BTreeMap<String, String>,
+    namespace: &str,
+    name: &str,
+) -> Vec<Violation> {
+    let defaulted = with_defaults(spec);
+    let mut out: Vec<Violation> = upstream_rules(&defaulted, namespace, name, false)
+        .into_iter()
+        .map(|f| Violation {
+            path: f.path,
+            message: f.message,
+        })
+        .collect();
+    let mut add = |path: &str, message: String| {
+        out.push(Violation {
+            path: path.to_string(),
+            message,
+        })
+    };
+
+    let r = &spec.scale_target_ref;
+    if r.api_version.as_deref().unwrap_or("").is_empty() {
+        add(
+            "spec.scaleTargetRef.apiVersion",
+            "required: the target is resolved from its group (e.g. apps/v1 for a Deployment); without it the controller cannot find the target".into(),
+        );
+    }
+    if spec.max_replicas.is_none() {
+        add("spec.maxReplicas", "required".into());
+    }
+    if let Some(algo) = spec.algorithm.as_deref() {
+        if !algo.is_empty() && !["absolute", "average"].contains(&algo) {
+            add(
+                "spec.algorithm",
+                format!(
+                    "unsupported value {algo:?}: supported values: {}",
+                    quoted_list(&["absolute", "average"])
+                ),
+            );
+        }
+    }
+    if let Some(c) = spec.converge_towards_watermark.as_deref() {
+        if !["", "highwatermark", "lowwatermark"].contains(&c) {
+            add(
+                "spec.convergeTowardsWatermark",
+                format!(
+                    "unsupported value {c:?}: supported values: {}",
+                    quoted_list(&["", "highwatermark", "lowwatermark"])
+                ),
+            );
+        }
+    }
+    if let Some(p) = spec.min_available_replica_percentage {
+        if !(0..=100).contains(&p) {
+            add(
+                "spec.minAvailableReplicaPercentage",
+                format!("must be between 0 and 100, got {p}"),
+            );
+        }
+    }
+    let positive = |path: String, q: &Option<Quantity>, out: &mut Vec<Violation>| {
+        if let Some(q) = q {
+            if q.milli() <= 0 {
+                out.push(Violation {
+                    path,
+                    message: format!("must be greater than 0, got {q}"),
+                });
+            }
+        }
+    };
+    for (i, m) in spec.metrics.iter().flatten().enumerate() {
+        if let Some(e) = &m.external {
+            positive(
+                format!("spec.metrics[{i}].external.highWatermark"),
+                &e.high_watermark,
+                &mut out,
+            );
+            positive(
+                format!("spec.metrics[{i}].external.lowWatermark"),
+                &e.low_watermark,
+                &mut out,
+            );
+            if let Some(sel) = &e.metric_selector {
+                if let Err(err) = selector::Selector::from_label_selector(sel) {
+                    out.push(Violation {
+                        path: format!("spec.metrics[{i}].external.metricSelector"),
+                        message: err.problem,
+                    });
+                }
+            }
+        }
+        if let Some(res) = &m.resource {
+            positive(
+                format!("spec.metrics[{i}].resource.highWatermark"),
+                &res.high_watermark,
+                &mut out,
+            );
+            positive(
+                format!("spec.metrics[{i}].resource.lowWatermark"),
+                &res.low_watermark,
+                &mut out,
+            );
+            if let Some(sel) = &res.metric_selector {
+                if let Err(err) = selector::Selector::from_label_selector(sel) {
+                    out.push(Violation {
+                        path: format!("spec.metrics[{i}].resource.metricSelector"),
+                        message: err.problem,
+                    });
+                }
+            }
+        }
+    }
+    if let Some(reco) = &spec.recommender {
+        let url_ok = reco.url.starts_with("http://") || reco.url.starts_with("https://");
+        if !url_ok
+            || reco
+                .url
+                .split_once("://")
+                .is_none_or(|(_, rest)| rest.is_empty())
+        {
+            out.push(Violation {
+                path: "spec.recommender.url".into(),
+                message: format!("must be an http:// or https:// URL, got {:?}", reco.url),
+            });
+        }
+        for (field, q) in [
+            ("highWatermark", &reco.high_watermark),
+            ("lowWatermark", &reco.low_watermark),
+        ] {
+            if q.is_none() {
+                out.push(Violation {
+                    path: format!("spec.recommender.{field}"),
+                    message: "required: both watermarks are sent to the recommender as the target's bounds".into(),
+                });
+            }
+        }
+        if let (Some(h), Some(l)) = (&reco.high_watermark, &reco.low_watermark) {
+            if h.milli() < l.milli() {
+                out.push(Violation {
+                    path: "spec.recommender.lowWatermark".into(),
+                    message: format!("must not be greater than highWatermark ({l} > {h})"),
+                });
+            }
+        }
+    }
+    out.extend(annotation_violations(annotations, true));
+    out
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("strconv.ParseBool: parsing {s:?}: invalid syntax")),
+    }
+}
+
+/// The `wpa.datadoghq.com/*` annotations, checked strictly. `on_wpa` adds the WPA-only annotations.
+pub fn annotation_violations(
+    annotations: &BTreeMap<String, String>,
+    on_wpa: bool,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let path = |key: &str| format!("metadata.annotations[{key}]");
+    if let Some(v) = annotations.get(annotations::LOGS_ATTRIBUTES) {
+        if let Err(e) = logs_attributes_strict(v) {
+            out.push(Violation {
+                path: path(annotations::LOGS_ATTRIBUTES),
+                message: e,
+            });
+        }
+    }
+    if let Some(v) = annotations.get(annotations::SKIP_OWNER_CHECK) {
+        if v != "true" && v != "false" {
+            out.push(Violation {
+                path: path(annotations::SKIP_OWNER_CHECK),
+                message: format!(
+                    "must be \"true\" or \"false\", got {v:?} (any other value leaves the owner check on)"
+                ),
+            });
+        }
+    }
+    if on_wpa {
+        if let Some(v) = annotations.get(annotations::LIFECYCLE_CONTROL) {
+            if !v.is_empty() && parse_go_bool(v).is_err() {
+                out.push(Violation {
+                    path: path(annotations::LIFECYCLE_CONTROL),
+                    message: format!("must be a boolean (true, false, 1, 0, t, f), got {v:?}"),
+                });
+            }
+        }
+        if let Some(v) = annotations.get(annotations::ALLOW_CONFLICT) {
+            if v != "true" && v != "false" {
+                out.push(Violation {
+                    path: path(annotations::ALLOW_CONFLICT),
+                    message: format!("must be \"true\" or \"false\", got {v:?}"),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The pairs of the `logs-attributes` annotation, as upstream reads it: absent or empty means none; a
+/// value that is not a JSON object is an error (upstream logs it and goes on without attributes).
+pub fn logs_attributes(
+    annotations: Option<&BTreeMap<String, String>>,
+) -> Result<Option<Vec<(String, Value)>>, String> {
+    let Some(raw) = annotations.and_then(|a| a.get(annotations::LOGS_ATTRIBUTES)) else {
+        return Ok(None);
+    };
+    let map: serde_json::Map<String, Value> =
+        serde_json::from_str(raw).map_err(|e| format!("invalid logs attributes: {e}"))?;
+    if map.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(map.into_iter().collect()))
+}
+
+/// The admission check of `logs-attributes`: a JSON object whose values are scalars.
+fn logs_attributes_strict(raw: &str) -> Result<(), String> {
+    let v: Value = serde_json::from_str(raw).map_err(|e| {
+        format!("not valid JSON ({e}); expected an object such as {{\"team\":\"web\"}}")
+    })?;
+    let Value::Object(map) = v else {
+        return Err(format!(
+            "must be a JSON object such as {{\"team\":\"web\"}}, got {v}"
+        ));
+    };
+    for (k, v) in map {
+        if v.is_object() || v.is_array() {
+            return Err(format!(
+                "the value of {k:?} must be a string, number, boolean or null, got {v}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_percent_formatting_rounds_half_to_even() {
+        assert_eq!(pct(2.5), "2");
+        assert_eq!(pct(3.5), "4");
+        assert_eq!(pct(500.0), "500");
+        assert_eq!(pct(-1.0), "-1");
+    }
+
+    #[test]
+    fn defaults_are_upstreams() {
+        let spec = WatermarkPodAutoscalerSpec::default();
+        let d = with_defaults(&spec);
+        assert_eq!(d.min_replicas, Some(1));
+        assert_eq!(d.algorithm.as_deref(), Some("absolute"));
+        assert_eq!(d.tolerance.as_ref().map(Quantity::milli), Some(100));
+        assert_eq!(
+            d.scale_up_limit_factor
+                .as_ref()
+                .map(|q| q.to_string())
+                .as_deref(),
+            Some("50")
+        );
+        assert_eq!(
+            d.scale_down_limit_factor
+                .as_ref()
+                .map(|q| q.to_string())
+                .as_deref(),
+            Some("20")
+        );
+        assert_eq!(d.downscale_forbidden_window_seconds, Some(300));
+        assert_eq!(d.upscale_forbidden_window_seconds, Some(60));
+        assert_eq!(d.replica_scaling_absolute_modulo, Some(1));
+        assert!(is_defaulted(&d));
+        assert!(
+            missing_defaults(&d).is_empty(),
+            "defaulting twice changes nothing"
+        );
+    }
+
+    #[test]
+    fn explicit_zero_tolerance_is_replaced() {
+        let spec: WatermarkPodAutoscalerSpec =
+            serde_json::from_value(serde_json::json!({"tolerance": "0"})).unwrap();
+        let tol = missing_defaults(&spec)
+            .into_iter()
+            .find(|d| d.pointer == "/spec/tolerance")
+            .unwrap();
+        assert!(tol.present);
+        assert_eq!(tol.value, Value::from("100m"));
+    }
+}
