@@ -7,9 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-        CustomResourceDefinition, JSONSchemaProps,
-    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomResourceDefinition, JSONSchemaProps},
     apimachinery::pkg::apis::meta::v1::{LabelSelector, Time},
 };
 use kube::{CustomResource, CustomResourceExt};
@@ -53,56 +51,24 @@ pub mod annotations {
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"ScalingActive\")].status"
     ),
-    printcolumn(
-        name = "condition",
-        type_ = "string",
-        json_path = ".status.lastConditionType"
-    ),
-    printcolumn(
-        name = "condition state",
-        type_ = "string",
-        json_path = ".status.lastConditionState"
-    ),
+    printcolumn(name = "condition", type_ = "string", json_path = ".status.lastConditionType"),
+    printcolumn(name = "condition state", type_ = "string", json_path = ".status.lastConditionState"),
     printcolumn(
         name = "value",
         type_ = "string",
         json_path = ".status.currentMetrics[*].external.currentValue.."
     ),
-    printcolumn(
-        name = "high watermark",
-        type_ = "string",
-        json_path = ".spec..highWatermark"
-    ),
-    printcolumn(
-        name = "low watermark",
-        type_ = "string",
-        json_path = ".spec..lowWatermark"
-    ),
-    printcolumn(
-        name = "age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
-    printcolumn(
-        name = "min replicas",
-        type_ = "integer",
-        json_path = ".spec.minReplicas"
-    ),
-    printcolumn(
-        name = "max replicas",
-        type_ = "integer",
-        json_path = ".spec.maxReplicas"
-    ),
+    printcolumn(name = "high watermark", type_ = "string", json_path = ".spec..highWatermark"),
+    printcolumn(name = "low watermark", type_ = "string", json_path = ".spec..lowWatermark"),
+    printcolumn(name = "age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "min replicas", type_ = "integer", json_path = ".spec.minReplicas"),
+    printcolumn(name = "max replicas", type_ = "integer", json_path = ".spec.maxReplicas"),
     printcolumn(
         name = "dry-run",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"DryRun\")].status"
     ),
-    printcolumn(
-        name = "last scale",
-        type_ = "date",
-        json_path = ".status.lastScaleTime"
-    ),
+    printcolumn(name = "last scale", type_ = "date", json_path = ".status.lastScaleTime"),
     printcolumn(
         name = "scale count",
         type_ = "integer",
@@ -451,16 +417,13 @@ pub fn crd() -> CustomResourceDefinition {
         .with_transform(kube::core::schema::OptionalEnum)
         .with_transform(kube::core::schema::OptionalIntOrString)
         .into_generator();
-    let mut value = generator
-        .into_root_schema_for::<WatermarkPodAutoscaler>()
-        .to_value();
+    let mut value = generator.into_root_schema_for::<WatermarkPodAutoscaler>().to_value();
     normalize_schema(&mut value);
     if let Some(obj) = value.as_object_mut() {
         obj.remove("title");
         obj.insert(
             "description".into(),
-            "WatermarkPodAutoscaler scales a workload between the watermarks of its metrics."
-                .into(),
+            "WatermarkPodAutoscaler scales a workload between the watermarks of its metrics.".into(),
         );
     }
     let schema: JSONSchemaProps =
@@ -487,17 +450,10 @@ fn normalize_schema(node: &mut serde_json::Value) {
     };
     obj.remove("default");
     if obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
-        obj.insert(
-            "anyOf".into(),
-            serde_json::json!([{"type": "integer"}, {"type": "string"}]),
-        );
+        obj.insert("anyOf".into(), serde_json::json!([{"type": "integer"}, {"type": "string"}]));
     }
     for bound in ["minimum", "maximum"] {
-        if let Some(v) = obj
-            .get(bound)
-            .and_then(Value::as_f64)
-            .filter(|v| v.fract() == 0.0)
-        {
+        if let Some(v) = obj.get(bound).and_then(Value::as_f64).filter(|v| v.fract() == 0.0) {
             obj.insert(bound.into(), Value::from(v as i64));
         }
     }
@@ -514,9 +470,7 @@ fn normalize_schema(node: &mut serde_json::Value) {
         }
     }
     if !required.is_empty() {
-        let list = obj
-            .entry("required")
-            .or_insert_with(|| Value::Array(vec![]));
+        let list = obj.entry("required").or_insert_with(|| Value::Array(vec![]));
         if let Value::Array(list) = list {
             for r in required {
                 if !list.iter().any(|v| v.as_str() == Some(r.as_str())) {

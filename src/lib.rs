@@ -1,6 +1,14 @@
 //! `wpa`: a Watermark Pod Autoscaler for Kubernetes.
+//!
+//! - [`api`]: the `WatermarkPodAutoscaler` types and the CRD generated from them.
+//! - [`engine`]: the pure decision engine (upstream semantics), shared by everything else.
+//! - [`simulate`]: offline replay of a metric series.
+//! - [`recommender_client`]: the recommender HTTP protocol.
 pub mod api;
+pub mod bench;
+pub mod cli;
 pub mod engine;
 pub mod quantity;
 pub mod recommender_client;
 pub mod selector;
+pub mod simulate;

@@ -1,3 +1,3 @@
-fn main() {
-    print!("{}", wpa::api::crd_yaml());
+fn main() -> std::process::ExitCode {
+    wpa::cli::main()
 }

@@ -29,9 +29,7 @@ pub enum Format {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QuantityError {
-    #[error(
-        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-    )]
+    #[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")]
     Format,
     #[error("unable to parse quantity's suffix")]
     Suffix,
@@ -94,21 +92,13 @@ impl Quantity {
     /// SI suffix (`n u m "" k M G T P E`), a binary suffix (`Ki Mi Gi Ti Pi Ei`) or an exponent (`e5`, `E-3`).
     pub fn parse(s: &str) -> Result<Self, QuantityError> {
         let (nanos, format) = parse_nanos(s)?;
-        Ok(Quantity {
-            nanos,
-            format,
-            original: Original::Text(s.to_string()),
-        })
+        Ok(Quantity { nanos, format, original: Original::Text(s.to_string()) })
     }
 
     /// A quantity of `milli` thousandths, in decimal SI form (Go's `NewMilliQuantity(v, DecimalSI)`).
     pub fn from_milli(milli: i64) -> Self {
         let nanos = milli as i128 * 1_000_000;
-        let mut q = Quantity {
-            nanos,
-            format: Format::DecimalSi,
-            original: Original::Text(String::new()),
-        };
+        let mut q = Quantity { nanos, format: Format::DecimalSi, original: Original::Text(String::new()) };
         q.original = Original::Text(q.canonical());
         q
     }
@@ -191,11 +181,7 @@ impl Quantity {
                     _ => {}
                 }
                 let suffix = if format == Format::DecimalExponent {
-                    if exp == 0 {
-                        String::new()
-                    } else {
-                        format!("e{exp}")
-                    }
+                    if exp == 0 { String::new() } else { format!("e{exp}") }
                 } else {
                     match exp {
                         -9 => "n".into(),
@@ -270,9 +256,7 @@ fn parse_nanos(s: &str) -> Result<(i128, Format), QuantityError> {
                 return Err(QuantityError::Suffix);
             }
             // Anything past ±60 is far outside the representable range; clamp instead of overflowing.
-            let e: i64 =
-                exp.parse::<i64>()
-                    .unwrap_or(if exp.starts_with('-') { -1000 } else { 1000 });
+            let e: i64 = exp.parse::<i64>().unwrap_or(if exp.starts_with('-') { -1000 } else { 1000 });
             (Format::DecimalExponent, e.clamp(-1000, 1000), 0)
         }
         _ => return Err(QuantityError::Suffix),
@@ -293,11 +277,7 @@ fn parse_nanos(s: &str) -> Result<(i128, Format), QuantityError> {
         digits = head;
     }
     let cap = MAX_UNITS * NANOS_PER_UNIT;
-    let d: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().map_err(|_| QuantityError::Format)?
-    };
+    let d: i128 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| QuantityError::Format)? };
     let magnitude = if d == 0 {
         0
     } else {
@@ -307,8 +287,7 @@ fn parse_nanos(s: &str) -> Result<(i128, Format), QuantityError> {
                 if scale10 > 38 {
                     cap
                 } else {
-                    d2.checked_mul(10i128.pow(scale10 as u32))
-                        .map_or(cap, |v| v.min(cap))
+                    d2.checked_mul(10i128.pow(scale10 as u32)).map_or(cap, |v| v.min(cap))
                 }
             }
             Some(d2) => {
@@ -352,21 +331,18 @@ impl<'de> Deserialize<'de> for Quantity {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let v = serde_json::Value::deserialize(deserializer)?;
         match v {
-            serde_json::Value::String(s) => Quantity::parse(&s)
-                .map_err(|e| de::Error::custom(format!("invalid quantity {s:?}: {e}"))),
+            serde_json::Value::String(s) => {
+                Quantity::parse(&s).map_err(|e| de::Error::custom(format!("invalid quantity {s:?}: {e}")))
+            }
             serde_json::Value::Number(n) => {
                 let text = n.to_string();
                 let (nanos, format) = parse_nanos(&text)
                     .map_err(|e| de::Error::custom(format!("invalid quantity {text}: {e}")))?;
-                Ok(Quantity {
-                    nanos,
-                    format,
-                    original: Original::Number(n),
-                })
+                Ok(Quantity { nanos, format, original: Original::Number(n) })
             }
-            other => Err(de::Error::custom(format!(
-                "invalid quantity {other}: expected a string or a number"
-            ))),
+            other => {
+                Err(de::Error::custom(format!("invalid quantity {other}: expected a string or a number")))
+            }
         }
     }
 }
@@ -479,9 +455,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_input() {
-        for bad in [
-            "", ".", "+", "abc", "1x", "1Kb", "1e", "1e+", "1.2.3", " 1", "1 ", "--1", "1ki", "e3",
-        ] {
+        for bad in ["", ".", "+", "abc", "1x", "1Kb", "1e", "1e+", "1.2.3", " 1", "1 ", "--1", "1ki", "e3"] {
             assert!(Quantity::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

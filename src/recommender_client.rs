@@ -15,9 +15,7 @@ use crate::{
     api::TlsConfig,
     engine::{
         calc::Recommendation,
-        recommender::{
-            RecommendationReply, RecommenderQuery, build_request, recommendation_from_reply,
-        },
+        recommender::{RecommendationReply, RecommenderQuery, build_request, recommendation_from_reply},
     },
 };
 
@@ -67,12 +65,7 @@ impl ServerCertVerifier for AcceptAnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -80,12 +73,7 @@ impl ServerCertVerifier for AcceptAnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -108,8 +96,7 @@ impl ServerCertVerifier for VerifyAs {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+        self.inner.verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
     }
     fn verify_tls12_signature(
         &self,
@@ -133,15 +120,12 @@ impl ServerCertVerifier for VerifyAs {
 }
 
 fn read_pem_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, RecommenderError> {
-    let data = std::fs::read(path)
-        .map_err(|e| RecommenderError::Tls(format!("cannot read {path}: {e}")))?;
+    let data = std::fs::read(path).map_err(|e| RecommenderError::Tls(format!("cannot read {path}: {e}")))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|e| RecommenderError::Tls(format!("{path}: {e}")))?;
     if certs.is_empty() {
-        return Err(RecommenderError::Tls(format!(
-            "{path} holds no PEM certificate"
-        )));
+        return Err(RecommenderError::Tls(format!("{path} holds no PEM certificate")));
     }
     Ok(certs)
 }
@@ -150,12 +134,10 @@ fn tls_version(v: &str) -> Result<&'static rustls::SupportedProtocolVersion, Rec
     match v {
         "TLS12" => Ok(&rustls::version::TLS12),
         "TLS13" => Ok(&rustls::version::TLS13),
-        "TLS10" | "TLS11" => Err(RecommenderError::Tls(format!(
-            "{v} is not supported (the oldest version is TLS12)"
-        ))),
-        other => Err(RecommenderError::Tls(format!(
-            "unknown TLS version {other:?}"
-        ))),
+        "TLS10" | "TLS11" => {
+            Err(RecommenderError::Tls(format!("{v} is not supported (the oldest version is TLS12)")))
+        }
+        other => Err(RecommenderError::Tls(format!("unknown TLS version {other:?}"))),
     }
 }
 
@@ -167,11 +149,7 @@ pub fn tls_client_config(tls: Option<&TlsConfig>) -> Result<ClientConfig, Recomm
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> =
         vec![&rustls::version::TLS12, &rustls::version::TLS13];
     // TLS10/TLS11 as a minimum just mean "anything we support".
-    if let Some(min) = tls
-        .min_version
-        .as_deref()
-        .filter(|v| *v != "TLS10" && *v != "TLS11")
-    {
+    if let Some(min) = tls.min_version.as_deref().filter(|v| *v != "TLS10" && *v != "TLS11") {
         let min = tls_version(min)?;
         versions.retain(|v| {
             !(min.version == rustls::ProtocolVersion::TLSv1_3
@@ -195,39 +173,30 @@ pub fn tls_client_config(tls: Option<&TlsConfig>) -> Result<ClientConfig, Recomm
         match tls.ca_file.as_deref().filter(|f| !f.is_empty()) {
             Some(ca) => {
                 for cert in read_pem_certs(ca)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| RecommenderError::Tls(format!("{ca}: {e}")))?;
+                    roots.add(cert).map_err(|e| RecommenderError::Tls(format!("{ca}: {e}")))?;
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()
-        .map_err(|e| RecommenderError::Tls(e.to_string()))?;
+        let webpki =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| RecommenderError::Tls(e.to_string()))?;
         match tls.server_name.as_deref().filter(|n| !n.is_empty()) {
             Some(name) => {
                 let name = ServerName::try_from(name.to_string())
                     .map_err(|e| RecommenderError::Tls(format!("serverName {name:?}: {e}")))?;
-                Arc::new(VerifyAs {
-                    inner: webpki,
-                    name,
-                })
+                Arc::new(VerifyAs { inner: webpki, name })
             }
             None => webpki,
         }
     };
-    let builder = builder
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
+    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     let config = match (tls.cert_file.as_deref(), tls.key_file.as_deref()) {
         (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
             let certs = read_pem_certs(cert)?;
-            let key_pem = std::fs::read(key)
-                .map_err(|e| RecommenderError::Tls(format!("cannot read {key}: {e}")))?;
+            let key_pem =
+                std::fs::read(key).map_err(|e| RecommenderError::Tls(format!("cannot read {key}: {e}")))?;
             let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
                 .map_err(|e| RecommenderError::Tls(format!("{key}: {e}")))?
                 .ok_or_else(|| RecommenderError::Tls(format!("{key} holds no PEM private key")))?;
@@ -236,9 +205,7 @@ pub fn tls_client_config(tls: Option<&TlsConfig>) -> Result<ClientConfig, Recomm
             })?
         }
         (Some(c), None) | (None, Some(c)) if !c.is_empty() => {
-            return Err(RecommenderError::Tls(
-                "certFile and keyFile must be set together".into(),
-            ));
+            return Err(RecommenderError::Tls("certFile and keyFile must be set together".into()));
         }
         _ => builder.with_no_client_auth(),
     };
@@ -264,14 +231,8 @@ impl RecommenderClient {
     }
 
     /// Asks the recommender for a replica count.
-    pub async fn recommend(
-        &self,
-        query: &RecommenderQuery,
-    ) -> Result<Recommendation, RecommenderError> {
-        let reco = query
-            .recommender
-            .as_ref()
-            .ok_or(RecommenderError::MissingSpec)?;
+    pub async fn recommend(&self, query: &RecommenderQuery) -> Result<Recommendation, RecommenderError> {
+        let reco = query.recommender.as_ref().ok_or(RecommenderError::MissingSpec)?;
         if !(reco.url.starts_with("http://") || reco.url.starts_with("https://")) {
             return Err(RecommenderError::Scheme(reco.url.clone()));
         }
@@ -284,16 +245,10 @@ impl RecommenderClient {
             .await
             .map_err(|e| RecommenderError::Transport(error_chain(&e)))?;
         let code = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| RecommenderError::Transport(error_chain(&e)))?;
+        let bytes = resp.bytes().await.map_err(|e| RecommenderError::Transport(error_chain(&e)))?;
         if code != reqwest::StatusCode::OK {
             let head = String::from_utf8_lossy(&bytes[..bytes.len().min(100)]).into_owned();
-            return Err(RecommenderError::Status {
-                code: code.as_u16(),
-                body: head,
-            });
+            return Err(RecommenderError::Status { code: code.as_u16(), body: head });
         }
         let reply: RecommendationReply =
             serde_json::from_slice(&bytes).map_err(|e| RecommenderError::Decode(e.to_string()))?;

@@ -39,10 +39,7 @@ pub struct Selector {
 impl Selector {
     /// Parses the string form used by `Scale.status.selector` and `?labelSelector=`.
     pub fn parse(input: &str) -> Result<Selector, SelectorError> {
-        let err = |problem: &str| SelectorError {
-            input: input.to_string(),
-            problem: problem.to_string(),
-        };
+        let err = |problem: &str| SelectorError { input: input.to_string(), problem: problem.to_string() };
         let mut requirements = Vec::new();
         for part in split_top_level(input).map_err(|p| err(&p))? {
             let part = part.trim();
@@ -61,10 +58,7 @@ impl Selector {
     pub fn from_label_selector(ls: &LabelSelector) -> Result<Selector, SelectorError> {
         let mut requirements = Vec::new();
         for (k, v) in ls.match_labels.iter().flatten() {
-            requirements.push(Requirement {
-                key: k.clone(),
-                op: Op::Equals(v.clone()),
-            });
+            requirements.push(Requirement { key: k.clone(), op: Op::Equals(v.clone()) });
         }
         for e in ls.match_expressions.iter().flatten() {
             let values = e.values.clone().unwrap_or_default();
@@ -82,10 +76,7 @@ impl Selector {
                     });
                 }
             };
-            requirements.push(Requirement {
-                key: e.key.clone(),
-                op,
-            });
+            requirements.push(Requirement { key: e.key.clone(), op });
         }
         Ok(Selector { requirements })
     }
@@ -104,12 +95,8 @@ impl Selector {
                 Op::NotEquals(want) => v != Some(want),
                 Op::In(set) => v.is_some_and(|v| set.contains(v)),
                 Op::NotIn(set) => v.is_none_or(|v| !set.contains(v)),
-                Op::Gt(n) => v
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .is_some_and(|v| v > *n),
-                Op::Lt(n) => v
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .is_some_and(|v| v < *n),
+                Op::Gt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
+                Op::Lt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
             }
         })
     }
@@ -166,63 +153,36 @@ fn split_top_level(input: &str) -> Result<Vec<&str>, String> {
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 317
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 fn valid_value(v: &str) -> bool {
-    v.len() <= 63
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn parse_requirement(part: &str) -> Result<Requirement, String> {
     let check_key = |k: &str| -> Result<String, String> {
         let k = k.trim();
-        if valid_key(k) {
-            Ok(k.to_string())
-        } else {
-            Err(format!("invalid label key {k:?}"))
-        }
+        if valid_key(k) { Ok(k.to_string()) } else { Err(format!("invalid label key {k:?}")) }
     };
     let check_value = |v: &str| -> Result<String, String> {
         let v = v.trim();
-        if valid_value(v) {
-            Ok(v.to_string())
-        } else {
-            Err(format!("invalid label value {v:?}"))
-        }
+        if valid_value(v) { Ok(v.to_string()) } else { Err(format!("invalid label value {v:?}")) }
     };
     if let Some(key) = part.strip_prefix('!') {
-        return Ok(Requirement {
-            key: check_key(key)?,
-            op: Op::DoesNotExist,
-        });
+        return Ok(Requirement { key: check_key(key)?, op: Op::DoesNotExist });
     }
     for (token, is_eq) in [("!=", false), ("==", true), ("=", true)] {
         if let Some((k, v)) = part.split_once(token) {
             let value = check_value(v)?;
-            let op = if is_eq {
-                Op::Equals(value)
-            } else {
-                Op::NotEquals(value)
-            };
-            return Ok(Requirement {
-                key: check_key(k)?,
-                op,
-            });
+            let op = if is_eq { Op::Equals(value) } else { Op::NotEquals(value) };
+            return Ok(Requirement { key: check_key(k)?, op });
         }
     }
     for (token, gt) in [(">", true), ("<", false)] {
         if let Some((k, v)) = part.split_once(token) {
-            let n: i64 = v
-                .trim()
-                .parse()
-                .map_err(|_| format!("{v:?} is not an integer"))?;
-            return Ok(Requirement {
-                key: check_key(k)?,
-                op: if gt { Op::Gt(n) } else { Op::Lt(n) },
-            });
+            let n: i64 = v.trim().parse().map_err(|_| format!("{v:?} is not an integer"))?;
+            return Ok(Requirement { key: check_key(k)?, op: if gt { Op::Gt(n) } else { Op::Lt(n) } });
         }
     }
     let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
@@ -246,32 +206,18 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
                     return Err(format!("{kw:?} needs at least one value"));
                 }
                 let key = check_key(words[0])?;
-                return Ok(Requirement {
-                    key,
-                    op: if is_in {
-                        Op::In(values)
-                    } else {
-                        Op::NotIn(values)
-                    },
-                });
+                return Ok(Requirement { key, op: if is_in { Op::In(values) } else { Op::NotIn(values) } });
             }
         }
         return Err(format!("unexpected {rest:?}"));
     }
-    Ok(Requirement {
-        key: check_key(part)?,
-        op: Op::Exists,
-    })
+    Ok(Requirement { key: check_key(part)?, op: Op::Exists })
 }
 
 /// Go's `%v` of a `map[string]string`: `map[k1:v1 k2:v2]`, keys sorted. Upstream builds metric display
 /// names and messages with it, e.g. `deadbeef{map[label:value]}`.
 pub fn go_map_string(labels: Option<&BTreeMap<String, String>>) -> String {
-    let inner: Vec<String> = labels
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}:{v}"))
-        .collect();
+    let inner: Vec<String> = labels.into_iter().flatten().map(|(k, v)| format!("{k}:{v}")).collect();
     format!("map[{}]", inner.join(" "))
 }
 
@@ -288,17 +234,12 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn parses_and_matches_every_operator() {
-        let s =
-            Selector::parse("app=web,tier in (a, b),!canary,env!=prod,zone,rank>2,size<10,x==y")
-                .unwrap();
+        let s = Selector::parse("app=web,tier in (a, b),!canary,env!=prod,zone,rank>2,size<10,x==y").unwrap();
         let good = labels(&[
             ("app", "web"),
             ("tier", "b"),
@@ -315,16 +256,8 @@ mod tests {
         let mut bad = good.clone();
         bad.insert("tier".into(), "c".into());
         assert!(!s.matches(&bad));
-        assert!(
-            Selector::parse("a notin (x)")
-                .unwrap()
-                .matches(&labels(&[]))
-        );
-        assert!(
-            !Selector::parse("a notin (x)")
-                .unwrap()
-                .matches(&labels(&[("a", "x")]))
-        );
+        assert!(Selector::parse("a notin (x)").unwrap().matches(&labels(&[])));
+        assert!(!Selector::parse("a notin (x)").unwrap().matches(&labels(&[("a", "x")])));
     }
 
     #[test]
@@ -336,9 +269,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [
-            "a in x", "a in (", "a=b,,c", "=v", "a=b c", "a in ()", "a>x",
-        ] {
+        for bad in ["a in x", "a in (", "a=b,,c", "=v", "a=b c", "a in ()", "a>x"] {
             assert!(Selector::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -350,10 +281,7 @@ mod tests {
             "matchExpressions": [{"key": "t", "operator": "In", "values": ["x", "y"]}]
         }))
         .unwrap();
-        assert_eq!(
-            label_selector_string(Some(&ls)).unwrap(),
-            "a=1,b=2,t in (x,y)"
-        );
+        assert_eq!(label_selector_string(Some(&ls)).unwrap(), "a=1,b=2,t in (x,y)");
         assert_eq!(go_map_string(ls.match_labels.as_ref()), "map[a:1 b:2]");
         assert_eq!(go_map_string(None), "map[]");
     }

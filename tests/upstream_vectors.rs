@@ -20,12 +20,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::{Value, json};
 use wpa::{
     api::{
-        Condition, CrossVersionObjectReference, MetricSpec, RecommenderSpec,
-        WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus,
+        Condition, CrossVersionObjectReference, MetricSpec, RecommenderSpec, WatermarkPodAutoscaler,
+        WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus,
     },
     engine::{
-        self, Action, FinalizerStep, MetricKind, MetricObservation, MetricOutcome,
-        MonitorObservation, Observation,
+        self, Action, FinalizerStep, MetricKind, MetricObservation, MetricOutcome, MonitorObservation,
+        Observation,
         calc::{self, CalcSpec, ExternalSample, MetricResult, Recommendation, ScaleInfo},
         conditions, gate, limits, pods,
         recommender::{self, RecommendationReply, RecommenderQuery},
@@ -65,9 +65,7 @@ impl Ctx {
             Value::String(s) if s == "ZERO_TIME" => Ok(Some(zero_time())),
             Value::Number(n) => {
                 let secs = n.as_f64().ok_or("bad offset")?;
-                Ok(Some(
-                    self.now + SignedDuration::from_secs_f64(secs) - EPSILON,
-                ))
+                Ok(Some(self.now + SignedDuration::from_secs_f64(secs) - EPSILON))
             }
             other => Err(format!("unsupported time {other}")),
         }
@@ -93,8 +91,7 @@ struct Check {
 impl Check {
     fn eq(&mut self, key: &str, expected: &Value, actual: &Value) {
         if !matches(expected, actual) {
-            self.diffs
-                .push(format!("{key}: expected {expected}, got {actual}"));
+            self.diffs.push(format!("{key}: expected {expected}, got {actual}"));
         }
     }
 
@@ -105,9 +102,7 @@ impl Check {
             }
             match actual.get(k) {
                 Some(a) => self.eq(k, e, a),
-                None => self
-                    .diffs
-                    .push(format!("{k}: not produced by this adapter (expected {e})")),
+                None => self.diffs.push(format!("{k}: not produced by this adapter (expected {e})")),
             }
         }
     }
@@ -129,15 +124,12 @@ fn is_zero_like(v: &Value) -> bool {
 fn matches(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
         (Value::Number(e), Value::Number(a)) => {
-            let (e, a) = (
-                e.as_f64().unwrap_or(f64::NAN),
-                a.as_f64().unwrap_or(f64::NAN),
-            );
+            let (e, a) = (e.as_f64().unwrap_or(f64::NAN), a.as_f64().unwrap_or(f64::NAN));
             (e - a).abs() <= 0.01 + 1e-9 * e.abs()
         }
-        (Value::Object(e), Value::Object(a)) => e
-            .iter()
-            .all(|(k, ev)| a.get(k).map_or(is_zero_like(ev), |av| matches(ev, av))),
+        (Value::Object(e), Value::Object(a)) => {
+            e.iter().all(|(k, ev)| a.get(k).map_or(is_zero_like(ev), |av| matches(ev, av)))
+        }
         (Value::Array(e), Value::Array(a)) => {
             e.len() == a.len() && e.iter().zip(a).all(|(e, a)| matches(e, a))
         }
@@ -163,11 +155,9 @@ fn strip_quantities(v: &Value, check: &mut Check) -> Value {
             }
             Value::String(text)
         }
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), strip_quantities(v, check)))
-                .collect(),
-        ),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), strip_quantities(v, check))).collect())
+        }
         Value::Array(a) => Value::Array(a.iter().map(|v| strip_quantities(v, check)).collect()),
         other => other.clone(),
     }
@@ -180,9 +170,7 @@ fn quantity(v: &Value) -> Result<Option<Quantity>, String> {
             .map(Some)
             .map_err(|e| e.to_string()),
         Value::String(s) => Quantity::parse(s).map(Some).map_err(|e| e.to_string()),
-        Value::Number(n) => Quantity::parse(&n.to_string())
-            .map(Some)
-            .map_err(|e| e.to_string()),
+        Value::Number(n) => Quantity::parse(&n.to_string()).map(Some).map_err(|e| e.to_string()),
         other => Err(format!("not a quantity: {other}")),
     }
 }
@@ -208,9 +196,7 @@ fn conditions_from(ctx: &Ctx, v: &Value) -> Result<Vec<Condition>, String> {
 
 fn status_from(ctx: &Ctx, v: &Value) -> Result<WatermarkPodAutoscalerStatus, String> {
     let mut s = WatermarkPodAutoscalerStatus {
-        last_scale_time: ctx
-            .time(v.get("lastScaleTimeOffsetSeconds").unwrap_or(&Value::Null))?
-            .map(Time),
+        last_scale_time: ctx.time(v.get("lastScaleTimeOffsetSeconds").unwrap_or(&Value::Null))?.map(Time),
         conditions: conditions_from(ctx, v.get("conditions").unwrap_or(&Value::Null))?,
         ..Default::default()
     };
@@ -273,23 +259,13 @@ fn owners_from(v: &Value) -> Vec<pods::OwnerRef> {
         .collect()
 }
 
-fn pods_from(
-    ctx: &Ctx,
-    v: &Value,
-) -> Result<Vec<(pods::PodInfo, BTreeMap<String, String>)>, String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| pod_from(ctx, p))
-        .collect()
+fn pods_from(ctx: &Ctx, v: &Value) -> Result<Vec<(pods::PodInfo, BTreeMap<String, String>)>, String> {
+    v.as_array().into_iter().flatten().map(|p| pod_from(ctx, p)).collect()
 }
 
 fn annotations_from(v: &Value) -> Option<BTreeMap<String, String>> {
-    v.as_object().map(|o| {
-        o.iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect()
-    })
+    v.as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
 }
 
 fn scale_from(v: &Value) -> ScaleInfo {
@@ -321,12 +297,8 @@ fn check_error_contains(check: &mut Check, expected: &Value, actual: Option<&str
     if let Some(want) = expected.get("error_contains").and_then(Value::as_str) {
         match actual {
             Some(got) if got.contains(want) => {}
-            Some(got) => check.diffs.push(format!(
-                "error: expected it to contain {want:?}, got {got:?}"
-            )),
-            None => check.diffs.push(format!(
-                "error: expected one containing {want:?}, got a result"
-            )),
+            Some(got) => check.diffs.push(format!("error: expected it to contain {want:?}, got {got:?}")),
+            None => check.diffs.push(format!("error: expected one containing {want:?}, got a result")),
         }
     }
 }
@@ -341,18 +313,13 @@ fn replica_calculation(
     check: &mut Check,
 ) -> Result<(), String> {
     let mut spec_json = i["spec"].clone();
-    let recommender_json = spec_json
-        .as_object_mut()
-        .and_then(|o| o.remove("recommender"));
+    let recommender_json = spec_json.as_object_mut().and_then(|o| o.remove("recommender"));
     let mut spec = spec_from(&spec_json, check)?;
     if let Some(r) = recommender_json.filter(|r| !r.is_null()) {
         spec.recommender =
             Some(serde_json::from_value(strip_quantities(&r, check)).map_err(|e| e.to_string())?);
     }
-    let skip = i
-        .get("skipOwnerCheck")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+    let skip = i.get("skipOwnerCheck").and_then(Value::as_bool).unwrap_or(false)
         || pods::should_skip_owner_check(annotations_from(&i["annotations"]).as_ref());
     let calc_spec = CalcSpec::from_spec(&spec, skip);
     let scale = scale_from(&i["scale"]);
@@ -381,12 +348,8 @@ fn replica_calculation(
             quantity(&m["highWatermark"])?.map_or(0, |q| q.milli()),
         ))
     };
-    let sel_string = |m: &Value| -> String {
-        serde_json::from_value(m["metricSelector"].clone())
-            .ok()
-            .and_then(|s| wpa::selector::label_selector_string(Some(&s)).ok())
-            .unwrap_or_default()
-    };
+    let metric_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> =
+        serde_json::from_value(metric["metricSelector"].clone()).ok().flatten();
     let result = match i["metricType"].as_str() {
         Some("External") => {
             let values = i["externalMetricValues"]
@@ -395,17 +358,14 @@ fn replica_calculation(
                 .flatten()
                 .map(|q| quantity(q).map(|q| q.map_or(0, |q| q.milli())))
                 .collect::<Result<Vec<_>, _>>()?;
-            let sample = ExternalSample {
-                values,
-                timestamp: None,
-            };
+            let sample = ExternalSample { values, timestamp: None };
             calc::external(
                 &calc_spec,
                 &scale,
                 &selected,
                 wpa_ns,
                 metric["metricName"].as_str().unwrap_or_default(),
-                &sel_string(metric),
+                metric_selector.as_ref(),
                 fetch_error.as_deref().map_or(Ok(&sample), Err),
                 band(metric)?,
                 ctx.now,
@@ -424,7 +384,7 @@ fn replica_calculation(
                 &selected,
                 wpa_ns,
                 metric["name"].as_str().unwrap_or_default(),
-                &sel_string(metric),
+                metric_selector.as_ref(),
                 fetch_error.as_deref().map_or(Ok(&usage), Err),
                 band(metric)?,
             )
@@ -440,15 +400,8 @@ fn replica_calculation(
                 details: r["details"].as_str().unwrap_or_default().to_string(),
                 observed_target_value: r["observedTargetValue"].as_f64().unwrap_or(0.0),
             };
-            let name = spec
-                .recommender
-                .as_ref()
-                .map(recommender::display_name)
-                .unwrap_or_default();
-            let reply = match (
-                fetch_error.as_deref(),
-                r.get("error").and_then(Value::as_str),
-            ) {
+            let name = spec.recommender.as_ref().map(recommender::display_name).unwrap_or_default();
+            let reply = match (fetch_error.as_deref(), r.get("error").and_then(Value::as_str)) {
                 (Some(e), _) | (None, Some(e)) => Err(e),
                 _ => Ok(&rec),
             };
@@ -456,9 +409,7 @@ fn replica_calculation(
             if let (Ok(r), Some(ts)) = (&out, ts) {
                 // "timestamp equals the recommender response's": the reply's time is passed through.
                 if r.timestamp.map(|t| t.as_second()) != Some(ts.as_second()) {
-                    check
-                        .diffs
-                        .push(format!("timestamp: expected {ts}, got {:?}", r.timestamp));
+                    check.diffs.push(format!("timestamp: expected {ts}, got {:?}", r.timestamp));
                 }
             }
             out
@@ -482,23 +433,10 @@ fn replica_calculation(
     Ok(())
 }
 
-fn group_pods(
-    ctx: &Ctx,
-    i: &Value,
-    exp: &Value,
-    der: &Value,
-    check: &mut Check,
-) -> Result<(), String> {
-    let ps: Vec<pods::PodInfo> = pods_from(ctx, &i["pods"])?
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    let with: BTreeSet<&str> = i["podsWithMetrics"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+fn group_pods(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
+    let ps: Vec<pods::PodInfo> = pods_from(ctx, &i["pods"])?.into_iter().map(|(p, _)| p).collect();
+    let with: BTreeSet<&str> =
+        i["podsWithMetrics"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let g = pods::group_pods(
         &ps,
         &with,
@@ -508,12 +446,7 @@ fn group_pods(
         i["skipOwnerCheck"].as_bool().unwrap_or(false),
     );
     let sorted = |v: &Value| -> Value {
-        let mut names: Vec<&str> = v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let mut names: Vec<&str> = v.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         names.sort();
         json!(names)
     };
@@ -529,33 +462,20 @@ fn group_pods(
             let e = if e.is_array() { sorted(e) } else { e.clone() };
             match actual.get(k) {
                 Some(a) => check.eq(k, &e, a),
-                None => check
-                    .diffs
-                    .push(format!("{k}: not produced (expected {e})")),
+                None => check.diffs.push(format!("{k}: not produced (expected {e})")),
             }
         }
     }
     Ok(())
 }
 
-fn ready_pods_count(
-    ctx: &Ctx,
-    i: &Value,
-    exp: &Value,
-    der: &Value,
-    check: &mut Check,
-) -> Result<(), String> {
-    let ps: Vec<pods::PodInfo> = pods_from(ctx, &i["pods"])?
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+fn ready_pods_count(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
+    let ps: Vec<pods::PodInfo> = pods_from(ctx, &i["pods"])?.into_iter().map(|(p, _)| p).collect();
     let target = i["targetName"].as_str().unwrap_or_default();
     let delay = i32_of(&i["readinessDelaySeconds"]);
     let skip = i["skipOwnerCheck"].as_bool().unwrap_or(false);
     let count = pods::count_ready_pods(&ps, target, delay, skip, ctx.now);
-    let err = pods::ready_pods_count(&ps, target, delay, skip, ctx.now)
-        .err()
-        .map(|e| e.0);
+    let err = pods::ready_pods_count(&ps, target, delay, skip, ctx.now).err().map(|e| e.0);
     let actual: BTreeMap<String, Value> = BTreeMap::from([
         ("readyCount".into(), json!(count.ready)),
         ("incorrectTargetPodsCount".into(), json!(count.incorrect)),
@@ -571,11 +491,7 @@ fn simple(check: &mut Check, exp: &Value, der: &Value, actual: BTreeMap<String, 
     check.expect_keys(der, &actual, &[]);
 }
 
-fn outcome_for(
-    spec_metric: &MetricSpec,
-    r: &Value,
-    wpa_spec: &WatermarkPodAutoscalerSpec,
-) -> MetricOutcome {
+fn outcome_for(index: usize, spec_metric: &MetricSpec, r: &Value) -> MetricOutcome {
     let mut m = spec_metric.clone();
     engine::fill_missing_watermark(&mut m);
     let (kind, name, sel, high, low) = match (&m.external, &m.resource) {
@@ -595,7 +511,6 @@ fn outcome_for(
         ),
         _ => (MetricKind::External, String::new(), None, None, None),
     };
-    let _ = wpa_spec;
     let display_name = format!(
         "{name}{{{}}}",
         wpa::selector::go_map_string(sel.as_ref().and_then(|s| s.match_labels.as_ref()))
@@ -607,7 +522,7 @@ fn outcome_for(
         high_milli: high.map_or(0, |q| q.milli()),
         low_milli: low.map_or(0, |q| q.milli()),
         result: Some(faked_result(r)),
-        selector: sel,
+        index,
     }
 }
 
@@ -624,11 +539,7 @@ fn faked_result(r: &Value) -> Result<MetricResult, String> {
         ready_replicas: i32_of(&r["readyReplicas"]),
         is_above: r["isAbove"].as_bool().unwrap_or(false),
         is_below: r["isBelow"].as_bool().unwrap_or(false),
-        details: r
-            .get("details")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        details: r.get("details").and_then(Value::as_str).unwrap_or_default().to_string(),
         converge: None,
         band: None,
     })
@@ -650,20 +561,23 @@ fn prom_value(d: &engine::Decision, key: &str) -> Value {
         None => (key, vec![]),
     };
     let name = name.strip_prefix("wpa_controller_").unwrap_or(name);
-    let found = d.gauges.iter().chain(&d.counters).find(|s| {
+    // The exporter writes upstream's misspelled twins from the same sample.
+    let name = match name {
+        "high_watermak" => "high_watermark",
+        "low_watermak" => "low_watermark",
+        n => n,
+    };
+    let sample_matches = |s: &engine::Sample| {
         s.name == name
-            && labels
-                .iter()
-                .all(|(k, v)| s.labels.iter().any(|(sk, sv)| *sk == k.as_str() && sv == v))
-    });
+            && labels.iter().all(|(k, v)| match k.as_str() {
+                "metric_name" => s.metric.and_then(|i| d.metrics.get(i)).is_some_and(|m| &m.name == v),
+                _ => s.label.is_some_and(|(lk, lv)| lk == k && lv == v),
+            })
+    };
     let total: f64 = if d.counters.iter().any(|s| s.name == name) {
-        d.counters
-            .iter()
-            .filter(|s| s.name == name)
-            .map(|s| s.value)
-            .sum()
+        d.counters.iter().filter(|s| sample_matches(s)).map(|s| s.value).sum()
     } else {
-        found.map_or(0.0, |s| s.value)
+        d.gauges.iter().find(|s| sample_matches(s)).map_or(0.0, |s| s.value)
     };
     json!(total)
 }
@@ -681,9 +595,7 @@ fn check_conditions(check: &mut Check, d: &engine::Decision, expected: &Value) {
                 "reason" => json!(c.reason),
                 "message" => json!(c.message),
                 other => {
-                    check
-                        .diffs
-                        .push(format!("condition {type_}.{other}: unknown field"));
+                    check.diffs.push(format!("condition {type_}.{other}: unknown field"));
                     continue;
                 }
             };
@@ -706,34 +618,21 @@ fn check_conditions(check: &mut Check, d: &engine::Decision, expected: &Value) {
                 check.divergences.insert("D7");
                 continue;
             }
-            check.diffs.push(format!(
-                "condition {type_}.{field}: expected {want_v}, got {got}"
-            ));
+            check.diffs.push(format!("condition {type_}.{field}: expected {want_v}, got {got}"));
         }
     }
 }
 
 fn decision_facts(d: &engine::Decision) -> BTreeMap<String, Value> {
     let mut m = BTreeMap::from([
-        (
-            "status.desiredReplicas".into(),
-            json!(d.status.desired_replicas),
-        ),
+        ("status.desiredReplicas".into(), json!(d.status.desired_replicas)),
         ("conditionCount".into(), json!(d.status.conditions.len())),
         ("scaleUpdated".into(), json!(d.scale_to.is_some())),
-        (
-            "scaleUpdatedTo".into(),
-            d.scale_to.map_or(Value::Null, |n| json!(n)),
-        ),
-        (
-            "normalizedDesired".into(),
-            d.normalized.map_or(Value::Null, |n| json!(n.replicas)),
-        ),
+        ("scaleUpdatedTo".into(), d.scale_to.map_or(Value::Null, |n| json!(n))),
+        ("normalizedDesired".into(), d.normalized.map_or(Value::Null, |n| json!(n.replicas))),
         ("rescaleReason".into(), json!(d.reason)),
     ]);
-    if let Some(gate::Blocked::Delay { seconds_left, .. }) =
-        d.gate.as_ref().and_then(|g| g.blocked.clone())
-    {
+    if let Some(gate::Blocked::Delay { seconds_left, .. }) = d.gate.as_ref().and_then(|g| g.blocked.clone()) {
         m.insert("delayRemainingSeconds".into(), json!(seconds_left));
     }
     m
@@ -763,34 +662,22 @@ fn check_decision(ctx: &Ctx, check: &mut Check, d: &engine::Decision, section: &
                 let (idx, field) = key
                     .trim_start_matches("status.conditions[")
                     .split_once(']')
-                    .map(|(i, rest)| {
-                        (
-                            i.parse::<usize>().unwrap_or(usize::MAX),
-                            rest.trim_start_matches('.'),
-                        )
-                    })
+                    .map(|(i, rest)| (i.parse::<usize>().unwrap_or(usize::MAX), rest.trim_start_matches('.')))
                     .unwrap_or((usize::MAX, ""));
                 let Some(c) = d.status.conditions.get(idx) else {
-                    check.diffs.push(format!(
-                        "{key}: there are only {} conditions",
-                        d.status.conditions.len()
-                    ));
+                    check
+                        .diffs
+                        .push(format!("{key}: there are only {} conditions", d.status.conditions.len()));
                     continue;
                 };
                 let cj = json!({"type": c.type_, "status": c.status, "reason": c.reason, "message": c.message,
                     "lastTransitionTimeOffsetSeconds": c.last_transition_time.as_ref().map(|t| ctx.offset(t.0))});
-                let got = if field.is_empty() {
-                    cj
-                } else {
-                    cj.get(field).cloned().unwrap_or(Value::Null)
-                };
+                let got = if field.is_empty() { cj } else { cj.get(field).cloned().unwrap_or(Value::Null) };
                 check.eq(key, e, &got);
             }
             other => match facts.get(other) {
                 Some(a) => check.eq(other, e, a),
-                None => check.diffs.push(format!(
-                    "{other}: not produced by this adapter (expected {e})"
-                )),
+                None => check.diffs.push(format!("{other}: not produced by this adapter (expected {e})")),
             },
         }
     }
@@ -809,11 +696,9 @@ fn wpa_object(
         namespace: Some(ns.to_string()),
         labels: annotations_from(&extra["labels"]),
         annotations: annotations_from(&extra["annotations"]),
-        finalizers: extra["finalizers"].as_array().map(|a| {
-            a.iter()
-                .filter_map(|f| f.as_str().map(String::from))
-                .collect()
-        }),
+        finalizers: extra["finalizers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect()),
         deletion_timestamp: extra
             .get("deletionTimestampSet")
             .and_then(Value::as_bool)
@@ -841,13 +726,7 @@ fn reconcile_decision(
         .iter()
         .flatten()
         .enumerate()
-        .map(|(n, m)| {
-            outcome_for(
-                m,
-                results.get(n).or(results.last()).unwrap_or(&Value::Null),
-                &spec,
-            )
-        })
+        .map(|(n, m)| outcome_for(n, m, results.get(n).or(results.last()).unwrap_or(&Value::Null)))
         .collect();
     let mut scale = scale_from(&i["scale"]);
     if scale.name.is_empty() {
@@ -885,16 +764,11 @@ fn check_result(check: &mut Check, expected: &Value, ours: Action, spec_was_defa
             if let Some(v) = o.get("requeueAfter").cloned() {
                 let secs = match &v {
                     Value::String(s) => parse_go_duration(s),
-                    Value::Number(n) if n.as_f64().unwrap_or(0.0) >= 1e6 => {
-                        n.as_f64().map(|n| n / 1e9)
-                    }
+                    Value::Number(n) if n.as_f64().unwrap_or(0.0) >= 1e6 => n.as_f64().map(|n| n / 1e9),
                     Value::Number(n) => n.as_f64(),
                     _ => None,
                 };
-                o.insert(
-                    "requeueAfter".into(),
-                    secs.map_or(Value::Null, |s| json!(s)),
-                );
+                o.insert("requeueAfter".into(), secs.map_or(Value::Null, |s| json!(s)));
             }
             Value::Object(o)
         }
@@ -908,9 +782,7 @@ fn check_result(check: &mut Check, expected: &Value, ours: Action, spec_was_defa
         check.divergences.insert("D1");
         return;
     }
-    check
-        .diffs
-        .push(format!("result: expected {want}, got {got}"));
+    check.diffs.push(format!("result: expected {want}, got {got}"));
 }
 
 /// Go's `time.Duration` string, e.g. `2m0s`, `15s`, `1.5s`.
@@ -945,22 +817,12 @@ fn parse_go_duration(s: &str) -> Option<f64> {
     any.then_some(total)
 }
 
-fn reconcile_entry(
-    ctx: &Ctx,
-    i: &Value,
-    exp: &Value,
-    der: &Value,
-    check: &mut Check,
-) -> Result<(), String> {
+fn reconcile_entry(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
     let w = &i["wpa"];
     if w.is_null() {
         // The WPA is gone: done, no error (the reconciler maps NotFound to "nothing to do").
         check_result(check, &exp["result"], Action::Done, true);
-        check.eq(
-            "error",
-            exp.get("error").unwrap_or(&json!(false)),
-            &json!(false),
-        );
+        check.eq("error", exp.get("error").unwrap_or(&json!(false)), &json!(false));
         return Ok(());
     }
     let spec = spec_from(&w["spec"], check)?;
@@ -982,33 +844,23 @@ fn reconcile_entry(
         FinalizerStep::Finalize | FinalizerStep::Skip => None,
         FinalizerStep::Add | FinalizerStep::Proceed => {
             if step == FinalizerStep::Add {
-                side_effects.push(format!(
-                    "finalizer '{}' added via object update",
-                    wpa::api::FINALIZER
-                ));
+                side_effects.push(format!("finalizer '{}' added via object update", wpa::api::FINALIZER));
             }
             let monitor = match i.get("datadogMonitor") {
                 Some(m) if !m.is_null() => MonitorObservation::Found {
                     state: m["status"]["monitorState"].as_str().map(str::to_string),
                 },
-                _ if engine::needs_monitor(&wpa) => MonitorObservation::Unavailable(
-                    "datadogmonitors.datadoghq.com not found".into(),
-                ),
+                _ if engine::needs_monitor(&wpa) => {
+                    MonitorObservation::Unavailable("datadogmonitors.datadoghq.com not found".into())
+                }
                 _ => MonitorObservation::NotRequested,
             };
             let mut scale = scale_from(i.get("scale").unwrap_or(&Value::Null));
             scale.name = wpa.spec.scale_target_ref.name.clone();
-            let pod_list: Vec<pods::PodInfo> = pods_from(ctx, &i["pods"])?
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect();
-            let metric_obs: Vec<MetricObservation> = wpa
-                .spec
-                .metrics
-                .iter()
-                .flatten()
-                .map(|_| MetricObservation::Skipped)
-                .collect();
+            let pod_list: Vec<pods::PodInfo> =
+                pods_from(ctx, &i["pods"])?.into_iter().map(|(p, _)| p).collect();
+            let metric_obs: Vec<MetricObservation> =
+                wpa.spec.metrics.iter().flatten().map(|_| MetricObservation::Skipped).collect();
             let obs = Observation {
                 target: Ok(scale),
                 pods: Ok(&pod_list),
@@ -1023,11 +875,7 @@ fn reconcile_entry(
     if let Some(r) = exp.get("result") {
         check_result(check, r, action, defaulted);
     }
-    check.eq(
-        "error",
-        exp.get("error").unwrap_or(&json!(false)),
-        &json!(false),
-    );
+    check.eq("error", exp.get("error").unwrap_or(&json!(false)), &json!(false));
     if let Some(d) = &decision {
         check_decision(ctx, check, d, exp);
         check_decision(ctx, check, d, der);
@@ -1042,9 +890,7 @@ fn reconcile_entry(
                 check.divergences.insert("D1");
                 continue;
             }
-            check.diffs.push(format!(
-                "sideEffects: expected {e:?}, ours are {side_effects:?}"
-            ));
+            check.diffs.push(format!("sideEffects: expected {e:?}, ours are {side_effects:?}"));
         }
     }
     Ok(())
@@ -1057,8 +903,8 @@ fn compute_replicas(
     der: &Value,
     check: &mut Check,
 ) -> Result<(), String> {
-    let metrics: Vec<MetricSpec> = serde_json::from_value(strip_quantities(&i["metrics"], check))
-        .map_err(|e| e.to_string())?;
+    let metrics: Vec<MetricSpec> =
+        serde_json::from_value(strip_quantities(&i["metrics"], check)).map_err(|e| e.to_string())?;
     let recommender: Option<RecommenderSpec> = match i.get("recommender") {
         Some(r) if !r.is_null() => {
             Some(serde_json::from_value(strip_quantities(r, check)).map_err(|e| e.to_string())?)
@@ -1081,32 +927,30 @@ fn compute_replicas(
                 high_milli: r.high_watermark.as_ref().map_or(0, Quantity::milli),
                 low_milli: r.low_watermark.as_ref().map_or(0, Quantity::milli),
                 result: Some(faked_result(&results["recommender"])),
-                selector: None,
+                index: 0,
             }]
         }
         None => metrics
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(n, m)| {
                 let key = m
                     .external
                     .as_ref()
                     .map(|e| e.metric_name.clone())
                     .or_else(|| m.resource.as_ref().map(|r| r.name.clone()))
                     .unwrap_or_default();
-                outcome_for(m, &results[key.as_str()], &spec)
+                outcome_for(n, m, &results[key.as_str()])
             })
             .collect(),
     };
     let actual: BTreeMap<String, Value> = match engine::combine(&spec, &outcomes) {
-        Ok(c) => BTreeMap::from([
+        Ok((c, statuses)) => BTreeMap::from([
             ("replicas".into(), json!(c.replicas)),
             ("metricName".into(), json!(c.display_name)),
-            ("statusesCount".into(), json!(c.statuses.len())),
+            ("statusesCount".into(), json!(statuses.len())),
             ("error".into(), Value::Null),
-            (
-                "conditionMessage".into(),
-                json!(engine::valid_metric_message(&c.display_name, &c.details)),
-            ),
+            ("conditionMessage".into(), json!(engine::valid_metric_message(&c.display_name, &c.details))),
         ]),
         Err(e) => BTreeMap::from([
             ("replicas".into(), json!(0)),
@@ -1115,10 +959,7 @@ fn compute_replicas(
             ("error".into(), json!(e.message)),
             (
                 "conditionMessage".into(),
-                json!(format!(
-                    "the WPA was unable to compute the replica count: {}",
-                    e.cause
-                )),
+                json!(format!("the WPA was unable to compute the replica count: {}", e.cause)),
             ),
         ]),
     };
@@ -1127,17 +968,13 @@ fn compute_replicas(
             if k == "someConditionMessageContains" {
                 let msg = actual["conditionMessage"].as_str().unwrap_or_default();
                 if !msg.contains(e.as_str().unwrap_or_default()) {
-                    check
-                        .diffs
-                        .push(format!("condition message {msg:?} does not contain {e}"));
+                    check.diffs.push(format!("condition message {msg:?} does not contain {e}"));
                 }
                 continue;
             }
             match actual.get(k) {
                 Some(a) => check.eq(k, e, a),
-                None => check
-                    .diffs
-                    .push(format!("{k}: not produced (expected {e})")),
+                None => check.diffs.push(format!("{k}: not produced (expected {e})")),
             }
         }
     }
@@ -1154,22 +991,14 @@ fn validation_vector(
     let spec = spec_from(&i["spec"], check)?;
     let err = validation::check_wpa_validity(
         &spec,
-        i["namespace"]
-            .as_str()
-            .or_else(|| i["wpa"]["namespace"].as_str())
-            .unwrap_or_default(),
-        i["name"]
-            .as_str()
-            .or_else(|| i["wpa"]["name"].as_str())
-            .unwrap_or_default(),
+        i["namespace"].as_str().or_else(|| i["wpa"]["namespace"].as_str()).unwrap_or_default(),
+        i["name"].as_str().or_else(|| i["wpa"]["name"].as_str()).unwrap_or_default(),
     )
     .err();
     check_error_contains(
         check,
         exp,
-        err.as_deref()
-            .or(Some("<no error>"))
-            .filter(|_| exp.get("error_contains").is_some()),
+        err.as_deref().or(Some("<no error>")).filter(|_| exp.get("error_contains").is_some()),
     );
     let actual = BTreeMap::from([("error".into(), err.map_or(Value::Null, Value::String))]);
     check.expect_keys(exp, &actual, &["error_contains"]);
@@ -1177,13 +1006,7 @@ fn validation_vector(
     Ok(())
 }
 
-fn should_scale(
-    ctx: &Ctx,
-    i: &Value,
-    exp: &Value,
-    der: &Value,
-    check: &mut Check,
-) -> Result<(), String> {
+fn should_scale(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
     let s = &i["spec"];
     let status = status_from(ctx, &i["status"])?;
     let cond = |t: &str| {
@@ -1221,31 +1044,13 @@ fn should_scale(
     Ok(())
 }
 
-fn limit_vector(
-    i: &Value,
-    exp: &Value,
-    der: &Value,
-    check: &mut Check,
-    up: bool,
-) -> Result<(), String> {
-    let key = if up {
-        "scaleUpLimitFactor"
-    } else {
-        "scaleDownLimitFactor"
-    };
+fn limit_vector(i: &Value, exp: &Value, der: &Value, check: &mut Check, up: bool) -> Result<(), String> {
+    let key = if up { "scaleUpLimitFactor" } else { "scaleDownLimitFactor" };
     let f = quantity(&i[key])?;
     let cur = i32_of(&i["currentReplicas"]);
-    let limit = if up {
-        limits::scale_up_limit(f.as_ref(), cur)
-    } else {
-        limits::scale_down_limit(f.as_ref(), cur)
-    };
-    simple(
-        check,
-        exp,
-        der,
-        BTreeMap::from([("limit".into(), json!(limit))]),
-    );
+    let limit =
+        if up { limits::scale_up_limit(f.as_ref(), cur) } else { limits::scale_down_limit(f.as_ref(), cur) };
+    simple(check, exp, der, BTreeMap::from([("limit".into(), json!(limit))]));
     Ok(())
 }
 
@@ -1297,14 +1102,8 @@ fn set_condition_vector(
         s["message"].as_str().unwrap_or_default(),
         ctx.now,
     );
-    if s["status"]
-        .as_str()
-        .is_some_and(|v| v != "True" && v != "False")
-    {
-        return Err(format!(
-            "condition status {} is neither True nor False",
-            s["status"]
-        ));
+    if s["status"].as_str().is_some_and(|v| v != "True" && v != "False") {
+        return Err(format!("condition status {} is neither True nor False", s["status"]));
     }
     let set = conditions::get_condition(&status, s["type"].as_str().unwrap_or_default())
         .cloned()
@@ -1316,23 +1115,11 @@ fn set_condition_vector(
         BTreeMap::from([
             (
                 "orderedTypes".into(),
-                json!(
-                    status
-                        .conditions
-                        .iter()
-                        .map(|c| c.type_.clone())
-                        .collect::<Vec<_>>()
-                ),
+                json!(status.conditions.iter().map(|c| c.type_.clone()).collect::<Vec<_>>()),
             ),
             ("count".into(), json!(status.conditions.len())),
-            (
-                "lastConditionType".into(),
-                json!(status.last_condition_type),
-            ),
-            (
-                "lastConditionState".into(),
-                json!(status.last_condition_state),
-            ),
+            ("lastConditionType".into(), json!(status.last_condition_type)),
+            ("lastConditionState".into(), json!(status.last_condition_state)),
             (
                 "lastTransitionTimeOffsetSeconds".into(),
                 json!(set.last_transition_time.map(|t| ctx.offset(t.0))),
@@ -1393,41 +1180,22 @@ fn logs_attributes(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Re
     let annotations = annotations_from(&i["annotations"]);
     let (attrs, err) = match validation::logs_attributes(annotations.as_ref()) {
         Ok(None) => (Value::Null, false),
-        Ok(Some(pairs)) => (
-            Value::Array(
-                pairs
-                    .into_iter()
-                    .flat_map(|(k, v)| [Value::String(k), v])
-                    .collect(),
-            ),
-            false,
-        ),
+        Ok(Some(pairs)) => {
+            (Value::Array(pairs.into_iter().flat_map(|(k, v)| [Value::String(k), v]).collect()), false)
+        }
         Err(_) => (Value::Null, true),
     };
-    simple(
-        check,
-        exp,
-        der,
-        BTreeMap::from([("attributes".into(), attrs), ("error".into(), json!(err))]),
-    );
+    simple(check, exp, der, BTreeMap::from([("attributes".into(), attrs), ("error".into(), json!(err))]));
     Ok(())
 }
 
-fn fill_missing_watermark(
-    i: &Value,
-    exp: &Value,
-    der: &Value,
-    check: &mut Check,
-) -> Result<(), String> {
+fn fill_missing_watermark(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
     // The file flattens the metric: {type, metricName|name, metricSelector, highWatermark, lowWatermark}.
     let flat = strip_quantities(&i["metric"], check);
     let type_ = flat["type"].as_str().unwrap_or("External").to_string();
     let mut source = flat.clone();
     source.as_object_mut().map(|o| o.remove("type"));
-    let mut m = MetricSpec {
-        type_: type_.clone(),
-        ..Default::default()
-    };
+    let mut m = MetricSpec { type_: type_.clone(), ..Default::default() };
     if type_ == "Resource" {
         m.resource = Some(serde_json::from_value(source).map_err(|e| e.to_string())?);
     } else {
@@ -1485,14 +1253,8 @@ fn query_from(i: &Value, check: &mut Check) -> Result<RecommenderQuery, String> 
 fn request_build(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
     let q = query_from(i, check)?;
     let reco = q.recommender.clone().ok_or("no recommender")?;
-    let req =
-        serde_json::to_value(recommender::build_request(&q, &reco)).map_err(|e| e.to_string())?;
-    let actual: BTreeMap<String, Value> = req
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let req = serde_json::to_value(recommender::build_request(&q, &reco)).map_err(|e| e.to_string())?;
+    let actual: BTreeMap<String, Value> = req.as_object().cloned().unwrap_or_default().into_iter().collect();
     for section in [exp, der] {
         for (k, e) in section.as_object().into_iter().flatten() {
             check.eq(k, e, actual.get(k).unwrap_or(&Value::Null));
@@ -1513,24 +1275,17 @@ fn recommendation_json(r: &Recommendation) -> Value {
 }
 
 fn response_parse(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
-    let parsed: Result<RecommendationReply, String> = serde_json::from_value(i["reply"].clone())
-        .map_err(|e| format!("error unmarshaling response: {e}"));
+    let parsed: Result<RecommendationReply, String> =
+        serde_json::from_value(i["reply"].clone()).map_err(|e| format!("error unmarshaling response: {e}"));
     let actual: BTreeMap<String, Value> =
         match parsed.and_then(|r| recommender::recommendation_from_reply(&r)) {
             Ok(r) => {
-                let mut m: BTreeMap<String, Value> = recommendation_json(&r)
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
+                let mut m: BTreeMap<String, Value> =
+                    recommendation_json(&r).as_object().cloned().unwrap_or_default().into_iter().collect();
                 m.insert("error".into(), json!(false));
                 m
             }
-            Err(e) => BTreeMap::from([
-                ("error".into(), json!(true)),
-                ("errorMessage".into(), json!(e)),
-            ]),
+            Err(e) => BTreeMap::from([("error".into(), json!(true)), ("errorMessage".into(), json!(e))]),
         };
     simple(check, exp, der, actual);
     Ok(())
@@ -1539,9 +1294,7 @@ fn response_parse(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Res
 async fn http_client(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
     let mut query = query_from(&i["request"], check)?;
     let routes = i["server"]["routes"].clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
         let routes = routes.clone();
@@ -1559,10 +1312,8 @@ async fn http_client(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> 
             };
             let mut resp = (code, body).into_response();
             if let Some(loc) = r.get("location").and_then(Value::as_str) {
-                resp.headers_mut().insert(
-                    axum::http::header::LOCATION,
-                    loc.parse().expect("a location header"),
-                );
+                resp.headers_mut()
+                    .insert(axum::http::header::LOCATION, loc.parse().expect("a location header"));
             }
             resp
         }
@@ -1575,10 +1326,9 @@ async fn http_client(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> 
     let out = client.recommend(&query).await;
     server.abort();
     let actual: BTreeMap<String, Value> = match out {
-        Ok(r) => BTreeMap::from([
-            ("error".into(), json!(false)),
-            ("response".into(), recommendation_json(&r)),
-        ]),
+        Ok(r) => {
+            BTreeMap::from([("error".into(), json!(false)), ("response".into(), recommendation_json(&r))])
+        }
         Err(e) => BTreeMap::from([
             ("error".into(), json!(true)),
             ("response".into(), Value::Null),
@@ -1599,12 +1349,8 @@ async fn run_vector(ctx: &Ctx, v: &Value) -> Result<Check, String> {
         "group_pods_resource_metric" => group_pods(ctx, i, e, &d, c)?,
         "ready_pods_count" => ready_pods_count(ctx, i, e, &d, c)?,
         "get_pod_condition" => {
-            let types: Vec<&str> = i["conditionTypes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let types: Vec<&str> =
+                i["conditionTypes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             let idx = pods::pod_condition_index(&types, i["lookup"].as_str().unwrap_or_default());
             simple(
                 c,
@@ -1665,12 +1411,7 @@ async fn run_vector(ctx: &Ctx, v: &Value) -> Result<Check, String> {
         "fill_missing_watermark" => fill_missing_watermark(i, e, &d, c)?,
         "recommender_metric_name" => {
             let r = recommender_spec(&i["recommender"], c)?;
-            simple(
-                c,
-                e,
-                &d,
-                BTreeMap::from([("metricName".into(), json!(recommender::display_name(&r)))]),
-            );
+            simple(c, e, &d, BTreeMap::from([("metricName".into(), json!(recommender::display_name(&r)))]));
         }
         "recommender_request_build" => request_build(i, e, &d, c)?,
         "recommender_response_parse" => response_parse(i, e, &d, c)?,
@@ -1682,11 +1423,7 @@ async fn run_vector(ctx: &Ctx, v: &Value) -> Result<Check, String> {
 
 fn main() {
     let path = std::env::var("WPA_VECTORS").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/upstream-vectors.json"
-        )
-        .to_string()
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/upstream-vectors.json").to_string()
     });
     let file: Value = match std::fs::read_to_string(&path)
         .map_err(|e| e.to_string())
@@ -1699,13 +1436,9 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let ctx = Ctx {
-        now: Timestamp::now(),
-    };
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let ctx = Ctx { now: Timestamp::now() };
     let (mut passed, mut failed, mut unsupported) = (0, 0, 0);
     let mut used = BTreeSet::new();
     let vectors = file["vectors"].as_array().cloned().unwrap_or_default();
@@ -1729,10 +1462,7 @@ fn main() {
             }
             Err(e) => {
                 unsupported += 1;
-                println!(
-                    "UNSUPPORTED {source} [{}]: {e}",
-                    v["function"].as_str().unwrap_or("?")
-                );
+                println!("UNSUPPORTED {source} [{}]: {e}", v["function"].as_str().unwrap_or("?"));
             }
         }
     }

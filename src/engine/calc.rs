@@ -7,13 +7,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::{
     CalcError,
     conditions::text,
     pods::{self, PodInfo},
 };
-use crate::api::WatermarkPodAutoscalerSpec;
+use crate::{api::WatermarkPodAutoscalerSpec, selector::label_selector_string};
 
 /// `convergeTowardsWatermark`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,11 +125,7 @@ impl MetricResult {
 
 /// Go's `int32(f)` on amd64: truncation toward zero; NaN and out-of-range values give `i32::MIN`.
 pub fn go_f64_to_i32(f: f64) -> i32 {
-    if f.is_nan() || f >= 2_147_483_648.0 || f < -2_147_483_648.0 {
-        i32::MIN
-    } else {
-        f.trunc() as i32
-    }
+    if f.is_nan() || f >= 2_147_483_648.0 || f < -2_147_483_648.0 { i32::MIN } else { f.trunc() as i32 }
 }
 
 /// Go's `int64(f)` on amd64.
@@ -146,11 +143,7 @@ pub fn round_up_to_modulo(rc: i32, modulo: i32) -> i32 {
         return rc;
     }
     let r = (f64::from(rc)) % f64::from(modulo);
-    if r > 0.0 {
-        rc.saturating_add(modulo - go_f64_to_i32(r))
-    } else {
-        rc
-    }
+    if r > 0.0 { rc.saturating_add(modulo - go_f64_to_i32(r)) } else { rc }
 }
 
 /// Never propose fewer replicas than `current` while scaling up.
@@ -267,20 +260,12 @@ pub fn replica_count_for_usage(
         let lower_bound = if high_milli == 0 {
             current
         } else {
-            cap(
-                go_f64_to_i32((ready_f / high_milli as f64 * usage).ceil()),
-                min_r,
-                max_r,
-            )
+            cap(go_f64_to_i32((ready_f / high_milli as f64 * usage).ceil()), min_r, max_r)
         };
         let upper_bound = if low_milli == 0 {
             current
         } else {
-            cap(
-                go_f64_to_i32((ready_f / low_milli as f64 * usage).floor()),
-                min_r,
-                max_r,
-            )
+            cap(go_f64_to_i32((ready_f / low_milli as f64 * usage).floor()), min_r, max_r)
         };
         let (rc, cond) = converge(spec, current, lower_bound, upper_bound);
         (rc, false, false, cond)
@@ -295,12 +280,7 @@ pub fn replica_count_for_usage(
         is_below,
         details: String::new(),
         converge: Some(converge_cond),
-        band: Some(Band {
-            high_milli,
-            low_milli,
-            adjusted_high,
-            adjusted_low,
-        }),
+        band: Some(Band { high_milli, low_milli, adjusted_high, adjusted_low }),
     }
 }
 
@@ -324,26 +304,17 @@ pub fn ready_replicas_for_target(
     if pods.is_empty() {
         return Err(CalcError::new(NO_PODS));
     }
-    let count = pods::ready_pods_count(
-        pods,
-        &scale.name,
-        spec.readiness_delay_seconds,
-        spec.skip_owner_check,
-        now,
-    )
-    .map_err(|e| {
-        CalcError::new(format!(
-            "unable to get the number of ready pods across all namespaces for {}: {e}",
-            scale.selector
-        ))
-    })?;
+    let count =
+        pods::ready_pods_count(pods, &scale.name, spec.readiness_delay_seconds, spec.skip_owner_check, now)
+            .map_err(|e| {
+            CalcError::new(format!(
+                "unable to get the number of ready pods across all namespaces for {}: {e}",
+                scale.selector
+            ))
+        })?;
     let ready = count.ready.min(scale.status_replicas);
     let eligible = pods.len() as i64 - i64::from(count.incorrect);
-    let ratio = if eligible > 0 {
-        100 * i64::from(ready) / eligible
-    } else {
-        0
-    };
+    let ratio = if eligible > 0 { 100 * i64::from(ready) / eligible } else { 0 };
     if ratio < i64::from(spec.min_available_percentage) {
         return Err(unready_error(ratio, scale));
     }
@@ -366,9 +337,7 @@ fn checked_sum(values: impl Iterator<Item = i64>) -> Result<i64, CalcError> {
                 "invalid metric value {v}m: metric values cannot be negative"
             )));
         }
-        sum = sum
-            .checked_add(v)
-            .ok_or_else(|| CalcError::new("the sum of the metric values overflows"))?;
+        sum = sum.checked_add(v).ok_or_else(|| CalcError::new("the sum of the metric values overflows"))?;
     }
     Ok(sum)
 }
@@ -381,16 +350,15 @@ pub fn external(
     pods: &[PodInfo],
     wpa_namespace: &str,
     metric_name: &str,
-    selector_string: &str,
+    selector: Option<&LabelSelector>,
     sample: Result<&ExternalSample, &str>,
     band: (i64, i64),
     now: Timestamp,
 ) -> Result<MetricResult, CalcError> {
     let ready = ready_replicas_for_target(spec, scale, pods, now)?;
     let wrap = |e: &str| {
-        CalcError::new(format!(
-            "unable to get external metric {wpa_namespace}/{metric_name}/{selector_string}: {e}"
-        ))
+        let sel = label_selector_string(selector).unwrap_or_default();
+        CalcError::new(format!("unable to get external metric {wpa_namespace}/{metric_name}/{sel}: {e}"))
     };
     let sample = sample.map_err(wrap)?;
     if sample.values.is_empty() {
@@ -428,14 +396,13 @@ pub fn resource(
     pods: &[PodInfo],
     wpa_namespace: &str,
     resource_name: &str,
-    selector_string: &str,
+    selector: Option<&LabelSelector>,
     usage_by_pod: Result<&BTreeMap<String, i64>, &str>,
     band: (i64, i64),
 ) -> Result<MetricResult, CalcError> {
     let wrap = |e: &str| {
-        CalcError::new(format!(
-            "unable to get resource metric {wpa_namespace}/{resource_name}/{selector_string}: {e}"
-        ))
+        let sel = label_selector_string(selector).unwrap_or_default();
+        CalcError::new(format!("unable to get resource metric {wpa_namespace}/{resource_name}/{sel}: {e}"))
     };
     let usage_by_pod = usage_by_pod.map_err(wrap)?;
     if usage_by_pod.is_empty() {
@@ -473,20 +440,11 @@ pub fn resource(
     }
     let sum = checked_sum(remaining.values().copied())?;
     if spec.average && ready == 0 {
-        return Err(CalcError::new(
-            "cannot average the metric: none of the target's pods is ready",
-        ));
+        return Err(CalcError::new("cannot average the metric: none of the target's pods is ready"));
     }
     let usage = sum as f64 / if spec.average { f64::from(ready) } else { 1.0 };
     let (low, high) = band;
-    Ok(replica_count_for_usage(
-        spec,
-        scale.spec_replicas,
-        ready,
-        usage,
-        low,
-        high,
-    ))
+    Ok(replica_count_for_usage(spec, scale.spec_replicas, ready, usage, low, high))
 }
 
 /// A recommender's answer (`ReplicaRecommendationResponse`).
@@ -510,26 +468,11 @@ pub fn adjust_recommendation(
     let is_below = current > rec.replicas_upper_bound;
     let is_above = current < rec.replicas_lower_bound;
     if rec.replicas > current {
-        (
-            adjust_up(current, rec.replicas, spec.modulo),
-            is_above,
-            is_below,
-            None,
-        )
+        (adjust_up(current, rec.replicas, spec.modulo), is_above, is_below, None)
     } else if rec.replicas < current {
-        (
-            adjust_down(current, rec.replicas, spec.modulo),
-            is_above,
-            is_below,
-            None,
-        )
+        (adjust_down(current, rec.replicas, spec.modulo), is_above, is_below, None)
     } else {
-        let (rc, cond) = converge(
-            spec,
-            current,
-            rec.replicas_lower_bound,
-            rec.replicas_upper_bound,
-        );
+        let (rc, cond) = converge(spec, current, rec.replicas_lower_bound, rec.replicas_upper_bound);
         (rc, false, false, Some(cond))
     }
 }
@@ -544,11 +487,8 @@ pub fn recommender(
     now: Timestamp,
 ) -> Result<MetricResult, CalcError> {
     let ready = ready_replicas_for_target(spec, scale, pods, now)?;
-    let rec = reply.map_err(|e| {
-        CalcError::new(format!(
-            "unable to get external recommendation {reco_name}: {e}"
-        ))
-    })?;
+    let rec = reply
+        .map_err(|e| CalcError::new(format!("unable to get external recommendation {reco_name}: {e}")))?;
     if rec.replicas == 0 && !spec.tolerate_zero {
         return Ok(MetricResult {
             replica_count: ready,
@@ -564,8 +504,7 @@ pub fn recommender(
         });
     }
     let utilization = go_f64_to_i64(rec.observed_target_value * 1000.0);
-    let (replica_count, is_above, is_below, converge) =
-        adjust_recommendation(spec, scale.spec_replicas, rec);
+    let (replica_count, is_above, is_below, converge) = adjust_recommendation(spec, scale.spec_replicas, rec);
     Ok(MetricResult {
         replica_count,
         utilization,

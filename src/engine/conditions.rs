@@ -34,13 +34,13 @@ pub mod text {
     pub const NOT_SCALING: &str = "NotScaling";
     pub const FAILED_SPEC_CHECK: &str = "FailedSpecCheck";
     pub const SUCCEEDED_GET_SCALE: &str = "SucceededGetScale";
-    pub const SUCCEEDED_GET_SCALE_MSG: &str =
-        "the WPA controller was able to get the target's current scale";
+    pub const SUCCEEDED_GET_SCALE_MSG: &str = "the WPA controller was able to get the target's current scale";
     pub const BACKOFF_DOWNSCALE: &str = "BackoffDownscale";
     pub const BACKOFF_DOWNSCALE_MSG: &str =
         "the time since the previous scale is still within the downscale forbidden window";
     pub const BACKOFF_BOTH: &str = "BackoffBoth";
-    pub const BACKOFF_BOTH_MSG: &str = "the time since the previous scale is still within both the downscale and upscale forbidden windows";
+    pub const BACKOFF_BOTH_MSG: &str =
+        "the time since the previous scale is still within both the downscale and upscale forbidden windows";
     pub const BACKOFF_UPSCALE: &str = "BackoffUpscale";
     pub const BACKOFF_UPSCALE_MSG: &str =
         "the time since the previous scale is still within the upscale forbidden window";
@@ -72,14 +72,12 @@ pub mod text {
     pub const SCALE_DOWN_LIMIT_MSG: &str =
         "the desired replica count is decreasing faster than the maximum scale rate";
     pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
-    pub const TOO_FEW_REPLICAS_MSG: &str =
-        "the desired replica count is below the minimum replica count";
+    pub const TOO_FEW_REPLICAS_MSG: &str = "the desired replica count is below the minimum replica count";
     pub const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
     pub const SCALE_UP_LIMIT_MSG: &str =
         "the desired replica count is increasing faster than the maximum scale rate";
     pub const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
-    pub const TOO_MANY_REPLICAS_MSG: &str =
-        "the desired replica count is above the maximum replica count";
+    pub const TOO_MANY_REPLICAS_MSG: &str = "the desired replica count is above the maximum replica count";
     pub const DESIRED_WITHIN_RANGE: &str = "DesiredWithinRange";
     pub const DESIRED_WITHIN_RANGE_MSG: &str = "the desired count is within the acceptable range";
 }
@@ -105,8 +103,13 @@ pub fn set_condition(
         Some(i) => {
             let changed = conditions[i].status != new_status;
             let c = &mut conditions[i];
-            c.reason = Some(reason.to_string());
-            c.message = Some(message.to_string());
+            // Most passes rewrite the same text: keep the existing strings then.
+            if c.reason.as_deref() != Some(reason) {
+                c.reason = Some(reason.to_string());
+            }
+            if c.message.as_deref() != Some(message) {
+                c.message = Some(message.to_string());
+            }
             if changed {
                 c.status = new_status.to_string();
                 c.last_transition_time = Some(Time(now));
@@ -131,14 +134,15 @@ pub fn set_condition(
         let tb = b.last_transition_time.as_ref().map(|t| t.0);
         tb.cmp(&ta)
     });
-    status.last_condition_type = Some(type_.to_string());
-    status.last_condition_state = Some(new_status.to_string());
+    if status.last_condition_type.as_deref() != Some(type_) {
+        status.last_condition_type = Some(type_.to_string());
+    }
+    if status.last_condition_state.as_deref() != Some(new_status) {
+        status.last_condition_state = Some(new_status.to_string());
+    }
 }
 
-pub fn get_condition<'a>(
-    status: &'a WatermarkPodAutoscalerStatus,
-    type_: &str,
-) -> Option<&'a Condition> {
+pub fn get_condition<'a>(status: &'a WatermarkPodAutoscalerStatus, type_: &str) -> Option<&'a Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 

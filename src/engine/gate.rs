@@ -47,24 +47,14 @@ impl Blocked {
     pub fn describe(&self) -> String {
         match self {
             Blocked::Unchanged => "Will not scale: number of replicas has not changed".into(),
-            Blocked::Window {
-                upscale,
-                seconds_left,
-            } => format!(
+            Blocked::Window { upscale, seconds_left } => format!(
                 "Too early to {}: forbidden window ends in {:.0}s",
                 if *upscale { "upscale" } else { "downscale" },
                 seconds_left.ceil()
             ),
-            Blocked::Delay {
-                upscale,
-                seconds_left,
-            } => format!(
+            Blocked::Delay { upscale, seconds_left } => format!(
                 "Will not scale: value has not been out of bounds for long enough ({} for {}s more)",
-                if *upscale {
-                    "above the high watermark"
-                } else {
-                    "below the low watermark"
-                },
+                if *upscale { "above the high watermark" } else { "below the low watermark" },
                 seconds_left.max(&0)
             ),
         }
@@ -120,21 +110,9 @@ pub fn should_scale(input: &GateInput) -> Gate {
         });
     }
     let (upscale, backoff, countdown, cond, delay) = if input.desired > input.current {
-        (
-            true,
-            gate.backoff_up,
-            up_countdown,
-            input.above,
-            input.upscale_delay_above_watermark_seconds,
-        )
+        (true, gate.backoff_up, up_countdown, input.above, input.upscale_delay_above_watermark_seconds)
     } else if input.desired < input.current {
-        (
-            false,
-            gate.backoff_down,
-            down_countdown,
-            input.below,
-            input.downscale_delay_below_watermark_seconds,
-        )
+        (false, gate.backoff_down, down_countdown, input.below, input.downscale_delay_below_watermark_seconds)
     } else {
         gate.allowed = false;
         gate.blocked = Some(Blocked::Unchanged);
@@ -142,30 +120,19 @@ pub fn should_scale(input: &GateInput) -> Gate {
     };
     if delay != 0 && !input.stable {
         // A missing condition blocks; the delay counts from the condition's last transition.
-        let cond = cond.unwrap_or(WatermarkCondition {
-            is_true: false,
-            last_transition: None,
-        });
-        let elapsed = cond
-            .last_transition
-            .map_or(0, |t| input.now.duration_since(t).as_secs());
-        let remaining = i64::from(delay)
-            - i64::from(elapsed.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
+        let cond = cond.unwrap_or(WatermarkCondition { is_true: false, last_transition: None });
+        let elapsed = cond.last_transition.map_or(0, |t| input.now.duration_since(t).as_secs());
+        let remaining =
+            i64::from(delay) - i64::from(elapsed.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
         if remaining > 0 || !cond.is_true {
             gate.allowed = false;
-            gate.blocked = Some(Blocked::Delay {
-                upscale,
-                seconds_left: remaining,
-            });
+            gate.blocked = Some(Blocked::Delay { upscale, seconds_left: remaining });
             return gate;
         }
     }
     if backoff {
         gate.allowed = false;
-        gate.blocked = Some(Blocked::Window {
-            upscale,
-            seconds_left: countdown,
-        });
+        gate.blocked = Some(Blocked::Window { upscale, seconds_left: countdown });
     }
     gate
 }

@@ -8,9 +8,7 @@ use crate::quantity::Quantity;
 pub fn scale_up_limit(factor: Option<&Quantity>, current: i32) -> i32 {
     match factor {
         Some(f) if f.value() != 0 => {
-            let step = (f.milli() as f64 / 1000.0 * f64::from(current) / 100.0)
-                .floor()
-                .max(1.0);
+            let step = (f.milli() as f64 / 1000.0 * f64::from(current) / 100.0).floor().max(1.0);
             super::calc::go_f64_to_i32(f64::from(current) + step)
         }
         _ => current,
@@ -22,9 +20,7 @@ pub fn scale_up_limit(factor: Option<&Quantity>, current: i32) -> i32 {
 pub fn scale_down_limit(factor: Option<&Quantity>, current: i32) -> i32 {
     match factor {
         Some(f) if f.value() != 0 => {
-            let step = (f.milli() as f64 / 1000.0 * f64::from(current) / 100.0)
-                .floor()
-                .max(1.0);
+            let step = (f.milli() as f64 / 1000.0 * f64::from(current) / 100.0).floor().max(1.0);
             super::calc::go_f64_to_i32(f64::from(current) - step)
         }
         _ => current,
@@ -103,11 +99,7 @@ pub fn normalize(bounds: &Bounds<'_>, current: i32, desired: i32, ready: i32) ->
         (bounds.min, Limit::TooFewReplicas)
     };
     if desired < min_allowed {
-        return Normalized {
-            replicas: min_allowed,
-            limit,
-            clamped: true,
-        };
+        return Normalized { replicas: min_allowed, limit, clamped: true };
     }
     let up = scale_up_limit(bounds.up_factor, current);
     let (max_allowed, limit) = if desired > up {
@@ -116,15 +108,7 @@ pub fn normalize(bounds: &Bounds<'_>, current: i32, desired: i32, ready: i32) ->
         (bounds.max, Limit::TooManyReplicas)
     };
     if desired > max_allowed {
-        return Normalized {
-            replicas: max_allowed,
-            limit,
-            clamped: true,
-        };
+        return Normalized { replicas: max_allowed, limit, clamped: true };
     }
-    Normalized {
-        replicas: desired,
-        limit: Limit::DesiredWithinRange,
-        clamped: false,
-    }
+    Normalized { replicas: desired, limit: Limit::DesiredWithinRange, clamped: false }
 }

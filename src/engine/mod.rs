@@ -15,7 +15,7 @@ pub mod pods;
 pub mod recommender;
 pub mod validation;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{borrow::Cow, collections::BTreeMap, time::Duration};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
@@ -23,9 +23,8 @@ use kube::ResourceExt;
 
 use crate::{
     api::{
-        ExternalMetricStatus, MetricSpec, MetricStatus, ResourceMetricStatus,
-        WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus,
-        annotations,
+        ExternalMetricStatus, MetricSpec, MetricStatus, ResourceMetricStatus, WatermarkPodAutoscaler,
+        WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus, annotations,
     },
     quantity::Quantity,
     selector,
@@ -107,8 +106,8 @@ pub struct MetricOutcome {
     pub low_milli: i64,
     /// `None`: the metric has no source and is skipped.
     pub result: Option<Result<MetricResult, String>>,
-    /// Selector of an External metric, copied into the status.
-    pub selector: Option<LabelSelector>,
+    /// Position in `spec.metrics` (0 for a recommender).
+    pub index: usize,
 }
 
 /// When to run again.
@@ -131,13 +130,24 @@ pub struct Event {
     condition: Option<&'static str>,
 }
 
-/// A gauge value; the reconciler adds the base labels (WPA, target, dry-run).
-#[derive(Clone, Debug, PartialEq)]
+/// A gauge value. The exporter adds the base labels (WPA, target, dry-run) and, for a metric's series,
+/// `metric_name`; it also writes upstream's misspelled twins (`*_watermak`).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sample {
     /// Name without the `wpa_controller_` prefix.
     pub name: &'static str,
-    pub labels: Vec<(&'static str, String)>,
+    /// For a metric's series: its index in [`Decision::metrics`].
+    pub metric: Option<usize>,
+    /// One more label with a fixed value (`reason`, `transition`, `condition`, `lifecycle_status`).
+    pub label: Option<(&'static str, &'static str)>,
     pub value: f64,
+}
+
+/// Series to delete: every series of `name` for this WPA (and of this metric when given).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Removal {
+    pub name: &'static str,
+    pub metric: Option<usize>,
 }
 
 /// Why the count was forced regardless of windows and delays.
@@ -156,7 +166,6 @@ pub struct Combined {
     pub winner: Option<usize>,
     pub ready_replicas: i32,
     pub display_name: String,
-    pub statuses: Vec<MetricStatus>,
     pub is_above: bool,
     pub is_below: bool,
     pub details: String,
@@ -176,13 +185,13 @@ pub struct CombineError {
 
 /// Everything one pass decided.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Decision {
+pub struct Decision<'a> {
     /// The status to write (assuming a decided `/scale` write succeeds; see [`Decision::scale_failed`]).
     pub status: WatermarkPodAutoscalerStatus,
     /// Whether `status` differs from the stored one (write it only then).
     pub status_changed: bool,
     /// The spec as used: defaults and missing watermarks filled in, in memory only.
-    pub spec: WatermarkPodAutoscalerSpec,
+    pub spec: Cow<'a, WatermarkPodAutoscalerSpec>,
     /// Upstream's validation message when the spec is invalid.
     pub invalid: Option<String>,
     pub metrics: Vec<MetricOutcome>,
@@ -202,22 +211,22 @@ pub struct Decision {
     pub gauges: Vec<Sample>,
     /// Counter increments.
     pub counters: Vec<Sample>,
-    /// Series to delete: a name and the labels to match.
-    pub removals: Vec<(&'static str, Vec<(&'static str, String)>)>,
+    pub removals: Vec<Removal>,
     pub action: Action,
-    original: WatermarkPodAutoscalerStatus,
     before_write: Option<WatermarkPodAutoscalerStatus>,
     now: Timestamp,
 }
 
-impl Decision {
-    fn new(wpa: &WatermarkPodAutoscaler, now: Timestamp) -> Decision {
-        let status = wpa.status.clone().unwrap_or_default();
+impl<'a> Decision<'a> {
+    fn new(
+        spec: Cow<'a, WatermarkPodAutoscalerSpec>,
+        status: WatermarkPodAutoscalerStatus,
+        now: Timestamp,
+    ) -> Self {
         Decision {
-            original: status.clone(),
             status,
             status_changed: false,
-            spec: wpa.spec.clone(),
+            spec,
             invalid: None,
             metrics: Vec::new(),
             combined: None,
@@ -242,60 +251,45 @@ impl Decision {
         set_condition(&mut self.status, type_, value, reason, message, self.now);
     }
 
-    fn gauge(&mut self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
-        let labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        self.gauges.push(Sample {
-            name,
-            labels,
-            value,
-        });
+    fn gauge(&mut self, name: &'static str, label: Option<(&'static str, &'static str)>, value: f64) {
+        self.gauges.push(Sample { name, metric: None, label, value });
     }
 
-    fn event(
-        &mut self,
-        warning: bool,
-        reason: &str,
-        message: String,
-        condition: Option<&'static str>,
-    ) {
-        self.events.push(Event {
-            warning,
-            reason: reason.to_string(),
-            message,
-            condition,
-        });
+    fn metric_gauge(&mut self, name: &'static str, metric: usize, value: f64) {
+        self.gauges.push(Sample { name, metric: Some(metric), label: None, value });
+    }
+
+    fn event(&mut self, warning: bool, reason: &str, message: String, condition: Option<&'static str>) {
+        self.events.push(Event { warning, reason: reason.to_string(), message, condition });
     }
 
     /// Seals the pass: observedGeneration, the scaling_active gauge, change detection and the
     /// transition filter on events.
-    fn finish(mut self, generation: Option<i64>) -> Decision {
-        if generation.is_some() {
-            self.status.observed_generation = generation;
+    fn finish(mut self, wpa: &WatermarkPodAutoscaler) -> Self {
+        if wpa.metadata.generation.is_some() {
+            self.status.observed_generation = wpa.metadata.generation;
         }
         let active = is_true(&self.status, SCALING_ACTIVE);
-        self.gauge("scaling_active", &[], if active { 1.0 } else { 0.0 });
+        self.gauge("scaling_active", None, if active { 1.0 } else { 0.0 });
         for (type_, label) in [
             (ABLE_TO_SCALE, "able_to_scale"),
             (SCALING_LIMITED, "scaling_limited"),
             (SCALING_BLOCKED, "scaling_blocked"),
         ] {
             if get_condition(&self.status, type_).is_some() {
-                let v = if is_true(&self.status, type_) {
-                    1.0
-                } else {
-                    0.0
-                };
-                self.gauge("conditions", &[("condition", label)], v);
+                let v = if is_true(&self.status, type_) { 1.0 } else { 0.0 };
+                self.gauge("conditions", Some(("condition", label)), v);
             }
         }
-        self.status_changed = self.status != self.original;
-        let (original, status) = (&self.original, &self.status);
+        let default_status = WatermarkPodAutoscalerStatus::default();
+        let original = wpa.status.as_ref().unwrap_or(&default_status);
+        self.status_changed = self.status != *original;
+        let status = &self.status;
         self.events.retain(|e| match e.condition {
             None => true,
             Some(t) => {
                 let key = |s: &WatermarkPodAutoscalerStatus| {
-                    get_condition(s, t)
-                        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+                    get_condition(s, t).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
                 };
                 key(original) != key(status)
             }
@@ -316,16 +310,14 @@ impl Decision {
         self.event(
             true,
             text::FAILED_SCALE,
-            format!(
-                "New size: {replicas}; reason: {}; error: {error}",
-                self.reason
-            ),
+            format!("New size: {replicas}; reason: {}; error: {error}", self.reason),
             None,
         );
         let msg = format!("the WPA controller was unable to update the target scale: {error}");
         self.set(ABLE_TO_SCALE, false, text::FAILED_SCALE, &msg);
         self.rescale = false;
-        self.status_changed = self.status != self.original;
+        // A failed write is always worth recording.
+        self.status_changed = true;
     }
 }
 
@@ -350,8 +342,9 @@ pub fn fill_missing_watermark(metric: &mut MetricSpec) {
 fn go_time(t: Option<&Time>) -> String {
     match t {
         None => "<nil>".into(),
-        Some(t) => jiff::fmt::strtime::format("%Y-%m-%d %H:%M:%S +0000 UTC", t.0)
-            .unwrap_or_else(|_| t.0.to_string()),
+        Some(t) => {
+            jiff::fmt::strtime::format("%Y-%m-%d %H:%M:%S +0000 UTC", t.0).unwrap_or_else(|_| t.0.to_string())
+        }
     }
 }
 
@@ -361,10 +354,7 @@ fn milli(q: &Option<Quantity>) -> i64 {
 
 /// The display name of an External or Resource metric: `<name>{map[k:v]}`.
 fn metric_display_name(name: &str, selector: Option<&LabelSelector>) -> String {
-    format!(
-        "{name}{{{}}}",
-        selector::go_map_string(selector.and_then(|s| s.match_labels.as_ref()))
-    )
+    format!("{name}{{{}}}", selector::go_map_string(selector.and_then(|s| s.match_labels.as_ref())))
 }
 
 /// Runs the calculator for each metric of the spec (or the recommender).
@@ -400,7 +390,7 @@ pub fn compute_outcomes(
             high_milli: milli(&reco.high_watermark),
             low_milli: milli(&reco.low_watermark),
             result: Some(result),
-            selector: None,
+            index: 0,
         }];
     }
     let specs = spec.metrics.as_deref().unwrap_or_default();
@@ -412,8 +402,6 @@ pub fn compute_outcomes(
             match (m.type_.as_str(), &m.external, &m.resource) {
                 ("External", Some(e), _) => {
                     let (high, low) = (milli(&e.high_watermark), milli(&e.low_watermark));
-                    let sel = selector::label_selector_string(e.metric_selector.as_ref())
-                        .unwrap_or_default();
                     let result = match (pods, obs) {
                         (Err(err), _) => Err(pods_err(err)),
                         (Ok(pods), MetricObservation::External(sample)) => calc::external(
@@ -422,7 +410,7 @@ pub fn compute_outcomes(
                             pods,
                             wpa_namespace,
                             &e.metric_name,
-                            &sel,
+                            e.metric_selector.as_ref(),
                             sample.as_ref().map_err(String::as_str),
                             (low, high),
                             now,
@@ -433,20 +421,15 @@ pub fn compute_outcomes(
                     MetricOutcome {
                         kind: MetricKind::External,
                         name: e.metric_name.clone(),
-                        display_name: metric_display_name(
-                            &e.metric_name,
-                            e.metric_selector.as_ref(),
-                        ),
+                        display_name: metric_display_name(&e.metric_name, e.metric_selector.as_ref()),
                         high_milli: high,
                         low_milli: low,
                         result: Some(result),
-                        selector: e.metric_selector.clone(),
+                        index: i,
                     }
                 }
                 ("Resource", _, Some(r)) => {
                     let (high, low) = (milli(&r.high_watermark), milli(&r.low_watermark));
-                    let sel = selector::label_selector_string(r.metric_selector.as_ref())
-                        .unwrap_or_default();
                     let result = match (pods, obs) {
                         (Err(err), _) => Err(pods_err(err)),
                         (Ok(pods), MetricObservation::Resource(usage)) => calc::resource(
@@ -455,7 +438,7 @@ pub fn compute_outcomes(
                             pods,
                             wpa_namespace,
                             &r.name,
-                            &sel,
+                            r.metric_selector.as_ref(),
                             usage.as_ref().map_err(String::as_str),
                             (low, high),
                         )
@@ -469,21 +452,17 @@ pub fn compute_outcomes(
                         high_milli: high,
                         low_milli: low,
                         result: Some(result),
-                        selector: r.metric_selector.clone(),
+                        index: i,
                     }
                 }
                 _ => MetricOutcome {
-                    kind: if m.type_ == "Resource" {
-                        MetricKind::Resource
-                    } else {
-                        MetricKind::External
-                    },
+                    kind: if m.type_ == "Resource" { MetricKind::Resource } else { MetricKind::External },
                     name: String::new(),
                     display_name: String::new(),
                     high_milli: 0,
                     low_milli: 0,
                     result: None,
-                    selector: None,
+                    index: i,
                 },
             }
         })
@@ -492,23 +471,24 @@ pub fn compute_outcomes(
 
 /// Combines the metrics (`computeReplicas`): the highest proposal wins, the first on ties; one failing
 /// metric aborts the computation.
+/// Also returns the `status.currentMetrics` entries, one per metric.
 pub fn combine(
     spec: &WatermarkPodAutoscalerSpec,
     outcomes: &[MetricOutcome],
-) -> Result<Combined, CombineError> {
+) -> Result<(Combined, Vec<MetricStatus>), CombineError> {
+    let mut statuses = Vec::with_capacity(outcomes.len());
     let mut c = Combined {
         replicas: 0,
         winner: None,
         ready_replicas: 0,
         display_name: String::new(),
-        statuses: Vec::with_capacity(outcomes.len()),
         is_above: false,
         is_below: false,
         details: String::new(),
     };
     for (i, o) in outcomes.iter().enumerate() {
         let Some(result) = &o.result else {
-            c.statuses.push(MetricStatus::default());
+            statuses.push(MetricStatus::default());
             continue;
         };
         let r = match result {
@@ -517,10 +497,7 @@ pub fn combine(
                 let (reason, message) = match o.kind {
                     MetricKind::External => (
                         text::FAILED_GET_EXTERNAL_METRIC,
-                        format!(
-                            "failed to compute replicas based on external metric {}: {cause}",
-                            o.name
-                        ),
+                        format!("failed to compute replicas based on external metric {}: {cause}", o.name),
                     ),
                     MetricKind::Resource => (
                         text::FAILED_GET_RESOURCE_METRIC,
@@ -534,12 +511,7 @@ pub fn combine(
                         )
                     }
                 };
-                return Err(CombineError {
-                    index: i,
-                    reason,
-                    cause: cause.clone(),
-                    message,
-                });
+                return Err(CombineError { index: i, reason, cause: cause.clone(), message });
             }
         };
         c.is_above |= r.is_above;
@@ -552,12 +524,17 @@ pub fn combine(
             c.details = r.details.clone();
         }
         let value = Quantity::from_milli(r.utilization);
-        c.statuses.push(match o.kind {
+        statuses.push(match o.kind {
             MetricKind::External => MetricStatus {
                 type_: "External".into(),
                 external: Some(ExternalMetricStatus {
                     metric_name: o.name.clone(),
-                    metric_selector: o.selector.clone(),
+                    metric_selector: spec
+                        .metrics
+                        .as_ref()
+                        .and_then(|m| m.get(o.index))
+                        .and_then(|m| m.external.as_ref())
+                        .and_then(|e| e.metric_selector.clone()),
                     current_value: value,
                     current_average_value: None,
                 }),
@@ -586,13 +563,12 @@ pub fn combine(
             },
         });
     }
-    Ok(c)
+    Ok((c, statuses))
 }
 
 /// The ScalingActive message of a successful computation.
 pub fn valid_metric_message(display_name: &str, details: &str) -> String {
-    let mut m =
-        format!("the WPA was able to successfully calculate a replica count from {display_name}");
+    let mut m = format!("the WPA was able to successfully calculate a replica count from {display_name}");
     if !details.is_empty() {
         m.push_str(" because: ");
         m.push_str(details);
@@ -600,10 +576,7 @@ pub fn valid_metric_message(display_name: &str, details: &str) -> String {
     m
 }
 
-fn watermark_condition(
-    status: &WatermarkPodAutoscalerStatus,
-    type_: &str,
-) -> Option<WatermarkCondition> {
+fn watermark_condition(status: &WatermarkPodAutoscalerStatus, type_: &str) -> Option<WatermarkCondition> {
     get_condition(status, type_).map(|c| WatermarkCondition {
         is_true: c.status == "True",
         last_transition: c.last_transition_time.as_ref().map(|t| t.0),
@@ -612,11 +585,7 @@ fn watermark_condition(
 
 /// Whether lifecycle control is on, as upstream parses the annotation.
 fn lifecycle_control(wpa: &WatermarkPodAutoscaler) -> Result<bool, String> {
-    match wpa
-        .annotations()
-        .get(annotations::LIFECYCLE_CONTROL)
-        .map(String::as_str)
-    {
+    match wpa.annotations().get(annotations::LIFECYCLE_CONTROL).map(String::as_str) {
         None | Some("") => Ok(false),
         Some(v) => validation::parse_go_bool(v),
     }
@@ -628,45 +597,39 @@ pub fn needs_monitor(wpa: &WatermarkPodAutoscaler) -> bool {
 }
 
 /// The spec a pass works with: defaults and missing watermarks filled in, in memory.
-pub fn effective_spec(spec: &WatermarkPodAutoscalerSpec) -> WatermarkPodAutoscalerSpec {
+pub fn effective_spec(spec: &WatermarkPodAutoscalerSpec) -> Cow<'_, WatermarkPodAutoscalerSpec> {
+    let one_sided = |h: &Option<Quantity>, l: &Option<Quantity>| h.is_some() != l.is_some();
+    let needs_fill = spec.metrics.iter().flatten().any(|m| {
+        m.external.as_ref().is_some_and(|e| one_sided(&e.high_watermark, &e.low_watermark))
+            || m.resource.as_ref().is_some_and(|r| one_sided(&r.high_watermark, &r.low_watermark))
+    });
+    if !needs_fill && validation::is_defaulted(spec) {
+        return Cow::Borrowed(spec);
+    }
     let mut s = validation::with_defaults(spec);
     for m in s.metrics.iter_mut().flatten() {
         fill_missing_watermark(m);
     }
-    s
+    Cow::Owned(s)
 }
 
 /// One reconcile pass (upstream's `Reconcile` from the status snapshot on, and `reconcileWPA`).
-pub fn decide(wpa: &WatermarkPodAutoscaler, obs: &Observation<'_>, now: Timestamp) -> Decision {
+pub fn decide<'a>(wpa: &'a WatermarkPodAutoscaler, obs: &Observation<'_>, now: Timestamp) -> Decision<'a> {
     let namespace = wpa.namespace().unwrap_or_default();
     let name = wpa.name_any();
-    let mut d = Decision::new(wpa, now);
-    d.set(
-        SCALING_ACTIVE,
-        false,
-        text::FAILED_PROCESS_WPA,
-        text::FAILED_PROCESS_WPA_MSG,
-    );
+    // Our decision 1: defaults are applied in memory; the stored spec is never rewritten. Filling a missing
+    // watermark first does not change what validation accepts (it only copies a watermark that is set).
+    let spec = effective_spec(&wpa.spec);
+    let mut d = Decision::new(spec, wpa.status.clone().unwrap_or_default(), now);
+    d.set(SCALING_ACTIVE, false, text::FAILED_PROCESS_WPA, text::FAILED_PROCESS_WPA_MSG);
 
-    // Our decision 1: defaults are applied in memory; the stored spec is never rewritten.
-    let defaulted = validation::with_defaults(&wpa.spec);
-    if let Err(msg) = validation::check_wpa_validity(&defaulted, &namespace, &name) {
-        d.set(
-            ABLE_TO_SCALE,
-            false,
-            text::FAILED_SPEC_CHECK,
-            &format!("Invalid WPA specification: {msg}"),
-        );
-        d.event(
-            true,
-            text::FAILED_SPEC_CHECK,
-            msg.clone(),
-            Some(ABLE_TO_SCALE),
-        );
+    if let Err(msg) = validation::check_wpa_validity(&d.spec, &namespace, &name) {
+        d.set(ABLE_TO_SCALE, false, text::FAILED_SPEC_CHECK, &format!("Invalid WPA specification: {msg}"));
+        d.event(true, text::FAILED_SPEC_CHECK, msg.clone(), Some(ABLE_TO_SCALE));
         d.reason = format!("Invalid WPA specification: {msg}");
         d.invalid = Some(msg);
         d.action = Action::Done;
-        return d.finish(wpa.metadata.generation);
+        return d.finish(wpa);
     }
 
     match lifecycle_control(wpa) {
@@ -678,11 +641,8 @@ pub fn decide(wpa: &WatermarkPodAutoscaler, obs: &Observation<'_>, now: Timestam
         ),
         Ok(true) => {
             let monitor = format!("{namespace}/{name}");
-            let labels = [
-                ("lifecycle_status", "blocked"),
-                ("monitor_name", name.as_str()),
-                ("monitor_namespace", namespace.as_str()),
-            ];
+            // The exporter adds monitor_name/monitor_namespace: the monitor is named after the WPA.
+            let labels = Some(("lifecycle_status", "blocked"));
             let blocked = match &obs.monitor {
                 MonitorObservation::Found { state: Some(s) } if s == "OK" => None,
                 MonitorObservation::Found { state: Some(s) } => Some((
@@ -710,150 +670,104 @@ pub fn decide(wpa: &WatermarkPodAutoscaler, obs: &Observation<'_>, now: Timestam
             };
             match blocked {
                 None => {
-                    d.gauge("lifecycle_control_status", &labels, 0.0);
-                    let msg = format!(
-                        "monitor {monitor} is in a OK state, allowing the WPA from proceeding"
-                    );
+                    d.gauge("lifecycle_control_status", labels, 0.0);
+                    let msg = format!("monitor {monitor} is in a OK state, allowing the WPA from proceeding");
                     d.set(SCALING_BLOCKED, false, text::DATADOG_MONITOR_OK, &msg);
                 }
                 Some((reason, msg, requeue)) => {
-                    d.gauge("lifecycle_control_status", &labels, 1.0);
+                    d.gauge("lifecycle_control_status", labels, 1.0);
                     if reason == text::FAILED_GET_DATADOG_MONITOR {
                         let detail = match &obs.monitor {
                             MonitorObservation::Unavailable(e) => e.clone(),
                             _ => msg.clone(),
                         };
-                        d.event(
-                            true,
-                            text::FAILED_GET_DATADOG_MONITOR,
-                            detail,
-                            Some(SCALING_BLOCKED),
-                        );
+                        d.event(true, text::FAILED_GET_DATADOG_MONITOR, detail, Some(SCALING_BLOCKED));
                     }
                     d.set(SCALING_BLOCKED, true, reason, &msg);
                     d.reason = msg;
                     d.action = Action::RequeueAfter(requeue);
-                    return d.finish(wpa.metadata.generation);
+                    return d.finish(wpa);
                 }
             }
         }
         Ok(false) => {}
     }
 
-    let spec = effective_spec(&wpa.spec);
     let scale = match &obs.target {
         Ok(s) => s.clone(),
         Err(e) => {
-            d.spec = spec;
-            d.event(
-                true,
-                text::FAILED_PROCESS_WPA,
-                e.clone(),
-                Some(ABLE_TO_SCALE),
-            );
-            d.set(
-                ABLE_TO_SCALE,
-                false,
-                text::FAILED_PROCESS_WPA,
-                text::FAILED_PROCESS_WPA_MSG,
-            );
+            d.event(true, text::FAILED_PROCESS_WPA, e.clone(), Some(ABLE_TO_SCALE));
+            d.set(ABLE_TO_SCALE, false, text::FAILED_PROCESS_WPA, text::FAILED_PROCESS_WPA_MSG);
             d.reason = e.clone();
             let backoff = if e.contains("scale not found") { 10 } else { 1 };
             d.action = Action::RequeueAfter(Duration::from_secs(backoff));
-            return d.finish(wpa.metadata.generation);
+            return d.finish(wpa);
         }
     };
-    let calc_spec = CalcSpec::from_spec(
-        &spec,
-        pods::should_skip_owner_check(wpa.metadata.annotations.as_ref()),
-    );
+    let calc_spec =
+        CalcSpec::from_spec(&d.spec, pods::should_skip_owner_check(wpa.metadata.annotations.as_ref()));
     let outcomes = compute_outcomes(
-        &spec,
+        &d.spec,
         &calc_spec,
         &namespace,
         &scale,
         obs.pods.as_ref().map(|p| *p).map_err(String::as_str),
         obs.metrics,
-        obs.recommendation
-            .as_ref()
-            .map(|r| r.as_ref().map_err(String::as_str)),
+        obs.recommendation.as_ref().map(|r| r.as_ref().map_err(String::as_str)),
         now,
     );
-    decide_pass(&mut d, wpa, spec, &scale, outcomes, now);
-    d.finish(wpa.metadata.generation)
+    decide_pass(&mut d, wpa, &scale, outcomes, now);
+    d.finish(wpa)
 }
 
 /// `reconcileWPA` from a successful scale GET on, with the calculator's results given. The WPA's spec is
 /// used as it is (the caller has defaulted it).
-pub fn decide_from_results(
-    wpa: &WatermarkPodAutoscaler,
+pub fn decide_from_results<'a>(
+    wpa: &'a WatermarkPodAutoscaler,
     scale: &ScaleInfo,
     outcomes: Vec<MetricOutcome>,
     now: Timestamp,
-) -> Decision {
-    let mut d = Decision::new(wpa, now);
-    decide_pass(&mut d, wpa, wpa.spec.clone(), scale, outcomes, now);
-    d.finish(wpa.metadata.generation)
+) -> Decision<'a> {
+    let mut d = Decision::new(Cow::Borrowed(&wpa.spec), wpa.status.clone().unwrap_or_default(), now);
+    decide_pass(&mut d, wpa, scale, outcomes, now);
+    d.finish(wpa)
 }
 
-fn decide_pass(
-    d: &mut Decision,
-    wpa: &WatermarkPodAutoscaler,
-    spec: WatermarkPodAutoscalerSpec,
+fn decide_pass<'a>(
+    d: &mut Decision<'a>,
+    wpa: &'a WatermarkPodAutoscaler,
     scale: &ScaleInfo,
     outcomes: Vec<MetricOutcome>,
     now: Timestamp,
 ) {
+    // The spec moves out of the decision for the pass (so the decision can be borrowed mutably) and back.
+    let spec = std::mem::replace(&mut d.spec, Cow::Borrowed(&wpa.spec));
     let namespace = wpa.namespace().unwrap_or_default();
-    d.gauge("labels_info", &[], 1.0);
+    d.gauge("labels_info", None, 1.0);
     let dry_run = spec.dry_run.unwrap_or(false);
     if dry_run {
-        d.set(
-            DRY_RUN,
-            true,
-            text::DRY_RUN_ENABLED,
-            text::DRY_RUN_ENABLED_MSG,
-        );
+        d.set(DRY_RUN, true, text::DRY_RUN_ENABLED, text::DRY_RUN_ENABLED_MSG);
     } else {
-        d.set(
-            DRY_RUN,
-            false,
-            text::DRY_RUN_DISABLED,
-            text::DRY_RUN_DISABLED_MSG,
-        );
+        d.set(DRY_RUN, false, text::DRY_RUN_DISABLED, text::DRY_RUN_DISABLED_MSG);
     }
-    d.gauge("dry_run", &[], if dry_run { 1.0 } else { 0.0 });
-    d.set(
-        ABLE_TO_SCALE,
-        true,
-        text::SUCCEEDED_GET_SCALE,
-        text::SUCCEEDED_GET_SCALE_MSG,
-    );
+    d.gauge("dry_run", None, if dry_run { 1.0 } else { 0.0 });
+    d.set(ABLE_TO_SCALE, true, text::SUCCEEDED_GET_SCALE, text::SUCCEEDED_GET_SCALE_MSG);
     let max_replicas = spec.max_replicas.unwrap_or(0);
-    d.gauge(
-        "min_replicas",
-        &[],
-        f64::from(spec.min_replicas.unwrap_or(0)),
-    );
-    d.gauge("max_replicas", &[], f64::from(max_replicas));
+    d.gauge("min_replicas", None, f64::from(spec.min_replicas.unwrap_or(0)));
+    d.gauge("max_replicas", None, f64::from(max_replicas));
 
     // Per-metric gauges and conditions, in order, up to the first failure (which aborts the pass).
-    for o in &outcomes {
+    for (i, o) in outcomes.iter().enumerate() {
         let Some(result) = &o.result else { continue };
-        let m = [("metric_name", o.name.as_str())];
         match result {
             Ok(r) => {
                 if let Some(c) = r.converge {
                     d.set(CONVERGE_TO_WATERMARK, c.status, c.reason, c.message);
                 }
-                d.gauge("value", &m, r.usage);
-                for g in ["low_watermak", "low_watermark"] {
-                    d.gauge(g, &m, o.low_milli as f64);
-                }
-                for g in ["high_watermak", "high_watermark"] {
-                    d.gauge(g, &m, o.high_milli as f64);
-                }
-                d.gauge("replicas_scaling_proposal", &m, f64::from(r.replica_count));
+                d.metric_gauge("value", i, r.usage);
+                d.metric_gauge("low_watermark", i, o.low_milli as f64);
+                d.metric_gauge("high_watermark", i, o.high_milli as f64);
+                d.metric_gauge("replicas_scaling_proposal", i, f64::from(r.replica_count));
             }
             Err(cause) => {
                 let reason = if o.kind == MetricKind::External {
@@ -861,13 +775,9 @@ fn decide_pass(
                 } else {
                     text::FAILED_GET_RESOURCE_METRIC
                 };
-                d.removals.push(("restricted_scaling", vec![]));
-                d.removals
-                    .push(("value", vec![("metric_name", o.name.clone())]));
-                d.removals.push((
-                    "replicas_scaling_proposal",
-                    vec![("metric_name", o.name.clone())],
-                ));
+                d.removals.push(Removal { name: "restricted_scaling", metric: None });
+                d.removals.push(Removal { name: "value", metric: Some(i) });
+                d.removals.push(Removal { name: "replicas_scaling_proposal", metric: Some(i) });
                 d.event(true, reason, cause.clone(), Some(SCALING_ACTIVE));
                 let msg = format!("the WPA was unable to compute the replica count: {cause}");
                 d.set(SCALING_ACTIVE, false, reason, &msg);
@@ -880,12 +790,7 @@ fn decide_pass(
     let combined = match combined {
         Err(e) => {
             d.status.current_replicas = scale.status_replicas;
-            d.event(
-                true,
-                "FailedComputeMetricsReplicas",
-                e.message.clone(),
-                Some(SCALING_ACTIVE),
-            );
+            d.event(true, "FailedComputeMetricsReplicas", e.message.clone(), Some(SCALING_ACTIVE));
             d.reason = e.message.clone();
             d.desired = d.status.desired_replicas;
             d.combined = Some(Err(e));
@@ -894,18 +799,9 @@ fn decide_pass(
         }
         Ok(c) => c,
     };
-    d.set(
-        ABOVE_HIGH_WATERMARK,
-        combined.is_above,
-        text::ABOVE_REASON,
-        text::ABOVE_MSG,
-    );
-    d.set(
-        BELOW_LOW_WATERMARK,
-        combined.is_below,
-        text::BELOW_REASON,
-        text::BELOW_MSG,
-    );
+    let (combined, mut metric_statuses) = combined;
+    d.set(ABOVE_HIGH_WATERMARK, combined.is_above, text::ABOVE_REASON, text::ABOVE_MSG);
+    d.set(BELOW_LOW_WATERMARK, combined.is_below, text::BELOW_REASON, text::BELOW_MSG);
     d.set(
         SCALING_ACTIVE,
         true,
@@ -936,33 +832,16 @@ fn decide_pass(
     );
     // Our decision 3: each restriction gauge is 1 exactly while it holds.
     let holds = |l: &[Limit]| {
-        if normalized.clamped && l.contains(&normalized.limit) {
-            1.0
-        } else {
-            0.0
-        }
+        if normalized.clamped && l.contains(&normalized.limit) { 1.0 } else { 0.0 }
     };
-    d.gauge(
-        "restricted_scaling",
-        &[("reason", "downscale_capping")],
-        holds(&[Limit::ScaleDownLimit]),
-    );
-    d.gauge(
-        "restricted_scaling",
-        &[("reason", "upscale_capping")],
-        holds(&[Limit::ScaleUpLimit]),
-    );
+    d.gauge("restricted_scaling", Some(("reason", "downscale_capping")), holds(&[Limit::ScaleDownLimit]));
+    d.gauge("restricted_scaling", Some(("reason", "upscale_capping")), holds(&[Limit::ScaleUpLimit]));
     // within_bounds: scaling is held back because every value is inside its band (upstream only ever
     // writes 0 here, from its calculator).
-    d.gauge(
-        "restricted_scaling",
-        &[("reason", "within_bounds")],
-        if stable { 1.0 } else { 0.0 },
-    );
+    d.gauge("restricted_scaling", Some(("reason", "within_bounds")), if stable { 1.0 } else { 0.0 });
     let mut desired = normalized.replicas;
     if stable && desired != current {
-        reason = "Metric within watermarks, attempting to scale to converge towards watermark"
-            .to_string();
+        reason = "Metric within watermarks, attempting to scale to converge towards watermark".to_string();
     }
 
     let gate = gate::should_scale(&GateInput {
@@ -972,12 +851,8 @@ fn decide_pass(
         last_scale_time: d.status.last_scale_time.as_ref().map(|t| t.0),
         downscale_forbidden_window_seconds: spec.downscale_forbidden_window_seconds.unwrap_or(0),
         upscale_forbidden_window_seconds: spec.upscale_forbidden_window_seconds.unwrap_or(0),
-        upscale_delay_above_watermark_seconds: spec
-            .upscale_delay_above_watermark_seconds
-            .unwrap_or(0),
-        downscale_delay_below_watermark_seconds: spec
-            .downscale_delay_below_watermark_seconds
-            .unwrap_or(0),
+        upscale_delay_above_watermark_seconds: spec.upscale_delay_above_watermark_seconds.unwrap_or(0),
+        downscale_delay_below_watermark_seconds: spec.downscale_delay_below_watermark_seconds.unwrap_or(0),
         above: watermark_condition(&d.status, ABOVE_HIGH_WATERMARK),
         below: watermark_condition(&d.status, BELOW_LOW_WATERMARK),
         now,
@@ -985,29 +860,15 @@ fn decide_pass(
     if let Some((r, m)) = gate.backoff_condition {
         d.set(ABLE_TO_SCALE, false, r, m);
     }
-    d.gauge(
-        "transition_countdown",
-        &[("transition", "downscale")],
-        gate.downscale_countdown,
-    );
-    d.gauge(
-        "transition_countdown",
-        &[("transition", "upscale")],
-        gate.upscale_countdown,
-    );
+    d.gauge("transition_countdown", Some(("transition", "downscale")), gate.downscale_countdown);
+    d.gauge("transition_countdown", Some(("transition", "upscale")), gate.upscale_countdown);
     let mut rescale = gate.allowed;
-    let mut metric_statuses = combined.statuses.clone();
 
     // Forced corrections: they ignore windows, delays and rate limits.
     let forced = if scale.spec_replicas == 0 {
         desired = 0;
         rescale = false;
-        d.set(
-            SCALING_ACTIVE,
-            false,
-            text::SCALING_DISABLED,
-            text::SCALING_DISABLED_MSG,
-        );
+        d.set(SCALING_ACTIVE, false, text::SCALING_DISABLED, text::SCALING_DISABLED_MSG);
         Some(Forced::TargetAtZero)
     } else if current > max_replicas {
         desired = max_replicas;
@@ -1024,23 +885,15 @@ fn decide_pass(
     } else {
         None
     };
-    if matches!(
-        forced,
-        Some(Forced::AboveMax | Forced::BelowMin | Forced::NoReplicas)
-    ) {
+    if matches!(forced, Some(Forced::AboveMax | Forced::BelowMin | Forced::NoReplicas)) {
         rescale = true;
-        metric_statuses = d.original.current_metrics.clone();
+        metric_statuses = wpa.status.as_ref().map(|s| s.current_metrics.clone()).unwrap_or_default();
     }
 
     d.status.current_replicas = scale.status_replicas;
     d.status.current_metrics = metric_statuses;
     if rescale {
-        d.set(
-            ABLE_TO_SCALE,
-            true,
-            text::READY_FOR_SCALE,
-            text::READY_FOR_SCALE_MSG,
-        );
+        d.set(ABLE_TO_SCALE, true, text::READY_FOR_SCALE, text::READY_FOR_SCALE_MSG);
         let before = d.status.clone();
         d.status.desired_replicas = desired;
         d.status.last_scale_time = Some(Time(now));
@@ -1049,9 +902,7 @@ fn decide_pass(
             d.event(
                 false,
                 "DryRunScaling",
-                format!(
-                    "New size: {desired}; reason: {reason}; dry run: the target was not changed"
-                ),
+                format!("New size: {desired}; reason: {reason}; dry run: the target was not changed"),
                 None,
             );
         } else {
@@ -1063,22 +914,19 @@ fn decide_pass(
                 text::SUCCESSFUL_SCALE,
                 &format!("the WPA controller was able to update the target scale to {desired}"),
             );
-            d.event(
-                false,
-                "Scaling",
-                format!("New size: {desired}; reason: {reason}"),
-                None,
-            );
+            d.event(false, "Scaling", format!("New size: {desired}; reason: {reason}"), None);
             if desired > current {
                 d.counters.push(Sample {
                     name: "upscale_replicas_total",
-                    labels: vec![],
+                    metric: None,
+                    label: None,
                     value: f64::from(desired - current),
                 });
             } else if desired < current {
                 d.counters.push(Sample {
                     name: "downscale_replicas_total",
-                    labels: vec![],
+                    metric: None,
+                    label: None,
                     value: f64::from(current - desired),
                 });
             }
@@ -1097,18 +945,14 @@ fn decide_pass(
             d.set(SCALING_ACTIVE, true, text::NOT_SCALING, &msg);
         }
         if forced.is_none() {
-            reason = gate
-                .blocked
-                .as_ref()
-                .map(|b| b.describe())
-                .unwrap_or_default();
+            reason = gate.blocked.as_ref().map(|b| b.describe()).unwrap_or_default();
         } else {
             reason = text::SCALING_DISABLED_MSG.to_string();
         }
         desired = current;
         d.status.desired_replicas = desired;
     }
-    d.gauge("replicas_scaling_effective", &[], f64::from(desired));
+    d.gauge("replicas_scaling_effective", None, f64::from(desired));
     d.desired = desired;
     d.rescale = rescale;
     d.reason = reason;

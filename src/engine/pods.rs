@@ -72,9 +72,7 @@ pub fn owner_matches(owners: &[OwnerRef], target: &str) -> bool {
 
 /// `skip-owner-check` is on only for the exact string `"true"`.
 pub fn should_skip_owner_check(annotations: Option<&BTreeMap<String, String>>) -> bool {
-    annotations
-        .and_then(|a| a.get(crate::api::annotations::SKIP_OWNER_CHECK))
-        .is_some_and(|v| v == "true")
+    annotations.and_then(|a| a.get(crate::api::annotations::SKIP_OWNER_CHECK)).is_some_and(|v| v == "true")
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,9 +130,7 @@ pub fn count_ready_pods(
         }
         let running_ready = pod.phase == PodPhase::Running && ready.status == "True";
         let pending_in_grace = pod.phase == PodPhase::Pending
-            && ready
-                .last_transition
-                .is_some_and(|t| now.duration_since(t) < delay(readiness_delay_seconds));
+            && ready.last_transition.is_some_and(|t| now.duration_since(t) < delay(readiness_delay_seconds));
         if running_ready || pending_in_grace {
             count.ready += 1;
         }
@@ -183,9 +179,7 @@ pub fn group_pods(
                 (Some(ready), Some(start)) => {
                     let transition = ready.last_transition.unwrap_or(Timestamp::MIN);
                     ready.status == "False"
-                        || start
-                            .checked_add(delay(readiness_delay_seconds))
-                            .map_or(true, |s| s > transition)
+                        || start.checked_add(delay(readiness_delay_seconds)).map_or(true, |s| s > transition)
                 }
                 _ => true,
             };

@@ -108,9 +108,7 @@ pub struct RecommenderQuery {
 
 /// Builds the wire request. Watermarks are sent as `milli / 1000` (so `800m` is `0.8`).
 pub fn build_request(q: &RecommenderQuery, reco: &RecommenderSpec) -> RecommendationRequest {
-    let bound = |w: &Option<crate::quantity::Quantity>| {
-        w.as_ref().map_or(0.0, |w| w.milli() as f64 / 1000.0)
-    };
+    let bound = |w: &Option<crate::quantity::Quantity>| w.as_ref().map_or(0.0, |w| w.milli() as f64 / 1000.0);
     RecommendationRequest {
         target_ref: TargetRef {
             cluster: q.target_cluster.clone(),
@@ -119,10 +117,7 @@ pub fn build_request(q: &RecommenderQuery, reco: &RecommenderSpec) -> Recommenda
             name: q.target_ref.name.clone(),
             api_version: q.target_ref.api_version.clone().unwrap_or_default(),
         },
-        constraints: Constraints {
-            min_replicas: q.min_replicas,
-            max_replicas: q.max_replicas,
-        },
+        constraints: Constraints { min_replicas: q.min_replicas, max_replicas: q.max_replicas },
         state: State {
             desired_replicas: q.desired_replicas,
             current_replicas: q.current_replicas,
@@ -157,17 +152,9 @@ pub struct RecommendationReply {
     pub timestamp: Option<String>,
     #[serde(default, alias = "target_replicas", deserialize_with = "proto_i32")]
     pub target_replicas: i32,
-    #[serde(
-        default,
-        alias = "lower_bound_replicas",
-        deserialize_with = "proto_opt_i32"
-    )]
+    #[serde(default, alias = "lower_bound_replicas", deserialize_with = "proto_opt_i32")]
     pub lower_bound_replicas: Option<i32>,
-    #[serde(
-        default,
-        alias = "upper_bound_replicas",
-        deserialize_with = "proto_opt_i32"
-    )]
+    #[serde(default, alias = "upper_bound_replicas", deserialize_with = "proto_opt_i32")]
     pub upper_bound_replicas: Option<i32>,
     #[serde(default, alias = "observed_targets")]
     pub observed_targets: Vec<Target>,
@@ -187,19 +174,13 @@ pub fn recommendation_from_reply(reply: &RecommendationReply) -> Result<Recommen
         replicas_upper_bound: reply.upper_bound_replicas.unwrap_or(0),
         timestamp: reply.timestamp.clone(),
         details: reply.reason.clone(),
-        observed_target_value: reply
-            .observed_targets
-            .first()
-            .map_or(0.0, |t| t.target_value),
+        observed_target_value: reply.observed_targets.first().map_or(0.0, |t| t.target_value),
     })
 }
 
 /// The recommender's display name: `recommender{targetType:<t>,<k>:<v>,...}`, settings sorted by key.
 pub fn display_name(reco: &RecommenderSpec) -> String {
-    let mut s = format!(
-        "recommender{{targetType:{}",
-        reco.target_type.as_deref().unwrap_or("")
-    );
+    let mut s = format!("recommender{{targetType:{}", reco.target_type.as_deref().unwrap_or(""));
     for (k, v) in reco.settings.iter().flatten() {
         s.push_str(&format!(",{k}:{v}"));
     }
@@ -221,10 +202,9 @@ fn proto_opt_i32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Erro
             .and_then(|v| i32::try_from(v).ok())
             .map(Some)
             .ok_or_else(|| D::Error::custom(format!("{n} is not a 32-bit integer"))),
-        serde_json::Value::String(s) => s
-            .parse::<i32>()
-            .map(Some)
-            .map_err(|_| D::Error::custom(format!("{s:?} is not a 32-bit integer"))),
+        serde_json::Value::String(s) => {
+            s.parse::<i32>().map(Some).map_err(|_| D::Error::custom(format!("{s:?} is not a 32-bit integer")))
+        }
         other => Err(D::Error::custom(format!("{other} is not a 32-bit integer"))),
     }
 }
@@ -235,14 +215,10 @@ fn proto_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let v = match serde_json::Value::deserialize(d)? {
         serde_json::Value::Null => 0.0,
         serde_json::Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-        serde_json::Value::String(s) => s
-            .parse::<f64>()
-            .map_err(|_| D::Error::custom(format!("{s:?} is not a number")))?,
+        serde_json::Value::String(s) => {
+            s.parse::<f64>().map_err(|_| D::Error::custom(format!("{s:?} is not a number")))?
+        }
         other => return Err(D::Error::custom(format!("{other} is not a number"))),
     };
-    if v.is_finite() {
-        Ok(v)
-    } else {
-        Err(D::Error::custom("the value is not a finite number"))
-    }
+    if v.is_finite() { Ok(v) } else { Err(D::Error::custom("the value is not a finite number")) }
 }

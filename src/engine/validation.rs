@@ -24,22 +24,12 @@ pub struct MissingDefault {
 /// The defaults upstream writes (`DefaultWatermarkPodAutoscaler`): same fields, same values.
 pub fn missing_defaults(spec: &WatermarkPodAutoscalerSpec) -> Vec<MissingDefault> {
     let mut out = Vec::new();
-    let mut push = |pointer, value: Value, present| {
-        out.push(MissingDefault {
-            pointer,
-            value,
-            present,
-        })
-    };
+    let mut push = |pointer, value: Value, present| out.push(MissingDefault { pointer, value, present });
     if spec.min_replicas.is_none() {
         push("/spec/minReplicas", 1.into(), false);
     }
     if spec.algorithm.as_deref().unwrap_or("").is_empty() {
-        push(
-            "/spec/algorithm",
-            "absolute".into(),
-            spec.algorithm.is_some(),
-        );
+        push("/spec/algorithm", "absolute".into(), spec.algorithm.is_some());
     }
     if spec.tolerance.as_ref().is_none_or(|t| t.milli() == 0) {
         push("/spec/tolerance", "100m".into(), spec.tolerance.is_some());
@@ -79,12 +69,8 @@ pub fn with_defaults(spec: &WatermarkPodAutoscalerSpec) -> WatermarkPodAutoscale
             "/spec/algorithm" => s.algorithm = Some("absolute".into()),
             "/spec/tolerance" => s.tolerance = Some(Quantity::from_milli(100)),
             "/spec/scaleUpLimitFactor" => s.scale_up_limit_factor = Some(Quantity::from_units(50)),
-            "/spec/scaleDownLimitFactor" => {
-                s.scale_down_limit_factor = Some(Quantity::from_units(20))
-            }
-            "/spec/downscaleForbiddenWindowSeconds" => {
-                s.downscale_forbidden_window_seconds = Some(300)
-            }
+            "/spec/scaleDownLimitFactor" => s.scale_down_limit_factor = Some(Quantity::from_units(20)),
+            "/spec/downscaleForbiddenWindowSeconds" => s.downscale_forbidden_window_seconds = Some(300),
             "/spec/replicaScalingAbsoluteModulo" => s.replica_scaling_absolute_modulo = Some(1),
             "/spec/upscaleForbiddenWindowSeconds" => s.upscale_forbidden_window_seconds = Some(60),
             other => unreachable!("no default for {other}"),
@@ -120,10 +106,7 @@ fn upstream_rules(
     let mut out: Vec<Finding> = Vec::new();
     macro_rules! fail {
         ($path:expr, $msg:expr) => {{
-            out.push(Finding {
-                path: $path.into(),
-                message: $msg,
-            });
+            out.push(Finding { path: $path.into(), message: $msg });
             if first_only {
                 return out;
             }
@@ -182,7 +165,8 @@ fn upstream_rules(
         }
         _ => fail!(
             "spec.scaleUpLimitFactor",
-            "scaleuplimitfactor and scaledownlimitfactor can't be nil, make sure the WPA spec is defaulted".to_string()
+            "scaleuplimitfactor and scaledownlimitfactor can't be nil, make sure the WPA spec is defaulted"
+                .to_string()
         ),
     }
     let metrics = spec.metrics.as_deref().unwrap_or_default();
@@ -196,41 +180,25 @@ fn upstream_rules(
         let base = format!("spec.metrics[{i}]");
         let (source, kind) = match m.type_.as_str() {
             "External" => (
-                m.external.as_ref().map(|e| {
-                    (
-                        &e.metric_name,
-                        &e.metric_selector,
-                        &e.high_watermark,
-                        &e.low_watermark,
-                    )
-                }),
+                m.external
+                    .as_ref()
+                    .map(|e| (&e.metric_name, &e.metric_selector, &e.high_watermark, &e.low_watermark)),
                 "External",
             ),
             "Resource" => (
-                m.resource.as_ref().map(|r| {
-                    (
-                        &r.name,
-                        &r.metric_selector,
-                        &r.high_watermark,
-                        &r.low_watermark,
-                    )
-                }),
+                m.resource
+                    .as_ref()
+                    .map(|r| (&r.name, &r.metric_selector, &r.high_watermark, &r.low_watermark)),
                 "Resource",
             ),
             other => {
-                fail!(
-                    format!("{base}.type"),
-                    format!("incorrect metric.Type: '{other}'")
-                );
+                fail!(format!("{base}.type"), format!("incorrect metric.Type: '{other}'"));
                 continue;
             }
         };
         let field = kind.to_ascii_lowercase();
         let Some((metric_name, sel, high, low)) = source else {
-            fail!(
-                format!("{base}.{field}"),
-                format!("metric.{kind} is nil while metric.Type is '{kind}'")
-            );
+            fail!(format!("{base}.{field}"), format!("metric.{kind} is nil while metric.Type is '{kind}'"));
             continue;
         };
         if high.is_none() && low.is_none() {
@@ -269,10 +237,7 @@ pub fn check_wpa_validity(
     namespace: &str,
     name: &str,
 ) -> Result<(), String> {
-    match upstream_rules(spec, namespace, name, true)
-        .into_iter()
-        .next()
-    {
+    match upstream_rules(spec, namespace, name, true).into_iter().next() {
         Some(f) => Err(f.message),
         None => Ok(()),
     }
@@ -293,11 +258,7 @@ impl std::fmt::Display for Violation {
 }
 
 fn quoted_list(values: &[&str]) -> String {
-    values
-        .iter()
-        .map(|v| format!("{v:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Every problem the admission webhook refuses: upstream's rules (on the spec as defaulted, since the
@@ -311,17 +272,9 @@ pub fn admission_violations(
     let defaulted = with_defaults(spec);
     let mut out: Vec<Violation> = upstream_rules(&defaulted, namespace, name, false)
         .into_iter()
-        .map(|f| Violation {
-            path: f.path,
-            message: f.message,
-        })
+        .map(|f| Violation { path: f.path, message: f.message })
         .collect();
-    let mut add = |path: &str, message: String| {
-        out.push(Violation {
-            path: path.to_string(),
-            message,
-        })
-    };
+    let mut add = |path: &str, message: String| out.push(Violation { path: path.to_string(), message });
 
     let r = &spec.scale_target_ref;
     if r.api_version.as_deref().unwrap_or("").is_empty() {
@@ -357,34 +310,20 @@ pub fn admission_violations(
     }
     if let Some(p) = spec.min_available_replica_percentage {
         if !(0..=100).contains(&p) {
-            add(
-                "spec.minAvailableReplicaPercentage",
-                format!("must be between 0 and 100, got {p}"),
-            );
+            add("spec.minAvailableReplicaPercentage", format!("must be between 0 and 100, got {p}"));
         }
     }
     let positive = |path: String, q: &Option<Quantity>, out: &mut Vec<Violation>| {
         if let Some(q) = q {
             if q.milli() <= 0 {
-                out.push(Violation {
-                    path,
-                    message: format!("must be greater than 0, got {q}"),
-                });
+                out.push(Violation { path, message: format!("must be greater than 0, got {q}") });
             }
         }
     };
     for (i, m) in spec.metrics.iter().flatten().enumerate() {
         if let Some(e) = &m.external {
-            positive(
-                format!("spec.metrics[{i}].external.highWatermark"),
-                &e.high_watermark,
-                &mut out,
-            );
-            positive(
-                format!("spec.metrics[{i}].external.lowWatermark"),
-                &e.low_watermark,
-                &mut out,
-            );
+            positive(format!("spec.metrics[{i}].external.highWatermark"), &e.high_watermark, &mut out);
+            positive(format!("spec.metrics[{i}].external.lowWatermark"), &e.low_watermark, &mut out);
             if let Some(sel) = &e.metric_selector {
                 if let Err(err) = selector::Selector::from_label_selector(sel) {
                     out.push(Violation {
@@ -395,16 +334,8 @@ pub fn admission_violations(
             }
         }
         if let Some(res) = &m.resource {
-            positive(
-                format!("spec.metrics[{i}].resource.highWatermark"),
-                &res.high_watermark,
-                &mut out,
-            );
-            positive(
-                format!("spec.metrics[{i}].resource.lowWatermark"),
-                &res.low_watermark,
-                &mut out,
-            );
+            positive(format!("spec.metrics[{i}].resource.highWatermark"), &res.high_watermark, &mut out);
+            positive(format!("spec.metrics[{i}].resource.lowWatermark"), &res.low_watermark, &mut out);
             if let Some(sel) = &res.metric_selector {
                 if let Err(err) = selector::Selector::from_label_selector(sel) {
                     out.push(Violation {
@@ -417,25 +348,18 @@ pub fn admission_violations(
     }
     if let Some(reco) = &spec.recommender {
         let url_ok = reco.url.starts_with("http://") || reco.url.starts_with("https://");
-        if !url_ok
-            || reco
-                .url
-                .split_once("://")
-                .is_none_or(|(_, rest)| rest.is_empty())
-        {
+        if !url_ok || reco.url.split_once("://").is_none_or(|(_, rest)| rest.is_empty()) {
             out.push(Violation {
                 path: "spec.recommender.url".into(),
                 message: format!("must be an http:// or https:// URL, got {:?}", reco.url),
             });
         }
-        for (field, q) in [
-            ("highWatermark", &reco.high_watermark),
-            ("lowWatermark", &reco.low_watermark),
-        ] {
+        for (field, q) in [("highWatermark", &reco.high_watermark), ("lowWatermark", &reco.low_watermark)] {
             if q.is_none() {
                 out.push(Violation {
                     path: format!("spec.recommender.{field}"),
-                    message: "required: both watermarks are sent to the recommender as the target's bounds".into(),
+                    message: "required: both watermarks are sent to the recommender as the target's bounds"
+                        .into(),
                 });
             }
         }
@@ -462,18 +386,12 @@ pub fn parse_go_bool(s: &str) -> Result<bool, String> {
 }
 
 /// The `wpa.datadoghq.com/*` annotations, checked strictly. `on_wpa` adds the WPA-only annotations.
-pub fn annotation_violations(
-    annotations: &BTreeMap<String, String>,
-    on_wpa: bool,
-) -> Vec<Violation> {
+pub fn annotation_violations(annotations: &BTreeMap<String, String>, on_wpa: bool) -> Vec<Violation> {
     let mut out = Vec::new();
     let path = |key: &str| format!("metadata.annotations[{key}]");
     if let Some(v) = annotations.get(annotations::LOGS_ATTRIBUTES) {
         if let Err(e) = logs_attributes_strict(v) {
-            out.push(Violation {
-                path: path(annotations::LOGS_ATTRIBUTES),
-                message: e,
-            });
+            out.push(Violation { path: path(annotations::LOGS_ATTRIBUTES), message: e });
         }
     }
     if let Some(v) = annotations.get(annotations::SKIP_OWNER_CHECK) {
@@ -525,19 +443,14 @@ pub fn logs_attributes(
 
 /// The admission check of `logs-attributes`: a JSON object whose values are scalars.
 fn logs_attributes_strict(raw: &str) -> Result<(), String> {
-    let v: Value = serde_json::from_str(raw).map_err(|e| {
-        format!("not valid JSON ({e}); expected an object such as {{\"team\":\"web\"}}")
-    })?;
+    let v: Value = serde_json::from_str(raw)
+        .map_err(|e| format!("not valid JSON ({e}); expected an object such as {{\"team\":\"web\"}}"))?;
     let Value::Object(map) = v else {
-        return Err(format!(
-            "must be a JSON object such as {{\"team\":\"web\"}}, got {v}"
-        ));
+        return Err(format!("must be a JSON object such as {{\"team\":\"web\"}}, got {v}"));
     };
     for (k, v) in map {
         if v.is_object() || v.is_array() {
-            return Err(format!(
-                "the value of {k:?} must be a string, number, boolean or null, got {v}"
-            ));
+            return Err(format!("the value of {k:?} must be a string, number, boolean or null, got {v}"));
         }
     }
     Ok(())
@@ -562,38 +475,20 @@ mod tests {
         assert_eq!(d.min_replicas, Some(1));
         assert_eq!(d.algorithm.as_deref(), Some("absolute"));
         assert_eq!(d.tolerance.as_ref().map(Quantity::milli), Some(100));
-        assert_eq!(
-            d.scale_up_limit_factor
-                .as_ref()
-                .map(|q| q.to_string())
-                .as_deref(),
-            Some("50")
-        );
-        assert_eq!(
-            d.scale_down_limit_factor
-                .as_ref()
-                .map(|q| q.to_string())
-                .as_deref(),
-            Some("20")
-        );
+        assert_eq!(d.scale_up_limit_factor.as_ref().map(|q| q.to_string()).as_deref(), Some("50"));
+        assert_eq!(d.scale_down_limit_factor.as_ref().map(|q| q.to_string()).as_deref(), Some("20"));
         assert_eq!(d.downscale_forbidden_window_seconds, Some(300));
         assert_eq!(d.upscale_forbidden_window_seconds, Some(60));
         assert_eq!(d.replica_scaling_absolute_modulo, Some(1));
         assert!(is_defaulted(&d));
-        assert!(
-            missing_defaults(&d).is_empty(),
-            "defaulting twice changes nothing"
-        );
+        assert!(missing_defaults(&d).is_empty(), "defaulting twice changes nothing");
     }
 
     #[test]
     fn explicit_zero_tolerance_is_replaced() {
         let spec: WatermarkPodAutoscalerSpec =
             serde_json::from_value(serde_json::json!({"tolerance": "0"})).unwrap();
-        let tol = missing_defaults(&spec)
-            .into_iter()
-            .find(|d| d.pointer == "/spec/tolerance")
-            .unwrap();
+        let tol = missing_defaults(&spec).into_iter().find(|d| d.pointer == "/spec/tolerance").unwrap();
         assert!(tol.present);
         assert_eq!(tol.value, Value::from("100m"));
     }
