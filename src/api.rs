@@ -46,35 +46,18 @@ pub mod annotations {
     shortname = "wpa",
     namespaced,
     status = "WatermarkPodAutoscalerStatus",
-    printcolumn(
-        name = "scaling active",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"ScalingActive\")].status"
-    ),
-    printcolumn(name = "condition", type_ = "string", json_path = ".status.lastConditionType"),
-    printcolumn(name = "condition state", type_ = "string", json_path = ".status.lastConditionState"),
-    printcolumn(
-        name = "value",
-        type_ = "string",
-        json_path = ".status.currentMetrics[*].external.currentValue.."
-    ),
-    printcolumn(name = "high watermark", type_ = "string", json_path = ".spec..highWatermark"),
-    printcolumn(name = "low watermark", type_ = "string", json_path = ".spec..lowWatermark"),
-    printcolumn(name = "age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "min replicas", type_ = "integer", json_path = ".spec.minReplicas"),
-    printcolumn(name = "max replicas", type_ = "integer", json_path = ".spec.maxReplicas"),
-    printcolumn(
-        name = "dry-run",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"DryRun\")].status"
-    ),
-    printcolumn(name = "last scale", type_ = "date", json_path = ".status.lastScaleTime"),
-    printcolumn(
-        name = "scale count",
-        type_ = "integer",
-        json_path = ".status.scalingEventsCount",
-        priority = 1
-    )
+    printcolumn = r#"{"name": "scaling active", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"ScalingActive\")].status"}"#,
+    printcolumn = r#"{"name": "condition", "type": "string", "jsonPath": ".status.lastConditionType"}"#,
+    printcolumn = r#"{"name": "condition state", "type": "string", "jsonPath": ".status.lastConditionState"}"#,
+    printcolumn = r#"{"name": "value", "type": "string", "jsonPath": ".status.currentMetrics[*].external.currentValue.."}"#,
+    printcolumn = r#"{"name": "high watermark", "type": "string", "jsonPath": ".spec..highWatermark"}"#,
+    printcolumn = r#"{"name": "low watermark", "type": "string", "jsonPath": ".spec..lowWatermark"}"#,
+    printcolumn = r#"{"name": "age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name": "min replicas", "type": "integer", "jsonPath": ".spec.minReplicas"}"#,
+    printcolumn = r#"{"name": "max replicas", "type": "integer", "jsonPath": ".spec.maxReplicas"}"#,
+    printcolumn = r#"{"name": "dry-run", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"DryRun\")].status"}"#,
+    printcolumn = r#"{"name": "last scale", "type": "date", "jsonPath": ".status.lastScaleTime"}"#,
+    printcolumn = r#"{"name": "scale count", "type": "integer", "jsonPath": ".status.scalingEventsCount", "priority": 1}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WatermarkPodAutoscalerSpec {

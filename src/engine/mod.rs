@@ -893,6 +893,10 @@ fn decide_pass<'a>(
     d.status.current_replicas = scale.status_replicas;
     d.status.current_metrics = metric_statuses;
     if rescale {
+        if reason.is_empty() {
+            // Upstream allows the first scale before comparing counts, so it can "scale" to the same count.
+            reason = "No timestamp for the lastScale event".into();
+        }
         d.set(ABLE_TO_SCALE, true, text::READY_FOR_SCALE, text::READY_FOR_SCALE_MSG);
         let before = d.status.clone();
         d.status.desired_replicas = desired;

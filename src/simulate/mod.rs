@@ -58,6 +58,9 @@ pub struct Step {
     pub replicas: i32,
     pub scaled: bool,
     pub reason: String,
+    /// The value each metric was compared with (per ready pod with `algorithm: average`).
+    #[serde(skip)]
+    pub compared: BTreeMap<String, f64>,
     #[serde(skip)]
     pub above: bool,
     #[serde(skip)]
@@ -84,8 +87,19 @@ pub struct Report {
     pub summary: Summary,
     #[serde(skip)]
     pub wall_clock_start: Option<f64>,
+    /// Per metric: high and low watermark, and the tolerance-adjusted band.
     #[serde(skip)]
-    pub watermarks: BTreeMap<String, (f64, f64)>,
+    pub watermarks: BTreeMap<String, Band>,
+    #[serde(skip)]
+    pub average: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Band {
+    pub high: f64,
+    pub low: f64,
+    pub adjusted_high: f64,
+    pub adjusted_low: f64,
 }
 
 /// The names a series may use for the WPA's metrics, in spec order.
@@ -187,7 +201,8 @@ pub fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options) -> Rep
     let mut summary =
         Summary { min_replicas_seen: replicas, max_replicas_seen: replicas, ..Default::default() };
     let effective = engine::effective_spec(&wpa.spec);
-    let watermarks: BTreeMap<String, (f64, f64)> = effective
+    let tol = effective.tolerance.as_ref().map_or(0, |q| q.milli());
+    let watermarks: BTreeMap<String, Band> = effective
         .metrics
         .iter()
         .flatten()
@@ -197,7 +212,15 @@ pub fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options) -> Rep
                 (_, Some(r)) => (r.name.clone(), r.high_watermark.clone(), r.low_watermark.clone()),
                 _ => return None,
             };
-            Some((n, (h.map_or(0.0, |q| q.as_f64()), l.map_or(0.0, |q| q.as_f64()))))
+            let (h, l) = (h.map_or(0, |q| q.milli()), l.map_or(0, |q| q.milli()));
+            // The engine's integer adjustment (§6.6), in metric units.
+            let band = Band {
+                high: h as f64 / 1000.0,
+                low: l as f64 / 1000.0,
+                adjusted_high: (h + h * tol / 1000) as f64 / 1000.0,
+                adjusted_low: (l - l * tol / 1000) as f64 / 1000.0,
+            };
+            Some((n, band))
         })
         .collect();
 
@@ -298,9 +321,18 @@ pub fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options) -> Rep
             summary.seconds_below_low_watermark += step;
         }
         let metrics = names.iter().map(|n| (n.clone(), latest.get(n).map(|(v, _)| *v))).collect();
+        let compared = decision
+            .metrics
+            .iter()
+            .filter_map(|m| match &m.result {
+                Some(Ok(r)) => Some((m.name.clone(), r.usage / 1000.0)),
+                _ => None,
+            })
+            .collect();
         steps.push(Step {
             t: now_s - start,
             metrics,
+            compared,
             proposal,
             desired: decision.desired,
             replicas,
@@ -314,7 +346,8 @@ pub fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options) -> Rep
     }
     summary.steps = steps.len();
     summary.duration_seconds = steps.last().map_or(0.0, |s| s.t);
-    Report { steps, summary, wall_clock_start: series.wall_clock.then_some(start), watermarks }
+    let average = effective.algorithm.as_deref() == Some("average");
+    Report { steps, summary, wall_clock_start: series.wall_clock.then_some(start), watermarks, average }
 }
 
 fn step_reason(d: &Decision) -> String {

@@ -55,10 +55,17 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Line {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
 struct Panel<'a> {
     title: String,
     y_label: &'a str,
-    series: Vec<(String, &'a str, bool, Vec<(f64, f64)>)>,
+    series: Vec<(String, &'a str, Line, Vec<(f64, f64)>)>,
     lo: f64,
     hi: f64,
 }
@@ -78,19 +85,22 @@ pub fn render_svg(report: &Report) -> String {
 
     let mut panels: Vec<Panel> = Vec::new();
     for name in &names {
-        let points: Vec<(f64, f64)> =
-            steps.iter().filter_map(|s| s.metrics.get(name).copied().flatten().map(|v| (s.t, v))).collect();
-        let (high, low) = report.watermarks.get(name).copied().unwrap_or((0.0, 0.0));
-        let max_v = points.iter().map(|p| p.1).fold(high.max(low), f64::max);
+        // What the engine compared with the watermarks: per ready pod with `average`.
+        let points: Vec<(f64, f64)> = steps.iter().filter_map(|s| s.compared.get(name).map(|v| (s.t, *v))).collect();
+        let band = report.watermarks.get(name).copied().unwrap_or_default();
+        let max_v = points.iter().map(|p| p.1).fold(band.adjusted_high.max(band.high), f64::max);
         let hi = if max_v > 0.0 { max_v * 1.1 } else { 1.0 };
         let edge = |y: f64| vec![(0.0, y), (duration, y)];
+        let what = if report.average { "value per ready pod" } else { "value" };
         panels.push(Panel {
-            title: format!("{name}: value against the watermarks"),
-            y_label: "value (metric units)",
+            title: format!("{name}: {what} against the watermarks"),
+            y_label: if report.average { "per ready pod (metric units)" } else { "value (metric units)" },
             series: vec![
-                (name.clone(), "#1f77b4", false, points),
-                (format!("high watermark ({})", label(high)), "#d62728", true, edge(high)),
-                (format!("low watermark ({})", label(low)), "#2ca02c", true, edge(low)),
+                (name.clone(), "#1f77b4", Line::Solid, points),
+                (format!("high watermark ({})", label(band.high)), "#d62728", Line::Dashed, edge(band.high)),
+                (format!("  + tolerance ({})", label(band.adjusted_high)), "#d62728", Line::Dotted, edge(band.adjusted_high)),
+                (format!("low watermark ({})", label(band.low)), "#2ca02c", Line::Dashed, edge(band.low)),
+                (format!("  − tolerance ({})", label(band.adjusted_low)), "#2ca02c", Line::Dotted, edge(band.adjusted_low)),
             ],
             lo: 0.0,
             hi,
@@ -108,7 +118,7 @@ pub fn render_svg(report: &Report) -> String {
     panels.push(Panel {
         title: "replicas after each step".into(),
         y_label: "replicas",
-        series: vec![("replicas".into(), "#111111", false, stairs)],
+        series: vec![("replicas".into(), "#111111", Line::Solid, stairs)],
         lo: 0.0,
         hi: (max_r * 1.15).ceil().max(max_r + 1.0),
     });
@@ -174,7 +184,11 @@ pub fn render_svg(report: &Report) -> String {
         for (j, (name, color, dashed, pts)) in p.series.iter().enumerate() {
             let path: Vec<String> =
                 pts.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(v.clamp(p.lo, p.hi)))).collect();
-            let dash = if *dashed { r#" stroke-dasharray="6 4""# } else { "" };
+            let dash = match dashed {
+                Line::Solid => "",
+                Line::Dashed => r#" stroke-dasharray="6 4""#,
+                Line::Dotted => r#" stroke-dasharray="2 3""#,
+            };
             if !path.is_empty() {
                 let _ = write!(
                     svg,
