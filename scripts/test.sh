@@ -29,3 +29,6 @@ cargo clippy --all-targets --locked -- -D warnings
 
 say "cargo test"
 cargo test --all-targets --locked
+
+say "independent reference vectors (tests/reference)"
+WPA_VECTORS=tests/data/reference-vectors.json cargo test --locked --test upstream_vectors 2>&1 | tail -n 1

@@ -443,12 +443,12 @@ fn normalize_schema(node: &mut serde_json::Value) {
     let mut required: Vec<String> = Vec::new();
     if let Some(Value::Object(props)) = obj.get_mut("properties") {
         for (name, prop) in props.iter_mut() {
-            if let Some(p) = prop.as_object_mut() {
-                if p.remove("x-wpa-required") == Some(Value::Bool(true)) {
-                    required.push(name.clone());
-                    // A required field is never null.
-                    p.remove("nullable");
-                }
+            if let Some(p) = prop.as_object_mut()
+                && p.remove("x-wpa-required") == Some(Value::Bool(true))
+            {
+                required.push(name.clone());
+                // A required field is never null.
+                p.remove("nullable");
             }
         }
     }

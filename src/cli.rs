@@ -102,7 +102,7 @@ fn run_simulate(args: &SimulateArgs) -> ExitCode {
     let result = (|| -> Result<(), simulate::InputError> {
         let wpa = simulate::read_wpa(&args.wpa)?;
         let series = simulate::read_series(&args.series, &simulate::metric_names(&wpa))?;
-        if !(args.step > 0.0) {
+        if args.step.is_nan() || args.step <= 0.0 {
             return Err(simulate::InputError::new(
                 &args.series,
                 None,

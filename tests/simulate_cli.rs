@@ -49,12 +49,25 @@ fn example_day_scales_up_and_down_within_bounds() {
     // The documented shape, keys in this order: {"steps":[{"t","metrics","proposal","desired","replicas",
     // "scaled","reason"}...],"summary":{...}} (checked on the text: a parsed map would sort the keys).
     let text = String::from_utf8(out.stdout.clone()).expect("UTF-8");
-    assert!(text.starts_with(r#"{"steps":[{"t":0.0,"metrics":{"nginx.net.request_per_s":"#), "{}", &text[..80]);
-    let first_step = &text[..text.find('}').and_then(|i| text[i + 1..].find('}').map(|j| i + j + 2)).expect("a step")];
-    let positions: Vec<usize> = ["\"t\":", "\"metrics\":", "\"proposal\":", "\"desired\":", "\"replicas\":", "\"scaled\":", "\"reason\":"]
-        .iter()
-        .map(|k| first_step.find(k).unwrap_or_else(|| panic!("{k} missing from {first_step}")))
-        .collect();
+    assert!(
+        text.starts_with(r#"{"steps":[{"t":0.0,"metrics":{"nginx.net.request_per_s":"#),
+        "{}",
+        &text[..80]
+    );
+    let first_step =
+        &text[..text.find('}').and_then(|i| text[i + 1..].find('}').map(|j| i + j + 2)).expect("a step")];
+    let positions: Vec<usize> = [
+        "\"t\":",
+        "\"metrics\":",
+        "\"proposal\":",
+        "\"desired\":",
+        "\"replicas\":",
+        "\"scaled\":",
+        "\"reason\":",
+    ]
+    .iter()
+    .map(|k| first_step.find(k).unwrap_or_else(|| panic!("{k} missing from {first_step}")))
+    .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "key order in {first_step}");
     assert!(text.trim_end().ends_with('}') && text.contains("],\"summary\":{"));
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
@@ -80,7 +93,12 @@ fn example_day_scales_up_and_down_within_bounds() {
     // Each scale-up is within the 50% limit of the count before it.
     for w in replicas.windows(2) {
         if w[1] > w[0] {
-            assert!(w[1] <= w[0] + (w[0] / 2).max(1), "upscale {} -> {} exceeds scaleUpLimitFactor 50", w[0], w[1]);
+            assert!(
+                w[1] <= w[0] + (w[0] / 2).max(1),
+                "upscale {} -> {} exceeds scaleUpLimitFactor 50",
+                w[0],
+                w[1]
+            );
         }
     }
 }
@@ -90,7 +108,8 @@ fn delay_and_windows_are_replayed() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let wpa_file = write(&dir, "wpa.yaml", WPA);
     // 300 qps over 2 pods is above the high watermark from t=0; 10 qps is below the low one from t=600.
-    let series = write(&dir, "s.csv", "timestamp,metric,value\n0,qps,300\n599,qps,300\n600,qps,10\n1800,qps,10\n");
+    let series =
+        write(&dir, "s.csv", "timestamp,metric,value\n0,qps,300\n599,qps,300\n600,qps,10\n1800,qps,10\n");
     let out = wpa()
         .args(["simulate", "--format", "json"])
         .arg("--wpa")
@@ -108,16 +127,28 @@ fn delay_and_windows_are_replayed() {
     assert_eq!(steps[0]["scaled"], true);
     // The upscale forbidden window (60 s) holds the next scale until t=60.
     assert_eq!(steps[1]["replicas"], 3);
-    assert!(steps[1]["reason"].as_str().expect("reason").starts_with("Too early to upscale"), "{}", steps[1]["reason"]);
+    assert!(
+        steps[1]["reason"].as_str().expect("reason").starts_with("Too early to upscale"),
+        "{}",
+        steps[1]["reason"]
+    );
     assert_eq!(steps[4]["t"], 60.0);
     assert_eq!(steps[4]["replicas"], 4);
     // While qps stays above the watermark: 50 % steps each minute, up to maxReplicas.
-    let mut seen: Vec<i64> = steps.iter().take_while(|s| s["t"].as_f64() < Some(600.0)).map(|s| s["replicas"].as_i64().expect("replicas")).collect();
+    let mut seen: Vec<i64> = steps
+        .iter()
+        .take_while(|s| s["t"].as_f64() < Some(600.0))
+        .map(|s| s["replicas"].as_i64().expect("replicas"))
+        .collect();
     seen.dedup();
     assert_eq!(seen, [3, 4, 6, 9, 10]);
     // Below the watermark from t=600: 20 % (at least 1) per step, one step per 300 s downscale window.
-    let at = |t: f64| steps.iter().find(|s| s["t"].as_f64() == Some(t)).expect("a step at t")["replicas"].as_i64();
-    assert_eq!([at(585.0), at(600.0), at(885.0), at(900.0), at(1200.0), at(1500.0), at(1800.0)], [10, 8, 8, 7, 6, 5, 4].map(Some));
+    let at =
+        |t: f64| steps.iter().find(|s| s["t"].as_f64() == Some(t)).expect("a step at t")["replicas"].as_i64();
+    assert_eq!(
+        [at(585.0), at(600.0), at(885.0), at(900.0), at(1200.0), at(1500.0), at(1800.0)],
+        [10, 8, 8, 7, 6, 5, 4].map(Some)
+    );
 }
 
 fn run_err(wpa_text: &str, series_text: &str) -> (i32, String) {
@@ -132,9 +163,21 @@ fn run_err(wpa_text: &str, series_text: &str) -> (i32, String) {
 #[test]
 fn bad_input_is_one_clear_line_with_exit_code_2() {
     let cases = [
-        (WPA, "timestamp,metric,value\n0,qps,1\n15,latency,2\n", "wpa simulate: series.csv:3: unknown metric \"latency\"; the WPA's metrics are: qps"),
-        (WPA, "timestamp,metric,value\n0,qps,fast\n", "wpa simulate: series.csv:2: value \"fast\" is not a number"),
-        (WPA, "timestamp,metric,value\n30,qps,1\n15,qps,2\n", "wpa simulate: series.csv:3: time goes backwards (15 is before the previous sample's 30)"),
+        (
+            WPA,
+            "timestamp,metric,value\n0,qps,1\n15,latency,2\n",
+            "wpa simulate: series.csv:3: unknown metric \"latency\"; the WPA's metrics are: qps",
+        ),
+        (
+            WPA,
+            "timestamp,metric,value\n0,qps,fast\n",
+            "wpa simulate: series.csv:2: value \"fast\" is not a number",
+        ),
+        (
+            WPA,
+            "timestamp,metric,value\n30,qps,1\n15,qps,2\n",
+            "wpa simulate: series.csv:3: time goes backwards (15 is before the previous sample's 30)",
+        ),
         (
             &WPA.replace("minReplicas: 2", "minReplicas: 20"),
             "timestamp,metric,value\n0,qps,1\n",

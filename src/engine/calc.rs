@@ -125,12 +125,12 @@ impl MetricResult {
 
 /// Go's `int32(f)` on amd64: truncation toward zero; NaN and out-of-range values give `i32::MIN`.
 pub fn go_f64_to_i32(f: f64) -> i32 {
-    if f.is_nan() || f >= 2_147_483_648.0 || f < -2_147_483_648.0 { i32::MIN } else { f.trunc() as i32 }
+    if f.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&f) { i32::MIN } else { f.trunc() as i32 }
 }
 
 /// Go's `int64(f)` on amd64.
 pub fn go_f64_to_i64(f: f64) -> i64 {
-    if f.is_nan() || f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
+    if f.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
         i64::MIN
     } else {
         f.trunc() as i64
@@ -489,12 +489,13 @@ pub fn recommender(
     let ready = ready_replicas_for_target(spec, scale, pods, now)?;
     let rec = reply
         .map_err(|e| CalcError::new(format!("unable to get external recommendation {reco_name}: {e}")))?;
+    let timestamp = rec.timestamp.as_deref().and_then(|t| t.parse().ok());
     if rec.replicas == 0 && !spec.tolerate_zero {
         return Ok(MetricResult {
             replica_count: ready,
             utilization: 0,
             usage: 0.0,
-            timestamp: None,
+            timestamp,
             ready_replicas: ready,
             is_above: false,
             is_below: false,
@@ -509,7 +510,7 @@ pub fn recommender(
         replica_count,
         utilization,
         usage: utilization as f64,
-        timestamp: rec.timestamp.as_deref().and_then(|t| t.parse().ok()),
+        timestamp,
         ready_replicas: ready,
         is_above,
         is_below,

@@ -215,17 +215,17 @@ fn upstream_rules(
                 format!("missing Labels for the {kind} metric {metric_name}")
             );
         }
-        if let (Some(h), Some(l)) = (high, low) {
-            if h.milli() < l.milli() {
-                let labels = sel.as_ref().and_then(|s| s.match_labels.as_ref());
-                fail!(
-                    format!("{base}.{field}.lowWatermark"),
-                    format!(
-                        "low WaterMark of {kind} metric {metric_name}{{{}}} has to be strictly inferior to the High Watermark",
-                        selector::go_map_string(labels)
-                    )
-                );
-            }
+        if let (Some(h), Some(l)) = (high, low)
+            && h.milli() < l.milli()
+        {
+            let labels = sel.as_ref().and_then(|s| s.match_labels.as_ref());
+            fail!(
+                format!("{base}.{field}.lowWatermark"),
+                format!(
+                    "low WaterMark of {kind} metric {metric_name}{{{}}} has to be strictly inferior to the High Watermark",
+                    selector::go_map_string(labels)
+                )
+            );
         }
     }
     out
@@ -286,63 +286,64 @@ pub fn admission_violations(
     if spec.max_replicas.is_none() {
         add("spec.maxReplicas", "required".into());
     }
-    if let Some(algo) = spec.algorithm.as_deref() {
-        if !algo.is_empty() && !["absolute", "average"].contains(&algo) {
-            add(
-                "spec.algorithm",
-                format!(
-                    "unsupported value {algo:?}: supported values: {}",
-                    quoted_list(&["absolute", "average"])
-                ),
-            );
-        }
+    if let Some(algo) = spec.algorithm.as_deref()
+        && !algo.is_empty()
+        && !["absolute", "average"].contains(&algo)
+    {
+        add(
+            "spec.algorithm",
+            format!(
+                "unsupported value {algo:?}: supported values: {}",
+                quoted_list(&["absolute", "average"])
+            ),
+        );
     }
-    if let Some(c) = spec.converge_towards_watermark.as_deref() {
-        if !["", "highwatermark", "lowwatermark"].contains(&c) {
-            add(
-                "spec.convergeTowardsWatermark",
-                format!(
-                    "unsupported value {c:?}: supported values: {}",
-                    quoted_list(&["", "highwatermark", "lowwatermark"])
-                ),
-            );
-        }
+    if let Some(c) = spec.converge_towards_watermark.as_deref()
+        && !["", "highwatermark", "lowwatermark"].contains(&c)
+    {
+        add(
+            "spec.convergeTowardsWatermark",
+            format!(
+                "unsupported value {c:?}: supported values: {}",
+                quoted_list(&["", "highwatermark", "lowwatermark"])
+            ),
+        );
     }
-    if let Some(p) = spec.min_available_replica_percentage {
-        if !(0..=100).contains(&p) {
-            add("spec.minAvailableReplicaPercentage", format!("must be between 0 and 100, got {p}"));
-        }
+    if let Some(p) = spec.min_available_replica_percentage
+        && !(0..=100).contains(&p)
+    {
+        add("spec.minAvailableReplicaPercentage", format!("must be between 0 and 100, got {p}"));
     }
     let positive = |path: String, q: &Option<Quantity>, out: &mut Vec<Violation>| {
-        if let Some(q) = q {
-            if q.milli() <= 0 {
-                out.push(Violation { path, message: format!("must be greater than 0, got {q}") });
-            }
+        if let Some(q) = q
+            && q.milli() <= 0
+        {
+            out.push(Violation { path, message: format!("must be greater than 0, got {q}") });
         }
     };
     for (i, m) in spec.metrics.iter().flatten().enumerate() {
         if let Some(e) = &m.external {
             positive(format!("spec.metrics[{i}].external.highWatermark"), &e.high_watermark, &mut out);
             positive(format!("spec.metrics[{i}].external.lowWatermark"), &e.low_watermark, &mut out);
-            if let Some(sel) = &e.metric_selector {
-                if let Err(err) = selector::Selector::from_label_selector(sel) {
-                    out.push(Violation {
-                        path: format!("spec.metrics[{i}].external.metricSelector"),
-                        message: err.problem,
-                    });
-                }
+            if let Some(sel) = &e.metric_selector
+                && let Err(err) = selector::Selector::from_label_selector(sel)
+            {
+                out.push(Violation {
+                    path: format!("spec.metrics[{i}].external.metricSelector"),
+                    message: err.problem,
+                });
             }
         }
         if let Some(res) = &m.resource {
             positive(format!("spec.metrics[{i}].resource.highWatermark"), &res.high_watermark, &mut out);
             positive(format!("spec.metrics[{i}].resource.lowWatermark"), &res.low_watermark, &mut out);
-            if let Some(sel) = &res.metric_selector {
-                if let Err(err) = selector::Selector::from_label_selector(sel) {
-                    out.push(Violation {
-                        path: format!("spec.metrics[{i}].resource.metricSelector"),
-                        message: err.problem,
-                    });
-                }
+            if let Some(sel) = &res.metric_selector
+                && let Err(err) = selector::Selector::from_label_selector(sel)
+            {
+                out.push(Violation {
+                    path: format!("spec.metrics[{i}].resource.metricSelector"),
+                    message: err.problem,
+                });
             }
         }
     }
@@ -363,13 +364,13 @@ pub fn admission_violations(
                 });
             }
         }
-        if let (Some(h), Some(l)) = (&reco.high_watermark, &reco.low_watermark) {
-            if h.milli() < l.milli() {
-                out.push(Violation {
-                    path: "spec.recommender.lowWatermark".into(),
-                    message: format!("must not be greater than highWatermark ({l} > {h})"),
-                });
-            }
+        if let (Some(h), Some(l)) = (&reco.high_watermark, &reco.low_watermark)
+            && h.milli() < l.milli()
+        {
+            out.push(Violation {
+                path: "spec.recommender.lowWatermark".into(),
+                message: format!("must not be greater than highWatermark ({l} > {h})"),
+            });
         }
     }
     out.extend(annotation_violations(annotations, true));
@@ -389,37 +390,40 @@ pub fn parse_go_bool(s: &str) -> Result<bool, String> {
 pub fn annotation_violations(annotations: &BTreeMap<String, String>, on_wpa: bool) -> Vec<Violation> {
     let mut out = Vec::new();
     let path = |key: &str| format!("metadata.annotations[{key}]");
-    if let Some(v) = annotations.get(annotations::LOGS_ATTRIBUTES) {
-        if let Err(e) = logs_attributes_strict(v) {
-            out.push(Violation { path: path(annotations::LOGS_ATTRIBUTES), message: e });
-        }
+    if let Some(v) = annotations.get(annotations::LOGS_ATTRIBUTES)
+        && let Err(e) = logs_attributes_strict(v)
+    {
+        out.push(Violation { path: path(annotations::LOGS_ATTRIBUTES), message: e });
     }
-    if let Some(v) = annotations.get(annotations::SKIP_OWNER_CHECK) {
-        if v != "true" && v != "false" {
-            out.push(Violation {
-                path: path(annotations::SKIP_OWNER_CHECK),
-                message: format!(
-                    "must be \"true\" or \"false\", got {v:?} (any other value leaves the owner check on)"
-                ),
-            });
-        }
+    if let Some(v) = annotations.get(annotations::SKIP_OWNER_CHECK)
+        && v != "true"
+        && v != "false"
+    {
+        out.push(Violation {
+            path: path(annotations::SKIP_OWNER_CHECK),
+            message: format!(
+                "must be \"true\" or \"false\", got {v:?} (any other value leaves the owner check on)"
+            ),
+        });
     }
     if on_wpa {
-        if let Some(v) = annotations.get(annotations::LIFECYCLE_CONTROL) {
-            if !v.is_empty() && parse_go_bool(v).is_err() {
-                out.push(Violation {
-                    path: path(annotations::LIFECYCLE_CONTROL),
-                    message: format!("must be a boolean (true, false, 1, 0, t, f), got {v:?}"),
-                });
-            }
+        if let Some(v) = annotations.get(annotations::LIFECYCLE_CONTROL)
+            && !v.is_empty()
+            && parse_go_bool(v).is_err()
+        {
+            out.push(Violation {
+                path: path(annotations::LIFECYCLE_CONTROL),
+                message: format!("must be a boolean (true, false, 1, 0, t, f), got {v:?}"),
+            });
         }
-        if let Some(v) = annotations.get(annotations::ALLOW_CONFLICT) {
-            if v != "true" && v != "false" {
-                out.push(Violation {
-                    path: path(annotations::ALLOW_CONFLICT),
-                    message: format!("must be \"true\" or \"false\", got {v:?}"),
-                });
-            }
+        if let Some(v) = annotations.get(annotations::ALLOW_CONFLICT)
+            && v != "true"
+            && v != "false"
+        {
+            out.push(Violation {
+                path: path(annotations::ALLOW_CONFLICT),
+                message: format!("must be \"true\" or \"false\", got {v:?}"),
+            });
         }
     }
     out

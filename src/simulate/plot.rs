@@ -62,10 +62,13 @@ enum Line {
     Dotted,
 }
 
+/// A legend entry, its colour, its stroke and its points.
+type Series<'a> = (String, &'a str, Line, Vec<(f64, f64)>);
+
 struct Panel<'a> {
     title: String,
     y_label: &'a str,
-    series: Vec<(String, &'a str, Line, Vec<(f64, f64)>)>,
+    series: Vec<Series<'a>>,
     lo: f64,
     hi: f64,
 }
@@ -86,7 +89,8 @@ pub fn render_svg(report: &Report) -> String {
     let mut panels: Vec<Panel> = Vec::new();
     for name in &names {
         // What the engine compared with the watermarks: per ready pod with `average`.
-        let points: Vec<(f64, f64)> = steps.iter().filter_map(|s| s.compared.get(name).map(|v| (s.t, *v))).collect();
+        let points: Vec<(f64, f64)> =
+            steps.iter().filter_map(|s| s.compared.get(name).map(|v| (s.t, *v))).collect();
         let band = report.watermarks.get(name).copied().unwrap_or_default();
         let max_v = points.iter().map(|p| p.1).fold(band.adjusted_high.max(band.high), f64::max);
         let hi = if max_v > 0.0 { max_v * 1.1 } else { 1.0 };
@@ -98,9 +102,19 @@ pub fn render_svg(report: &Report) -> String {
             series: vec![
                 (name.clone(), "#1f77b4", Line::Solid, points),
                 (format!("high watermark ({})", label(band.high)), "#d62728", Line::Dashed, edge(band.high)),
-                (format!("  + tolerance ({})", label(band.adjusted_high)), "#d62728", Line::Dotted, edge(band.adjusted_high)),
+                (
+                    format!("  + tolerance ({})", label(band.adjusted_high)),
+                    "#d62728",
+                    Line::Dotted,
+                    edge(band.adjusted_high),
+                ),
                 (format!("low watermark ({})", label(band.low)), "#2ca02c", Line::Dashed, edge(band.low)),
-                (format!("  − tolerance ({})", label(band.adjusted_low)), "#2ca02c", Line::Dotted, edge(band.adjusted_low)),
+                (
+                    format!("  − tolerance ({})", label(band.adjusted_low)),
+                    "#2ca02c",
+                    Line::Dotted,
+                    edge(band.adjusted_low),
+                ),
             ],
             lo: 0.0,
             hi,

@@ -50,10 +50,10 @@ impl Series {
 
 fn parse_time(raw: &str) -> Result<(f64, bool), String> {
     let raw = raw.trim();
-    if let Ok(secs) = raw.parse::<f64>() {
-        if secs.is_finite() {
-            return Ok((secs, false));
-        }
+    if let Ok(secs) = raw.parse::<f64>()
+        && secs.is_finite()
+    {
+        return Ok((secs, false));
     }
     raw.parse::<Timestamp>().map(|t| (t.as_millisecond() as f64 / 1000.0, true)).map_err(|_| {
         format!("timestamp {raw:?} is neither RFC 3339 (2024-05-01T12:00:00Z) nor a number of seconds")
@@ -111,22 +111,22 @@ pub fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Result<Serie
         if q.milli() < 0 {
             return Err(err(format!("value {raw} is negative; metric values cannot be negative")));
         }
-        if let Some(prev) = samples.last() {
-            if at < prev.at {
-                return Err(err(format!(
-                    "time goes backwards ({} is before the previous sample's {})",
-                    record[0].trim(),
-                    fmt_time(prev.at, is_wall)
-                )));
-            }
+        if let Some(prev) = samples.last()
+            && at < prev.at
+        {
+            return Err(err(format!(
+                "time goes backwards ({} is before the previous sample's {})",
+                record[0].trim(),
+                fmt_time(prev.at, is_wall)
+            )));
         }
-        if let Some(prev) = last_per_metric.get(&metric) {
-            if at <= *prev {
-                return Err(err(format!(
-                    "times are not increasing for metric {metric:?} (two samples at {})",
-                    record[0].trim()
-                )));
-            }
+        if let Some(prev) = last_per_metric.get(&metric)
+            && at <= *prev
+        {
+            return Err(err(format!(
+                "times are not increasing for metric {metric:?} (two samples at {})",
+                record[0].trim()
+            )));
         }
         last_per_metric.insert(metric.clone(), at);
         samples.push(Sample { at, metric, value: q.as_f64(), milli: q.milli() });
