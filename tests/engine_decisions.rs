@@ -1,0 +1,295 @@
+//! Whole passes of the engine (`engine::decide`) on scenarios the upstream vectors do not cover: dry-run,
+//! a failed scale write, events only on transitions, garbage metrics, lifecycle control, invalid specs.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use wpa::{
+    api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec},
+    engine::{
+        self, Action, Decision, MetricObservation, MonitorObservation, Observation,
+        calc::{ExternalSample, ScaleInfo},
+        conditions::{self, get_condition},
+        pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
+    },
+};
+
+fn now() -> Timestamp {
+    "2026-01-01T12:00:00Z".parse().expect("a time")
+}
+
+fn wpa(extra: serde_json::Value) -> WatermarkPodAutoscaler {
+    let mut spec = serde_json::json!({
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "minReplicas": 2, "maxReplicas": 10,
+        "metrics": [{"type": "External", "external": {
+            "metricName": "qps", "metricSelector": {"matchLabels": {"app": "web"}},
+            "highWatermark": "100", "lowWatermark": "50"}}]
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    let spec: WatermarkPodAutoscalerSpec = serde_json::from_value(spec).expect("a spec");
+    let mut w = WatermarkPodAutoscaler::new("web", spec);
+    w.metadata.namespace = Some("default".into());
+    w.metadata.generation = Some(7);
+    w
+}
+
+fn pods(n: usize) -> Vec<PodInfo> {
+    (0..n)
+        .map(|i| PodInfo {
+            name: format!("web-abc-{i}"),
+            phase: PodPhase::Running,
+            ready: Some(ReadyCondition {
+                status: "True".into(),
+                last_transition: Some(now() - Duration::from_secs(600)),
+            }),
+            start_time: Some(now() - Duration::from_secs(700)),
+            deleting: false,
+            owners: vec![OwnerRef { kind: "ReplicaSet".into(), name: "web-abc".into() }],
+        })
+        .collect()
+}
+
+fn scale(replicas: i32) -> ScaleInfo {
+    ScaleInfo {
+        name: "web".into(),
+        namespace: "default".into(),
+        spec_replicas: replicas,
+        status_replicas: replicas,
+        selector: "app=web".into(),
+    }
+}
+
+fn external(milli: i64) -> Vec<MetricObservation> {
+    vec![MetricObservation::External(Ok(ExternalSample { values: vec![milli], timestamp: Some(now()) }))]
+}
+
+fn run<'a>(
+    w: &'a WatermarkPodAutoscaler,
+    replicas: i32,
+    metrics: &[MetricObservation],
+    at: Timestamp,
+) -> Decision<'a> {
+    let p = pods(replicas as usize);
+    let obs = Observation {
+        target: Ok(scale(replicas)),
+        pods: Ok(&p),
+        metrics,
+        recommendation: None,
+        monitor: MonitorObservation::NotRequested,
+    };
+    engine::decide(w, &obs, at)
+}
+
+fn condition<'a>(d: &'a Decision, t: &str) -> (&'a str, &'a str, &'a str) {
+    let c = get_condition(&d.status, t).unwrap_or_else(|| panic!("no {t} condition"));
+    (c.status.as_str(), c.reason.as_deref().unwrap_or(""), c.message.as_deref().unwrap_or(""))
+}
+
+#[test]
+fn an_upscale_writes_the_scale_and_records_it() {
+    let w = wpa(serde_json::json!({}));
+    let d = run(&w, 4, &external(600_000), now());
+    // ceil(4 * 600 / 100) = 24, limited to 4 + 50 % = 6.
+    assert_eq!(d.scale_to, Some(6));
+    assert_eq!(d.status.desired_replicas, 6);
+    assert_eq!(d.status.last_scale_time.as_ref().map(|t| t.0), Some(now()));
+    assert_eq!(d.status.scaling_events_count, 1);
+    assert_eq!(d.status.observed_generation, Some(7));
+    assert_eq!(
+        condition(&d, "AbleToScale"),
+        ("True", "SuccessfulScale", "the WPA controller was able to update the target scale to 6")
+    );
+    assert_eq!(condition(&d, "ScalingLimited").1, "ScaleUpLimit");
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.events[0].reason, "Scaling");
+    assert_eq!(d.events[0].message, "New size: 6; reason: qps{map[app:web]} above target");
+    assert_eq!(d.counters[0].name, "upscale_replicas_total");
+    assert_eq!(d.counters[0].value, 2.0);
+    assert_eq!(d.action, Action::RequeueAfter(Duration::from_secs(15)));
+    assert!(d.status_changed);
+}
+
+#[test]
+fn dry_run_records_the_decision_but_never_writes_the_scale() {
+    let w = wpa(serde_json::json!({"dryRun": true}));
+    let d = run(&w, 4, &external(600_000), now());
+    assert_eq!(d.scale_to, None);
+    assert!(d.rescale);
+    assert_eq!(d.status.desired_replicas, 6);
+    assert_eq!(d.status.scaling_events_count, 1, "dry-run counts the decided scale, as upstream");
+    assert_eq!(d.status.last_scale_time.as_ref().map(|t| t.0), Some(now()));
+    assert_eq!(condition(&d, "DryRun"), ("True", "DryRun mode enabled", "Scaling changes won't be applied"));
+    assert!(d.gauges.iter().any(|g| g.name == "dry_run" && g.value == 1.0));
+    assert!(d.counters.is_empty(), "no replicas were added");
+    assert_eq!(d.events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), ["DryRunScaling"]);
+}
+
+#[test]
+fn a_failed_scale_write_is_recorded_and_nothing_else_changes() {
+    let w = wpa(serde_json::json!({}));
+    let mut d = run(&w, 4, &external(600_000), now());
+    d.scale_failed("Operation cannot be fulfilled: the object has been modified");
+    assert_eq!(d.scale_to, None);
+    assert_eq!(d.status.desired_replicas, 0, "desiredReplicas keeps its previous value");
+    assert!(d.status.last_scale_time.is_none());
+    assert_eq!(d.status.scaling_events_count, 0);
+    let (status, reason, message) = condition(&d, "AbleToScale");
+    assert_eq!((status, reason), ("False", "FailedScale"));
+    assert!(message.ends_with("the object has been modified"));
+    assert_eq!(d.events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), ["FailedScale"]);
+    assert!(d.counters.is_empty());
+}
+
+#[test]
+fn a_persisting_metric_error_is_reported_once() {
+    let mut w = wpa(serde_json::json!({}));
+    let broken = vec![MetricObservation::External(Err(
+        "unable to fetch metrics from external metrics API: 503".into(),
+    ))];
+    let first = run(&w, 4, &broken, now());
+    assert_eq!(first.scale_to, None);
+    let (status, reason, message) = condition(&first, "ScalingActive");
+    assert_eq!((status, reason), ("False", "FailedGetExternalMetric"));
+    assert!(message.starts_with(
+        "the WPA was unable to compute the replica count: unable to get external metric default/qps/app=web:"
+    ));
+    let reasons: Vec<&str> = first.events.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["FailedGetExternalMetric", "FailedComputeMetricsReplicas"]);
+    assert_eq!(first.action, Action::RequeueAfter(Duration::from_secs(15)));
+    w.status = Some(first.status.clone());
+    let second = run(&w, 4, &broken, now() + Duration::from_secs(15));
+    assert!(second.events.is_empty(), "no event every period: {:?}", second.events);
+    assert!(!second.status_changed, "nothing changed, so nothing to write");
+}
+
+#[test]
+fn garbage_metrics_never_scale_to_min() {
+    let w = wpa(serde_json::json!({}));
+    for obs in [
+        vec![MetricObservation::External(Ok(ExternalSample { values: vec![-5_000], timestamp: None }))],
+        vec![MetricObservation::External(Ok(ExternalSample { values: vec![], timestamp: None }))],
+        vec![MetricObservation::Skipped],
+    ] {
+        let d = run(&w, 8, &obs, now());
+        assert_eq!(d.scale_to, None, "{obs:?}");
+        assert_eq!(condition(&d, "ScalingActive").0, "False");
+        assert_eq!(d.desired, 0, "desiredReplicas is left as it was (here: unset)");
+    }
+}
+
+#[test]
+fn invalid_specs_stop_with_upstreams_message() {
+    let w = wpa(serde_json::json!({"minReplicas": 12}));
+    let d = run(&w, 4, &external(1_000), now());
+    assert_eq!(d.action, Action::Done);
+    assert_eq!(
+        condition(&d, "AbleToScale"),
+        (
+            "False",
+            "FailedSpecCheck",
+            "Invalid WPA specification: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum"
+        )
+    );
+    assert_eq!(d.events[0].reason, "FailedSpecCheck");
+    assert_eq!(d.scale_to, None);
+}
+
+#[test]
+fn recommender_without_watermarks_is_a_condition_not_a_crash() {
+    let w =
+        wpa(serde_json::json!({"metrics": null, "recommender": {"url": "http://reco", "targetType": "cpu"}}));
+    let d = run(&w, 4, &[], now());
+    let (status, reason, message) = condition(&d, "ScalingActive");
+    assert_eq!((status, reason), ("False", "FailedGetResourceMetric"));
+    assert!(message.contains("needs both highWatermark and lowWatermark"), "{message}");
+    assert_eq!(d.scale_to, None);
+}
+
+#[test]
+fn lifecycle_control_blocks_until_the_monitor_is_ok() {
+    let mut w = wpa(serde_json::json!({}));
+    w.metadata.annotations =
+        Some([("wpa.datadoghq.com/lifecycle-control.enabled".to_string(), "true".to_string())].into());
+    let p = pods(4);
+    let m = external(600_000);
+    let observe = |monitor| Observation {
+        target: Ok(scale(4)),
+        pods: Ok(&p),
+        metrics: &m,
+        recommendation: None,
+        monitor,
+    };
+    let blocked =
+        engine::decide(&w, &observe(MonitorObservation::Found { state: Some("Alert".into()) }), now());
+    assert_eq!(
+        condition(&blocked, "ScalingBlocked"),
+        (
+            "True",
+            "DatadogMonitorNotOK",
+            "monitor default/web is in Alert state, blocking the WPA from proceeding"
+        )
+    );
+    assert_eq!(blocked.action, Action::RequeueAfter(Duration::from_secs(60)));
+    assert_eq!(blocked.scale_to, None);
+    let missing = engine::decide(&w, &observe(MonitorObservation::CrdMissing), now());
+    assert_eq!(condition(&missing, "ScalingBlocked").0, "True");
+    assert!(condition(&missing, "ScalingBlocked").2.contains("DatadogMonitor CRD"));
+    assert_eq!(missing.action, Action::RequeueAfter(Duration::from_secs(120)));
+    let ok = engine::decide(&w, &observe(MonitorObservation::Found { state: Some("OK".into()) }), now());
+    assert_eq!(condition(&ok, "ScalingBlocked").1, "DatadogMonitorOK");
+    assert_eq!(ok.scale_to, Some(6));
+}
+
+#[test]
+fn the_target_at_zero_turns_scaling_off() {
+    let w = wpa(serde_json::json!({}));
+    let p: Vec<PodInfo> = vec![];
+    let m = external(600_000);
+    let obs = Observation {
+        target: Ok(scale(0)),
+        pods: Ok(&p),
+        metrics: &m,
+        recommendation: None,
+        monitor: MonitorObservation::NotRequested,
+    };
+    let d = engine::decide(&w, &obs, now());
+    assert_eq!(d.scale_to, None);
+    // No pods: the metric computation fails first, as upstream notes; scaling stays off.
+    assert_eq!(condition(&d, "ScalingActive").0, "False");
+}
+
+#[test]
+fn a_manual_scale_outside_the_bounds_is_corrected_at_once() {
+    let mut w = wpa(serde_json::json!({}));
+    // A scale a second ago: the windows are closed, the correction ignores them.
+    let mut status = w.status.clone().unwrap_or_default();
+    status.last_scale_time =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now() - Duration::from_secs(1)));
+    w.status = Some(status);
+    let d = run(&w, 14, &external(700_000), now());
+    assert_eq!(d.scale_to, Some(10));
+    assert_eq!(d.reason, "Current number of replicas above Spec.MaxReplicas");
+    let d = run(&w, 1, &external(50_000), now());
+    assert_eq!(d.scale_to, Some(2));
+    assert_eq!(d.reason, "Current number of replicas below Spec.MinReplicas");
+    assert_eq!(conditions::status_str(true), "True");
+}
+
+#[test]
+fn not_scaling_is_a_condition() {
+    let w = wpa(serde_json::json!({}));
+    let mut w2 = w.clone();
+    let first = run(&w, 4, &external(70_000), now());
+    w2.status = Some(first.status.clone());
+    let d = run(&w2, 4, &external(70_000), now() + Duration::from_secs(15));
+    assert_eq!(d.scale_to, None);
+    let (status, reason, message) = condition(&d, "ScalingActive");
+    assert_eq!((status, reason), ("True", "NotScaling"));
+    assert!(message.starts_with("the WPA was able to successfully calculate a replica count and decided not to scale Deployment/default/web to 4 (last scale time was 2026-01-01 12:00:00 +0000 UTC )"), "{message}");
+    assert!(d.events.iter().all(|e| e.reason != "NotScaling"));
+}
