@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::{bench, simulate};
+use crate::{bench, serve, simulate, tls};
 
 /// Watermark Pod Autoscaler for Kubernetes: scales a workload between the watermarks of its metrics.
 ///
@@ -19,8 +19,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the admission webhook (HTTPS) and the reconciler, with /healthz, /readyz and /metrics on a
+    /// second, plain-HTTP port.
+    Serve(serve::ServeArgs),
     /// Print the WatermarkPodAutoscaler CustomResourceDefinition (YAML), as generated from the code.
     Crd,
+    /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
+    Certs(CertsArgs),
     /// Replay a metric series against a WPA offline, to tune its watermarks before deploying.
     ///
     /// The series is CSV with the header `timestamp,metric,value`; timestamps are RFC 3339 or seconds,
@@ -66,6 +71,16 @@ pub enum Format {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, tls.crt and tls.key into.
+    #[arg(long, default_value = "certs")]
+    pub out_dir: PathBuf,
+    /// DNS names and IPs of the serving certificate (repeatable or comma-separated).
+    #[arg(long = "san", value_delimiter = ',', default_values_t = ["127.0.0.1".to_string(), "localhost".to_string(), "wpa.wpa-system.svc".to_string(), "wpa.wpa-system.svc.cluster.local".to_string()])]
+    pub sans: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     #[command(subcommand)]
     pub target: BenchTarget,
@@ -86,6 +101,31 @@ pub enum BenchTarget {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => {
+            serve::init_tracing(args.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("wpa serve: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "wpa serve failed");
+                    eprintln!("wpa serve: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Certs(args) => match write_certs(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wpa certs: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Crd => {
             print!("{}", crate::api::crd_yaml());
             ExitCode::SUCCESS
@@ -133,4 +173,17 @@ fn run_simulate(args: &SimulateArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn write_certs(args: &CertsArgs) -> Result<(), tls::TlsError> {
+    let generated = tls::generate_self_signed(&args.sans)?;
+    for (file, contents) in
+        [("ca.crt", &generated.ca_pem), ("tls.crt", &generated.cert_pem), ("tls.key", &generated.key_pem)]
+    {
+        let path = args.out_dir.join(file);
+        tls::write_file(&path, contents)?;
+        println!("wrote {}", path.display());
+    }
+    println!("serving certificate for: {}", args.sans.join(", "));
+    Ok(())
 }

@@ -7,8 +7,14 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod duration;
 pub mod engine;
+pub mod metrics;
 pub mod quantity;
 pub mod recommender_client;
 pub mod selector;
+pub mod serve;
+pub mod server;
 pub mod simulate;
+pub mod tls;
+pub mod webhook;

@@ -1,0 +1,74 @@
+//! Prometheus metrics, served as text on the health port's `/metrics`.
+
+use std::sync::Mutex;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Labels of an admission request: the object kind, the operation, the answer and a bounded reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    pub webhook: String,
+    pub kind: String,
+    pub operation: String,
+    pub allowed: String,
+    pub reason: String,
+}
+
+/// Latency buckets up to the API server's largest webhook timeout we configure (5 s) and its default (10 s).
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub admission_requests: Family<AdmissionLabels, Counter>,
+    pub admission_latency: Family<AdmissionLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let admission_requests = Family::<AdmissionLabels, Counter>::default();
+        let admission_latency =
+            Family::<AdmissionLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "wpa_webhook_requests",
+            "Admission requests answered, by webhook, kind, operation, answer and reason",
+            admission_requests.clone(),
+        );
+        registry.register(
+            "wpa_webhook_request_duration_seconds",
+            "Time to answer an admission request, by webhook, kind, operation, answer and reason",
+            admission_latency.clone(),
+        );
+        Metrics { registry: Mutex::new(registry), admission_requests, admission_latency }
+    }
+
+    /// Registers more metrics (the reconciler's).
+    pub fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
+        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut registry)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(e) = encode(&mut out, &registry) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

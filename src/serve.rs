@@ -1,0 +1,319 @@
+//! `wpa serve`: the admission webhook and (unless `--no-reconciler`) the reconciler, in one process.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::{
+    admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
+    autoscaling::v1::HorizontalPodAutoscaler,
+};
+use kube::{
+    Api, Client, Config,
+    api::{Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::{WatchStreamExt, reflector, watcher},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::WatermarkPodAutoscaler,
+    duration::parse_duration,
+    metrics::Metrics,
+    server::{self, Readiness},
+    tls::{self, CertFiles, CertStore},
+    webhook::{self, StoreIndex, WebhookState},
+};
+
+/// Flags of `wpa serve`; each can also be set through the `WPA_*` variable shown.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address of the HTTPS admission webhook.
+    #[arg(long, env = "WPA_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP /healthz, /readyz and /metrics.
+    #[arg(long, env = "WPA_HEALTH_LISTEN", default_value = "0.0.0.0:8080")]
+    pub health_listen: SocketAddr,
+    /// Serving certificate (PEM), e.g. `tls.crt` of a cert-manager Secret mounted as a volume; reloaded
+    /// when it changes.
+    #[arg(long, env = "WPA_TLS_CERT_FILE", requires = "tls_key_file", conflicts_with = "self_signed")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of the serving certificate.
+    #[arg(long, env = "WPA_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Generate a CA and a serving certificate at start (for a cluster without cert-manager).
+    #[arg(long, env = "WPA_SELF_SIGNED")]
+    pub self_signed: bool,
+    /// DNS name or IP of the serving certificate with --self-signed (repeatable or comma-separated);
+    /// defaults to localhost and 127.0.0.1.
+    #[arg(long = "tls-san", env = "WPA_TLS_SAN", value_delimiter = ',', requires = "self_signed")]
+    pub tls_san: Vec<String>,
+    /// With --self-signed, write the CA bundle (PEM) to this file.
+    #[arg(long, env = "WPA_CA_BUNDLE_OUT", requires = "self_signed")]
+    pub ca_bundle_out: Option<PathBuf>,
+    /// With --self-signed, write the CA bundle into the caBundle of our Validating and Mutating
+    /// WebhookConfigurations (named by --webhook-config-name).
+    #[arg(long, env = "WPA_INJECT_CA", requires = "self_signed")]
+    pub inject_ca: bool,
+    /// Name of our ValidatingWebhookConfiguration and MutatingWebhookConfiguration (for --inject-ca).
+    #[arg(long, env = "WPA_WEBHOOK_CONFIG_NAME", default_value = "wpa")]
+    pub webhook_config_name: String,
+    /// How often the certificate files are checked for a rotation (Go duration: 2s, 500ms, 1m).
+    #[arg(long, env = "WPA_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration_arg)]
+    pub tls_reload_interval: Duration,
+    /// Do not run the reconciler (webhook only).
+    #[arg(long, env = "WPA_NO_RECONCILER")]
+    pub no_reconciler: bool,
+    /// Do not serve the admission webhook (reconciler only).
+    #[arg(long, env = "WPA_NO_WEBHOOK", conflicts_with = "no_reconciler")]
+    pub no_webhook: bool,
+    /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long, env = "WPA_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "WPA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 2s, 500ms or 1m"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot reach Kubernetes: {0}")]
+    Kube(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
+    #[error("cannot inject the CA bundle into {kind} {name}: {error}")]
+    InjectCa { kind: &'static str, name: String, error: String },
+    #[error("the webhook needs a certificate: pass --tls-cert-file and --tls-key-file, or --self-signed")]
+    NoCertificate,
+}
+
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// A client from `--kubeconfig`, or the usual inference.
+pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<Client, ServeError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| ServeError::Kube(format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| ServeError::Kube(e.to_string()))?
+        }
+        None => Config::infer().await.map_err(|e| ServeError::Kube(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))
+}
+
+/// Writes `ca_pem` into every webhook's `clientConfig.caBundle` of our two configurations.
+pub async fn inject_ca(client: &Client, name: &str, ca_pem: &str) -> Result<(), ServeError> {
+    use base64::Engine;
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let params = PatchParams::default();
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let err = |kind: &'static str, e: kube::Error| ServeError::InjectCa {
+        kind,
+        name: name.to_string(),
+        error: e.to_string(),
+    };
+    let v = validating.get(name).await.map_err(|e| err("ValidatingWebhookConfiguration", e))?;
+    let ops: Vec<serde_json::Value> = (0..v.webhooks.as_ref().map_or(0, Vec::len))
+        .map(|i| serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": bundle}))
+        .collect();
+    let patch: json_patch::Patch =
+        serde_json::from_value(serde_json::Value::Array(ops)).map_err(|e| ServeError::InjectCa {
+            kind: "ValidatingWebhookConfiguration",
+            name: name.into(),
+            error: e.to_string(),
+        })?;
+    validating
+        .patch(name, &params, &Patch::Json::<()>(patch))
+        .await
+        .map_err(|e| err("ValidatingWebhookConfiguration", e))?;
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let m = mutating.get(name).await.map_err(|e| err("MutatingWebhookConfiguration", e))?;
+    let ops: Vec<serde_json::Value> = (0..m.webhooks.as_ref().map_or(0, Vec::len))
+        .map(|i| serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": bundle}))
+        .collect();
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops)).map_err(|e| {
+        ServeError::InjectCa { kind: "MutatingWebhookConfiguration", name: name.into(), error: e.to_string() }
+    })?;
+    mutating
+        .patch(name, &params, &Patch::Json::<()>(patch))
+        .await
+        .map_err(|e| err("MutatingWebhookConfiguration", e))?;
+    tracing::info!(name, "CA bundle injected into the webhook configurations");
+    Ok(())
+}
+
+/// Reflector caches of WPAs and HPAs (the webhook's conflict lookups), and a future that resolves once
+/// both have listed.
+fn autoscaler_caches(
+    client: &Client,
+    shutdown: CancellationToken,
+) -> (StoreIndex, impl std::future::Future<Output = ()> + use<>) {
+    let (wpas, wpa_writer) = reflector::store::<WatermarkPodAutoscaler>();
+    let (hpas, hpa_writer) = reflector::store::<HorizontalPodAutoscaler>();
+    let wpa_stream = reflector(
+        wpa_writer,
+        watcher(Api::<WatermarkPodAutoscaler>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .applied_objects();
+    let hpa_stream = reflector(
+        hpa_writer,
+        watcher(Api::<HorizontalPodAutoscaler>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .applied_objects();
+    for (what, stream) in [
+        ("WatermarkPodAutoscaler", wpa_stream.map(|r| r.map(|_| ())).boxed()),
+        ("HorizontalPodAutoscaler", hpa_stream.map(|r| r.map(|_| ())).boxed()),
+    ] {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    item = stream.next() => match item {
+                        None => return,
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => tracing::warn!(kind = what, error = %e, "watch error (retrying with backoff)"),
+                    }
+                }
+            }
+        });
+    }
+    let index = StoreIndex { wpas: wpas.clone(), hpas: hpas.clone() };
+    let synced = async move {
+        let _ = wpas.wait_until_ready().await;
+        let _ = hpas.wait_until_ready().await;
+    };
+    (index, synced)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs until SIGTERM/SIGINT.
+pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    let shutdown = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new());
+    let mut readiness = Readiness::default();
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
+
+    let (index, synced) = autoscaler_caches(&client, shutdown.clone());
+    let caches_synced = readiness.caches_synced.clone();
+    tokio::spawn(async move {
+        synced.await;
+        caches_synced.store(true, Ordering::Release);
+        tracing::info!("caches synced");
+    });
+
+    let mut tasks = Vec::new();
+    if !args.no_webhook {
+        let store = CertStore::new();
+        readiness.tls = Some(store.clone());
+        match (&args.tls_cert_file, &args.tls_key_file, args.self_signed) {
+            (Some(cert), Some(key), false) => {
+                let files = CertFiles { cert: cert.clone(), key: key.clone() };
+                let stop = shutdown.clone();
+                files
+                    .serve_into(
+                        store.clone(),
+                        args.tls_reload_interval,
+                        async move { stop.cancelled().await },
+                    )
+                    .await?;
+            }
+            (_, _, true) => {
+                let sans = if args.tls_san.is_empty() {
+                    vec!["localhost".into(), "127.0.0.1".into()]
+                } else {
+                    args.tls_san.clone()
+                };
+                let generated = tls::generate_self_signed(&sans)?;
+                store.set(generated.certified_key()?);
+                if let Some(out) = &args.ca_bundle_out {
+                    tls::write_file(out, &generated.ca_pem)?;
+                    tracing::info!(path = %out.display(), "CA bundle written");
+                }
+                if args.inject_ca {
+                    inject_ca(&client, &args.webhook_config_name, &generated.ca_pem).await?;
+                }
+                tracing::info!(sans = ?sans, "self-signed serving certificate generated");
+            }
+            _ => return Err(ServeError::NoCertificate),
+        }
+        let listener = server::bind(args.listen).await?;
+        tracing::info!(addr = %args.listen, "admission webhook listening");
+        let state = WebhookState { index: Arc::new(index.clone()), metrics: metrics.clone() };
+        let tls_config = tls::server_config(store)?;
+        tasks.push(tokio::spawn(server::serve_tls(
+            listener,
+            tls_config,
+            webhook::router(state),
+            shutdown.clone(),
+        )));
+    }
+
+    let health = server::bind(args.health_listen).await?;
+    tracing::info!(addr = %args.health_listen, "health and metrics listening");
+    let health_task = tokio::spawn(server::serve_health(
+        health,
+        server::health_router(readiness.clone(), metrics.clone()),
+        shutdown.clone(),
+    ));
+
+    termination().await;
+    tracing::info!("shutting down");
+    readiness.stopping.store(true, Ordering::Release);
+    shutdown.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = health_task.await;
+    Ok(())
+}

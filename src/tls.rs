@@ -1,0 +1,237 @@
+//! Serving certificates: loaded from files and reloaded without a restart, or generated at start.
+//!
+//! Reloading polls the files' contents instead of watching them: kubelet updates a Secret volume by swapping
+//! the `..data` symlink, which file watches on `tls.crt`/`tls.key` never see. Re-reading the paths follows the
+//! new link. A pair that does not parse, or whose key does not match its certificate (read across a swap), is
+//! ignored and the previous certificate keeps serving.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use arc_swap::ArcSwapOption;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::{
+    ServerConfig,
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, PrivateKeyDer},
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {problem}")]
+    Pem { path: PathBuf, problem: String },
+    #[error("the certificate and the key do not belong together: {0}")]
+    Mismatch(String),
+    #[error("cannot build the TLS configuration: {0}")]
+    Config(String),
+    #[error("cannot generate a certificate: {0}")]
+    Generate(String),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificate currently served; swapped atomically on rotation.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    current: ArcSwapOption<CertifiedKey>,
+}
+
+impl CertStore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(CertStore::default())
+    }
+
+    pub fn set(&self, key: CertifiedKey) {
+        self.current.store(Some(Arc::new(key)));
+    }
+
+    /// Whether a certificate is loaded (the server is not ready before).
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// The DER of the served leaf certificate.
+    pub fn leaf_der(&self) -> Option<Vec<u8>> {
+        self.current.load().as_ref().and_then(|k| k.cert.first().map(|c| c.to_vec()))
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.load_full()
+    }
+}
+
+/// TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, certificates from `store`.
+pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Parses a PEM certificate chain and key into a servable pair, checking that they match.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8], origin: &Path) -> Result<CertifiedKey, TlsError> {
+    let pem_err = |problem: String| TlsError::Pem { path: origin.to_path_buf(), problem };
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem_err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem_err("no PEM certificate found".into()));
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| pem_err(e.to_string()))?
+        .ok_or_else(|| pem_err("no PEM private key found".into()))?;
+    let key =
+        CertifiedKey::from_der(certs, key, &provider()).map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    key.keys_match().map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    Ok(key)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
+}
+
+/// The certificate and key files of a mounted Secret (`tls.crt`, `tls.key`).
+#[derive(Clone, Debug)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl CertFiles {
+    /// Reads both files; returns the pair and the bytes it was built from.
+    pub fn load(&self) -> Result<(CertifiedKey, Vec<u8>), TlsError> {
+        let cert = read(&self.cert)?;
+        let key = read(&self.key)?;
+        let pair = certified_key(&cert, &key, &self.cert)?;
+        let mut fingerprint = cert;
+        fingerprint.extend_from_slice(&key);
+        Ok((pair, fingerprint))
+    }
+
+    /// Loads the pair into `store` now, then polls every `interval` and swaps in a changed, valid pair.
+    /// Returns after the first load; the poller runs until `shutdown` resolves.
+    pub async fn serve_into(
+        self,
+        store: Arc<CertStore>,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), TlsError> {
+        let (pair, mut last) = self.load()?;
+        store.set(pair);
+        tracing::info!(cert = %self.cert.display(), key = %self.key.display(), "serving certificate loaded");
+        tokio::spawn(async move {
+            tokio::pin!(shutdown);
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tick.tick() => {}
+                }
+                let files = self.clone();
+                let loaded = tokio::task::spawn_blocking(move || files.load()).await;
+                match loaded {
+                    Ok(Ok((pair, fingerprint))) if fingerprint != last => {
+                        store.set(pair);
+                        last = fingerprint;
+                        tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+                    }
+                    Ok(Ok(_)) => {}
+                    // Mid-rotation or a broken Secret: keep serving the previous certificate.
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "certificate reload skipped; the previous certificate keeps serving")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "certificate reload task failed"),
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// A generated CA and a serving certificate it signed.
+#[derive(Clone, Debug)]
+pub struct SelfSigned {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl SelfSigned {
+    pub fn certified_key(&self) -> Result<CertifiedKey, TlsError> {
+        certified_key(self.cert_pem.as_bytes(), self.key_pem.as_bytes(), Path::new("<generated>"))
+    }
+}
+
+/// Generates a CA (valid one year) and a serving certificate (valid one year) for `sans`: DNS names and
+/// IP addresses.
+pub fn generate_self_signed(sans: &[String]) -> Result<SelfSigned, TlsError> {
+    let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let now = time_now();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "wpa webhook CA");
+    ca.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.not_before = now - ::time::Duration::hours(1);
+    ca.not_after = now + ::time::Duration::days(365);
+    let ca_key = KeyPair::generate().map_err(gen_err)?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(gen_err)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let mut leaf = CertificateParams::new(sans.to_vec()).map_err(gen_err)?;
+    leaf.distinguished_name.push(DnType::CommonName, sans.first().cloned().unwrap_or_else(|| "wpa".into()));
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf.not_before = now - ::time::Duration::hours(1);
+    leaf.not_after = now + ::time::Duration::days(365);
+    let leaf_key = KeyPair::generate().map_err(gen_err)?;
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(gen_err)?;
+    Ok(SelfSigned { ca_pem: ca_cert.pem(), cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() })
+}
+
+fn time_now() -> ::time::OffsetDateTime {
+    ::time::OffsetDateTime::now_utc()
+}
+
+/// Writes a file readable by its owner (and the CA bundle readable by everyone, it is public).
+pub fn write_file(path: &Path, contents: &str) -> Result<(), TlsError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.to_path_buf(), source })?;
+    }
+    std::fs::write(path, contents).map_err(|source| TlsError::Write { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_pairs_load_and_mismatches_are_refused() {
+        let a = generate_self_signed(&["wpa.example".into(), "127.0.0.1".into()]).expect("generate");
+        let b = generate_self_signed(&["other".into()]).expect("generate");
+        assert!(a.certified_key().is_ok());
+        let torn = certified_key(a.cert_pem.as_bytes(), b.key_pem.as_bytes(), Path::new("x"));
+        assert!(matches!(torn, Err(TlsError::Mismatch(_))), "{torn:?}");
+        assert!(matches!(certified_key(b"junk", b"junk", Path::new("x")), Err(TlsError::Pem { .. })));
+    }
+}

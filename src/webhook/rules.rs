@@ -1,0 +1,266 @@
+//! The admission rules, free of HTTP: what to answer for a WatermarkPodAutoscaler or a workload it scales.
+//! Validation and defaults are the engine's ([`crate::engine::validation`]), so what the webhook refuses is
+//! exactly what the reconciler would flag.
+
+use std::collections::BTreeMap;
+
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation, jsonptr::PointerBuf};
+use kube::ResourceExt;
+use serde_json::Value;
+
+use super::index::AutoscalerIndex;
+use crate::{
+    api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, annotations},
+    engine::validation,
+};
+
+/// Operations an admission request can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+/// The answer to one admission request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// Why the request is refused (shown to the user by kubectl).
+    pub message: Option<String>,
+    /// A bounded label for metrics (`ok`, `invalid`, `conflict`, `clamped`, ...).
+    pub reason: &'static str,
+    pub patch: Vec<PatchOperation>,
+    pub warnings: Vec<String>,
+    pub audit: BTreeMap<String, String>,
+}
+
+impl Verdict {
+    pub fn allow(reason: &'static str) -> Verdict {
+        Verdict { allowed: true, reason, ..Default::default() }
+    }
+
+    pub fn deny(reason: &'static str, message: String) -> Verdict {
+        Verdict { allowed: false, reason, message: Some(message), ..Default::default() }
+    }
+}
+
+fn pointer(path: &str) -> PointerBuf {
+    PointerBuf::parse(path).unwrap_or_default()
+}
+
+/// A WPA from the request's object, or a refusal that says why it cannot be read.
+fn parse_wpa(object: &Value) -> Result<WatermarkPodAutoscaler, Verdict> {
+    serde_json::from_value(object.clone())
+        .map_err(|e| Verdict::deny("malformed", format!("cannot read the WatermarkPodAutoscaler: {e}")))
+}
+
+/// `/mutate` for a WPA: upstream's defaults, as a minimal JSON Patch (only what is missing).
+pub fn mutate_wpa(object: &Value) -> Verdict {
+    let Some(spec_json) = object.get("spec") else {
+        // No spec: the CRD schema refuses the object; nothing to default.
+        return Verdict::allow("no_spec");
+    };
+    let Ok(spec) = serde_json::from_value::<WatermarkPodAutoscalerSpec>(spec_json.clone()) else {
+        // Wrong types: the API server's schema validation gives the precise error.
+        return Verdict::allow("unparsable");
+    };
+    let defaults = validation::missing_defaults(&spec);
+    if defaults.is_empty() {
+        return Verdict::allow("ok");
+    }
+    let mut v = Verdict::allow("defaulted");
+    let fields: Vec<&str> = defaults.iter().map(|d| d.pointer.trim_start_matches("/spec/")).collect();
+    v.audit.insert("defaulted".into(), fields.join(","));
+    v.patch = defaults
+        .into_iter()
+        .map(|d| {
+            let path = pointer(d.pointer);
+            if d.present {
+                PatchOperation::Replace(ReplaceOperation { path, value: d.value })
+            } else {
+                PatchOperation::Add(AddOperation { path, value: d.value })
+            }
+        })
+        .collect();
+    v
+}
+
+fn target_of(wpa: &WatermarkPodAutoscaler) -> String {
+    format!("{}/{}", wpa.spec.scale_target_ref.kind, wpa.spec.scale_target_ref.name)
+}
+
+/// `/validate` for a WPA.
+pub fn validate_wpa(op: Op, object: &Value, old: Option<&Value>, index: &dyn AutoscalerIndex) -> Verdict {
+    if !matches!(op, Op::Create | Op::Update) {
+        return Verdict::allow("ok");
+    }
+    let wpa = match parse_wpa(object) {
+        Ok(w) => w,
+        Err(v) => return v,
+    };
+    if wpa.metadata.deletion_timestamp.is_some() {
+        // Let a WPA being deleted lose its finalizer even if its spec is invalid.
+        return Verdict::allow("deleting");
+    }
+    if op == Op::Update
+        && let Some(old) = old.and_then(|o| serde_json::from_value::<WatermarkPodAutoscaler>(o.clone()).ok())
+        && old.spec == wpa.spec
+        && old.annotations() == wpa.annotations()
+    {
+        // Status, label and finalizer updates are never refused.
+        return Verdict::allow("unchanged");
+    }
+    let namespace = wpa.namespace().unwrap_or_default();
+    let name = wpa.name_any();
+    let violations = validation::admission_violations(&wpa.spec, wpa.annotations(), &namespace, &name);
+    if !violations.is_empty() {
+        let lines: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        return Verdict::deny("invalid", lines.join("; "));
+    }
+    let mut verdict = Verdict::allow("ok");
+    let kind = &wpa.spec.scale_target_ref.kind;
+    let target = &wpa.spec.scale_target_ref.name;
+    let mut others: Vec<String> = index
+        .wpas_for(&namespace, kind, target)
+        .into_iter()
+        .filter(|g| g.name != name)
+        .map(|g| format!("WatermarkPodAutoscaler {namespace}/{}", g.name))
+        .collect();
+    others.extend(
+        index
+            .hpas_for(&namespace, kind, target)
+            .into_iter()
+            .map(|h| format!("HorizontalPodAutoscaler {namespace}/{h}")),
+    );
+    if !others.is_empty() {
+        let who = others.join(" and ");
+        if wpa.annotations().get(annotations::ALLOW_CONFLICT).map(String::as_str) == Some("true") {
+            verdict.warnings.push(format!(
+                "{} is also scaled by {who}; two autoscalers on one target fight over its replica count (accepted by the {} annotation)",
+                target_of(&wpa),
+                annotations::ALLOW_CONFLICT
+            ));
+            verdict.reason = "conflict_accepted";
+        } else {
+            return Verdict::deny(
+                "conflict",
+                format!(
+                    "spec.scaleTargetRef: {} is already scaled by {who}; two autoscalers on one target fight over its replica count. Remove the other autoscaler, or set the annotation {}: \"true\" to accept the conflict",
+                    target_of(&wpa),
+                    annotations::ALLOW_CONFLICT
+                ),
+            );
+        }
+    }
+    if wpa.spec.dry_run == Some(true) {
+        verdict.warnings.push(
+            "spec.dryRun is true: decisions are recorded in the status, the target is never scaled".into(),
+        );
+    }
+    let metrics = wpa.spec.metrics.as_deref().unwrap_or_default();
+    if metrics.len() > 1 && !wpa.spec.converge_towards_watermark.as_deref().unwrap_or("").is_empty() {
+        verdict.warnings.push(
+            "spec.convergeTowardsWatermark is designed for a single metric: with several, the highest proposal still wins".into(),
+        );
+    }
+    verdict
+}
+
+/// The kinds whose replica count a WPA governs and this webhook checks.
+pub fn is_workload(group: &str, kind: &str) -> bool {
+    group == "apps" && matches!(kind, "Deployment" | "StatefulSet")
+}
+
+fn workload_replicas(object: &Value) -> Option<i64> {
+    object.get("spec").and_then(|s| s.get("replicas")).and_then(Value::as_i64)
+}
+
+fn being_deleted(object: &Value) -> bool {
+    object.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_some_and(|d| !d.is_null())
+}
+
+fn object_annotations(object: &Value) -> BTreeMap<String, String> {
+    object
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+        .map(|o| o.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+/// `/validate` for a Deployment or StatefulSet: the `wpa.datadoghq.com/*` annotations of a governed workload.
+pub fn validate_workload(
+    op: Op,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    object: &Value,
+    index: &dyn AutoscalerIndex,
+) -> Verdict {
+    if !matches!(op, Op::Create | Op::Update) || being_deleted(object) {
+        return Verdict::allow("ok");
+    }
+    let governing = index.wpas_for(namespace, kind, name);
+    let Some(first) = governing.first() else { return Verdict::allow("not_governed") };
+    let problems = validation::annotation_violations(&object_annotations(object), false);
+    if problems.is_empty() {
+        return Verdict::allow("ok");
+    }
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    Verdict::deny(
+        "invalid_annotations",
+        format!(
+            "{} (this {kind} is scaled by WatermarkPodAutoscaler {namespace}/{})",
+            lines.join("; "),
+            first.name
+        ),
+    )
+}
+
+/// `/mutate` for a Deployment or StatefulSet: a `spec.replicas` outside the governing WPA's bounds is clamped
+/// (or, when that WPA is in dry-run, only warned about).
+pub fn mutate_workload(
+    op: Op,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    object: &Value,
+    index: &dyn AutoscalerIndex,
+) -> Verdict {
+    if !matches!(op, Op::Create | Op::Update) || being_deleted(object) {
+        return Verdict::allow("ok");
+    }
+    let governing = index.wpas_for(namespace, kind, name);
+    let Some(wpa) = governing.first() else { return Verdict::allow("not_governed") };
+    let Some(replicas) = workload_replicas(object) else { return Verdict::allow("ok") };
+    let (min, max) = (i64::from(wpa.min_replicas), wpa.max_replicas.map(i64::from));
+    if max.is_some_and(|max| max < min) {
+        // An invalid WPA (the reconciler reports it); do not act on its bounds.
+        return Verdict::allow("ok");
+    }
+    let (clamped, bound, word) = if replicas < min {
+        (min, "minReplicas", "below")
+    } else if let Some(max) = max.filter(|m| replicas > *m) {
+        (max, "maxReplicas", "above")
+    } else {
+        return Verdict::allow("ok");
+    };
+    let who = format!("WatermarkPodAutoscaler {namespace}/{}", wpa.name);
+    if wpa.dry_run {
+        let mut v = Verdict::allow("out_of_bounds_dry_run");
+        v.warnings.push(format!(
+            "spec.replicas {replicas} is {word} {bound} {clamped} of {who}, which governs this {kind}; left unchanged because that WPA is in dry-run"
+        ));
+        return v;
+    }
+    let mut v = Verdict::allow("clamped");
+    v.patch.push(PatchOperation::Replace(ReplaceOperation {
+        path: pointer("/spec/replicas"),
+        value: Value::from(clamped),
+    }));
+    v.warnings.push(format!("spec.replicas {replicas} is {word} {bound} {clamped} of {who}, which governs this {kind}: set to {clamped}"));
+    v.audit.insert("clamped-replicas".into(), format!("{replicas}->{clamped}"));
+    v
+}

@@ -1,0 +1,533 @@
+//! The webhook's routes in process: every rule accepted and refused, with exact messages and patches, and
+//! the answers to malformed input.
+
+use std::sync::Arc;
+
+use axum::{body::Body, http::Request};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use wpa::{
+    api::WatermarkPodAutoscaler,
+    metrics::Metrics,
+    webhook::{StaticIndex, WebhookState, router},
+};
+
+fn wpa_obj(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "datadoghq.com/v1alpha1", "kind": "WatermarkPodAutoscaler",
+           "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+}
+
+fn valid_spec() -> Value {
+    json!({
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "minReplicas": 2, "maxReplicas": 10,
+        "metrics": [{"type": "External", "external": {"metricName": "qps",
+            "metricSelector": {"matchLabels": {"app": "web"}}, "highWatermark": "100", "lowWatermark": "50"}}]
+    })
+}
+
+fn review(version: &str, group: &str, kind: &str, op: &str, object: Value, old: Option<Value>) -> Value {
+    json!({
+        "apiVersion": format!("admission.k8s.io/{version}"), "kind": "AdmissionReview",
+        "request": {
+            "uid": "7c0f7c4e-1b1b-4a5e-9f3a-000000000001",
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": group, "version": "v1", "resource": format!("{}s", kind.to_lowercase())},
+            "name": object.pointer("/metadata/name").cloned().unwrap_or(json!("")),
+            "namespace": "default",
+            "operation": op,
+            "userInfo": {"username": "admin"},
+            "object": object,
+            "oldObject": old,
+            "dryRun": false
+        }
+    })
+}
+
+fn state(index: StaticIndex) -> WebhookState {
+    WebhookState { index: Arc::new(index), metrics: Arc::new(Metrics::new()) }
+}
+
+async fn call(state: WebhookState, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let req = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("a request");
+    let resp = router(state).oneshot(req).await.expect("an answer");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn admit(state: WebhookState, path: &str, review: &Value) -> Value {
+    let (status, body) = call(state, path, serde_json::to_vec(review).expect("json")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The patch, in either encoding Go's JSON decoder accepts for `[]byte`: base64 or an array of bytes (kube's).
+fn patch_of(resp: &Value) -> Value {
+    use base64::Engine;
+    let bytes: Vec<u8> = match resp.pointer("/response/patch").expect("a patch") {
+        Value::String(b64) => base64::engine::general_purpose::STANDARD.decode(b64).expect("base64"),
+        Value::Array(a) => a.iter().map(|b| b.as_u64().expect("a byte") as u8).collect(),
+        other => panic!("unexpected patch {other}"),
+    };
+    serde_json::from_slice(&bytes).expect("a JSON patch")
+}
+
+fn denial(resp: &Value) -> String {
+    assert_eq!(resp.pointer("/response/allowed"), Some(&json!(false)), "{resp}");
+    resp.pointer("/response/status/message").and_then(Value::as_str).expect("a message").to_string()
+}
+
+fn allowed(resp: &Value) -> bool {
+    resp.pointer("/response/allowed") == Some(&json!(true))
+}
+
+#[tokio::test]
+async fn mutate_adds_exactly_the_missing_defaults_once() {
+    let spec = json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                      "maxReplicas": 10, "tolerance": "0", "algorithm": ""});
+    let r =
+        review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", wpa_obj("w", spec.clone()), None);
+    let resp = admit(state(StaticIndex::default()), "/mutate", &r).await;
+    assert!(allowed(&resp));
+    assert_eq!(resp.pointer("/response/patchType"), Some(&json!("JSONPatch")));
+    assert_eq!(
+        patch_of(&resp),
+        json!([
+            {"op": "add", "path": "/spec/minReplicas", "value": 1},
+            {"op": "replace", "path": "/spec/algorithm", "value": "absolute"},
+            {"op": "replace", "path": "/spec/tolerance", "value": "100m"},
+            {"op": "add", "path": "/spec/scaleUpLimitFactor", "value": "50"},
+            {"op": "add", "path": "/spec/scaleDownLimitFactor", "value": "20"},
+            {"op": "add", "path": "/spec/downscaleForbiddenWindowSeconds", "value": 300},
+            {"op": "add", "path": "/spec/replicaScalingAbsoluteModulo", "value": 1},
+            {"op": "add", "path": "/spec/upscaleForbiddenWindowSeconds", "value": 60}
+        ])
+    );
+    // Apply the patch and admit again: nothing left to default.
+    let mut patched = wpa_obj("w", spec);
+    let ops: json_patch::Patch = serde_json::from_value(patch_of(&resp)).expect("a patch");
+    json_patch::patch(&mut patched, &ops).expect("applies");
+    let again = admit(
+        state(StaticIndex::default()),
+        "/mutate",
+        &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", patched, None),
+    )
+    .await;
+    assert!(allowed(&again));
+    assert!(again.pointer("/response/patch").is_none(), "a second pass patches nothing: {again}");
+}
+
+#[tokio::test]
+async fn validate_refuses_every_upstream_and_stricter_rule_with_its_path() {
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 5, "maxReplicas": 3}),
+            "spec.maxReplicas: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "", "name": "web"}, "maxReplicas": 3}),
+            "spec.scaleTargetRef: the Spec.ScaleTargetRef should be populated, currently Kind: and/or Name:web are not set properly",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3, "tolerance": "5"}),
+            "spec.tolerance: tolerance should be set as a quantity between 0 and 1, currently set to : 5, which is 500%",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3, "scaleDownLimitFactor": "134"}),
+            "spec.scaleDownLimitFactor: scaledownlimitfactor should be set as a quantity between 0 and 100 (exc.), currently set to : 134, which could yield a 134% decrease",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3, "algorithm": "Average"}),
+            "spec.algorithm: unsupported value \"Average\": supported values: \"absolute\", \"average\"",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3, "convergeTowardsWatermark": "high"}),
+            "spec.convergeTowardsWatermark: unsupported value \"high\": supported values: \"\", \"highwatermark\", \"lowwatermark\"",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3, "minAvailableReplicaPercentage": -5}),
+            "spec.minAvailableReplicaPercentage: must be between 0 and 100, got -5",
+        ),
+        (
+            json!({"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3}),
+            "spec.scaleTargetRef.apiVersion: required: the target is resolved from its group (e.g. apps/v1 for a Deployment); without it the controller cannot find the target",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 1}),
+            "spec.maxReplicas: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum; spec.maxReplicas: required",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                   "metrics": [{"type": "External", "external": {"metricName": "qps", "metricSelector": {"matchLabels": {"a": "b"}}, "highWatermark": "0", "lowWatermark": "0"}}]}),
+            "spec.metrics[0].external.highWatermark: must be greater than 0, got 0; spec.metrics[0].external.lowWatermark: must be greater than 0, got 0",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                   "metrics": [{"type": "External", "external": {"metricName": "qps", "highWatermark": "5"}}]}),
+            "spec.metrics[0].external.metricSelector: missing Labels for the External metric qps",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                   "metrics": [{"type": "External", "external": {"metricName": "qps", "metricSelector": {}}}]}),
+            "spec.metrics[0].external: watermarks are not set correctly, removing the WPA default/w from the Reconciler",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                   "metrics": [{"type": "Pods"}]}),
+            "spec.metrics[0].type: incorrect metric.Type: 'Pods'",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                   "recommender": {"url": "ftp://reco", "highWatermark": "1"}}),
+            "spec.recommender.url: must be an http:// or https:// URL, got \"ftp://reco\"; spec.recommender.lowWatermark: required: both watermarks are sent to the recommender as the target's bounds",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                   "metrics": [{"type": "External", "external": {"metricName": "q", "metricSelector": {}, "highWatermark": "1"}}],
+                   "recommender": {"url": "http://reco", "highWatermark": "1", "lowWatermark": "1"}}),
+            "spec.recommender: recommender and metrics can't be set at the same time, please choose one",
+        ),
+    ];
+    for (spec, want) in cases {
+        let r = review(
+            "v1",
+            "datadoghq.com",
+            "WatermarkPodAutoscaler",
+            "CREATE",
+            wpa_obj("w", spec.clone()),
+            None,
+        );
+        let resp = admit(state(StaticIndex::default()), "/validate", &r).await;
+        assert_eq!(denial(&resp), want, "spec {spec}");
+        assert_eq!(resp.pointer("/response/uid"), Some(&json!("7c0f7c4e-1b1b-4a5e-9f3a-000000000001")));
+    }
+}
+
+fn with_annotations(mut obj: Value, annotations: Value) -> Value {
+    obj["metadata"]["annotations"] = annotations;
+    obj
+}
+
+#[tokio::test]
+async fn annotations_are_checked_strictly() {
+    for (ann, want) in [
+        (
+            json!({"wpa.datadoghq.com/logs-attributes": "{team: web}"}),
+            "metadata.annotations[wpa.datadoghq.com/logs-attributes]: not valid JSON (key must be a string at line 1 column 2); expected an object such as {\"team\":\"web\"}",
+        ),
+        (
+            json!({"wpa.datadoghq.com/logs-attributes": "{\"team\": [\"a\"]}"}),
+            "metadata.annotations[wpa.datadoghq.com/logs-attributes]: the value of \"team\" must be a string, number, boolean or null, got [\"a\"]",
+        ),
+        (
+            json!({"wpa.datadoghq.com/skip-owner-check": "True"}),
+            "metadata.annotations[wpa.datadoghq.com/skip-owner-check]: must be \"true\" or \"false\", got \"True\" (any other value leaves the owner check on)",
+        ),
+        (
+            json!({"wpa.datadoghq.com/lifecycle-control.enabled": "yes"}),
+            "metadata.annotations[wpa.datadoghq.com/lifecycle-control.enabled]: must be a boolean (true, false, 1, 0, t, f), got \"yes\"",
+        ),
+    ] {
+        let obj = with_annotations(wpa_obj("w", valid_spec()), ann);
+        let resp = admit(
+            state(StaticIndex::default()),
+            "/validate",
+            &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", obj, None),
+        )
+        .await;
+        assert_eq!(denial(&resp), want);
+    }
+    let ok = with_annotations(
+        wpa_obj("w", valid_spec()),
+        json!({"wpa.datadoghq.com/logs-attributes": "{\"team\":\"web\",\"tier\":1}", "wpa.datadoghq.com/lifecycle-control.enabled": "false"}),
+    );
+    let resp = admit(
+        state(StaticIndex::default()),
+        "/validate",
+        &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", ok, None),
+    )
+    .await;
+    assert!(allowed(&resp), "{resp}");
+}
+
+fn index_with(wpas: &[(&str, Value)], hpas: &[(&str, &str)]) -> StaticIndex {
+    StaticIndex {
+        wpas: wpas
+            .iter()
+            .map(|(n, spec)| Arc::new(serde_json::from_value::<WatermarkPodAutoscaler>(wpa_obj(n, spec.clone())).expect("a WPA")))
+            .collect(),
+        hpas: hpas
+            .iter()
+            .map(|(n, target)| {
+                Arc::new(
+                    serde_json::from_value(json!({"metadata": {"name": n, "namespace": "default"},
+                        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}, "maxReplicas": 5}}))
+                    .expect("an HPA"),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_second_autoscaler_on_one_target_is_refused_unless_accepted() {
+    let idx = index_with(&[("other", valid_spec())], &[("hpa-web", "web")]);
+    let r =
+        review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", wpa_obj("w", valid_spec()), None);
+    let resp = admit(state(idx.clone()), "/validate", &r).await;
+    assert_eq!(
+        denial(&resp),
+        "spec.scaleTargetRef: Deployment/web is already scaled by WatermarkPodAutoscaler default/other and HorizontalPodAutoscaler default/hpa-web; two autoscalers on one target fight over its replica count. Remove the other autoscaler, or set the annotation wpa.datadoghq.com/allow-conflicting-autoscaler: \"true\" to accept the conflict"
+    );
+    let accepted = with_annotations(
+        wpa_obj("w", valid_spec()),
+        json!({"wpa.datadoghq.com/allow-conflicting-autoscaler": "true"}),
+    );
+    let resp = admit(
+        state(idx.clone()),
+        "/validate",
+        &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", accepted, None),
+    )
+    .await;
+    assert!(allowed(&resp));
+    let warnings = resp.pointer("/response/warnings").and_then(Value::as_array).expect("warnings");
+    assert!(warnings[0].as_str().is_some_and(|w| {
+        w.starts_with("Deployment/web is also scaled by WatermarkPodAutoscaler default/other")
+    }));
+    // The WPA itself (an update of "other") is not a conflict with itself.
+    let idx = index_with(&[("other", valid_spec())], &[]);
+    let mut changed = valid_spec();
+    changed["maxReplicas"] = json!(12);
+    let resp = admit(
+        state(idx),
+        "/validate",
+        &review(
+            "v1",
+            "datadoghq.com",
+            "WatermarkPodAutoscaler",
+            "UPDATE",
+            wpa_obj("other", changed),
+            Some(wpa_obj("other", valid_spec())),
+        ),
+    )
+    .await;
+    assert!(allowed(&resp), "{resp}");
+}
+
+#[tokio::test]
+async fn status_label_and_finalizer_updates_are_never_refused() {
+    let mut bad = valid_spec();
+    bad["minReplicas"] = json!(20);
+    let old = wpa_obj("w", bad.clone());
+    let mut new = old.clone();
+    new["metadata"]["labels"] = json!({"team": "web"});
+    new["metadata"]["finalizers"] = json!([]);
+    new["status"] = json!({"currentReplicas": 3, "desiredReplicas": 3});
+    let resp = admit(
+        state(StaticIndex::default()),
+        "/validate",
+        &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "UPDATE", new, Some(old)),
+    )
+    .await;
+    assert!(allowed(&resp), "{resp}");
+    // A WPA being deleted may always lose its finalizer.
+    let mut deleting = wpa_obj("w", bad);
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let resp = admit(
+        state(StaticIndex::default()),
+        "/validate",
+        &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "UPDATE", deleting.clone(), Some(deleting)),
+    )
+    .await;
+    assert!(allowed(&resp));
+}
+
+fn deployment(name: &str, replicas: i64, annotations: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+}
+
+#[tokio::test]
+async fn deployment_replicas_outside_the_bounds_are_clamped_with_a_warning() {
+    let idx = index_with(&[("web-wpa", valid_spec())], &[]);
+    let resp = admit(
+        state(idx.clone()),
+        "/mutate",
+        &review(
+            "v1",
+            "apps",
+            "Deployment",
+            "UPDATE",
+            deployment("web", 50, json!({})),
+            Some(deployment("web", 5, json!({}))),
+        ),
+    )
+    .await;
+    assert!(allowed(&resp));
+    assert_eq!(patch_of(&resp), json!([{"op": "replace", "path": "/spec/replicas", "value": 10}]));
+    assert_eq!(
+        resp.pointer("/response/warnings"),
+        Some(&json!([
+            "spec.replicas 50 is above maxReplicas 10 of WatermarkPodAutoscaler default/web-wpa, which governs this Deployment: set to 10"
+        ]))
+    );
+    let resp = admit(
+        state(idx.clone()),
+        "/mutate",
+        &review("v1", "apps", "Deployment", "CREATE", deployment("web", 1, json!({})), None),
+    )
+    .await;
+    assert_eq!(patch_of(&resp), json!([{"op": "replace", "path": "/spec/replicas", "value": 2}]));
+    // Within bounds, or not governed: untouched.
+    let resp = admit(
+        state(idx.clone()),
+        "/mutate",
+        &review("v1", "apps", "Deployment", "CREATE", deployment("web", 5, json!({})), None),
+    )
+    .await;
+    assert!(allowed(&resp) && resp.pointer("/response/patch").is_none());
+    let resp = admit(
+        state(idx),
+        "/mutate",
+        &review("v1", "apps", "Deployment", "CREATE", deployment("api", 500, json!({})), None),
+    )
+    .await;
+    assert!(allowed(&resp) && resp.pointer("/response/patch").is_none());
+    // A dry-run WPA only warns.
+    let mut dry = valid_spec();
+    dry["dryRun"] = json!(true);
+    let resp = admit(
+        state(index_with(&[("web-wpa", dry)], &[])),
+        "/mutate",
+        &review("v1", "apps", "Deployment", "CREATE", deployment("web", 50, json!({})), None),
+    )
+    .await;
+    assert!(resp.pointer("/response/patch").is_none());
+    assert_eq!(
+        resp.pointer("/response/warnings"),
+        Some(&json!([
+            "spec.replicas 50 is above maxReplicas 10 of WatermarkPodAutoscaler default/web-wpa, which governs this Deployment; left unchanged because that WPA is in dry-run"
+        ]))
+    );
+}
+
+#[tokio::test]
+async fn governed_workloads_carry_valid_wpa_annotations() {
+    let idx = index_with(&[("web-wpa", valid_spec())], &[]);
+    let bad = deployment("web", 3, json!({"wpa.datadoghq.com/skip-owner-check": "yes"}));
+    let resp = admit(
+        state(idx.clone()),
+        "/validate",
+        &review("v1", "apps", "Deployment", "CREATE", bad.clone(), None),
+    )
+    .await;
+    assert_eq!(
+        denial(&resp),
+        "metadata.annotations[wpa.datadoghq.com/skip-owner-check]: must be \"true\" or \"false\", got \"yes\" (any other value leaves the owner check on) (this Deployment is scaled by WatermarkPodAutoscaler default/web-wpa)"
+    );
+    // Not governed by a WPA: not our business.
+    let resp = admit(
+        state(StaticIndex::default()),
+        "/validate",
+        &review("v1", "apps", "Deployment", "CREATE", bad, None),
+    )
+    .await;
+    assert!(allowed(&resp));
+}
+
+#[tokio::test]
+async fn the_scale_subresource_and_deletions_are_never_touched() {
+    let idx = index_with(&[("web-wpa", valid_spec())], &[]);
+    let mut r = review(
+        "v1",
+        "apps",
+        "Deployment",
+        "UPDATE",
+        deployment("web", 50, json!({"wpa.datadoghq.com/skip-owner-check": "no"})),
+        None,
+    );
+    r["request"]["subResource"] = json!("scale");
+    for path in ["/mutate", "/validate"] {
+        let resp = admit(state(idx.clone()), path, &r).await;
+        assert!(allowed(&resp) && resp.pointer("/response/patch").is_none(), "{path}: {resp}");
+    }
+    let mut deleting = deployment("web", 50, json!({}));
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let resp =
+        admit(state(idx), "/mutate", &review("v1", "apps", "Deployment", "UPDATE", deleting, None)).await;
+    assert!(resp.pointer("/response/patch").is_none());
+}
+
+#[tokio::test]
+async fn v1beta1_is_answered_in_v1beta1_and_dry_run_gets_the_same_answer() {
+    let mut r = review(
+        "v1beta1",
+        "datadoghq.com",
+        "WatermarkPodAutoscaler",
+        "CREATE",
+        wpa_obj("w", json!({"maxReplicas": 1})),
+        None,
+    );
+    let resp = admit(state(StaticIndex::default()), "/validate", &r).await;
+    assert_eq!(resp["apiVersion"], "admission.k8s.io/v1beta1");
+    assert_eq!(resp["kind"], "AdmissionReview");
+    let first = denial(&resp);
+    r["request"]["dryRun"] = json!(true);
+    let resp = admit(state(StaticIndex::default()), "/validate", &r).await;
+    assert_eq!(denial(&resp), first);
+    assert_eq!(resp.pointer("/response/uid"), Some(&json!("7c0f7c4e-1b1b-4a5e-9f3a-000000000001")));
+    assert_eq!(resp.pointer("/response/auditAnnotations/decision"), Some(&json!("denied: invalid")));
+}
+
+#[tokio::test]
+async fn malformed_input_gets_a_clear_http_error() {
+    let st = || state(StaticIndex::default());
+    let (status, body) = call(st(), "/validate", b"not json".to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.starts_with("the body is not an AdmissionReview")),
+        "{body}"
+    );
+    let (status, body) = call(st(), "/validate", br#"{"apiVersion":"v1","kind":"Pod"}"#.to_vec()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        "expected kind AdmissionReview of admission.k8s.io/v1 or v1beta1, got kind \"Pod\" of \"v1\""
+    );
+    let (status, body) =
+        call(st(), "/mutate", br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec())
+            .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "the AdmissionReview has no request");
+    let (status, body) = call(st(), "/validate", vec![b' '; 3 * 1024 * 1024 + 1]).await;
+    assert_eq!(status, 413);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("larger than")));
+    // A kind this webhook does not know is allowed.
+    let r = review(
+        "v1",
+        "",
+        "ConfigMap",
+        "CREATE",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+        None,
+    );
+    assert!(allowed(&admit(st(), "/validate", &r).await));
+}
+
+#[test]
+fn timeouts_parse_as_the_api_server_writes_them() {
+    use std::time::Duration;
+    use wpa::webhook::parse_timeout;
+    assert_eq!(parse_timeout(Some("timeout=10s")), Some(Duration::from_secs(10)));
+    assert_eq!(parse_timeout(Some("x=1&timeout=2500ms")), Some(Duration::from_millis(2500)));
+    assert_eq!(parse_timeout(Some("timeout=1m0s")), Some(Duration::from_secs(60)));
+    assert_eq!(parse_timeout(Some("timeout=abc")), None);
+    assert_eq!(parse_timeout(None), None);
+}
