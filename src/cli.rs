@@ -95,6 +95,24 @@ pub enum BenchTarget {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// Requests per second and p50/p99 latency of a WPA validate, a WPA mutate and a Deployment mutate over
+    /// TLS keep-alive with 32 connections, against a bare axum+rustls handler returning a fixed
+    /// AdmissionReview, measured in the same run; and the webhook process's memory.
+    Admission {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// The server side of `wpa bench admission` (started by it).
+    #[command(hide = true)]
+    AdmissionServer {
+        #[arg(long, value_enum)]
+        mode: bench::admission::Mode,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 /// Parses the arguments and runs the command.
@@ -103,10 +121,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             serve::init_tracing(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match runtime() {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("wpa serve: cannot start the runtime: {e}");
+                    eprintln!("wpa serve: {e}");
                     return ExitCode::FAILURE;
                 }
             };
@@ -134,6 +152,29 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchArgs { target: BenchTarget::Engine { seconds } }) => {
             println!("{}", bench::engine(seconds));
             ExitCode::SUCCESS
+        }
+        Command::Bench(BenchArgs { target: BenchTarget::Admission { seconds } }) => {
+            // The load generator runs on one thread, leaving the cores to the servers it measures.
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string());
+            match rt.and_then(|rt| rt.block_on(bench::admission::run(seconds))) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("wpa bench admission: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench(BenchArgs { target: BenchTarget::AdmissionServer { mode, cert, key } }) => {
+            match runtime().and_then(|rt| rt.block_on(bench::admission::serve_child(mode, cert, key))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("wpa bench admission-server: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
@@ -186,4 +227,8 @@ fn write_certs(args: &CertsArgs) -> Result<(), tls::TlsError> {
     }
     println!("serving certificate for: {}", args.sans.join(", "));
     Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))
 }

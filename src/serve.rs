@@ -16,7 +16,7 @@ use kube::{
     Api, Client, Config,
     api::{Patch, PatchParams},
     config::{KubeConfigOptions, Kubeconfig},
-    runtime::{WatchStreamExt, reflector, watcher},
+    runtime::{WatchStreamExt, watcher},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +26,7 @@ use crate::{
     metrics::Metrics,
     server::{self, Readiness},
     tls::{self, CertFiles, CertStore},
-    webhook::{self, StoreIndex, WebhookState},
+    webhook::{self, TargetIndex, WebhookState},
 };
 
 /// Flags of `wpa serve`; each can also be set through the `WPA_*` variable shown.
@@ -169,51 +169,37 @@ pub async fn inject_ca(client: &Client, name: &str, ca_pem: &str) -> Result<(), 
     Ok(())
 }
 
-/// Reflector caches of WPAs and HPAs (the webhook's conflict lookups), and a future that resolves once
-/// both have listed.
-fn autoscaler_caches(
-    client: &Client,
-    shutdown: CancellationToken,
-) -> (StoreIndex, impl std::future::Future<Output = ()> + use<>) {
-    let (wpas, wpa_writer) = reflector::store::<WatermarkPodAutoscaler>();
-    let (hpas, hpa_writer) = reflector::store::<HorizontalPodAutoscaler>();
-    let wpa_stream = reflector(
-        wpa_writer,
-        watcher(Api::<WatermarkPodAutoscaler>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .applied_objects();
-    let hpa_stream = reflector(
-        hpa_writer,
-        watcher(Api::<HorizontalPodAutoscaler>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .applied_objects();
-    for (what, stream) in [
-        ("WatermarkPodAutoscaler", wpa_stream.map(|r| r.map(|_| ())).boxed()),
-        ("HorizontalPodAutoscaler", hpa_stream.map(|r| r.map(|_| ())).boxed()),
-    ] {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut stream = stream;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    item = stream.next() => match item {
-                        None => return,
-                        Some(Ok(())) => {}
-                        Some(Err(e)) => tracing::warn!(kind = what, error = %e, "watch error (retrying with backoff)"),
-                    }
+/// Keeps `index` current from watches of WPAs and HPAs (the webhook's conflict lookups).
+fn watch_autoscalers(client: &Client, index: Arc<TargetIndex>, shutdown: CancellationToken) {
+    let wpas = watcher(Api::<WatermarkPodAutoscaler>::all(client.clone()), watcher::Config::default()).default_backoff();
+    let hpas = watcher(Api::<HorizontalPodAutoscaler>::all(client.clone()), watcher::Config::default()).default_backoff();
+    let (i, stop) = (index.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut wpas = std::pin::pin!(wpas);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                event = wpas.next() => match event {
+                    None => return,
+                    Some(Ok(e)) => i.apply_wpa(&e),
+                    Some(Err(e)) => tracing::warn!(kind = "WatermarkPodAutoscaler", error = %e, "watch error (retrying with backoff)"),
                 }
             }
-        });
-    }
-    let index = StoreIndex { wpas: wpas.clone(), hpas: hpas.clone() };
-    let synced = async move {
-        let _ = wpas.wait_until_ready().await;
-        let _ = hpas.wait_until_ready().await;
-    };
-    (index, synced)
+        }
+    });
+    tokio::spawn(async move {
+        let mut hpas = std::pin::pin!(hpas);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                event = hpas.next() => match event {
+                    None => return,
+                    Some(Ok(e)) => index.apply_hpa(&e),
+                    Some(Err(e)) => tracing::warn!(kind = "HorizontalPodAutoscaler", error = %e, "watch error (retrying with backoff)"),
+                }
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -244,10 +230,13 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let mut readiness = Readiness::default();
     let client = kube_client(args.kubeconfig.as_ref()).await?;
 
-    let (index, synced) = autoscaler_caches(&client, shutdown.clone());
-    let caches_synced = readiness.caches_synced.clone();
+    let index = TargetIndex::new();
+    watch_autoscalers(&client, index.clone(), shutdown.clone());
+    let (caches_synced, synced_index) = (readiness.caches_synced.clone(), index.clone());
     tokio::spawn(async move {
-        synced.await;
+        while !synced_index.synced() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         caches_synced.store(true, Ordering::Release);
         tracing::info!("caches synced");
     });
@@ -289,7 +278,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         }
         let listener = server::bind(args.listen).await?;
         tracing::info!(addr = %args.listen, "admission webhook listening");
-        let state = WebhookState { index: Arc::new(index.clone()), metrics: metrics.clone() };
+        let state = WebhookState { index: index.clone(), metrics: metrics.clone() };
         let tls_config = tls::server_config(store)?;
         tasks.push(tokio::spawn(server::serve_tls(
             listener,

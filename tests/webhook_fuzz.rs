@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use wpa::{
     metrics::Metrics,
-    webhook::{StaticIndex, WebhookState, router},
+    webhook::{TargetIndex, WebhookState, router},
 };
 
 fn arb_json() -> impl Strategy<Value = Value> {
@@ -68,7 +68,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn call(rt: &tokio::runtime::Runtime, path: &str, body: Vec<u8>) -> (u16, Value) {
-    let state = WebhookState { index: Arc::new(StaticIndex::default()), metrics: Arc::new(Metrics::new()) };
+    let state = WebhookState { index: TargetIndex::new(), metrics: Arc::new(Metrics::new()) };
     rt.block_on(async {
         let req = Request::post(path).body(Body::from(body)).expect("a request");
         let resp = router(state).oneshot(req).await.expect("an answer");

@@ -10,7 +10,7 @@ use tower::ServiceExt;
 use wpa::{
     api::WatermarkPodAutoscaler,
     metrics::Metrics,
-    webhook::{StaticIndex, WebhookState, router},
+    webhook::{TargetIndex, WebhookState, router},
 };
 
 fn wpa_obj(name: &str, spec: Value) -> Value {
@@ -45,8 +45,8 @@ fn review(version: &str, group: &str, kind: &str, op: &str, object: Value, old: 
     })
 }
 
-fn state(index: StaticIndex) -> WebhookState {
-    WebhookState { index: Arc::new(index), metrics: Arc::new(Metrics::new()) }
+fn state(index: Arc<TargetIndex>) -> WebhookState {
+    WebhookState { index, metrics: Arc::new(Metrics::new()) }
 }
 
 async fn call(state: WebhookState, path: &str, body: Vec<u8>) -> (u16, Value) {
@@ -92,7 +92,7 @@ async fn mutate_adds_exactly_the_missing_defaults_once() {
                       "maxReplicas": 10, "tolerance": "0", "algorithm": ""});
     let r =
         review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", wpa_obj("w", spec.clone()), None);
-    let resp = admit(state(StaticIndex::default()), "/mutate", &r).await;
+    let resp = admit(state(TargetIndex::new()), "/mutate", &r).await;
     assert!(allowed(&resp));
     assert_eq!(resp.pointer("/response/patchType"), Some(&json!("JSONPatch")));
     assert_eq!(
@@ -113,7 +113,7 @@ async fn mutate_adds_exactly_the_missing_defaults_once() {
     let ops: json_patch::Patch = serde_json::from_value(patch_of(&resp)).expect("a patch");
     json_patch::patch(&mut patched, &ops).expect("applies");
     let again = admit(
-        state(StaticIndex::default()),
+        state(TargetIndex::new()),
         "/mutate",
         &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", patched, None),
     )
@@ -202,7 +202,7 @@ async fn validate_refuses_every_upstream_and_stricter_rule_with_its_path() {
             wpa_obj("w", spec.clone()),
             None,
         );
-        let resp = admit(state(StaticIndex::default()), "/validate", &r).await;
+        let resp = admit(state(TargetIndex::new()), "/validate", &r).await;
         assert_eq!(denial(&resp), want, "spec {spec}");
         assert_eq!(resp.pointer("/response/uid"), Some(&json!("7c0f7c4e-1b1b-4a5e-9f3a-000000000001")));
     }
@@ -235,7 +235,7 @@ async fn annotations_are_checked_strictly() {
     ] {
         let obj = with_annotations(wpa_obj("w", valid_spec()), ann);
         let resp = admit(
-            state(StaticIndex::default()),
+            state(TargetIndex::new()),
             "/validate",
             &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", obj, None),
         )
@@ -247,7 +247,7 @@ async fn annotations_are_checked_strictly() {
         json!({"wpa.datadoghq.com/logs-attributes": "{\"team\":\"web\",\"tier\":1}", "wpa.datadoghq.com/lifecycle-control.enabled": "false"}),
     );
     let resp = admit(
-        state(StaticIndex::default()),
+        state(TargetIndex::new()),
         "/validate",
         &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", ok, None),
     )
@@ -255,23 +255,18 @@ async fn annotations_are_checked_strictly() {
     assert!(allowed(&resp), "{resp}");
 }
 
-fn index_with(wpas: &[(&str, Value)], hpas: &[(&str, &str)]) -> StaticIndex {
-    StaticIndex {
-        wpas: wpas
-            .iter()
-            .map(|(n, spec)| Arc::new(serde_json::from_value::<WatermarkPodAutoscaler>(wpa_obj(n, spec.clone())).expect("a WPA")))
-            .collect(),
-        hpas: hpas
-            .iter()
-            .map(|(n, target)| {
-                Arc::new(
-                    serde_json::from_value(json!({"metadata": {"name": n, "namespace": "default"},
-                        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}, "maxReplicas": 5}}))
-                    .expect("an HPA"),
-                )
-            })
-            .collect(),
-    }
+fn index_with(wpas: &[(&str, Value)], hpas: &[(&str, &str)]) -> Arc<TargetIndex> {
+    let wpas: Vec<WatermarkPodAutoscaler> =
+        wpas.iter().map(|(n, spec)| serde_json::from_value(wpa_obj(n, spec.clone())).expect("a WPA")).collect();
+    let hpas: Vec<_> = hpas
+        .iter()
+        .map(|(n, target)| {
+            serde_json::from_value(json!({"metadata": {"name": n, "namespace": "default"},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}, "maxReplicas": 5}}))
+            .expect("an HPA")
+        })
+        .collect();
+    TargetIndex::from_objects(&wpas, &hpas)
 }
 
 #[tokio::test]
@@ -329,7 +324,7 @@ async fn status_label_and_finalizer_updates_are_never_refused() {
     new["metadata"]["finalizers"] = json!([]);
     new["status"] = json!({"currentReplicas": 3, "desiredReplicas": 3});
     let resp = admit(
-        state(StaticIndex::default()),
+        state(TargetIndex::new()),
         "/validate",
         &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "UPDATE", new, Some(old)),
     )
@@ -339,7 +334,7 @@ async fn status_label_and_finalizer_updates_are_never_refused() {
     let mut deleting = wpa_obj("w", bad);
     deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     let resp = admit(
-        state(StaticIndex::default()),
+        state(TargetIndex::new()),
         "/validate",
         &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "UPDATE", deleting.clone(), Some(deleting)),
     )
@@ -434,7 +429,7 @@ async fn governed_workloads_carry_valid_wpa_annotations() {
     );
     // Not governed by a WPA: not our business.
     let resp = admit(
-        state(StaticIndex::default()),
+        state(TargetIndex::new()),
         "/validate",
         &review("v1", "apps", "Deployment", "CREATE", bad, None),
     )
@@ -475,12 +470,12 @@ async fn v1beta1_is_answered_in_v1beta1_and_dry_run_gets_the_same_answer() {
         wpa_obj("w", json!({"maxReplicas": 1})),
         None,
     );
-    let resp = admit(state(StaticIndex::default()), "/validate", &r).await;
+    let resp = admit(state(TargetIndex::new()), "/validate", &r).await;
     assert_eq!(resp["apiVersion"], "admission.k8s.io/v1beta1");
     assert_eq!(resp["kind"], "AdmissionReview");
     let first = denial(&resp);
     r["request"]["dryRun"] = json!(true);
-    let resp = admit(state(StaticIndex::default()), "/validate", &r).await;
+    let resp = admit(state(TargetIndex::new()), "/validate", &r).await;
     assert_eq!(denial(&resp), first);
     assert_eq!(resp.pointer("/response/uid"), Some(&json!("7c0f7c4e-1b1b-4a5e-9f3a-000000000001")));
     assert_eq!(resp.pointer("/response/auditAnnotations/decision"), Some(&json!("denied: invalid")));
@@ -488,7 +483,7 @@ async fn v1beta1_is_answered_in_v1beta1_and_dry_run_gets_the_same_answer() {
 
 #[tokio::test]
 async fn malformed_input_gets_a_clear_http_error() {
-    let st = || state(StaticIndex::default());
+    let st = || state(TargetIndex::new());
     let (status, body) = call(st(), "/validate", b"not json".to_vec()).await;
     assert_eq!(status, 400);
     assert!(

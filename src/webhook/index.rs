@@ -1,10 +1,19 @@
-//! Which autoscalers govern a workload, answered from memory (kube-rs reflector caches), never with an API
-//! call per admission request.
+//! Which autoscalers govern a workload, answered from memory, never with an API call per admission request.
+//!
+//! The index is keyed by target (namespace, kind, name) and kept current from the watch streams of
+//! WatermarkPodAutoscalers and HorizontalPodAutoscalers, so a lookup costs one hash, not a scan of every
+//! autoscaler in the cluster.
 
-use std::sync::Arc;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
-use kube::{ResourceExt, runtime::reflector::Store};
+use kube::{ResourceExt, runtime::watcher::Event};
 
 use crate::api::WatermarkPodAutoscaler;
 
@@ -29,85 +38,192 @@ impl Governing {
     }
 }
 
-/// Looks up the autoscalers of a workload (`kind`/`name` in `namespace`).
-pub trait AutoscalerIndex: Send + Sync + 'static {
-    fn wpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<Governing>;
-    fn hpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<String>;
+/// (namespace, kind, name) of a scale target.
+type Target = (String, String, String);
+/// (namespace, name) of an autoscaler.
+type Key = (String, String);
+
+/// One autoscaler kind, indexed both ways (by object, to handle updates and deletions; by target, to answer).
+#[derive(Debug)]
+struct Table<V> {
+    by_object: HashMap<Key, Target>,
+    by_target: HashMap<Target, BTreeMap<String, V>>,
 }
 
-fn wpa_matches(w: &WatermarkPodAutoscaler, namespace: &str, kind: &str, name: &str) -> bool {
-    w.namespace().as_deref() == Some(namespace)
-        && w.spec.scale_target_ref.kind == kind
-        && w.spec.scale_target_ref.name == name
-        && w.metadata.deletion_timestamp.is_none()
-}
-
-fn hpa_matches(h: &HorizontalPodAutoscaler, namespace: &str, kind: &str, name: &str) -> bool {
-    h.namespace().as_deref() == Some(namespace)
-        && h.spec.as_ref().is_some_and(|s| s.scale_target_ref.kind == kind && s.scale_target_ref.name == name)
-}
-
-fn sorted<T, K: Ord>(mut v: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
-    v.sort_by_key(key);
-    v
-}
-
-/// The reflector-backed index `wpa serve` uses.
-#[derive(Clone)]
-pub struct StoreIndex {
-    pub wpas: Store<WatermarkPodAutoscaler>,
-    pub hpas: Store<HorizontalPodAutoscaler>,
-}
-
-impl AutoscalerIndex for StoreIndex {
-    fn wpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<Governing> {
-        let found = self
-            .wpas
-            .state()
-            .iter()
-            .filter(|w| wpa_matches(w, namespace, kind, name))
-            .map(|w| Governing::of(w))
-            .collect();
-        sorted(found, |g: &Governing| g.name.clone())
-    }
-
-    fn hpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<String> {
-        let found = self
-            .hpas
-            .state()
-            .iter()
-            .filter(|h| hpa_matches(h, namespace, kind, name))
-            .map(|h| h.name_any())
-            .collect();
-        sorted(found, |n: &String| n.clone())
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Table { by_object: HashMap::new(), by_target: HashMap::new() }
     }
 }
 
-/// A fixed set of autoscalers (tests, and `wpa serve --no-reconciler` without API access).
-#[derive(Clone, Default)]
-pub struct StaticIndex {
-    pub wpas: Vec<Arc<WatermarkPodAutoscaler>>,
-    pub hpas: Vec<Arc<HorizontalPodAutoscaler>>,
-}
-
-impl AutoscalerIndex for StaticIndex {
-    fn wpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<Governing> {
-        let found = self
-            .wpas
-            .iter()
-            .filter(|w| wpa_matches(w, namespace, kind, name))
-            .map(|w| Governing::of(w))
-            .collect();
-        sorted(found, |g: &Governing| g.name.clone())
+impl<V> Table<V> {
+    fn remove(&mut self, key: &Key) {
+        if let Some(target) = self.by_object.remove(key) {
+            if let Some(entries) = self.by_target.get_mut(&target) {
+                entries.remove(&key.1);
+                if entries.is_empty() {
+                    self.by_target.remove(&target);
+                }
+            }
+        }
     }
 
-    fn hpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<String> {
-        let found = self
-            .hpas
-            .iter()
-            .filter(|h| hpa_matches(h, namespace, kind, name))
-            .map(|h| h.name_any())
-            .collect();
-        sorted(found, |n: &String| n.clone())
+    fn upsert(&mut self, key: Key, target: Option<Target>, value: V) {
+        self.remove(&key);
+        if let Some(target) = target {
+            self.by_target.entry(target.clone()).or_default().insert(key.1.clone(), value);
+            self.by_object.insert(key, target);
+        }
+    }
+
+    fn get(&self, target: &Target) -> impl Iterator<Item = &V> {
+        self.by_target.get(target).into_iter().flat_map(|m| m.values())
+    }
+}
+
+fn wpa_entry(w: &WatermarkPodAutoscaler) -> (Key, Option<Target>, Governing) {
+    let ns = w.namespace().unwrap_or_default();
+    // A WPA being deleted no longer governs anything.
+    let target = w
+        .metadata
+        .deletion_timestamp
+        .is_none()
+        .then(|| (ns.clone(), w.spec.scale_target_ref.kind.clone(), w.spec.scale_target_ref.name.clone()));
+    ((ns, w.name_any()), target, Governing::of(w))
+}
+
+fn hpa_entry(h: &HorizontalPodAutoscaler) -> (Key, Option<Target>, String) {
+    let ns = h.namespace().unwrap_or_default();
+    let target = h.spec.as_ref().map(|s| (ns.clone(), s.scale_target_ref.kind.clone(), s.scale_target_ref.name.clone()));
+    ((ns, h.name_any()), target, h.name_any())
+}
+
+/// The autoscalers of every workload, by target.
+#[derive(Debug, Default)]
+pub struct TargetIndex {
+    wpas: RwLock<Table<Governing>>,
+    hpas: RwLock<Table<String>>,
+    /// Objects listed since a watch (re)started, swapped in when the list completes.
+    wpa_relist: RwLock<Option<Table<Governing>>>,
+    hpa_relist: RwLock<Option<Table<String>>>,
+    wpas_synced: AtomicBool,
+    hpas_synced: AtomicBool,
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Applies one watch event to a table (with relist buffering).
+fn apply<K, V>(
+    table: &RwLock<Table<V>>,
+    relist: &RwLock<Option<Table<V>>>,
+    synced: &AtomicBool,
+    event: &Event<K>,
+    entry: impl Fn(&K) -> (Key, Option<Target>, V),
+) {
+    match event {
+        Event::Apply(obj) => {
+            let (key, target, value) = entry(obj);
+            write(table).upsert(key, target, value);
+        }
+        Event::Delete(obj) => {
+            let (key, _, _) = entry(obj);
+            write(table).remove(&key);
+        }
+        Event::Init => *write(relist) = Some(Table::default()),
+        Event::InitApply(obj) => {
+            let (key, target, value) = entry(obj);
+            write(relist).get_or_insert_with(Table::default).upsert(key, target, value);
+        }
+        Event::InitDone => {
+            if let Some(fresh) = write(relist).take() {
+                *write(table) = fresh;
+            }
+            synced.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl TargetIndex {
+    pub fn new() -> Arc<TargetIndex> {
+        Arc::new(TargetIndex::default())
+    }
+
+    /// An index of a fixed set of autoscalers (tests, benchmarks).
+    pub fn from_objects(wpas: &[WatermarkPodAutoscaler], hpas: &[HorizontalPodAutoscaler]) -> Arc<TargetIndex> {
+        let index = TargetIndex::default();
+        for w in wpas {
+            index.apply_wpa(&Event::Apply(w.clone()));
+        }
+        for h in hpas {
+            index.apply_hpa(&Event::Apply(h.clone()));
+        }
+        index.wpas_synced.store(true, Ordering::Release);
+        index.hpas_synced.store(true, Ordering::Release);
+        Arc::new(index)
+    }
+
+    pub fn apply_wpa(&self, event: &Event<WatermarkPodAutoscaler>) {
+        apply(&self.wpas, &self.wpa_relist, &self.wpas_synced, event, wpa_entry);
+    }
+
+    pub fn apply_hpa(&self, event: &Event<HorizontalPodAutoscaler>) {
+        apply(&self.hpas, &self.hpa_relist, &self.hpas_synced, event, hpa_entry);
+    }
+
+    /// Whether both watches have listed once.
+    pub fn synced(&self) -> bool {
+        self.wpas_synced.load(Ordering::Acquire) && self.hpas_synced.load(Ordering::Acquire)
+    }
+
+    /// The WPAs that target `kind`/`name` in `namespace`, by name.
+    pub fn wpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<Governing> {
+        let target = (namespace.to_string(), kind.to_string(), name.to_string());
+        read(&self.wpas).get(&target).cloned().collect()
+    }
+
+    /// The HPAs that target `kind`/`name` in `namespace`, by name.
+    pub fn hpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<String> {
+        let target = (namespace.to_string(), kind.to_string(), name.to_string());
+        read(&self.hpas).get(&target).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wpa(name: &str, target: &str) -> WatermarkPodAutoscaler {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name, "namespace": "ns"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": target}, "minReplicas": 2, "maxReplicas": 5}}))
+        .expect("a WPA")
+    }
+
+    #[test]
+    fn follows_updates_deletions_and_relists() {
+        let index = TargetIndex::default();
+        index.apply_wpa(&Event::Apply(wpa("a", "web")));
+        index.apply_wpa(&Event::Apply(wpa("b", "web")));
+        assert_eq!(index.wpas_for("ns", "Deployment", "web").iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        // Retargeting moves the entry.
+        index.apply_wpa(&Event::Apply(wpa("b", "api")));
+        assert_eq!(index.wpas_for("ns", "Deployment", "web").len(), 1);
+        assert_eq!(index.wpas_for("ns", "Deployment", "api")[0].max_replicas, Some(5));
+        index.apply_wpa(&Event::Delete(wpa("a", "web")));
+        assert!(index.wpas_for("ns", "Deployment", "web").is_empty());
+        assert!(!index.synced());
+        // A relist replaces everything once complete.
+        index.apply_wpa(&Event::Init);
+        index.apply_wpa(&Event::InitApply(wpa("c", "web")));
+        assert_eq!(index.wpas_for("ns", "Deployment", "api").len(), 1, "the old view serves until the list completes");
+        index.apply_wpa(&Event::InitDone);
+        assert!(index.wpas_for("ns", "Deployment", "api").is_empty());
+        assert_eq!(index.wpas_for("ns", "Deployment", "web")[0].name, "c");
+        assert!(!index.wpas_for("other", "Deployment", "web").iter().any(|_| true));
     }
 }

@@ -7,6 +7,7 @@
 //! have no side effects).
 
 pub mod index;
+pub mod review;
 pub mod rules;
 
 use std::{
@@ -23,17 +24,14 @@ use axum::{
     routing::post,
 };
 use http_body_util::{BodyExt, Limited};
-use kube::core::{
-    DynamicObject, Status,
-    admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
-};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     api,
     metrics::{AdmissionLabels, Metrics},
 };
-pub use index::{AutoscalerIndex, StaticIndex, StoreIndex};
+pub use index::TargetIndex;
+use review::{RequestIn, ResponseOut, ReviewIn, ReviewOut, StatusOut};
 pub use rules::{Op, Verdict};
 
 /// The largest AdmissionReview accepted (the API server's own request limit is 3 MiB).
@@ -43,7 +41,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct WebhookState {
-    pub index: Arc<dyn AutoscalerIndex>,
+    pub index: Arc<TargetIndex>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -134,41 +132,30 @@ async fn answer(state: &WebhookState, endpoint: Endpoint, request: Request) -> A
             return bad(StatusCode::BAD_REQUEST, "unreadable", format!("cannot read the request body: {e}"));
         }
     };
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&bytes) {
+    let review: ReviewIn = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
-        Err(e) => {
-            return bad(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                format!("the body is not an AdmissionReview: {e}"),
-            );
-        }
+        Err(e) => return bad(StatusCode::BAD_REQUEST, "malformed", format!("the body is not an AdmissionReview: {e}")),
     };
-    if review.types.kind != "AdmissionReview"
-        || !matches!(review.types.api_version.as_str(), "admission.k8s.io/v1" | "admission.k8s.io/v1beta1")
+    if review.kind != "AdmissionReview"
+        || !matches!(review.api_version.as_str(), "admission.k8s.io/v1" | "admission.k8s.io/v1beta1")
     {
         return bad(
             StatusCode::BAD_REQUEST,
             "malformed",
             format!(
                 "expected kind AdmissionReview of admission.k8s.io/v1 or v1beta1, got kind {:?} of {:?}",
-                review.types.kind, review.types.api_version
+                review.kind, review.api_version
             ),
         );
     }
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(_) => {
-            return bad(StatusCode::BAD_REQUEST, "malformed", "the AdmissionReview has no request".into());
-        }
+    let Some(request) = review.request else {
+        return bad(StatusCode::BAD_REQUEST, "malformed", "the AdmissionReview has no request".into());
     };
     let verdict = decide(state, endpoint, &request);
-    let kind = request.kind.kind.clone();
-    let operation = format!("{:?}", request.operation).to_uppercase();
     if !verdict.allowed {
         tracing::info!(
             webhook = endpoint.label(),
-            kind = %kind,
+            kind = %request.kind.kind,
             namespace = %request.namespace.as_deref().unwrap_or(""),
             name = %request.name,
             reason = verdict.reason,
@@ -176,86 +163,81 @@ async fn answer(state: &WebhookState, endpoint: Endpoint, request: Request) -> A
             "admission denied"
         );
     }
-    let labels = labels(endpoint, &kind, &operation, verdict.allowed, verdict.reason);
-    Answer { response: review_response(&request, verdict), labels }
+    let labels = labels(endpoint, &request.kind.kind, &request.operation, verdict.allowed, verdict.reason);
+    Answer { response: review_response(&review.api_version, request.uid, verdict), labels }
 }
 
-fn operation(op: &Operation) -> Op {
+fn operation(op: &str) -> Op {
     match op {
-        Operation::Create => Op::Create,
-        Operation::Update => Op::Update,
-        Operation::Delete => Op::Delete,
-        Operation::Connect => Op::Connect,
+        "CREATE" => Op::Create,
+        "UPDATE" => Op::Update,
+        "DELETE" => Op::Delete,
+        _ => Op::Connect,
     }
 }
 
 /// The rules for this request.
-pub fn decide(state: &WebhookState, endpoint: Endpoint, req: &AdmissionRequest<DynamicObject>) -> Verdict {
+pub fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'_>) -> Verdict {
     if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
         // `/scale` is how autoscalers scale, `/status` how controllers report: never in the way.
         return Verdict::allow("subresource");
     }
     let op = operation(&req.operation);
-    let Some(object) = req.object.as_ref().and_then(|o| serde_json::to_value(o).ok()) else {
+    let Some(object) = req.object else {
         return Verdict::allow("no_object");
     };
-    let old = req.old_object.as_ref().and_then(|o| serde_json::to_value(o).ok());
     let (group, kind) = (req.kind.group.as_str(), req.kind.kind.as_str());
-    let namespace = req.namespace.clone().unwrap_or_default();
-    let name = if req.name.is_empty() {
-        object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string()
-    } else {
-        req.name.clone()
-    };
     let index = state.index.as_ref();
-    match (endpoint, group, kind) {
-        (Endpoint::Validate, api::GROUP, api::KIND) => rules::validate_wpa(op, &object, old.as_ref(), index),
-        (Endpoint::Mutate, api::GROUP, api::KIND) if matches!(op, Op::Create | Op::Update) => {
-            rules::mutate_wpa(&object)
-        }
-        (Endpoint::Validate, _, _) if rules::is_workload(group, kind) => {
-            rules::validate_workload(op, kind, &namespace, &name, &object, index)
-        }
-        (Endpoint::Mutate, _, _) if rules::is_workload(group, kind) => {
-            rules::mutate_workload(op, kind, &namespace, &name, &object, index)
-        }
-        (_, api::GROUP, api::KIND) => Verdict::allow("ok"),
-        _ => {
-            tracing::info!(group, kind, "admission request for a kind this webhook does not handle: allowed");
-            Verdict::allow("unknown_kind")
-        }
+    let is_wpa = group == api::GROUP && kind == api::KIND;
+    if is_wpa {
+        return match endpoint {
+            Endpoint::Validate => rules::validate_wpa(op, object, req.old_object, index),
+            Endpoint::Mutate if matches!(op, Op::Create | Op::Update) => rules::mutate_wpa(object),
+            Endpoint::Mutate => Verdict::allow("ok"),
+        };
+    }
+    if !rules::is_workload(group, kind) {
+        tracing::info!(group, kind, "admission request for a kind this webhook does not handle: allowed");
+        return Verdict::allow("unknown_kind");
+    }
+    let workload = rules::Workload::parse(object);
+    let namespace = req.namespace.as_deref().unwrap_or_default();
+    let name = if req.name.is_empty() { workload.name() } else { req.name.as_str() };
+    match endpoint {
+        Endpoint::Validate => rules::validate_workload(op, kind, namespace, name, &workload, index),
+        Endpoint::Mutate => rules::mutate_workload(op, kind, namespace, name, &workload, index),
     }
 }
 
 /// The AdmissionReview answer, in the request's version, echoing its uid.
-fn review_response(req: &AdmissionRequest<DynamicObject>, verdict: Verdict) -> Response {
-    let mut resp = AdmissionResponse::from(req);
-    if verdict.allowed {
-        if !verdict.patch.is_empty() {
-            resp = match resp.with_patch(json_patch::Patch(verdict.patch)) {
-                Ok(r) => r,
-                Err(e) => {
-                    let failed = AdmissionResponse::from(req).deny(format!("cannot encode the patch: {e}"));
-                    return review_json(failed);
-                }
-            };
+fn review_response(api_version: &str, uid: String, verdict: Verdict) -> Response {
+    use base64::Engine;
+    let decision = if verdict.allowed { "allowed" } else { "denied" };
+    let mut audit = verdict.audit;
+    audit.insert("decision".into(), format!("{decision}: {}", verdict.reason));
+    let patch = if verdict.allowed && !verdict.patch.is_empty() {
+        match serde_json::to_vec(&json_patch::Patch(verdict.patch)) {
+            Ok(bytes) => Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the patch: {e}")),
         }
     } else {
-        let message = verdict.message.unwrap_or_default();
-        resp = resp.deny(&message);
-        resp.result = Status::failure(&message, "Invalid").with_code(422);
-    }
-    if !verdict.warnings.is_empty() {
-        resp.warnings = Some(verdict.warnings);
-    }
-    let decision = if resp.allowed { "allowed" } else { "denied" };
-    resp.audit_annotations.insert("decision".into(), format!("{decision}: {}", verdict.reason));
-    resp.audit_annotations.extend(verdict.audit);
-    review_json(resp)
-}
-
-fn review_json(resp: AdmissionResponse) -> Response {
-    match serde_json::to_vec(&resp.into_review()) {
+        None
+    };
+    let response = ResponseOut {
+        uid,
+        allowed: verdict.allowed,
+        status: (!verdict.allowed).then(|| StatusOut {
+            status: "Failure",
+            message: verdict.message.unwrap_or_default(),
+            reason: "Invalid",
+            code: 422,
+        }),
+        patch_type: patch.as_ref().map(|_| "JSONPatch"),
+        patch,
+        warnings: verdict.warnings,
+        audit_annotations: audit,
+    };
+    match serde_json::to_vec(&ReviewOut { api_version, kind: "AdmissionReview", response }) {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the answer: {e}")),
     }

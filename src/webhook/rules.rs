@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation, jsonptr::PointerBuf};
 use kube::ResourceExt;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Value, value::RawValue};
 
-use super::index::AutoscalerIndex;
+use super::index::TargetIndex;
 use crate::{
     api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, annotations},
     engine::validation,
@@ -51,18 +52,23 @@ fn pointer(path: &str) -> PointerBuf {
 }
 
 /// A WPA from the request's object, or a refusal that says why it cannot be read.
-fn parse_wpa(object: &Value) -> Result<WatermarkPodAutoscaler, Verdict> {
-    serde_json::from_value(object.clone())
+fn parse_wpa(object: &RawValue) -> Result<WatermarkPodAutoscaler, Verdict> {
+    serde_json::from_str(object.get())
         .map_err(|e| Verdict::deny("malformed", format!("cannot read the WatermarkPodAutoscaler: {e}")))
 }
 
 /// `/mutate` for a WPA: upstream's defaults, as a minimal JSON Patch (only what is missing).
-pub fn mutate_wpa(object: &Value) -> Verdict {
-    let Some(spec_json) = object.get("spec") else {
+pub fn mutate_wpa(object: &RawValue) -> Verdict {
+    #[derive(Deserialize)]
+    struct WithSpec<'a> {
+        #[serde(borrow, default)]
+        spec: Option<&'a RawValue>,
+    }
+    let Some(spec_json) = serde_json::from_str::<WithSpec>(object.get()).ok().and_then(|w| w.spec) else {
         // No spec: the CRD schema refuses the object; nothing to default.
         return Verdict::allow("no_spec");
     };
-    let Ok(spec) = serde_json::from_value::<WatermarkPodAutoscalerSpec>(spec_json.clone()) else {
+    let Ok(spec) = serde_json::from_str::<WatermarkPodAutoscalerSpec>(spec_json.get()) else {
         // Wrong types: the API server's schema validation gives the precise error.
         return Verdict::allow("unparsable");
     };
@@ -92,7 +98,7 @@ fn target_of(wpa: &WatermarkPodAutoscaler) -> String {
 }
 
 /// `/validate` for a WPA.
-pub fn validate_wpa(op: Op, object: &Value, old: Option<&Value>, index: &dyn AutoscalerIndex) -> Verdict {
+pub fn validate_wpa(op: Op, object: &RawValue, old: Option<&RawValue>, index: &TargetIndex) -> Verdict {
     if !matches!(op, Op::Create | Op::Update) {
         return Verdict::allow("ok");
     }
@@ -105,7 +111,7 @@ pub fn validate_wpa(op: Op, object: &Value, old: Option<&Value>, index: &dyn Aut
         return Verdict::allow("deleting");
     }
     if op == Op::Update
-        && let Some(old) = old.and_then(|o| serde_json::from_value::<WatermarkPodAutoscaler>(o.clone()).ok())
+        && let Some(old) = old.and_then(|o| serde_json::from_str::<WatermarkPodAutoscaler>(o.get()).ok())
         && old.spec == wpa.spec
         && old.annotations() == wpa.annotations()
     {
@@ -173,21 +179,45 @@ pub fn is_workload(group: &str, kind: &str) -> bool {
     group == "apps" && matches!(kind, "Deployment" | "StatefulSet")
 }
 
-fn workload_replicas(object: &Value) -> Option<i64> {
-    object.get("spec").and_then(|s| s.get("replicas")).and_then(Value::as_i64)
+/// The fields of a Deployment or StatefulSet the rules read.
+#[derive(Debug, Default, Deserialize)]
+pub struct Workload {
+    #[serde(default)]
+    metadata: WorkloadMeta,
+    #[serde(default)]
+    spec: WorkloadSpec,
 }
 
-fn being_deleted(object: &Value) -> bool {
-    object.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_some_and(|d| !d.is_null())
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkloadMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    deletion_timestamp: Option<String>,
 }
 
-fn object_annotations(object: &Value) -> BTreeMap<String, String> {
-    object
-        .get("metadata")
-        .and_then(|m| m.get("annotations"))
-        .and_then(Value::as_object)
-        .map(|o| o.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
-        .unwrap_or_default()
+#[derive(Debug, Default, Deserialize)]
+struct WorkloadSpec {
+    #[serde(default)]
+    replicas: Option<i64>,
+}
+
+impl Workload {
+    /// Reads the object; an unreadable one counts as "nothing to check" (the API server validates it).
+    pub fn parse(object: &RawValue) -> Workload {
+        serde_json::from_str(object.get()).unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    fn being_deleted(&self) -> bool {
+        self.metadata.deletion_timestamp.is_some()
+    }
 }
 
 /// `/validate` for a Deployment or StatefulSet: the `wpa.datadoghq.com/*` annotations of a governed workload.
@@ -196,15 +226,15 @@ pub fn validate_workload(
     kind: &str,
     namespace: &str,
     name: &str,
-    object: &Value,
-    index: &dyn AutoscalerIndex,
+    object: &Workload,
+    index: &TargetIndex,
 ) -> Verdict {
-    if !matches!(op, Op::Create | Op::Update) || being_deleted(object) {
+    if !matches!(op, Op::Create | Op::Update) || object.being_deleted() {
         return Verdict::allow("ok");
     }
     let governing = index.wpas_for(namespace, kind, name);
     let Some(first) = governing.first() else { return Verdict::allow("not_governed") };
-    let problems = validation::annotation_violations(&object_annotations(object), false);
+    let problems = validation::annotation_violations(object.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()), false);
     if problems.is_empty() {
         return Verdict::allow("ok");
     }
@@ -226,15 +256,15 @@ pub fn mutate_workload(
     kind: &str,
     namespace: &str,
     name: &str,
-    object: &Value,
-    index: &dyn AutoscalerIndex,
+    object: &Workload,
+    index: &TargetIndex,
 ) -> Verdict {
-    if !matches!(op, Op::Create | Op::Update) || being_deleted(object) {
+    if !matches!(op, Op::Create | Op::Update) || object.being_deleted() {
         return Verdict::allow("ok");
     }
     let governing = index.wpas_for(namespace, kind, name);
     let Some(wpa) = governing.first() else { return Verdict::allow("not_governed") };
-    let Some(replicas) = workload_replicas(object) else { return Verdict::allow("ok") };
+    let Some(replicas) = object.spec.replicas else { return Verdict::allow("ok") };
     let (min, max) = (i64::from(wpa.min_replicas), wpa.max_replicas.map(i64::from));
     if max.is_some_and(|max| max < min) {
         // An invalid WPA (the reconciler reports it); do not act on its bounds.

@@ -1,6 +1,8 @@
 //! `wpa bench`: throughput measured against a baseline taken in the same run, so the figures stay
 //! comparable on noisy machines.
 
+pub mod admission;
+
 use std::{
     hint::black_box,
     time::{Duration, Instant},
