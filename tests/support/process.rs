@@ -1,0 +1,214 @@
+//! Child processes of a test control plane: spawned so that they cannot outlive the test process, logged
+//! to files, and stopped by process group.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// One running component (etcd, kube-apiserver, ...).
+pub struct Component {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub log_path: PathBuf,
+    child: Child,
+    /// Once the child is reaped its pid (and so its group id) may be reused: never signal after that.
+    reaped: bool,
+}
+
+impl Component {
+    /// Starts `program args`, appending its stdout and stderr to `log_path`.
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: Vec<OsString>,
+        log_path: PathBuf,
+    ) -> Result<Self> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let log_err = log.try_clone().context("duplicating a log file handle")?;
+        let mut cmd = Command::new(program);
+        without_proxy_settings(&mut cmd);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            // Its own process group, so that stopping it also stops anything it forked, and so that a
+            // Ctrl-C aimed at `cargo test` is not what decides when it dies (see pdeathsig below).
+            .process_group(0);
+        // If the test process dies without running destructors (SIGKILL, abort), the kernel kills the
+        // child instead of leaving an orphaned etcd or apiserver behind.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = spawn_from_long_lived_thread(cmd)
+            .with_context(|| format!("starting {name} ({})", program.display()))?;
+        Ok(Self {
+            name: name.to_string(),
+            program: program.to_path_buf(),
+            args,
+            log_path,
+            child,
+            reaped: false,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.reaped = true;
+                Some(status.to_string())
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.reaped = true;
+                Some(format!("unknown ({e})"))
+            }
+        }
+    }
+
+    /// The last `lines` lines of the component's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log_path, lines)
+    }
+
+    fn signal_group(&mut self, signal: libc::c_int) {
+        // Until it is reaped (a zombie at worst) the leader's pid stays reserved, so the group id below
+        // can only name the group this harness created.
+        if self.reaped || self.exited().is_some() {
+            return;
+        }
+        // The child leads its own group (process_group(0)), so its pid is the group id.
+        let pgid = self.child.id() as libc::pid_t;
+        // SAFETY: plain syscall on a process group this harness created.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+
+    /// Asks the process group to terminate (SIGTERM) without waiting.
+    pub fn request_stop(&mut self) {
+        self.signal_group(libc::SIGTERM);
+    }
+
+    /// SIGKILL to the process group without waiting. For teardown: everything the component wrote is
+    /// thrown away, so a graceful shutdown (which takes kube-apiserver up to several seconds) buys
+    /// nothing.
+    pub fn request_kill(&mut self) {
+        self.signal_group(libc::SIGKILL);
+    }
+
+    /// SIGKILL, then reap. Blocks the thread, but only briefly: SIGKILL cannot be ignored.
+    pub fn kill(&mut self) {
+        self.request_kill();
+        if !self.reaped {
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
+    }
+
+    /// A graceful stop, as a restart in production would do it: SIGTERM, then SIGKILL after `grace`;
+    /// returns once the process is reaped. Yields to the async runtime while waiting, so that tasks on
+    /// the same runtime (e.g. a controller under test) keep running.
+    pub async fn stop(&mut self, grace: Duration) {
+        self.request_stop();
+        let deadline = Instant::now() + grace;
+        while self.exited().is_none() {
+            if Instant::now() >= deadline {
+                self.signal_group(libc::SIGKILL);
+                while self.exited().is_none() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Test traffic goes to loopback or to namespaces the test made, never through a proxy: Go's
+/// `ProxyFromEnvironment` would send e.g. the aggregator's calls to 10.250.X.2 to an HTTPS_PROXY.
+pub fn without_proxy_settings(cmd: &mut Command) {
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+}
+
+pub fn tail(path: &Path, lines: usize) -> String {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+struct SpawnRequest {
+    cmd: Command,
+    reply: mpsc::Sender<io::Result<Child>>,
+}
+
+/// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process. Test threads and
+/// tokio workers come and go, so every child is forked from one thread that lives as long as the process.
+fn spawn_from_long_lived_thread(cmd: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let sender = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("test-cluster-spawner".into())
+            .spawn(move || {
+                for mut request in rx {
+                    let _ = request.reply.send(request.cmd.spawn());
+                }
+            })
+            .expect("starting the process-spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply, result) = mpsc::channel();
+    sender
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .send(SpawnRequest { cmd, reply })
+        .map_err(|_| io::Error::other("the process-spawner thread is gone"))?;
+    result
+        .recv()
+        .map_err(|_| io::Error::other("the process-spawner thread dropped the request"))?
+}
