@@ -155,7 +155,8 @@ pub fn main() -> ExitCode {
         }
         Command::Bench(BenchArgs { target: BenchTarget::Admission { seconds } }) => {
             // The load generator runs on one thread, leaving the cores to the servers it measures.
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string());
+            let rt =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string());
             match rt.and_then(|rt| rt.block_on(bench::admission::run(seconds))) {
                 Ok(report) => {
                     print!("{report}");
@@ -230,5 +231,8 @@ fn write_certs(args: &CertsArgs) -> Result<(), tls::TlsError> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
 }

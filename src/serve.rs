@@ -171,8 +171,10 @@ pub async fn inject_ca(client: &Client, name: &str, ca_pem: &str) -> Result<(), 
 
 /// Keeps `index` current from watches of WPAs and HPAs (the webhook's conflict lookups).
 fn watch_autoscalers(client: &Client, index: Arc<TargetIndex>, shutdown: CancellationToken) {
-    let wpas = watcher(Api::<WatermarkPodAutoscaler>::all(client.clone()), watcher::Config::default()).default_backoff();
-    let hpas = watcher(Api::<HorizontalPodAutoscaler>::all(client.clone()), watcher::Config::default()).default_backoff();
+    let wpas = watcher(Api::<WatermarkPodAutoscaler>::all(client.clone()), watcher::Config::default())
+        .default_backoff();
+    let hpas = watcher(Api::<HorizontalPodAutoscaler>::all(client.clone()), watcher::Config::default())
+        .default_backoff();
     let (i, stop) = (index.clone(), shutdown.clone());
     tokio::spawn(async move {
         let mut wpas = std::pin::pin!(wpas);

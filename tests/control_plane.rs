@@ -34,10 +34,7 @@ fn unscheduled_reasons(pods: &[Pod]) -> Vec<String> {
 async fn deployment_gets_scheduled_pods_that_become_ready_and_its_scale_reads_back() {
     let cluster = TestCluster::start_with(Options::full()).await;
     let client = cluster.client();
-    cluster
-        .create_node("node-a", "zone-a", "4", "8Gi", 110)
-        .await
-        .expect("create the node");
+    cluster.create_node("node-a", "zone-a", "4", "8Gi", 110).await.expect("create the node");
 
     let deployment: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1",
@@ -54,31 +51,20 @@ async fn deployment_gets_scheduled_pods_that_become_ready_and_its_scale_reads_ba
         }
     }))
     .expect("a valid Deployment");
-    cluster
-        .create_namespaced("default", &deployment)
-        .await
-        .expect("create the Deployment");
+    cluster.create_namespaced("default", &deployment).await.expect("create the Deployment");
 
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     let bound = wait_for(Duration::from_secs(60), || {
         let pods = pods.clone();
         async move {
-            let list = pods
-                .list(&ListParams::default().labels("app=web"))
-                .await
-                .map_err(|e| e.to_string())?;
-            let nodes: Vec<Option<String>> = list
-                .items
-                .iter()
-                .map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
-                .collect();
+            let list =
+                pods.list(&ListParams::default().labels("app=web")).await.map_err(|e| e.to_string())?;
+            let nodes: Vec<Option<String>> =
+                list.items.iter().map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone())).collect();
             if nodes.len() == 3 && nodes.iter().all(|n| n.as_deref() == Some("node-a")) {
                 Ok(list.items)
             } else {
-                Err(format!(
-                    "pods bound to: {nodes:?}; why not: {:?}",
-                    unscheduled_reasons(&list.items)
-                ))
+                Err(format!("pods bound to: {nodes:?}; why not: {:?}", unscheduled_reasons(&list.items)))
             }
         }
     })
@@ -87,16 +73,11 @@ async fn deployment_gets_scheduled_pods_that_become_ready_and_its_scale_reads_ba
 
     // The pods belong to a ReplicaSet that belongs to the Deployment.
     let replica_sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
-    let rs_list = replica_sets
-        .list(&ListParams::default().labels("app=web"))
-        .await
-        .expect("list ReplicaSets");
+    let rs_list =
+        replica_sets.list(&ListParams::default().labels("app=web")).await.expect("list ReplicaSets");
     assert_eq!(rs_list.items.len(), 1, "one ReplicaSet for the Deployment");
     let rs = &rs_list.items[0];
-    assert_eq!(
-        rs.owner_references().first().map(|o| o.name.as_str()),
-        Some("web")
-    );
+    assert_eq!(rs.owner_references().first().map(|o| o.name.as_str()), Some("web"));
     for pod in &bound {
         assert_eq!(
             pod.owner_references().first().map(|o| o.name.clone()),
@@ -106,22 +87,12 @@ async fn deployment_gets_scheduled_pods_that_become_ready_and_its_scale_reads_ba
         );
     }
 
-    let ready = cluster
-        .mark_pods_ready("default", "app=web")
-        .await
-        .expect("mark the pods ready");
+    let ready = cluster.mark_pods_ready("default", "app=web").await.expect("mark the pods ready");
     assert_eq!(ready, 3);
     let pod = pods.get(&bound[0].name_any()).await.expect("get a pod");
-    assert!(
-        support::is_pod_ready(&pod),
-        "the pod reports Ready: {:?}",
-        pod.status
-    );
+    assert!(support::is_pod_ready(&pod), "the pod reports Ready: {:?}", pod.status);
     let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
-    assert!(
-        pod_ip.is_some_and(|ip| ip.starts_with("198.51.100.")),
-        "a documentation-range pod IP"
-    );
+    assert!(pod_ip.is_some_and(|ip| ip.starts_with("198.51.100.")), "a documentation-range pod IP");
 
     let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
     let status = wait_for(Duration::from_secs(60), || {
@@ -140,10 +111,7 @@ async fn deployment_gets_scheduled_pods_that_become_ready_and_its_scale_reads_ba
     .expect("the Deployment reports 3 ready replicas");
     assert_eq!(status.replicas, Some(3));
 
-    let scale = deployments
-        .get_scale("web")
-        .await
-        .expect("GET deployments/web/scale");
+    let scale = deployments.get_scale("web").await.expect("GET deployments/web/scale");
     assert_eq!(scale.spec.as_ref().and_then(|s| s.replicas), Some(3));
     let scale_status = scale.status.expect("the scale has a status");
     assert_eq!(scale_status.replicas, 3);
@@ -172,22 +140,13 @@ data:
   watermark: "high"
 "#;
     let out = cluster.kubectl_apply(manifest).expect("kubectl apply -f -");
-    assert!(
-        out.contains("configmap/settings created"),
-        "kubectl said: {out}"
-    );
+    assert!(out.contains("configmap/settings created"), "kubectl said: {out}");
 
     let cm = Api::<ConfigMap>::namespaced(cluster.client(), "applied")
         .get("settings")
         .await
         .expect("the applied ConfigMap is readable through the kube client");
-    assert_eq!(
-        cm.data
-            .as_ref()
-            .and_then(|d| d.get("watermark"))
-            .map(String::as_str),
-        Some("high")
-    );
+    assert_eq!(cm.data.as_ref().and_then(|d| d.get("watermark")).map(String::as_str), Some("high"));
 
     let get = cluster.kubectl(&[
         "get",
@@ -198,11 +157,7 @@ data:
         "-o",
         "jsonpath={.data.watermark}",
     ]);
-    assert!(
-        get.status.success(),
-        "kubectl get: {}",
-        String::from_utf8_lossy(&get.stderr)
-    );
+    assert!(get.status.success(), "kubectl get: {}", String::from_utf8_lossy(&get.stderr));
     assert_eq!(String::from_utf8_lossy(&get.stdout), "high");
 
     // The same through the harness's server-side apply (no kubectl).
@@ -217,13 +172,7 @@ data:
         .get("settings")
         .await
         .expect("get the ConfigMap again");
-    assert_eq!(
-        cm.data
-            .as_ref()
-            .and_then(|d| d.get("watermark"))
-            .map(String::as_str),
-        Some("low")
-    );
+    assert_eq!(cm.data.as_ref().and_then(|d| d.get("watermark")).map(String::as_str), Some("low"));
 }
 
 /// What the fake external-metrics server saw.
@@ -255,22 +204,10 @@ async fn external_metric_value(
     headers: HeaderMap,
 ) -> Json<Value> {
     let header = |name: &str| -> Vec<String> {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect()
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok().map(str::to_string)).collect()
     };
-    state
-        .remote_users
-        .lock()
-        .expect("state lock")
-        .extend(header("x-remote-user"));
-    state
-        .remote_groups
-        .lock()
-        .expect("state lock")
-        .extend(header("x-remote-group"));
+    state.remote_users.lock().expect("state lock").extend(header("x-remote-user"));
+    state.remote_groups.lock().expect("state lock").extend(header("x-remote-group"));
     // Echo the selector back as the metric's labels, as an adapter does for the series it matched.
     let labels: BTreeMap<&str, &str> = query
         .get("labelSelector")
@@ -296,44 +233,29 @@ async fn external_metrics_api_is_served_from_a_network_namespace_through_the_agg
         eprintln!("network namespace refused: {e:#}");
         panic!("this test needs a network namespace: {e:#}")
     });
-    eprintln!(
-        "netns {}: host {} <-> namespace {}",
-        host.name(),
-        host.host_ip(),
-        host.ns_ip()
-    );
+    eprintln!("netns {}: host {} <-> namespace {}", host.name(), host.host_ip(), host.ns_ip());
     let cluster = TestCluster::start().await;
     let client = cluster.client();
 
     let state = MetricsServerState::default();
     let router = Router::new()
-        .route(
-            "/apis/external.metrics.k8s.io/v1beta1",
-            get(external_metrics_resources),
-        )
+        .route("/apis/external.metrics.k8s.io/v1beta1", get(external_metrics_resources))
         .route(
             "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}",
             get(external_metric_value),
         )
         .fallback(|uri: axum::http::Uri| async move {
             eprintln!("metrics server: no route for {uri}");
-            (
-                axum::http::StatusCode::NOT_FOUND,
-                format!("no route for {uri}"),
-            )
+            (axum::http::StatusCode::NOT_FOUND, format!("no route for {uri}"))
         })
         .with_state(state.clone());
     let ns_ip = host.ns_ip().to_string();
-    let identity = TlsIdentity::new(&["external-metrics.wpa-metrics.svc", &ns_ip])
-        .expect("server certificate");
+    let identity =
+        TlsIdentity::new(&["external-metrics.wpa-metrics.svc", &ns_ip]).expect("server certificate");
     let listener = host.bind_tcp(443).expect("bind 443 inside the namespace");
-    let _server =
-        HttpsServer::start(listener, &identity, router).expect("start the metrics server");
+    let _server = HttpsServer::start(listener, &identity, router).expect("start the metrics server");
 
-    cluster
-        .create_namespace("wpa-metrics", &[])
-        .await
-        .expect("create the namespace");
+    cluster.create_namespace("wpa-metrics", &[]).await.expect("create the namespace");
     host.register_service(&client, "wpa-metrics", "external-metrics", 443)
         .await
         .expect("register Service + Endpoints");
@@ -351,29 +273,17 @@ async fn external_metrics_api_is_served_from_a_network_namespace_through_the_agg
         }
     }))
     .expect("a valid APIService");
-    cluster
-        .create_cluster_object(&api_service)
-        .await
-        .expect("create the APIService");
+    cluster.create_cluster_object(&api_service).await.expect("create the APIService");
     let begin = Instant::now();
     cluster
         .wait_api_service_available("v1beta1.external.metrics.k8s.io", Duration::from_secs(60))
         .await
         .expect("the APIService becomes Available");
-    eprintln!(
-        "APIService Available after {} ms",
-        begin.elapsed().as_millis()
-    );
+    eprintln!("APIService Available after {} ms", begin.elapsed().as_millis());
 
-    let path =
-        "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/my.metric?labelSelector=a%3Db";
-    let request = axum::http::Request::get(path)
-        .body(Vec::new())
-        .expect("a valid request");
-    let list: Value = client
-        .request(request)
-        .await
-        .expect("the API server proxies the metric request");
+    let path = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/my.metric?labelSelector=a%3Db";
+    let request = axum::http::Request::get(path).body(Vec::new()).expect("a valid request");
+    let list: Value = client.request(request).await.expect("the API server proxies the metric request");
     assert_eq!(list["kind"], "ExternalMetricValueList");
     assert_eq!(list["items"][0]["metricName"], "my.metric");
     assert_eq!(list["items"][0]["value"], "42");
@@ -381,11 +291,7 @@ async fn external_metrics_api_is_served_from_a_network_namespace_through_the_agg
 
     // And through kubectl, which the later tests' operators use.
     let raw = cluster.kubectl(&["get", "--raw", path]);
-    assert!(
-        raw.status.success(),
-        "kubectl get --raw: {}",
-        String::from_utf8_lossy(&raw.stderr)
-    );
+    assert!(raw.status.success(), "kubectl get --raw: {}", String::from_utf8_lossy(&raw.stderr));
     let via_kubectl: Value = serde_json::from_slice(&raw.stdout).expect("kubectl printed JSON");
     assert_eq!(via_kubectl["items"][0]["value"], "42");
 
@@ -394,10 +300,7 @@ async fn external_metrics_api_is_served_from_a_network_namespace_through_the_agg
     eprintln!("the metrics server saw X-Remote-User {users:?}, X-Remote-Group {groups:?}");
     assert!(!users.is_empty(), "the aggregator forwarded the user");
     assert!(users.iter().all(|u| u == "admin"), "users: {users:?}");
-    assert!(
-        groups.iter().any(|g| g == "system:masters"),
-        "groups: {groups:?}"
-    );
+    assert!(groups.iter().any(|g| g == "system:masters"), "groups: {groups:?}");
 }
 
 #[tokio::test]
@@ -419,27 +322,15 @@ async fn apiserver_startup_time_is_measured_and_a_restart_keeps_port_and_data() 
         "data": { "k": "v" }
     }))
     .expect("a valid ConfigMap");
-    cluster
-        .create_namespaced("default", &cm)
-        .await
-        .expect("create a ConfigMap");
+    cluster.create_namespaced("default", &cm).await.expect("create a ConfigMap");
 
     let url = cluster.server_url().to_string();
-    let took = cluster
-        .restart_apiserver()
-        .await
-        .expect("restart kube-apiserver");
+    let took = cluster.restart_apiserver().await.expect("restart kube-apiserver");
     eprintln!("kube-apiserver restarted, ready in {} ms", took.as_millis());
     assert_eq!(cluster.server_url(), url, "same address after the restart");
     // The client built before the restart reconnects by itself.
-    let got = cms
-        .get("survives-restart")
-        .await
-        .expect("the object is still there after the restart");
-    assert_eq!(
-        got.data.and_then(|d| d.get("k").cloned()).as_deref(),
-        Some("v")
-    );
+    let got = cms.get("survives-restart").await.expect("the object is still there after the restart");
+    assert_eq!(got.data.and_then(|d| d.get("k").cloned()).as_deref(), Some("v"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,21 +384,12 @@ struct ExtenderState {
 /// 1.20 (k8s.io/kube-scheduler/extender/v1): ExtenderArgs in, ExtenderFilterResult out, whose Go
 /// structs carry no json tags, so the keys are the capitalised field names (`Pod`, `Nodes`,
 /// `NodeNames`, `FailedNodes`, `Error`).
-async fn extender_filter(
-    State(state): State<ExtenderState>,
-    Json(args): Json<Value>,
-) -> Json<Value> {
-    let nodes = args["Nodes"]["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let (kept, failed): (Vec<Value>, Vec<Value>) = nodes
-        .into_iter()
-        .partition(|n| n["metadata"]["labels"]["extender-ok"] == "true");
-    let kept_names: Vec<String> = kept
-        .iter()
-        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
-        .collect();
+async fn extender_filter(State(state): State<ExtenderState>, Json(args): Json<Value>) -> Json<Value> {
+    let nodes = args["Nodes"]["items"].as_array().cloned().unwrap_or_default();
+    let (kept, failed): (Vec<Value>, Vec<Value>) =
+        nodes.into_iter().partition(|n| n["metadata"]["labels"]["extender-ok"] == "true");
+    let kept_names: Vec<String> =
+        kept.iter().filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string)).collect();
     state.calls.lock().expect("state lock").push(kept_names);
     let failed_nodes: serde_json::Map<String, Value> = failed
         .iter()
@@ -524,9 +406,8 @@ async fn extender_filter(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_config_with_an_extender_is_honoured() {
     // The extender is called by kube-scheduler over loopback, so it needs no network namespace.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port for the extender");
+    let listener =
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port for the extender");
     let extender_addr = listener.local_addr().expect("extender address");
     let state = ExtenderState::default();
     let router = Router::new()
@@ -551,22 +432,14 @@ extenders:
         scheduler_config: Some(scheduler_config),
     })
     .await;
-    cluster
-        .create_node("plain", "zone-a", "4", "8Gi", 110)
-        .await
-        .expect("create node plain");
-    let chosen = cluster
-        .create_node("chosen", "zone-b", "4", "8Gi", 110)
-        .await
-        .expect("create node chosen");
+    cluster.create_node("plain", "zone-a", "4", "8Gi", 110).await.expect("create node plain");
+    let chosen = cluster.create_node("chosen", "zone-b", "4", "8Gi", 110).await.expect("create node chosen");
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(cluster.client());
     nodes
         .patch(
             &chosen.name_any(),
             &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                json!({ "metadata": { "labels": { "extender-ok": "true" } } }),
-            ),
+            &kube::api::Patch::Merge(json!({ "metadata": { "labels": { "extender-ok": "true" } } })),
         )
         .await
         .expect("label node chosen");
@@ -585,30 +458,20 @@ extenders:
         }
     }))
     .expect("a valid Deployment");
-    cluster
-        .create_namespaced("default", &deployment)
-        .await
-        .expect("create the Deployment");
+    cluster.create_namespaced("default", &deployment).await.expect("create the Deployment");
 
     let pods: Api<Pod> = Api::default_namespaced(cluster.client());
     wait_for(Duration::from_secs(60), || {
         let pods = pods.clone();
         async move {
-            let list = pods
-                .list(&ListParams::default().labels("app=filtered"))
-                .await
-                .map_err(|e| e.to_string())?;
-            let nodes: Vec<Option<String>> = list
-                .iter()
-                .map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
-                .collect();
+            let list =
+                pods.list(&ListParams::default().labels("app=filtered")).await.map_err(|e| e.to_string())?;
+            let nodes: Vec<Option<String>> =
+                list.iter().map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone())).collect();
             if nodes.len() == 2 && nodes.iter().all(|n| n.as_deref() == Some("chosen")) {
                 Ok(())
             } else {
-                Err(format!(
-                    "pods bound to: {nodes:?}; why not: {:?}",
-                    unscheduled_reasons(&list.items)
-                ))
+                Err(format!("pods bound to: {nodes:?}; why not: {:?}", unscheduled_reasons(&list.items)))
             }
         }
     })
@@ -616,9 +479,6 @@ extenders:
     .expect("both pods land on the node the extender allows");
     let calls = state.calls.lock().expect("state lock").clone();
     eprintln!("extender filter calls (nodes kept): {calls:?}");
-    assert!(
-        calls.len() >= 2,
-        "the scheduler consulted the extender for each pod"
-    );
+    assert!(calls.len() >= 2, "the scheduler consulted the extender for each pod");
     server.abort();
 }

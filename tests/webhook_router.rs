@@ -256,8 +256,10 @@ async fn annotations_are_checked_strictly() {
 }
 
 fn index_with(wpas: &[(&str, Value)], hpas: &[(&str, &str)]) -> Arc<TargetIndex> {
-    let wpas: Vec<WatermarkPodAutoscaler> =
-        wpas.iter().map(|(n, spec)| serde_json::from_value(wpa_obj(n, spec.clone())).expect("a WPA")).collect();
+    let wpas: Vec<WatermarkPodAutoscaler> = wpas
+        .iter()
+        .map(|(n, spec)| serde_json::from_value(wpa_obj(n, spec.clone())).expect("a WPA"))
+        .collect();
     let hpas: Vec<_> = hpas
         .iter()
         .map(|(n, target)| {

@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Router, routing::post};
 use axum::body::Bytes;
+use axum::{Router, routing::post};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -94,9 +94,21 @@ fn review(group: &str, kind: &str, op: &str, object: Value) -> Vec<u8> {
 /// The three request kinds measured.
 pub fn workloads() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     vec![
-        ("WPA validate", "/validate", review("datadoghq.com", "WatermarkPodAutoscaler", "CREATE", wpa_json("web-wpa", "web", true))),
-        ("WPA mutate", "/mutate", review("datadoghq.com", "WatermarkPodAutoscaler", "CREATE", wpa_json("web-wpa", "web", false))),
-        ("Deployment mutate", "/mutate", review("apps", "Deployment", "UPDATE", deployment_json("app-7", 50))),
+        (
+            "WPA validate",
+            "/validate",
+            review("datadoghq.com", "WatermarkPodAutoscaler", "CREATE", wpa_json("web-wpa", "web", true)),
+        ),
+        (
+            "WPA mutate",
+            "/mutate",
+            review("datadoghq.com", "WatermarkPodAutoscaler", "CREATE", wpa_json("web-wpa", "web", false)),
+        ),
+        (
+            "Deployment mutate",
+            "/mutate",
+            review("apps", "Deployment", "UPDATE", deployment_json("app-7", 50)),
+        ),
     ]
 }
 
@@ -104,19 +116,34 @@ pub fn workloads() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 pub async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Result<(), String> {
     let store = CertStore::new();
     let shutdown = CancellationToken::new();
-    CertFiles { cert, key }.serve_into(store.clone(), Duration::from_secs(3600), std::future::pending()).await.map_err(|e| e.to_string())?;
+    CertFiles { cert, key }
+        .serve_into(store.clone(), Duration::from_secs(3600), std::future::pending())
+        .await
+        .map_err(|e| e.to_string())?;
     let app = match mode {
         Mode::Webhook => {
             let wpas = (0..1000)
-                .map(|i| serde_json::from_value::<WatermarkPodAutoscaler>(wpa_json(&format!("wpa-{i}"), &format!("app-{i}"), true)))
+                .map(|i| {
+                    serde_json::from_value::<WatermarkPodAutoscaler>(wpa_json(
+                        &format!("wpa-{i}"),
+                        &format!("app-{i}"),
+                        true,
+                    ))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
-            let state = WebhookState { index: TargetIndex::from_objects(&wpas, &[]), metrics: Arc::new(Metrics::new()) };
+            let state = WebhookState {
+                index: TargetIndex::from_objects(&wpas, &[]),
+                metrics: Arc::new(Metrics::new()),
+            };
             webhook::router(state)
         }
         Mode::Bare => {
-            let fixed = Bytes::from(serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                "response": {"uid": "bench-uid", "allowed": true, "status": {}}})).unwrap_or_default());
+            let fixed = Bytes::from(
+                serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": "bench-uid", "allowed": true, "status": {}}}))
+                .unwrap_or_default(),
+            );
             let answer = move |body: Bytes| {
                 let fixed = fixed.clone();
                 async move {
@@ -127,7 +154,8 @@ pub async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Result<(), 
             Router::new().route("/validate", post(answer.clone())).route("/mutate", post(answer))
         }
     };
-    let listener = server::bind("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?).await.map_err(|e| e.to_string())?;
+    let listener =
+        server::bind("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?).await.map_err(|e| e.to_string())?;
     println!("{}", listener.local_addr().map_err(|e| e.to_string())?.port());
     server::serve_tls(listener, tls::server_config(store).map_err(|e| e.to_string())?, app, shutdown).await;
     Ok(())
@@ -141,16 +169,21 @@ async fn connect(port: u16, ca_pem: &str) -> Result<Sender, String> {
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?.to_owned();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     Ok(sender)
 }
@@ -172,7 +205,12 @@ async fn send(sender: &mut Sender, path: &str, body: &Bytes) -> Result<(), Strin
 }
 
 /// Closed loop: every connection sends back to back for `seconds`. The connections are handed back.
-async fn throughput(senders: Vec<Sender>, path: &'static str, body: Bytes, seconds: f64) -> Result<(f64, Vec<Sender>), String> {
+async fn throughput(
+    senders: Vec<Sender>,
+    path: &'static str,
+    body: Bytes,
+    seconds: f64,
+) -> Result<(f64, Vec<Sender>), String> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = senders
@@ -200,7 +238,13 @@ async fn throughput(senders: Vec<Sender>, path: &'static str, body: Bytes, secon
 
 /// Open loop at `rate` requests per second spread over the connections; latency counts from the scheduled
 /// send time, so queueing is included. Returns p50 and p99 in milliseconds and the connections.
-async fn latency(senders: Vec<Sender>, path: &'static str, body: Bytes, rate: f64, seconds: f64) -> Result<(f64, f64, Vec<Sender>), String> {
+async fn latency(
+    senders: Vec<Sender>,
+    path: &'static str,
+    body: Bytes,
+    rate: f64,
+    seconds: f64,
+) -> Result<(f64, f64, Vec<Sender>), String> {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<Duration, String>>();
     let mut queues = Vec::new();
     let mut tasks = Vec::new();
@@ -232,7 +276,10 @@ async fn latency(senders: Vec<Sender>, path: &'static str, body: Bytes, rate: f6
             let _ = queues[i % queues.len()].send(at);
         }
     });
-    tokio::task::spawn_blocking(move || dispatcher.join()).await.map_err(|e| e.to_string())?.map_err(|_| "the dispatcher panicked")?;
+    tokio::task::spawn_blocking(move || dispatcher.join())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|_| "the dispatcher panicked")?;
     let mut samples = Vec::with_capacity(total);
     while let Some(r) = done_rx.recv().await {
         samples.push(r?);
@@ -243,7 +290,9 @@ async fn latency(senders: Vec<Sender>, path: &'static str, body: Bytes, rate: f6
     }
     samples.sort();
     let pct = |p: f64| {
-        samples.get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        samples
+            .get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     Ok((pct(0.50), pct(0.99), back))
 }
@@ -251,7 +300,12 @@ async fn latency(senders: Vec<Sender>, path: &'static str, body: Bytes, rate: f6
 fn peak_rss_mib(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
-        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).map(|kb| kb / 1024.0)
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
@@ -275,7 +329,8 @@ async fn spawn_child(exe: &Path, mode: &str, dir: &Path) -> Result<Child, String
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
     tokio::io::BufReader::new(stdout).read_line(&mut line).await.map_err(|e| e.to_string())?;
-    let port = line.trim().parse().map_err(|_| format!("the benchmark server did not print its port: {line:?}"))?;
+    let port =
+        line.trim().parse().map_err(|_| format!("the benchmark server did not print its port: {line:?}"))?;
     Ok(Child { child, port })
 }
 
@@ -307,7 +362,9 @@ pub async fn run(seconds: f64) -> Result<String, String> {
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for _ in 0..ROUNDS {
         for (i, case) in cases.iter_mut().enumerate() {
-            let (rps, back) = throughput(std::mem::take(&mut case.4), case.1, case.2.clone(), seconds / ROUNDS as f64).await?;
+            let (rps, back) =
+                throughput(std::mem::take(&mut case.4), case.1, case.2.clone(), seconds / ROUNDS as f64)
+                    .await?;
             samples[i].push(rps);
             case.4 = back;
         }
@@ -325,12 +382,19 @@ pub async fn run(seconds: f64) -> Result<String, String> {
     let bare_rps = median(&mut samples[0]);
     for (i, case) in cases.iter_mut().enumerate() {
         let rps = median(&mut samples[i]);
-        let (p50, p99, back) = latency(std::mem::take(&mut case.4), case.1, case.2.clone(), LATENCY_RATE, seconds).await?;
+        let (p50, p99, back) =
+            latency(std::mem::take(&mut case.4), case.1, case.2.clone(), LATENCY_RATE, seconds).await?;
         case.4 = back;
-        out.push_str(&format!("{:<20} {rps:>12.0} {:>9.2}× {p50:>11.3} ms {p99:>11.3} ms\n", case.0, rps / bare_rps));
+        out.push_str(&format!(
+            "{:<20} {rps:>12.0} {:>9.2}× {p50:>11.3} ms {p99:>11.3} ms\n",
+            case.0,
+            rps / bare_rps
+        ));
     }
     if let Some((rss, peak)) = hook.child.id().and_then(peak_rss_mib) {
-        out.push_str(&format!("webhook server memory: {rss:.1} MiB resident after the run, {peak:.1} MiB peak (VmHWM)\n"));
+        out.push_str(&format!(
+            "webhook server memory: {rss:.1} MiB resident after the run, {peak:.1} MiB peak (VmHWM)\n"
+        ));
     }
     let _ = bare.child.kill().await;
     let _ = hook.child.kill().await;

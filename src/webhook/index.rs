@@ -58,12 +58,12 @@ impl<V> Default for Table<V> {
 
 impl<V> Table<V> {
     fn remove(&mut self, key: &Key) {
-        if let Some(target) = self.by_object.remove(key) {
-            if let Some(entries) = self.by_target.get_mut(&target) {
-                entries.remove(&key.1);
-                if entries.is_empty() {
-                    self.by_target.remove(&target);
-                }
+        if let Some(target) = self.by_object.remove(key)
+            && let Some(entries) = self.by_target.get_mut(&target)
+        {
+            entries.remove(&key.1);
+            if entries.is_empty() {
+                self.by_target.remove(&target);
             }
         }
     }
@@ -84,17 +84,19 @@ impl<V> Table<V> {
 fn wpa_entry(w: &WatermarkPodAutoscaler) -> (Key, Option<Target>, Governing) {
     let ns = w.namespace().unwrap_or_default();
     // A WPA being deleted no longer governs anything.
-    let target = w
-        .metadata
-        .deletion_timestamp
-        .is_none()
-        .then(|| (ns.clone(), w.spec.scale_target_ref.kind.clone(), w.spec.scale_target_ref.name.clone()));
+    let target =
+        w.metadata.deletion_timestamp.is_none().then(|| {
+            (ns.clone(), w.spec.scale_target_ref.kind.clone(), w.spec.scale_target_ref.name.clone())
+        });
     ((ns, w.name_any()), target, Governing::of(w))
 }
 
 fn hpa_entry(h: &HorizontalPodAutoscaler) -> (Key, Option<Target>, String) {
     let ns = h.namespace().unwrap_or_default();
-    let target = h.spec.as_ref().map(|s| (ns.clone(), s.scale_target_ref.kind.clone(), s.scale_target_ref.name.clone()));
+    let target = h
+        .spec
+        .as_ref()
+        .map(|s| (ns.clone(), s.scale_target_ref.kind.clone(), s.scale_target_ref.name.clone()));
     ((ns, h.name_any()), target, h.name_any())
 }
 
@@ -155,7 +157,10 @@ impl TargetIndex {
     }
 
     /// An index of a fixed set of autoscalers (tests, benchmarks).
-    pub fn from_objects(wpas: &[WatermarkPodAutoscaler], hpas: &[HorizontalPodAutoscaler]) -> Arc<TargetIndex> {
+    pub fn from_objects(
+        wpas: &[WatermarkPodAutoscaler],
+        hpas: &[HorizontalPodAutoscaler],
+    ) -> Arc<TargetIndex> {
         let index = TargetIndex::default();
         for w in wpas {
             index.apply_wpa(&Event::Apply(w.clone()));
@@ -209,7 +214,10 @@ mod tests {
         let index = TargetIndex::default();
         index.apply_wpa(&Event::Apply(wpa("a", "web")));
         index.apply_wpa(&Event::Apply(wpa("b", "web")));
-        assert_eq!(index.wpas_for("ns", "Deployment", "web").iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            index.wpas_for("ns", "Deployment", "web").iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         // Retargeting moves the entry.
         index.apply_wpa(&Event::Apply(wpa("b", "api")));
         assert_eq!(index.wpas_for("ns", "Deployment", "web").len(), 1);
@@ -220,7 +228,11 @@ mod tests {
         // A relist replaces everything once complete.
         index.apply_wpa(&Event::Init);
         index.apply_wpa(&Event::InitApply(wpa("c", "web")));
-        assert_eq!(index.wpas_for("ns", "Deployment", "api").len(), 1, "the old view serves until the list completes");
+        assert_eq!(
+            index.wpas_for("ns", "Deployment", "api").len(),
+            1,
+            "the old view serves until the list completes"
+        );
         index.apply_wpa(&Event::InitDone);
         assert!(index.wpas_for("ns", "Deployment", "api").is_empty());
         assert_eq!(index.wpas_for("ns", "Deployment", "web")[0].name, "c");

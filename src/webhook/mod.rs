@@ -134,7 +134,13 @@ async fn answer(state: &WebhookState, endpoint: Endpoint, request: Request) -> A
     };
     let review: ReviewIn = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
-        Err(e) => return bad(StatusCode::BAD_REQUEST, "malformed", format!("the body is not an AdmissionReview: {e}")),
+        Err(e) => {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the body is not an AdmissionReview: {e}"),
+            );
+        }
     };
     if review.kind != "AdmissionReview"
         || !matches!(review.api_version.as_str(), "admission.k8s.io/v1" | "admission.k8s.io/v1beta1")
@@ -218,7 +224,9 @@ fn review_response(api_version: &str, uid: String, verdict: Verdict) -> Response
     let patch = if verdict.allowed && !verdict.patch.is_empty() {
         match serde_json::to_vec(&json_patch::Patch(verdict.patch)) {
             Ok(bytes) => Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-            Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the patch: {e}")),
+            Err(e) => {
+                return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the patch: {e}"));
+            }
         }
     } else {
         None

@@ -234,7 +234,10 @@ pub fn validate_workload(
     }
     let governing = index.wpas_for(namespace, kind, name);
     let Some(first) = governing.first() else { return Verdict::allow("not_governed") };
-    let problems = validation::annotation_violations(object.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()), false);
+    let problems = validation::annotation_violations(
+        object.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+        false,
+    );
     if problems.is_empty() {
         return Verdict::allow("ok");
     }

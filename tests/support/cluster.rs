@@ -45,22 +45,13 @@ pub struct Options {
 impl Options {
     /// The whole control plane: controller-manager and scheduler included.
     pub fn full() -> Self {
-        Self {
-            controller_manager: true,
-            scheduler: true,
-            scheduler_config: None,
-        }
+        Self { controller_manager: true, scheduler: true, scheduler_config: None }
     }
 }
 
 const K8S_VERSION: &str = "1.20.2";
-const REQUIRED_BINARIES: [&str; 5] = [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubectl",
-];
+const REQUIRED_BINARIES: [&str; 5] =
+    ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"];
 const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(120);
 const COMPONENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const FIELD_MANAGER: &str = "wpa-test-harness";
@@ -136,13 +127,8 @@ impl TestCluster {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
             match Self::start_once(&bin_dir, options.clone()).await {
-                Err(e)
-                    if attempt < ATTEMPTS
-                        && format!("{e:#}").contains("address already in use") =>
-                {
-                    eprintln!(
-                        "[test-cluster] a port was taken by someone else; retrying with new ports"
-                    );
+                Err(e) if attempt < ATTEMPTS && format!("{e:#}").contains("address already in use") => {
+                    eprintln!("[test-cluster] a port was taken by someone else; retrying with new ports");
                 }
                 result => return result,
             }
@@ -192,9 +178,7 @@ impl TestCluster {
         cluster.start_etcd(&ports).await?;
         cluster.startup_time = cluster.start_apiserver().await?;
         // Created by the API server's bootstrap controller, which may lag behind /readyz.
-        cluster
-            .wait_for_object::<Namespace>(None, "default", COMPONENT_READY_TIMEOUT)
-            .await?;
+        cluster.wait_for_object::<Namespace>(None, "default", COMPONENT_READY_TIMEOUT).await?;
         if options.controller_manager {
             cluster.start_controller_manager(&ports).await?;
         }
@@ -238,12 +222,7 @@ impl TestCluster {
         ];
         let etcd = Component::spawn("etcd", &self.bin("etcd"), args, self.log_path("etcd"))?;
         *lock(&self.etcd) = Some(etcd);
-        self.wait_http_ok(
-            &self.etcd,
-            &format!("{client_url}/health"),
-            COMPONENT_READY_TIMEOUT,
-        )
-        .await?;
+        self.wait_http_ok(&self.etcd, &format!("{client_url}/health"), COMPONENT_READY_TIMEOUT).await?;
         Ok(())
     }
 
@@ -258,12 +237,8 @@ impl TestCluster {
             self.log_path("kube-apiserver"),
         )?;
         *lock(&self.apiserver) = Some(apiserver);
-        self.wait_http_ok(
-            &self.apiserver,
-            &format!("{}/readyz", self.server_url),
-            APISERVER_READY_TIMEOUT,
-        )
-        .await?;
+        self.wait_http_ok(&self.apiserver, &format!("{}/readyz", self.server_url), APISERVER_READY_TIMEOUT)
+            .await?;
         Ok(begin.elapsed())
     }
 
@@ -271,11 +246,7 @@ impl TestCluster {
         let args: Vec<OsString> = vec![
             format!("--kubeconfig={}", self.kubeconfig.display()).into(),
             "--leader-elect=false".into(),
-            format!(
-                "--service-account-private-key-file={}",
-                self.pki.service_account_key.display()
-            )
-            .into(),
+            format!("--service-account-private-key-file={}", self.pki.service_account_key.display()).into(),
             format!("--root-ca-file={}", self.pki.ca_cert.display()).into(),
             // No kubelet renews node heartbeats here: the node-lifecycle controller would mark every
             // Node NotReady after 40 s, taint it and evict its pods.
@@ -294,10 +265,7 @@ impl TestCluster {
         *lock(&self.controller_manager) = Some(cm);
         self.wait_http_ok(
             &self.controller_manager,
-            &format!(
-                "http://127.0.0.1:{}/healthz",
-                ports.controller_manager_healthz
-            ),
+            &format!("http://127.0.0.1:{}/healthz", ports.controller_manager_healthz),
             COMPONENT_READY_TIMEOUT,
         )
         .await
@@ -343,9 +311,9 @@ impl TestCluster {
         loop {
             {
                 let mut guard = lock(component);
-                let c = guard.as_mut().ok_or_else(|| {
-                    anyhow!("waiting for {url} of a component that is not running")
-                })?;
+                let c = guard
+                    .as_mut()
+                    .ok_or_else(|| anyhow!("waiting for {url} of a component that is not running"))?;
                 if let Some(status) = c.exited() {
                     bail!(
                         "{} exited ({status}) before {url} answered. Last lines of {}:\n{}",
@@ -355,13 +323,7 @@ impl TestCluster {
                     );
                 }
             }
-            let last = match self
-                .http
-                .get(url)
-                .bearer_auth(&self.pki.admin_token)
-                .send()
-                .await
-            {
+            let last = match self.http.get(url).bearer_auth(&self.pki.admin_token).send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(()),
                 Ok(resp) => {
                     let status = resp.status();
@@ -400,11 +362,7 @@ impl TestCluster {
             bail!("kube-apiserver is already running");
         }
         let took = self.start_apiserver().await?;
-        eprintln!(
-            "[test-cluster] {} ready again after {} ms",
-            self.server_url,
-            took.as_millis()
-        );
+        eprintln!("[test-cluster] {} ready again after {} ms", self.server_url, took.as_millis());
         Ok(took)
     }
 
@@ -475,13 +433,9 @@ impl TestCluster {
             .spawn()
             .map_err(|e| format!("running kubectl: {e}"))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(yaml.as_bytes())
-                .map_err(|e| format!("writing the manifest to kubectl: {e}"))?;
+            stdin.write_all(yaml.as_bytes()).map_err(|e| format!("writing the manifest to kubectl: {e}"))?;
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("waiting for kubectl: {e}"))?;
+        let out = child.wait_with_output().map_err(|e| format!("waiting for kubectl: {e}"))?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success() {
             Ok(stdout)
@@ -499,10 +453,7 @@ impl TestCluster {
         cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             // A private discovery cache: the shared ~/.kube/cache is keyed by host:port, and ports are
             // reused by later clusters that serve other resources.
-            .arg(format!(
-                "--cache-dir={}",
-                self.dir_path.join("kubectl-cache").display()
-            ))
+            .arg(format!("--cache-dir={}", self.dir_path.join("kubectl-cache").display()))
             .args(args)
             .env_remove("KUBECONFIG");
         without_proxy_settings(&mut cmd);
@@ -515,17 +466,14 @@ impl TestCluster {
         use serde::Deserialize as _;
         let mut applied = Vec::new();
         for document in serde_yaml_ng::Deserializer::from_str(yaml) {
-            let value =
-                serde_json::Value::deserialize(document).context("parsing the YAML manifest")?;
+            let value = serde_json::Value::deserialize(document).context("parsing the YAML manifest")?;
             if value.is_null() {
                 continue;
             }
-            let obj: DynamicObject = serde_json::from_value(value)
-                .context("a manifest document is not a Kubernetes object")?;
-            let types = obj
-                .types
-                .as_ref()
-                .ok_or_else(|| anyhow!("a manifest document lacks apiVersion/kind"))?;
+            let obj: DynamicObject =
+                serde_json::from_value(value).context("a manifest document is not a Kubernetes object")?;
+            let types =
+                obj.types.as_ref().ok_or_else(|| anyhow!("a manifest document lacks apiVersion/kind"))?;
             let gvk = GroupVersionKind::try_from(types)
                 .with_context(|| format!("bad apiVersion {:?}", types.api_version))?;
             let name = obj.name_any();
@@ -541,11 +489,7 @@ impl TestCluster {
                 Scope::Cluster => Api::all_with(self.client.clone(), &resource),
             };
             let result = api
-                .patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&obj),
-                )
+                .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
                 .await
                 .with_context(|| format!("applying {} {name}", gvk.kind))?;
             applied.push(result);
@@ -611,12 +555,7 @@ impl TestCluster {
             .map(|_| ())
     }
 
-    async fn wait_for_object<K>(
-        &self,
-        namespace: Option<&str>,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<K>
+    async fn wait_for_object<K>(&self, namespace: Option<&str>, name: &str, timeout: Duration) -> Result<K>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     {
@@ -629,13 +568,8 @@ impl TestCluster {
             let client = client.clone();
             let url = format!("{url}/{name}");
             async move {
-                let req = axum::http::Request::get(&url)
-                    .body(Vec::new())
-                    .map_err(|e| e.to_string())?;
-                client
-                    .request::<K>(req)
-                    .await
-                    .map_err(|e| format!("{url}: {e}"))
+                let req = axum::http::Request::get(&url).body(Vec::new()).map_err(|e| e.to_string())?;
+                client.request::<K>(req).await.map_err(|e| format!("{url}: {e}"))
             }
         })
         .await
@@ -670,9 +604,7 @@ impl TestCluster {
         }))
         .context("building the Node")?;
         let api = Api::<Node>::all(self.client.clone());
-        api.create(&PostParams::default(), &node)
-            .await
-            .with_context(|| format!("creating Node {name}"))?;
+        api.create(&PostParams::default(), &node).await.with_context(|| format!("creating Node {name}"))?;
         let now = now();
         let resources = json!({ "cpu": cpu, "memory": memory, "pods": pods.to_string() });
         // Set through the status subresource: what a kubelet would report.
@@ -697,13 +629,9 @@ impl TestCluster {
         // The TaintNodesByCondition admission plugin gives every new Node the taint
         // node.kubernetes.io/not-ready:NoSchedule, and only the node-lifecycle controller (disabled
         // here, see start_controller_manager) would lift it once the node reports Ready.
-        api.patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "taints": null } })),
-        )
-        .await
-        .with_context(|| format!("removing the not-ready taint of Node {name}"))
+        api.patch(name, &PatchParams::default(), &Patch::Merge(json!({ "spec": { "taints": null } })))
+            .await
+            .with_context(|| format!("removing the not-ready taint of Node {name}"))
     }
 
     /// Acts as the kubelet for every pod matching `label_selector` in `namespace` that is bound to a
@@ -723,11 +651,7 @@ impl TestCluster {
             .with_context(|| format!("listing pods {namespace}/{label_selector}"))?;
         let mut ready = 0;
         for pod in pods {
-            let bound = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_ref())
-                .is_some();
+            let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
             if !bound || pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
@@ -756,8 +680,7 @@ impl TestCluster {
                 })
                 .collect();
             let ip = self.next_pod_ip();
-            let condition =
-                |kind: &str| json!({ "type": kind, "status": "True", "lastTransitionTime": now });
+            let condition = |kind: &str| json!({ "type": kind, "status": "True", "lastTransitionTime": now });
             let status = json!({
                 "status": {
                     "phase": "Running",
@@ -786,19 +709,14 @@ impl TestCluster {
     /// forever. Removes every such pod in `namespace` at once; returns how many.
     pub async fn reap_terminating_pods(&self, namespace: &str) -> Result<usize> {
         let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
-        let pods = api
-            .list(&ListParams::default())
-            .await
-            .with_context(|| format!("listing pods in {namespace}"))?;
+        let pods =
+            api.list(&ListParams::default()).await.with_context(|| format!("listing pods in {namespace}"))?;
         let mut reaped = 0;
         for pod in pods {
             if pod.metadata.deletion_timestamp.is_none() {
                 continue;
             }
-            match api
-                .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
-                .await
-            {
+            match api.delete(&pod.name_any(), &DeleteParams::default().grace_period(0)).await {
                 Ok(_) => reaped += 1,
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(e).context("force-deleting a terminating pod"),
@@ -814,22 +732,15 @@ impl TestCluster {
     }
 
     /// Creates (or replaces the spec of) a CRD and waits until it is Established.
-    pub async fn install_crd(
-        &self,
-        crd: CustomResourceDefinition,
-    ) -> Result<CustomResourceDefinition> {
+    pub async fn install_crd(&self, crd: CustomResourceDefinition) -> Result<CustomResourceDefinition> {
         let api = Api::<CustomResourceDefinition>::all(self.client.clone());
         let name = crd.name_any();
         let mut crd = crd;
         crd.metadata.resource_version = None;
         crd.status = None;
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .with_context(|| format!("installing CRD {name}"))?;
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("installing CRD {name}"))?;
         wait_for(COMPONENT_READY_TIMEOUT, || {
             let api = api.clone();
             let name = name.clone();
@@ -839,15 +750,8 @@ impl TestCluster {
                     .status
                     .as_ref()
                     .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True")
-                    });
-                if established {
-                    Ok(crd)
-                } else {
-                    Err(format!("not Established yet: {:?}", crd.status))
-                }
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+                if established { Ok(crd) } else { Err(format!("not Established yet: {:?}", crd.status)) }
             }
         })
         .await
@@ -857,11 +761,7 @@ impl TestCluster {
     /// Waits until the APIService `name` (e.g. `v1beta1.external.metrics.k8s.io`) reports
     /// `Available=True` and the API server actually routes its group-version: the proxy handler is
     /// registered asynchronously and can lag the condition, answering 404 meanwhile.
-    pub async fn wait_api_service_available(
-        &self,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<APIService> {
+    pub async fn wait_api_service_available(&self, name: &str, timeout: Duration) -> Result<APIService> {
         let api = Api::<APIService>::all(self.client.clone());
         let client = self.client.clone();
         wait_for(timeout, || {
@@ -882,9 +782,8 @@ impl TestCluster {
                             spec.group.clone().unwrap_or_default(),
                             spec.version.clone().unwrap_or_default()
                         );
-                        let req = axum::http::Request::get(&path)
-                            .body(Vec::new())
-                            .map_err(|e| e.to_string())?;
+                        let req =
+                            axum::http::Request::get(&path).body(Vec::new()).map_err(|e| e.to_string())?;
                         client
                             .request_text(req)
                             .await
@@ -908,12 +807,7 @@ impl TestCluster {
     /// The last `lines` lines of each component's log.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
-        for component in [
-            &self.etcd,
-            &self.apiserver,
-            &self.controller_manager,
-            &self.scheduler,
-        ] {
+        for component in [&self.etcd, &self.apiserver, &self.controller_manager, &self.scheduler] {
             if let Some(c) = lock(component).as_ref() {
                 out.push_str(&format!(
                     "----- {} ({}) -----\n{}\n",
@@ -937,12 +831,7 @@ impl Drop for TestCluster {
             );
         }
         let begin = Instant::now();
-        let components = [
-            &self.scheduler,
-            &self.controller_manager,
-            &self.apiserver,
-            &self.etcd,
-        ];
+        let components = [&self.scheduler, &self.controller_manager, &self.apiserver, &self.etcd];
         // SIGKILL, not SIGTERM: the data is thrown away, and a graceful kube-apiserver shutdown can
         // take seconds per test. Signal all first, then reap each.
         for component in components {
@@ -955,11 +844,7 @@ impl Drop for TestCluster {
                 c.kill();
             }
         }
-        eprintln!(
-            "[test-cluster] {} stopped in {} ms",
-            self.server_url,
-            begin.elapsed().as_millis()
-        );
+        eprintln!("[test-cluster] {} stopped in {} ms", self.server_url, begin.elapsed().as_millis());
         if std::env::var_os("WPA_KEEP_TEST_CLUSTER").is_some()
             && let Some(dir) = self.dir.take()
         {
@@ -980,9 +865,7 @@ where
         match check().await {
             Ok(value) => return Ok(value),
             Err(last) if begin.elapsed() >= timeout => {
-                return Err(format!(
-                    "timed out after {timeout:?}; last observation: {last}"
-                ));
+                return Err(format!("timed out after {timeout:?}; last observation: {last}"));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -997,9 +880,7 @@ pub fn is_pod_ready(pod: &Pod) -> bool {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1054,8 +935,7 @@ fn missing_binaries(dir: &Path) -> Vec<&'static str> {
     REQUIRED_BINARIES
         .into_iter()
         .filter(|b| {
-            !std::fs::metadata(dir.join(b))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            !std::fs::metadata(dir.join(b)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
         .collect()
 }
@@ -1072,10 +952,7 @@ fn apiserver_args(dir: &Path, pki: &ClusterPki, ports: &Ports) -> Vec<OsString> 
         format!("--token-auth-file={}", p(&pki.token_file)),
         "--authorization-mode=RBAC".into(),
         format!("--service-account-key-file={}", p(&pki.service_account_pub)),
-        format!(
-            "--service-account-signing-key-file={}",
-            p(&pki.service_account_key)
-        ),
+        format!("--service-account-signing-key-file={}", p(&pki.service_account_key)),
         "--service-account-issuer=https://kubernetes.default.svc".into(),
         "--service-cluster-ip-range=10.0.0.0/24".into(),
         // Aggregated APIs and Service-referenced webhooks: resolve Services through their Endpoints
@@ -1083,18 +960,12 @@ fn apiserver_args(dir: &Path, pki: &ClusterPki, ports: &Ports) -> Vec<OsString> 
         "--enable-aggregator-routing=true".into(),
         // ... and let the aggregator authenticate to extension API servers as front-proxy-client,
         // passing the user in these headers.
-        format!(
-            "--requestheader-client-ca-file={}",
-            p(&pki.front_proxy_ca_cert)
-        ),
+        format!("--requestheader-client-ca-file={}", p(&pki.front_proxy_ca_cert)),
         "--requestheader-allowed-names=front-proxy-client".into(),
         "--requestheader-username-headers=X-Remote-User".into(),
         "--requestheader-group-headers=X-Remote-Group".into(),
         "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
-        format!(
-            "--proxy-client-cert-file={}",
-            p(&pki.front_proxy_client_cert)
-        ),
+        format!("--proxy-client-cert-file={}", p(&pki.front_proxy_client_cert)),
         format!("--proxy-client-key-file={}", p(&pki.front_proxy_client_key)),
     ]
     .into_iter()
@@ -1144,13 +1015,11 @@ fn readiness_client(pki: &ClusterPki) -> Result<reqwest::Client> {
     roots
         .add(rustls::pki_types::CertificateDer::from(pki.ca_der.clone()))
         .context("trusting the cluster CA")?;
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("choosing TLS versions")?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("choosing TLS versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(Duration::from_secs(5))
@@ -1170,9 +1039,8 @@ fn scheduler_config(user: Option<&str>, kubeconfig: &Path, healthz_port: u16) ->
         )
         .context("parsing the default scheduler configuration")?,
     };
-    let root = config
-        .as_mapping_mut()
-        .ok_or_else(|| anyhow!("Options::scheduler_config is not a YAML mapping"))?;
+    let root =
+        config.as_mapping_mut().ok_or_else(|| anyhow!("Options::scheduler_config is not a YAML mapping"))?;
     let section = |root: &mut Mapping, key: &str| -> Result<Mapping> {
         match root.remove(key) {
             None | Some(Value::Null) => Ok(Mapping::new()),

@@ -26,28 +26,19 @@ pub struct HttpsServer {
 impl HttpsServer {
     /// Serves `router` over TLS (HTTP/1.1 and HTTP/2 via ALPN) on an already bound listener, e.g. one
     /// from [`super::NetnsHost::bind_tcp`].
-    pub fn start(
-        listener: TcpListener,
-        identity: &TlsIdentity,
-        router: axum::Router,
-    ) -> Result<Self> {
-        let local_addr = listener
-            .local_addr()
-            .context("reading the listener's address")?;
-        listener
-            .set_nonblocking(true)
-            .context("making the listener non-blocking")?;
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .context("choosing TLS versions")?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(identity.leaf.cert_der.clone())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.leaf.key_der.clone())),
-        )
-        .context("loading the server certificate")?;
+    pub fn start(listener: TcpListener, identity: &TlsIdentity, router: axum::Router) -> Result<Self> {
+        let local_addr = listener.local_addr().context("reading the listener's address")?;
+        listener.set_nonblocking(true).context("making the listener non-blocking")?;
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .context("choosing TLS versions")?
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![CertificateDer::from(identity.leaf.cert_der.clone())],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.leaf.key_der.clone())),
+                )
+                .context("loading the server certificate")?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
@@ -84,9 +75,7 @@ impl HttpsServer {
                             let tls = match acceptor.accept(tcp).await {
                                 Ok(tls) => tls,
                                 Err(e) => {
-                                    eprintln!(
-                                        "[https {local_addr}] TLS handshake with {peer} failed: {e}"
-                                    );
+                                    eprintln!("[https {local_addr}] TLS handshake with {peer} failed: {e}");
                                     return;
                                 }
                             };
@@ -101,11 +90,7 @@ impl HttpsServer {
                 });
             })
             .context("starting the server thread")?;
-        Ok(Self {
-            local_addr,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
+        Ok(Self { local_addr, shutdown: Some(shutdown), thread: Some(thread) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

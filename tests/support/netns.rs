@@ -62,28 +62,11 @@ impl NetnsHost {
         let host_cidr = format!("{}/30", self.host_ip);
         let ns_cidr = format!("{}/30", self.ns_ip);
         ip(&["netns", "add", &self.name])?;
-        ip(&[
-            "link",
-            "add",
-            &self.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &self.ns_if,
-        ])?;
+        ip(&["link", "add", &self.host_if, "type", "veth", "peer", "name", &self.ns_if])?;
         ip(&["link", "set", &self.ns_if, "netns", &self.name])?;
         ip(&["addr", "add", &host_cidr, "dev", &self.host_if])?;
         ip(&["link", "set", &self.host_if, "up"])?;
-        ip(&[
-            "-n",
-            &self.name,
-            "addr",
-            "add",
-            &ns_cidr,
-            "dev",
-            &self.ns_if,
-        ])?;
+        ip(&["-n", &self.name, "addr", "add", &ns_cidr, "dev", &self.ns_if])?;
         ip(&["-n", &self.name, "link", "set", &self.ns_if, "up"])?;
         ip(&["-n", &self.name, "link", "set", "lo", "up"])?;
         Ok(())
@@ -121,8 +104,7 @@ impl NetnsHost {
         let addr = SocketAddr::from((self.ns_ip, port));
         // setns(2) changes the namespace of the calling thread only, so do it on a throwaway thread.
         std::thread::spawn(move || -> Result<TcpListener> {
-            let ns = File::open(&netns_path)
-                .with_context(|| format!("opening {}", netns_path.display()))?;
+            let ns = File::open(&netns_path).with_context(|| format!("opening {}", netns_path.display()))?;
             // SAFETY: plain syscall on a valid fd; it affects only this thread, which ends below.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(std::io::Error::last_os_error())
@@ -194,9 +176,7 @@ fn claim_slot() -> Result<(u32, File)> {
     fs::create_dir_all(LOCK_DIR).with_context(|| format!("creating {LOCK_DIR}"))?;
     let host_addrs = ip(&["-o", "-4", "addr", "show"])?;
     // Start at a different slot per process and per call, so parallel claimants rarely contend.
-    let start = std::process::id()
-        .wrapping_mul(31)
-        .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+    let start = std::process::id().wrapping_mul(31).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
     for i in 0..SLOTS {
         let slot = 1 + (start.wrapping_add(i) % SLOTS);
         let path = PathBuf::from(LOCK_DIR).join(format!("{slot}.lock"));
@@ -211,9 +191,9 @@ fn claim_slot() -> Result<(u32, File)> {
             continue;
         }
         let ours = format!("wpah{slot}");
-        let in_use_by_others = host_addrs.lines().any(|line| {
-            line.contains(&format!(" 10.250.{slot}.")) && !line.contains(&format!(" {ours} "))
-        });
+        let in_use_by_others = host_addrs
+            .lines()
+            .any(|line| line.contains(&format!(" 10.250.{slot}.")) && !line.contains(&format!(" {ours} ")));
         if in_use_by_others {
             continue;
         }

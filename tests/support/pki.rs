@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 /// A certificate authority that can issue leaf certificates.
@@ -22,15 +22,10 @@ pub struct Authority {
 impl Authority {
     pub fn new(common_name: &str) -> Result<Self> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        params.distinguished_name.push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate().context("generating a CA key")?;
         let issuer = CertifiedIssuer::self_signed(params, key)
             .with_context(|| format!("self-signing the CA {common_name}"))?;
@@ -44,16 +39,16 @@ impl Authority {
     /// A leaf certificate for a TLS server, valid for the given DNS names and IP addresses.
     pub fn issue_server(&self, common_name: &str, names: &[&str]) -> Result<Leaf> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        params.distinguished_name.push(DnType::CommonName, common_name);
         params.subject_alt_names = names
             .iter()
             .map(|name| match name.parse::<IpAddr>() {
                 Ok(ip) => Ok(SanType::IpAddress(ip)),
-                Err(_) => Ok(SanType::DnsName((*name).try_into().with_context(|| {
-                    format!("{name:?} is not a valid DNS name for a certificate")
-                })?)),
+                Err(_) => Ok(SanType::DnsName(
+                    (*name)
+                        .try_into()
+                        .with_context(|| format!("{name:?} is not a valid DNS name for a certificate"))?,
+                )),
             })
             .collect::<Result<Vec<_>>>()?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -64,9 +59,7 @@ impl Authority {
     /// A leaf certificate for TLS client authentication (the identity is the common name).
     pub fn issue_client(&self, common_name: &str) -> Result<Leaf> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        params.distinguished_name.push(DnType::CommonName, common_name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         self.issue(params)
@@ -74,9 +67,7 @@ impl Authority {
 
     fn issue(&self, params: CertificateParams) -> Result<Leaf> {
         let key = KeyPair::generate().context("generating a leaf key")?;
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .context("signing a leaf certificate")?;
+        let cert = params.signed_by(&key, &self.issuer).context("signing a leaf certificate")?;
         Ok(Leaf {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
@@ -108,10 +99,7 @@ impl TlsIdentity {
     pub fn new(names: &[&str]) -> Result<Self> {
         let ca = Authority::new("wpa-test-server-ca")?;
         let leaf = ca.issue_server(names.first().copied().unwrap_or("wpa-test-server"), names)?;
-        Ok(Self {
-            ca_pem: ca.cert_pem(),
-            leaf,
-        })
+        Ok(Self { ca_pem: ca.cert_pem(), leaf })
     }
 }
 

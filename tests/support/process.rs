@@ -26,12 +26,7 @@ pub struct Component {
 
 impl Component {
     /// Starts `program args`, appending its stdout and stderr to `log_path`.
-    pub fn spawn(
-        name: &str,
-        program: &Path,
-        args: Vec<OsString>,
-        log_path: PathBuf,
-    ) -> Result<Self> {
+    pub fn spawn(name: &str, program: &Path, args: Vec<OsString>, log_path: PathBuf) -> Result<Self> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -208,7 +203,5 @@ fn spawn_from_long_lived_thread(cmd: Command) -> io::Result<Child> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .send(SpawnRequest { cmd, reply })
         .map_err(|_| io::Error::other("the process-spawner thread is gone"))?;
-    result
-        .recv()
-        .map_err(|_| io::Error::other("the process-spawner thread dropped the request"))?
+    result.recv().map_err(|_| io::Error::other("the process-spawner thread dropped the request"))?
 }
