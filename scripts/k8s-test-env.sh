@@ -20,6 +20,10 @@ set -euo pipefail
 
 K8S_VERSION=1.20.2
 DEB_SRC_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
+# Changes to how the binaries are built; a cache made by an older recipe is rebuilt.
+#   2: vendored github.com/modern-go/reflect2 replaced by 1.0.2 (1.0.1 crashes kube-apiserver built with
+#      Go >= 1.18 as soon as a custom resource is created: "fatal error: fault" in mapiterinit).
+BUILD_RECIPE=2
 REQUIRED=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
 say() { printf '[k8s-test-env] %s\n' "$*" >&2; }
@@ -50,8 +54,9 @@ done
 CACHE_DIR=${WPA_K8S_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wpa/k8s-v$K8S_VERSION}
 BIN_DIR=$CACHE_DIR/bin
 
-# 2. Already cached.
-if has_all "$BIN_DIR" && "$BIN_DIR/kube-apiserver" --version 2>/dev/null | grep -q "v$K8S_VERSION"; then
+# 2. Already cached (by this recipe).
+if has_all "$BIN_DIR" && "$BIN_DIR/kube-apiserver" --version 2>/dev/null | grep -q "v$K8S_VERSION" \
+    && [ "$(cat "$BIN_DIR/.build-recipe" 2>/dev/null)" = "$BUILD_RECIPE" ]; then
   say "cached: $BIN_DIR"
   echo "$BIN_DIR"
   exit 0
@@ -84,7 +89,7 @@ if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-s
   need_update=1
 fi
 
-pkgs=(etcd-server golang-go rsync make ca-certificates)
+pkgs=(etcd-server golang-go rsync make ca-certificates golang-github-modern-go-reflect2-dev)
 missing_pkgs=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_pkgs+=("$p"); done
 if [ "${need_update:-0}" = 1 ] || [ ${#missing_pkgs[@]} -gt 0 ]; then
@@ -115,6 +120,7 @@ fi
 
 build_needed=0
 for b in kube-apiserver kube-controller-manager kube-scheduler; do [ -x "$BIN_DIR/$b" ] || build_needed=1; done
+[ "$(cat "$BIN_DIR/.build-recipe" 2>/dev/null)" = "$BUILD_RECIPE" ] || build_needed=1
 if [ $build_needed = 1 ]; then
   start=$(date +%s)
   say "building kube-apiserver, kube-controller-manager, kube-scheduler v$K8S_VERSION from Debian's source package"
@@ -135,6 +141,14 @@ if [ $build_needed = 1 ]; then
   root=$(find src -mindepth 1 -maxdepth 1 -type d | head -n1)
   [ -f "$root/Makefile" ] || die "unexpected source layout in $orig"
   cd "$root"
+  # Kubernetes 1.20 vendors reflect2 1.0.1, which breaks under Go >= 1.18 (reflect.mapiterinit changed);
+  # Debian's golang-github-modern-go-reflect2-dev is 1.0.2, the fixed release.
+  reflect2_src=/usr/share/gocode/src/github.com/modern-go/reflect2
+  [ -f "$reflect2_src/go_above_118.go" ] || die "$reflect2_src lacks go_above_118.go: golang-github-modern-go-reflect2-dev >= 1.0.2 is needed"
+  say "replacing vendored reflect2 1.0.1 with 1.0.2 (Go >= 1.18 compatibility)"
+  rm -rf vendor/github.com/modern-go/reflect2
+  mkdir -p vendor/github.com/modern-go/reflect2
+  find "$reflect2_src" -maxdepth 1 \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' -exec cp {} vendor/github.com/modern-go/reflect2/ \;
   # Kubernetes 1.20 predates module-mode builds of its generators: build in GOPATH mode.
   mkdir -p .go/src/k8s.io
   ln -sfn ../../.. .go/src/k8s.io/kubernetes
@@ -148,6 +162,7 @@ if [ $build_needed = 1 ]; then
   for b in kube-apiserver kube-controller-manager kube-scheduler; do
     install -m 0755 "_output/bin/$b" "$BIN_DIR/$b"
   done
+  echo "$BUILD_RECIPE" > "$BIN_DIR/.build-recipe"
   cd "$CACHE_DIR"
   # Keep the downloaded tarball (cheap to keep, slow to fetch); drop the 1+ GB tree and Go caches.
   rm -rf "$work/src" "$work/gocache" "$work/home"

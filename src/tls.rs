@@ -182,31 +182,53 @@ impl SelfSigned {
     }
 }
 
-/// Generates a CA (valid one year) and a serving certificate (valid one year) for `sans`: DNS names and
-/// IP addresses.
-pub fn generate_self_signed(sans: &[String]) -> Result<SelfSigned, TlsError> {
-    let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
-    let now = time_now();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "wpa webhook CA");
-    ca.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    ca.not_before = now - ::time::Duration::hours(1);
-    ca.not_after = now + ::time::Duration::days(365);
-    let ca_key = KeyPair::generate().map_err(gen_err)?;
-    let ca_cert = ca.self_signed(&ca_key).map_err(gen_err)?;
-    let issuer = Issuer::new(ca, ca_key);
+/// A certificate authority that issues serving certificates (as cert-manager's CA issuer does).
+pub struct CertAuthority {
+    pub ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
 
-    let mut leaf = CertificateParams::new(sans.to_vec()).map_err(gen_err)?;
-    leaf.distinguished_name.push(DnType::CommonName, sans.first().cloned().unwrap_or_else(|| "wpa".into()));
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    leaf.not_before = now - ::time::Duration::hours(1);
-    leaf.not_after = now + ::time::Duration::days(365);
-    let leaf_key = KeyPair::generate().map_err(gen_err)?;
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(gen_err)?;
-    Ok(SelfSigned { ca_pem: ca_cert.pem(), cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() })
+impl CertAuthority {
+    /// A new CA, valid one year.
+    pub fn new() -> Result<CertAuthority, TlsError> {
+        let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let now = time_now();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "wpa webhook CA");
+        ca.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca.not_before = now - ::time::Duration::hours(1);
+        ca.not_after = now + ::time::Duration::days(365);
+        let ca_key = KeyPair::generate().map_err(gen_err)?;
+        let ca_cert = ca.self_signed(&ca_key).map_err(gen_err)?;
+        Ok(CertAuthority { ca_pem: ca_cert.pem(), issuer: Issuer::new(ca, ca_key) })
+    }
+
+    /// A serving certificate (valid one year) for `sans`: DNS names and IP addresses.
+    pub fn issue(&self, sans: &[String]) -> Result<SelfSigned, TlsError> {
+        let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let now = time_now();
+        let mut leaf = CertificateParams::new(sans.to_vec()).map_err(gen_err)?;
+        leaf.distinguished_name
+            .push(DnType::CommonName, sans.first().cloned().unwrap_or_else(|| "wpa".into()));
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        leaf.not_before = now - ::time::Duration::hours(1);
+        leaf.not_after = now + ::time::Duration::days(365);
+        let leaf_key = KeyPair::generate().map_err(gen_err)?;
+        let leaf_cert = leaf.signed_by(&leaf_key, &self.issuer).map_err(gen_err)?;
+        Ok(SelfSigned {
+            ca_pem: self.ca_pem.clone(),
+            cert_pem: leaf_cert.pem(),
+            key_pem: leaf_key.serialize_pem(),
+        })
+    }
+}
+
+/// Generates a CA and a serving certificate it signed for `sans` (`--self-signed`, `wpa certs`).
+pub fn generate_self_signed(sans: &[String]) -> Result<SelfSigned, TlsError> {
+    CertAuthority::new()?.issue(sans)
 }
 
 fn time_now() -> ::time::OffsetDateTime {

@@ -225,7 +225,10 @@ fn review_response(api_version: &str, uid: String, verdict: Verdict) -> Response
         match serde_json::to_vec(&json_patch::Patch(verdict.patch)) {
             Ok(bytes) => Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
             Err(e) => {
-                return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the patch: {e}"));
+                return json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot encode the patch: {e}"),
+                );
             }
         }
     } else {
@@ -234,11 +237,13 @@ fn review_response(api_version: &str, uid: String, verdict: Verdict) -> Response
     let response = ResponseOut {
         uid,
         allowed: verdict.allowed,
+        // 403 as the API server's own default for a denial; kubectl prints the message with it (with
+        // reason Invalid it would print "The request is invalid" and hide the message).
         status: (!verdict.allowed).then(|| StatusOut {
             status: "Failure",
             message: verdict.message.unwrap_or_default(),
-            reason: "Invalid",
-            code: 422,
+            reason: "Forbidden",
+            code: 403,
         }),
         patch_type: patch.as_ref().map(|_| "JSONPatch"),
         patch,

@@ -12,8 +12,10 @@ pub mod https;
 pub mod netns;
 pub mod pki;
 mod process;
+pub mod wpa;
 
 pub use cluster::{Options, TestCluster, is_pod_ready, wait_for};
 pub use https::HttpsServer;
 pub use netns::NetnsHost;
 pub use pki::TlsIdentity;
+pub use wpa::{WpaServe, webhook_configurations};

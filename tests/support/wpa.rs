@@ -1,0 +1,156 @@
+//! `wpa serve` as a child process of a test, against a harness cluster.
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use super::TestCluster;
+
+pub struct WpaServe {
+    child: Child,
+    pub webhook_port: u16,
+    pub health_port: u16,
+    pub log_path: PathBuf,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A plain HTTP GET on loopback: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no status line")?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}
+
+impl WpaServe {
+    /// Starts `wpa serve` with `args` plus listen addresses (the webhook on `webhook_port` when given), the
+    /// cluster's kubeconfig and text logs, and waits until `/readyz` answers 200.
+    pub async fn start(
+        cluster: &TestCluster,
+        name: &str,
+        webhook_port: Option<u16>,
+        args: &[&str],
+    ) -> Result<WpaServe> {
+        let (webhook_port, health_port) = (webhook_port.map_or_else(free_port, Ok)?, free_port()?);
+        let log_path = cluster.dir().join(format!("wpa-{name}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_wpa"))
+            .arg("serve")
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{webhook_port}"),
+                "--health-listen",
+                &format!("127.0.0.1:{health_port}"),
+            ])
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig_path())
+            .args(["--log-format", "text"])
+            .args(args)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting wpa serve")?;
+        let mut serve = WpaServe { child, webhook_port, health_port, log_path };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = serve.child.try_wait()? {
+                bail!("wpa serve exited with {status}:\n{}", serve.log());
+            }
+            if let Ok((200, _)) = http_get(health_port, "/readyz") {
+                eprintln!("wpa serve ({name}) ready in {:?}", started.elapsed());
+                return Ok(serve);
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("wpa serve was not ready within 30 s:\n{}", serve.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.webhook_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait; returns how long the graceful shutdown took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        started.elapsed()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WpaServe {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of {} ---", self.log_path.display());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// The shipped webhook configurations (webhook-config/webhooks.yaml), pointed at `https://127.0.0.1:port`
+/// instead of the Service, with `ca_pem` as caBundle when given.
+pub fn webhook_configurations(port: u16, ca_pem: Option<&str>) -> Result<String> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/webhook-config/webhooks.yaml"))?;
+    let mut out = String::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let mut v: serde_json::Value = serde::Deserialize::deserialize(doc)?;
+        for hook in v["webhooks"].as_array_mut().context("webhooks")? {
+            let path =
+                hook["clientConfig"]["service"]["path"].as_str().context("a service path")?.to_string();
+            let mut client = serde_json::json!({"url": format!("https://127.0.0.1:{port}{path}")});
+            if let Some(ca) = ca_pem {
+                client["caBundle"] = base64::engine::general_purpose::STANDARD.encode(ca).into();
+            }
+            hook["clientConfig"] = client;
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&v)?);
+    }
+    Ok(out)
+}

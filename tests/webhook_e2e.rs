@@ -1,0 +1,432 @@
+//! The admission webhook end to end: a real kube-apiserver calls `wpa serve` over TLS when `kubectl apply`
+//! runs. Defaults land in stored objects, refusals reach the user with the exact message, warnings show,
+//! `--dry-run=server` works, and a certificate rotation during a stream of requests loses none.
+
+mod support;
+
+use std::{
+    os::unix::fs::symlink,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use kube::{
+    Api,
+    api::{DeleteParams, PostParams},
+};
+use serde_json::Value;
+use support::{TestCluster, WpaServe, wait_for, webhook_configurations};
+use wpa::{
+    api::WatermarkPodAutoscaler,
+    tls::{CertAuthority, SelfSigned},
+};
+
+fn kubectl_apply(cluster: &TestCluster, yaml: &str, extra: &[&str]) -> (bool, String, String) {
+    use std::io::Write;
+    let mut args = vec![
+        "--kubeconfig".to_string(),
+        cluster.kubeconfig_path().display().to_string(),
+        "apply".into(),
+        "-f".into(),
+        "-".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut child = std::process::Command::new(cluster.bin_dir().join("kubectl"))
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write the manifest");
+    let out = child.wait_with_output().expect("kubectl output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> Value {
+    let out = cluster.kubectl(args);
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("kubectl -o json")
+}
+
+const WEB_WPA: &str = r#"
+apiVersion: datadoghq.com/v1alpha1
+kind: WatermarkPodAutoscaler
+metadata: {name: web, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  maxReplicas: 10
+  minReplicas: 2
+  metrics:
+  - type: External
+    external:
+      metricName: qps
+      metricSelector: {matchLabels: {app: web}}
+      highWatermark: "100"
+      lowWatermark: "50"
+"#;
+
+fn deployment(name: &str, replicas: u32, annotations: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  namespace: default
+  annotations: {annotations}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec: {{containers: [{{name: c, image: nginx}}]}}
+"#
+    )
+}
+
+/// The cluster with the CRD, the shipped webhook configurations pointed at a `wpa serve --self-signed
+/// --inject-ca` (which writes its CA into them).
+async fn cluster_with_webhook() -> (TestCluster, WpaServe) {
+    let cluster = TestCluster::start().await;
+    cluster.install_crd(wpa::api::crd()).await.expect("install the CRD");
+    // Register first: `--inject-ca` patches these at start. The port must be known before, so reserve one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
+    cluster
+        .kubectl_apply(&webhook_configurations(port, None).expect("configurations"))
+        .expect("register the webhooks");
+    let ca_out = cluster.dir().join("wpa-ca.crt");
+    let serve = WpaServe::start(
+        &cluster,
+        "webhook",
+        Some(port),
+        &[
+            "--self-signed",
+            "--tls-san",
+            "127.0.0.1",
+            "--inject-ca",
+            "--ca-bundle-out",
+            &ca_out.display().to_string(),
+            "--no-reconciler",
+        ],
+    )
+    .await
+    .expect("wpa serve");
+    let injected = kubectl_json(&cluster, &["get", "validatingwebhookconfiguration", "wpa", "-o", "json"]);
+    let ca = std::fs::read_to_string(&ca_out).expect("the CA bundle file");
+    for hook in injected["webhooks"].as_array().expect("webhooks") {
+        use base64::Engine;
+        let bundle = base64::engine::general_purpose::STANDARD
+            .decode(hook["clientConfig"]["caBundle"].as_str().expect("injected"))
+            .expect("base64");
+        assert_eq!(
+            String::from_utf8(bundle).expect("PEM"),
+            ca,
+            "--inject-ca wrote the CA it wrote to --ca-bundle-out"
+        );
+    }
+    (cluster, serve)
+}
+
+#[tokio::test]
+async fn kubectl_sees_defaults_refusals_and_warnings() {
+    let (cluster, serve) = cluster_with_webhook().await;
+
+    // Defaults are written into the stored object by the mutating webhook.
+    let (ok, _, err) = kubectl_apply(&cluster, WEB_WPA, &[]);
+    assert!(ok, "{err}\n{}", serve.log());
+    let stored = kubectl_json(&cluster, &["get", "wpa", "web", "-o", "json"]);
+    let spec = &stored["spec"];
+    assert_eq!(spec["minReplicas"], 2, "a value the user set is kept");
+    assert_eq!(spec["algorithm"], "absolute");
+    assert_eq!(spec["tolerance"], "100m");
+    assert_eq!(spec["scaleUpLimitFactor"], "50");
+    assert_eq!(spec["scaleDownLimitFactor"], "20");
+    assert_eq!(spec["downscaleForbiddenWindowSeconds"], 300);
+    assert_eq!(spec["upscaleForbiddenWindowSeconds"], 60);
+    assert_eq!(spec["replicaScalingAbsoluteModulo"], 1);
+    // Applying the same manifest again changes nothing.
+    let (ok, out, _) = kubectl_apply(&cluster, WEB_WPA, &[]);
+    assert!(ok && out.contains("unchanged"), "{out}");
+
+    // Refusals carry the exact message.
+    let (ok, _, err) = kubectl_apply(
+        &cluster,
+        &WEB_WPA
+            .replace("name: web, namespace", "name: bad, namespace")
+            .replace("minReplicas: 2", "minReplicas: 20"),
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(r#"admission webhook "validate-wpa.datadoghq.com" denied the request: spec.maxReplicas: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum"#),
+        "{err}"
+    );
+    let typo = WEB_WPA
+        .replace("name: web, namespace", "name: typo, namespace")
+        .replace("  maxReplicas: 10", "  maxReplicas: 10\n  algorithm: Average");
+    let (ok, _, err) = kubectl_apply(&cluster, &typo, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            r#"spec.algorithm: unsupported value "Average": supported values: "absolute", "average""#
+        ),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl_apply(&cluster, &typo, &["--dry-run=server"]);
+    assert!(
+        !ok && err.contains(r#"spec.algorithm: unsupported value "Average""#),
+        "--dry-run=server gets the same refusal: {err}"
+    );
+
+    // --dry-run=server shows what would be stored and stores nothing.
+    let fresh = WEB_WPA
+        .replace("name: web, namespace", "name: preview, namespace")
+        .replace("name: web}", "name: preview}");
+    let (ok, out, err) = kubectl_apply(&cluster, &fresh, &["--dry-run=server", "-o", "json"]);
+    assert!(ok, "{err}");
+    let preview: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(preview["spec"]["tolerance"], "100m");
+    let gone = cluster.kubectl(&["get", "wpa", "preview"]);
+    assert!(!gone.status.success(), "a dry run creates nothing");
+
+    // A second autoscaler on the same target is refused, naming the first (once the cache has seen it).
+    let second = WEB_WPA.replace("name: web, namespace", "name: web-2, namespace");
+    let err = wait_for(Duration::from_secs(10), || {
+        let second = second.clone();
+        let cluster = &cluster;
+        async move {
+            let (ok, _, err) = kubectl_apply(cluster, &second, &[]);
+            if ok { Err("still accepted".to_string()) } else { Ok(err) }
+        }
+    })
+    .await
+    .expect("the second WPA is refused");
+    assert!(
+        err.contains(
+            "spec.scaleTargetRef: Deployment/web is already scaled by WatermarkPodAutoscaler default/web"
+        ),
+        "{err}"
+    );
+
+    // An HPA on a workload: a WPA for it is refused.
+    let hpa = r#"
+apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata: {name: hpa-api, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: api}
+  maxReplicas: 5
+  targetCPUUtilizationPercentage: 50
+"#;
+    cluster.kubectl_apply(hpa).expect("an HPA");
+    let api_wpa =
+        WEB_WPA.replace("name: web, namespace", "name: api, namespace").replace("name: web}", "name: api}");
+    let err = wait_for(Duration::from_secs(10), || {
+        let (cluster, api_wpa) = (&cluster, api_wpa.clone());
+        async move {
+            let (ok, _, err) = kubectl_apply(cluster, &api_wpa, &[]);
+            if ok { Err("still accepted".to_string()) } else { Ok(err) }
+        }
+    })
+    .await
+    .expect("the WPA on an HPA-scaled Deployment is refused");
+    assert!(
+        err.contains("Deployment/api is already scaled by HorizontalPodAutoscaler default/hpa-api"),
+        "{err}"
+    );
+    let accepted = api_wpa.replace(
+        "namespace: default}",
+        "namespace: default, annotations: {wpa.datadoghq.com/allow-conflicting-autoscaler: \"true\"}}",
+    );
+    let (ok, _, err) = kubectl_apply(&cluster, &accepted, &[]);
+    assert!(ok, "the annotation accepts the conflict: {err}");
+    assert!(
+        err.contains("Warning: Deployment/api is also scaled by HorizontalPodAutoscaler default/hpa-api"),
+        "{err}"
+    );
+
+    // A governed Deployment's replicas are clamped into [minReplicas, maxReplicas], with a warning.
+    let (ok, _, err) = kubectl_apply(&cluster, &deployment("web", 50, "{}"), &[]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("Warning: spec.replicas 50 is above maxReplicas 10 of WatermarkPodAutoscaler default/web, which governs this Deployment: set to 10"),
+        "{err}"
+    );
+    let stored = kubectl_json(&cluster, &["get", "deployment", "web", "-o", "json"]);
+    assert_eq!(stored["spec"]["replicas"], 10);
+    // The /scale subresource is how autoscalers scale: never touched.
+    let out = cluster.kubectl(&["scale", "deployment", "web", "--replicas=30"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(kubectl_json(&cluster, &["get", "deployment", "web", "-o", "json"])["spec"]["replicas"], 30);
+    // A governed Deployment's wpa annotations are checked.
+    let (ok, _, err) =
+        kubectl_apply(&cluster, &deployment("web", 5, r#"{wpa.datadoghq.com/skip-owner-check: "yes"}"#), &[]);
+    assert!(!ok);
+    assert!(err.contains(r#"admission webhook "validate-workloads.wpa.datadoghq.com" denied the request: metadata.annotations[wpa.datadoghq.com/skip-owner-check]: must be "true" or "false", got "yes""#), "{err}");
+    // An ungoverned Deployment is left alone.
+    let (ok, _, err) = kubectl_apply(
+        &cluster,
+        &deployment("free", 500, r#"{wpa.datadoghq.com/skip-owner-check: "yes"}"#),
+        &[],
+    );
+    assert!(ok && !err.contains("Warning"), "{err}");
+
+    // The webhook's own metrics count what it answered.
+    let (code, metrics) = support::wpa::http_get(serve.health_port, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains(r#"wpa_webhook_requests_total{webhook="validate",kind="WatermarkPodAutoscaler",operation="CREATE",allowed="false",reason="invalid"}"#), "{metrics}");
+    assert!(metrics.contains("wpa_webhook_request_duration_seconds_bucket"));
+}
+
+/// Writes a Secret volume revision as kubelet does (see tests/tls_rotation.rs).
+fn kubelet_write(dir: &Path, revision: &str, pair: &SelfSigned) {
+    let rev = dir.join(revision);
+    std::fs::create_dir_all(&rev).expect("revision dir");
+    std::fs::write(rev.join("tls.crt"), &pair.cert_pem).expect("write cert");
+    std::fs::write(rev.join("tls.key"), &pair.key_pem).expect("write key");
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    symlink(revision, &tmp).expect("tmp link");
+    std::fs::rename(&tmp, dir.join("..data")).expect("atomic swap");
+    for f in ["tls.crt", "tls.key"] {
+        if std::fs::symlink_metadata(dir.join(f)).is_err() {
+            symlink(format!("..data/{f}"), dir.join(f)).expect("file link");
+        }
+    }
+}
+
+fn served_leaf(port: u16, ca_pem: &str) -> Vec<u8> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.expect("a CA")).expect("a root");
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("127.0.0.1").expect("name"))
+            .expect("a connection");
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).expect("handshake");
+    }
+    conn.peer_certificates().and_then(|c| c.first()).expect("a peer certificate").to_vec()
+}
+
+fn leaf_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    CertificateDer::pem_slice_iter(pem.as_bytes()).next().expect("a cert").expect("parses").to_vec()
+}
+
+#[tokio::test]
+async fn a_certificate_rotation_during_a_stream_of_requests_loses_none() {
+    let cluster = TestCluster::start().await;
+    cluster.install_crd(wpa::api::crd()).await.expect("install the CRD");
+    // cert-manager's shape: one CA, the serving certificate renewed under it.
+    let ca = CertAuthority::new().expect("a CA");
+    let sans = ["127.0.0.1".to_string()];
+    let (first, second) = (ca.issue(&sans).expect("a leaf"), ca.issue(&sans).expect("a leaf"));
+    let secret = cluster.dir().join("secret-volume");
+    kubelet_write(&secret, "..2026_01_01_00_00_00.1", &first);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
+    cluster
+        .kubectl_apply(&webhook_configurations(port, Some(&ca.ca_pem)).expect("configurations"))
+        .expect("register");
+    let (cert, key) =
+        (secret.join("tls.crt").display().to_string(), secret.join("tls.key").display().to_string());
+    let serve = WpaServe::start(
+        &cluster,
+        "rotation",
+        Some(port),
+        &[
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-reload-interval",
+            "200ms",
+            "--no-reconciler",
+        ],
+    )
+    .await
+    .expect("wpa serve");
+    assert_eq!(served_leaf(port, &ca.ca_pem), leaf_der(&first.cert_pem));
+
+    // Server-side dry-run creates: each goes through both webhooks over TLS, and stores nothing.
+    let api: Api<WatermarkPodAutoscaler> = Api::namespaced(cluster.client(), "default");
+    let wpa: WatermarkPodAutoscaler = serde_yaml_ng::from_str(WEB_WPA).expect("a WPA");
+    let (stop, ok, failed) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut streams = Vec::new();
+    for i in 0..4 {
+        let (api, mut wpa, stop, ok, failed) =
+            (api.clone(), wpa.clone(), stop.clone(), ok.clone(), failed.clone());
+        streams.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                wpa.metadata.name = Some(format!("stream-{i}-{n}"));
+                n += 1;
+                match api.create(&PostParams { dry_run: true, ..Default::default() }, &wpa).await {
+                    Ok(created) if created.spec.tolerance.is_some() => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => panic!("the mutating webhook did not default the object"),
+                    Err(e) => {
+                        eprintln!("request failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = ok.load(Ordering::Relaxed);
+    kubelet_write(&secret, "..2026_01_01_01_00_00.2", &second);
+    std::fs::remove_dir_all(secret.join("..2026_01_01_00_00_00.1")).expect("old revision gone");
+    let started = Instant::now();
+    while served_leaf(port, &ca.ca_pem) != leaf_der(&second.cert_pem) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the renewed certificate was not served:\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("renewed certificate served after {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in streams {
+        s.await.expect("a stream");
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("{ok} admissions through the API server ({before} before the rotation), {failed} failed");
+    assert!(ok > before + 20, "requests kept flowing after the rotation");
+    assert_eq!(failed, 0);
+    let _ = api.delete("nonexistent", &DeleteParams::default()).await;
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_answers_in_flight_requests() {
+    let (cluster, mut serve) = cluster_with_webhook().await;
+    let (ok, _, err) = kubectl_apply(&cluster, WEB_WPA, &[]);
+    assert!(ok, "{err}");
+    let (code, _) = support::wpa::http_get(serve.health_port, "/readyz").expect("readyz");
+    assert_eq!(code, 200);
+    let took = serve.terminate();
+    eprintln!("graceful shutdown took {took:?}");
+    assert!(took < Duration::from_secs(10), "shutdown finished promptly ({took:?})");
+    assert!(serve.log().contains("webhook server drained"), "{}", serve.log());
+}
