@@ -265,19 +265,23 @@ fn parse_nanos(s: &str) -> Result<(i128, Format), QuantityError> {
     // value = digits × 2^bin_exp × 10^(dec_exp − len(frac)), in nano-units, rounded away from zero and
     // capped at 2^63−1 units. Digits past the 30th cannot change a representable result except through
     // rounding, so they only leave a "non-zero remainder" mark.
-    let frac_len = frac_digits.len() as i64;
-    let all_digits = format!("{int_digits}{frac_digits}");
-    let mut digits = all_digits.trim_start_matches('0');
-    let mut scale10 = dec_exp - frac_len + 9;
-    let mut sticky = false;
-    if digits.len() > 30 {
-        let (head, tail) = digits.split_at(30);
-        sticky = tail.bytes().any(|b| b != b'0');
-        scale10 += tail.len() as i64;
-        digits = head;
+    // The integer and fraction digits as one number; past 30 significant digits, only whether a dropped
+    // digit was non-zero matters (for rounding away from zero), and each dropped digit scales by 10.
+    let mut scale10 = dec_exp - frac_digits.len() as i64 + 9;
+    let (mut d, mut significant, mut sticky) = (0i128, 0usize, false);
+    for b in int_digits.bytes().chain(frac_digits.bytes()) {
+        if significant == 0 && b == b'0' {
+            continue;
+        }
+        if significant < 30 {
+            d = d * 10 + i128::from(b - b'0');
+            significant += 1;
+        } else {
+            sticky |= b != b'0';
+            scale10 += 1;
+        }
     }
     let cap = MAX_UNITS * NANOS_PER_UNIT;
-    let d: i128 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| QuantityError::Format)? };
     let magnitude = if d == 0 {
         0
     } else {
@@ -329,21 +333,36 @@ impl Serialize for Quantity {
 
 impl<'de> Deserialize<'de> for Quantity {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(deserializer)?;
-        match v {
-            serde_json::Value::String(s) => {
-                Quantity::parse(&s).map_err(|e| de::Error::custom(format!("invalid quantity {s:?}: {e}")))
-            }
-            serde_json::Value::Number(n) => {
+        struct Visitor;
+        impl Visitor {
+            fn number<E: de::Error>(n: serde_json::Number) -> Result<Quantity, E> {
                 let text = n.to_string();
-                let (nanos, format) = parse_nanos(&text)
-                    .map_err(|e| de::Error::custom(format!("invalid quantity {text}: {e}")))?;
+                let (nanos, format) =
+                    parse_nanos(&text).map_err(|e| E::custom(format!("invalid quantity {text}: {e}")))?;
                 Ok(Quantity { nanos, format, original: Original::Number(n) })
             }
-            other => {
-                Err(de::Error::custom(format!("invalid quantity {other}: expected a string or a number")))
+        }
+        impl de::Visitor<'_> for Visitor {
+            type Value = Quantity;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quantity (a string such as \"100m\" or a number)")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Quantity, E> {
+                Quantity::parse(s).map_err(|e| E::custom(format!("invalid quantity {s:?}: {e}")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Quantity, E> {
+                Self::number(v.into())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Quantity, E> {
+                Self::number(v.into())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Quantity, E> {
+                let n = serde_json::Number::from_f64(v)
+                    .ok_or_else(|| E::custom(format!("invalid quantity {v}")))?;
+                Self::number(n)
             }
         }
+        deserializer.deserialize_any(Visitor)
     }
 }
 

@@ -480,7 +480,8 @@ async fn v1beta1_is_answered_in_v1beta1_and_dry_run_gets_the_same_answer() {
     let resp = admit(state(TargetIndex::new()), "/validate", &r).await;
     assert_eq!(denial(&resp), first);
     assert_eq!(resp.pointer("/response/uid"), Some(&json!("7c0f7c4e-1b1b-4a5e-9f3a-000000000001")));
-    assert_eq!(resp.pointer("/response/auditAnnotations/decision"), Some(&json!("denied: invalid")));
+    assert_eq!(resp.pointer("/response/auditAnnotations/decision"), Some(&json!("denied")));
+    assert_eq!(resp.pointer("/response/auditAnnotations/reason"), Some(&json!("invalid")));
 }
 
 #[tokio::test]

@@ -43,11 +43,16 @@ type Target = (String, String, String);
 /// (namespace, name) of an autoscaler.
 type Key = (String, String);
 
-/// One autoscaler kind, indexed both ways (by object, to handle updates and deletions; by target, to answer).
+/// The autoscalers of one target name, keyed by (target kind, autoscaler name).
+type ByKindAndName<V> = BTreeMap<(String, String), V>;
+
+/// One autoscaler kind, indexed both ways: by object (to handle updates and deletions) and by target (to
+/// answer). Targets are nested namespace → name so that a lookup borrows `&str`s and allocates nothing.
 #[derive(Debug)]
 struct Table<V> {
     by_object: HashMap<Key, Target>,
-    by_target: HashMap<Target, BTreeMap<String, V>>,
+    /// namespace → target name → (target kind, autoscaler name) → value.
+    by_target: HashMap<String, HashMap<String, ByKindAndName<V>>>,
 }
 
 impl<V> Default for Table<V> {
@@ -58,26 +63,36 @@ impl<V> Default for Table<V> {
 
 impl<V> Table<V> {
     fn remove(&mut self, key: &Key) {
-        if let Some(target) = self.by_object.remove(key)
-            && let Some(entries) = self.by_target.get_mut(&target)
-        {
-            entries.remove(&key.1);
-            if entries.is_empty() {
-                self.by_target.remove(&target);
+        let Some((ns, kind, name)) = self.by_object.remove(key) else { return };
+        if let Some(names) = self.by_target.get_mut(&ns) {
+            if let Some(entries) = names.get_mut(&name) {
+                entries.remove(&(kind, key.1.clone()));
+                if entries.is_empty() {
+                    names.remove(&name);
+                }
+            }
+            if names.is_empty() {
+                self.by_target.remove(&ns);
             }
         }
     }
 
     fn upsert(&mut self, key: Key, target: Option<Target>, value: V) {
         self.remove(&key);
-        if let Some(target) = target {
-            self.by_target.entry(target.clone()).or_default().insert(key.1.clone(), value);
-            self.by_object.insert(key, target);
+        if let Some((ns, kind, name)) = target {
+            let entries = self.by_target.entry(ns.clone()).or_default().entry(name.clone()).or_default();
+            entries.insert((kind.clone(), key.1.clone()), value);
+            self.by_object.insert(key, (ns, kind, name));
         }
     }
 
-    fn get(&self, target: &Target) -> impl Iterator<Item = &V> {
-        self.by_target.get(target).into_iter().flat_map(|m| m.values())
+    /// The values for a target, ordered by autoscaler name.
+    fn get<'a>(&'a self, namespace: &str, kind: &'a str, name: &str) -> impl Iterator<Item = &'a V> {
+        self.by_target
+            .get(namespace)
+            .and_then(|names| names.get(name))
+            .into_iter()
+            .flat_map(move |entries| entries.iter().filter(move |((k, _), _)| k == kind).map(|(_, v)| v))
     }
 }
 
@@ -188,14 +203,12 @@ impl TargetIndex {
 
     /// The WPAs that target `kind`/`name` in `namespace`, by name.
     pub fn wpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<Governing> {
-        let target = (namespace.to_string(), kind.to_string(), name.to_string());
-        read(&self.wpas).get(&target).cloned().collect()
+        read(&self.wpas).get(namespace, kind, name).cloned().collect()
     }
 
     /// The HPAs that target `kind`/`name` in `namespace`, by name.
     pub fn hpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<String> {
-        let target = (namespace.to_string(), kind.to_string(), name.to_string());
-        read(&self.hpas).get(&target).cloned().collect()
+        read(&self.hpas).get(namespace, kind, name).cloned().collect()
     }
 }
 

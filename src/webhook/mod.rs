@@ -31,7 +31,7 @@ use crate::{
     metrics::{AdmissionLabels, Metrics},
 };
 pub use index::TargetIndex;
-use review::{RequestIn, ResponseOut, ReviewIn, ReviewOut, StatusOut};
+use review::{ObjectIn, RequestIn, ResponseOut, ReviewIn, ReviewOut, StatusOut};
 pub use rules::{Op, Verdict};
 
 /// The largest AdmissionReview accepted (the API server's own request limit is 3 MiB).
@@ -103,18 +103,37 @@ async fn handle(State(state): State<WebhookState>, endpoint: Endpoint, request: 
     answer.response
 }
 
-fn labels(endpoint: Endpoint, kind: &str, operation: &str, allowed: bool, reason: &str) -> AdmissionLabels {
+fn labels(
+    endpoint: Endpoint,
+    kind: &str,
+    operation: &str,
+    allowed: bool,
+    reason: &'static str,
+) -> AdmissionLabels {
     AdmissionLabels {
-        webhook: endpoint.label().into(),
-        kind: kind.into(),
-        operation: operation.into(),
-        allowed: allowed.to_string(),
-        reason: reason.into(),
+        webhook: endpoint.label(),
+        kind: match kind {
+            "" => "",
+            api::KIND => api::KIND,
+            "Deployment" => "Deployment",
+            "StatefulSet" => "StatefulSet",
+            _ => "other",
+        },
+        operation: match operation {
+            "" => "",
+            "CREATE" => "CREATE",
+            "UPDATE" => "UPDATE",
+            "DELETE" => "DELETE",
+            "CONNECT" => "CONNECT",
+            _ => "other",
+        },
+        allowed: if allowed { "true" } else { "false" },
+        reason,
     }
 }
 
 async fn answer(state: &WebhookState, endpoint: Endpoint, request: Request) -> Answer {
-    let bad = |status: StatusCode, reason: &str, message: String| Answer {
+    let bad = |status: StatusCode, reason: &'static str, message: String| Answer {
         response: json_error(status, message),
         labels: labels(endpoint, "", "", false, reason),
     };
@@ -182,6 +201,16 @@ fn operation(op: &str) -> Op {
     }
 }
 
+/// The WPA of an object of a WPA request.
+fn as_wpa<'o>(o: &'o ObjectIn<'_>) -> Option<Result<std::borrow::Cow<'o, rules::Wpa>, String>> {
+    match o {
+        ObjectIn::Wpa(w) => Some(Ok(std::borrow::Cow::Borrowed(w.as_ref()))),
+        // Only when the review listed the object before its kind.
+        ObjectIn::Raw(raw) => Some(rules::Wpa::parse(raw).map(std::borrow::Cow::Owned)),
+        ObjectIn::Workload(_) => None,
+    }
+}
+
 /// The rules for this request.
 pub fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'_>) -> Verdict {
     if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -189,16 +218,23 @@ pub fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'_>) -> 
         return Verdict::allow("subresource");
     }
     let op = operation(&req.operation);
-    let Some(object) = req.object else {
+    let Some(object) = req.object.as_ref() else {
         return Verdict::allow("no_object");
     };
     let (group, kind) = (req.kind.group.as_str(), req.kind.kind.as_str());
     let index = state.index.as_ref();
-    let is_wpa = group == api::GROUP && kind == api::KIND;
-    if is_wpa {
+    if group == api::GROUP && kind == api::KIND {
+        let wpa = match as_wpa(object) {
+            Some(Ok(w)) => w,
+            Some(Err(e)) => {
+                return Verdict::deny("malformed", format!("cannot read the WatermarkPodAutoscaler: {e}"));
+            }
+            None => return Verdict::allow("ok"),
+        };
+        let old = req.old_object.as_ref().and_then(as_wpa).and_then(Result::ok);
         return match endpoint {
-            Endpoint::Validate => rules::validate_wpa(op, object, req.old_object, index),
-            Endpoint::Mutate if matches!(op, Op::Create | Op::Update) => rules::mutate_wpa(object),
+            Endpoint::Validate => rules::validate_wpa(op, &wpa, old.as_deref(), index),
+            Endpoint::Mutate if matches!(op, Op::Create | Op::Update) => rules::mutate_wpa(&wpa),
             Endpoint::Mutate => Verdict::allow("ok"),
         };
     }
@@ -206,21 +242,32 @@ pub fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'_>) -> 
         tracing::info!(group, kind, "admission request for a kind this webhook does not handle: allowed");
         return Verdict::allow("unknown_kind");
     }
-    let workload = rules::Workload::parse(object);
+    let parsed;
+    let workload: &rules::Workload = match object {
+        ObjectIn::Workload(w) => w,
+        // Only when the review listed the object before its kind.
+        ObjectIn::Raw(raw) => {
+            parsed = rules::Workload::parse(raw);
+            &parsed
+        }
+        // A workload kind is never decoded as a WPA.
+        ObjectIn::Wpa(_) => return Verdict::allow("ok"),
+    };
     let namespace = req.namespace.as_deref().unwrap_or_default();
     let name = if req.name.is_empty() { workload.name() } else { req.name.as_str() };
     match endpoint {
-        Endpoint::Validate => rules::validate_workload(op, kind, namespace, name, &workload, index),
-        Endpoint::Mutate => rules::mutate_workload(op, kind, namespace, name, &workload, index),
+        Endpoint::Validate => rules::validate_workload(op, kind, namespace, name, workload, index),
+        Endpoint::Mutate => rules::mutate_workload(op, kind, namespace, name, workload, index),
     }
 }
 
 /// The AdmissionReview answer, in the request's version, echoing its uid.
-fn review_response(api_version: &str, uid: String, verdict: Verdict) -> Response {
+pub fn review_response(api_version: &str, uid: String, verdict: Verdict) -> Response {
     use base64::Engine;
     let decision = if verdict.allowed { "allowed" } else { "denied" };
     let mut audit = verdict.audit;
-    audit.insert("decision".into(), format!("{decision}: {}", verdict.reason));
+    audit.insert("decision", decision.into());
+    audit.insert("reason", verdict.reason.into());
     let patch = if verdict.allowed && !verdict.patch.is_empty() {
         match serde_json::to_vec(&json_patch::Patch(verdict.patch)) {
             Ok(bytes) => Some(base64::engine::general_purpose::STANDARD.encode(bytes)),

@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation, jsonptr::PointerBuf};
-use kube::ResourceExt;
 use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
 
 use super::index::TargetIndex;
 use crate::{
-    api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, annotations},
+    api::{WatermarkPodAutoscalerSpec, annotations},
     engine::validation,
 };
 
@@ -34,7 +33,7 @@ pub struct Verdict {
     pub reason: &'static str,
     pub patch: Vec<PatchOperation>,
     pub warnings: Vec<String>,
-    pub audit: BTreeMap<String, String>,
+    pub audit: BTreeMap<&'static str, std::borrow::Cow<'static, str>>,
 }
 
 impl Verdict {
@@ -51,34 +50,68 @@ fn pointer(path: &str) -> PointerBuf {
     PointerBuf::parse(path).unwrap_or_default()
 }
 
-/// A WPA from the request's object, or a refusal that says why it cannot be read.
-fn parse_wpa(object: &RawValue) -> Result<WatermarkPodAutoscaler, Verdict> {
-    serde_json::from_str(object.get())
-        .map_err(|e| Verdict::deny("malformed", format!("cannot read the WatermarkPodAutoscaler: {e}")))
+/// The metadata the rules read. Anything else (managedFields, the last-applied annotation's siblings) is
+/// skipped by the parser instead of being built.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    deletion_timestamp: Option<String>,
+}
+
+impl Meta {
+    fn annotations(&self) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.annotations.as_ref().unwrap_or(&EMPTY)
+    }
+}
+
+/// The parts of a WPA the rules read. The spec is decoded on its own, so that a spec with wrong types
+/// (possible before the API server's schema validation, i.e. at `/mutate`) still leaves a readable object.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Wpa {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default, deserialize_with = "lenient_spec")]
+    spec: Option<Result<WatermarkPodAutoscalerSpec, String>>,
+}
+
+fn lenient_spec<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Result<WatermarkPodAutoscalerSpec, String>>, D::Error> {
+    let raw: Option<&'de RawValue> = Option::deserialize(d)?;
+    Ok(raw.map(|r| serde_json::from_str(r.get()).map_err(|e| e.to_string())))
+}
+
+impl Wpa {
+    /// Reads a WPA given raw (when the review listed the object before its kind).
+    pub fn parse(object: &RawValue) -> Result<Wpa, String> {
+        serde_json::from_str(object.get()).map_err(|e| e.to_string())
+    }
 }
 
 /// `/mutate` for a WPA: upstream's defaults, as a minimal JSON Patch (only what is missing).
-pub fn mutate_wpa(object: &RawValue) -> Verdict {
-    #[derive(Deserialize)]
-    struct WithSpec<'a> {
-        #[serde(borrow, default)]
-        spec: Option<&'a RawValue>,
-    }
-    let Some(spec_json) = serde_json::from_str::<WithSpec>(object.get()).ok().and_then(|w| w.spec) else {
+pub fn mutate_wpa(wpa: &Wpa) -> Verdict {
+    let spec = match &wpa.spec {
         // No spec: the CRD schema refuses the object; nothing to default.
-        return Verdict::allow("no_spec");
-    };
-    let Ok(spec) = serde_json::from_str::<WatermarkPodAutoscalerSpec>(spec_json.get()) else {
+        None => return Verdict::allow("no_spec"),
         // Wrong types: the API server's schema validation gives the precise error.
-        return Verdict::allow("unparsable");
+        Some(Err(_)) => return Verdict::allow("unparsable"),
+        Some(Ok(spec)) => spec,
     };
-    let defaults = validation::missing_defaults(&spec);
+    let defaults = validation::missing_defaults(spec);
     if defaults.is_empty() {
         return Verdict::allow("ok");
     }
     let mut v = Verdict::allow("defaulted");
     let fields: Vec<&str> = defaults.iter().map(|d| d.pointer.trim_start_matches("/spec/")).collect();
-    v.audit.insert("defaulted".into(), fields.join(","));
+    v.audit.insert("defaulted", fields.join(",").into());
     v.patch = defaults
         .into_iter()
         .map(|d| {
@@ -93,41 +126,48 @@ pub fn mutate_wpa(object: &RawValue) -> Verdict {
     v
 }
 
-fn target_of(wpa: &WatermarkPodAutoscaler) -> String {
-    format!("{}/{}", wpa.spec.scale_target_ref.kind, wpa.spec.scale_target_ref.name)
+fn target_of(spec: &WatermarkPodAutoscalerSpec) -> String {
+    format!("{}/{}", spec.scale_target_ref.kind, spec.scale_target_ref.name)
 }
 
 /// `/validate` for a WPA.
-pub fn validate_wpa(op: Op, object: &RawValue, old: Option<&RawValue>, index: &TargetIndex) -> Verdict {
+pub fn validate_wpa(op: Op, wpa: &Wpa, old: Option<&Wpa>, index: &TargetIndex) -> Verdict {
     if !matches!(op, Op::Create | Op::Update) {
         return Verdict::allow("ok");
     }
-    let wpa = match parse_wpa(object) {
-        Ok(w) => w,
-        Err(v) => return v,
+    let default_spec;
+    let spec = match &wpa.spec {
+        Some(Ok(spec)) => spec,
+        Some(Err(e)) => {
+            return Verdict::deny("malformed", format!("cannot read the WatermarkPodAutoscaler's spec: {e}"));
+        }
+        None => {
+            default_spec = WatermarkPodAutoscalerSpec::default();
+            &default_spec
+        }
     };
     if wpa.metadata.deletion_timestamp.is_some() {
         // Let a WPA being deleted lose its finalizer even if its spec is invalid.
         return Verdict::allow("deleting");
     }
     if op == Op::Update
-        && let Some(old) = old.and_then(|o| serde_json::from_str::<WatermarkPodAutoscaler>(o.get()).ok())
+        && let Some(old) = old
         && old.spec == wpa.spec
-        && old.annotations() == wpa.annotations()
+        && old.metadata.annotations() == wpa.metadata.annotations()
     {
         // Status, label and finalizer updates are never refused.
         return Verdict::allow("unchanged");
     }
-    let namespace = wpa.namespace().unwrap_or_default();
-    let name = wpa.name_any();
-    let violations = validation::admission_violations(&wpa.spec, wpa.annotations(), &namespace, &name);
+    let namespace = wpa.metadata.namespace.clone().unwrap_or_default();
+    let name = wpa.metadata.name.clone();
+    let violations = validation::admission_violations(spec, wpa.metadata.annotations(), &namespace, &name);
     if !violations.is_empty() {
         let lines: Vec<String> = violations.iter().map(ToString::to_string).collect();
         return Verdict::deny("invalid", lines.join("; "));
     }
     let mut verdict = Verdict::allow("ok");
-    let kind = &wpa.spec.scale_target_ref.kind;
-    let target = &wpa.spec.scale_target_ref.name;
+    let kind = &spec.scale_target_ref.kind;
+    let target = &spec.scale_target_ref.name;
     let mut others: Vec<String> = index
         .wpas_for(&namespace, kind, target)
         .into_iter()
@@ -142,10 +182,10 @@ pub fn validate_wpa(op: Op, object: &RawValue, old: Option<&RawValue>, index: &T
     );
     if !others.is_empty() {
         let who = others.join(" and ");
-        if wpa.annotations().get(annotations::ALLOW_CONFLICT).map(String::as_str) == Some("true") {
+        if wpa.metadata.annotations().get(annotations::ALLOW_CONFLICT).map(String::as_str) == Some("true") {
             verdict.warnings.push(format!(
                 "{} is also scaled by {who}; two autoscalers on one target fight over its replica count (accepted by the {} annotation)",
-                target_of(&wpa),
+                target_of(spec),
                 annotations::ALLOW_CONFLICT
             ));
             verdict.reason = "conflict_accepted";
@@ -154,19 +194,19 @@ pub fn validate_wpa(op: Op, object: &RawValue, old: Option<&RawValue>, index: &T
                 "conflict",
                 format!(
                     "spec.scaleTargetRef: {} is already scaled by {who}; two autoscalers on one target fight over its replica count. Remove the other autoscaler, or set the annotation {}: \"true\" to accept the conflict",
-                    target_of(&wpa),
+                    target_of(spec),
                     annotations::ALLOW_CONFLICT
                 ),
             );
         }
     }
-    if wpa.spec.dry_run == Some(true) {
+    if spec.dry_run == Some(true) {
         verdict.warnings.push(
             "spec.dryRun is true: decisions are recorded in the status, the target is never scaled".into(),
         );
     }
-    let metrics = wpa.spec.metrics.as_deref().unwrap_or_default();
-    if metrics.len() > 1 && !wpa.spec.converge_towards_watermark.as_deref().unwrap_or("").is_empty() {
+    let metrics = spec.metrics.as_deref().unwrap_or_default();
+    if metrics.len() > 1 && !spec.converge_towards_watermark.as_deref().unwrap_or("").is_empty() {
         verdict.warnings.push(
             "spec.convergeTowardsWatermark is designed for a single metric: with several, the highest proposal still wins".into(),
         );
@@ -183,20 +223,9 @@ pub fn is_workload(group: &str, kind: &str) -> bool {
 #[derive(Debug, Default, Deserialize)]
 pub struct Workload {
     #[serde(default)]
-    metadata: WorkloadMeta,
+    metadata: Meta,
     #[serde(default)]
     spec: WorkloadSpec,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WorkloadMeta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    deletion_timestamp: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,10 +263,7 @@ pub fn validate_workload(
     }
     let governing = index.wpas_for(namespace, kind, name);
     let Some(first) = governing.first() else { return Verdict::allow("not_governed") };
-    let problems = validation::annotation_violations(
-        object.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
-        false,
-    );
+    let problems = validation::annotation_violations(object.metadata.annotations(), false);
     if problems.is_empty() {
         return Verdict::allow("ok");
     }
@@ -294,6 +320,6 @@ pub fn mutate_workload(
         value: Value::from(clamped),
     }));
     v.warnings.push(format!("spec.replicas {replicas} is {word} {bound} {clamped} of {who}, which governs this {kind}: set to {clamped}"));
-    v.audit.insert("clamped-replicas".into(), format!("{replicas}->{clamped}"));
+    v.audit.insert("clamped-replicas", format!("{replicas}->{clamped}").into());
     v
 }
