@@ -21,7 +21,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the admission webhook (HTTPS) and the reconciler, with /healthz, /readyz and /metrics on a
     /// second, plain-HTTP port.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print the WatermarkPodAutoscaler CustomResourceDefinition (YAML), as generated from the code.
     Crd,
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
@@ -120,7 +120,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            serve::init_tracing(args.log_format);
+            crate::logging::init(args.log_format);
             let runtime = match runtime() {
                 Ok(r) => r,
                 Err(e) => {
@@ -128,7 +128,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve::run(args)) {
+            match runtime.block_on(serve::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "wpa serve failed");

@@ -26,8 +26,16 @@ fn latency_histogram() -> Histogram {
     ])
 }
 
+/// Labels of a Kubernetes API request made by this process.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubeRequestLabels {
+    pub method: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// Requests to the Kubernetes API (the reconciler's cost per pass, in the benchmark).
+    pub kube_requests: Family<KubeRequestLabels, Counter>,
     pub admission_requests: Family<AdmissionLabels, Counter>,
     pub admission_latency: Family<AdmissionLabels, Histogram, fn() -> Histogram>,
 }
@@ -54,7 +62,13 @@ impl Metrics {
             "Time to answer an admission request, by webhook, kind, operation, answer and reason",
             admission_latency.clone(),
         );
-        Metrics { registry: Mutex::new(registry), admission_requests, admission_latency }
+        let kube_requests = Family::<KubeRequestLabels, Counter>::default();
+        registry.register(
+            "wpa_kube_client_requests",
+            "Requests this process made to the Kubernetes API, by HTTP method",
+            kube_requests.clone(),
+        );
+        Metrics { registry: Mutex::new(registry), admission_requests, admission_latency, kube_requests }
     }
 
     /// Registers more metrics (the reconciler's).

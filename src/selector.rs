@@ -85,6 +85,27 @@ impl Selector {
         self.requirements.is_empty()
     }
 
+    /// The `key=value` requirements, which a label index can answer without a scan.
+    pub fn equalities(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.requirements.iter().filter_map(|r| match &r.op {
+            Op::Equals(v) => Some((r.key.as_str(), v.as_str())),
+            _ => None,
+        })
+    }
+
+    /// Requirements sorted by key and set values sorted, as Go's `labels.Selector` prints them (a
+    /// Deployment's `/scale` reports its selector in this form).
+    pub fn sorted(mut self) -> Selector {
+        for r in &mut self.requirements {
+            if let Op::In(vs) | Op::NotIn(vs) = &mut r.op {
+                vs.sort();
+                vs.dedup();
+            }
+        }
+        self.requirements.sort_by(|a, b| a.key.cmp(&b.key));
+        self
+    }
+
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|r| {
             let v = labels.get(&r.key);
@@ -258,6 +279,18 @@ mod tests {
         assert!(!s.matches(&bad));
         assert!(Selector::parse("a notin (x)").unwrap().matches(&labels(&[])));
         assert!(!Selector::parse("a notin (x)").unwrap().matches(&labels(&[("a", "x")])));
+    }
+
+    #[test]
+    fn sorted_form_is_gos_and_equalities_are_listed() {
+        let ls: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchLabels": {"tier": "web"},
+            "matchExpressions": [{"key": "app", "operator": "In", "values": ["y", "x"]}]
+        }))
+        .unwrap();
+        let s = Selector::from_label_selector(&ls).unwrap();
+        assert_eq!(s.equalities().collect::<Vec<_>>(), vec![("tier", "web")]);
+        assert_eq!(s.sorted().to_string(), "app in (x,y),tier=web");
     }
 
     #[test]

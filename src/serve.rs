@@ -20,10 +20,12 @@ use kube::{
 };
 use tokio_util::sync::CancellationToken;
 
+pub use crate::logging::LogFormat;
 use crate::{
     api::WatermarkPodAutoscaler,
     duration::parse_duration,
     metrics::Metrics,
+    reconciler::{self, ReconcilerArgs},
     server::{self, Readiness},
     tls::{self, CertFiles, CertStore},
     webhook::{self, TargetIndex, WebhookState},
@@ -74,15 +76,12 @@ pub struct ServeArgs {
     /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
     #[arg(long, env = "WPA_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// Log format.
+    /// Log format: JSON lines (every line about a WPA carries wpa_name, wpa_namespace and its
+    /// logs-attributes pairs) or text.
     #[arg(long, env = "WPA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Text,
+    #[command(flatten)]
+    pub reconciler: ReconcilerArgs,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -101,20 +100,16 @@ pub enum ServeError {
     InjectCa { kind: &'static str, name: String, error: String },
     #[error("the webhook needs a certificate: pass --tls-cert-file and --tls-key-file, or --self-signed")]
     NoCertificate,
+    #[error("cannot start the reconciler: {0}")]
+    Reconciler(String),
 }
 
-pub fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// A client from `--kubeconfig`, or the usual inference.
-pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<Client, ServeError> {
+/// A client from `--kubeconfig`, or the usual inference. Its requests are counted in
+/// `wpa_kube_client_requests_total{method}` when `metrics` is given.
+pub async fn kube_client(
+    kubeconfig: Option<&PathBuf>,
+    metrics: Option<&Metrics>,
+) -> Result<Client, ServeError> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
@@ -125,7 +120,17 @@ pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<Client, ServeEr
         }
         None => Config::infer().await.map_err(|e| ServeError::Kube(e.to_string()))?,
     };
-    Client::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))
+    let builder =
+        kube::client::ClientBuilder::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))?;
+    let counter = metrics.map(|m| m.kube_requests.clone());
+    let layer = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        if let Some(c) = &counter {
+            c.get_or_create(&crate::metrics::KubeRequestLabels { method: req.method().as_str().to_string() })
+                .inc();
+        }
+        req
+    });
+    Ok(builder.with_layer(&layer).build())
 }
 
 /// Writes `ca_pem` into every webhook's `clientConfig.caBundle` of our two configurations.
@@ -230,20 +235,35 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
     let mut readiness = Readiness::default();
-    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let client = kube_client(args.kubeconfig.as_ref(), Some(&metrics)).await?;
 
     let index = TargetIndex::new();
-    watch_autoscalers(&client, index.clone(), shutdown.clone());
-    let (caches_synced, synced_index) = (readiness.caches_synced.clone(), index.clone());
+    if !args.no_webhook {
+        watch_autoscalers(&client, index.clone(), shutdown.clone());
+    }
+    let mut tasks = Vec::new();
+    let reconciler_caches = if args.no_reconciler {
+        None
+    } else {
+        let (running, supervisor) =
+            reconciler::start(client.clone(), &args.reconciler, &metrics, shutdown.clone())
+                .await
+                .map_err(ServeError::Reconciler)?;
+        tasks.push(supervisor);
+        Some(running.caches)
+    };
+    let (caches_synced, synced_index, webhook_on) =
+        (readiness.caches_synced.clone(), index.clone(), !args.no_webhook);
     tokio::spawn(async move {
-        while !synced_index.synced() {
+        while (webhook_on && !synced_index.synced())
+            || reconciler_caches.as_ref().is_some_and(|c| !c.synced())
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         caches_synced.store(true, Ordering::Release);
         tracing::info!("caches synced");
     });
 
-    let mut tasks = Vec::new();
     if !args.no_webhook {
         let store = CertStore::new();
         readiness.tls = Some(store.clone());

@@ -12,10 +12,12 @@ pub mod https;
 pub mod netns;
 pub mod pki;
 mod process;
+pub mod scaling;
 pub mod wpa;
 
 pub use cluster::{Options, TestCluster, is_pod_ready, wait_for};
 pub use https::HttpsServer;
 pub use netns::NetnsHost;
 pub use pki::TlsIdentity;
+pub use scaling::{ScalingCluster, wpa_yaml};
 pub use wpa::{WpaServe, webhook_configurations};

@@ -1,0 +1,507 @@
+//! Watch caches of what a reconcile reads besides the WPA: the pods, and the `/scale` view of the common
+//! targets (Deployments and StatefulSets). A steady-state reconcile reads these instead of the API.
+//!
+//! Each cache keeps only what the engine needs (a pod is a few hundred bytes here instead of the tens of
+//! kilobytes of a full object with managedFields), and applies a watcher's re-list atomically: the new
+//! list is buffered from `Init` to `InitDone`, so a reconcile never sees a half-listed namespace.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::Pod,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{WatchStreamExt, watcher},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    engine::{
+        calc::ScaleInfo,
+        pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
+    },
+    selector::Selector,
+};
+
+/// Which namespaces the reconciler looks at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespaces(Vec<String>);
+
+impl Namespaces {
+    /// From `WATCH_NAMESPACE`'s form: empty for all, else a comma-separated list.
+    pub fn parse(list: &str) -> Namespaces {
+        let mut v: Vec<String> =
+            list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        v.sort();
+        v.dedup();
+        Namespaces(v)
+    }
+
+    pub fn all() -> Namespaces {
+        Namespaces(Vec::new())
+    }
+
+    pub fn contains(&self, namespace: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|n| n == namespace)
+    }
+
+    /// The API to watch: one namespace directly, several through a cluster-wide watch filtered here.
+    pub fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self.0.as_slice() {
+            [one] => Api::namespaced(client.clone(), one),
+            _ => Api::all(client.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Namespaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() { f.write_str("all namespaces") } else { f.write_str(&self.0.join(",")) }
+    }
+}
+
+fn timestamp(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<jiff::Timestamp> {
+    t.map(|t| t.0)
+}
+
+/// What the engine needs of a pod.
+pub fn pod_info(pod: &Pod) -> PodInfo {
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| ReadyCondition {
+            status: c.status.clone(),
+            last_transition: timestamp(c.last_transition_time.as_ref()),
+        });
+    PodInfo {
+        name: pod.name_any(),
+        phase: PodPhase::parse(status.and_then(|s| s.phase.as_deref()).unwrap_or("")),
+        ready,
+        start_time: timestamp(status.and_then(|s| s.start_time.as_ref())),
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        owners: pod
+            .owner_references()
+            .iter()
+            .map(|o| OwnerRef { kind: o.kind.clone(), name: o.name.clone() })
+            .collect(),
+    }
+}
+
+#[derive(Debug)]
+struct CachedPod {
+    labels: BTreeMap<String, String>,
+    info: PodInfo,
+}
+
+/// The pods of one namespace, with an index from `key=value` to pod names for selectors that have an
+/// equality (most have: `app=web`).
+#[derive(Debug, Default)]
+struct NamespacePods {
+    pods: HashMap<String, CachedPod>,
+    by_label: HashMap<(String, String), HashSet<String>>,
+}
+
+impl NamespacePods {
+    fn remove(&mut self, name: &str) {
+        if let Some(old) = self.pods.remove(name) {
+            for pair in old.labels {
+                if let Some(names) = self.by_label.get_mut(&pair) {
+                    names.remove(name);
+                    if names.is_empty() {
+                        self.by_label.remove(&pair);
+                    }
+                }
+            }
+        }
+    }
+
+    fn upsert(&mut self, pod: CachedPod) {
+        let name = pod.info.name.clone();
+        self.remove(&name);
+        for (k, v) in &pod.labels {
+            self.by_label.entry((k.clone(), v.clone())).or_default().insert(name.clone());
+        }
+        self.pods.insert(name, pod);
+    }
+
+    fn select(&self, selector: &Selector) -> Vec<PodInfo> {
+        // The smallest posting list of the selector's equalities bounds the candidates.
+        let candidates = selector
+            .equalities()
+            .map(|(k, v)| self.by_label.get(&(k.to_string(), v.to_string())))
+            .min_by_key(|names| names.map_or(0, HashSet::len));
+        let mut out: Vec<PodInfo> = match candidates {
+            Some(None) => Vec::new(),
+            Some(Some(names)) => names
+                .iter()
+                .filter_map(|n| self.pods.get(n))
+                .filter(|p| selector.matches(&p.labels))
+                .map(|p| p.info.clone())
+                .collect(),
+            None => {
+                self.pods.values().filter(|p| selector.matches(&p.labels)).map(|p| p.info.clone()).collect()
+            }
+        };
+        // A stable order, as a list from the API would have.
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+/// A cache of the pods of the watched namespaces.
+#[derive(Debug, Default)]
+pub struct PodCache {
+    namespaces: RwLock<HashMap<String, NamespacePods>>,
+    relist: std::sync::Mutex<Option<HashMap<String, NamespacePods>>>,
+    synced: AtomicBool,
+}
+
+fn cached(pod: &Pod) -> CachedPod {
+    CachedPod { labels: pod.labels().clone(), info: pod_info(pod) }
+}
+
+impl PodCache {
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// The pods of `namespace` that `selector` selects, ordered by name.
+    pub fn select(&self, namespace: &str, selector: &Selector) -> Vec<PodInfo> {
+        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        namespaces.get(namespace).map(|ns| ns.select(selector)).unwrap_or_default()
+    }
+
+    /// Number of pods cached.
+    pub fn len(&self) -> usize {
+        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        namespaces.values().map(|n| n.pods.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn apply(&self, event: watcher::Event<Pod>) {
+        match event {
+            watcher::Event::Init => {
+                *self.relist.lock().unwrap_or_else(|p| p.into_inner()) = Some(HashMap::new());
+            }
+            watcher::Event::InitApply(pod) => {
+                let mut relist = self.relist.lock().unwrap_or_else(|p| p.into_inner());
+                let ns = pod.namespace().unwrap_or_default();
+                relist.get_or_insert_with(HashMap::new).entry(ns).or_default().upsert(cached(&pod));
+            }
+            watcher::Event::InitDone => {
+                let fresh = self.relist.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
+                *self.namespaces.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                self.synced.store(true, Ordering::Release);
+            }
+            watcher::Event::Apply(pod) => {
+                let ns = pod.namespace().unwrap_or_default();
+                let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+                namespaces.entry(ns).or_default().upsert(cached(&pod));
+            }
+            watcher::Event::Delete(pod) => {
+                let ns = pod.namespace().unwrap_or_default();
+                let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+                if let Some(n) = namespaces.get_mut(&ns) {
+                    n.remove(&pod.name_any());
+                    if n.pods.is_empty() {
+                        namespaces.remove(&ns);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `/scale` view of a cached target, as the API server computes it for Deployments and StatefulSets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedScale {
+    pub spec_replicas: i32,
+    pub status_replicas: i32,
+    pub selector: String,
+}
+
+impl CachedScale {
+    pub fn scale_info(&self, namespace: &str, name: &str) -> ScaleInfo {
+        ScaleInfo {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            spec_replicas: self.spec_replicas,
+            status_replicas: self.status_replicas,
+            selector: self.selector.clone(),
+        }
+    }
+}
+
+fn scale_view(
+    replicas: Option<i32>,
+    status_replicas: Option<i32>,
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> CachedScale {
+    CachedScale {
+        // The API server defaults spec.replicas to 1; the scale reports what is stored.
+        spec_replicas: replicas.unwrap_or(1),
+        status_replicas: status_replicas.unwrap_or(0),
+        selector: Selector::from_label_selector(selector).map(|s| s.sorted().to_string()).unwrap_or_default(),
+    }
+}
+
+/// A kind whose `/scale` this cache can answer.
+pub trait CachedTarget:
+    kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static
+{
+    const GROUP: &'static str;
+    fn scale(&self) -> CachedScale;
+}
+
+impl CachedTarget for Deployment {
+    const GROUP: &'static str = "apps";
+    fn scale(&self) -> CachedScale {
+        let spec = self.spec.clone().unwrap_or_default();
+        scale_view(spec.replicas, self.status.as_ref().and_then(|s| s.replicas), &spec.selector)
+    }
+}
+
+impl CachedTarget for StatefulSet {
+    const GROUP: &'static str = "apps";
+    fn scale(&self) -> CachedScale {
+        let spec = self.spec.clone().unwrap_or_default();
+        scale_view(spec.replicas, self.status.as_ref().map(|s| s.replicas), &spec.selector)
+    }
+}
+
+type TargetKey = (&'static str, String, String);
+
+/// The scale of every watched Deployment and StatefulSet, keyed by (kind, namespace, name).
+#[derive(Debug, Default)]
+pub struct TargetCache {
+    entries: RwLock<HashMap<TargetKey, CachedScale>>,
+    relists: std::sync::Mutex<HashMap<&'static str, HashMap<TargetKey, CachedScale>>>,
+    synced: RwLock<HashSet<&'static str>>,
+}
+
+/// The kinds [`TargetCache`] holds.
+pub const CACHED_KINDS: [&str; 2] = ["Deployment", "StatefulSet"];
+
+impl TargetCache {
+    pub fn synced(&self) -> bool {
+        let synced = self.synced.read().unwrap_or_else(|p| p.into_inner());
+        CACHED_KINDS.iter().all(|k| synced.contains(k))
+    }
+
+    /// The cached scale of `group`/`kind` `namespace`/`name`; `None` when the kind is not cached (the
+    /// caller reads `/scale` from the API) and `Some(None)` when the object does not exist.
+    pub fn get(&self, group: &str, kind: &str, namespace: &str, name: &str) -> Option<Option<CachedScale>> {
+        let kind = CACHED_KINDS.into_iter().find(|k| *k == kind && group == "apps")?;
+        if !self.synced.read().unwrap_or_else(|p| p.into_inner()).contains(kind) {
+            return None;
+        }
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        Some(entries.get(&(kind, namespace.to_string(), name.to_string())).cloned())
+    }
+
+    fn apply<K: CachedTarget>(&self, kind: &'static str, event: watcher::Event<K>) {
+        let key = |o: &K| (kind, o.namespace().unwrap_or_default(), o.name_any());
+        match event {
+            watcher::Event::Init => {
+                self.relists.lock().unwrap_or_else(|p| p.into_inner()).insert(kind, HashMap::new());
+            }
+            watcher::Event::InitApply(o) => {
+                let mut relists = self.relists.lock().unwrap_or_else(|p| p.into_inner());
+                relists.entry(kind).or_default().insert(key(&o), o.scale());
+            }
+            watcher::Event::InitDone => {
+                let fresh =
+                    self.relists.lock().unwrap_or_else(|p| p.into_inner()).remove(kind).unwrap_or_default();
+                let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+                entries.retain(|k, _| k.0 != kind);
+                entries.extend(fresh);
+                self.synced.write().unwrap_or_else(|p| p.into_inner()).insert(kind);
+            }
+            watcher::Event::Apply(o) => {
+                self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(key(&o), o.scale());
+            }
+            watcher::Event::Delete(o) => {
+                self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(&key(&o));
+            }
+        }
+    }
+}
+
+/// The watches that feed the caches, running until `stop`.
+pub struct Caches {
+    pub pods: Arc<PodCache>,
+    pub targets: Arc<TargetCache>,
+}
+
+impl Caches {
+    pub fn synced(&self) -> bool {
+        self.pods.synced() && self.targets.synced()
+    }
+
+    /// Starts the watches of pods, Deployments and StatefulSets in `namespaces`.
+    pub fn start(client: &Client, namespaces: &Namespaces, stop: CancellationToken) -> Caches {
+        let caches = Caches { pods: Arc::default(), targets: Arc::default() };
+        // Pods change status often; only the fields read here matter, the rest is dropped on arrival.
+        let pods = caches.pods.clone();
+        drive("Pod", events(namespaces.api::<Pod>(client), namespaces), stop.clone(), move |e| pods.apply(e));
+        let targets = caches.targets.clone();
+        drive(
+            "Deployment",
+            events(namespaces.api::<Deployment>(client), namespaces),
+            stop.clone(),
+            move |e| targets.apply("Deployment", e),
+        );
+        let targets = caches.targets.clone();
+        drive("StatefulSet", events(namespaces.api::<StatefulSet>(client), namespaces), stop, move |e| {
+            targets.apply("StatefulSet", e)
+        });
+        caches
+    }
+}
+
+/// A watch with backoff, keeping only objects of `namespaces`.
+pub fn events<K>(
+    api: Api<K>,
+    namespaces: &Namespaces,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let namespaces = namespaces.clone();
+    watcher(api, watcher::Config::default().any_semantic()).default_backoff().filter(move |e| {
+        let keep = match e {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o)) => {
+                namespaces.contains(&o.namespace().unwrap_or_default())
+            }
+            _ => true,
+        };
+        std::future::ready(keep)
+    })
+}
+
+/// Feeds a watch into `apply` until `stop`; errors are logged (the watcher retries with backoff).
+pub fn drive<K, S>(
+    kind: &'static str,
+    stream: S,
+    stop: CancellationToken,
+    apply: impl Fn(watcher::Event<K>) + Send + 'static,
+) where
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    K: Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                event = stream.next() => match event {
+                    None => return,
+                    Some(Ok(e)) => apply(e),
+                    Some(Err(e)) => tracing::warn!(kind, error = %e, "watch error (retrying with backoff)"),
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, labels: &[(&str, &str)]) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns", "labels": labels.iter().cloned().collect::<BTreeMap<_, _>>()},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap()
+    }
+
+    fn names(pods: Vec<PodInfo>) -> Vec<String> {
+        pods.into_iter().map(|p| p.name).collect()
+    }
+
+    #[test]
+    fn selects_by_index_and_by_scan_and_follows_label_changes() {
+        let cache = PodCache::default();
+        cache.apply(watcher::Event::Init);
+        cache.apply(watcher::Event::InitApply(pod("a", &[("app", "web"), ("tier", "1")])));
+        cache.apply(watcher::Event::InitApply(pod("b", &[("app", "web")])));
+        cache.apply(watcher::Event::InitApply(pod("c", &[("app", "db")])));
+        assert!(!cache.synced(), "not synced before InitDone");
+        assert!(
+            cache.select("ns", &Selector::parse("app=web").unwrap()).is_empty(),
+            "a re-list is applied at once"
+        );
+        cache.apply(watcher::Event::InitDone);
+        assert!(cache.synced());
+        assert_eq!(names(cache.select("ns", &Selector::parse("app=web").unwrap())), ["a", "b"]);
+        assert_eq!(names(cache.select("ns", &Selector::parse("app=web,tier=1").unwrap())), ["a"]);
+        assert_eq!(names(cache.select("ns", &Selector::parse("app in (db,web),!tier").unwrap())), ["b", "c"]);
+        assert!(cache.select("other", &Selector::parse("app=web").unwrap()).is_empty());
+        // A label change moves the pod between index entries.
+        cache.apply(watcher::Event::Apply(pod("b", &[("app", "db")])));
+        assert_eq!(names(cache.select("ns", &Selector::parse("app=web").unwrap())), ["a"]);
+        assert_eq!(names(cache.select("ns", &Selector::parse("app=db").unwrap())), ["b", "c"]);
+        cache.apply(watcher::Event::Delete(pod("a", &[])));
+        assert!(cache.select("ns", &Selector::parse("app=web").unwrap()).is_empty());
+        // A re-list replaces everything.
+        cache.apply(watcher::Event::Init);
+        cache.apply(watcher::Event::InitApply(pod("z", &[("app", "web")])));
+        cache.apply(watcher::Event::InitDone);
+        assert_eq!(names(cache.select("ns", &Selector::parse("app=web").unwrap())), ["z"]);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn deployment_scale_view_matches_the_api_servers() {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"tier": "a", "app": "web"}}, "template": {}},
+            "status": {"replicas": 4}
+        }))
+        .unwrap();
+        assert_eq!(
+            d.scale(),
+            CachedScale { spec_replicas: 3, status_replicas: 4, selector: "app=web,tier=a".into() }
+        );
+        let cache = TargetCache::default();
+        assert_eq!(cache.get("apps", "Deployment", "ns", "web"), None, "not synced: ask the API");
+        for kind in CACHED_KINDS {
+            cache.apply::<Deployment>(kind, watcher::Event::Init);
+            cache.apply::<Deployment>(kind, watcher::Event::InitDone);
+        }
+        cache.apply("Deployment", watcher::Event::Apply(d.clone()));
+        assert_eq!(cache.get("apps", "Deployment", "ns", "web").flatten().map(|s| s.spec_replicas), Some(3));
+        assert_eq!(cache.get("apps", "Deployment", "ns", "gone"), Some(None));
+        assert_eq!(cache.get("apps", "ReplicaSet", "ns", "web"), None, "ReplicaSets are read from the API");
+        assert_eq!(cache.get("extensions", "Deployment", "ns", "web"), None);
+        cache.apply("Deployment", watcher::Event::Delete(d));
+        assert_eq!(cache.get("apps", "Deployment", "ns", "web"), Some(None));
+    }
+
+    #[test]
+    fn namespaces_parse_like_watch_namespace() {
+        assert_eq!(Namespaces::parse(""), Namespaces::all());
+        let n = Namespaces::parse(" b, a ,,a");
+        assert!(n.contains("a") && n.contains("b") && !n.contains("c"));
+        assert_eq!(n.to_string(), "a,b");
+        assert!(Namespaces::all().contains("anything"));
+    }
+}

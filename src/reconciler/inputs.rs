@@ -1,0 +1,559 @@
+//! Gathering the engine's inputs for one WPA: the target's `/scale`, its pods, the metric values, the
+//! recommender's answer and the DatadogMonitor. Used by the reconciler (from the watch caches, falling back
+//! to the API) and by `wpa explain` (from the API only). Every failure becomes the text the engine reports
+//! in its condition; nothing here decides anything.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use jiff::Timestamp;
+use k8s_openapi::{api::autoscaling::v1::Scale, apimachinery::pkg::apis::meta::v1::LabelSelector};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DynamicObject, Patch, PatchParams},
+    discovery::{self, ApiResource},
+};
+use serde::Deserialize;
+
+use super::caches::Caches;
+use crate::{
+    api::{TlsConfig, WatermarkPodAutoscaler},
+    engine::{
+        self, MetricObservation, MonitorObservation, Observation,
+        calc::{ExternalSample, Recommendation, ScaleInfo},
+        pods::{self, PodInfo},
+        recommender::RecommenderQuery,
+    },
+    quantity::Quantity,
+    recommender_client::{RecommenderClient, RecommenderError},
+    selector::{self, Selector},
+};
+
+/// How long a failed discovery (an unknown kind, a CRD not installed yet) is remembered before asking
+/// again: long enough not to query discovery every reconcile, short enough to notice a new CRD.
+const NEGATIVE_DISCOVERY_TTL: Duration = Duration::from_secs(30);
+
+/// A discovery answer and when it was obtained.
+type Resolution = (Instant, Result<ApiResource, String>);
+
+/// `group`+`kind` → the resource to call, from API discovery, cached.
+#[derive(Default)]
+pub struct DiscoveryCache {
+    entries: Mutex<HashMap<(String, String), Resolution>>,
+}
+
+impl DiscoveryCache {
+    /// The resource for `kind` in `group`, in the group's preferred version (upstream's REST mapper also
+    /// ignores the version of `apiVersion`).
+    pub async fn resolve(&self, client: &Client, group: &str, kind: &str) -> Result<ApiResource, String> {
+        let key = (group.to_string(), kind.to_string());
+        if let Some((at, result)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+            && (result.is_ok() || at.elapsed() < NEGATIVE_DISCOVERY_TTL)
+        {
+            return result.clone();
+        }
+        let result = match discovery::group(client, group).await {
+            Ok(g) => g
+                .recommended_kind(kind)
+                .map(|(ar, _)| ar)
+                .ok_or_else(|| format!("no kind {kind:?} is served in API group {group:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (Instant::now(), result.clone()));
+        result
+    }
+
+    /// Forgets a resolution (after a call on it failed with 404: the CRD may have been removed).
+    pub fn forget(&self, group: &str, kind: &str) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(&(group.to_string(), kind.to_string()));
+    }
+}
+
+/// Recommender clients, one per WPA and TLS configuration (each WPA's TLS settings are its own).
+#[derive(Default)]
+pub struct RecommenderClients {
+    clients: Mutex<HashMap<String, (Option<TlsConfig>, RecommenderClient)>>,
+}
+
+impl RecommenderClients {
+    fn get(&self, key: &str, tls: Option<&TlsConfig>) -> Result<RecommenderClient, RecommenderError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((t, c)) = clients.get(key)
+            && t.as_ref() == tls
+        {
+            return Ok(c.clone());
+        }
+        let client = RecommenderClient::new(tls)?;
+        clients.insert(key.to_string(), (tls.cloned(), client.clone()));
+        Ok(client)
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// Observes recommender calls (`http_client_*` metrics); implemented by the exporter.
+pub trait HttpObserver: Send + Sync {
+    fn observe(&self, client: &str, method: &str, outcome: Result<u16, ()>, seconds: f64);
+    fn in_flight(&self, client: &str, delta: i64);
+}
+
+/// What the gatherer reads from, and its settings.
+pub struct Sources {
+    pub client: Client,
+    /// Watch caches; `None` reads everything from the API (`wpa explain`).
+    pub caches: Option<Arc<Caches>>,
+    pub discovery: DiscoveryCache,
+    pub recommenders: RecommenderClients,
+    pub http: Option<Arc<dyn HttpObserver>>,
+    /// A metric sample older than this blocks scaling (`None`: no limit).
+    pub metric_max_age: Option<Duration>,
+    /// Sent to recommenders as `targetRef.cluster` (`K8S_CLUSTER_NAME`).
+    pub cluster_name: String,
+}
+
+/// Where the target's scale came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScaleSource {
+    Cache,
+    Api,
+}
+
+/// The resolved target: what `/scale` writes go to.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub resource: ApiResource,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Everything the engine needs besides the WPA, owned.
+#[derive(Debug)]
+pub struct Inputs {
+    pub target: Result<ScaleInfo, String>,
+    pub resolved: Option<Target>,
+    pub scale_source: ScaleSource,
+    pub pods: Result<Vec<PodInfo>, String>,
+    pub metrics: Vec<MetricObservation>,
+    pub recommendation: Option<Result<Recommendation, String>>,
+    pub monitor: MonitorObservation,
+}
+
+impl Inputs {
+    pub fn observation(&self) -> Observation<'_> {
+        Observation {
+            target: self.target.clone(),
+            pods: self.pods.as_deref().map_err(Clone::clone),
+            metrics: &self.metrics,
+            recommendation: self.recommendation.clone(),
+            monitor: self.monitor.clone(),
+        }
+    }
+}
+
+/// `group` of an `apiVersion` (`apps/v1` → `apps`, `v1` → core).
+fn api_group(api_version: &str) -> Result<&str, String> {
+    match api_version.split('/').collect::<Vec<_>>().as_slice() {
+        [_version] if !api_version.is_empty() => Ok(""),
+        [group, version] if !group.is_empty() && !version.is_empty() => Ok(group),
+        _ => Err(format!(
+            "invalid API version in scale target reference: unexpected GroupVersion string: {api_version}"
+        )),
+    }
+}
+
+fn scale_info(scale: &Scale, namespace: &str, name: &str) -> ScaleInfo {
+    ScaleInfo {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        spec_replicas: scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+        status_replicas: scale.status.as_ref().map_or(0, |s| s.replicas),
+        selector: scale.status.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default(),
+    }
+}
+
+fn short_kube_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => crate::recommender_client::error_chain(other),
+    }
+}
+
+/// The outcome of a `/scale` write.
+#[derive(Debug)]
+pub enum ScaleWrite {
+    Written,
+    /// `spec.replicas` was no longer what the decision started from: decide again on fresh data.
+    Conflict,
+    Failed(String),
+}
+
+impl Sources {
+    /// Reads everything one pass of `wpa` needs. `fresh_scale` bypasses the target cache (after a
+    /// conflict).
+    pub async fn gather(&self, wpa: &WatermarkPodAutoscaler, fresh_scale: bool, now: Timestamp) -> Inputs {
+        let namespace = wpa.namespace().unwrap_or_default();
+        let spec = engine::effective_spec(&wpa.spec);
+        let mut inputs = Inputs {
+            target: Err(String::new()),
+            resolved: None,
+            scale_source: ScaleSource::Api,
+            pods: Ok(Vec::new()),
+            metrics: Vec::new(),
+            recommendation: None,
+            monitor: MonitorObservation::NotRequested,
+        };
+        if engine::validation::check_wpa_validity(&spec, &namespace, &wpa.name_any()).is_err() {
+            // The engine reports the invalid spec; nothing else is read.
+            return inputs;
+        }
+        if engine::needs_monitor(wpa) {
+            inputs.monitor = self.monitor(&namespace, &wpa.name_any()).await;
+            if !matches!(&inputs.monitor, MonitorObservation::Found { state: Some(s) } if s == "OK") {
+                return inputs;
+            }
+        }
+        let (target, resolved, source) = self.scale(wpa, &namespace, fresh_scale).await;
+        inputs.target = target;
+        inputs.resolved = resolved;
+        inputs.scale_source = source;
+        let Ok(scale) = inputs.target.clone() else { return inputs };
+        inputs.pods = self.pods(&scale).await;
+        if spec.recommender.is_some() {
+            if let Ok(pods) = &inputs.pods {
+                inputs.recommendation = Some(self.recommend(wpa, &spec, &scale, pods, now).await);
+            }
+            return inputs;
+        }
+        for m in spec.metrics.iter().flatten() {
+            let obs = match (m.type_.as_str(), &m.external, &m.resource) {
+                ("External", Some(e), _) => MetricObservation::External(
+                    self.external(&namespace, &e.metric_name, e.metric_selector.as_ref(), now).await,
+                ),
+                ("Resource", _, Some(r)) => MetricObservation::Resource(
+                    self.resource(&namespace, &r.name, r.metric_selector.as_ref()).await,
+                ),
+                _ => MetricObservation::Skipped,
+            };
+            inputs.metrics.push(obs);
+        }
+        inputs
+    }
+
+    /// The target's scale: from the cache for Deployments and StatefulSets, else `GET /scale`.
+    async fn scale(
+        &self,
+        wpa: &WatermarkPodAutoscaler,
+        namespace: &str,
+        fresh: bool,
+    ) -> (Result<ScaleInfo, String>, Option<Target>, ScaleSource) {
+        let r = &wpa.spec.scale_target_ref;
+        let group = match api_group(r.api_version.as_deref().unwrap_or_default()) {
+            Ok(g) => g,
+            Err(e) => return (Err(e), None, ScaleSource::Api),
+        };
+        let resource = match self.discovery.resolve(&self.client, group, &r.kind).await {
+            Ok(ar) => ar,
+            Err(e) => {
+                let msg = format!("unable to determine resource for scale target reference: {e}");
+                return (Err(msg), None, ScaleSource::Api);
+            }
+        };
+        let target = Target { resource, namespace: namespace.to_string(), name: r.name.clone() };
+        if !fresh
+            && let Some(cached) =
+                self.caches.as_ref().and_then(|c| c.targets.get(group, &r.kind, namespace, &r.name))
+        {
+            let result = cached.map(|s| s.scale_info(namespace, &r.name)).ok_or_else(|| {
+                format!("failed to query scale subresource for {}/{namespace}/{}: scale not found: no such object", r.kind, r.name)
+            });
+            return (result, Some(target), ScaleSource::Cache);
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &target.resource);
+        let result = match api.get_scale(&r.name).await {
+            Ok(s) => Ok(scale_info(&s, namespace, &r.name)),
+            Err(e) => {
+                if matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                    self.discovery.forget(group, &r.kind);
+                }
+                Err(format!(
+                    "failed to query scale subresource for {}/{namespace}/{}: scale not found: {}",
+                    r.kind,
+                    r.name,
+                    short_kube_error(&e)
+                ))
+            }
+        };
+        (result, Some(target), ScaleSource::Api)
+    }
+
+    /// The pods the scale's selector selects in the target's namespace.
+    async fn pods(&self, scale: &ScaleInfo) -> Result<Vec<PodInfo>, String> {
+        let selector = Selector::parse(&scale.selector).map_err(|e| e.to_string())?;
+        if let Some(caches) = &self.caches {
+            return Ok(caches.pods.select(&scale.namespace, &selector));
+        }
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), &scale.namespace);
+        let list = api
+            .list(&kube::api::ListParams::default().labels(&scale.selector))
+            .await
+            .map_err(|e| format!("unable to list the pods of the target: {}", short_kube_error(&e)))?;
+        Ok(list.items.iter().map(super::caches::pod_info).collect())
+    }
+
+    /// `external.metrics.k8s.io/v1beta1`: the values of `metric` selected by `selector`.
+    pub async fn external(
+        &self,
+        namespace: &str,
+        metric: &str,
+        selector: Option<&LabelSelector>,
+        now: Timestamp,
+    ) -> Result<ExternalSample, String> {
+        #[derive(Deserialize)]
+        struct List {
+            #[serde(default)]
+            items: Vec<Item>,
+        }
+        #[derive(Deserialize)]
+        struct Item {
+            #[serde(default)]
+            timestamp: Option<Timestamp>,
+            value: serde_json::Value,
+        }
+        let sel = selector::label_selector_string(selector).map_err(|e| e.to_string())?;
+        let path = format!(
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{}/{}?labelSelector={}",
+            encode(namespace),
+            encode(metric),
+            encode(&sel)
+        );
+        let list: List = self
+            .get_json(&path)
+            .await
+            .map_err(|e| format!("unable to fetch metrics from external metrics API: {e}"))?;
+        let mut values = Vec::with_capacity(list.items.len());
+        for item in &list.items {
+            values.push(metric_milli(&item.value)?);
+        }
+        let newest = list.items.iter().filter_map(|i| i.timestamp).max();
+        self.check_age(newest, now)?;
+        Ok(ExternalSample { values, timestamp: list.items.first().and_then(|i| i.timestamp) })
+    }
+
+    /// `metrics.k8s.io/v1beta1` pod metrics: per pod, the sum of its containers' usage of `resource`.
+    /// A pod with a container that does not report the resource is left out, as upstream does.
+    pub async fn resource(
+        &self,
+        namespace: &str,
+        resource: &str,
+        selector: Option<&LabelSelector>,
+    ) -> Result<BTreeMap<String, i64>, String> {
+        #[derive(Deserialize)]
+        struct List {
+            #[serde(default)]
+            items: Vec<PodMetrics>,
+        }
+        #[derive(Deserialize)]
+        struct PodMetrics {
+            metadata: kube::api::ObjectMeta,
+            #[serde(default)]
+            containers: Vec<Container>,
+        }
+        #[derive(Deserialize)]
+        struct Container {
+            #[serde(default)]
+            usage: BTreeMap<String, serde_json::Value>,
+        }
+        let sel = selector::label_selector_string(selector).map_err(|e| e.to_string())?;
+        let path = format!(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/{}/pods?labelSelector={}",
+            encode(namespace),
+            encode(&sel)
+        );
+        let list: List = self
+            .get_json(&path)
+            .await
+            .map_err(|e| format!("unable to fetch metrics from resource metrics API: {e}"))?;
+        let mut out = BTreeMap::new();
+        'pods: for pod in list.items {
+            if pod.containers.is_empty() {
+                continue;
+            }
+            let mut sum: i64 = 0;
+            for c in &pod.containers {
+                let Some(v) = c.usage.get(resource) else { continue 'pods };
+                sum = sum.saturating_add(metric_milli(v)?);
+            }
+            out.insert(pod.metadata.name.unwrap_or_default(), sum);
+        }
+        Ok(out)
+    }
+
+    fn check_age(&self, newest: Option<Timestamp>, now: Timestamp) -> Result<(), String> {
+        let (Some(max), Some(t)) = (self.metric_max_age, newest) else { return Ok(()) };
+        let age = now.duration_since(t);
+        if age.is_positive() && age.unsigned_abs() > max {
+            return Err(format!(
+                "the newest value is {}s old (sampled at {t}), older than --metric-max-age {}s: the metrics provider is not updating it",
+                age.as_secs(),
+                max.as_secs()
+            ));
+        }
+        Ok(())
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        let req = http::Request::get(path).body(Vec::new()).map_err(|e| e.to_string())?;
+        self.client.request::<T>(req).await.map_err(|e| short_kube_error(&e))
+    }
+
+    /// Asks the WPA's recommender (upstream sends spec replicas as both current and desired).
+    async fn recommend(
+        &self,
+        wpa: &WatermarkPodAutoscaler,
+        spec: &crate::api::WatermarkPodAutoscalerSpec,
+        scale: &ScaleInfo,
+        pods: &[PodInfo],
+        now: Timestamp,
+    ) -> Result<Recommendation, String> {
+        let Some(reco) = &spec.recommender else { return Err("no recommender configured".into()) };
+        let skip_owner = pods::should_skip_owner_check(wpa.metadata.annotations.as_ref());
+        let ready = pods::count_ready_pods(
+            pods,
+            &scale.name,
+            spec.readiness_delay_seconds.unwrap_or(0),
+            skip_owner,
+            now,
+        )
+        .ready
+        .min(scale.status_replicas);
+        let query = RecommenderQuery {
+            namespace: wpa.namespace().unwrap_or_default(),
+            target_ref: spec.scale_target_ref.clone(),
+            target_cluster: self.cluster_name.clone(),
+            recommender: Some(reco.clone()),
+            desired_replicas: scale.spec_replicas,
+            current_replicas: scale.spec_replicas,
+            current_ready_replicas: ready,
+            min_replicas: spec.min_replicas.unwrap_or(0),
+            max_replicas: spec.max_replicas.unwrap_or(0),
+        };
+        let key = format!("{}/{}", wpa.namespace().unwrap_or_default(), wpa.name_any());
+        let client = self.recommenders.get(&key, reco.tls_config.as_ref()).map_err(|e| e.to_string())?;
+        if let Some(h) = &self.http {
+            h.in_flight(&reco.url, 1);
+        }
+        let started = Instant::now();
+        let result = client.recommend(&query).await;
+        if let Some(h) = &self.http {
+            h.in_flight(&reco.url, -1);
+            let outcome = match &result {
+                Ok(_) => Ok(200),
+                Err(RecommenderError::Status { code, .. }) => Ok(*code),
+                Err(RecommenderError::Decode(_) | RecommenderError::Reply(_)) => Ok(200),
+                Err(_) => Err(()),
+            };
+            h.observe(&reco.url, "POST", outcome, started.elapsed().as_secs_f64());
+        }
+        let name = engine::recommender::display_name(reco);
+        result.map_err(|e| format!("unable to get external recommendation {name}: {e}"))
+    }
+
+    /// The DatadogMonitor named like the WPA (lifecycle control).
+    async fn monitor(&self, namespace: &str, name: &str) -> MonitorObservation {
+        let resource = match self.discovery.resolve(&self.client, "datadoghq.com", "DatadogMonitor").await {
+            Ok(r) => r,
+            Err(_) => return MonitorObservation::CrdMissing,
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
+        match api.get(name).await {
+            Ok(m) => MonitorObservation::Found {
+                state: m.data.pointer("/status/monitorState").and_then(|s| s.as_str()).map(String::from),
+            },
+            Err(e) => MonitorObservation::Unavailable(short_kube_error(&e)),
+        }
+    }
+
+    /// Sets the target's `spec.replicas` through `/scale`, only if it still is `from` (a JSON Patch `test`):
+    /// a concurrent change (a user's `kubectl scale`, a stale cache) is never overwritten blindly.
+    pub async fn write_scale(&self, target: &Target, from: i32, to: i32) -> ScaleWrite {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &target.namespace, &target.resource);
+        let patch = serde_json::json!([
+            {"op": "test", "path": "/spec/replicas", "value": from},
+            {"op": "replace", "path": "/spec/replicas", "value": to},
+        ]);
+        let patch: json_patch::Patch = match serde_json::from_value(patch) {
+            Ok(p) => p,
+            Err(e) => return ScaleWrite::Failed(e.to_string()),
+        };
+        match api.patch_scale(&target.name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+            Ok(_) => ScaleWrite::Written,
+            Err(kube::Error::Api(s)) if s.code == 409 || (s.code == 422 && s.message.contains("test")) => {
+                ScaleWrite::Conflict
+            }
+            Err(e) => ScaleWrite::Failed(short_kube_error(&e)),
+        }
+    }
+}
+
+/// A metric value as a milli-value. Quantities only: NaN, infinities and garbage are refused with the
+/// value named.
+fn metric_milli(v: &serde_json::Value) -> Result<i64, String> {
+    let q: Result<Quantity, _> = serde_json::from_value(v.clone());
+    q.map(|q| q.milli()).map_err(|_| format!("the metrics API returned an invalid value {v}: not a quantity"))
+}
+
+/// Percent-encodes a path segment or query value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_versions_parse_like_schema_parse_group_version() {
+        assert_eq!(api_group("apps/v1"), Ok("apps"));
+        assert_eq!(api_group("v1"), Ok(""));
+        assert!(api_group("").is_err());
+        assert!(api_group("a/b/c").unwrap_err().starts_with("invalid API version in scale target reference"));
+    }
+
+    #[test]
+    fn metric_values_must_be_quantities() {
+        assert_eq!(metric_milli(&serde_json::json!("1500m")), Ok(1500));
+        assert_eq!(metric_milli(&serde_json::json!("2")), Ok(2000));
+        assert_eq!(metric_milli(&serde_json::json!(3)), Ok(3000));
+        for bad in [
+            serde_json::json!("NaN"),
+            serde_json::json!("abc"),
+            serde_json::json!(null),
+            serde_json::json!("+Inf"),
+        ] {
+            let e = metric_milli(&bad).unwrap_err();
+            assert!(e.contains("invalid value"), "{e}");
+        }
+        // Negative values parse; the engine refuses them with its own message.
+        assert_eq!(metric_milli(&serde_json::json!("-1")), Ok(-1000));
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode("app=web,tier in (a,b)"), "app%3Dweb%2Ctier%20in%20%28a%2Cb%29");
+        assert_eq!(encode("requests.per_second"), "requests.per_second");
+    }
+}

@@ -1,0 +1,437 @@
+//! The reconciler: watermark scaling of every WatermarkPodAutoscaler, co-located with the webhook in
+//! `wpa serve`.
+//!
+//! It only gathers the engine's inputs ([`inputs`]) and applies its outputs: the `/scale` write, the status,
+//! events, Prometheus series ([`exporter`]) and logs. Each WPA is reconciled when its spec changes and every
+//! `--sync-period` (upstream's 15 s); status, label and annotation changes do not trigger a pass. Pods and the
+//! common targets come from watch caches ([`caches`]). Only the holder of the leader lease ([`leader`])
+//! reconciles.
+
+pub mod caches;
+pub mod exporter;
+pub mod inputs;
+pub mod leader;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{self, Action},
+        events::{Event as KubeEvent, EventType, Recorder, Reporter},
+        predicates, reflector, watcher,
+    },
+};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    api::{FINALIZER, WatermarkPodAutoscaler, annotations},
+    duration::parse_duration,
+    engine::{self, Decision, FinalizerStep},
+    logging::LOGS_ATTRIBUTES_FIELD,
+};
+use caches::{Caches, Namespaces};
+use exporter::Exporter;
+use inputs::{Inputs, ScaleWrite, Sources};
+use leader::Leadership;
+
+/// Flags of the reconciler (part of `wpa serve`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReconcilerArgs {
+    /// Namespaces whose WPAs, pods and targets are watched, comma-separated; empty for all.
+    #[arg(long = "namespace", env = "WATCH_NAMESPACE", default_value = "")]
+    pub namespaces: String,
+    /// Time between two passes over a WPA (Go duration: 15s, 1m).
+    #[arg(long, env = "WPA_SYNC_PERIOD", default_value = "15s", value_parser = duration_arg)]
+    pub sync_period: Duration,
+    /// WPAs reconciled at the same time.
+    #[arg(long, env = "WPA_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+    /// A metric whose newest sample is older than this blocks scaling of its WPA ("0s": no limit).
+    #[arg(long, env = "WPA_METRIC_MAX_AGE", default_value = "5m", value_parser = duration_arg)]
+    pub metric_max_age: Duration,
+    /// Cluster name sent to recommenders as targetRef.cluster.
+    #[arg(long, env = "K8S_CLUSTER_NAME", default_value = "")]
+    pub cluster_name: String,
+    /// WPA labels copied onto the wpa_controller_labels_info series (space- or comma-separated keys).
+    #[arg(long, env = "DD_LABELS_AS_TAGS", default_value = "")]
+    pub labels_as_tags: String,
+    /// Elect a leader through a Lease so that one replica scales (all replicas serve the webhook).
+    #[arg(long, env = "WPA_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "WPA_LEASE_NAME", default_value = "watermarkpodautoscaler-lock")]
+    pub lease_name: String,
+    /// Namespace of the leader Lease [default: the namespace of the kubeconfig context or service account].
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease [default: hostname and process id].
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// How long other replicas wait after the leader's last renewal before taking over.
+    #[arg(long, env = "WPA_LEASE_DURATION", default_value = "15s", value_parser = duration_arg)]
+    pub lease_duration: Duration,
+    /// How long the leader keeps scaling without a successful renewal.
+    #[arg(long, env = "WPA_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = duration_arg)]
+    pub lease_renew_deadline: Duration,
+    /// Time between two attempts to acquire or renew the Lease.
+    #[arg(long, env = "WPA_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = duration_arg)]
+    pub lease_retry_period: Duration,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 15s, 500ms or 1m"))
+}
+
+/// Errors of a reconcile pass that the engine does not turn into a condition (API writes).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("cannot update the finalizers of the WPA: {0}")]
+    Finalizer(#[source] kube::Error),
+    #[error("cannot write the WPA status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+/// What every pass shares.
+pub struct Context {
+    pub sources: Sources,
+    pub exporter: Arc<Exporter>,
+    pub recorder: Recorder,
+    pub leadership: Leadership,
+    pub sync_period: Duration,
+    client: Client,
+}
+
+/// The log span of a WPA's pass: its name, namespace and logs-attributes pairs on every line.
+fn wpa_span(wpa: &WatermarkPodAutoscaler) -> tracing::Span {
+    let attributes = wpa.annotations().get(annotations::LOGS_ATTRIBUTES).map(String::as_str).unwrap_or("{}");
+    tracing::info_span!(
+        "reconcile",
+        wpa_name = %wpa.name_any(),
+        wpa_namespace = %wpa.namespace().unwrap_or_default(),
+        { LOGS_ATTRIBUTES_FIELD } = attributes,
+    )
+}
+
+impl Context {
+    fn api(&self, namespace: &str) -> Api<WatermarkPodAutoscaler> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Adds or removes our finalizer with a JSON Patch guarded by a `test` of the list it read.
+    async fn patch_finalizers(&self, wpa: &WatermarkPodAutoscaler, add: bool) -> Result<(), kube::Error> {
+        let ns = wpa.namespace().unwrap_or_default();
+        let current = wpa.finalizers().to_vec();
+        let ops = if add {
+            if current.is_empty() {
+                serde_json::json!([
+                    {"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+                ])
+            } else {
+                serde_json::json!([
+                    {"op": "test", "path": "/metadata/finalizers", "value": current},
+                    {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+                ])
+            }
+        } else {
+            let Some(i) = current.iter().position(|f| f == FINALIZER) else { return Ok(()) };
+            serde_json::json!([
+                {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
+                {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
+            ])
+        };
+        let patch: json_patch::Patch = serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
+        match self.api(&ns).patch(&wpa.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+            Ok(_) => Ok(()),
+            // Deleted meanwhile: nothing left to finalize.
+            Err(kube::Error::Api(s)) if s.code == 404 && !add => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn publish_events(&self, wpa: &WatermarkPodAutoscaler, decision: &Decision<'_>) {
+        let reference = wpa.object_ref(&());
+        for e in &decision.events {
+            let event = KubeEvent {
+                type_: if e.warning { EventType::Warning } else { EventType::Normal },
+                reason: e.reason.clone(),
+                note: Some(e.message.chars().take(1024).collect()),
+                action: if e.reason == "Scaling" { "Scale".into() } else { "Reconcile".into() },
+                secondary: None,
+            };
+            if let Err(err) = self.recorder.publish(&event, &reference).await {
+                tracing::warn!(reason = %e.reason, error = %err, "cannot publish an event");
+            }
+        }
+    }
+
+    /// One pass: gather, decide, write the scale (retrying once on fresh data after a conflict), then
+    /// the status, events and series.
+    async fn pass(&self, wpa: &WatermarkPodAutoscaler) -> Result<Action, ReconcileError> {
+        let (ns, name) = (wpa.namespace().unwrap_or_default(), wpa.name_any());
+        match engine::finalizer_step(wpa) {
+            FinalizerStep::Finalize => {
+                self.forget(&ns, &name);
+                self.patch_finalizers(wpa, false).await.map_err(ReconcileError::Finalizer)?;
+                tracing::info!("Successfully finalized WatermarkPodAutoscaler");
+                return Ok(Action::await_change());
+            }
+            FinalizerStep::Skip => {
+                self.forget(&ns, &name);
+                return Ok(Action::await_change());
+            }
+            FinalizerStep::Add => {
+                tracing::info!("Adding Finalizer for the WatermarkPodAutoscaler");
+                self.patch_finalizers(wpa, true).await.map_err(ReconcileError::Finalizer)?;
+            }
+            FinalizerStep::Proceed => {}
+        }
+
+        let now = Timestamp::now();
+        let mut inputs = self.sources.gather(wpa, false, now).await;
+        let mut decision = engine::decide(wpa, &inputs.observation(), now);
+        self.log_decision(&inputs, &decision);
+        if decision.scale_to.is_some() {
+            match self.write_scale(&inputs, &decision).await {
+                ScaleWrite::Written => {}
+                ScaleWrite::Conflict => {
+                    tracing::info!(
+                        "the target's replica count changed since it was read: deciding again on fresh data"
+                    );
+                    let now = Timestamp::now();
+                    inputs = self.sources.gather(wpa, true, now).await;
+                    decision = engine::decide(wpa, &inputs.observation(), now);
+                    self.log_decision(&inputs, &decision);
+                    if decision.scale_to.is_some() {
+                        match self.write_scale(&inputs, &decision).await {
+                            ScaleWrite::Written => {}
+                            ScaleWrite::Conflict => decision.scale_failed(
+                                "the target's replica count changed again while it was being written (conflict); retrying next period",
+                            ),
+                            ScaleWrite::Failed(e) => decision.scale_failed(&e),
+                        }
+                    }
+                }
+                ScaleWrite::Failed(e) => decision.scale_failed(&e),
+            }
+        }
+        if let Some(to) = decision.scale_to {
+            tracing::info!(replicas = to, reason = %decision.reason, "Successful rescale");
+        } else if decision.rescale && decision.spec.dry_run.unwrap_or(false) {
+            tracing::info!(replicas = decision.desired, reason = %decision.reason, "DryRun mode: scaling change was inhibited");
+        }
+        if decision.status_changed {
+            let patch = serde_json::json!({ "status": decision.status });
+            match self.api(&ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+                Err(e) => {
+                    self.exporter.record(wpa, &decision);
+                    return Err(ReconcileError::Status(e));
+                }
+            }
+        }
+        self.publish_events(wpa, &decision).await;
+        self.exporter.record(wpa, &decision);
+        Ok(match decision.action {
+            engine::Action::Done => Action::await_change(),
+            engine::Action::Requeue => Action::requeue(Duration::ZERO),
+            engine::Action::RequeueAfter(d) if d == engine::SYNC_PERIOD => Action::requeue(self.sync_period),
+            engine::Action::RequeueAfter(d) => Action::requeue(d),
+        })
+    }
+
+    async fn write_scale(&self, inputs: &Inputs, decision: &Decision<'_>) -> ScaleWrite {
+        let (Some(to), Some(target), Ok(scale)) = (decision.scale_to, &inputs.resolved, &inputs.target)
+        else {
+            return ScaleWrite::Failed("the target was not resolved".into());
+        };
+        // A replica that lost the lease in the middle of a pass must not write.
+        if !self.leadership.is_leader() {
+            return ScaleWrite::Failed("this replica is not the leader any more".into());
+        }
+        self.sources.write_scale(target, scale.spec_replicas, to).await
+    }
+
+    fn log_decision(&self, inputs: &Inputs, d: &Decision<'_>) {
+        match &inputs.target {
+            Ok(s) => tracing::debug!(
+                spec_replicas = s.spec_replicas,
+                status_replicas = s.status_replicas,
+                selector = %s.selector,
+                desired = d.desired,
+                rescale = d.rescale,
+                reason = %d.reason,
+                "Target deploy"
+            ),
+            Err(e) => tracing::warn!(error = %e, "Error during reconcileWPA"),
+        }
+        if let Some(Err(e)) = &d.combined {
+            tracing::warn!(error = %e.message, "Failed to compute desired number of replicas based on listed metrics.");
+        }
+        if let Some(msg) = &d.invalid {
+            tracing::warn!(error = %msg, "Got an invalid WPA spec");
+        }
+    }
+
+    fn forget(&self, namespace: &str, name: &str) {
+        self.exporter.forget(namespace, name);
+        self.sources.recommenders.remove(&format!("{namespace}/{name}"));
+    }
+}
+
+async fn reconcile(wpa: Arc<WatermarkPodAutoscaler>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let result = ctx.pass(&wpa).instrument(wpa_span(&wpa)).await;
+    let label = vec![("result".to_string(), if result.is_ok() { "ok" } else { "error" }.to_string())];
+    ctx.exporter.reconciles.get_or_create(&label).inc();
+    ctx.exporter.reconcile_duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// API errors (finalizer and status writes): retried after a short backoff, as controller-runtime does.
+fn error_policy(wpa: Arc<WatermarkPodAutoscaler>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    let _span = wpa_span(&wpa).entered();
+    tracing::warn!(error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(1))
+}
+
+/// The WPA watch that triggers passes: spec changes only (the generation), plus deletions (the finalizer
+/// sets `deletionTimestamp`, which bumps the generation).
+fn run_controller(
+    client: Client,
+    namespaces: Namespaces,
+    ctx: Arc<Context>,
+    concurrency: u16,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> {
+    let (reader, writer) = reflector::store();
+    let exporter = ctx.exporter.clone();
+    let trigger = caches::events(namespaces.api::<WatermarkPodAutoscaler>(&client), &namespaces)
+        .map(move |e| {
+            if let Ok(watcher::Event::Delete(w)) = &e {
+                exporter.forget(&w.namespace().unwrap_or_default(), &w.name_any());
+            }
+            e
+        })
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream(trigger, reader)
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+}
+
+/// The reconciler's running parts.
+pub struct Running {
+    pub caches: Arc<Caches>,
+}
+
+/// Starts the caches, the leader election and the controller; runs until `stop`.
+pub async fn start(
+    client: Client,
+    args: &ReconcilerArgs,
+    registry: &crate::metrics::Metrics,
+    stop: CancellationToken,
+) -> Result<(Running, tokio::task::JoinHandle<()>), String> {
+    let namespaces = Namespaces::parse(&args.namespaces);
+    let caches = Arc::new(Caches::start(&client, &namespaces, stop.clone()));
+    let tags: Vec<String> = args
+        .labels_as_tags
+        .split([' ', ',', '\t', '\n'])
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let exporter = registry.with_registry(|r| Exporter::new(r, tags));
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let leadership = if args.leader_elect {
+        let timings = leader::Timings {
+            lease_duration: args.lease_duration,
+            renew_deadline: args.lease_renew_deadline,
+            retry_period: args.lease_retry_period,
+        };
+        timings.check()?;
+        let lease_ns = args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+        let elector = leader::Elector::new(client.clone(), &lease_ns, &args.lease_name, &identity, timings);
+        let leadership = elector.leadership();
+        tokio::spawn(elector.run(stop.clone()));
+        tracing::info!(lease = %args.lease_name, namespace = %lease_ns, identity = %identity, "leader election on");
+        leadership
+    } else {
+        Leadership::always()
+    };
+    let ctx = Arc::new(Context {
+        sources: Sources {
+            client: client.clone(),
+            caches: Some(caches.clone()),
+            discovery: Default::default(),
+            recommenders: Default::default(),
+            http: Some(exporter.clone()),
+            metric_max_age: (!args.metric_max_age.is_zero()).then_some(args.metric_max_age),
+            cluster_name: args.cluster_name.clone(),
+        },
+        exporter,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter { controller: "wpa_controller".into(), instance: Some(identity) },
+        ),
+        leadership: leadership.clone(),
+        sync_period: args.sync_period,
+        client: client.clone(),
+    });
+    let concurrency = args.concurrency.max(1);
+    tracing::info!(namespaces = %namespaces, sync_period = ?args.sync_period, concurrency, "reconciler starting");
+    let supervisor = tokio::spawn(async move {
+        // The controller runs while this replica leads, and stops the moment it does not.
+        loop {
+            while !leadership.is_leader() {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+            let term = stop.child_token();
+            let mut controller = tokio::spawn(run_controller(
+                client.clone(),
+                namespaces.clone(),
+                ctx.clone(),
+                concurrency,
+                term.clone(),
+            ));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = &mut controller => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => if !leadership.is_leader() { break },
+                }
+            }
+            term.cancel();
+            // In-flight passes finish (they check leadership before writing), unless they hang.
+            if tokio::time::timeout(Duration::from_secs(5), &mut controller).await.is_err() {
+                controller.abort();
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+        }
+    });
+    Ok((Running { caches }, supervisor))
+}

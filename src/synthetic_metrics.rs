@@ -1,0 +1,163 @@
+//! A synthetic external-metrics provider: serves `external.metrics.k8s.io/v1beta1` (what the Datadog
+//! Cluster Agent, KEDA or prometheus-adapter serve) with values set by a program instead of measured.
+//! `wpa demo` and the tests register it as an APIService, so the reconciler reads it through the API
+//! server exactly as it reads a real provider. Every value it serves carries the label
+//! `synthetic: "true"`, so it cannot be mistaken for a measurement.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::{Value, json};
+
+pub const GROUP_VERSION: &str = "external.metrics.k8s.io/v1beta1";
+
+/// What a metric answers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    /// One series with this value (a quantity string such as `"250"` or `"1500m"`).
+    Value(String),
+    /// Several series, summed by the consumer.
+    Values(Vec<String>),
+    /// The item's `value` field as given, to test garbage (`"NaN"`, `null`, `-1`).
+    Raw(Value),
+    /// An HTTP error (a provider that is down or refuses).
+    Error(u16),
+    /// A value sampled this many seconds ago (a provider that stopped updating).
+    Stale { value: String, age_seconds: i64 },
+}
+
+/// The provider's state, shared with whoever sets the values.
+#[derive(Clone, Default)]
+pub struct SyntheticMetrics {
+    answers: Arc<RwLock<HashMap<String, Answer>>>,
+    requests: Arc<AtomicU64>,
+}
+
+fn quantity(v: f64) -> String {
+    // Milli precision, as the metrics API's quantities have.
+    format!("{}m", (v * 1000.0).round() as i64)
+}
+
+impl SyntheticMetrics {
+    pub fn new() -> SyntheticMetrics {
+        SyntheticMetrics::default()
+    }
+
+    pub fn set(&self, metric: &str, value: f64) {
+        self.answer(metric, Answer::Value(quantity(value)));
+    }
+
+    pub fn answer(&self, metric: &str, answer: Answer) {
+        self.answers.write().unwrap_or_else(|p| p.into_inner()).insert(metric.to_string(), answer);
+    }
+
+    /// Metric requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The API the aggregator proxies to (discovery and the metric values).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/apis/external.metrics.k8s.io/v1beta1", get(resources))
+            .route("/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}", get(value))
+            .route("/healthz", get(|| async { "ok" }))
+            .with_state(self.clone())
+    }
+}
+
+async fn resources(State(s): State<SyntheticMetrics>) -> Json<Value> {
+    let names: Vec<String> = s.answers.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+    let resources: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"name": n, "singularName": "", "namespaced": true, "kind": "ExternalMetricValueList", "verbs": ["get"]}))
+        .collect();
+    Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION, "resources": resources}))
+}
+
+fn item(metric: &str, labels: &BTreeMap<String, String>, value: Value, age_seconds: i64) -> Value {
+    let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(age_seconds);
+    json!({
+        "metricName": metric,
+        "metricLabels": labels,
+        "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "value": value,
+    })
+}
+
+async fn value(
+    State(s): State<SyntheticMetrics>,
+    Path((_namespace, metric)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let answer = s.answers.read().unwrap_or_else(|p| p.into_inner()).get(&metric).cloned();
+    // The selector's equalities come back as the series' labels, as an adapter reports what it matched.
+    let mut labels: BTreeMap<String, String> = query
+        .get("labelSelector")
+        .map(|s| s.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect())
+        .unwrap_or_default();
+    labels.insert("synthetic".into(), "true".into());
+    let items = match answer {
+        None => {
+            let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                "reason": "NotFound", "message": format!("no synthetic metric {metric:?}")});
+            return (StatusCode::NOT_FOUND, Json(body)).into_response();
+        }
+        Some(Answer::Error(code)) => {
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code.as_u16(),
+                "message": format!("synthetic metric {metric:?} is set to fail")});
+            return (code, Json(body)).into_response();
+        }
+        Some(Answer::Value(v)) => vec![item(&metric, &labels, Value::String(v), 0)],
+        Some(Answer::Values(vs)) => vs.into_iter().map(|v| item(&metric, &labels, Value::String(v), 0)).collect(),
+        Some(Answer::Raw(v)) => vec![item(&metric, &labels, v, 0)],
+        Some(Answer::Stale { value, age_seconds }) => vec![item(&metric, &labels, Value::String(value), age_seconds)],
+    };
+    Json(json!({"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION, "metadata": {}, "items": items}))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn get_json(router: Router, path: &str) -> (u16, Value) {
+        let resp = router.oneshot(axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        let code = resp.status().as_u16();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        (code, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn serves_set_values_errors_and_labels() {
+        let m = SyntheticMetrics::new();
+        m.set("qps", 250.5);
+        let (code, v) = get_json(m.router(), "/apis/external.metrics.k8s.io/v1beta1/namespaces/x/qps?labelSelector=app%3Dweb").await;
+        assert_eq!(code, 200);
+        assert_eq!(v["items"][0]["value"], "250500m");
+        assert_eq!(v["items"][0]["metricLabels"], json!({"app": "web", "synthetic": "true"}));
+        m.answer("qps", Answer::Error(503));
+        let (code, _) = get_json(m.router(), "/apis/external.metrics.k8s.io/v1beta1/namespaces/x/qps").await;
+        assert_eq!(code, 503);
+        let (code, _) = get_json(m.router(), "/apis/external.metrics.k8s.io/v1beta1/namespaces/x/other").await;
+        assert_eq!(code, 404);
+        assert_eq!(m.requests(), 3);
+        let (_, r) = get_json(m.router(), "/apis/external.metrics.k8s.io/v1beta1").await;
+        assert_eq!(r["resources"][0]["name"], "qps");
+    }
+}

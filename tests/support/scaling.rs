@@ -1,0 +1,262 @@
+//! A cluster ready for scaling tests: the whole control plane, a Node, the WPA CRD, a synthetic
+//! external-metrics provider reached through the aggregator (an APIService whose Service routes into a
+//! network namespace), and a stand-in kubelet that marks the pods of chosen namespaces ready.
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use k8s_openapi::{
+    api::{apps::v1::Deployment, autoscaling::v1::Scale, core::v1::Pod},
+    kube_aggregator::pkg::apis::apiregistration::v1::APIService,
+};
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+};
+use serde_json::json;
+use wpa::{
+    api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus},
+    synthetic_metrics::SyntheticMetrics,
+};
+
+use super::{HttpsServer, NetnsHost, Options, TestCluster, TlsIdentity};
+
+pub struct ScalingCluster {
+    pub cluster: Arc<TestCluster>,
+    pub metrics: SyntheticMetrics,
+    kubelet: Arc<Kubelet>,
+    _server: HttpsServer,
+    // Dropped last: the server inside it must stop first.
+    _host: NetnsHost,
+}
+
+/// The namespaces whose pods the stand-in kubelet keeps ready.
+#[derive(Default)]
+pub struct Kubelet {
+    namespaces: Mutex<BTreeSet<String>>,
+    stop: AtomicBool,
+}
+
+impl Kubelet {
+    pub fn serve(&self, namespace: &str) {
+        self.namespaces.lock().unwrap().insert(namespace.to_string());
+    }
+
+    /// Stops marking this namespace's new pods ready (pods already ready stay so).
+    pub fn pause(&self, namespace: &str) {
+        self.namespaces.lock().unwrap().remove(namespace);
+    }
+}
+
+impl Drop for ScalingCluster {
+    fn drop(&mut self) {
+        self.kubelet.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl ScalingCluster {
+    pub async fn start() -> ScalingCluster {
+        match Self::try_start().await {
+            Ok(c) => c,
+            Err(e) => panic!("the scaling test cluster did not start: {e:#}"),
+        }
+    }
+
+    async fn try_start() -> Result<ScalingCluster> {
+        let host = NetnsHost::create().context("this test needs a network namespace for the metrics provider")?;
+        let cluster = Arc::new(TestCluster::try_start_with(Options::full()).await?);
+        cluster.create_node("node-a", "zone-a", "64", "256Gi", 500).await?;
+        cluster.install_crd(wpa::api::crd()).await?;
+
+        let metrics = SyntheticMetrics::new();
+        let ns_ip = host.ns_ip().to_string();
+        let identity = TlsIdentity::new(&["external-metrics.wpa-metrics.svc", &ns_ip])?;
+        let server = HttpsServer::start(host.bind_tcp(443)?, &identity, metrics.router())?;
+        cluster.create_namespace("wpa-metrics", &[]).await?;
+        host.register_service(&cluster.client(), "wpa-metrics", "external-metrics", 443).await?;
+        let api_service: APIService = serde_json::from_value(json!({
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": { "name": "v1beta1.external.metrics.k8s.io" },
+            "spec": {
+                "group": "external.metrics.k8s.io", "version": "v1beta1",
+                "service": { "namespace": "wpa-metrics", "name": "external-metrics", "port": 443 },
+                "insecureSkipTLSVerify": true, "groupPriorityMinimum": 100, "versionPriority": 100
+            }
+        }))?;
+        cluster.create_cluster_object(&api_service).await?;
+        cluster.wait_api_service_available("v1beta1.external.metrics.k8s.io", Duration::from_secs(60)).await?;
+
+        let kubelet = Arc::new(Kubelet::default());
+        let (k, c) = (kubelet.clone(), cluster.clone());
+        tokio::spawn(async move {
+            while !k.stop.load(Ordering::Relaxed) {
+                let namespaces: Vec<String> = k.namespaces.lock().unwrap().iter().cloned().collect();
+                for ns in namespaces {
+                    let _ = c.mark_pods_ready(&ns, "").await;
+                    let _ = c.reap_terminating_pods(&ns).await;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        Ok(ScalingCluster { cluster, metrics, kubelet, _server: server, _host: host })
+    }
+
+    pub fn kubelet(&self) -> &Kubelet {
+        &self.kubelet
+    }
+
+    /// A namespace whose pods the kubelet keeps ready, with a Deployment `name` (label `app=name`) of
+    /// `replicas` pods, all ready on return.
+    pub async fn deployment(&self, namespace: &str, name: &str, replicas: i32) -> Result<()> {
+        if Api::<k8s_openapi::api::core::v1::Namespace>::all(self.cluster.client()).get_opt(namespace).await?.is_none() {
+            self.cluster.create_namespace(namespace, &[]).await?;
+        }
+        self.kubelet.serve(namespace);
+        let d: Deployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": name, "namespace": namespace },
+            "spec": {
+                "replicas": replicas,
+                "selector": { "matchLabels": { "app": name } },
+                "template": {
+                    "metadata": { "labels": { "app": name } },
+                    "spec": { "containers": [{ "name": "app", "image": "registry.invalid/app:1" }] }
+                }
+            }
+        }))?;
+        self.cluster.create_namespaced(namespace, &d).await?;
+        self.wait_ready_pods(namespace, name, replicas as usize, Duration::from_secs(60)).await
+    }
+
+    /// Waits until `count` pods of Deployment `name` are ready.
+    pub async fn wait_ready_pods(&self, namespace: &str, name: &str, count: usize, timeout: Duration) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.cluster.client(), namespace);
+        let selector = format!("app={name}");
+        super::wait_for(timeout, || {
+            let (api, selector) = (api.clone(), selector.clone());
+            async move {
+                let pods = api.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?;
+                let ready = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && super::is_pod_ready(p)).count();
+                if ready == count { Ok(()) } else { Err(format!("{ready} ready pods, want {count}")) }
+            }
+        })
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
+    /// Applies a WPA (YAML or JSON text) through the API.
+    pub async fn apply_wpa(&self, text: &str) -> Result<WatermarkPodAutoscaler> {
+        let wpa: WatermarkPodAutoscaler = serde_yaml_ng::from_str(text).context("parsing the WPA")?;
+        let ns = wpa.namespace().unwrap_or_else(|| "default".into());
+        let api: Api<WatermarkPodAutoscaler> = Api::namespaced(self.cluster.client(), &ns);
+        Ok(api.patch(&wpa.name_any(), &PatchParams::apply("wpa-test").force(), &Patch::Apply(&wpa)).await?)
+    }
+
+    /// (spec.replicas, status.replicas) of a Deployment's `/scale`.
+    pub async fn scale(&self, namespace: &str, name: &str) -> Result<(i32, i32)> {
+        let api: Api<Deployment> = Api::namespaced(self.cluster.client(), namespace);
+        let s: Scale = api.get_scale(name).await?;
+        Ok((s.spec.and_then(|s| s.replicas).unwrap_or(0), s.status.map_or(0, |s| s.replicas)))
+    }
+
+    /// Sets a Deployment's replicas as a user's `kubectl scale` does.
+    pub async fn set_scale(&self, namespace: &str, name: &str, replicas: i32) -> Result<()> {
+        let api: Api<Deployment> = Api::namespaced(self.cluster.client(), namespace);
+        api.patch_scale(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}}))).await?;
+        Ok(())
+    }
+
+    pub async fn wpa_status(&self, namespace: &str, name: &str) -> Result<WatermarkPodAutoscalerStatus> {
+        let api: Api<WatermarkPodAutoscaler> = Api::namespaced(self.cluster.client(), namespace);
+        Ok(api.get(name).await?.status.unwrap_or_default())
+    }
+
+    /// Waits until the Deployment's spec replicas equal `want`.
+    pub async fn wait_scale(&self, namespace: &str, name: &str, want: i32, timeout: Duration) -> Result<()> {
+        super::wait_for(timeout, || async move {
+            match self.scale(namespace, name).await {
+                Ok((spec, _)) if spec == want => Ok(()),
+                Ok((spec, _)) => Err(format!("spec.replicas is {spec}, want {want}")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
+    /// Waits until a condition of the WPA has `status`/`reason`, returning its message.
+    pub async fn wait_condition(
+        &self,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> Result<String> {
+        super::wait_for(timeout, || async move {
+            let st = self.wpa_status(namespace, name).await.map_err(|e| e.to_string())?;
+            let c = st.conditions.iter().find(|c| c.type_ == type_);
+            match c {
+                Some(c) if c.status == status && c.reason.as_deref() == Some(reason) => {
+                    Ok(c.message.clone().unwrap_or_default())
+                }
+                other => Err(format!("{type_} is {other:?}")),
+            }
+        })
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
+    /// Sets the Ready condition of `count` of the Deployment's pods to False (a failing readiness probe).
+    pub async fn make_pods_unready(&self, namespace: &str, name: &str, count: usize) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.cluster.client(), namespace);
+        let pods = api.list(&ListParams::default().labels(&format!("app={name}"))).await?;
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        for p in pods.iter().take(count) {
+            let status = json!({"status": {"conditions": [
+                {"type": "Ready", "status": "False", "lastTransitionTime": now, "reason": "ReadinessProbeFailed"},
+                {"type": "ContainersReady", "status": "False", "lastTransitionTime": now}
+            ]}});
+            api.patch_status(&p.name_any(), &PatchParams::default(), &Patch::Strategic(&status)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A WPA on Deployment `target` driven by one External metric, with `extra` lines of spec fields (YAML,
+/// indented by two spaces).
+pub fn wpa_yaml(namespace: &str, name: &str, target: &str, metric: &str, high: &str, low: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: datadoghq.com/v1alpha1
+kind: WatermarkPodAutoscaler
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {target}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+    - type: External
+      external:
+        metricName: {metric}
+        metricSelector:
+          matchLabels:
+            app: {target}
+        highWatermark: "{high}"
+        lowWatermark: "{low}"
+{extra}"#
+    )
+}
