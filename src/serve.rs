@@ -120,6 +120,11 @@ pub async fn kube_client(
         }
         None => Config::infer().await.map_err(|e| ServeError::Kube(e.to_string()))?,
     };
+    // kube retries 429/503/504 up to 15 times with backoff, inside one call: a metrics provider that is
+    // down would hold a reconcile pass for minutes. Passes are retried by the reconciler instead, and
+    // watches have their own backoff.
+    let mut config = config;
+    config.default_retry = false;
     let builder =
         kube::client::ClientBuilder::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))?;
     let counter = metrics.map(|m| m.kube_requests.clone());

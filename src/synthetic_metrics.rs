@@ -84,7 +84,9 @@ async fn resources(State(s): State<SyntheticMetrics>) -> Json<Value> {
         .iter()
         .map(|n| json!({"name": n, "singularName": "", "namespaced": true, "kind": "ExternalMetricValueList", "verbs": ["get"]}))
         .collect();
-    Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION, "resources": resources}))
+    Json(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION, "resources": resources}),
+    )
 }
 
 fn item(metric: &str, labels: &BTreeMap<String, String>, value: Value, age_seconds: i64) -> Value {
@@ -107,7 +109,9 @@ async fn value(
     // The selector's equalities come back as the series' labels, as an adapter reports what it matched.
     let mut labels: BTreeMap<String, String> = query
         .get("labelSelector")
-        .map(|s| s.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect())
+        .map(|s| {
+            s.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect()
+        })
         .unwrap_or_default();
     labels.insert("synthetic".into(), "true".into());
     let items = match answer {
@@ -123,9 +127,13 @@ async fn value(
             return (code, Json(body)).into_response();
         }
         Some(Answer::Value(v)) => vec![item(&metric, &labels, Value::String(v), 0)],
-        Some(Answer::Values(vs)) => vs.into_iter().map(|v| item(&metric, &labels, Value::String(v), 0)).collect(),
+        Some(Answer::Values(vs)) => {
+            vs.into_iter().map(|v| item(&metric, &labels, Value::String(v), 0)).collect()
+        }
         Some(Answer::Raw(v)) => vec![item(&metric, &labels, v, 0)],
-        Some(Answer::Stale { value, age_seconds }) => vec![item(&metric, &labels, Value::String(value), age_seconds)],
+        Some(Answer::Stale { value, age_seconds }) => {
+            vec![item(&metric, &labels, Value::String(value), age_seconds)]
+        }
     };
     Json(json!({"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION, "metadata": {}, "items": items}))
         .into_response()
@@ -137,7 +145,10 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get_json(router: Router, path: &str) -> (u16, Value) {
-        let resp = router.oneshot(axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        let resp = router
+            .oneshot(axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
         let code = resp.status().as_u16();
         let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
         (code, serde_json::from_slice(&bytes).unwrap())
@@ -147,14 +158,19 @@ mod tests {
     async fn serves_set_values_errors_and_labels() {
         let m = SyntheticMetrics::new();
         m.set("qps", 250.5);
-        let (code, v) = get_json(m.router(), "/apis/external.metrics.k8s.io/v1beta1/namespaces/x/qps?labelSelector=app%3Dweb").await;
+        let (code, v) = get_json(
+            m.router(),
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/x/qps?labelSelector=app%3Dweb",
+        )
+        .await;
         assert_eq!(code, 200);
         assert_eq!(v["items"][0]["value"], "250500m");
         assert_eq!(v["items"][0]["metricLabels"], json!({"app": "web", "synthetic": "true"}));
         m.answer("qps", Answer::Error(503));
         let (code, _) = get_json(m.router(), "/apis/external.metrics.k8s.io/v1beta1/namespaces/x/qps").await;
         assert_eq!(code, 503);
-        let (code, _) = get_json(m.router(), "/apis/external.metrics.k8s.io/v1beta1/namespaces/x/other").await;
+        let (code, _) =
+            get_json(m.router(), "/apis/external.metrics.k8s.io/v1beta1/namespaces/x/other").await;
         assert_eq!(code, 404);
         assert_eq!(m.requests(), 3);
         let (_, r) = get_json(m.router(), "/apis/external.metrics.k8s.io/v1beta1").await;

@@ -35,7 +35,9 @@ async fn scales_up_within_the_limit_then_waits_out_the_window_then_scales_down_w
     c.deployment("shop", "web", 2).await.expect("deployment");
     c.metrics.set("requests", 40.0);
     let extra = "  scaleUpLimitFactor: \"50\"\n  scaleDownLimitFactor: \"99\"\n  upscaleForbiddenWindowSeconds: 15\n  downscaleForbiddenWindowSeconds: 4\n  tolerance: \"100m\"\n";
-    c.apply_wpa(&wpa_yaml("shop", "web", "web", "requests", "100", "50", extra)).await.expect("apply the WPA");
+    c.apply_wpa(&wpa_yaml("shop", "web", "web", "requests", "100", "50", extra))
+        .await
+        .expect("apply the WPA");
     let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
 
     // 40 is below the low watermark (50 × 0.9 = 45): floor(2 × 40 / 50) = 1, within the down limit.
@@ -92,5 +94,314 @@ async fn scales_up_within_the_limit_then_waits_out_the_window_then_scales_down_w
     let line = String::from_utf8_lossy(&out.stdout).to_string();
     eprintln!("kubectl get wpa: {line}");
     assert!(line.contains("True") && line.contains("35"), "printer columns: {line}");
+    drop(serve);
+}
+
+/// The value of the series `name` whose labels include every pair of `labels`, in Prometheus text.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        let ok = n == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        if ok { value.parse().ok() } else { None }
+    })
+}
+
+fn metrics_text(serve: &WpaServe) -> String {
+    support::wpa::http_get(serve.health_port, "/metrics").expect("GET /metrics").1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_above_the_watermark_is_obeyed_and_dry_run_writes_only_the_status() {
+    let c = ScalingCluster::start().await;
+    c.deployment("delay", "slow", 1).await.expect("deployment");
+    c.deployment("delay", "dry", 2).await.expect("deployment");
+    c.metrics.set("slow-qps", 60.0);
+    c.metrics.set("dry-qps", 500.0);
+    let slow = "  upscaleForbiddenWindowSeconds: 1\n  upscaleDelayAboveWatermarkSeconds: 8\n";
+    c.apply_wpa(&wpa_yaml("delay", "slow", "slow", "slow-qps", "100", "50", slow)).await.unwrap();
+    let dry = "  upscaleForbiddenWindowSeconds: 1\n  dryRun: true\n";
+    c.apply_wpa(&wpa_yaml("delay", "dry", "dry", "dry-qps", "100", "50", dry)).await.unwrap();
+    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+
+    // Within the band: the first pass "scales" to the same count (no lastScaleTime yet), nothing moves.
+    c.wait_condition(
+        "delay",
+        "slow",
+        "AboveHighWatermark",
+        "False",
+        "Value above High Watermark",
+        30 * SECOND,
+    )
+    .await
+    .expect("the first pass");
+    c.metrics.set("slow-qps", 300.0);
+    let crossed = Instant::now();
+    c.wait_condition(
+        "delay",
+        "slow",
+        "AboveHighWatermark",
+        "True",
+        "Value above High Watermark",
+        10 * SECOND,
+    )
+    .await
+    .expect("the metric is seen above");
+    // 8 s above before an upscale; the pass period is 1 s, so allow a pass of slack on the early side.
+    holds(&c, "delay", "slow", 1, Duration::from_secs(7).saturating_sub(crossed.elapsed())).await;
+    c.wait_scale("delay", "slow", 2, 20 * SECOND).await.expect("the upscale after the delay");
+    let waited = crossed.elapsed();
+    eprintln!("upscale {waited:?} after the metric went above");
+    assert!(waited >= Duration::from_secs(7), "scaled after {waited:?}, before the 8 s delay");
+    // Back within the band (for 2 or 3 replicas) so that the count settles.
+    c.metrics.set("slow-qps", 80.0);
+
+    // Dry run: the decision (2 → 3, the +50 % limit) is recorded; /scale never changes.
+    let st = support::wait_for(20 * SECOND, || async {
+        let st = c.wpa_status("delay", "dry").await.map_err(|e| e.to_string())?;
+        if st.desired_replicas == 3 && st.last_scale_time.is_some() { Ok(st) } else { Err(format!("{st:?}")) }
+    })
+    .await
+    .expect("the dry-run decision is in the status");
+    let dry_run = st.conditions.iter().find(|c| c.type_ == "DryRun").expect("DryRun condition");
+    assert_eq!((dry_run.status.as_str(), dry_run.reason.as_deref()), ("True", Some("DryRun mode enabled")));
+    holds(&c, "delay", "dry", 2, 5 * SECOND).await;
+    let (slow_replicas, _) = c.scale("delay", "slow").await.unwrap();
+    let text = metrics_text(&serve);
+    assert_eq!(
+        sample(&text, "wpa_controller_dry_run", &[("wpa_name", "dry"), ("dry_run", "true")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "wpa_controller_replicas_scaling_effective",
+            &[("wpa_name", "slow"), ("dry_run", "false")]
+        ),
+        Some(f64::from(slow_replicas)),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "wpa_controller_high_watermak", &[("wpa_name", "slow"), ("metric_name", "slow-qps")]),
+        Some(100_000.0),
+        "upstream's misspelled twin is exported:\n{text}"
+    );
+    assert_eq!(
+        sample(&text, "wpa_controller_upscale_replicas_total", &[("wpa_name", "slow")]),
+        Some(f64::from(slow_replicas - 1))
+    );
+    assert_eq!(sample(&text, "wpa_controller_upscale_replicas_total", &[("wpa_name", "dry")]), None);
+    // Events: one Scaling for the real scale, DryRunScaling for the other.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(c.cluster.client(), "delay");
+    let list = events.list(&Default::default()).await.expect("list events");
+    let reasons: Vec<(String, String)> = list
+        .items
+        .iter()
+        .map(|e| {
+            let who = e.regarding.as_ref().and_then(|r| r.name.clone()).unwrap_or_default();
+            (who, e.reason.clone().unwrap_or_default())
+        })
+        .collect();
+    assert!(reasons.contains(&("slow".into(), "Scaling".into())), "{reasons:?}");
+    assert!(reasons.contains(&("dry".into(), "DryRunScaling".into())), "{reasons:?}");
+    assert!(!reasons.contains(&("dry".into(), "Scaling".into())), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unready_pods_block_scaling_and_a_manual_scale_outside_the_bounds_is_corrected() {
+    let c = ScalingCluster::start().await;
+    c.deployment("gate", "api", 4).await.expect("deployment");
+    // Two of four pods fail their readiness probe: 50 % ready, under the 60 % the WPA requires.
+    c.kubelet().pause("gate");
+    c.make_pods_unready("gate", "api", 2).await.expect("make pods unready");
+    c.metrics.set("api-qps", 200.0);
+    let extra = "  minReplicas: 2\n  maxReplicas: 6\n  minAvailableReplicaPercentage: 60\n  upscaleForbiddenWindowSeconds: 1\n  downscaleForbiddenWindowSeconds: 1\n";
+    let text = wpa_yaml("gate", "api", "api", "api-qps", "100", "50", extra)
+        .replace("  minReplicas: 1\n  maxReplicas: 10\n", "");
+    c.apply_wpa(&text).await.unwrap();
+    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    let msg = c
+        .wait_condition("gate", "api", "ScalingActive", "False", "FailedGetExternalMetric", 30 * SECOND)
+        .await
+        .expect("scaling is blocked");
+    assert!(msg.contains("50 % of the pods are unready, will not autoscale gate/api"), "{msg}");
+    holds(&c, "gate", "api", 4, 4 * SECOND).await;
+
+    // Ready again: ceil(4 × 200 / 100) = 8, limited to +50 % = 6, which is also the maximum.
+    c.kubelet().serve("gate");
+    c.wait_scale("gate", "api", 6, 30 * SECOND).await.expect("the upscale once pods are ready");
+
+    // A user scales past the maximum: corrected at once, windows notwithstanding.
+    c.set_scale("gate", "api", 9).await.unwrap();
+    c.wait_scale("gate", "api", 6, 15 * SECOND).await.expect("corrected to the maximum");
+    // Below the minimum.
+    c.metrics.set("api-qps", 70.0);
+    c.set_scale("gate", "api", 1).await.unwrap();
+    c.wait_scale("gate", "api", 2, 15 * SECOND).await.expect("corrected to the minimum");
+    // At 0 the WPA stands aside, as the HPA does: it never scales a workload back up from zero. (Upstream
+    // reports ScalingDisabled only while pods remain; once they are gone the metric pass already fails on
+    // "no pods", and that is the condition shown.)
+    c.set_scale("gate", "api", 0).await.unwrap();
+    c.wait_condition("gate", "api", "ScalingActive", "False", "FailedGetExternalMetric", 15 * SECOND)
+        .await
+        .expect("a condition says why nothing happens");
+    holds(&c, "gate", "api", 0, 4 * SECOND).await;
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_errors_block_scaling_and_never_fall_back_to_the_minimum() {
+    let c = ScalingCluster::start().await;
+    c.deployment("bad", "jobs", 3).await.expect("deployment");
+    let extra = "  upscaleForbiddenWindowSeconds: 1\n  downscaleForbiddenWindowSeconds: 1\n";
+    let text = wpa_yaml("bad", "jobs", "jobs", "queue", "100", "50", extra)
+        .replace("  namespace: bad\n", "  namespace: bad\n  annotations:\n    wpa.datadoghq.com/logs-attributes: '{\"team\":\"payments\"}'\n");
+    c.metrics.answer("queue", Answer::Error(503));
+    c.apply_wpa(&text).await.unwrap();
+    let serve =
+        reconciler(&c, "a", &["--leader-elect=false", "--metric-max-age", "2m", "--log-format", "json"])
+            .await;
+    let cases: [(Answer, &str); 4] = [
+        (Answer::Error(503), "unable to fetch metrics from external metrics API"),
+        (Answer::Raw(serde_json::json!("NaN")), "invalid value \"NaN\""),
+        (Answer::Raw(serde_json::json!("-5")), "cannot be negative"),
+        (Answer::Stale { value: "10".into(), age_seconds: 600 }, "older than --metric-max-age"),
+    ];
+    for (answer, expected) in cases {
+        c.metrics.answer("queue", answer.clone());
+        let found = support::wait_for(20 * SECOND, || async {
+            let st = c.wpa_status("bad", "jobs").await.map_err(|e| e.to_string())?;
+            let active =
+                st.conditions.iter().find(|c| c.type_ == "ScalingActive").ok_or("no ScalingActive")?;
+            let msg = active.message.clone().unwrap_or_default();
+            if active.status == "False"
+                && active.reason.as_deref() == Some("FailedGetExternalMetric")
+                && msg.contains(expected)
+            {
+                Ok(msg)
+            } else {
+                Err(format!("{active:?}"))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{answer:?} blocks scaling: {e}"));
+        eprintln!("{answer:?}: {found}");
+        holds(&c, "bad", "jobs", 3, 3 * SECOND).await;
+    }
+    // One Warning event for the failing state, not one per pass.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(c.cluster.client(), "bad");
+    let warnings = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedGetExternalMetric"))
+        .count();
+    assert!(
+        (1..=6).contains(&warnings),
+        "{warnings} FailedGetExternalMetric events for 4 error states over ~15 passes"
+    );
+
+    // A sane value again: floor(3 × 10 / 50) = 0 → 1 (the minimum), within the 20 % limit of 3 → 2.
+    c.metrics.set("queue", 10.0);
+    c.wait_scale("bad", "jobs", 2, 20 * SECOND).await.expect("scaling resumes");
+
+    // JSON logs carry the WPA and its logs-attributes on every line about it.
+    let log = serve.log();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "Successful rescale")
+        .unwrap_or_else(|| panic!("no rescale line in:\n{log}"));
+    assert_eq!(line["wpa_name"], "jobs");
+    assert_eq!(line["wpa_namespace"], "bad");
+    assert_eq!(line["team"], "payments");
+
+    // Deleting the WPA: the finalizer is removed, and its series go away.
+    assert!(metrics_text(&serve).contains("wpa_name=\"jobs\""));
+    let out = c.cluster.kubectl(&["delete", "wpa", "-n", "bad", "jobs", "--timeout=30s"]);
+    assert!(out.status.success(), "kubectl delete: {}", String::from_utf8_lossy(&out.stderr));
+    support::wait_for(10 * SECOND, || async {
+        let text = metrics_text(&serve);
+        if text.contains("wpa_name=\"jobs\"") { Err("series still exported".to_string()) } else { Ok(()) }
+    })
+    .await
+    .expect("the deleted WPA's series are gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_elect_one_leader_that_alone_scales_and_a_killed_leader_is_replaced() {
+    let c = ScalingCluster::start().await;
+    c.deployment("ha", "svc", 1).await.expect("deployment");
+    c.metrics.set("svc-qps", 150.0);
+    let extra = "  upscaleForbiddenWindowSeconds: 1\n";
+    c.apply_wpa(&wpa_yaml("ha", "svc", "svc", "svc-qps", "100", "50", extra)).await.unwrap();
+    let lease = [
+        "--lease-duration",
+        "6s",
+        "--lease-renew-deadline",
+        "4s",
+        "--lease-retry-period",
+        "1s",
+        "--lease-namespace",
+        "default",
+    ];
+    let mut a = reconciler(&c, "a", &[&lease[..], &["--identity", "replica-a"]].concat()).await;
+    let mut b = reconciler(&c, "b", &[&lease[..], &["--identity", "replica-b"]].concat()).await;
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(c.cluster.client(), "default");
+    let holder = || async {
+        let l = leases.get("watermarkpodautoscaler-lock").await.map_err(|e| e.to_string())?;
+        l.spec.and_then(|s| s.holder_identity).ok_or_else(|| "no holder".to_string())
+    };
+    let first = support::wait_for(20 * SECOND, holder).await.expect("a leader is elected");
+    // ceil(1 × 150 / 100) = 2.
+    c.wait_scale("ha", "svc", 2, 30 * SECOND).await.expect("the leader scales");
+    let reconciles =
+        |s: &WpaServe| sample(&metrics_text(s), "wpa_reconciles_total", &[("result", "ok")]).unwrap_or(0.0);
+    let (ra, rb) = (reconciles(&a), reconciles(&b));
+    eprintln!("leader {first}; passes: a {ra}, b {rb}");
+    let (leader, follower) = if first == "replica-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    assert!(reconciles(leader) > 0.0);
+    assert_eq!(reconciles(follower), 0.0, "only the leader reconciles");
+
+    // The leader dies without releasing its lease: the other takes over once the lease expires.
+    leader.kill();
+    let killed = Instant::now();
+    c.wait_ready_pods("ha", "svc", 2, 30 * SECOND).await.unwrap();
+    c.metrics.set("svc-qps", 280.0);
+    c.wait_scale("ha", "svc", 3, 30 * SECOND).await.expect("the new leader scales");
+    eprintln!("handover and scale {:?} after the kill", killed.elapsed());
+    let second = holder().await.unwrap();
+    assert_ne!(second, first);
+    assert!(reconciles(follower) > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_restart_is_survived_without_a_lost_or_doubled_scale() {
+    let c = ScalingCluster::start().await;
+    c.deployment("restart", "app", 2).await.expect("deployment");
+    c.metrics.set("app-qps", 300.0);
+    let extra = "  upscaleForbiddenWindowSeconds: 25\n";
+    c.apply_wpa(&wpa_yaml("restart", "app", "app", "app-qps", "100", "50", extra)).await.unwrap();
+    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    // ceil(2 × 300 / 100) = 6, limited to +1.
+    c.wait_scale("restart", "app", 3, 30 * SECOND).await.expect("the first upscale");
+    let scaled = Instant::now();
+    let took = c.cluster.restart_apiserver().await.expect("restart the API server");
+    eprintln!("API server back in {took:?}");
+    // Inside the 25 s window: no second scale, however the watches came back.
+    holds(&c, "restart", "app", 3, Duration::from_secs(20).saturating_sub(scaled.elapsed())).await;
+    c.wait_scale("restart", "app", 4, 30 * SECOND).await.expect("the next upscale after the window");
+    let st = support::wait_for(10 * SECOND, || async {
+        let st = c.wpa_status("restart", "app").await.map_err(|e| e.to_string())?;
+        if st.desired_replicas == 4 { Ok(st) } else { Err(format!("{st:?}")) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(st.scaling_events_count, 2, "one event per scale: {st:?}");
     drop(serve);
 }

@@ -39,6 +39,10 @@ const NEGATIVE_DISCOVERY_TTL: Duration = Duration::from_secs(30);
 /// A discovery answer and when it was obtained.
 type Resolution = (Instant, Result<ApiResource, String>);
 
+/// How long a metrics API call may take (upstream's recommender timeout; the API server's proxy would wait
+/// much longer for a provider that hangs).
+const METRIC_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `group`+`kind` → the resource to call, from API discovery, cached.
 #[derive(Default)]
 pub struct DiscoveryCache {
@@ -409,7 +413,10 @@ impl Sources {
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
         let req = http::Request::get(path).body(Vec::new()).map_err(|e| e.to_string())?;
-        self.client.request::<T>(req).await.map_err(|e| short_kube_error(&e))
+        match tokio::time::timeout(METRIC_TIMEOUT, self.client.request::<T>(req)).await {
+            Ok(result) => result.map_err(|e| short_kube_error(&e)),
+            Err(_) => Err(format!("no answer within {}s", METRIC_TIMEOUT.as_secs())),
+        }
     }
 
     /// Asks the WPA's recommender (upstream sends spec replicas as both current and desired).

@@ -679,7 +679,8 @@ impl TestCluster {
                     })
                 })
                 .collect();
-            let ip = self.next_pod_ip();
+            // A pod that was ready once keeps its address (podIPs merge by ip: a second one is refused).
+            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| self.next_pod_ip());
             let condition = |kind: &str| json!({ "type": kind, "status": "True", "lastTransitionTime": now });
             let status = json!({
                 "status": {

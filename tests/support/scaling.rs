@@ -70,7 +70,8 @@ impl ScalingCluster {
     }
 
     async fn try_start() -> Result<ScalingCluster> {
-        let host = NetnsHost::create().context("this test needs a network namespace for the metrics provider")?;
+        let host =
+            NetnsHost::create().context("this test needs a network namespace for the metrics provider")?;
         let cluster = Arc::new(TestCluster::try_start_with(Options::full()).await?);
         cluster.create_node("node-a", "zone-a", "64", "256Gi", 500).await?;
         cluster.install_crd(wpa::api::crd()).await?;
@@ -92,16 +93,28 @@ impl ScalingCluster {
             }
         }))?;
         cluster.create_cluster_object(&api_service).await?;
-        cluster.wait_api_service_available("v1beta1.external.metrics.k8s.io", Duration::from_secs(60)).await?;
+        cluster
+            .wait_api_service_available("v1beta1.external.metrics.k8s.io", Duration::from_secs(60))
+            .await?;
 
         let kubelet = Arc::new(Kubelet::default());
         let (k, c) = (kubelet.clone(), cluster.clone());
         tokio::spawn(async move {
+            // Each distinct error once (an API server restart would repeat the same one many times).
+            let mut seen = BTreeSet::new();
             while !k.stop.load(Ordering::Relaxed) {
                 let namespaces: Vec<String> = k.namespaces.lock().unwrap().iter().cloned().collect();
                 for ns in namespaces {
-                    let _ = c.mark_pods_ready(&ns, "").await;
-                    let _ = c.reap_terminating_pods(&ns).await;
+                    let results = [
+                        c.mark_pods_ready(&ns, "").await.map(drop),
+                        c.reap_terminating_pods(&ns).await.map(drop),
+                    ];
+                    for e in results.into_iter().filter_map(Result::err) {
+                        let text = format!("{e:#}");
+                        if seen.insert(text.clone()) {
+                            eprintln!("stand-in kubelet: {text}");
+                        }
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -116,7 +129,11 @@ impl ScalingCluster {
     /// A namespace whose pods the kubelet keeps ready, with a Deployment `name` (label `app=name`) of
     /// `replicas` pods, all ready on return.
     pub async fn deployment(&self, namespace: &str, name: &str, replicas: i32) -> Result<()> {
-        if Api::<k8s_openapi::api::core::v1::Namespace>::all(self.cluster.client()).get_opt(namespace).await?.is_none() {
+        if Api::<k8s_openapi::api::core::v1::Namespace>::all(self.cluster.client())
+            .get_opt(namespace)
+            .await?
+            .is_none()
+        {
             self.cluster.create_namespace(namespace, &[]).await?;
         }
         self.kubelet.serve(namespace);
@@ -137,14 +154,24 @@ impl ScalingCluster {
     }
 
     /// Waits until `count` pods of Deployment `name` are ready.
-    pub async fn wait_ready_pods(&self, namespace: &str, name: &str, count: usize, timeout: Duration) -> Result<()> {
+    pub async fn wait_ready_pods(
+        &self,
+        namespace: &str,
+        name: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.cluster.client(), namespace);
         let selector = format!("app={name}");
         super::wait_for(timeout, || {
             let (api, selector) = (api.clone(), selector.clone());
             async move {
-                let pods = api.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?;
-                let ready = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && super::is_pod_ready(p)).count();
+                let pods =
+                    api.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?;
+                let ready = pods
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none() && super::is_pod_ready(p))
+                    .count();
                 if ready == count { Ok(()) } else { Err(format!("{ready} ready pods, want {count}")) }
             }
         })
@@ -170,7 +197,12 @@ impl ScalingCluster {
     /// Sets a Deployment's replicas as a user's `kubectl scale` does.
     pub async fn set_scale(&self, namespace: &str, name: &str, replicas: i32) -> Result<()> {
         let api: Api<Deployment> = Api::namespaced(self.cluster.client(), namespace);
-        api.patch_scale(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}}))).await?;
+        api.patch_scale(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await?;
         Ok(())
     }
 
@@ -179,7 +211,8 @@ impl ScalingCluster {
         Ok(api.get(name).await?.status.unwrap_or_default())
     }
 
-    /// Waits until the Deployment's spec replicas equal `want`.
+    /// Waits until the Deployment's spec replicas equal `want`; on timeout the error shows the WPAs of the
+    /// namespace (their conditions say why).
     pub async fn wait_scale(&self, namespace: &str, name: &str, want: i32, timeout: Duration) -> Result<()> {
         super::wait_for(timeout, || async move {
             match self.scale(namespace, name).await {
@@ -189,7 +222,10 @@ impl ScalingCluster {
             }
         })
         .await
-        .map_err(anyhow::Error::msg)
+        .map_err(|e| {
+            let out = self.cluster.kubectl(&["get", "wpa,pods", "-n", namespace, "-o", "yaml"]);
+            anyhow::anyhow!("{e}\n{}", String::from_utf8_lossy(&out.stdout))
+        })
     }
 
     /// Waits until a condition of the WPA has `status`/`reason`, returning its message.
@@ -234,7 +270,15 @@ impl ScalingCluster {
 
 /// A WPA on Deployment `target` driven by one External metric, with `extra` lines of spec fields (YAML,
 /// indented by two spaces).
-pub fn wpa_yaml(namespace: &str, name: &str, target: &str, metric: &str, high: &str, low: &str, extra: &str) -> String {
+pub fn wpa_yaml(
+    namespace: &str,
+    name: &str,
+    target: &str,
+    metric: &str,
+    high: &str,
+    low: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"apiVersion: datadoghq.com/v1alpha1
 kind: WatermarkPodAutoscaler

@@ -57,7 +57,7 @@ impl WpaServe {
             ])
             .arg("--kubeconfig")
             .arg(cluster.kubeconfig_path())
-            .args(["--log-format", "text"])
+            .args(if args.contains(&"--log-format") { &[][..] } else { &["--log-format", "text"][..] })
             .args(args)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(log.try_clone()?)
