@@ -22,6 +22,12 @@ pub enum Command {
     /// Run the admission webhook (HTTPS) and the reconciler, with /healthz, /readyz and /metrics on a
     /// second, plain-HTTP port.
     Serve(Box<serve::ServeArgs>),
+    /// Explain a live WPA's decision at this instant: each metric against its watermarks, the proposal,
+    /// the limits, the windows and delays with the time left, the readiness gate, and the final answer.
+    ///
+    /// Reads the WPA, its target's /scale, its pods and its metrics with your kubeconfig, runs the same
+    /// engine as the reconciler, and writes nothing.
+    Explain(crate::explain::ExplainArgs),
     /// Print the WatermarkPodAutoscaler CustomResourceDefinition (YAML), as generated from the code.
     Crd,
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
@@ -133,6 +139,19 @@ pub fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!(error = %e, "wpa serve failed");
                     eprintln!("wpa serve: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Explain(args) => {
+            match runtime().and_then(|rt| rt.block_on(crate::explain::run(&args)).map_err(|e| e.to_string()))
+            {
+                Ok(trace) => {
+                    print!("{trace}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("wpa explain: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod duration;
 pub mod engine;
+pub mod explain;
 pub mod logging;
 pub mod metrics;
 pub mod quantity;

@@ -147,6 +147,28 @@ async fn a_delay_above_the_watermark_is_obeyed_and_dry_run_writes_only_the_statu
     )
     .await
     .expect("the metric is seen above");
+    // `wpa explain` says why nothing happens yet, with the time left.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wpa"))
+        .args(["explain", "-n", "delay", "slow", "--kubeconfig"])
+        .arg(c.cluster.kubeconfig_path())
+        .output()
+        .expect("run wpa explain");
+    let trace = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("{trace}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+    for expected in [
+        "WatermarkPodAutoscaler delay/slow",
+        "spec.replicas 1",
+        "1 selected, 1 ready",
+        "slow-qps{map[app:slow]} (External): value 300 over 1 ready pods",
+        "low 50 (with tolerance 45), high 100 (with tolerance 110): above → proposal 3",
+        "→ 2 (ScaleUpLimit)",
+        "Delays: above the high watermark 8s",
+        "Decision: stays at 1: Will not scale: value has not been out of bounds for long enough (above the high watermark for",
+        "AboveHighWatermark",
+    ] {
+        assert!(trace.contains(expected), "explain lacks {expected:?}:\n{trace}");
+    }
     // 8 s above before an upscale; the pass period is 1 s, so allow a pass of slack on the early side.
     holds(&c, "delay", "slow", 1, Duration::from_secs(7).saturating_sub(crossed.elapsed())).await;
     c.wait_scale("delay", "slow", 2, 20 * SECOND).await.expect("the upscale after the delay");

@@ -87,7 +87,7 @@ pub struct ReconcilerArgs {
     pub lease_retry_period: Duration,
 }
 
-fn duration_arg(s: &str) -> Result<Duration, String> {
+pub fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 15s, 500ms or 1m"))
 }
 

@@ -1,0 +1,294 @@
+//! `wpa explain`: the engine's whole decision for a live WPA at this instant, from the user's kubeconfig,
+//! so nobody has to read controller logs to learn why a workload did or did not scale. It reads the WPA,
+//! its target's `/scale`, the pods and the metrics exactly as the reconciler does, runs the same
+//! [`engine::decide`], and writes nothing.
+
+use std::{fmt::Write as _, path::PathBuf};
+
+use jiff::Timestamp;
+use kube::{Api, ResourceExt};
+
+use crate::{
+    api::WatermarkPodAutoscaler,
+    engine::{
+        self, Decision, Forced, MetricKind, MonitorObservation,
+        gate::Blocked,
+        limits::{scale_down_limit, scale_up_limit},
+        pods,
+    },
+    reconciler::inputs::{Inputs, Sources},
+    serve::kube_client,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct ExplainArgs {
+    /// Name of the WatermarkPodAutoscaler.
+    pub name: String,
+    /// Its namespace [default: the kubeconfig context's].
+    #[arg(short = 'n', long, env = "WPA_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long, env = "WPA_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Same as `wpa serve --metric-max-age` ("0s": no limit).
+    #[arg(long, default_value = "5m", value_parser = crate::reconciler::duration_arg)]
+    pub metric_max_age: std::time::Duration,
+    /// Same as `wpa serve --cluster-name` (sent to a recommender).
+    #[arg(long, env = "K8S_CLUSTER_NAME", default_value = "")]
+    pub cluster_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error(transparent)]
+    Kube(#[from] crate::serve::ServeError),
+    #[error("cannot read WatermarkPodAutoscaler {namespace}/{name}: {error}")]
+    Get { namespace: String, name: String, error: String },
+}
+
+/// Reads everything and returns the trace.
+pub async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
+    let client = kube_client(args.kubeconfig.as_ref(), None).await?;
+    let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+    let api: Api<WatermarkPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
+    let wpa = api.get(&args.name).await.map_err(|e| ExplainError::Get {
+        namespace: namespace.clone(),
+        name: args.name.clone(),
+        error: match e {
+            kube::Error::Api(s) => s.message,
+            other => other.to_string(),
+        },
+    })?;
+    let sources = Sources {
+        client,
+        caches: None,
+        discovery: Default::default(),
+        recommenders: Default::default(),
+        http: None,
+        metric_max_age: (!args.metric_max_age.is_zero()).then_some(args.metric_max_age),
+        cluster_name: args.cluster_name.clone(),
+    };
+    let now = Timestamp::now();
+    let inputs = sources.gather(&wpa, true, now).await;
+    let decision = engine::decide(&wpa, &inputs.observation(), now);
+    Ok(render(&wpa, &inputs, &decision, now))
+}
+
+fn seconds(s: f64) -> String {
+    if s <= 0.0 { "open".into() } else { format!("{}s left", s.ceil()) }
+}
+
+/// A milli-value as a plain number (`1500` → `1.5`).
+fn plain(milli: f64) -> String {
+    let v = milli / 1000.0;
+    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v}") }
+}
+
+/// The trace, as text.
+pub fn render(wpa: &WatermarkPodAutoscaler, inputs: &Inputs, d: &Decision<'_>, now: Timestamp) -> String {
+    let mut o = String::new();
+    let spec = &d.spec;
+    let ns = wpa.namespace().unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "WatermarkPodAutoscaler {ns}/{} at {now} (read only: nothing is written)",
+        wpa.name_any()
+    );
+    if let Some(msg) = &d.invalid {
+        let _ = writeln!(
+            o,
+            "\nInvalid spec: {msg}\nThe reconciler does nothing with this WPA until it is edited."
+        );
+        return o;
+    }
+    let r = &spec.scale_target_ref;
+    let mode = if spec.dry_run.unwrap_or(false) { " (dry run: /scale is never written)" } else { "" };
+    let _ = writeln!(
+        o,
+        "Bounds: minReplicas {}, maxReplicas {}, tolerance {}, algorithm {}{mode}",
+        spec.min_replicas.unwrap_or(0),
+        spec.max_replicas.unwrap_or(0),
+        spec.tolerance.as_ref().map_or_else(|| "0".into(), |t| t.to_string()),
+        spec.algorithm.as_deref().unwrap_or("absolute"),
+    );
+    if engine::needs_monitor(wpa) {
+        let state = match &inputs.monitor {
+            MonitorObservation::Found { state: Some(s) } => format!("state {s}"),
+            MonitorObservation::Found { state: None } => "no state".into(),
+            MonitorObservation::CrdMissing => "the DatadogMonitor CRD is not installed".into(),
+            MonitorObservation::Unavailable(e) => format!("cannot be read: {e}"),
+            MonitorObservation::NotRequested => "not read".into(),
+        };
+        let _ = writeln!(o, "Lifecycle control: DatadogMonitor {ns}/{}: {state}", wpa.name_any());
+    }
+
+    let _ = writeln!(
+        o,
+        "\nTarget {} {}/{} ({})",
+        r.kind,
+        ns,
+        r.name,
+        r.api_version.as_deref().unwrap_or("no apiVersion")
+    );
+    let scale = match &inputs.target {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(o, "  cannot be read: {e}\n\nDecision: nothing happens ({})", d.reason);
+            return o;
+        }
+    };
+    let _ = writeln!(
+        o,
+        "  spec.replicas {} (every decision starts from it), status.replicas {}, selector {:?}",
+        scale.spec_replicas, scale.status_replicas, scale.selector
+    );
+    match &inputs.pods {
+        Ok(p) => {
+            let skip = pods::should_skip_owner_check(wpa.metadata.annotations.as_ref());
+            let delay = spec.readiness_delay_seconds.unwrap_or(0);
+            let count = pods::count_ready_pods(p, &scale.name, delay, skip, now);
+            let _ = writeln!(
+                o,
+                "  pods: {} selected, {} ready, {} not counted (other owner or finished); minAvailableReplicaPercentage {}, readinessDelaySeconds {delay}{}",
+                p.len(),
+                count.ready,
+                count.incorrect,
+                spec.min_available_replica_percentage.unwrap_or(0),
+                if skip { ", owner check skipped" } else { "" },
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(o, "  pods: cannot be listed: {e}");
+        }
+    }
+
+    let _ = writeln!(o, "\nMetrics (the highest proposal wins; one failing metric blocks the pass)");
+    for (i, m) in d.metrics.iter().enumerate() {
+        let kind = match m.kind {
+            MetricKind::External => "External",
+            MetricKind::Resource => "Resource",
+            MetricKind::Recommender => "Recommender",
+        };
+        let _ = write!(o, "  {}. {} ({kind})", i + 1, m.display_name);
+        match &m.result {
+            None => {
+                let _ = writeln!(o, ": no source, skipped");
+            }
+            Some(Err(e)) => {
+                let _ = writeln!(o, ": ERROR {e}");
+            }
+            Some(Ok(res)) => {
+                let _ = writeln!(o, ": value {} over {} ready pods", plain(res.usage), res.ready_replicas);
+                match &res.band {
+                    Some(b) => {
+                        let _ = writeln!(
+                            o,
+                            "     low {} (with tolerance {}), high {} (with tolerance {}): {} → proposal {}",
+                            plain(b.low_milli as f64),
+                            plain(b.adjusted_low),
+                            plain(b.high_milli as f64),
+                            plain(b.adjusted_high),
+                            res.position(),
+                            res.replica_count
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(o, "     {} → proposal {}", res.position(), res.replica_count);
+                    }
+                }
+                if !res.details.is_empty() {
+                    let _ = writeln!(o, "     recommender: {}", res.details);
+                }
+            }
+        }
+    }
+
+    match &d.combined {
+        None => {}
+        Some(Err(e)) => {
+            let _ = writeln!(o, "\nDecision: no scaling. {}", e.message);
+            return finish(o, d);
+        }
+        Some(Ok(c)) => {
+            let _ = writeln!(
+                o,
+                "  combined: proposal {} from {} ({})",
+                c.replicas,
+                c.display_name,
+                match (c.is_above, c.is_below) {
+                    (false, false) => "every value within its band".to_string(),
+                    (a, b) => format!("above: {a}, below: {b}"),
+                }
+            );
+        }
+    }
+    if let Some(n) = &d.normalized {
+        let current = scale.spec_replicas;
+        let _ = writeln!(
+            o,
+            "\nLimits from {current}: up to {} (scaleUpLimitFactor {}%), down to {} (scaleDownLimitFactor {}%), within [{}, {}] → {} ({})",
+            scale_up_limit(spec.scale_up_limit_factor.as_ref(), current),
+            spec.scale_up_limit_factor.as_ref().map_or_else(|| "-".into(), |q| q.to_string()),
+            scale_down_limit(spec.scale_down_limit_factor.as_ref(), current),
+            spec.scale_down_limit_factor.as_ref().map_or_else(|| "-".into(), |q| q.to_string()),
+            spec.min_replicas.unwrap_or(0),
+            spec.max_replicas.unwrap_or(0),
+            n.replicas,
+            n.limit.reason(),
+        );
+    }
+    if let Some(g) = &d.gate {
+        let last = wpa.status.as_ref().and_then(|s| s.last_scale_time.as_ref()).map_or_else(
+            || "never".to_string(),
+            |t| format!("{} ({}s ago)", t.0, now.duration_since(t.0).as_secs()),
+        );
+        let _ = writeln!(
+            o,
+            "Windows (from the last scale, {last}): upscale {}s: {}; downscale {}s: {}",
+            spec.upscale_forbidden_window_seconds.unwrap_or(0),
+            seconds(g.upscale_countdown),
+            spec.downscale_forbidden_window_seconds.unwrap_or(0),
+            seconds(g.downscale_countdown),
+        );
+        let _ = writeln!(
+            o,
+            "Delays: above the high watermark {}s, below the low watermark {}s{}",
+            spec.upscale_delay_above_watermark_seconds.unwrap_or(0),
+            spec.downscale_delay_below_watermark_seconds.unwrap_or(0),
+            match &g.blocked {
+                Some(Blocked::Delay { seconds_left, .. }) => format!(" ({seconds_left}s left)"),
+                _ => String::new(),
+            }
+        );
+    }
+    let forced = match d.forced {
+        Some(Forced::TargetAtZero) => " (the target is at 0 replicas: scaling is off)",
+        Some(Forced::AboveMax) => " (forced: above maxReplicas, windows ignored)",
+        Some(Forced::BelowMin) => " (forced: below minReplicas, windows ignored)",
+        Some(Forced::NoReplicas) => " (forced: no replicas running)",
+        None => "",
+    };
+    if d.rescale {
+        let what = if spec.dry_run.unwrap_or(false) { "would scale (dry run)" } else { "scales" };
+        let _ =
+            writeln!(o, "\nDecision: {what} {} → {}{forced}: {}", scale.spec_replicas, d.desired, d.reason);
+    } else {
+        let _ = writeln!(o, "\nDecision: stays at {}{forced}: {}", scale.spec_replicas, d.reason);
+    }
+    finish(o, d)
+}
+
+fn finish(mut o: String, d: &Decision<'_>) -> String {
+    let _ = writeln!(o, "\nConditions the next pass writes:");
+    for c in &d.status.conditions {
+        let _ = writeln!(
+            o,
+            "  {:<20} {:<5} {:<32} {}",
+            c.type_,
+            c.status,
+            c.reason.as_deref().unwrap_or(""),
+            c.message.as_deref().unwrap_or("")
+        );
+    }
+    o
+}
