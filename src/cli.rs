@@ -22,6 +22,11 @@ pub enum Command {
     /// Run the admission webhook (HTTPS) and the reconciler, with /healthz, /readyz and /metrics on a
     /// second, plain-HTTP port.
     Serve(Box<serve::ServeArgs>),
+    /// The whole product on this machine, with no cluster of yours: a private Kubernetes control plane,
+    /// `wpa serve`, the example Deployment and WPA, a synthetic metric through a burst and a lull, and the
+    /// scaling shown live, then the decision trace. Builds the control plane the first time (minutes).
+    /// Needs root (apt-get the first time; a network namespace for the synthetic metrics provider).
+    Demo(crate::demo::DemoArgs),
     /// Explain a live WPA's decision at this instant: each metric against its watermarks, the proposal,
     /// the limits, the windows and delays with the time left, the readiness gate, and the final answer.
     ///
@@ -139,6 +144,18 @@ pub fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!(error = %e, "wpa serve failed");
                     eprintln!("wpa serve: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo(args) => {
+            let result = crate::demo::binaries().and_then(|_| {
+                runtime().map_err(anyhow::Error::msg).and_then(|rt| rt.block_on(crate::demo::run(&args)))
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("wpa demo: {e:#}");
                     ExitCode::FAILURE
                 }
             }

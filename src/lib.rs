@@ -7,6 +7,8 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod demo;
+pub mod devcluster;
 pub mod duration;
 pub mod engine;
 pub mod explain;

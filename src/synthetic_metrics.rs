@@ -34,14 +34,15 @@ pub enum Answer {
     Raw(Value),
     /// An HTTP error (a provider that is down or refuses).
     Error(u16),
-    /// A value sampled this many seconds ago (a provider that stopped updating).
+    /// A value sampled this many seconds before it was set (a provider that stopped updating).
     Stale { value: String, age_seconds: i64 },
 }
 
 /// The provider's state, shared with whoever sets the values.
 #[derive(Clone, Default)]
 pub struct SyntheticMetrics {
-    answers: Arc<RwLock<HashMap<String, Answer>>>,
+    /// Each answer with the instant it was set.
+    answers: Arc<RwLock<HashMap<String, (Answer, jiff::Timestamp)>>>,
     requests: Arc<AtomicU64>,
 }
 
@@ -60,7 +61,8 @@ impl SyntheticMetrics {
     }
 
     pub fn answer(&self, metric: &str, answer: Answer) {
-        self.answers.write().unwrap_or_else(|p| p.into_inner()).insert(metric.to_string(), answer);
+        let now = jiff::Timestamp::now();
+        self.answers.write().unwrap_or_else(|p| p.into_inner()).insert(metric.to_string(), (answer, now));
     }
 
     /// Metric requests served so far.
@@ -89,8 +91,7 @@ async fn resources(State(s): State<SyntheticMetrics>) -> Json<Value> {
     )
 }
 
-fn item(metric: &str, labels: &BTreeMap<String, String>, value: Value, age_seconds: i64) -> Value {
-    let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(age_seconds);
+fn item(metric: &str, labels: &BTreeMap<String, String>, value: Value, at: jiff::Timestamp) -> Value {
     json!({
         "metricName": metric,
         "metricLabels": labels,
@@ -106,6 +107,7 @@ async fn value(
 ) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
     let answer = s.answers.read().unwrap_or_else(|p| p.into_inner()).get(&metric).cloned();
+    let now = jiff::Timestamp::now();
     // The selector's equalities come back as the series' labels, as an adapter reports what it matched.
     let mut labels: BTreeMap<String, String> = query
         .get("labelSelector")
@@ -120,19 +122,20 @@ async fn value(
                 "reason": "NotFound", "message": format!("no synthetic metric {metric:?}")});
             return (StatusCode::NOT_FOUND, Json(body)).into_response();
         }
-        Some(Answer::Error(code)) => {
+        Some((Answer::Error(code), _)) => {
             let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code.as_u16(),
                 "message": format!("synthetic metric {metric:?} is set to fail")});
             return (code, Json(body)).into_response();
         }
-        Some(Answer::Value(v)) => vec![item(&metric, &labels, Value::String(v), 0)],
-        Some(Answer::Values(vs)) => {
-            vs.into_iter().map(|v| item(&metric, &labels, Value::String(v), 0)).collect()
+        Some((Answer::Value(v), _)) => vec![item(&metric, &labels, Value::String(v), now)],
+        Some((Answer::Values(vs), _)) => {
+            vs.into_iter().map(|v| item(&metric, &labels, Value::String(v), now)).collect()
         }
-        Some(Answer::Raw(v)) => vec![item(&metric, &labels, v, 0)],
-        Some(Answer::Stale { value, age_seconds }) => {
-            vec![item(&metric, &labels, Value::String(value), age_seconds)]
+        Some((Answer::Raw(v), _)) => vec![item(&metric, &labels, v, now)],
+        Some((Answer::Stale { value, age_seconds }, set)) => {
+            let at = set - jiff::SignedDuration::from_secs(age_seconds);
+            vec![item(&metric, &labels, Value::String(value), at)]
         }
     };
     Json(json!({"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION, "metadata": {}, "items": items}))

@@ -19,7 +19,7 @@ use kube::{
     api::{DeleteParams, PostParams},
 };
 use serde_json::Value;
-use support::{TestCluster, WpaServe, wait_for, webhook_configurations};
+use support::{StartWpa, TestCluster, WpaServe, wait_for, webhook_configurations};
 use wpa::{
     api::WatermarkPodAutoscaler,
     tls::{CertAuthority, SelfSigned},
@@ -281,7 +281,7 @@ spec:
     assert!(ok && !err.contains("Warning"), "{err}");
 
     // The webhook's own metrics count what it answered.
-    let (code, metrics) = support::wpa::http_get(serve.health_port, "/metrics").expect("metrics");
+    let (code, metrics) = support::http_get(serve.health_port, "/metrics").expect("metrics");
     assert_eq!(code, 200);
     assert!(metrics.contains(r#"wpa_webhook_requests_total{webhook="validate",kind="WatermarkPodAutoscaler",operation="CREATE",allowed="false",reason="invalid"}"#), "{metrics}");
     assert!(metrics.contains("wpa_webhook_request_duration_seconds_bucket"));
@@ -423,7 +423,7 @@ async fn a_graceful_shutdown_answers_in_flight_requests() {
     let (cluster, mut serve) = cluster_with_webhook().await;
     let (ok, _, err) = kubectl_apply(&cluster, WEB_WPA, &[]);
     assert!(ok, "{err}");
-    let (code, _) = support::wpa::http_get(serve.health_port, "/readyz").expect("readyz");
+    let (code, _) = support::http_get(serve.health_port, "/readyz").expect("readyz");
     assert_eq!(code, 200);
     let took = serve.terminate();
     eprintln!("graceful shutdown took {took:?}");

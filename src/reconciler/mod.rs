@@ -104,7 +104,7 @@ pub enum ReconcileError {
 pub struct Context {
     pub sources: Sources,
     pub exporter: Arc<Exporter>,
-    pub recorder: Recorder,
+    pub reporter: Reporter,
     pub leadership: Leadership,
     pub sync_period: Duration,
     client: Client,
@@ -160,6 +160,9 @@ impl Context {
 
     async fn publish_events(&self, wpa: &WatermarkPodAutoscaler, decision: &Decision<'_>) {
         let reference = wpa.object_ref(&());
+        // A recorder per pass: kube's folds events by reason alone (not message) into one series, which
+        // would show "New size: 3" for every later scale. The engine already emits on transitions only.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         for e in &decision.events {
             let event = KubeEvent {
                 type_: if e.warning { EventType::Warning } else { EventType::Normal },
@@ -168,7 +171,7 @@ impl Context {
                 action: if e.reason == "Scaling" { "Scale".into() } else { "Reconcile".into() },
                 secondary: None,
             };
-            if let Err(err) = self.recorder.publish(&event, &reference).await {
+            if let Err(err) = recorder.publish(&event, &reference).await {
                 tracing::warn!(reason = %e.reason, error = %err, "cannot publish an event");
             }
         }
@@ -389,10 +392,7 @@ pub async fn start(
             cluster_name: args.cluster_name.clone(),
         },
         exporter,
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter { controller: "wpa_controller".into(), instance: Some(identity) },
-        ),
+        reporter: Reporter { controller: "wpa_controller".into(), instance: Some(identity) },
         leadership: leadership.clone(),
         sync_period: args.sync_period,
         client: client.clone(),

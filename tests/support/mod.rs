@@ -1,5 +1,4 @@
-//! Test harness: a private Kubernetes control plane per test, network-namespace hosts for servers the
-//! API server must reach through Endpoints, and an in-process HTTPS server.
+//! Test harness: the library's local control plane ([`wpa::devcluster`]), plus what only tests need.
 //!
 //! Use from an integration test with `mod support;`. Needs the binaries from
 //! `bash scripts/k8s-test-env.sh`; see docs/control-plane.md.
@@ -7,17 +6,35 @@
 // Every integration test compiles its own copy of this module and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
-mod cluster;
-pub mod https;
-pub mod netns;
-pub mod pki;
-mod process;
-pub mod scaling;
-pub mod wpa;
+pub use wpa::devcluster::{
+    HttpsServer, LocalCluster as TestCluster, NetnsHost, Options, ScalingCluster, TlsIdentity, WpaServe,
+    http_get, is_pod_ready, pki, wait_for, webhook_configurations, wpa_yaml,
+};
 
-pub use cluster::{Options, TestCluster, is_pod_ready, wait_for};
-pub use https::HttpsServer;
-pub use netns::NetnsHost;
-pub use pki::TlsIdentity;
-pub use scaling::{ScalingCluster, wpa_yaml};
-pub use wpa::{WpaServe, webhook_configurations};
+/// `wpa serve` from this build.
+pub trait StartWpa: Sized {
+    fn start(
+        cluster: &TestCluster,
+        name: &str,
+        webhook_port: Option<u16>,
+        args: &[&str],
+    ) -> impl Future<Output = anyhow::Result<Self>>;
+}
+
+impl StartWpa for WpaServe {
+    async fn start(
+        cluster: &TestCluster,
+        name: &str,
+        webhook_port: Option<u16>,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        WpaServe::start_binary(
+            std::path::Path::new(env!("CARGO_BIN_EXE_wpa")),
+            cluster,
+            name,
+            webhook_port,
+            args,
+        )
+        .await
+    }
+}

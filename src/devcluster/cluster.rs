@@ -32,7 +32,7 @@ use super::process::{Component, without_proxy_settings};
 pub struct Options {
     /// kube-controller-manager: Deployments get ReplicaSets and pods, service accounts get created.
     pub controller_manager: bool,
-    /// kube-scheduler: pods get bound to the Nodes made with [`TestCluster::create_node`].
+    /// kube-scheduler: pods get bound to the Nodes made with [`LocalCluster::create_node`].
     pub scheduler: bool,
     /// A complete `KubeSchedulerConfiguration` (v1beta1 on 1.20) for the scheduler, e.g. with an
     /// `extenders:` section. Implies `scheduler`. The harness fills in `clientConnection.kubeconfig` and
@@ -56,7 +56,7 @@ const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(120);
 const COMPONENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const FIELD_MANAGER: &str = "wpa-test-harness";
 
-pub struct TestCluster {
+pub struct LocalCluster {
     bin_dir: PathBuf,
     // `None` once kept for debugging (WPA_KEEP_TEST_CLUSTER=1).
     dir: Option<tempfile::TempDir>,
@@ -106,7 +106,7 @@ impl Ports {
     }
 }
 
-impl TestCluster {
+impl LocalCluster {
     /// etcd and kube-apiserver only. Panics with the component logs if the start fails.
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await
@@ -155,7 +155,7 @@ impl TestCluster {
         let http = readiness_client(&pki)?;
 
         let apiserver_args = apiserver_args(&dir_path, &pki, &ports);
-        let mut cluster = TestCluster {
+        let mut cluster = LocalCluster {
             bin_dir: bin_dir.to_path_buf(),
             dir: Some(dir),
             dir_path,
@@ -822,7 +822,7 @@ impl TestCluster {
     }
 }
 
-impl Drop for TestCluster {
+impl Drop for LocalCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!(
@@ -890,7 +890,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The directory with the five binaries, as `scripts/k8s-test-env.sh` resolves it (without building).
-fn find_binaries() -> Result<PathBuf> {
+pub fn find_binaries() -> Result<PathBuf> {
     const HINT: &str = "run `bash scripts/k8s-test-env.sh` from the repository root (the first run builds \
                         the control plane, about 5 minutes; later runs reuse the cache)";
     for var in ["WPA_K8S_BIN_DIR", "KUBEBUILDER_ASSETS"] {

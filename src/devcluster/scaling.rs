@@ -11,6 +11,10 @@ use std::{
     time::Duration,
 };
 
+use crate::{
+    api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus},
+    synthetic_metrics::SyntheticMetrics,
+};
 use anyhow::{Context, Result};
 use k8s_openapi::{
     api::{apps::v1::Deployment, autoscaling::v1::Scale, core::v1::Pod},
@@ -21,15 +25,11 @@ use kube::{
     api::{ListParams, Patch, PatchParams},
 };
 use serde_json::json;
-use wpa::{
-    api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus},
-    synthetic_metrics::SyntheticMetrics,
-};
 
-use super::{HttpsServer, NetnsHost, Options, TestCluster, TlsIdentity};
+use super::{HttpsServer, LocalCluster, NetnsHost, Options, TlsIdentity};
 
 pub struct ScalingCluster {
-    pub cluster: Arc<TestCluster>,
+    pub cluster: Arc<LocalCluster>,
     pub metrics: SyntheticMetrics,
     kubelet: Arc<Kubelet>,
     _server: HttpsServer,
@@ -72,9 +72,9 @@ impl ScalingCluster {
     async fn try_start() -> Result<ScalingCluster> {
         let host =
             NetnsHost::create().context("this test needs a network namespace for the metrics provider")?;
-        let cluster = Arc::new(TestCluster::try_start_with(Options::full()).await?);
+        let cluster = Arc::new(LocalCluster::try_start_with(Options::full()).await?);
         cluster.create_node("node-a", "zone-a", "64", "256Gi", 500).await?;
-        cluster.install_crd(wpa::api::crd()).await?;
+        cluster.install_crd(crate::api::crd()).await?;
 
         let metrics = SyntheticMetrics::new();
         let ns_ip = host.ns_ip().to_string();

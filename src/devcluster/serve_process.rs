@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::TestCluster;
+use super::LocalCluster;
 
 pub struct WpaServe {
     child: Child,
@@ -36,10 +36,12 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
 }
 
 impl WpaServe {
-    /// Starts `wpa serve` with `args` plus listen addresses (the webhook on `webhook_port` when given), the
-    /// cluster's kubeconfig and text logs, and waits until `/readyz` answers 200.
-    pub async fn start(
-        cluster: &TestCluster,
+    /// Starts `binary serve` with `args` plus listen addresses (the webhook on `webhook_port` when given),
+    /// the cluster's kubeconfig and text logs (unless `args` name a format), and waits until `/readyz`
+    /// answers 200.
+    pub async fn start_binary(
+        binary: &std::path::Path,
+        cluster: &LocalCluster,
         name: &str,
         webhook_port: Option<u16>,
         args: &[&str],
@@ -47,7 +49,7 @@ impl WpaServe {
         let (webhook_port, health_port) = (webhook_port.map_or_else(free_port, Ok)?, free_port()?);
         let log_path = cluster.dir().join(format!("wpa-{name}.log"));
         let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_wpa"))
+        let child = Command::new(binary)
             .arg("serve")
             .args([
                 "--listen",
@@ -136,9 +138,9 @@ impl Drop for WpaServe {
 /// instead of the Service, with `ca_pem` as caBundle when given.
 pub fn webhook_configurations(port: u16, ca_pem: Option<&str>) -> Result<String> {
     use base64::Engine;
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/webhook-config/webhooks.yaml"))?;
+    let text = include_str!("../../webhook-config/webhooks.yaml");
     let mut out = String::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let mut v: serde_json::Value = serde::Deserialize::deserialize(doc)?;
         for hook in v["webhooks"].as_array_mut().context("webhooks")? {
             let path =
