@@ -114,6 +114,21 @@ pub enum BenchTarget {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// The reconciler at scale on a local control plane: N WPAs, each with a Deployment, a ready pod and an
+    /// External metric through the aggregator. Reports the time until all are reconciled once (against a
+    /// bare client fetching the same metrics), API requests per pass in steady state, CPU and memory.
+    /// Needs root (a network namespace for the synthetic metrics provider).
+    Reconciler {
+        /// Number of WPAs.
+        #[arg(long, default_value_t = 1000)]
+        wpas: usize,
+        /// Seconds of steady state to measure (at least one 15 s period).
+        #[arg(long, default_value_t = 45)]
+        steady_seconds: u64,
+        /// `wpa serve --concurrency`.
+        #[arg(long, default_value_t = 16)]
+        concurrency: u16,
+    },
     /// The server side of `wpa bench admission` (started by it).
     #[command(hide = true)]
     AdmissionServer {
@@ -200,6 +215,26 @@ pub fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("wpa bench admission: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench(BenchArgs {
+            target: BenchTarget::Reconciler { wpas, steady_seconds, concurrency },
+        }) => {
+            let steady = std::time::Duration::from_secs(steady_seconds.max(15));
+            let result = crate::demo::binaries().and_then(|_| {
+                runtime()
+                    .map_err(anyhow::Error::msg)
+                    .and_then(|rt| rt.block_on(bench::reconciler::run(wpas, steady, concurrency)))
+            });
+            match result {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("wpa bench reconciler: {e:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -297,7 +297,7 @@ async fn latency(
     Ok((pct(0.50), pct(0.99), back))
 }
 
-fn peak_rss_mib(pid: u32) -> Option<(f64, f64)> {
+pub(crate) fn peak_rss_mib(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         status

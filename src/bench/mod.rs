@@ -2,6 +2,7 @@
 //! comparable on noisy machines.
 
 pub mod admission;
+pub mod reconciler;
 
 use std::{
     hint::black_box,

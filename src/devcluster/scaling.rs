@@ -62,17 +62,18 @@ impl Drop for ScalingCluster {
 }
 
 impl ScalingCluster {
+    /// The whole control plane. Panics with the reason if it does not start.
     pub async fn start() -> ScalingCluster {
-        match Self::try_start().await {
+        match Self::try_start(Options::full()).await {
             Ok(c) => c,
             Err(e) => panic!("the scaling test cluster did not start: {e:#}"),
         }
     }
 
-    async fn try_start() -> Result<ScalingCluster> {
-        let host =
-            NetnsHost::create().context("this test needs a network namespace for the metrics provider")?;
-        let cluster = Arc::new(LocalCluster::try_start_with(Options::full()).await?);
+    /// With `options` (e.g. no controller-manager when the caller makes pods itself).
+    pub async fn try_start(options: Options) -> Result<ScalingCluster> {
+        let host = NetnsHost::create().context("the synthetic metrics provider needs a network namespace")?;
+        let cluster = Arc::new(LocalCluster::try_start_with(options).await?);
         cluster.create_node("node-a", "zone-a", "64", "256Gi", 500).await?;
         cluster.install_crd(crate::api::crd()).await?;
 
