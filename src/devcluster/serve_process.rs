@@ -37,7 +37,7 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
 
 impl WpaServe {
     /// Starts `binary serve` with `args` plus listen addresses (the webhook on `webhook_port` when given),
-    /// the cluster's kubeconfig and text logs (unless `args` name a format), and waits until `/readyz`
+    /// the cluster's admin kubeconfig and text logs (unless `args` name others), and waits until `/readyz`
     /// answers 200.
     pub async fn start_binary(
         binary: &std::path::Path,
@@ -57,8 +57,11 @@ impl WpaServe {
                 "--health-listen",
                 &format!("127.0.0.1:{health_port}"),
             ])
-            .arg("--kubeconfig")
-            .arg(cluster.kubeconfig_path())
+            .args(if args.contains(&"--kubeconfig") {
+                Vec::new()
+            } else {
+                vec!["--kubeconfig".into(), cluster.kubeconfig_path().as_os_str().to_owned()]
+            })
             .args(if args.contains(&"--log-format") { &[][..] } else { &["--log-format", "text"][..] })
             .args(args)
             .env("RUST_LOG", "info,kube=warn")

@@ -1,0 +1,108 @@
+//! `webhook-config/rbac.yaml` grants what `wpa serve` calls: the webhook and the reconciler run with the
+//! ServiceAccount's token alone, admit a WPA, scale its target, write status and events, and hold the Lease,
+//! without one request refused.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+use support::{ScalingCluster, StartWpa, WpaServe, webhook_configurations, wpa_yaml};
+
+fn deployment(namespace: &str, name: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: a, image: registry.invalid/a}}]}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wpa_serve_works_with_exactly_the_shipped_rbac() {
+    let c = ScalingCluster::start().await;
+    let rbac =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/webhook-config/rbac.yaml")).unwrap();
+    c.cluster.kubectl_apply(&rbac).expect("apply rbac.yaml");
+
+    // The token controller gives the ServiceAccount a token Secret (Kubernetes 1.20).
+    let secrets: Api<Secret> = Api::namespaced(c.cluster.client(), "wpa-system");
+    let token = support::wait_for(Duration::from_secs(30), || async {
+        let list = secrets.list(&Default::default()).await.map_err(|e| e.to_string())?;
+        list.items
+            .iter()
+            .find(|s| s.name_any().starts_with("wpa-token-"))
+            .and_then(|s| s.data.as_ref()?.get("token").cloned())
+            .map(|t| String::from_utf8_lossy(&t.0).to_string())
+            .ok_or_else(|| "no token yet".to_string())
+    })
+    .await
+    .expect("the ServiceAccount's token");
+    let ca = std::fs::read(c.cluster.ca_cert_path()).unwrap();
+    let kubeconfig = c.cluster.dir().join("wpa-sa.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority-data: {}}}\nusers:\n- name: wpa\n  user: {{token: {token}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: wpa, namespace: wpa-system}}\ncurrent-context: c\n",
+            c.cluster.server_url(),
+            base64::engine::general_purpose::STANDARD.encode(ca)
+        ),
+    )
+    .unwrap();
+
+    // The webhook configurations exist first, without a CA: `--inject-ca` fills it in.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    c.cluster.kubectl_apply(&webhook_configurations(port, None).unwrap()).expect("webhook configurations");
+    let kc = kubeconfig.to_string_lossy().to_string();
+    let serve = WpaServe::start(
+        &c.cluster,
+        "sa",
+        Some(port),
+        &[
+            "--kubeconfig",
+            &kc,
+            "--self-signed",
+            "--inject-ca",
+            "--sync-period",
+            "1s",
+            "--lease-duration",
+            "6s",
+            "--lease-renew-deadline",
+            "4s",
+            "--lease-retry-period",
+            "1s",
+        ],
+    )
+    .await
+    .expect("wpa serve starts with the ServiceAccount's permissions");
+
+    c.kubelet().serve("shop");
+    c.cluster.create_namespace("shop", &[]).await.unwrap();
+    c.cluster.kubectl_apply(&deployment("shop", "web")).expect("the Deployment is admitted");
+    c.metrics.set("qps", 300.0);
+    let wpa = wpa_yaml("shop", "web", "web", "qps", "100", "50", "  upscaleForbiddenWindowSeconds: 1\n");
+    let out = c.cluster.kubectl_apply(&wpa).expect("the WPA is admitted through the webhook");
+    assert!(out.contains("created"), "{out}");
+    // Defaulted by the mutating webhook.
+    let stored = c.cluster.kubectl(&["get", "wpa", "-n", "shop", "web", "-o", "jsonpath={.spec.tolerance}"]);
+    assert_eq!(String::from_utf8_lossy(&stored.stdout), "100m");
+    // ceil(1 × 300 / 100) = 3, limited to +1, then +1 again.
+    c.wait_scale("shop", "web", 3, Duration::from_secs(60))
+        .await
+        .expect("the reconciler scales with its own permissions");
+    let lease = c.cluster.kubectl(&[
+        "get",
+        "lease",
+        "-n",
+        "wpa-system",
+        "watermarkpodautoscaler-lock",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert!(!lease.stdout.is_empty(), "the Lease is held");
+    let events = c.cluster.kubectl(&["get", "events", "-n", "shop", "-o", "jsonpath={.items[*].reason}"]);
+    assert!(String::from_utf8_lossy(&events.stdout).contains("Scaling"), "events are written");
+    let log = serve.log();
+    for refused in ["forbidden", "Forbidden"] {
+        assert!(!log.contains(refused), "a request was refused:\n{log}");
+    }
+}
