@@ -23,4 +23,5 @@ pub mod server;
 pub mod simulate;
 pub mod synthetic_metrics;
 pub mod tls;
+pub mod watch;
 pub mod webhook;

@@ -7,7 +7,6 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use k8s_openapi::api::{
     admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
     autoscaling::v1::HorizontalPodAutoscaler,
@@ -185,33 +184,9 @@ fn watch_autoscalers(client: &Client, index: Arc<TargetIndex>, shutdown: Cancell
         .default_backoff();
     let hpas = watcher(Api::<HorizontalPodAutoscaler>::all(client.clone()), watcher::Config::default())
         .default_backoff();
-    let (i, stop) = (index.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        let mut wpas = std::pin::pin!(wpas);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                event = wpas.next() => match event {
-                    None => return,
-                    Some(Ok(e)) => i.apply_wpa(&e),
-                    Some(Err(e)) => tracing::warn!(kind = "WatermarkPodAutoscaler", error = %e, "watch error (retrying with backoff)"),
-                }
-            }
-        }
-    });
-    tokio::spawn(async move {
-        let mut hpas = std::pin::pin!(hpas);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                event = hpas.next() => match event {
-                    None => return,
-                    Some(Ok(e)) => index.apply_hpa(&e),
-                    Some(Err(e)) => tracing::warn!(kind = "HorizontalPodAutoscaler", error = %e, "watch error (retrying with backoff)"),
-                }
-            }
-        }
-    });
+    let i = index.clone();
+    crate::watch::drive("WatermarkPodAutoscaler", wpas, shutdown.clone(), move |e| i.apply_wpa(&e));
+    crate::watch::drive("HorizontalPodAutoscaler", hpas, shutdown, move |e| index.apply_hpa(&e));
 }
 
 /// Resolves on SIGTERM or SIGINT.

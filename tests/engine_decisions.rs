@@ -293,3 +293,40 @@ fn not_scaling_is_a_condition() {
     assert!(message.starts_with("the WPA was able to successfully calculate a replica count and decided not to scale Deployment/default/web to 4 (last scale time was 2026-01-01 12:00:00 +0000 UTC )"), "{message}");
     assert!(d.events.iter().all(|e| e.reason != "NotScaling"));
 }
+
+#[test]
+fn a_steady_pass_inside_a_window_writes_nothing() {
+    // First pass: an upscale at now(); its windows (60 s up, 300 s down) start.
+    let mut w = wpa(serde_json::json!({}));
+    let first = run(&w, 4, &external(600_000), now());
+    assert_eq!(first.scale_to, Some(6));
+    w.status = Some(first.status.clone());
+    // Ten seconds later, at 6 replicas and within the watermarks: AbleToScale is set True
+    // (SucceededGetScale), then False (BackoffBoth) in the same pass, as upstream does.
+    let second = run(&w, 6, &external(450_000), now() + Duration::from_secs(10));
+    assert_eq!(condition(&second, "AbleToScale").1, "BackoffBoth");
+    w.status = Some(second.status.clone());
+    let third = run(&w, 6, &external(450_000), now() + Duration::from_secs(25));
+    // The stored status is False/BackoffBoth already: its transition time stays, nothing is rewritten.
+    let stored =
+        get_condition(w.status.as_ref().unwrap(), "AbleToScale").unwrap().last_transition_time.clone();
+    assert_eq!(get_condition(&third.status, "AbleToScale").unwrap().last_transition_time, stored);
+    assert!(!third.status_changed, "a pass that changes nothing writes nothing");
+    assert!(third.events.is_empty());
+}
+
+#[test]
+fn from_the_third_pass_on_a_stable_wpa_writes_nothing() {
+    let mut w = wpa(serde_json::json!({}));
+    let mut changed = Vec::new();
+    // 75 for 4 replicas is within [45, 110]; the windows are 60 s (up) and 300 s (down).
+    for pass in 0..24u64 {
+        let d = run(&w, 4, &external(75_000), now() + Duration::from_secs(15 * pass));
+        changed.push(d.status_changed);
+        w.status = Some(d.status.clone());
+    }
+    // Pass 1 records the first "scale" (no lastScaleTime yet), pass 2 the windows it opened, pass 5 the
+    // upscale window closing (60 s), pass 21 the downscale window closing (300 s); nothing else is written.
+    let writes: Vec<usize> = changed.iter().enumerate().filter(|(_, c)| **c).map(|(i, _)| i + 1).collect();
+    assert_eq!(writes, [1, 2, 5, 21]);
+}

@@ -60,6 +60,9 @@ pub struct LocalCluster {
     bin_dir: PathBuf,
     // `None` once kept for debugging (WPA_KEEP_TEST_CLUSTER=1).
     dir: Option<tempfile::TempDir>,
+    /// etcd's data, in memory (/dev/shm) where the machine has it: etcd syncs every write to disk, which
+    /// makes a disk-backed test cluster write-bound at a few hundred writes per second.
+    etcd_dir: Option<tempfile::TempDir>,
     dir_path: PathBuf,
     pki: ClusterPki,
     kubeconfig: PathBuf,
@@ -158,6 +161,7 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             bin_dir: bin_dir.to_path_buf(),
             dir: Some(dir),
+            etcd_dir: tempfile::Builder::new().prefix("wpa-etcd-").tempdir_in("/dev/shm").ok(),
             dir_path,
             pki,
             kubeconfig,
@@ -213,7 +217,14 @@ impl LocalCluster {
         let peer_url = format!("http://127.0.0.1:{}", ports.etcd_peer);
         let args: Vec<OsString> = vec![
             "--name=default".into(),
-            format!("--data-dir={}", self.dir_path.join("etcd").display()).into(),
+            format!(
+                "--data-dir={}",
+                self.etcd_dir
+                    .as_ref()
+                    .map_or_else(|| self.dir_path.join("etcd"), |d| d.path().join("etcd"))
+                    .display()
+            )
+            .into(),
             format!("--listen-client-urls={client_url}").into(),
             format!("--advertise-client-urls={client_url}").into(),
             format!("--listen-peer-urls={peer_url}").into(),
@@ -805,6 +816,19 @@ impl LocalCluster {
         .map_err(|e| anyhow!("APIService {name}: {e}"))
     }
 
+    /// The process ids of the running components, by name (for CPU and memory figures).
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        [
+            ("etcd", &self.etcd),
+            ("kube-apiserver", &self.apiserver),
+            ("kube-controller-manager", &self.controller_manager),
+            ("kube-scheduler", &self.scheduler),
+        ]
+        .into_iter()
+        .filter_map(|(name, c)| lock(c).as_ref().map(|c| (name, c.pid())))
+        .collect()
+    }
+
     /// The last `lines` lines of each component's log.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
@@ -850,6 +874,9 @@ impl Drop for LocalCluster {
             && let Some(dir) = self.dir.take()
         {
             eprintln!("[test-cluster] kept {}", dir.keep().display());
+            if let Some(etcd) = self.etcd_dir.take() {
+                eprintln!("[test-cluster] kept etcd's data in {}", etcd.keep().display());
+            }
         }
     }
 }

@@ -283,6 +283,7 @@ impl<'a> Decision<'a> {
         }
         let default_status = WatermarkPodAutoscalerStatus::default();
         let original = wpa.status.as_ref().unwrap_or(&default_status);
+        keep_transition_times(&mut self.status, original);
         self.status_changed = self.status != *original;
         let status = &self.status;
         self.events.retain(|e| match e.condition {
@@ -318,6 +319,31 @@ impl<'a> Decision<'a> {
         self.rescale = false;
         // A failed write is always worth recording.
         self.status_changed = true;
+    }
+}
+
+/// A condition that ends the pass with the status it was stored with keeps its stored `lastTransitionTime`.
+/// Upstream sets conditions one after the other on the same object, so one that flips and flips back within
+/// a pass (AbleToScale: `SucceededGetScale`, then `BackoffDownscale`) gets a new transition time that does
+/// not mark any transition, and a status write every pass. Our change: the time only moves when the status
+/// written differs from the status stored.
+fn keep_transition_times(status: &mut WatermarkPodAutoscalerStatus, original: &WatermarkPodAutoscalerStatus) {
+    let mut moved = false;
+    for c in &mut status.conditions {
+        if let Some(o) = get_condition(original, &c.type_)
+            && o.status == c.status
+            && o.last_transition_time != c.last_transition_time
+        {
+            c.last_transition_time = o.last_transition_time.clone();
+            moved = true;
+        }
+    }
+    if moved {
+        status.conditions.sort_by(|a, b| {
+            let ta = a.last_transition_time.as_ref().map(|t| t.0);
+            let tb = b.last_transition_time.as_ref().map(|t| t.0);
+            tb.cmp(&ta)
+        });
     }
 }
 

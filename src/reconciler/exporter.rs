@@ -13,6 +13,7 @@ use std::{
 
 use kube::ResourceExt;
 use prometheus_client::{
+    encoding::{EncodeLabelSet, LabelSetEncoder},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
@@ -23,9 +24,28 @@ use crate::{
     engine::{Decision, Sample},
 };
 
-type Labels = Vec<(String, String)>;
+type PlainLabels = Vec<(String, String)>;
 type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
-type CounterFamily = Family<Labels, Counter>;
+type CounterFamily = Family<PlainLabels, Counter>;
+
+/// A WPA series' labels: a set shared by all of the WPA's series (upstream's base labels) and at most one
+/// label of its own (`metric_name`, `reason`, `transition`, `condition`). Sharing the set keeps thousands of
+/// WPAs × ~30 series each from holding thousands of copies of the same strings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Labels {
+    shared: Arc<[(String, String)]>,
+    extra: Option<(&'static str, Arc<str>)>,
+}
+
+impl EncodeLabelSet for Labels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        (&*self.shared).encode(encoder)?;
+        match &self.extra {
+            Some((k, v)) => [(*k, v.as_ref())].encode(encoder),
+            None => Ok(()),
+        }
+    }
+}
 
 /// The gauges with the base labels, and which extra label they carry.
 const GAUGES: [(&str, &str); 15] = [
@@ -51,21 +71,28 @@ const GAUGES: [(&str, &str); 15] = [
 struct Series {
     family: &'static str,
     labels: Labels,
+}
+
+impl Series {
     /// The metric the series is about (its `metric_name`), if any.
-    metric: Option<String>,
+    fn metric(&self) -> Option<&str> {
+        self.labels.extra.as_ref().filter(|(k, _)| *k == "metric_name").map(|(_, v)| v.as_ref())
+    }
 }
 
 pub struct Exporter {
     gauges: HashMap<&'static str, GaugeFamily>,
     lifecycle: GaugeFamily,
-    upscale: CounterFamily,
-    downscale: CounterFamily,
-    http_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    upscale: Family<Labels, Counter>,
+    downscale: Family<Labels, Counter>,
+    http_duration: Family<PlainLabels, Histogram, fn() -> Histogram>,
     http_requests: CounterFamily,
     http_errors: CounterFamily,
-    http_in_flight: Family<Labels, Gauge>,
+    http_in_flight: Family<PlainLabels, Gauge>,
     pub reconciles: CounterFamily,
-    pub reconcile_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    /// WPAs with at least one completed pass (their series are exported).
+    wpas: Gauge,
+    pub reconcile_duration: Family<PlainLabels, Histogram, fn() -> Histogram>,
     /// WPA labels copied onto `labels_info` (`DD_LABELS_AS_TAGS`).
     labels_as_tags: Vec<String>,
     live: Mutex<HashMap<(String, String), BTreeSet<Series>>>,
@@ -89,7 +116,7 @@ fn label_name(key: &str) -> String {
     s
 }
 
-fn pairs(p: &[(&str, &str)]) -> Labels {
+fn pairs(p: &[(&str, &str)]) -> PlainLabels {
     p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
@@ -105,13 +132,14 @@ impl Exporter {
         let e = Exporter {
             gauges,
             lifecycle: GaugeFamily::default(),
-            upscale: CounterFamily::default(),
-            downscale: CounterFamily::default(),
+            upscale: Family::default(),
+            downscale: Family::default(),
             http_duration: Family::new_with_constructor(http_histogram),
             http_requests: CounterFamily::default(),
             http_errors: CounterFamily::default(),
             http_in_flight: Family::default(),
             reconciles: CounterFamily::default(),
+            wpas: Gauge::default(),
             reconcile_duration: Family::new_with_constructor(reconcile_histogram),
             labels_as_tags,
             live: Mutex::default(),
@@ -148,6 +176,7 @@ impl Exporter {
             e.http_in_flight.clone(),
         );
         registry.register("wpa_reconciles", "Reconcile passes, by result", e.reconciles.clone());
+        registry.register("wpa_reconciled_wpas", "WPAs with at least one completed pass", e.wpas.clone());
         registry.register(
             "wpa_reconcile_duration_seconds",
             "Duration of a reconcile pass (gathering inputs, deciding, writing)",
@@ -158,10 +187,10 @@ impl Exporter {
 
     /// `wpa_name, wpa_namespace, resource_namespace, resource_name, resource_kind, target_name, namespace,
     /// dry_run` (upstream's base labels).
-    fn base(wpa: &WatermarkPodAutoscaler, dry_run: bool) -> Labels {
+    fn base(wpa: &WatermarkPodAutoscaler, dry_run: bool) -> Arc<[(String, String)]> {
         let ns = wpa.namespace().unwrap_or_default();
         let r = &wpa.spec.scale_target_ref;
-        pairs(&[
+        Arc::from(pairs(&[
             ("wpa_name", &wpa.name_any()),
             ("wpa_namespace", &ns),
             ("resource_namespace", &ns),
@@ -170,7 +199,7 @@ impl Exporter {
             ("target_name", &r.name),
             ("namespace", &ns),
             ("dry_run", if dry_run { "true" } else { "false" }),
-        ])
+        ]))
     }
 
     fn labels_for(
@@ -178,14 +207,14 @@ impl Exporter {
         wpa: &WatermarkPodAutoscaler,
         decision: &Decision<'_>,
         s: &Sample,
-        base: &Labels,
+        base: &Arc<[(String, String)]>,
     ) -> Series {
         let dry_run = decision.spec.dry_run.unwrap_or(false);
         let flag = if dry_run { "true" } else { "false" };
         let ns = wpa.namespace().unwrap_or_default();
         match s.name {
             "labels_info" => {
-                let mut l = Labels::new();
+                let mut l = PlainLabels::new();
                 for key in &self.labels_as_tags {
                     if let Some(v) = wpa.labels().get(key) {
                         l.push((label_name(key), v.clone()));
@@ -198,30 +227,30 @@ impl Exporter {
                     ("namespace", &ns),
                     ("dry_run", flag),
                 ]));
-                Series { family: "labels_info", labels: l, metric: None }
+                Series { family: "labels_info", labels: Labels { shared: Arc::from(l), extra: None } }
             }
-            "lifecycle_control_status" => Series {
-                family: "lifecycle_control_status",
-                labels: pairs(&[
+            "lifecycle_control_status" => {
+                let l = pairs(&[
                     ("wpa_name", &wpa.name_any()),
                     ("wpa_namespace", &ns),
                     ("lifecycle_status", s.label.map_or("blocked", |l| l.1)),
                     ("monitor_name", &wpa.name_any()),
                     ("monitor_namespace", &ns),
                     ("dry_run", flag),
-                ]),
-                metric: None,
-            },
+                ]);
+                Series {
+                    family: "lifecycle_control_status",
+                    labels: Labels { shared: Arc::from(l), extra: None },
+                }
+            }
             name => {
-                let mut labels = base.clone();
-                let metric = s.metric.and_then(|i| decision.metrics.get(i)).map(|m| m.name.clone());
-                if let Some(m) = &metric {
-                    labels.push(("metric_name".into(), m.clone()));
-                }
-                if let Some((k, v)) = s.label {
-                    labels.push((k.into(), v.into()));
-                }
-                Series { family: name, labels, metric }
+                let metric = s.metric.and_then(|i| decision.metrics.get(i)).map(|m| m.name.as_str());
+                let extra = match (metric, s.label) {
+                    (Some(m), _) => Some(("metric_name", Arc::from(m))),
+                    (None, Some((k, v))) => Some((k, Arc::from(v))),
+                    (None, None) => None,
+                };
+                Series { family: name, labels: Labels { shared: base.clone(), extra } }
             }
         }
     }
@@ -256,15 +285,10 @@ impl Exporter {
         // Series whose identity no longer holds: another base label set (dry_run toggled, target renamed),
         // or a metric that left the spec.
         let metric_names: BTreeSet<String> = metric_names(wpa);
-        let base_set: BTreeSet<&(String, String)> = base.iter().collect();
         series.retain(|s| {
-            let same_base = s.family == "labels_info"
-                || s.family == "lifecycle_control_status"
-                || s.labels
-                    .iter()
-                    .filter(|(k, _)| base.iter().any(|(bk, _)| bk == k))
-                    .all(|l| base_set.contains(l));
-            let metric_exists = s.metric.as_ref().is_none_or(|m| metric_names.contains(m));
+            let same_base =
+                matches!(s.family, "labels_info" | "lifecycle_control_status") || *s.labels.shared == *base;
+            let metric_exists = s.metric().is_none_or(|m| metric_names.contains(m));
             let keep = same_base && metric_exists;
             if !keep {
                 self.delete(s);
@@ -272,15 +296,16 @@ impl Exporter {
             keep
         });
         for r in &decision.removals {
-            let metric = r.metric.and_then(|i| decision.metrics.get(i)).map(|m| m.name.clone());
+            let metric = r.metric.and_then(|i| decision.metrics.get(i)).map(|m| m.name.as_str());
             series.retain(|s| {
-                let hit = s.family == r.name && (metric.is_none() || s.metric == metric);
+                let hit = s.family == r.name && (metric.is_none() || s.metric() == metric);
                 if hit {
                     self.delete(s);
                 }
                 !hit
             });
         }
+        let mut written: Vec<Series> = Vec::with_capacity(decision.gauges.len() + 2);
         for s in &decision.gauges {
             let entry = self.labels_for(wpa, decision, s, &base);
             let twin = match s.name {
@@ -296,27 +321,40 @@ impl Exporter {
                 if let Some(f) = self.family(twin) {
                     f.get_or_create(&t.labels).set(s.value);
                 }
-                series.insert(t);
+                written.push(t);
             }
-            series.insert(entry);
+            written.push(entry);
         }
+        // A series written again under other labels (labels_info after a dry_run or label change) replaces
+        // its old self.
+        series.retain(|old| {
+            let replaced = written.iter().any(|w| {
+                w.family == old.family && w.labels.extra == old.labels.extra && w.labels != old.labels
+            });
+            if replaced {
+                self.delete(old);
+            }
+            !replaced
+        });
+        series.extend(written);
         for c in &decision.counters {
             let (family, f) = match c.name {
                 "upscale_replicas_total" => ("upscale_replicas_total", &self.upscale),
                 _ => ("downscale_replicas_total", &self.downscale),
             };
-            f.get_or_create(&base).inc_by(c.value.max(0.0) as u64);
-            series.insert(Series { family, labels: base.clone(), metric: None });
+            let labels = Labels { shared: base.clone(), extra: None };
+            f.get_or_create(&labels).inc_by(c.value.max(0.0) as u64);
+            series.insert(Series { family, labels });
         }
+        self.wpas.set(live.len() as i64);
     }
 
     /// Deletes every series of a WPA (it was deleted).
     pub fn forget(&self, namespace: &str, name: &str) {
-        let gone = self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(namespace.to_string(), name.to_string()));
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let gone = live.remove(&(namespace.to_string(), name.to_string()));
+        self.wpas.set(live.len() as i64);
+        drop(live);
         for s in gone.into_iter().flatten() {
             self.delete(&s);
         }
@@ -364,5 +402,99 @@ impl HttpObserver for Exporter {
 
     fn in_flight(&self, client: &str, delta: i64) {
         self.http_in_flight.get_or_create(&pairs(&[("client", client)])).inc_by(delta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{
+        self, MetricObservation, MonitorObservation, Observation,
+        calc::{ExternalSample, ScaleInfo},
+        pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
+    };
+
+    fn wpa(metric: &str, dry_run: bool) -> WatermarkPodAutoscaler {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "datadoghq.com/v1alpha1", "kind": "WatermarkPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "front"},
+                     "minReplicas": 1, "maxReplicas": 10, "dryRun": dry_run,
+                     "metrics": [{"type": "External", "external": {"metricName": metric,
+                        "metricSelector": {"matchLabels": {"app": "front"}}, "highWatermark": "100", "lowWatermark": "50"}}]}
+        }))
+        .unwrap()
+    }
+
+    fn record(e: &Exporter, w: &WatermarkPodAutoscaler) {
+        let now = jiff::Timestamp::now();
+        let pods = vec![PodInfo {
+            name: "front-abc-1".into(),
+            phase: PodPhase::Running,
+            ready: Some(ReadyCondition { status: "True".into(), last_transition: Some(now) }),
+            start_time: Some(now),
+            deleting: false,
+            owners: vec![OwnerRef { kind: "ReplicaSet".into(), name: "front-abc".into() }],
+        }];
+        let metrics =
+            [MetricObservation::External(Ok(ExternalSample { values: vec![300_000], timestamp: Some(now) }))];
+        let obs = Observation {
+            target: Ok(ScaleInfo {
+                name: "front".into(),
+                namespace: "shop".into(),
+                spec_replicas: 1,
+                status_replicas: 1,
+                selector: "app=front".into(),
+            }),
+            pods: Ok(&pods),
+            metrics: &metrics,
+            recommendation: None,
+            monitor: MonitorObservation::NotRequested,
+        };
+        e.record(w, &engine::decide(w, &obs, now));
+    }
+
+    fn text(r: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, r).unwrap();
+        out
+    }
+
+    #[test]
+    fn series_carry_upstreams_labels_and_go_away_with_their_wpa_metric_or_label_value() {
+        let mut registry = Registry::default();
+        let e = Exporter::new(&mut registry, vec![]);
+        record(&e, &wpa("qps", false));
+        let out = text(&registry);
+        let base = r#"wpa_name="web",wpa_namespace="shop",resource_namespace="shop",resource_name="front",resource_kind="Deployment",target_name="front",namespace="shop",dry_run="false""#;
+        assert!(
+            out.contains(&format!("wpa_controller_high_watermak{{{base},metric_name=\"qps\"}} 100000.0")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("wpa_controller_high_watermark{{{base},metric_name=\"qps\"}} 100000.0"))
+        );
+        assert!(out.contains(&format!(
+            "wpa_controller_restricted_scaling{{{base},reason=\"upscale_capping\"}} 1.0"
+        )));
+        assert!(out.contains(&format!("wpa_controller_upscale_replicas_total{{{base}}} 1")), "{out}");
+        assert!(out.contains("wpa_reconciled_wpas 1"));
+        let before = e.series_count("shop", "web");
+        // The metric is renamed: the old metric's series go, the new one's come.
+        record(&e, &wpa("rps", false));
+        let out = text(&registry);
+        assert!(!out.contains("metric_name=\"qps\""), "{out}");
+        assert!(out.contains("metric_name=\"rps\""));
+        assert_eq!(e.series_count("shop", "web"), before);
+        // dry_run toggled: no series keeps the old label value.
+        record(&e, &wpa("rps", true));
+        let out = text(&registry);
+        assert!(!out.contains("dry_run=\"false\""), "{out}");
+        assert!(out.contains("wpa_controller_dry_run{wpa_name=\"web\""));
+        // Deleted: nothing of it is left.
+        e.forget("shop", "web");
+        let out = text(&registry);
+        assert!(!out.contains("wpa_name=\"web\""), "{out}");
+        assert!(out.contains("wpa_reconciled_wpas 0"));
     }
 }

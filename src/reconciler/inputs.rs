@@ -329,17 +329,12 @@ impl Sources {
             timestamp: Option<Timestamp>,
             value: serde_json::Value,
         }
-        let sel = selector::label_selector_string(selector).map_err(|e| e.to_string())?;
-        let path = format!(
-            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{}/{}?labelSelector={}",
+        let collection = format!(
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{}/{}",
             encode(namespace),
-            encode(metric),
-            encode(&sel)
+            encode(metric)
         );
-        let list: List = self
-            .get_json(&path)
-            .await
-            .map_err(|e| format!("unable to fetch metrics from external metrics API: {e}"))?;
+        let list: List = self.list_metrics(&collection, selector, "external").await?;
         let mut values = Vec::with_capacity(list.items.len());
         for item in &list.items {
             values.push(metric_milli(&item.value)?);
@@ -373,16 +368,8 @@ impl Sources {
             #[serde(default)]
             usage: BTreeMap<String, serde_json::Value>,
         }
-        let sel = selector::label_selector_string(selector).map_err(|e| e.to_string())?;
-        let path = format!(
-            "/apis/metrics.k8s.io/v1beta1/namespaces/{}/pods?labelSelector={}",
-            encode(namespace),
-            encode(&sel)
-        );
-        let list: List = self
-            .get_json(&path)
-            .await
-            .map_err(|e| format!("unable to fetch metrics from resource metrics API: {e}"))?;
+        let collection = format!("/apis/metrics.k8s.io/v1beta1/namespaces/{}/pods", encode(namespace));
+        let list: List = self.list_metrics(&collection, selector, "resource").await?;
         let mut out = BTreeMap::new();
         'pods: for pod in list.items {
             if pod.containers.is_empty() {
@@ -412,11 +399,21 @@ impl Sources {
         Ok(())
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        let req = http::Request::get(path).body(Vec::new()).map_err(|e| e.to_string())?;
+    /// GETs a metrics API collection filtered by `selector`; errors in upstream's words for `api`
+    /// (`external` or `resource`).
+    async fn list_metrics<T: serde::de::DeserializeOwned>(
+        &self,
+        collection: &str,
+        selector: Option<&LabelSelector>,
+        api: &str,
+    ) -> Result<T, String> {
+        let sel = selector::label_selector_string(selector).map_err(|e| e.to_string())?;
+        let path = format!("{collection}?labelSelector={}", encode(&sel));
+        let failed = |e: String| format!("unable to fetch metrics from {api} metrics API: {e}");
+        let req = http::Request::get(path).body(Vec::new()).map_err(|e| failed(e.to_string()))?;
         match tokio::time::timeout(METRIC_TIMEOUT, self.client.request::<T>(req)).await {
-            Ok(result) => result.map_err(|e| short_kube_error(&e)),
-            Err(_) => Err(format!("no answer within {}s", METRIC_TIMEOUT.as_secs())),
+            Ok(result) => result.map_err(|e| failed(short_kube_error(&e))),
+            Err(_) => Err(failed(format!("no answer within {}s", METRIC_TIMEOUT.as_secs()))),
         }
     }
 

@@ -32,13 +32,14 @@ use kube::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::watch::Namespaces;
 use crate::{
     api::{FINALIZER, WatermarkPodAutoscaler, annotations},
     duration::parse_duration,
     engine::{self, Decision, FinalizerStep},
     logging::LOGS_ATTRIBUTES_FIELD,
 };
-use caches::{Caches, Namespaces};
+use caches::Caches;
 use exporter::Exporter;
 use inputs::{Inputs, ScaleWrite, Sources};
 use leader::Leadership;
@@ -262,6 +263,11 @@ impl Context {
         if !self.leadership.is_leader() {
             return ScaleWrite::Failed("this replica is not the leader any more".into());
         }
+        if to == scale.spec_replicas {
+            // Upstream's first pass "scales" to the current count (no lastScaleTime yet): the write would
+            // change nothing, so it is skipped; the status and event record it as upstream does.
+            return ScaleWrite::Written;
+        }
         self.sources.write_scale(target, scale.spec_replicas, to).await
     }
 
@@ -319,7 +325,7 @@ fn run_controller(
 ) -> impl std::future::Future<Output = ()> {
     let (reader, writer) = reflector::store();
     let exporter = ctx.exporter.clone();
-    let trigger = caches::events(namespaces.api::<WatermarkPodAutoscaler>(&client), &namespaces)
+    let trigger = crate::watch::events(namespaces.api::<WatermarkPodAutoscaler>(&client), &namespaces)
         .map(move |e| {
             if let Ok(watcher::Event::Delete(w)) = &e {
                 exporter.forget(&w.namespace().unwrap_or_default(), &w.name_any());

@@ -1,0 +1,109 @@
+//! Watch streams shared by the webhook's target index and the reconciler's caches: which namespaces to
+//! watch, a watch filtered to them, and the task that feeds a watch into a cache.
+
+use futures::{Stream, StreamExt};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{WatchStreamExt, watcher},
+};
+use tokio_util::sync::CancellationToken;
+
+/// Which namespaces the reconciler looks at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespaces(Vec<String>);
+
+impl Namespaces {
+    /// From `WATCH_NAMESPACE`'s form: empty for all, else a comma-separated list.
+    pub fn parse(list: &str) -> Namespaces {
+        let mut v: Vec<String> =
+            list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        v.sort();
+        v.dedup();
+        Namespaces(v)
+    }
+
+    pub fn all() -> Namespaces {
+        Namespaces(Vec::new())
+    }
+
+    pub fn contains(&self, namespace: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|n| n == namespace)
+    }
+
+    /// The API to watch: one namespace directly, several through a cluster-wide watch filtered here.
+    pub fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self.0.as_slice() {
+            [one] => Api::namespaced(client.clone(), one),
+            _ => Api::all(client.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Namespaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() { f.write_str("all namespaces") } else { f.write_str(&self.0.join(",")) }
+    }
+}
+
+/// A watch with backoff, keeping only objects of `namespaces`.
+pub fn events<K>(
+    api: Api<K>,
+    namespaces: &Namespaces,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let namespaces = namespaces.clone();
+    watcher(api, watcher::Config::default().any_semantic()).default_backoff().filter(move |e| {
+        let keep = match e {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o)) => {
+                namespaces.contains(&o.namespace().unwrap_or_default())
+            }
+            _ => true,
+        };
+        std::future::ready(keep)
+    })
+}
+
+/// Feeds a watch into `apply` until `stop`; errors are logged (the watcher retries with backoff).
+pub fn drive<K, S>(
+    kind: &'static str,
+    stream: S,
+    stop: CancellationToken,
+    apply: impl Fn(watcher::Event<K>) + Send + 'static,
+) where
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    K: Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                event = stream.next() => match event {
+                    None => return,
+                    Some(Ok(e)) => apply(e),
+                    Some(Err(e)) => tracing::warn!(kind, error = %e, "watch error (retrying with backoff)"),
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_parse_like_watch_namespace() {
+        assert_eq!(Namespaces::parse(""), Namespaces::all());
+        let n = Namespaces::parse(" b, a ,,a");
+        assert!(n.contains("a") && n.contains("b") && !n.contains("c"));
+        assert_eq!(n.to_string(), "a,b");
+        assert!(Namespaces::all().contains("anything"));
+    }
+}
