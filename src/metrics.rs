@@ -80,10 +80,48 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(e) = encode(&mut out, &registry) {
+        if let Err(e) = self.encode_to(&mut out) {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
         out
+    }
+
+    /// The exposition, written piece by piece (with thousands of WPAs it is tens of megabytes: the health
+    /// server streams it instead of building it whole).
+    pub fn encode_to(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        encode(out, &registry)
+    }
+}
+
+/// A `fmt::Write` that hands out 64 KiB chunks to a channel (the body of a streamed response). Writing fails
+/// once the receiver is gone, which stops the encoding.
+pub struct ChunkWriter {
+    buf: String,
+    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl ChunkWriter {
+    pub fn new(tx: tokio::sync::mpsc::Sender<bytes::Bytes>) -> ChunkWriter {
+        ChunkWriter { buf: String::with_capacity(CHUNK), tx }
+    }
+
+    fn send(&mut self) -> std::fmt::Result {
+        let chunk = std::mem::replace(&mut self.buf, String::with_capacity(CHUNK));
+        self.tx.blocking_send(bytes::Bytes::from(chunk)).map_err(|_| std::fmt::Error)
+    }
+
+    /// Sends what is left.
+    pub fn finish(mut self) -> std::fmt::Result {
+        if self.buf.is_empty() { Ok(()) } else { self.send() }
+    }
+}
+
+impl std::fmt::Write for ChunkWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.buf.push_str(s);
+        if self.buf.len() >= CHUNK { self.send() } else { Ok(()) }
     }
 }

@@ -144,9 +144,19 @@ pub fn health_router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
         .route(
             "/metrics",
             get(|State(s): State<HealthState>| async move {
+                let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+                let metrics = s.metrics.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut w = crate::metrics::ChunkWriter::new(tx);
+                    // An error means the client went away: nothing to report.
+                    let _ = metrics.encode_to(&mut w).and_then(|()| w.finish());
+                });
+                let body = futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+                });
                 (
                     [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                    s.metrics.encode(),
+                    axum::body::Body::from_stream(body),
                 )
                     .into_response()
             }),

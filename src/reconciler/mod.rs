@@ -332,6 +332,14 @@ fn run_controller(
             }
             e
         })
+        // The store keeps every WPA; managedFields and kubectl's last-applied copy are most of an object's
+        // size and nothing here reads them.
+        .modify(|w| {
+            w.metadata.managed_fields = None;
+            if let Some(a) = w.metadata.annotations.as_mut() {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
