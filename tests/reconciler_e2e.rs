@@ -387,7 +387,12 @@ async fn two_replicas_elect_one_leader_that_alone_scales_and_a_killed_leader_is_
     let (ra, rb) = (reconciles(&a), reconciles(&b));
     eprintln!("leader {first}; passes: a {ra}, b {rb}");
     let (leader, follower) = if first == "replica-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
-    assert!(reconciles(leader) > 0.0);
+    // A pass is counted once it has written its status too, a moment after its scale.
+    support::wait_for(10 * SECOND, || async {
+        if reconciles(leader) > 0.0 { Ok(()) } else { Err("no pass yet".to_string()) }
+    })
+    .await
+    .expect("the leader reconciles");
     assert_eq!(reconciles(follower), 0.0, "only the leader reconciles");
 
     // The leader dies without releasing its lease: the other takes over once the lease expires.
