@@ -529,3 +529,25 @@ fn timeouts_parse_as_the_api_server_writes_them() {
     assert_eq!(parse_timeout(Some("timeout=abc")), None);
     assert_eq!(parse_timeout(None), None);
 }
+
+#[tokio::test]
+async fn a_spec_with_wrong_types_is_left_to_the_schema_at_mutate_and_refused_with_the_reason_at_validate() {
+    let st = state(TargetIndex::new());
+    let mut spec = valid_spec();
+    spec["minReplicas"] = json!("two");
+    let obj = with_annotations(wpa_obj("typo", spec), json!({"team": "web"}));
+    let r = review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", obj, None);
+    // /mutate: no patch, no refusal (the API server's schema check gives the precise error next).
+    let resp = admit(st.clone(), "/mutate", &r).await;
+    assert!(allowed(&resp), "{resp}");
+    assert!(resp["response"].get("patch").is_none(), "{resp}");
+    assert_eq!(resp["response"]["uid"], r["request"]["uid"]);
+    // /validate: refused, saying what could not be read.
+    let resp = admit(st, "/validate", &r).await;
+    assert!(!allowed(&resp));
+    let msg = denial(&resp);
+    assert!(
+        msg.contains("cannot read the WatermarkPodAutoscaler's spec") && msg.contains("invalid type"),
+        "{msg}"
+    );
+}

@@ -151,7 +151,7 @@ async fn answer(state: &WebhookState, endpoint: Endpoint, request: Request) -> A
             return bad(StatusCode::BAD_REQUEST, "unreadable", format!("cannot read the request body: {e}"));
         }
     };
-    let review: ReviewIn = match serde_json::from_slice(&bytes) {
+    let review = match ReviewIn::parse(&bytes) {
         Ok(r) => r,
         Err(e) => {
             return bad(

@@ -9,16 +9,125 @@ use std::{borrow::Cow, collections::BTreeMap};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::rules::{Workload, Wpa};
+use super::rules::{Workload, Wpa, WpaStrict};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct ReviewIn<'a> {
-    #[serde(rename = "apiVersion", default)]
     pub api_version: String,
-    #[serde(default)]
     pub kind: String,
-    #[serde(borrow, default)]
     pub request: Option<RequestIn<'a>>,
+}
+
+impl<'a> ReviewIn<'a> {
+    /// Decodes a review in one pass. A WPA whose spec has wrong types (possible at `/mutate`, before the
+    /// API server's schema check) fails that pass; it is then decoded again with its spec kept apart, so that
+    /// the rest of the object stays readable (see [`Wpa`]).
+    pub fn parse(bytes: &'a [u8]) -> serde_json::Result<ReviewIn<'a>> {
+        let decode = |lenient: bool| -> serde_json::Result<ReviewIn<'a>> {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let review = serde::de::DeserializeSeed::deserialize(ReviewSeed { lenient }, &mut de)?;
+            de.end()?;
+            Ok(review)
+        };
+        decode(false).or_else(|_| decode(true))
+    }
+}
+
+/// The keys read; every other one is skipped without being copied.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum ReviewField {
+    ApiVersion,
+    Kind,
+    Request,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum RequestField {
+    Uid,
+    Kind,
+    SubResource,
+    Name,
+    Namespace,
+    Operation,
+    DryRun,
+    Object,
+    OldObject,
+    #[serde(other)]
+    Other,
+}
+
+struct ReviewSeed {
+    lenient: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ReviewSeed {
+    type Value = ReviewIn<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ReviewSeed {
+    type Value = ReviewIn<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AdmissionReview")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ReviewIn<'de>, A::Error> {
+        let mut r = ReviewIn { api_version: String::new(), kind: String::new(), request: None };
+        while let Some(key) = map.next_key::<ReviewField>()? {
+            match key {
+                ReviewField::ApiVersion => r.api_version = map.next_value()?,
+                ReviewField::Kind => r.kind = map.next_value()?,
+                ReviewField::Request => {
+                    r.request = map.next_value_seed(OptionalRequest { lenient: self.lenient })?;
+                }
+                ReviewField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// `request`, which may be null.
+struct OptionalRequest {
+    lenient: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for OptionalRequest {
+    type Value = Option<RequestIn<'de>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for OptionalRequest {
+    type Value = Option<RequestIn<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an admission request or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(RequestVisitor { lenient: self.lenient }).map(Some)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,69 +185,66 @@ fn shape(kind: &Gvk) -> Shape {
 
 /// Decodes `object`/`oldObject` according to the kind read before them (the API server sends `kind`
 /// first; if it did not, the object stays raw and is parsed later).
-struct ObjectSeed<'a> {
+struct ObjectSeed {
     shape: Shape,
-    lifetime: std::marker::PhantomData<&'a ()>,
+    /// A WPA's spec kept apart (a second pass after the strict one failed).
+    lenient: bool,
 }
 
-impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for ObjectSeed<'a> {
-    type Value = Option<ObjectIn<'a>>;
+impl<'de> serde::de::DeserializeSeed<'de> for ObjectSeed {
+    type Value = Option<ObjectIn<'de>>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         Ok(match self.shape {
             Shape::Workload => Option::<Workload>::deserialize(d)?.map(|w| ObjectIn::Workload(Box::new(w))),
-            Shape::Wpa => Option::<Wpa>::deserialize(d)?.map(|w| ObjectIn::Wpa(Box::new(w))),
+            Shape::Wpa if self.lenient => Option::<Wpa>::deserialize(d)?.map(|w| ObjectIn::Wpa(Box::new(w))),
+            Shape::Wpa => Option::<WpaStrict>::deserialize(d)?.map(|w| ObjectIn::Wpa(Box::new(w.into()))),
             Shape::Raw => Option::<&'de RawValue>::deserialize(d)?.map(ObjectIn::Raw),
         })
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for RequestIn<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
-            type Value = RequestIn<'a>;
+struct RequestVisitor {
+    lenient: bool,
+}
 
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an admission request")
-            }
+impl<'de> serde::de::Visitor<'de> for RequestVisitor {
+    type Value = RequestIn<'de>;
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RequestIn<'a>, A::Error> {
-                let mut r = RequestIn::default();
-                let mut uid = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "uid" => uid = Some(map.next_value()?),
-                        "kind" => r.kind = map.next_value()?,
-                        "subResource" => r.sub_resource = map.next_value()?,
-                        "name" => r.name = map.next_value::<Option<String>>()?.unwrap_or_default(),
-                        "namespace" => r.namespace = map.next_value()?,
-                        "operation" => r.operation = map.next_value()?,
-                        "dryRun" => r.dry_run = map.next_value()?,
-                        "object" => {
-                            let shape = shape(&r.kind);
-                            r.object = map
-                                .next_value_seed(ObjectSeed { shape, lifetime: std::marker::PhantomData })?;
-                        }
-                        // The workload rules never read the old object.
-                        "oldObject" if super::rules::is_workload(&r.kind.group, &r.kind.kind) => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                        "oldObject" => {
-                            let shape = shape(&r.kind);
-                            r.old_object = map
-                                .next_value_seed(ObjectSeed { shape, lifetime: std::marker::PhantomData })?;
-                        }
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an admission request")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RequestIn<'de>, A::Error> {
+        let mut r = RequestIn::default();
+        let mut uid = None;
+        let lenient = self.lenient;
+        while let Some(key) = map.next_key::<RequestField>()? {
+            match key {
+                RequestField::Uid => uid = Some(map.next_value()?),
+                RequestField::Kind => r.kind = map.next_value()?,
+                RequestField::SubResource => r.sub_resource = map.next_value()?,
+                RequestField::Name => r.name = map.next_value::<Option<String>>()?.unwrap_or_default(),
+                RequestField::Namespace => r.namespace = map.next_value()?,
+                RequestField::Operation => r.operation = map.next_value()?,
+                RequestField::DryRun => r.dry_run = map.next_value()?,
+                RequestField::Object => {
+                    r.object = map.next_value_seed(ObjectSeed { shape: shape(&r.kind), lenient })?;
                 }
-                r.uid = uid.ok_or_else(|| serde::de::Error::missing_field("uid"))?;
-                Ok(r)
+                // The workload rules never read the old object.
+                RequestField::OldObject if super::rules::is_workload(&r.kind.group, &r.kind.kind) => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                RequestField::OldObject => {
+                    r.old_object = map.next_value_seed(ObjectSeed { shape: shape(&r.kind), lenient })?;
+                }
+                RequestField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
             }
         }
-        d.deserialize_map(Visitor(std::marker::PhantomData))
+        r.uid = uid.ok_or_else(|| serde::de::Error::missing_field("uid"))?;
+        Ok(r)
     }
 }
 

@@ -59,10 +59,61 @@ struct Meta {
     name: String,
     #[serde(default)]
     namespace: Option<String>,
-    #[serde(default)]
+    /// Only this project's annotations (`wpa.datadoghq.com/*`): nothing else is read, and kubectl's
+    /// last-applied copy of the whole object need not be copied on every request.
+    #[serde(default, deserialize_with = "own_annotations")]
     annotations: Option<BTreeMap<String, String>>,
     #[serde(default)]
     deletion_timestamp: Option<String>,
+}
+
+fn own_annotations<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Own;
+    impl<'de> serde::de::Visitor<'de> for Own {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of annotations")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                if key.starts_with(annotations::PREFIX) {
+                    out.insert(key.into_owned(), map.next_value::<String>()?);
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_any(Own)
+}
+
+/// A map key, borrowed from the input unless it has escapes (serde's `Cow<str>` always copies).
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 impl Meta {
@@ -80,6 +131,22 @@ pub struct Wpa {
     metadata: Meta,
     #[serde(default, deserialize_with = "lenient_spec")]
     spec: Option<Result<WatermarkPodAutoscalerSpec, String>>,
+}
+
+/// A WPA whose spec decodes with the right types: the one-pass form (the lenient [`Wpa`] reads the spec
+/// twice).
+#[derive(Debug, Default, Deserialize)]
+pub struct WpaStrict {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: Option<WatermarkPodAutoscalerSpec>,
+}
+
+impl From<WpaStrict> for Wpa {
+    fn from(w: WpaStrict) -> Wpa {
+        Wpa { metadata: w.metadata, spec: w.spec.map(Ok) }
+    }
 }
 
 fn lenient_spec<'de, D: serde::Deserializer<'de>>(
