@@ -1,8 +1,9 @@
-//! A synthetic external-metrics provider: serves `external.metrics.k8s.io/v1beta1` (what the Datadog
-//! Cluster Agent, KEDA or prometheus-adapter serve) with values set by a program instead of measured.
-//! `wpa demo` and the tests register it as an APIService, so the reconciler reads it through the API
-//! server exactly as it reads a real provider. Every value it serves carries the label
-//! `synthetic: "true"`, so it cannot be mistaken for a measurement.
+//! A synthetic metrics provider: serves `external.metrics.k8s.io/v1beta1` (what the Datadog Cluster Agent,
+//! KEDA or prometheus-adapter serve) and the pod metrics of `metrics.k8s.io/v1beta1` (metrics-server's) with
+//! values set by a program instead of measured. `wpa demo` and the tests register it as APIServices, so the
+//! reconciler reads it through the API server exactly as it reads a real provider. Every external value it
+//! serves carries the label `synthetic: "true"`, and every pod metric the annotation
+//! `wpa.datadoghq.com/synthetic: "true"`, so neither can be mistaken for a measurement.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -22,6 +23,10 @@ use axum::{
 use serde_json::{Value, json};
 
 pub const GROUP_VERSION: &str = "external.metrics.k8s.io/v1beta1";
+pub const POD_METRICS_GROUP_VERSION: &str = "metrics.k8s.io/v1beta1";
+
+/// namespace → pod → resource → usage (a quantity).
+type PodUsage = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
 
 /// What a metric answers.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +48,7 @@ pub enum Answer {
 pub struct SyntheticMetrics {
     /// Each answer with the instant it was set.
     answers: Arc<RwLock<HashMap<String, (Answer, jiff::Timestamp)>>>,
+    pods: Arc<RwLock<PodUsage>>,
     requests: Arc<AtomicU64>,
 }
 
@@ -65,6 +71,16 @@ impl SyntheticMetrics {
         self.answers.write().unwrap_or_else(|p| p.into_inner()).insert(metric.to_string(), (answer, now));
     }
 
+    /// Sets a pod's usage of a resource (`cpu`, `memory`), e.g. `"250m"`.
+    pub fn set_pod_usage(&self, namespace: &str, pod: &str, resource: &str, quantity: &str) {
+        let mut pods = self.pods.write().unwrap_or_else(|p| p.into_inner());
+        pods.entry(namespace.into())
+            .or_default()
+            .entry(pod.into())
+            .or_default()
+            .insert(resource.into(), quantity.into());
+    }
+
     /// Metric requests served so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -75,6 +91,8 @@ impl SyntheticMetrics {
         Router::new()
             .route("/apis/external.metrics.k8s.io/v1beta1", get(resources))
             .route("/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}", get(value))
+            .route("/apis/metrics.k8s.io/v1beta1", get(pod_resources))
+            .route("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods", get(pod_metrics))
             .route("/healthz", get(|| async { "ok" }))
             .with_state(self.clone())
     }
@@ -88,6 +106,31 @@ async fn resources(State(s): State<SyntheticMetrics>) -> Json<Value> {
         .collect();
     Json(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION, "resources": resources}),
+    )
+}
+
+async fn pod_resources() -> Json<Value> {
+    Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": POD_METRICS_GROUP_VERSION,
+        "resources": [{"name": "pods", "singularName": "", "namespaced": true, "kind": "PodMetrics", "verbs": ["get", "list"]}]}))
+}
+
+/// Every pod of the namespace that has a usage set (one container, `app`). The label selector is not
+/// applied: a test sets usage only for the pods it means.
+async fn pod_metrics(State(s): State<SyntheticMetrics>, Path(namespace): Path<String>) -> Json<Value> {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let pods = s.pods.read().unwrap_or_else(|p| p.into_inner());
+    let items: Vec<Value> = pods
+        .get(&namespace)
+        .into_iter()
+        .flatten()
+        .map(|(pod, usage)| {
+            json!({"metadata": {"name": pod, "namespace": namespace, "annotations": {"wpa.datadoghq.com/synthetic": "true"}},
+                "timestamp": now, "window": "30s", "containers": [{"name": "app", "usage": usage}]})
+        })
+        .collect();
+    Json(
+        json!({"kind": "PodMetricsList", "apiVersion": POD_METRICS_GROUP_VERSION, "metadata": {}, "items": items}),
     )
 }
 
@@ -178,5 +221,12 @@ mod tests {
         assert_eq!(m.requests(), 3);
         let (_, r) = get_json(m.router(), "/apis/external.metrics.k8s.io/v1beta1").await;
         assert_eq!(r["resources"][0]["name"], "qps");
+        m.set_pod_usage("x", "web-1", "cpu", "250m");
+        let (code, p) =
+            get_json(m.router(), "/apis/metrics.k8s.io/v1beta1/namespaces/x/pods?labelSelector=app%3Dweb")
+                .await;
+        assert_eq!(code, 200);
+        assert_eq!(p["items"][0]["containers"][0]["usage"]["cpu"], "250m");
+        assert_eq!(p["items"][0]["metadata"]["name"], "web-1");
     }
 }

@@ -510,3 +510,57 @@ async fn lifecycle_control_gates_scaling_on_the_datadog_monitor() {
         Some(0.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_metrics_from_metrics_k8s_io_scale_on_the_average_usage_of_ready_pods() {
+    let c = ScalingCluster::start().await;
+    c.deployment("res", "cpu", 2).await.expect("deployment");
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(c.cluster.client(), "res");
+    let names: Vec<String> = pods
+        .list(&kube::api::ListParams::default().labels("app=cpu"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(kube::ResourceExt::name_any)
+        .collect();
+    assert_eq!(names.len(), 2);
+    for n in &names {
+        c.metrics.set_pod_usage("res", n, "cpu", "150m");
+    }
+    let wpa = r#"apiVersion: datadoghq.com/v1alpha1
+kind: WatermarkPodAutoscaler
+metadata: {name: cpu, namespace: res}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: cpu}
+  minReplicas: 1
+  maxReplicas: 10
+  algorithm: average
+  upscaleForbiddenWindowSeconds: 1
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      metricSelector: {matchLabels: {app: cpu}}
+      highWatermark: "200m"
+      lowWatermark: "100m"
+"#;
+    c.apply_wpa(wpa).await.unwrap();
+    let _serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    // 150m per pod is within [90m, 220m]: the first pass records itself and nothing moves.
+    c.wait_condition("res", "cpu", "ScalingActive", "True", "NotScaling", 30 * SECOND).await.expect("a pass");
+    holds(&c, "res", "cpu", 2, 3 * SECOND).await;
+    // 500m per pod: ceil(2 × 500 / 200) = 5, limited to +50 % = 3.
+    for n in &names {
+        c.metrics.set_pod_usage("res", n, "cpu", "500m");
+    }
+    c.wait_scale("res", "cpu", 3, 30 * SECOND).await.expect("an upscale on CPU");
+    // Written right after the scale: the average over the ready pods that report the metric.
+    support::wait_for(10 * SECOND, || async {
+        let st = c.wpa_status("res", "cpu").await.map_err(|e| e.to_string())?;
+        let r = st.current_metrics.first().and_then(|m| m.resource.clone()).ok_or("no Resource status")?;
+        if r.name == "cpu" && r.current_average_value.milli() == 500 { Ok(()) } else { Err(format!("{r:?}")) }
+    })
+    .await
+    .expect("the status reports the usage");
+}

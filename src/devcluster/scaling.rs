@@ -83,20 +83,23 @@ impl ScalingCluster {
         let server = HttpsServer::start(host.bind_tcp(443)?, &identity, metrics.router())?;
         cluster.create_namespace("wpa-metrics", &[]).await?;
         host.register_service(&cluster.client(), "wpa-metrics", "external-metrics", 443).await?;
-        let api_service: APIService = serde_json::from_value(json!({
-            "apiVersion": "apiregistration.k8s.io/v1",
-            "kind": "APIService",
-            "metadata": { "name": "v1beta1.external.metrics.k8s.io" },
-            "spec": {
-                "group": "external.metrics.k8s.io", "version": "v1beta1",
-                "service": { "namespace": "wpa-metrics", "name": "external-metrics", "port": 443 },
-                "insecureSkipTLSVerify": true, "groupPriorityMinimum": 100, "versionPriority": 100
-            }
-        }))?;
-        cluster.create_cluster_object(&api_service).await?;
-        cluster
-            .wait_api_service_available("v1beta1.external.metrics.k8s.io", Duration::from_secs(60))
-            .await?;
+        // The provider serves both metrics APIs the reconciler reads.
+        for (group, version) in [("external.metrics.k8s.io", "v1beta1"), ("metrics.k8s.io", "v1beta1")] {
+            let api_service: APIService = serde_json::from_value(json!({
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": { "name": format!("{version}.{group}") },
+                "spec": {
+                    "group": group, "version": version,
+                    "service": { "namespace": "wpa-metrics", "name": "external-metrics", "port": 443 },
+                    "insecureSkipTLSVerify": true, "groupPriorityMinimum": 100, "versionPriority": 100
+                }
+            }))?;
+            cluster.create_cluster_object(&api_service).await?;
+            cluster
+                .wait_api_service_available(&format!("{version}.{group}"), Duration::from_secs(60))
+                .await?;
+        }
 
         let kubelet = Arc::new(Kubelet::default());
         let (k, c) = (kubelet.clone(), cluster.clone());
