@@ -58,19 +58,10 @@ async fn wpa_serve_works_with_exactly_the_shipped_rbac() {
         "sa",
         Some(port),
         &[
-            "--kubeconfig",
-            &kc,
-            "--self-signed",
-            "--inject-ca",
-            "--sync-period",
-            "1s",
-            "--lease-duration",
-            "6s",
-            "--lease-renew-deadline",
-            "4s",
-            "--lease-retry-period",
-            "1s",
-        ],
+            &["--kubeconfig", &kc, "--self-signed", "--inject-ca", "--sync-period", "1s"][..],
+            &support::FAST_LEASE,
+        ]
+        .concat(),
     )
     .await
     .expect("wpa serve starts with the ServiceAccount's permissions");

@@ -361,16 +361,7 @@ async fn two_replicas_elect_one_leader_that_alone_scales_and_a_killed_leader_is_
     c.metrics.set("svc-qps", 150.0);
     let extra = "  upscaleForbiddenWindowSeconds: 1\n";
     c.apply_wpa(&wpa_yaml("ha", "svc", "svc", "svc-qps", "100", "50", extra)).await.unwrap();
-    let lease = [
-        "--lease-duration",
-        "6s",
-        "--lease-renew-deadline",
-        "4s",
-        "--lease-retry-period",
-        "1s",
-        "--lease-namespace",
-        "default",
-    ];
+    let lease = [&support::FAST_LEASE[..], &["--lease-namespace", "default"]].concat();
     let mut a = reconciler(&c, "a", &[&lease[..], &["--identity", "replica-a"]].concat()).await;
     let mut b = reconciler(&c, "b", &[&lease[..], &["--identity", "replica-b"]].concat()).await;
     let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =

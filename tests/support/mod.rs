@@ -11,6 +11,10 @@ pub use wpa::devcluster::{
     http_get, is_pod_ready, pki, wait_for, webhook_configurations, wpa_yaml,
 };
 
+/// Lease timings short enough for a test to see a handover (`wpa serve` flags).
+pub const FAST_LEASE: [&str; 6] =
+    ["--lease-duration", "6s", "--lease-renew-deadline", "4s", "--lease-retry-period", "1s"];
+
 /// `wpa serve` from this build.
 pub trait StartWpa: Sized {
     fn start(
