@@ -556,6 +556,62 @@ mod tests {
         assert_eq!(metric_milli(&serde_json::json!("-1")), Ok(-1000));
     }
 
+    /// Sources whose API answers every request with `status` and `body` (error paths only; the real
+    /// behaviour is tested against a real API server).
+    fn answering(status: u16, body: &'static str) -> Sources {
+        let svc = tower::service_fn(move |_req: http::Request<kube::client::Body>| async move {
+            http::Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(body.as_bytes().to_vec()))
+        });
+        Sources {
+            client: Client::new(svc, "default"),
+            caches: None,
+            discovery: Default::default(),
+            recommenders: Default::default(),
+            http: None,
+            metric_max_age: None,
+            cluster_name: String::new(),
+        }
+    }
+
+    fn target() -> Target {
+        let gvk = kube::core::GroupVersionKind::gvk("apps", "v1", "Deployment");
+        Target { resource: ApiResource::from_gvk(&gvk), namespace: "ns".into(), name: "web".into() }
+    }
+
+    #[tokio::test]
+    async fn scale_writes_tell_a_conflict_from_a_failure() {
+        let failed_test = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":422,"reason":"Invalid","message":"the server rejected our request due to an error in our request: testing value /spec/replicas failed: test failed"}"#;
+        assert!(matches!(
+            answering(422, failed_test).write_scale(&target(), 3, 4).await,
+            ScaleWrite::Conflict
+        ));
+        let conflict = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":409,"reason":"Conflict","message":"the object has been modified"}"#;
+        assert!(matches!(answering(409, conflict).write_scale(&target(), 3, 4).await, ScaleWrite::Conflict));
+        let forbidden = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":403,"reason":"Forbidden","message":"deployments.apps \"web\" is forbidden"}"#;
+        match answering(403, forbidden).write_scale(&target(), 3, 4).await {
+            ScaleWrite::Failed(e) => assert!(e.contains("forbidden") && e.contains("403"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_metrics_api_is_an_error_in_upstreams_words() {
+        let down = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":503,"reason":"ServiceUnavailable","message":"service unavailable"}"#;
+        let e = answering(503, down).external("ns", "qps", None, Timestamp::now()).await.unwrap_err();
+        assert!(
+            e.starts_with("unable to fetch metrics from external metrics API: service unavailable"),
+            "{e}"
+        );
+        let e = answering(200, "not json").resource("ns", "cpu", None).await.unwrap_err();
+        assert!(e.starts_with("unable to fetch metrics from resource metrics API"), "{e}");
+        let garbage = r#"{"items":[{"metricName":"qps","value":"lots"}]}"#;
+        let e = answering(200, garbage).external("ns", "qps", None, Timestamp::now()).await.unwrap_err();
+        assert!(e.contains("invalid value \"lots\""), "{e}");
+    }
+
     #[test]
     fn query_values_are_percent_encoded() {
         assert_eq!(encode("app=web,tier in (a,b)"), "app%3Dweb%2Ctier%20in%20%28a%2Cb%29");

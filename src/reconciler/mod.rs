@@ -204,28 +204,27 @@ impl Context {
         let mut inputs = self.sources.gather(wpa, false, now).await;
         let mut decision = engine::decide(wpa, &inputs.observation(), now);
         self.log_decision(&inputs, &decision);
-        if decision.scale_to.is_some() {
+        // A conflict (the count changed since it was read) gets one more pass on fresh data.
+        for attempt in 0..2 {
+            if decision.scale_to.is_none() {
+                break;
+            }
             match self.write_scale(&inputs, &decision).await {
-                ScaleWrite::Written => {}
-                ScaleWrite::Conflict => {
-                    tracing::info!(
-                        "the target's replica count changed since it was read: deciding again on fresh data"
-                    );
+                ScaleWrite::Written => break,
+                ScaleWrite::Failed(e) => {
+                    decision.scale_failed(&e);
+                    break;
+                }
+                ScaleWrite::Conflict if attempt == 0 => {
+                    tracing::info!("the target's replica count changed since it was read: deciding again on fresh data");
                     let now = Timestamp::now();
                     inputs = self.sources.gather(wpa, true, now).await;
                     decision = engine::decide(wpa, &inputs.observation(), now);
                     self.log_decision(&inputs, &decision);
-                    if decision.scale_to.is_some() {
-                        match self.write_scale(&inputs, &decision).await {
-                            ScaleWrite::Written => {}
-                            ScaleWrite::Conflict => decision.scale_failed(
-                                "the target's replica count changed again while it was being written (conflict); retrying next period",
-                            ),
-                            ScaleWrite::Failed(e) => decision.scale_failed(&e),
-                        }
-                    }
                 }
-                ScaleWrite::Failed(e) => decision.scale_failed(&e),
+                ScaleWrite::Conflict => decision.scale_failed(
+                    "the target's replica count changed again while it was being written (conflict); retrying next period",
+                ),
             }
         }
         if let Some(to) = decision.scale_to {
