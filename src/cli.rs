@@ -8,8 +8,9 @@ use crate::{bench, serve, simulate, tls};
 
 /// Watermark Pod Autoscaler for Kubernetes: scales a workload between the watermarks of its metrics.
 ///
-/// One binary: the admission webhook and the reconciler (`wpa serve`), an offline simulator
-/// (`wpa simulate`), the CRD (`wpa crd`) and benchmarks (`wpa bench`).
+/// One binary: the admission webhook and the reconciler (`wpa serve`), the decision trace of a live WPA
+/// (`wpa explain`), an offline simulator (`wpa simulate`), the whole product on a local control plane
+/// (`wpa demo`), the CRD (`wpa crd`), development certificates (`wpa certs`) and benchmarks (`wpa bench`).
 #[derive(Parser, Debug)]
 #[command(name = "wpa", version, about, long_about)]
 pub struct Cli {
@@ -44,7 +45,8 @@ pub enum Command {
     /// --step seconds with the latest value of each metric. Bad input is reported as FILE:LINE: problem,
     /// with exit code 2.
     Simulate(SimulateArgs),
-    /// Measure the engine (decisions per second on one core).
+    /// Benchmarks, each against a baseline measured in the same run: the engine, the admission webhook,
+    /// the reconciler at scale.
     Bench(BenchArgs),
 }
 
@@ -116,7 +118,8 @@ pub enum BenchTarget {
     },
     /// The reconciler at scale on a local control plane: N WPAs, each with a Deployment, a ready pod and an
     /// External metric through the aggregator. Reports the time until all are reconciled once (against a
-    /// bare client fetching the same metrics), API requests per pass in steady state, CPU and memory.
+    /// bare client making the same requests as the first passes), API requests per pass in steady state,
+    /// CPU and memory.
     /// Needs root (a network namespace for the synthetic metrics provider).
     Reconciler {
         /// Number of WPAs.
