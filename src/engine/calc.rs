@@ -355,7 +355,24 @@ pub fn external(
     band: (i64, i64),
     now: Timestamp,
 ) -> Result<MetricResult, CalcError> {
-    let ready = ready_replicas_for_target(spec, scale, pods, now)?;
+    let ready = ready_replicas_for_target(spec, scale, pods, now);
+    external_with_ready(spec, scale, ready, wpa_namespace, metric_name, selector, sample, band)
+}
+
+/// The External path with the target's ready count already counted (it is the same for every External
+/// metric of a pass).
+#[allow(clippy::too_many_arguments)]
+pub fn external_with_ready(
+    spec: &CalcSpec,
+    scale: &ScaleInfo,
+    ready: Result<i32, CalcError>,
+    wpa_namespace: &str,
+    metric_name: &str,
+    selector: Option<&LabelSelector>,
+    sample: Result<&ExternalSample, &str>,
+    band: (i64, i64),
+) -> Result<MetricResult, CalcError> {
+    let ready = ready?;
     let wrap = |e: &str| {
         let sel = label_selector_string(selector).unwrap_or_default();
         CalcError::new(format!("unable to get external metric {wpa_namespace}/{metric_name}/{sel}: {e}"))

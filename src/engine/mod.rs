@@ -420,6 +420,8 @@ pub fn compute_outcomes(
         }];
     }
     let specs = spec.metrics.as_deref().unwrap_or_default();
+    // Counted once for all the External metrics of the pass.
+    let ready = std::cell::OnceCell::new();
     specs
         .iter()
         .enumerate()
@@ -430,16 +432,17 @@ pub fn compute_outcomes(
                     let (high, low) = (milli(&e.high_watermark), milli(&e.low_watermark));
                     let result = match (pods, obs) {
                         (Err(err), _) => Err(pods_err(err)),
-                        (Ok(pods), MetricObservation::External(sample)) => calc::external(
+                        (Ok(pods), MetricObservation::External(sample)) => calc::external_with_ready(
                             calc_spec,
                             scale,
-                            pods,
+                            ready
+                                .get_or_init(|| calc::ready_replicas_for_target(calc_spec, scale, pods, now))
+                                .clone(),
                             wpa_namespace,
                             &e.metric_name,
                             e.metric_selector.as_ref(),
                             sample.as_ref().map_err(String::as_str),
                             (low, high),
-                            now,
                         )
                         .map_err(|e| e.0),
                         (Ok(_), _) => Err("the external metric was not fetched".into()),
