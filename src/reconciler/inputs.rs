@@ -120,13 +120,6 @@ pub struct Sources {
     pub cluster_name: String,
 }
 
-/// Where the target's scale came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ScaleSource {
-    Cache,
-    Api,
-}
-
 /// The resolved target: what `/scale` writes go to.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -140,7 +133,6 @@ pub struct Target {
 pub struct Inputs {
     pub target: Result<ScaleInfo, String>,
     pub resolved: Option<Target>,
-    pub scale_source: ScaleSource,
     pub pods: Result<Vec<PodInfo>, String>,
     pub metrics: Vec<MetricObservation>,
     pub recommendation: Option<Result<Recommendation, String>>,
@@ -205,7 +197,6 @@ impl Sources {
         let mut inputs = Inputs {
             target: Err(String::new()),
             resolved: None,
-            scale_source: ScaleSource::Api,
             pods: Ok(Vec::new()),
             metrics: Vec::new(),
             recommendation: None,
@@ -221,10 +212,9 @@ impl Sources {
                 return inputs;
             }
         }
-        let (target, resolved, source) = self.scale(wpa, &namespace, fresh_scale).await;
+        let (target, resolved) = self.scale(wpa, &namespace, fresh_scale).await;
         inputs.target = target;
         inputs.resolved = resolved;
-        inputs.scale_source = source;
         let Ok(scale) = inputs.target.clone() else { return inputs };
         inputs.pods = self.pods(&scale).await;
         if spec.recommender.is_some() {
@@ -254,17 +244,17 @@ impl Sources {
         wpa: &WatermarkPodAutoscaler,
         namespace: &str,
         fresh: bool,
-    ) -> (Result<ScaleInfo, String>, Option<Target>, ScaleSource) {
+    ) -> (Result<ScaleInfo, String>, Option<Target>) {
         let r = &wpa.spec.scale_target_ref;
         let group = match api_group(r.api_version.as_deref().unwrap_or_default()) {
             Ok(g) => g,
-            Err(e) => return (Err(e), None, ScaleSource::Api),
+            Err(e) => return (Err(e), None),
         };
         let resource = match self.discovery.resolve(&self.client, group, &r.kind).await {
             Ok(ar) => ar,
             Err(e) => {
                 let msg = format!("unable to determine resource for scale target reference: {e}");
-                return (Err(msg), None, ScaleSource::Api);
+                return (Err(msg), None);
             }
         };
         let target = Target { resource, namespace: namespace.to_string(), name: r.name.clone() };
@@ -275,7 +265,7 @@ impl Sources {
             let result = cached.map(|s| s.scale_info(namespace, &r.name)).ok_or_else(|| {
                 format!("failed to query scale subresource for {}/{namespace}/{}: scale not found: no such object", r.kind, r.name)
             });
-            return (result, Some(target), ScaleSource::Cache);
+            return (result, Some(target));
         }
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &target.resource);
         let result = match api.get_scale(&r.name).await {
@@ -292,7 +282,7 @@ impl Sources {
                 ))
             }
         };
-        (result, Some(target), ScaleSource::Api)
+        (result, Some(target))
     }
 
     /// The pods the scale's selector selects in the target's namespace.
