@@ -107,6 +107,21 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
+/// Passes a `wpa serve` has completed.
+fn passes(serve: &WpaServe) -> f64 {
+    sample(&metrics_text(serve), "wpa_reconciles_total", &[("result", "ok")]).unwrap_or(0.0)
+}
+
+/// Waits until `serve` has counted a pass: a pass is counted once its status is written, a moment after the
+/// scale a test sees.
+async fn wait_counted(serve: &WpaServe) {
+    support::wait_for(10 * SECOND, || async {
+        if passes(serve) > 0.0 { Ok(()) } else { Err("no pass counted yet".to_string()) }
+    })
+    .await
+    .expect("a counted pass");
+}
+
 fn metrics_text(serve: &WpaServe) -> String {
     support::http_get(serve.health_port, "/metrics").expect("GET /metrics").1
 }
@@ -331,13 +346,16 @@ async fn metric_errors_block_scaling_and_never_fall_back_to_the_minimum() {
     c.metrics.set("queue", 10.0);
     c.wait_scale("bad", "jobs", 2, 20 * SECOND).await.expect("scaling resumes");
 
-    // JSON logs carry the WPA and its logs-attributes on every line about it.
-    let log = serve.log();
-    let line = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["message"] == "Successful rescale")
-        .unwrap_or_else(|| panic!("no rescale line in:\n{log}"));
+    // JSON logs carry the WPA and its logs-attributes on every line about it (the line follows the write).
+    let line = support::wait_for(5 * SECOND, || async {
+        let log = serve.log();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "Successful rescale")
+            .ok_or_else(|| format!("no rescale line in:\n{log}"))
+    })
+    .await
+    .expect("a rescale log line");
     assert_eq!(line["wpa_name"], "jobs");
     assert_eq!(line["wpa_namespace"], "bad");
     assert_eq!(line["team"], "payments");
@@ -373,18 +391,11 @@ async fn two_replicas_elect_one_leader_that_alone_scales_and_a_killed_leader_is_
     let first = support::wait_for(20 * SECOND, holder).await.expect("a leader is elected");
     // ceil(1 × 150 / 100) = 2.
     c.wait_scale("ha", "svc", 2, 30 * SECOND).await.expect("the leader scales");
-    let reconciles =
-        |s: &WpaServe| sample(&metrics_text(s), "wpa_reconciles_total", &[("result", "ok")]).unwrap_or(0.0);
-    let (ra, rb) = (reconciles(&a), reconciles(&b));
+    let (ra, rb) = (passes(&a), passes(&b));
     eprintln!("leader {first}; passes: a {ra}, b {rb}");
     let (leader, follower) = if first == "replica-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
-    // A pass is counted once it has written its status too, a moment after its scale.
-    support::wait_for(10 * SECOND, || async {
-        if reconciles(leader) > 0.0 { Ok(()) } else { Err("no pass yet".to_string()) }
-    })
-    .await
-    .expect("the leader reconciles");
-    assert_eq!(reconciles(follower), 0.0, "only the leader reconciles");
+    wait_counted(leader).await;
+    assert_eq!(passes(follower), 0.0, "only the leader reconciles");
 
     // The leader dies without releasing its lease: the other takes over once the lease expires.
     leader.kill();
@@ -395,7 +406,7 @@ async fn two_replicas_elect_one_leader_that_alone_scales_and_a_killed_leader_is_
     eprintln!("handover and scale {:?} after the kill", killed.elapsed());
     let second = holder().await.unwrap();
     assert_ne!(second, first);
-    assert!(reconciles(follower) > 0.0);
+    wait_counted(follower).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
