@@ -129,8 +129,7 @@ pub async fn kube_client(
     let counter = metrics.map(|m| m.kube_requests.clone());
     let layer = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
         if let Some(c) = &counter {
-            c.get_or_create(&crate::metrics::KubeRequestLabels { method: req.method().as_str().to_string() })
-                .inc();
+            c.get_or_create(&crate::metrics::KubeRequestLabels::of(req.method())).inc();
         }
         req
     });
@@ -225,12 +224,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let reconciler_caches = if args.no_reconciler {
         None
     } else {
-        let (running, supervisor) =
+        let (caches, supervisor) =
             reconciler::start(client.clone(), &args.reconciler, &metrics, shutdown.clone())
                 .await
                 .map_err(ServeError::Reconciler)?;
         tasks.push(supervisor);
-        Some(running.caches)
+        Some(caches)
     };
     let (caches_synced, synced_index, webhook_on) =
         (readiness.caches_synced.clone(), index.clone(), !args.no_webhook);

@@ -61,11 +61,13 @@ impl Leadership {
     }
 
     pub fn is_leader(&self) -> bool {
-        match &self.valid_until {
-            None => true,
-            Some(v) => v.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t),
-        }
+        self.valid_until.as_deref().is_none_or(still_valid)
     }
+}
+
+/// Whether a leadership deadline is set and not yet passed.
+fn still_valid(valid_until: &Mutex<Option<Instant>>) -> bool {
+    valid_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t)
 }
 
 /// One candidate for the lease.
@@ -108,7 +110,7 @@ impl Elector {
     }
 
     fn holding(&self) -> bool {
-        self.valid_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t)
+        still_valid(&self.valid_until)
     }
 
     /// One attempt; `Ok(true)` when this process holds the lease afterwards.

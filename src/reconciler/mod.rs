@@ -353,18 +353,14 @@ fn run_controller(
         })
 }
 
-/// The reconciler's running parts.
-pub struct Running {
-    pub caches: Arc<Caches>,
-}
-
-/// Starts the caches, the leader election and the controller; runs until `stop`.
+/// Starts the caches, the leader election and the controller; runs until `stop`. Returns the caches (for
+/// readiness) and the task that runs the controller while this replica leads.
 pub async fn start(
     client: Client,
     args: &ReconcilerArgs,
     registry: &crate::metrics::Metrics,
     stop: CancellationToken,
-) -> Result<(Running, tokio::task::JoinHandle<()>), String> {
+) -> Result<(Arc<Caches>, tokio::task::JoinHandle<()>), String> {
     let namespaces = Namespaces::parse(&args.namespaces);
     let caches = Arc::new(Caches::start(&client, &namespaces, stop.clone()));
     let tags: Vec<String> = args
@@ -446,5 +442,5 @@ pub async fn start(
             }
         }
     });
-    Ok((Running { caches }, supervisor))
+    Ok((caches, supervisor))
 }
