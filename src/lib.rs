@@ -1,27 +1,28 @@
 //! `wpa`: a Watermark Pod Autoscaler for Kubernetes.
 //!
-//! - [`api`]: the `WatermarkPodAutoscaler` types and the CRD generated from them.
-//! - [`engine`]: the pure decision engine (upstream semantics), shared by everything else.
-//! - [`simulate`]: offline replay of a metric series.
-//! - [`recommender_client`]: the recommender HTTP protocol.
+//! The crate is layered; each layer only uses the ones above it:
+//!
+//! ```text
+//!   api         the WatermarkPodAutoscaler types, quantities, label selectors, durations, the CRD
+//!    │
+//!   engine      the pure decision engine: validation, defaults, one reconcile pass (no I/O, time passed in)
+//!    │
+//!    ├── webhook      admission: AdmissionReview wire format, the rules, which autoscaler governs what
+//!    ├── reconciler   gathers the engine's inputs, writes /scale, status, events, Prometheus series
+//!    │
+//!   runtime     the process: `wpa serve` wiring, HTTP/TLS servers, the Kubernetes client, logs, registry
+//!    │
+//!   cmd         the command line: serve, explain, simulate, crd, certs (+ demo and bench with dev-tools)
+//! ```
+//!
+//! `devtools` (feature `dev-tools`, on by default) holds `wpa demo`, `wpa bench` and the WPA-specific test
+//! harness on top of the `devcluster` crate; the image is built without it.
+#![forbid(unsafe_code)]
 pub mod api;
-pub mod bench;
-pub mod cli;
-pub mod demo;
-pub mod devcluster;
-pub mod duration;
+pub mod cmd;
+#[cfg(feature = "dev-tools")]
+pub mod devtools;
 pub mod engine;
-pub mod explain;
-pub mod logging;
-pub mod metrics;
-pub mod quantity;
-pub mod recommender_client;
 pub mod reconciler;
-pub mod selector;
-pub mod serve;
-pub mod server;
-pub mod simulate;
-pub mod synthetic_metrics;
-pub mod tls;
-pub mod watch;
+pub mod runtime;
 pub mod webhook;

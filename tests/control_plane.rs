@@ -430,6 +430,7 @@ extenders:
         controller_manager: true,
         scheduler: true,
         scheduler_config: Some(scheduler_config),
+        ..Options::default()
     })
     .await;
     cluster.create_node("plain", "zone-a", "4", "8Gi", 110).await.expect("create node plain");

@@ -7,8 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use devcluster::synthetic_metrics::Answer;
 use support::{ScalingCluster, StartWpa, WpaServe, wpa_yaml};
-use wpa::synthetic_metrics::Answer;
 
 /// `wpa serve` running the reconciler only, passing over each WPA every second.
 async fn reconciler(c: &ScalingCluster, name: &str, extra: &[&str]) -> WpaServe {

@@ -15,9 +15,9 @@ use std::{
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use tokio_util::sync::CancellationToken;
 use wpa::{
-    metrics::Metrics,
-    server,
-    tls::{self, CertFiles, CertStore, SelfSigned},
+    runtime::http as server,
+    runtime::registry::Metrics,
+    runtime::tls::{self, CertFiles, CertStore, SelfSigned},
     webhook::{self, TargetIndex, WebhookState},
 };
 

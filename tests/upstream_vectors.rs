@@ -19,6 +19,8 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::{Value, json};
 use wpa::{
+    api::quantity::Quantity,
+    api::selector::Selector,
     api::{
         Condition, CrossVersionObjectReference, MetricSpec, RecommenderSpec, WatermarkPodAutoscaler,
         WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus,
@@ -31,9 +33,7 @@ use wpa::{
         recommender::{self, RecommendationReply, RecommenderQuery},
         validation,
     },
-    quantity::Quantity,
-    recommender_client::RecommenderClient,
-    selector::Selector,
+    reconciler::recommender_client::RecommenderClient,
 };
 
 /// Behaviours where "Our decisions" (the first section of the semantics) override upstream.
@@ -537,7 +537,7 @@ fn outcome_for(index: usize, spec_metric: &MetricSpec, r: &Value) -> MetricOutco
     };
     let display_name = format!(
         "{name}{{{}}}",
-        wpa::selector::go_map_string(sel.as_ref().and_then(|s| s.match_labels.as_ref()))
+        wpa::api::selector::go_map_string(sel.as_ref().and_then(|s| s.match_labels.as_ref()))
     );
     MetricOutcome {
         kind,

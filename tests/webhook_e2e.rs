@@ -22,7 +22,7 @@ use serde_json::Value;
 use support::{StartWpa, TestCluster, WpaServe, wait_for, webhook_configurations};
 use wpa::{
     api::WatermarkPodAutoscaler,
-    tls::{CertAuthority, SelfSigned},
+    runtime::tls::{CertAuthority, SelfSigned},
 };
 
 fn kubectl_apply(cluster: &TestCluster, yaml: &str, extra: &[&str]) -> (bool, String, String) {

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use wpa::{
-    metrics::Metrics,
+    runtime::registry::Metrics,
     webhook::{TargetIndex, WebhookState, router},
 };
 

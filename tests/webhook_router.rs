@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use wpa::{
     api::WatermarkPodAutoscaler,
-    metrics::Metrics,
+    runtime::registry::Metrics,
     webhook::{TargetIndex, WebhookState, router},
 };
 

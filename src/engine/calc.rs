@@ -14,7 +14,7 @@ use super::{
     conditions::text,
     pods::{self, PodInfo},
 };
-use crate::{api::WatermarkPodAutoscalerSpec, selector::label_selector_string};
+use crate::api::{WatermarkPodAutoscalerSpec, selector::label_selector_string};
 
 /// `convergeTowardsWatermark`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Rate limits and the min/max bounds (`convertDesiredReplicasWithRules`, §6.10).
 
 use super::conditions::text;
-use crate::quantity::Quantity;
+use crate::api::quantity::Quantity;
 
 /// The most replicas one upscale may reach: `current + max(1, floor(factor% × current))`; a factor of
 /// exactly 0 disables upscaling.

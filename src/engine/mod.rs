@@ -22,12 +22,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::ResourceExt;
 
 use crate::{
+    api::quantity::Quantity,
+    api::selector,
     api::{
         ExternalMetricStatus, MetricSpec, MetricStatus, ResourceMetricStatus, WatermarkPodAutoscaler,
         WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus, annotations,
     },
-    quantity::Quantity,
-    selector,
 };
 use calc::{CalcSpec, ExternalSample, MetricResult, Recommendation, ScaleInfo};
 use conditions::{text, *};

@@ -1,6 +1,6 @@
 //! The recommender wire protocol (§9): the protojson of `WorkloadRecommendationRequest` and
 //! `WorkloadRecommendationReply` (agent-payload `autoscaling/kubernetes`). Pure mapping; the HTTP client
-//! lives in [`crate::recommender_client`].
+//! lives in [`crate::reconciler::recommender_client`].
 
 use std::collections::BTreeMap;
 
@@ -108,7 +108,8 @@ pub struct RecommenderQuery {
 
 /// Builds the wire request. Watermarks are sent as `milli / 1000` (so `800m` is `0.8`).
 pub fn build_request(q: &RecommenderQuery, reco: &RecommenderSpec) -> RecommendationRequest {
-    let bound = |w: &Option<crate::quantity::Quantity>| w.as_ref().map_or(0.0, |w| w.milli() as f64 / 1000.0);
+    let bound =
+        |w: &Option<crate::api::quantity::Quantity>| w.as_ref().map_or(0.0, |w| w.milli() as f64 / 1000.0);
     RecommendationRequest {
         target_ref: TargetRef {
             cluster: q.target_cluster.clone(),

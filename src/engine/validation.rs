@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::{
+    api::quantity::Quantity,
+    api::selector,
     api::{WatermarkPodAutoscalerSpec, annotations},
-    quantity::Quantity,
-    selector,
 };
 
 /// A default the spec lacks: the JSON pointer of the field, its value, and whether the field is present

@@ -21,12 +21,12 @@ use kube::{Client, ResourceExt, runtime::watcher};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    api::selector::Selector,
     engine::{
         calc::ScaleInfo,
         pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
     },
-    selector::Selector,
-    watch::{Namespaces, drive, events},
+    runtime::watch::{Namespaces, drive, events},
 };
 
 fn timestamp(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<jiff::Timestamp> {

@@ -20,6 +20,8 @@ use serde::Deserialize;
 
 use super::caches::Caches;
 use crate::{
+    api::quantity::Quantity,
+    api::selector::{self, Selector},
     api::{TlsConfig, WatermarkPodAutoscaler},
     engine::{
         self, MetricObservation, MonitorObservation, Observation,
@@ -27,9 +29,7 @@ use crate::{
         pods::{self, PodInfo},
         recommender::RecommenderQuery,
     },
-    quantity::Quantity,
-    recommender_client::{RecommenderClient, RecommenderError},
-    selector::{self, Selector},
+    reconciler::recommender_client::{RecommenderClient, RecommenderError},
 };
 
 /// How long a failed discovery (an unknown kind, a CRD not installed yet) is remembered before asking
@@ -175,7 +175,7 @@ fn scale_info(scale: &Scale, namespace: &str, name: &str) -> ScaleInfo {
 fn short_kube_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-        other => crate::recommender_client::error_chain(other),
+        other => crate::reconciler::recommender_client::error_chain(other),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod caches;
 pub mod exporter;
 pub mod inputs;
 pub mod leader;
+pub mod recommender_client;
 
 use std::{
     sync::Arc,
@@ -32,12 +33,12 @@ use kube::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::watch::Namespaces;
+use crate::runtime::watch::Namespaces;
 use crate::{
+    api::duration,
     api::{FINALIZER, WatermarkPodAutoscaler, annotations},
-    duration::parse_duration,
     engine::{self, Decision, FinalizerStep},
-    logging::LOGS_ATTRIBUTES_FIELD,
+    runtime::logging::LOGS_ATTRIBUTES_FIELD,
 };
 use caches::Caches;
 use exporter::Exporter;
@@ -51,13 +52,13 @@ pub struct ReconcilerArgs {
     #[arg(long = "namespace", env = "WATCH_NAMESPACE", default_value = "")]
     pub namespaces: String,
     /// Time between two passes over a WPA (Go duration: 15s, 1m).
-    #[arg(long, env = "WPA_SYNC_PERIOD", default_value = "15s", value_parser = duration_arg)]
+    #[arg(long, env = "WPA_SYNC_PERIOD", default_value = "15s", value_parser = duration::arg)]
     pub sync_period: Duration,
     /// WPAs reconciled at the same time.
     #[arg(long, env = "WPA_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
     /// A metric whose newest sample is older than this blocks scaling of its WPA ("0s": no limit).
-    #[arg(long, env = "WPA_METRIC_MAX_AGE", default_value = "5m", value_parser = duration_arg)]
+    #[arg(long, env = "WPA_METRIC_MAX_AGE", default_value = "5m", value_parser = duration::arg_or_off)]
     pub metric_max_age: Duration,
     /// Cluster name sent to recommenders as targetRef.cluster.
     #[arg(long, env = "K8S_CLUSTER_NAME", default_value = "")]
@@ -78,18 +79,14 @@ pub struct ReconcilerArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// How long other replicas wait after the leader's last renewal before taking over.
-    #[arg(long, env = "WPA_LEASE_DURATION", default_value = "15s", value_parser = duration_arg)]
+    #[arg(long, env = "WPA_LEASE_DURATION", default_value = "15s", value_parser = duration::arg)]
     pub lease_duration: Duration,
     /// How long the leader keeps scaling without a successful renewal.
-    #[arg(long, env = "WPA_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = duration_arg)]
+    #[arg(long, env = "WPA_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = duration::arg)]
     pub lease_renew_deadline: Duration,
     /// Time between two attempts to acquire or renew the Lease.
-    #[arg(long, env = "WPA_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = duration_arg)]
+    #[arg(long, env = "WPA_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = duration::arg)]
     pub lease_retry_period: Duration,
-}
-
-pub fn duration_arg(s: &str) -> Result<Duration, String> {
-    parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 15s, 500ms or 1m"))
 }
 
 /// Errors of a reconcile pass that the engine does not turn into a condition (API writes).
@@ -324,24 +321,25 @@ fn run_controller(
 ) -> impl std::future::Future<Output = ()> {
     let (reader, writer) = reflector::store();
     let exporter = ctx.exporter.clone();
-    let trigger = crate::watch::events(namespaces.api::<WatermarkPodAutoscaler>(&client), &namespaces)
-        .map(move |e| {
-            if let Ok(watcher::Event::Delete(w)) = &e {
-                exporter.forget(&w.namespace().unwrap_or_default(), &w.name_any());
-            }
-            e
-        })
-        // The store keeps every WPA; managedFields and kubectl's last-applied copy are most of an object's
-        // size and nothing here reads them.
-        .modify(|w| {
-            w.metadata.managed_fields = None;
-            if let Some(a) = w.metadata.annotations.as_mut() {
-                a.remove("kubectl.kubernetes.io/last-applied-configuration");
-            }
-        })
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let trigger =
+        crate::runtime::watch::events(namespaces.api::<WatermarkPodAutoscaler>(&client), &namespaces)
+            .map(move |e| {
+                if let Ok(watcher::Event::Delete(w)) = &e {
+                    exporter.forget(&w.namespace().unwrap_or_default(), &w.name_any());
+                }
+                e
+            })
+            // The store keeps every WPA; managedFields and kubectl's last-applied copy are most of an object's
+            // size and nothing here reads them.
+            .modify(|w| {
+                w.metadata.managed_fields = None;
+                if let Some(a) = w.metadata.annotations.as_mut() {
+                    a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                }
+            })
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(predicates::generation, Default::default());
     Controller::for_stream(trigger, reader)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(async move { stop.cancelled().await })
@@ -358,7 +356,7 @@ fn run_controller(
 pub async fn start(
     client: Client,
     args: &ReconcilerArgs,
-    registry: &crate::metrics::Metrics,
+    registry: &crate::runtime::registry::Metrics,
     stop: CancellationToken,
 ) -> Result<(Arc<Caches>, tokio::task::JoinHandle<()>), String> {
     let namespaces = Namespaces::parse(&args.namespaces);

@@ -28,7 +28,7 @@ use serde_json::json;
 
 use crate::{
     api,
-    metrics::{AdmissionLabels, Metrics},
+    runtime::registry::{AdmissionLabels, Metrics},
 };
 pub use index::TargetIndex;
 use review::{ObjectIn, RequestIn, ResponseOut, ReviewIn, ReviewOut, StatusOut};
@@ -75,7 +75,10 @@ fn json_error(status: StatusCode, message: String) -> Response {
 
 /// The `timeout` query parameter the API server appends (`?timeout=10s`).
 pub fn parse_timeout(query: Option<&str>) -> Option<Duration> {
-    query?.split('&').find_map(|kv| kv.strip_prefix("timeout=")).and_then(crate::duration::parse_duration)
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("timeout="))
+        .and_then(crate::api::duration::parse_duration)
 }
 
 struct Answer {

@@ -1,4 +1,5 @@
-//! Test harness: the library's local control plane ([`wpa::devcluster`]), plus what only tests need.
+//! Test harness: the local control plane (the `devcluster` crate) and wpa's own layer on it
+//! ([`wpa::devtools`]), plus what only tests need.
 //!
 //! Use from an integration test with `mod support;`. Needs the binaries from
 //! `bash scripts/k8s-test-env.sh`; see docs/control-plane.md.
@@ -6,10 +7,11 @@
 // Every integration test compiles its own copy of this module and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
-pub use wpa::devcluster::{
-    HttpsServer, LocalCluster as TestCluster, NetnsHost, Options, ScalingCluster, TlsIdentity, WpaServe,
-    http_get, is_pod_ready, pki, wait_for, webhook_configurations, wpa_yaml,
+pub use devcluster::{
+    HttpsServer, LocalCluster as TestCluster, NetnsHost, Options, TlsIdentity, http_get, is_pod_ready, pki,
+    wait_for,
 };
+pub use wpa::devtools::{ScalingCluster, WpaServe, webhook_configurations, wpa_yaml};
 
 /// Lease timings short enough for a test to see a handover (`wpa serve` flags).
 pub const FAST_LEASE: [&str; 6] =

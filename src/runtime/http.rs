@@ -1,6 +1,6 @@
 //! The HTTPS server of the webhook and the plain-HTTP health and metrics server.
 //!
-//! TLS comes from [`crate::tls`] (1.2 and 1.3, ALPN `h2` and `http/1.1`); connections are served by
+//! TLS comes from [`crate::runtime::tls`] (1.2 and 1.3, ALPN `h2` and `http/1.1`); connections are served by
 //! hyper-util's auto builder with keep-alive. On shutdown the listener closes, in-flight requests finish, and
 //! idle keep-alive connections are closed (the API server otherwise keeps using connections to a terminating
 //! pod), with a deadline.
@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::{metrics::Metrics, tls::CertStore};
+use crate::runtime::{registry::Metrics, tls::CertStore};
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,7 +147,7 @@ pub fn health_router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
                 let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
                 let metrics = s.metrics.clone();
                 tokio::task::spawn_blocking(move || {
-                    let mut w = crate::metrics::ChunkWriter::new(tx);
+                    let mut w = crate::runtime::registry::ChunkWriter::new(tx);
                     // An error means the client went away: nothing to report.
                     let _ = metrics.encode_to(&mut w).and_then(|()| w.finish());
                 });

@@ -9,16 +9,19 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::path::PathBuf;
+
+use clap::Subcommand;
 use jiff::Timestamp;
 
 use crate::{
+    api::quantity::Quantity,
     api::{ExternalMetricSource, MetricSpec, WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec},
     engine::{
         self, MetricObservation, MonitorObservation, Observation,
         calc::{ExternalSample, ScaleInfo},
         pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
     },
-    quantity::Quantity,
 };
 
 /// The benchmark's WPA: three External metrics, defaulted, and its 50 pods.
@@ -124,4 +127,79 @@ pub fn engine(seconds: f64) -> String {
         1e6 / decisions,
         copies / decisions
     )
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub target: BenchTarget,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchTarget {
+    /// Decisions per second for a WPA with three External metrics and 50 pods, on one core, against a
+    /// baseline measured in the same run (deep-copying the same inputs).
+    Engine {
+        /// Seconds to measure each of the two loops.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// Requests per second and p50/p99 latency of a WPA validate, a WPA mutate and a Deployment mutate over
+    /// TLS keep-alive with 32 connections, against a bare axum+rustls handler returning a fixed
+    /// AdmissionReview, measured in the same run; and the webhook process's memory.
+    Admission {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// The reconciler at scale on a local control plane: N WPAs, each with a Deployment, a ready pod and an
+    /// External metric through the aggregator. Reports the time until all are reconciled once (against a
+    /// bare client making the same requests as the first passes), API requests per pass in steady state,
+    /// CPU and memory.
+    /// Needs root (a network namespace for the synthetic metrics provider).
+    Reconciler {
+        /// Number of WPAs.
+        #[arg(long, default_value_t = 1000)]
+        wpas: usize,
+        /// Seconds of steady state to measure (at least one 15 s period).
+        #[arg(long, default_value_t = 45)]
+        steady_seconds: u64,
+        /// `wpa serve --concurrency`.
+        #[arg(long, default_value_t = 16)]
+        concurrency: u16,
+    },
+    /// The server side of `wpa bench admission` (started by it).
+    #[command(hide = true)]
+    AdmissionServer {
+        #[arg(long, value_enum)]
+        mode: admission::Mode,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+/// `wpa bench`: runs one benchmark and prints its report.
+pub fn command(
+    args: BenchArgs,
+    runtime: impl Fn() -> std::io::Result<tokio::runtime::Runtime>,
+) -> anyhow::Result<()> {
+    match args.target {
+        BenchTarget::Engine { seconds } => println!("{}", engine(seconds)),
+        BenchTarget::Admission { seconds } => {
+            // The load generator runs on one thread, leaving the cores to the servers it measures.
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            print!("{}", rt.block_on(admission::run(seconds)).map_err(anyhow::Error::msg)?);
+        }
+        BenchTarget::Reconciler { wpas, steady_seconds, concurrency } => {
+            let steady = Duration::from_secs(steady_seconds.max(15));
+            let bin_dir = super::demo::binaries()?;
+            print!("{}", runtime()?.block_on(reconciler::run(wpas, steady, concurrency, bin_dir))?);
+        }
+        BenchTarget::AdmissionServer { mode, cert, key } => {
+            runtime()?.block_on(admission::serve_child(mode, cert, key)).map_err(anyhow::Error::msg)?
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,7 @@
 //! `wpa serve` as a child process of a test, against a harness cluster.
 
 use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -10,7 +9,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::LocalCluster;
+use devcluster::{LocalCluster, http_get};
 
 pub struct WpaServe {
     child: Child,
@@ -21,18 +20,6 @@ pub struct WpaServe {
 
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// A plain HTTP GET on loopback: the status code and the body.
-pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no status line")?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((code, body))
 }
 
 impl WpaServe {
@@ -98,8 +85,7 @@ impl WpaServe {
     /// SIGTERM, then wait; returns how long the graceful shutdown took.
     pub fn terminate(&mut self) -> Duration {
         let started = Instant::now();
-        // SAFETY: signalling our own child by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        devcluster::process::terminate(&self.child);
         while started.elapsed() < Duration::from_secs(30) {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return started.elapsed();

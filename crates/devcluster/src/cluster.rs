@@ -40,12 +40,15 @@ pub struct Options {
     /// `metricsBindAddress` with a free loopback port (1.20 defaults them to the fixed port 10251, which
     /// would collide between parallel tests).
     pub scheduler_config: Option<String>,
+    /// The directory with etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
+    /// [default: [`find_binaries`]].
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl Options {
     /// The whole control plane: controller-manager and scheduler included.
     pub fn full() -> Self {
-        Self { controller_manager: true, scheduler: true, scheduler_config: None }
+        Self { controller_manager: true, scheduler: true, ..Self::default() }
     }
 }
 
@@ -126,7 +129,10 @@ impl LocalCluster {
     pub async fn try_start_with(options: Options) -> Result<Self> {
         // rustls needs one process-wide provider when a config does not name one (kube's does not).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let bin_dir = find_binaries()?;
+        let bin_dir = match &options.bin_dir {
+            Some(dir) => dir.clone(),
+            None => find_binaries()?,
+        };
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
             match Self::start_once(&bin_dir, options.clone()).await {

@@ -14,7 +14,11 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::quantity::Quantity;
+pub mod duration;
+pub mod quantity;
+pub mod selector;
+
+use quantity::Quantity;
 
 pub const GROUP: &str = "datadoghq.com";
 pub const VERSION: &str = "v1alpha1";

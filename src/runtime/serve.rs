@@ -12,21 +12,22 @@ use k8s_openapi::api::{
     autoscaling::v1::HorizontalPodAutoscaler,
 };
 use kube::{
-    Api, Client, Config,
+    Api, Client,
     api::{Patch, PatchParams},
-    config::{KubeConfigOptions, Kubeconfig},
     runtime::{WatchStreamExt, watcher},
 };
 use tokio_util::sync::CancellationToken;
 
-pub use crate::logging::LogFormat;
+pub use crate::runtime::logging::LogFormat;
 use crate::{
-    api::WatermarkPodAutoscaler,
-    duration::parse_duration,
-    metrics::Metrics,
+    api::{WatermarkPodAutoscaler, duration},
     reconciler::{self, ReconcilerArgs},
-    server::{self, Readiness},
-    tls::{self, CertFiles, CertStore},
+    runtime::{
+        client::{ClientError, kube_client},
+        http::{self as server, Readiness},
+        registry::Metrics,
+        tls::{self, CertFiles, CertStore},
+    },
     webhook::{self, TargetIndex, WebhookState},
 };
 
@@ -64,7 +65,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WPA_WEBHOOK_CONFIG_NAME", default_value = "wpa")]
     pub webhook_config_name: String,
     /// How often the certificate files are checked for a rotation (Go duration: 2s, 500ms, 1m).
-    #[arg(long, env = "WPA_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration_arg)]
+    #[arg(long, env = "WPA_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = duration::arg)]
     pub tls_reload_interval: Duration,
     /// Do not run the reconciler (webhook only).
     #[arg(long, env = "WPA_NO_RECONCILER")]
@@ -83,97 +84,71 @@ pub struct ServeArgs {
     pub reconciler: ReconcilerArgs,
 }
 
-fn parse_duration_arg(s: &str) -> Result<Duration, String> {
-    parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 2s, 500ms or 1m"))
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot reach Kubernetes: {0}")]
-    Kube(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Server(#[from] server::ServerError),
-    #[error("cannot inject the CA bundle into {kind} {name}: {error}")]
-    InjectCa { kind: &'static str, name: String, error: String },
+    #[error("cannot inject the CA bundle into {kind} {name}: {source}")]
+    InjectCa { kind: String, name: String, source: kube::Error },
     #[error("the webhook needs a certificate: pass --tls-cert-file and --tls-key-file, or --self-signed")]
     NoCertificate,
     #[error("cannot start the reconciler: {0}")]
     Reconciler(String),
 }
 
-/// A client from `--kubeconfig`, or the usual inference. Its requests are counted in
-/// `wpa_kube_client_requests_total{method}` when `metrics` is given.
-pub async fn kube_client(
-    kubeconfig: Option<&PathBuf>,
-    metrics: Option<&Metrics>,
-) -> Result<Client, ServeError> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| ServeError::Kube(format!("{}: {e}", path.display())))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| ServeError::Kube(e.to_string()))?
-        }
-        None => Config::infer().await.map_err(|e| ServeError::Kube(e.to_string()))?,
-    };
-    // kube retries 429/503/504 up to 15 times with backoff, inside one call: a metrics provider that is
-    // down would hold a reconcile pass for minutes. Passes are retried by the reconciler instead, and
-    // watches have their own backoff.
-    let mut config = config;
-    config.default_retry = false;
-    let builder =
-        kube::client::ClientBuilder::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))?;
-    let counter = metrics.map(|m| m.kube_requests.clone());
-    let layer = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
-        if let Some(c) = &counter {
-            c.get_or_create(&crate::metrics::KubeRequestLabels::of(req.method())).inc();
-        }
-        req
-    });
-    Ok(builder.with_layer(&layer).build())
-}
-
 /// Writes `ca_pem` into every webhook's `clientConfig.caBundle` of our two configurations.
 pub async fn inject_ca(client: &Client, name: &str, ca_pem: &str) -> Result<(), ServeError> {
     use base64::Engine;
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let params = PatchParams::default();
-    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let err = |kind: &'static str, e: kube::Error| ServeError::InjectCa {
-        kind,
-        name: name.to_string(),
-        error: e.to_string(),
-    };
-    let v = validating.get(name).await.map_err(|e| err("ValidatingWebhookConfiguration", e))?;
-    let ops: Vec<serde_json::Value> = (0..v.webhooks.as_ref().map_or(0, Vec::len))
-        .map(|i| serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": bundle}))
-        .collect();
-    let patch: json_patch::Patch =
-        serde_json::from_value(serde_json::Value::Array(ops)).map_err(|e| ServeError::InjectCa {
-            kind: "ValidatingWebhookConfiguration",
-            name: name.into(),
-            error: e.to_string(),
-        })?;
-    validating
-        .patch(name, &params, &Patch::Json::<()>(patch))
-        .await
-        .map_err(|e| err("ValidatingWebhookConfiguration", e))?;
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let m = mutating.get(name).await.map_err(|e| err("MutatingWebhookConfiguration", e))?;
-    let ops: Vec<serde_json::Value> = (0..m.webhooks.as_ref().map_or(0, Vec::len))
-        .map(|i| serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": bundle}))
-        .collect();
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops)).map_err(|e| {
-        ServeError::InjectCa { kind: "MutatingWebhookConfiguration", name: name.into(), error: e.to_string() }
-    })?;
-    mutating
-        .patch(name, &params, &Patch::Json::<()>(patch))
-        .await
-        .map_err(|e| err("MutatingWebhookConfiguration", e))?;
+    inject_ca_into::<ValidatingWebhookConfiguration>(client, name, &bundle, |c| {
+        c.webhooks.as_ref().map_or(0, Vec::len)
+    })
+    .await?;
+    inject_ca_into::<MutatingWebhookConfiguration>(client, name, &bundle, |c| {
+        c.webhooks.as_ref().map_or(0, Vec::len)
+    })
+    .await?;
     tracing::info!(name, "CA bundle injected into the webhook configurations");
+    Ok(())
+}
+
+/// Sets `caBundle` on each of the `webhooks(config)` webhooks of one configuration.
+async fn inject_ca_into<K>(
+    client: &Client,
+    name: &str,
+    bundle: &str,
+    webhooks: impl Fn(&K) -> usize,
+) -> Result<(), ServeError>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let err =
+        |source| ServeError::InjectCa { kind: K::kind(&()).to_string(), name: name.to_string(), source };
+    let api: Api<K> = Api::all(client.clone());
+    let config = api.get(name).await.map_err(err)?;
+    let ops: Vec<json_patch::PatchOperation> = (0..webhooks(&config))
+        .map(|i| {
+            json_patch::PatchOperation::Add(json_patch::AddOperation {
+                path: json_patch::jsonptr::PointerBuf::from_tokens([
+                    "webhooks",
+                    &i.to_string(),
+                    "clientConfig",
+                    "caBundle",
+                ]),
+                value: serde_json::Value::String(bundle.to_string()),
+            })
+        })
+        .collect();
+    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(json_patch::Patch(ops)))
+        .await
+        .map_err(err)?;
     Ok(())
 }
 
@@ -184,8 +159,8 @@ fn watch_autoscalers(client: &Client, index: Arc<TargetIndex>, shutdown: Cancell
     let hpas = watcher(Api::<HorizontalPodAutoscaler>::all(client.clone()), watcher::Config::default())
         .default_backoff();
     let i = index.clone();
-    crate::watch::drive("WatermarkPodAutoscaler", wpas, shutdown.clone(), move |e| i.apply_wpa(&e));
-    crate::watch::drive("HorizontalPodAutoscaler", hpas, shutdown, move |e| index.apply_hpa(&e));
+    crate::runtime::watch::drive("WatermarkPodAutoscaler", wpas, shutdown.clone(), move |e| i.apply_wpa(&e));
+    crate::runtime::watch::drive("HorizontalPodAutoscaler", hpas, shutdown, move |e| index.apply_hpa(&e));
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -214,7 +189,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
     let mut readiness = Readiness::default();
-    let client = kube_client(args.kubeconfig.as_ref(), Some(&metrics)).await?;
+    let client = kube_client(args.kubeconfig.as_deref(), Some(&metrics)).await?;
 
     let index = TargetIndex::new();
     if !args.no_webhook {

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use jiff::Timestamp;
 
-use crate::quantity::Quantity;
+use crate::api::quantity::Quantity;
 
 /// A problem with an input file, reported as `FILE:LINE: problem`.
 #[derive(Debug, thiserror::Error)]

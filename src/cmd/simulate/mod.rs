@@ -10,7 +10,12 @@
 pub mod plot;
 pub mod series;
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use clap::ValueEnum;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -439,4 +444,61 @@ pub fn render_csv(report: &Report) -> String {
 /// `{"steps":[...],"summary":{...}}`.
 pub fn render_json(report: &Report) -> String {
     serde_json::to_string(report).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
+    /// The WatermarkPodAutoscaler YAML, as you would `kubectl apply` it (defaults are applied as the webhook
+    /// applies them).
+    #[arg(long, env = "WPA_SIMULATE_WPA")]
+    pub wpa: PathBuf,
+    /// The metric series (CSV: timestamp,metric,value).
+    #[arg(long, env = "WPA_SIMULATE_SERIES")]
+    pub series: PathBuf,
+    /// Initial replica count [default: the WPA's minReplicas].
+    #[arg(long, env = "WPA_SIMULATE_REPLICAS")]
+    pub replicas: Option<i32>,
+    /// Seconds a new pod takes to become ready.
+    #[arg(long, default_value_t = 0.0, env = "WPA_SIMULATE_READY_AFTER")]
+    pub ready_after: f64,
+    /// Seconds between two engine runs (the reconcile period).
+    #[arg(long, default_value_t = 15.0, env = "WPA_SIMULATE_STEP")]
+    pub step: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table, env = "WPA_SIMULATE_FORMAT")]
+    pub format: Format,
+    /// Also draw the metrics, both watermarks and the replica count over time into this SVG file.
+    #[arg(long, env = "WPA_SIMULATE_PLOT")]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// `wpa simulate`: reads the WPA and the series, replays it, prints the report (and draws the plot).
+pub fn command(args: &SimulateArgs) -> Result<(), InputError> {
+    let wpa = read_wpa(&args.wpa)?;
+    let series = read_series(&args.series, &metric_names(&wpa))?;
+    if args.step.is_nan() || args.step <= 0.0 {
+        return Err(InputError::new(&args.series, None, "--step must be a positive number of seconds"));
+    }
+    if args.ready_after < 0.0 {
+        return Err(InputError::new(&args.series, None, "--ready-after cannot be negative"));
+    }
+    let opts = Options { replicas: args.replicas, ready_after: args.ready_after, step: args.step };
+    let report = run(&wpa, &series, &opts);
+    match args.format {
+        Format::Table => print!("{}", render_table(&report)),
+        Format::Json => println!("{}", render_json(&report)),
+        Format::Csv => print!("{}", render_csv(&report)),
+    }
+    if let Some(plot) = &args.plot {
+        std::fs::write(plot, plot::render_svg(&report))
+            .map_err(|e| InputError::new(plot, None, format!("cannot write the plot: {e}")))?;
+    }
+    Ok(())
 }

@@ -11,11 +11,9 @@ use std::{
     time::Duration,
 };
 
-use crate::{
-    api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus},
-    synthetic_metrics::SyntheticMetrics,
-};
+use crate::api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus};
 use anyhow::{Context, Result};
+use devcluster::SyntheticMetrics;
 use k8s_openapi::{
     api::{apps::v1::Deployment, autoscaling::v1::Scale, core::v1::Pod},
     kube_aggregator::pkg::apis::apiregistration::v1::APIService,
@@ -26,7 +24,7 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{HttpsServer, LocalCluster, NetnsHost, Options, TlsIdentity};
+use devcluster::{HttpsServer, LocalCluster, NetnsHost, Options, TlsIdentity};
 
 pub struct ScalingCluster {
     pub cluster: Arc<LocalCluster>,
@@ -167,14 +165,14 @@ impl ScalingCluster {
     ) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.cluster.client(), namespace);
         let selector = format!("app={name}");
-        super::wait_for(timeout, || {
+        devcluster::wait_for(timeout, || {
             let (api, selector) = (api.clone(), selector.clone());
             async move {
                 let pods =
                     api.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?;
                 let ready = pods
                     .iter()
-                    .filter(|p| p.metadata.deletion_timestamp.is_none() && super::is_pod_ready(p))
+                    .filter(|p| p.metadata.deletion_timestamp.is_none() && devcluster::is_pod_ready(p))
                     .count();
                 if ready == count { Ok(()) } else { Err(format!("{ready} ready pods, want {count}")) }
             }
@@ -218,7 +216,7 @@ impl ScalingCluster {
     /// Waits until the Deployment's spec replicas equal `want`; on timeout the error shows the WPAs of the
     /// namespace (their conditions say why).
     pub async fn wait_scale(&self, namespace: &str, name: &str, want: i32, timeout: Duration) -> Result<()> {
-        super::wait_for(timeout, || async move {
+        devcluster::wait_for(timeout, || async move {
             match self.scale(namespace, name).await {
                 Ok((spec, _)) if spec == want => Ok(()),
                 Ok((spec, _)) => Err(format!("spec.replicas is {spec}, want {want}")),
@@ -242,7 +240,7 @@ impl ScalingCluster {
         reason: &str,
         timeout: Duration,
     ) -> Result<String> {
-        super::wait_for(timeout, || async move {
+        devcluster::wait_for(timeout, || async move {
             let st = self.wpa_status(namespace, name).await.map_err(|e| e.to_string())?;
             let c = st.conditions.iter().find(|c| c.type_ == type_);
             match c {

@@ -21,9 +21,11 @@ use kube::{
 };
 use serde_json::json;
 
+use devcluster::{Options, http_get, process::cpu_seconds};
+
 use crate::{
     api::WatermarkPodAutoscaler,
-    devcluster::{Options, ScalingCluster, WpaServe, http_get},
+    devtools::{ScalingCluster, WpaServe},
 };
 
 const NAMESPACES: usize = 10;
@@ -86,18 +88,6 @@ async fn create_one(client: Client, i: usize) -> Result<()> {
     }))?;
     wpas.create(&PostParams::default(), &w).await.context("creating a WPA")?;
     Ok(())
-}
-
-/// (utime + stime in seconds) of a process.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5), i.e. 12 and 13 after the command name and state.
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks / hz)
 }
 
 /// A counter's total over all its label sets, from Prometheus text.
@@ -186,11 +176,16 @@ async fn baseline_round(client: &Client, n: usize, concurrency: usize, writes: b
 }
 
 /// Runs the benchmark with `n` WPAs; `steady` is how long the steady state is measured.
-pub async fn run(n: usize, steady: Duration, concurrency: u16) -> Result<String> {
+pub async fn run(
+    n: usize,
+    steady: Duration,
+    concurrency: u16,
+    bin_dir: std::path::PathBuf,
+) -> Result<String> {
     let exe = std::env::current_exe().context("locating the wpa binary")?;
     let mut report = String::new();
     eprintln!("[bench] starting a control plane (etcd, kube-apiserver) and the synthetic metrics provider");
-    let c = ScalingCluster::try_start(Options::default()).await?;
+    let c = ScalingCluster::try_start(Options { bin_dir: Some(bin_dir), ..Options::default() }).await?;
     let client = c.cluster.client();
     c.metrics.set("bench-qps", 75.0);
     for i in 0..NAMESPACES.min(n) {

@@ -2,8 +2,26 @@
 
 use std::time::Duration;
 
-/// Parses a positive Go duration; `None` when malformed or zero.
+/// Parses a positive Go duration; `None` when malformed, zero, or too long to represent (a client-supplied
+/// `?timeout=99999999999999999999999s` must not panic).
 pub fn parse_duration(s: &str) -> Option<Duration> {
+    parse_non_negative(s).filter(|d| !d.is_zero())
+}
+
+/// The value parser of duration flags: a positive Go duration.
+pub fn arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).ok_or_else(|| format!("{s:?} is not a positive duration such as 15s, 500ms or 1m"))
+}
+
+/// The value parser of duration flags where `0s` (or `0`) means "off".
+pub fn arg_or_off(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_non_negative(s).ok_or_else(|| format!("{s:?} is not a duration such as 5m, 30s or 0s (off)"))
+}
+
+fn parse_non_negative(s: &str) -> Option<Duration> {
     let (mut total, mut number) = (0f64, String::new());
     let mut chars = s.trim().chars().peekable();
     while let Some(c) = chars.next() {
@@ -32,7 +50,10 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         total += number.parse::<f64>().ok()? * unit;
         number.clear();
     }
-    (number.is_empty() && total > 0.0 && total.is_finite()).then(|| Duration::from_secs_f64(total))
+    if !number.is_empty() || s.trim().is_empty() {
+        return None;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -45,8 +66,19 @@ mod tests {
         assert_eq!(parse_duration("2500ms"), Some(Duration::from_millis(2500)));
         assert_eq!(parse_duration("1m0s"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        for bad in ["", "10", "abc", "0s", "5x"] {
+        for bad in ["", "10", "abc", "0s", "5x", "99999999999999999999999s"] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn flags_accept_zero_only_as_off() {
+        assert_eq!(arg_or_off("0s"), Ok(Duration::ZERO));
+        assert_eq!(arg_or_off("0"), Ok(Duration::ZERO));
+        assert_eq!(arg_or_off("5m"), Ok(Duration::from_secs(300)));
+        assert!(arg_or_off("5").is_err());
+        assert!(arg_or_off("").is_err());
+        assert!(arg("0s").is_err());
+        assert_eq!(arg("2s"), Ok(Duration::from_secs(2)));
     }
 }

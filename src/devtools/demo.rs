@@ -14,14 +14,14 @@ use std::{
 use anyhow::{Context, Result, bail};
 use kube::Api;
 
-use crate::{
-    api::WatermarkPodAutoscaler,
-    devcluster::{ScalingCluster, WpaServe, find_binaries, webhook_configurations},
-};
+use devcluster::{Options, find_binaries};
 
-const SCRIPT: &str = include_str!("../scripts/k8s-test-env.sh");
-const DEPLOYMENT: &str = include_str!("../examples/deployment.yaml");
-const WPA: &str = include_str!("../examples/wpa.yaml");
+use super::{ScalingCluster, WpaServe, webhook_configurations};
+use crate::api::WatermarkPodAutoscaler;
+
+const SCRIPT: &str = include_str!("../../scripts/k8s-test-env.sh");
+const DEPLOYMENT: &str = include_str!("../../examples/deployment.yaml");
+const WPA: &str = include_str!("../../examples/wpa.yaml");
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -31,8 +31,7 @@ pub struct DemoArgs {
     pub window_seconds: i32,
 }
 
-/// The control-plane binaries: found, or built by the project's script (the first time only). Call before
-/// starting the async runtime: it may set `WPA_K8S_BIN_DIR` for the rest of the process.
+/// The control-plane binaries: found, or built by the project's script (the first time only).
 pub fn binaries() -> Result<PathBuf> {
     if let Ok(dir) = find_binaries() {
         return Ok(dir);
@@ -53,8 +52,6 @@ pub fn binaries() -> Result<PathBuf> {
         bail!("scripts/k8s-test-env.sh failed ({}); see its messages above", out.status);
     }
     let dir = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
-    // SAFETY: called before the runtime starts, while this process has one thread.
-    unsafe { std::env::set_var("WPA_K8S_BIN_DIR", &dir) };
     Ok(PathBuf::from(dir))
 }
 
@@ -78,13 +75,13 @@ fn condition(wpa: &WatermarkPodAutoscaler, type_: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Runs the demo (after [`binaries`]).
-pub async fn run(args: &DemoArgs) -> Result<()> {
+/// Runs the demo on the control plane in `bin_dir` (from [`binaries`]).
+pub async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<()> {
     let exe = std::env::current_exe().context("locating the wpa binary")?;
     eprintln!(
         "[demo] starting a private control plane (etcd, kube-apiserver, controller-manager, scheduler)"
     );
-    let c = ScalingCluster::start().await;
+    let c = ScalingCluster::try_start(Options { bin_dir: Some(bin_dir), ..Options::full() }).await?;
     let cluster = &c.cluster;
     let ca_file = cluster.dir().join("webhook-ca.crt");
     let ca_arg = ca_file.to_string_lossy().to_string();

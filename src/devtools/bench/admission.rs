@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::WatermarkPodAutoscaler,
-    metrics::Metrics,
-    server,
-    tls::{self, CertFiles, CertStore},
+    runtime::http as server,
+    runtime::registry::Metrics,
+    runtime::tls::{self, CertFiles, CertStore},
     webhook::{self, TargetIndex, WebhookState},
 };
 

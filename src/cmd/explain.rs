@@ -17,7 +17,7 @@ use crate::{
         pods,
     },
     reconciler::inputs::{Inputs, Sources},
-    serve::kube_client,
+    runtime::client::{ClientError, kube_client},
 };
 
 #[derive(clap::Args, Debug)]
@@ -31,7 +31,7 @@ pub struct ExplainArgs {
     #[arg(long, env = "WPA_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
     /// Same as `wpa serve --metric-max-age` ("0s": no limit).
-    #[arg(long, default_value = "5m", value_parser = crate::reconciler::duration_arg)]
+    #[arg(long, default_value = "5m", value_parser = crate::api::duration::arg_or_off)]
     pub metric_max_age: std::time::Duration,
     /// Same as `wpa serve --cluster-name` (sent to a recommender).
     #[arg(long, env = "K8S_CLUSTER_NAME", default_value = "")]
@@ -41,14 +41,14 @@ pub struct ExplainArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
     #[error(transparent)]
-    Kube(#[from] crate::serve::ServeError),
+    Client(#[from] ClientError),
     #[error("cannot read WatermarkPodAutoscaler {namespace}/{name}: {error}")]
     Get { namespace: String, name: String, error: String },
 }
 
 /// Reads everything and returns the trace.
 pub async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
-    let client = kube_client(args.kubeconfig.as_ref(), None).await?;
+    let client = kube_client(args.kubeconfig.as_deref(), None).await?;
     let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
     let api: Api<WatermarkPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
     let wpa = api.get(&args.name).await.map_err(|e| ExplainError::Get {

@@ -205,3 +205,21 @@ fn spawn_from_long_lived_thread(cmd: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("the process-spawner thread is gone"))?;
     result.recv().map_err(|_| io::Error::other("the process-spawner thread dropped the request"))?
 }
+
+/// (utime + stime in seconds) of a process.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5), i.e. 12 and 13 after the command name and state.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
+}
+
+/// Sends SIGTERM to a child process of ours.
+pub fn terminate(child: &Child) {
+    // SAFETY: kill(2) has no memory preconditions; the pid is our own child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}

@@ -1,0 +1,39 @@
+//! A private Kubernetes control plane on this machine, for wpa's tests, `wpa demo` and `wpa
+//! bench reconciler`: etcd and kube-apiserver (plus kube-controller-manager and kube-scheduler on request) on free
+//! loopback ports in a temporary directory, torn down on drop. Helpers act as the kubelet (Nodes, ready
+//! pods), install CRDs, and route Services into network namespaces so the API server can reach servers we
+//! start (aggregated APIs, webhooks by Service). The binaries come from `scripts/k8s-test-env.sh`
+//! (`WPA_K8S_BIN_DIR` or `KUBEBUILDER_ASSETS` to use your own); docs/control-plane.md has the details.
+
+mod cluster;
+pub mod https;
+pub mod netns;
+pub mod pki;
+pub mod process;
+pub mod synthetic_metrics;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+
+pub use cluster::{LocalCluster, Options, find_binaries, is_pod_ready, wait_for};
+pub use https::HttpsServer;
+pub use netns::NetnsHost;
+pub use pki::TlsIdentity;
+pub use synthetic_metrics::SyntheticMetrics;
+
+/// A plain HTTP GET on loopback: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no status line")?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}

@@ -1,0 +1,11 @@
+//! Developer tools on a private control plane (feature `dev-tools`): `wpa demo`, `wpa bench`, and the
+//! WPA-specific harness the integration tests share ([`ScalingCluster`]: a cluster ready for scaling,
+//! [`WpaServe`]: `wpa serve` as a child process). The control plane itself is the `devcluster` crate.
+
+pub mod bench;
+pub mod demo;
+pub mod scaling;
+pub mod serve_process;
+
+pub use scaling::{ScalingCluster, wpa_yaml};
+pub use serve_process::{WpaServe, webhook_configurations};
