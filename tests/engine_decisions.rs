@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use wpa::{
     api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec},
     engine::{
-        self, Action, Decision, MetricObservation, MonitorObservation, Observation,
+        self, Action, Decision, MetricObservation, MonitorObservation, Observation, Outcome, ScaleResult,
         calc::{ExternalSample, ScaleInfo},
         conditions::{self, get_condition},
         pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
@@ -68,12 +68,36 @@ fn external(milli: i64) -> Vec<MetricObservation> {
     vec![MetricObservation::External(Ok(ExternalSample { values: vec![milli], timestamp: Some(now()) }))]
 }
 
-fn run<'a>(
+/// A pass: the decision, and its outcome once the `/scale` write (if any) went as `result` says.
+struct Pass<'a> {
+    decision: Decision<'a>,
+    outcome: Outcome,
+}
+
+impl std::ops::Deref for Pass<'_> {
+    type Target = Outcome;
+    fn deref(&self) -> &Outcome {
+        &self.outcome
+    }
+}
+
+fn settle<'a>(w: &'a WatermarkPodAutoscaler, obs: &Observation<'_>, at: Timestamp, result: ScaleResult) -> Pass<'a> {
+    let decision = engine::decide(w, obs, at);
+    let outcome = decision.settle(w, result);
+    Pass { decision, outcome }
+}
+
+fn decide<'a>(w: &'a WatermarkPodAutoscaler, obs: &Observation<'_>, at: Timestamp) -> Pass<'a> {
+    settle(w, obs, at, ScaleResult::Written)
+}
+
+fn run_with<'a>(
     w: &'a WatermarkPodAutoscaler,
     replicas: i32,
     metrics: &[MetricObservation],
     at: Timestamp,
-) -> Decision<'a> {
+    result: ScaleResult,
+) -> Pass<'a> {
     let p = pods(replicas as usize);
     let obs = Observation {
         target: Ok(scale(replicas)),
@@ -82,10 +106,15 @@ fn run<'a>(
         recommendation: None,
         monitor: MonitorObservation::NotRequested,
     };
-    engine::decide(w, &obs, at)
+    settle(w, &obs, at, result)
 }
 
-fn condition<'a>(d: &'a Decision, t: &str) -> (&'a str, &'a str, &'a str) {
+/// A pass whose scale, if any, is written.
+fn run<'a>(w: &'a WatermarkPodAutoscaler, replicas: i32, metrics: &[MetricObservation], at: Timestamp) -> Pass<'a> {
+    run_with(w, replicas, metrics, at, ScaleResult::Written)
+}
+
+fn condition<'a>(d: &'a Outcome, t: &str) -> (&'a str, &'a str, &'a str) {
     let c = get_condition(&d.status, t).unwrap_or_else(|| panic!("no {t} condition"));
     (c.status.as_str(), c.reason.as_deref().unwrap_or(""), c.message.as_deref().unwrap_or(""))
 }
@@ -95,21 +124,21 @@ fn an_upscale_writes_the_scale_and_records_it() {
     let w = wpa(serde_json::json!({}));
     let d = run(&w, 4, &external(600_000), now());
     // ceil(4 * 600 / 100) = 24, limited to 4 + 50 % = 6.
-    assert_eq!(d.scale_to, Some(6));
+    assert_eq!(d.scaled_to, Some(6));
     assert_eq!(d.status.desired_replicas, 6);
     assert_eq!(d.status.last_scale_time.as_ref().map(|t| t.0), Some(now()));
     assert_eq!(d.status.scaling_events_count, 1);
     assert_eq!(d.status.observed_generation, Some(7));
     assert_eq!(
-        condition(&d, "AbleToScale"),
+        condition(&d.outcome, "AbleToScale"),
         ("True", "SuccessfulScale", "the WPA controller was able to update the target scale to 6")
     );
-    assert_eq!(condition(&d, "ScalingLimited").1, "ScaleUpLimit");
+    assert_eq!(condition(&d.outcome, "ScalingLimited").1, "ScaleUpLimit");
     assert_eq!(d.events.len(), 1);
     assert_eq!(d.events[0].reason, "Scaling");
     assert_eq!(d.events[0].message, "New size: 6; reason: qps{map[app:web]} above target");
-    assert_eq!(d.counters[0].name, "upscale_replicas_total");
-    assert_eq!(d.counters[0].value, 2.0);
+    assert_eq!(d.counters[0].counter.name(), "upscale_replicas_total");
+    assert_eq!(d.counters[0].value, 2);
     assert_eq!(d.action, Action::RequeueAfter(Duration::from_secs(15)));
     assert!(d.status_changed);
 }
@@ -118,30 +147,35 @@ fn an_upscale_writes_the_scale_and_records_it() {
 fn dry_run_records_the_decision_but_never_writes_the_scale() {
     let w = wpa(serde_json::json!({"dryRun": true}));
     let d = run(&w, 4, &external(600_000), now());
-    assert_eq!(d.scale_to, None);
-    assert!(d.rescale);
+    assert_eq!(d.scaled_to, None);
+    assert!(d.decision.rescale);
     assert_eq!(d.status.desired_replicas, 6);
     assert_eq!(d.status.scaling_events_count, 1, "dry-run counts the decided scale, as upstream");
     assert_eq!(d.status.last_scale_time.as_ref().map(|t| t.0), Some(now()));
-    assert_eq!(condition(&d, "DryRun"), ("True", "DryRun mode enabled", "Scaling changes won't be applied"));
-    assert!(d.gauges.iter().any(|g| g.name == "dry_run" && g.value == 1.0));
+    assert_eq!(condition(&d.outcome, "DryRun"), ("True", "DryRun mode enabled", "Scaling changes won't be applied"));
+    assert!(d.gauges.iter().any(|g| g.series.name() == "dry_run" && g.value == 1.0));
     assert!(d.counters.is_empty(), "no replicas were added");
-    assert_eq!(d.events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), ["DryRunScaling"]);
+    assert_eq!(d.events.iter().map(|e| e.reason).collect::<Vec<_>>(), ["DryRunScaling"]);
 }
 
 #[test]
 fn a_failed_scale_write_is_recorded_and_nothing_else_changes() {
     let w = wpa(serde_json::json!({}));
-    let mut d = run(&w, 4, &external(600_000), now());
-    d.scale_failed("Operation cannot be fulfilled: the object has been modified");
-    assert_eq!(d.scale_to, None);
+    let d = run_with(
+        &w,
+        4,
+        &external(600_000),
+        now(),
+        ScaleResult::Failed("Operation cannot be fulfilled: the object has been modified".into()),
+    );
+    assert_eq!(d.scaled_to, None);
     assert_eq!(d.status.desired_replicas, 0, "desiredReplicas keeps its previous value");
     assert!(d.status.last_scale_time.is_none());
     assert_eq!(d.status.scaling_events_count, 0);
-    let (status, reason, message) = condition(&d, "AbleToScale");
+    let (status, reason, message) = condition(&d.outcome, "AbleToScale");
     assert_eq!((status, reason), ("False", "FailedScale"));
     assert!(message.ends_with("the object has been modified"));
-    assert_eq!(d.events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), ["FailedScale"]);
+    assert_eq!(d.events.iter().map(|e| e.reason).collect::<Vec<_>>(), ["FailedScale"]);
     assert!(d.counters.is_empty());
 }
 
@@ -152,13 +186,13 @@ fn a_persisting_metric_error_is_reported_once() {
         "unable to fetch metrics from external metrics API: 503".into(),
     ))];
     let first = run(&w, 4, &broken, now());
-    assert_eq!(first.scale_to, None);
-    let (status, reason, message) = condition(&first, "ScalingActive");
+    assert_eq!(first.scaled_to, None);
+    let (status, reason, message) = condition(&first.outcome, "ScalingActive");
     assert_eq!((status, reason), ("False", "FailedGetExternalMetric"));
     assert!(message.starts_with(
         "the WPA was unable to compute the replica count: unable to get external metric default/qps/app=web:"
     ));
-    let reasons: Vec<&str> = first.events.iter().map(|e| e.reason.as_str()).collect();
+    let reasons: Vec<&str> = first.events.iter().map(|e| e.reason).collect();
     assert_eq!(reasons, ["FailedGetExternalMetric", "FailedComputeMetricsReplicas"]);
     assert_eq!(first.action, Action::RequeueAfter(Duration::from_secs(15)));
     w.status = Some(first.status.clone());
@@ -176,9 +210,9 @@ fn garbage_metrics_never_scale_to_min() {
         vec![MetricObservation::Skipped],
     ] {
         let d = run(&w, 8, &obs, now());
-        assert_eq!(d.scale_to, None, "{obs:?}");
-        assert_eq!(condition(&d, "ScalingActive").0, "False");
-        assert_eq!(d.desired, 0, "desiredReplicas is left as it was (here: unset)");
+        assert_eq!(d.scaled_to, None, "{obs:?}");
+        assert_eq!(condition(&d.outcome, "ScalingActive").0, "False");
+        assert_eq!(d.decision.desired, 0, "desiredReplicas is left as it was (here: unset)");
     }
 }
 
@@ -188,7 +222,7 @@ fn invalid_specs_stop_with_upstreams_message() {
     let d = run(&w, 4, &external(1_000), now());
     assert_eq!(d.action, Action::Done);
     assert_eq!(
-        condition(&d, "AbleToScale"),
+        condition(&d.outcome, "AbleToScale"),
         (
             "False",
             "FailedSpecCheck",
@@ -196,7 +230,7 @@ fn invalid_specs_stop_with_upstreams_message() {
         )
     );
     assert_eq!(d.events[0].reason, "FailedSpecCheck");
-    assert_eq!(d.scale_to, None);
+    assert_eq!(d.scaled_to, None);
 }
 
 #[test]
@@ -204,10 +238,10 @@ fn recommender_without_watermarks_is_a_condition_not_a_crash() {
     let w =
         wpa(serde_json::json!({"metrics": null, "recommender": {"url": "http://reco", "targetType": "cpu"}}));
     let d = run(&w, 4, &[], now());
-    let (status, reason, message) = condition(&d, "ScalingActive");
+    let (status, reason, message) = condition(&d.outcome, "ScalingActive");
     assert_eq!((status, reason), ("False", "FailedGetResourceMetric"));
     assert!(message.contains("needs both highWatermark and lowWatermark"), "{message}");
-    assert_eq!(d.scale_to, None);
+    assert_eq!(d.scaled_to, None);
 }
 
 #[test]
@@ -225,9 +259,9 @@ fn lifecycle_control_blocks_until_the_monitor_is_ok() {
         monitor,
     };
     let blocked =
-        engine::decide(&w, &observe(MonitorObservation::Found { state: Some("Alert".into()) }), now());
+        decide(&w, &observe(MonitorObservation::Found { state: Some("Alert".into()) }), now());
     assert_eq!(
-        condition(&blocked, "ScalingBlocked"),
+        condition(&blocked.outcome, "ScalingBlocked"),
         (
             "True",
             "DatadogMonitorNotOK",
@@ -235,14 +269,14 @@ fn lifecycle_control_blocks_until_the_monitor_is_ok() {
         )
     );
     assert_eq!(blocked.action, Action::RequeueAfter(Duration::from_secs(60)));
-    assert_eq!(blocked.scale_to, None);
-    let missing = engine::decide(&w, &observe(MonitorObservation::CrdMissing), now());
-    assert_eq!(condition(&missing, "ScalingBlocked").0, "True");
-    assert!(condition(&missing, "ScalingBlocked").2.contains("DatadogMonitor CRD"));
+    assert_eq!(blocked.scaled_to, None);
+    let missing = decide(&w, &observe(MonitorObservation::CrdMissing), now());
+    assert_eq!(condition(&missing.outcome, "ScalingBlocked").0, "True");
+    assert!(condition(&missing.outcome, "ScalingBlocked").2.contains("DatadogMonitor CRD"));
     assert_eq!(missing.action, Action::RequeueAfter(Duration::from_secs(120)));
-    let ok = engine::decide(&w, &observe(MonitorObservation::Found { state: Some("OK".into()) }), now());
-    assert_eq!(condition(&ok, "ScalingBlocked").1, "DatadogMonitorOK");
-    assert_eq!(ok.scale_to, Some(6));
+    let ok = decide(&w, &observe(MonitorObservation::Found { state: Some("OK".into()) }), now());
+    assert_eq!(condition(&ok.outcome, "ScalingBlocked").1, "DatadogMonitorOK");
+    assert_eq!(ok.scaled_to, Some(6));
 }
 
 #[test]
@@ -257,10 +291,10 @@ fn the_target_at_zero_turns_scaling_off() {
         recommendation: None,
         monitor: MonitorObservation::NotRequested,
     };
-    let d = engine::decide(&w, &obs, now());
-    assert_eq!(d.scale_to, None);
+    let d = decide(&w, &obs, now());
+    assert_eq!(d.scaled_to, None);
     // No pods: the metric computation fails first, as upstream notes; scaling stays off.
-    assert_eq!(condition(&d, "ScalingActive").0, "False");
+    assert_eq!(condition(&d.outcome, "ScalingActive").0, "False");
 }
 
 #[test]
@@ -272,11 +306,11 @@ fn a_manual_scale_outside_the_bounds_is_corrected_at_once() {
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now() - Duration::from_secs(1)));
     w.status = Some(status);
     let d = run(&w, 14, &external(700_000), now());
-    assert_eq!(d.scale_to, Some(10));
-    assert_eq!(d.reason, "Current number of replicas above Spec.MaxReplicas");
+    assert_eq!(d.scaled_to, Some(10));
+    assert_eq!(d.decision.reason, "Current number of replicas above Spec.MaxReplicas");
     let d = run(&w, 1, &external(50_000), now());
-    assert_eq!(d.scale_to, Some(2));
-    assert_eq!(d.reason, "Current number of replicas below Spec.MinReplicas");
+    assert_eq!(d.scaled_to, Some(2));
+    assert_eq!(d.decision.reason, "Current number of replicas below Spec.MinReplicas");
     assert_eq!(conditions::status_str(true), "True");
 }
 
@@ -287,8 +321,8 @@ fn not_scaling_is_a_condition() {
     let first = run(&w, 4, &external(70_000), now());
     w2.status = Some(first.status.clone());
     let d = run(&w2, 4, &external(70_000), now() + Duration::from_secs(15));
-    assert_eq!(d.scale_to, None);
-    let (status, reason, message) = condition(&d, "ScalingActive");
+    assert_eq!(d.scaled_to, None);
+    let (status, reason, message) = condition(&d.outcome, "ScalingActive");
     assert_eq!((status, reason), ("True", "NotScaling"));
     assert!(message.starts_with("the WPA was able to successfully calculate a replica count and decided not to scale Deployment/default/web to 4 (last scale time was 2026-01-01 12:00:00 +0000 UTC )"), "{message}");
     assert!(d.events.iter().all(|e| e.reason != "NotScaling"));
@@ -299,12 +333,12 @@ fn a_steady_pass_inside_a_window_writes_nothing() {
     // First pass: an upscale at now(); its windows (60 s up, 300 s down) start.
     let mut w = wpa(serde_json::json!({}));
     let first = run(&w, 4, &external(600_000), now());
-    assert_eq!(first.scale_to, Some(6));
+    assert_eq!(first.scaled_to, Some(6));
     w.status = Some(first.status.clone());
     // Ten seconds later, at 6 replicas and within the watermarks: AbleToScale is set True
     // (SucceededGetScale), then False (BackoffBoth) in the same pass, as upstream does.
     let second = run(&w, 6, &external(450_000), now() + Duration::from_secs(10));
-    assert_eq!(condition(&second, "AbleToScale").1, "BackoffBoth");
+    assert_eq!(condition(&second.outcome, "AbleToScale").1, "BackoffBoth");
     w.status = Some(second.status.clone());
     let third = run(&w, 6, &external(450_000), now() + Duration::from_secs(25));
     // The stored status is False/BackoffBoth already: its transition time stays, nothing is rewritten.

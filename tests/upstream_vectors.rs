@@ -570,7 +570,27 @@ fn faked_result(r: &Value) -> Result<MetricResult, String> {
 }
 
 /// `name{label=value,...}` → the gauge (or counter) value the pass produced; an unset series reads 0.
-fn prom_value(d: &engine::Decision, key: &str) -> Value {
+/// A pass whose `/scale` write (if any) succeeded: upstream's tests use a fake client that accepts it.
+struct Pass<'a> {
+    d: engine::Decision<'a>,
+    o: engine::Outcome,
+}
+
+impl<'a> Pass<'a> {
+    fn settled(wpa: &WatermarkPodAutoscaler, d: engine::Decision<'a>) -> Self {
+        let o = d.settle(wpa, engine::ScaleResult::Written);
+        Pass { d, o }
+    }
+}
+
+impl<'a> std::ops::Deref for Pass<'a> {
+    type Target = engine::Decision<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.d
+    }
+}
+
+fn prom_value(d: &Pass, key: &str) -> Value {
     let (name, labels) = match key.split_once('{') {
         Some((n, rest)) => {
             let inner = rest.trim_end_matches('}');
@@ -592,24 +612,24 @@ fn prom_value(d: &engine::Decision, key: &str) -> Value {
         n => n,
     };
     let sample_matches = |s: &engine::Sample| {
-        s.name == name
+        s.series.name() == name
             && labels.iter().all(|(k, v)| match k.as_str() {
                 "metric_name" => s.metric.and_then(|i| d.metrics.get(i)).is_some_and(|m| &m.name == v),
                 _ => s.label.is_some_and(|(lk, lv)| lk == k && lv == v),
             })
     };
-    let total: f64 = if d.counters.iter().any(|s| s.name == name) {
-        d.counters.iter().filter(|s| sample_matches(s)).map(|s| s.value).sum()
+    let total: f64 = if d.o.counters.iter().any(|c| c.counter.name() == name) {
+        d.o.counters.iter().filter(|c| c.counter.name() == name).map(|c| c.value as f64).sum()
     } else {
-        d.gauges.iter().find(|s| sample_matches(s)).map_or(0.0, |s| s.value)
+        d.o.gauges.iter().find(|s| sample_matches(s)).map_or(0.0, |s| s.value)
     };
     json!(total)
 }
 
 /// Compares expected conditions (`{Type: {status, reason, message}}`), applying the documented divergences.
-fn check_conditions(check: &mut Check, d: &engine::Decision, expected: &Value) {
+fn check_conditions(check: &mut Check, d: &Pass, expected: &Value) {
     for (type_, want) in expected.as_object().into_iter().flatten() {
-        let Some(c) = conditions::get_condition(&d.status, type_) else {
+        let Some(c) = conditions::get_condition(&d.o.status, type_) else {
             check.diffs.push(format!("condition {type_}: missing"));
             continue;
         };
@@ -647,12 +667,12 @@ fn check_conditions(check: &mut Check, d: &engine::Decision, expected: &Value) {
     }
 }
 
-fn decision_facts(d: &engine::Decision) -> BTreeMap<String, Value> {
+fn decision_facts(d: &Pass) -> BTreeMap<String, Value> {
     let mut m = BTreeMap::from([
-        ("status.desiredReplicas".into(), json!(d.status.desired_replicas)),
-        ("conditionCount".into(), json!(d.status.conditions.len())),
-        ("scaleUpdated".into(), json!(d.scale_to.is_some())),
-        ("scaleUpdatedTo".into(), d.scale_to.map_or(Value::Null, |n| json!(n))),
+        ("status.desiredReplicas".into(), json!(d.o.status.desired_replicas)),
+        ("conditionCount".into(), json!(d.o.status.conditions.len())),
+        ("scaleUpdated".into(), json!(d.o.scaled_to.is_some())),
+        ("scaleUpdatedTo".into(), d.o.scaled_to.map_or(Value::Null, |n| json!(n))),
         ("normalizedDesired".into(), d.normalized.map_or(Value::Null, |n| json!(n.replicas))),
         ("rescaleReason".into(), json!(d.reason)),
     ]);
@@ -663,7 +683,7 @@ fn decision_facts(d: &engine::Decision) -> BTreeMap<String, Value> {
 }
 
 /// Checks the keys common to reconcile_decision and reconcile_entry.
-fn check_decision(ctx: &Ctx, check: &mut Check, d: &engine::Decision, section: &Value) {
+fn check_decision(ctx: &Ctx, check: &mut Check, d: &Pass, section: &Value) {
     let facts = decision_facts(d);
     for (k, e) in section.as_object().into_iter().flatten() {
         match k.as_str() {
@@ -688,10 +708,10 @@ fn check_decision(ctx: &Ctx, check: &mut Check, d: &engine::Decision, section: &
                     .split_once(']')
                     .map(|(i, rest)| (i.parse::<usize>().unwrap_or(usize::MAX), rest.trim_start_matches('.')))
                     .unwrap_or((usize::MAX, ""));
-                let Some(c) = d.status.conditions.get(idx) else {
+                let Some(c) = d.o.status.conditions.get(idx) else {
                     check
                         .diffs
-                        .push(format!("{key}: there are only {} conditions", d.status.conditions.len()));
+                        .push(format!("{key}: there are only {} conditions", d.o.status.conditions.len()));
                     continue;
                 };
                 let cj = json!({"type": c.type_, "status": c.status, "reason": c.reason, "message": c.message,
@@ -756,7 +776,7 @@ fn reconcile_decision(
     if scale.name.is_empty() {
         scale.name = spec.scale_target_ref.name.clone();
     }
-    let d = engine::decide_from_results(&wpa, &scale, outcomes, ctx.now);
+    let d = Pass::settled(&wpa, engine::decide_from_results(&wpa, &scale, outcomes, ctx.now));
     check_decision(ctx, check, &d, exp);
     check_decision(ctx, check, &d, der);
     Ok(())
@@ -892,10 +912,10 @@ fn reconcile_entry(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut C
                 recommendation: None,
                 monitor,
             };
-            Some(engine::decide(&wpa, &obs, ctx.now))
+            Some(Pass::settled(&wpa, engine::decide(&wpa, &obs, ctx.now)))
         }
     };
-    let action = decision.as_ref().map_or(Action::Done, |d| d.action);
+    let action = decision.as_ref().map_or(Action::Done, |d| d.o.action);
     if let Some(r) = exp.get("result") {
         check_result(check, r, action, defaulted);
     }

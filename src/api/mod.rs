@@ -194,6 +194,56 @@ pub struct MetricSpec {
     pub resource: Option<ResourceMetricSource>,
 }
 
+/// The source a metric reads, when its `type` names one that is set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MetricSource<'a> {
+    External(&'a ExternalMetricSource),
+    Resource(&'a ResourceMetricSource),
+}
+
+impl MetricSpec {
+    /// `external` for type External, `resource` for type Resource; `None` for another type or when the
+    /// named source is missing (such a metric is skipped, as upstream skips it).
+    pub fn source(&self) -> Option<MetricSource<'_>> {
+        match (self.type_.as_str(), &self.external, &self.resource) {
+            ("External", Some(e), _) => Some(MetricSource::External(e)),
+            ("Resource", _, Some(r)) => Some(MetricSource::Resource(r)),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> MetricSource<'a> {
+    /// The metric name (External) or the resource name (Resource).
+    pub fn name(self) -> &'a str {
+        match self {
+            MetricSource::External(e) => &e.metric_name,
+            MetricSource::Resource(r) => &r.name,
+        }
+    }
+
+    pub fn selector(self) -> Option<&'a LabelSelector> {
+        match self {
+            MetricSource::External(e) => e.metric_selector.as_ref(),
+            MetricSource::Resource(r) => r.metric_selector.as_ref(),
+        }
+    }
+
+    pub fn high_watermark(self) -> &'a Option<Quantity> {
+        match self {
+            MetricSource::External(e) => &e.high_watermark,
+            MetricSource::Resource(r) => &r.high_watermark,
+        }
+    }
+
+    pub fn low_watermark(self) -> &'a Option<Quantity> {
+        match self {
+            MetricSource::External(e) => &e.low_watermark,
+            MetricSource::Resource(r) => &r.low_watermark,
+        }
+    }
+}
+
 /// A metric served by the external metrics API (Datadog Cluster Agent, KEDA, prometheus-adapter...).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 use crate::{
     api::WatermarkPodAutoscaler,
     engine::{
-        self, Decision, Forced, MetricKind, MonitorObservation,
+        self, Decision, Forced, MetricKind, MonitorObservation, ScaleResult,
         gate::Blocked,
         limits::{scale_down_limit, scale_up_limit},
         pods,
@@ -207,7 +207,7 @@ pub fn render(wpa: &WatermarkPodAutoscaler, inputs: &Inputs, d: &Decision<'_>, n
         None => {}
         Some(Err(e)) => {
             let _ = writeln!(o, "\nDecision: no scaling. {}", e.message);
-            return finish(o, d);
+            return finish(o, wpa, d);
         }
         Some(Ok(c)) => {
             let _ = writeln!(
@@ -275,12 +275,12 @@ pub fn render(wpa: &WatermarkPodAutoscaler, inputs: &Inputs, d: &Decision<'_>, n
     } else {
         let _ = writeln!(o, "\nDecision: stays at {}{forced}: {}", scale.spec_replicas, d.reason);
     }
-    finish(o, d)
+    finish(o, wpa, d)
 }
 
-fn finish(mut o: String, d: &Decision<'_>) -> String {
-    let _ = writeln!(o, "\nConditions the next pass writes:");
-    for c in &d.status.conditions {
+fn finish(mut o: String, wpa: &WatermarkPodAutoscaler, d: &Decision<'_>) -> String {
+    let _ = writeln!(o, "\nConditions the next pass writes (when its scale, if any, is written):");
+    for c in &d.settle(wpa, ScaleResult::Written).status.conditions {
         let _ = writeln!(
             o,
             "  {:<20} {:<5} {:<32} {}",

@@ -14,19 +14,19 @@ use std::{
 use kube::ResourceExt;
 use prometheus_client::{
     encoding::{EncodeLabelSet, LabelSetEncoder},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    metrics::{counter::Counter as PromCounter, family::Family as PromFamily, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
 use super::inputs::HttpObserver;
 use crate::{
     api::WatermarkPodAutoscaler,
-    engine::{Decision, Sample},
+    engine::{Counter, Decision, Outcome, Sample, Series},
 };
 
 type PlainLabels = Vec<(String, String)>;
-type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
-type CounterFamily = Family<PlainLabels, Counter>;
+type GaugeFamily = PromFamily<Labels, Gauge<f64, AtomicU64>>;
+type CounterFamily = PromFamily<PlainLabels, PromCounter>;
 
 /// A WPA series' labels: a set shared by all of the WPA's series (upstream's base labels) and at most one
 /// label of its own (`metric_name`, `reason`, `transition`, `condition`). Sharing the set keeps thousands of
@@ -47,55 +47,49 @@ impl EncodeLabelSet for Labels {
     }
 }
 
-/// The gauges with the base labels, and which extra label they carry.
-const GAUGES: [(&str, &str); 15] = [
-    ("value", "Usage of the metric (milli; recommender: observed value × 1000)"),
-    ("high_watermark", "High watermark of the metric (milli)"),
-    ("high_watermak", "High watermark of the metric (milli; upstream's misspelled twin)"),
-    ("low_watermark", "Low watermark of the metric (milli)"),
-    ("low_watermak", "Low watermark of the metric (milli; upstream's misspelled twin)"),
-    ("replicas_scaling_proposal", "Replica count proposed by the metric"),
-    ("replicas_scaling_effective", "Replica count decided"),
-    ("restricted_scaling", "1 while the named restriction holds"),
-    ("transition_countdown", "Seconds until the forbidden window of the transition ends"),
-    ("min_replicas", "spec.minReplicas"),
-    ("max_replicas", "spec.maxReplicas"),
-    ("dry_run", "1 when the WPA is in dry-run mode"),
-    ("scaling_active", "1 when the ScalingActive condition is True"),
-    ("conditions", "1 when the condition is True"),
-    ("labels_info", "The WPA's labels listed in --labels-as-tags"),
-];
+/// What a series belongs to: a gauge family, a gauge's misspelled twin, or a counter family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Family {
+    Gauge(Series),
+    Twin(Series),
+    Counter(Counter),
+}
 
 /// One series a WPA wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Series {
-    family: &'static str,
+struct Written {
+    family: Family,
     labels: Labels,
 }
 
-impl Series {
+impl Written {
     /// The metric the series is about (its `metric_name`), if any.
     fn metric(&self) -> Option<&str> {
         self.labels.extra.as_ref().filter(|(k, _)| *k == "metric_name").map(|(_, v)| v.as_ref())
     }
+
+    /// Whether the series carries the WPA's base labels (all but two families do).
+    fn has_base_labels(&self) -> bool {
+        !matches!(self.family, Family::Gauge(Series::LabelsInfo | Series::LifecycleControlStatus))
+    }
 }
 
 pub struct Exporter {
-    gauges: HashMap<&'static str, GaugeFamily>,
-    lifecycle: GaugeFamily,
-    upscale: Family<Labels, Counter>,
-    downscale: Family<Labels, Counter>,
-    http_duration: Family<PlainLabels, Histogram, fn() -> Histogram>,
+    gauges: HashMap<Series, GaugeFamily>,
+    twins: HashMap<Series, GaugeFamily>,
+    upscale: PromFamily<Labels, PromCounter>,
+    downscale: PromFamily<Labels, PromCounter>,
+    http_duration: PromFamily<PlainLabels, Histogram, fn() -> Histogram>,
     http_requests: CounterFamily,
     http_errors: CounterFamily,
-    http_in_flight: Family<PlainLabels, Gauge>,
+    http_in_flight: PromFamily<PlainLabels, Gauge>,
     pub reconciles: CounterFamily,
     /// WPAs with at least one completed pass (their series are exported).
     wpas: Gauge,
-    pub reconcile_duration: Family<PlainLabels, Histogram, fn() -> Histogram>,
+    pub reconcile_duration: PromFamily<PlainLabels, Histogram, fn() -> Histogram>,
     /// WPA labels copied onto `labels_info` (`DD_LABELS_AS_TAGS`).
     labels_as_tags: Vec<String>,
-    live: Mutex<HashMap<(String, String), BTreeSet<Series>>>,
+    live: Mutex<HashMap<(String, String), BTreeSet<Written>>>,
 }
 
 fn http_histogram() -> Histogram {
@@ -123,39 +117,40 @@ fn pairs(p: &[(&str, &str)]) -> PlainLabels {
 impl Exporter {
     /// Creates the families and registers them.
     pub fn new(registry: &mut Registry, labels_as_tags: Vec<String>) -> Arc<Exporter> {
-        let mut gauges = HashMap::new();
-        for (name, help) in GAUGES {
+        let (mut gauges, mut twins) = (HashMap::new(), HashMap::new());
+        for series in Series::ALL {
             let family = GaugeFamily::default();
-            registry.register(format!("wpa_controller_{name}"), help, family.clone());
-            gauges.insert(name, family);
+            registry.register(format!("wpa_controller_{}", series.name()), series.help(), family.clone());
+            gauges.insert(series, family);
+            if let Some(twin) = series.twin() {
+                let family = GaugeFamily::default();
+                let help = format!("{} (upstream's misspelled twin)", series.help());
+                registry.register(format!("wpa_controller_{twin}"), help, family.clone());
+                twins.insert(series, family);
+            }
         }
         let e = Exporter {
             gauges,
-            lifecycle: GaugeFamily::default(),
-            upscale: Family::default(),
-            downscale: Family::default(),
-            http_duration: Family::new_with_constructor(http_histogram),
+            twins,
+            upscale: PromFamily::default(),
+            downscale: PromFamily::default(),
+            http_duration: PromFamily::new_with_constructor(http_histogram),
             http_requests: CounterFamily::default(),
             http_errors: CounterFamily::default(),
-            http_in_flight: Family::default(),
+            http_in_flight: PromFamily::default(),
             reconciles: CounterFamily::default(),
             wpas: Gauge::default(),
-            reconcile_duration: Family::new_with_constructor(reconcile_histogram),
+            reconcile_duration: PromFamily::new_with_constructor(reconcile_histogram),
             labels_as_tags,
             live: Mutex::default(),
         };
         registry.register(
-            "wpa_controller_lifecycle_control_status",
-            "1 while the DatadogMonitor blocks the WPA, 0 when it is OK",
-            e.lifecycle.clone(),
-        );
-        registry.register(
-            "wpa_controller_upscale_replicas",
+            format!("wpa_controller_{}", Counter::UpscaleReplicas.name().trim_end_matches("_total")),
             "Replicas added by scale-ups",
             e.upscale.clone(),
         );
         registry.register(
-            "wpa_controller_downscale_replicas",
+            format!("wpa_controller_{}", Counter::DownscaleReplicas.name().trim_end_matches("_total")),
             "Replicas removed by scale-downs",
             e.downscale.clone(),
         );
@@ -208,12 +203,13 @@ impl Exporter {
         decision: &Decision<'_>,
         s: &Sample,
         base: &Arc<[(String, String)]>,
-    ) -> Series {
+    ) -> Written {
         let dry_run = decision.spec.dry_run.unwrap_or(false);
         let flag = if dry_run { "true" } else { "false" };
         let ns = wpa.namespace().unwrap_or_default();
-        match s.name {
-            "labels_info" => {
+        let family = Family::Gauge(s.series);
+        match s.series {
+            Series::LabelsInfo => {
                 let mut l = PlainLabels::new();
                 for key in &self.labels_as_tags {
                     if let Some(v) = wpa.labels().get(key) {
@@ -227,9 +223,9 @@ impl Exporter {
                     ("namespace", &ns),
                     ("dry_run", flag),
                 ]));
-                Series { family: "labels_info", labels: Labels { shared: Arc::from(l), extra: None } }
+                Written { family, labels: Labels { shared: Arc::from(l), extra: None } }
             }
-            "lifecycle_control_status" => {
+            Series::LifecycleControlStatus => {
                 let l = pairs(&[
                     ("wpa_name", &wpa.name_any()),
                     ("wpa_namespace", &ns),
@@ -238,45 +234,31 @@ impl Exporter {
                     ("monitor_namespace", &ns),
                     ("dry_run", flag),
                 ]);
-                Series {
-                    family: "lifecycle_control_status",
-                    labels: Labels { shared: Arc::from(l), extra: None },
-                }
+                Written { family, labels: Labels { shared: Arc::from(l), extra: None } }
             }
-            name => {
+            _ => {
                 let metric = s.metric.and_then(|i| decision.metrics.get(i)).map(|m| m.name.as_str());
                 let extra = match (metric, s.label) {
                     (Some(m), _) => Some(("metric_name", Arc::from(m))),
                     (None, Some((k, v))) => Some((k, Arc::from(v))),
                     (None, None) => None,
                 };
-                Series { family: name, labels: Labels { shared: base.clone(), extra } }
+                Written { family, labels: Labels { shared: base.clone(), extra } }
             }
         }
     }
 
-    fn family(&self, name: &str) -> Option<&GaugeFamily> {
-        if name == "lifecycle_control_status" { Some(&self.lifecycle) } else { self.gauges.get(name) }
-    }
-
-    fn delete(&self, s: &Series) {
+    fn delete(&self, s: &Written) {
         match s.family {
-            "upscale_replicas_total" => {
-                self.upscale.remove(&s.labels);
-            }
-            "downscale_replicas_total" => {
-                self.downscale.remove(&s.labels);
-            }
-            name => {
-                if let Some(f) = self.family(name) {
-                    f.remove(&s.labels);
-                }
-            }
-        }
+            Family::Counter(Counter::UpscaleReplicas) => self.upscale.remove(&s.labels),
+            Family::Counter(Counter::DownscaleReplicas) => self.downscale.remove(&s.labels),
+            Family::Gauge(series) => self.gauges.get(&series).is_some_and(|f| f.remove(&s.labels)),
+            Family::Twin(series) => self.twins.get(&series).is_some_and(|f| f.remove(&s.labels)),
+        };
     }
 
     /// Writes one pass's gauges and counters, and deletes what went away.
-    pub fn record(&self, wpa: &WatermarkPodAutoscaler, decision: &Decision<'_>) {
+    pub fn record(&self, wpa: &WatermarkPodAutoscaler, decision: &Decision<'_>, outcome: &Outcome) {
         let key = (wpa.namespace().unwrap_or_default(), wpa.name_any());
         let base = Self::base(wpa, decision.spec.dry_run.unwrap_or(false));
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -286,8 +268,7 @@ impl Exporter {
         // or a metric that left the spec.
         let metric_names: BTreeSet<String> = metric_names(wpa);
         series.retain(|s| {
-            let same_base =
-                matches!(s.family, "labels_info" | "lifecycle_control_status") || *s.labels.shared == *base;
+            let same_base = !s.has_base_labels() || *s.labels.shared == *base;
             let metric_exists = s.metric().is_none_or(|m| metric_names.contains(m));
             let keep = same_base && metric_exists;
             if !keep {
@@ -295,33 +276,26 @@ impl Exporter {
             }
             keep
         });
-        for r in &decision.removals {
+        for r in &outcome.removals {
             let metric = r.metric.and_then(|i| decision.metrics.get(i)).map(|m| m.name.as_str());
             series.retain(|s| {
-                let hit = s.family == r.name && (metric.is_none() || s.metric() == metric);
+                let hit = matches!(s.family, Family::Gauge(g) | Family::Twin(g) if g == r.series)
+                    && (metric.is_none() || s.metric() == metric);
                 if hit {
                     self.delete(s);
                 }
                 !hit
             });
         }
-        let mut written: Vec<Series> = Vec::with_capacity(decision.gauges.len() + 2);
-        for s in &decision.gauges {
+        let mut written: Vec<Written> = Vec::with_capacity(outcome.gauges.len() + 2);
+        for s in &outcome.gauges {
             let entry = self.labels_for(wpa, decision, s, &base);
-            let twin = match s.name {
-                "high_watermark" => Some("high_watermak"),
-                "low_watermark" => Some("low_watermak"),
-                _ => None,
-            };
-            if let Some(f) = self.family(entry.family) {
+            if let Some(f) = self.gauges.get(&s.series) {
                 f.get_or_create(&entry.labels).set(s.value);
             }
-            if let Some(twin) = twin {
-                let t = Series { family: twin, ..entry.clone() };
-                if let Some(f) = self.family(twin) {
-                    f.get_or_create(&t.labels).set(s.value);
-                }
-                written.push(t);
+            if let Some(f) = self.twins.get(&s.series) {
+                f.get_or_create(&entry.labels).set(s.value);
+                written.push(Written { family: Family::Twin(s.series), ..entry.clone() });
             }
             written.push(entry);
         }
@@ -337,14 +311,14 @@ impl Exporter {
             !replaced
         });
         series.extend(written);
-        for c in &decision.counters {
-            let (family, f) = match c.name {
-                "upscale_replicas_total" => ("upscale_replicas_total", &self.upscale),
-                _ => ("downscale_replicas_total", &self.downscale),
+        for c in &outcome.counters {
+            let f = match c.counter {
+                Counter::UpscaleReplicas => &self.upscale,
+                Counter::DownscaleReplicas => &self.downscale,
             };
             let labels = Labels { shared: base.clone(), extra: None };
-            f.get_or_create(&labels).inc_by(c.value.max(0.0) as u64);
-            series.insert(Series { family, labels });
+            f.get_or_create(&labels).inc_by(c.value);
+            series.insert(Written { family: Family::Counter(c.counter), labels });
         }
         self.wpas.set(live.len() as i64);
     }
@@ -373,12 +347,7 @@ fn metric_names(wpa: &WatermarkPodAutoscaler) -> BTreeSet<String> {
         .metrics
         .iter()
         .flatten()
-        .filter_map(|m| {
-            m.external
-                .as_ref()
-                .map(|e| e.metric_name.clone())
-                .or_else(|| m.resource.as_ref().map(|r| r.name.clone()))
-        })
+        .filter_map(|m| m.source().map(|s| s.name().to_string()))
         .collect();
     if let Some(r) = &wpa.spec.recommender {
         out.insert(crate::engine::recommender::display_name(r));
@@ -451,7 +420,8 @@ mod tests {
             recommendation: None,
             monitor: MonitorObservation::NotRequested,
         };
-        e.record(w, &engine::decide(w, &obs, now));
+        let decision = engine::decide(w, &obs, now);
+        e.record(w, &decision, &decision.settle(w, engine::ScaleResult::Written));
     }
 
     fn text(r: &Registry) -> String {

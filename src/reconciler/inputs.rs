@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use k8s_openapi::{api::autoscaling::v1::Scale, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use kube::{
     Api, Client, ResourceExt,
-    api::{DynamicObject, Patch, PatchParams},
+    api::DynamicObject,
     discovery::{self, ApiResource},
 };
 use serde::Deserialize;
@@ -22,9 +22,9 @@ use super::caches::Caches;
 use crate::{
     api::quantity::Quantity,
     api::selector::{self, Selector},
-    api::{TlsConfig, WatermarkPodAutoscaler},
+    api::{MetricSource, TlsConfig, WatermarkPodAutoscaler},
     engine::{
-        self, MetricObservation, MonitorObservation, Observation,
+        self, MetricObservation, MonitorObservation, Observation, TargetError, TargetErrorKind,
         calc::{ExternalSample, Recommendation, ScaleInfo},
         pods::{self, PodInfo},
         recommender::RecommenderQuery,
@@ -131,7 +131,7 @@ pub struct Target {
 /// Everything the engine needs besides the WPA, owned.
 #[derive(Debug)]
 pub struct Inputs {
-    pub target: Result<ScaleInfo, String>,
+    pub target: Result<ScaleInfo, TargetError>,
     pub resolved: Option<Target>,
     pub pods: Result<Vec<PodInfo>, String>,
     pub metrics: Vec<MetricObservation>,
@@ -172,20 +172,11 @@ fn scale_info(scale: &Scale, namespace: &str, name: &str) -> ScaleInfo {
     }
 }
 
-fn short_kube_error(e: &kube::Error) -> String {
+pub(super) fn short_kube_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
         other => crate::reconciler::recommender_client::error_chain(other),
     }
-}
-
-/// The outcome of a `/scale` write.
-#[derive(Debug)]
-pub enum ScaleWrite {
-    Written,
-    /// `spec.replicas` was no longer what the decision started from: decide again on fresh data.
-    Conflict,
-    Failed(String),
 }
 
 impl Sources {
@@ -195,7 +186,7 @@ impl Sources {
         let namespace = wpa.namespace().unwrap_or_default();
         let spec = engine::effective_spec(&wpa.spec);
         let mut inputs = Inputs {
-            target: Err(String::new()),
+            target: Err(TargetError::new(TargetErrorKind::ScaleUnavailable, "not read")),
             resolved: None,
             pods: Ok(Vec::new()),
             metrics: Vec::new(),
@@ -224,14 +215,14 @@ impl Sources {
             return inputs;
         }
         for m in spec.metrics.iter().flatten() {
-            let obs = match (m.type_.as_str(), &m.external, &m.resource) {
-                ("External", Some(e), _) => MetricObservation::External(
+            let obs = match m.source() {
+                Some(MetricSource::External(e)) => MetricObservation::External(
                     self.external(&namespace, &e.metric_name, e.metric_selector.as_ref(), now).await,
                 ),
-                ("Resource", _, Some(r)) => MetricObservation::Resource(
+                Some(MetricSource::Resource(r)) => MetricObservation::Resource(
                     self.resource(&namespace, &r.name, r.metric_selector.as_ref()).await,
                 ),
-                _ => MetricObservation::Skipped,
+                None => MetricObservation::Skipped,
             };
             inputs.metrics.push(obs);
         }
@@ -244,17 +235,17 @@ impl Sources {
         wpa: &WatermarkPodAutoscaler,
         namespace: &str,
         fresh: bool,
-    ) -> (Result<ScaleInfo, String>, Option<Target>) {
+    ) -> (Result<ScaleInfo, TargetError>, Option<Target>) {
         let r = &wpa.spec.scale_target_ref;
         let group = match api_group(r.api_version.as_deref().unwrap_or_default()) {
             Ok(g) => g,
-            Err(e) => return (Err(e), None),
+            Err(e) => return (Err(TargetError::new(TargetErrorKind::BadApiVersion, e)), None),
         };
         let resource = match self.discovery.resolve(&self.client, group, &r.kind).await {
             Ok(ar) => ar,
             Err(e) => {
                 let msg = format!("unable to determine resource for scale target reference: {e}");
-                return (Err(msg), None);
+                return (Err(TargetError::new(TargetErrorKind::UnknownKind, msg)), None);
             }
         };
         let target = Target { resource, namespace: namespace.to_string(), name: r.name.clone() };
@@ -263,7 +254,10 @@ impl Sources {
                 self.caches.as_ref().and_then(|c| c.targets.get(group, &r.kind, namespace, &r.name))
         {
             let result = cached.map(|s| s.scale_info(namespace, &r.name)).ok_or_else(|| {
-                format!("failed to query scale subresource for {}/{namespace}/{}: scale not found: no such object", r.kind, r.name)
+                TargetError::new(
+                    TargetErrorKind::ScaleUnavailable,
+                    format!("failed to query scale subresource for {}/{namespace}/{}: scale not found: no such object", r.kind, r.name),
+                )
             });
             return (result, Some(target));
         }
@@ -274,11 +268,14 @@ impl Sources {
                 if matches!(&e, kube::Error::Api(s) if s.code == 404) {
                     self.discovery.forget(group, &r.kind);
                 }
-                Err(format!(
-                    "failed to query scale subresource for {}/{namespace}/{}: scale not found: {}",
-                    r.kind,
-                    r.name,
-                    short_kube_error(&e)
+                Err(TargetError::new(
+                    TargetErrorKind::ScaleUnavailable,
+                    format!(
+                        "failed to query scale subresource for {}/{namespace}/{}: scale not found: {}",
+                        r.kind,
+                        r.name,
+                        short_kube_error(&e)
+                    ),
                 ))
             }
         };
@@ -473,28 +470,6 @@ impl Sources {
             Err(e) => MonitorObservation::Unavailable(short_kube_error(&e)),
         }
     }
-
-    /// Sets the target's `spec.replicas` through `/scale`, only if it still is `from` (a JSON Patch `test`):
-    /// a concurrent change (a user's `kubectl scale`, a stale cache) is never overwritten blindly.
-    pub async fn write_scale(&self, target: &Target, from: i32, to: i32) -> ScaleWrite {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &target.namespace, &target.resource);
-        let patch = serde_json::json!([
-            {"op": "test", "path": "/spec/replicas", "value": from},
-            {"op": "replace", "path": "/spec/replicas", "value": to},
-        ]);
-        let patch: json_patch::Patch = match serde_json::from_value(patch) {
-            Ok(p) => p,
-            Err(e) => return ScaleWrite::Failed(e.to_string()),
-        };
-        match api.patch_scale(&target.name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
-            Ok(_) => ScaleWrite::Written,
-            Err(kube::Error::Api(s)) if s.code == 409 || (s.code == 422 && s.message.contains("test")) => {
-                ScaleWrite::Conflict
-            }
-            Err(e) => ScaleWrite::Failed(short_kube_error(&e)),
-        }
-    }
 }
 
 /// A metric value as a milli-value. Quantities only: NaN, infinities and garbage are refused with the
@@ -549,41 +524,14 @@ mod tests {
     /// Sources whose API answers every request with `status` and `body` (error paths only; the real
     /// behaviour is tested against a real API server).
     fn answering(status: u16, body: &'static str) -> Sources {
-        let svc = tower::service_fn(move |_req: http::Request<kube::client::Body>| async move {
-            http::Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(kube::client::Body::from(body.as_bytes().to_vec()))
-        });
         Sources {
-            client: Client::new(svc, "default"),
+            client: super::super::scale::tests::answering(status, body),
             caches: None,
             discovery: Default::default(),
             recommenders: Default::default(),
             http: None,
             metric_max_age: None,
             cluster_name: String::new(),
-        }
-    }
-
-    fn target() -> Target {
-        let gvk = kube::core::GroupVersionKind::gvk("apps", "v1", "Deployment");
-        Target { resource: ApiResource::from_gvk(&gvk), namespace: "ns".into(), name: "web".into() }
-    }
-
-    #[tokio::test]
-    async fn scale_writes_tell_a_conflict_from_a_failure() {
-        let failed_test = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":422,"reason":"Invalid","message":"the server rejected our request due to an error in our request: testing value /spec/replicas failed: test failed"}"#;
-        assert!(matches!(
-            answering(422, failed_test).write_scale(&target(), 3, 4).await,
-            ScaleWrite::Conflict
-        ));
-        let conflict = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":409,"reason":"Conflict","message":"the object has been modified"}"#;
-        assert!(matches!(answering(409, conflict).write_scale(&target(), 3, 4).await, ScaleWrite::Conflict));
-        let forbidden = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":403,"reason":"Forbidden","message":"deployments.apps \"web\" is forbidden"}"#;
-        match answering(403, forbidden).write_scale(&target(), 3, 4).await {
-            ScaleWrite::Failed(e) => assert!(e.contains("forbidden") && e.contains("403"), "{e}"),
-            other => panic!("{other:?}"),
         }
     }
 

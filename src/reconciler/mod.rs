@@ -12,6 +12,7 @@ pub mod exporter;
 pub mod inputs;
 pub mod leader;
 pub mod recommender_client;
+pub mod scale;
 
 use std::{
     sync::Arc,
@@ -37,12 +38,13 @@ use crate::runtime::watch::Namespaces;
 use crate::{
     api::duration,
     api::{FINALIZER, WatermarkPodAutoscaler, annotations},
-    engine::{self, Decision, FinalizerStep},
+    engine::{self, Decision, FinalizerStep, Outcome, ScaleIntent, ScaleResult},
     runtime::logging::LOGS_ATTRIBUTES_FIELD,
 };
 use caches::Caches;
 use exporter::Exporter;
-use inputs::{Inputs, ScaleWrite, Sources};
+use inputs::{Inputs, Sources};
+use scale::ScaleWrite;
 use leader::Leadership;
 
 /// Flags of the reconciler (part of `wpa serve`).
@@ -156,17 +158,17 @@ impl Context {
         }
     }
 
-    async fn publish_events(&self, wpa: &WatermarkPodAutoscaler, decision: &Decision<'_>) {
+    async fn publish_events(&self, wpa: &WatermarkPodAutoscaler, outcome: &Outcome) {
         let reference = wpa.object_ref(&());
         // A recorder per pass: kube's folds events by reason alone (not message) into one series, which
         // would show "New size: 3" for every later scale. The engine already emits on transitions only.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        for e in &decision.events {
+        for e in &outcome.events {
             let event = KubeEvent {
                 type_: if e.warning { EventType::Warning } else { EventType::Normal },
-                reason: e.reason.clone(),
+                reason: e.reason.into(),
                 note: Some(e.message.chars().take(1024).collect()),
-                action: if e.reason == "Scaling" { "Scale".into() } else { "Reconcile".into() },
+                action: e.action.into(),
                 secondary: None,
             };
             if let Err(err) = recorder.publish(&event, &reference).await {
@@ -201,48 +203,49 @@ impl Context {
         let mut inputs = self.sources.gather(wpa, false, now).await;
         let mut decision = engine::decide(wpa, &inputs.observation(), now);
         self.log_decision(&inputs, &decision);
+        let mut result = ScaleResult::NotNeeded;
         // A conflict (the count changed since it was read) gets one more pass on fresh data.
         for attempt in 0..2 {
-            if decision.scale_to.is_none() {
-                break;
-            }
-            match self.write_scale(&inputs, &decision).await {
-                ScaleWrite::Written => break,
-                ScaleWrite::Failed(e) => {
-                    decision.scale_failed(&e);
-                    break;
-                }
+            let Some(intent) = decision.scale else { break };
+            match self.write_scale(&inputs, intent).await {
+                ScaleWrite::Written => result = ScaleResult::Written,
+                ScaleWrite::Failed(e) => result = ScaleResult::Failed(e),
                 ScaleWrite::Conflict if attempt == 0 => {
                     tracing::info!("the target's replica count changed since it was read: deciding again on fresh data");
                     let now = Timestamp::now();
                     inputs = self.sources.gather(wpa, true, now).await;
                     decision = engine::decide(wpa, &inputs.observation(), now);
                     self.log_decision(&inputs, &decision);
+                    continue;
                 }
-                ScaleWrite::Conflict => decision.scale_failed(
-                    "the target's replica count changed again while it was being written (conflict); retrying next period",
-                ),
+                ScaleWrite::Conflict => {
+                    result = ScaleResult::Failed(
+                        "the target's replica count changed again while it was being written (conflict); retrying next period".into(),
+                    )
+                }
             }
+            break;
         }
-        if let Some(to) = decision.scale_to {
+        let outcome = decision.settle(wpa, result);
+        if let Some(to) = outcome.scaled_to {
             tracing::info!(replicas = to, reason = %decision.reason, "Successful rescale");
         } else if decision.rescale && decision.spec.dry_run.unwrap_or(false) {
             tracing::info!(replicas = decision.desired, reason = %decision.reason, "DryRun mode: scaling change was inhibited");
         }
-        if decision.status_changed {
-            let patch = serde_json::json!({ "status": decision.status });
+        if outcome.status_changed {
+            let patch = serde_json::json!({ "status": outcome.status });
             match self.api(&ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
                 Err(e) => {
-                    self.exporter.record(wpa, &decision);
+                    self.exporter.record(wpa, &decision, &outcome);
                     return Err(ReconcileError::Status(e));
                 }
             }
         }
-        self.publish_events(wpa, &decision).await;
-        self.exporter.record(wpa, &decision);
-        Ok(match decision.action {
+        self.publish_events(wpa, &outcome).await;
+        self.exporter.record(wpa, &decision, &outcome);
+        Ok(match outcome.action {
             engine::Action::Done => Action::await_change(),
             engine::Action::Requeue => Action::requeue(Duration::ZERO),
             engine::Action::RequeueAfter(d) if d == engine::SYNC_PERIOD => Action::requeue(self.sync_period),
@@ -250,21 +253,20 @@ impl Context {
         })
     }
 
-    async fn write_scale(&self, inputs: &Inputs, decision: &Decision<'_>) -> ScaleWrite {
-        let (Some(to), Some(target), Ok(scale)) = (decision.scale_to, &inputs.resolved, &inputs.target)
-        else {
+    async fn write_scale(&self, inputs: &Inputs, intent: ScaleIntent) -> ScaleWrite {
+        let (Some(target), Ok(scale)) = (&inputs.resolved, &inputs.target) else {
             return ScaleWrite::Failed("the target was not resolved".into());
         };
         // A replica that lost the lease in the middle of a pass must not write.
         if !self.leadership.is_leader() {
             return ScaleWrite::Failed("this replica is not the leader any more".into());
         }
-        if to == scale.spec_replicas {
+        if intent.to == scale.spec_replicas {
             // Upstream's first pass "scales" to the current count (no lastScaleTime yet): the write would
             // change nothing, so it is skipped; the status and event record it as upstream does.
             return ScaleWrite::Written;
         }
-        self.sources.write_scale(target, scale.spec_replicas, to).await
+        scale::write(&self.client, target, ScaleIntent { from: scale.spec_replicas, to: intent.to }).await
     }
 
     fn log_decision(&self, inputs: &Inputs, d: &Decision<'_>) {

@@ -22,9 +22,9 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::{
-    api::WatermarkPodAutoscaler,
+    api::{MetricSource, WatermarkPodAutoscaler},
     engine::{
-        self, Decision, MetricObservation, MonitorObservation, Observation,
+        self, Decision, MetricObservation, MonitorObservation, Observation, ScaleResult,
         calc::{ExternalSample, ScaleInfo},
         pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
         validation,
@@ -113,11 +113,7 @@ pub fn metric_names(wpa: &WatermarkPodAutoscaler) -> Vec<String> {
         .metrics
         .iter()
         .flatten()
-        .filter_map(|m| match m.type_.as_str() {
-            "External" => m.external.as_ref().map(|e| e.metric_name.clone()),
-            "Resource" => m.resource.as_ref().map(|r| r.name.clone()),
-            _ => None,
-        })
+        .filter_map(|m| m.source().map(|s| s.name().to_string()))
         .collect()
 }
 
@@ -264,12 +260,10 @@ pub fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options) -> Rep
             .iter()
             .flatten()
             .map(|m| {
-                let name =
-                    m.external.as_ref().map(|e| &e.metric_name).or(m.resource.as_ref().map(|r| &r.name));
-                let value = name.and_then(|n| latest.get(n));
-                match (m.type_.as_str(), value) {
+                let Some(source) = m.source() else { return MetricObservation::Skipped };
+                match (source, latest.get(source.name())) {
                     (_, None) => MetricObservation::External(Err("no sample of this metric yet".into())),
-                    ("Resource", Some((_, milli))) => {
+                    (MetricSource::Resource(_), Some((_, milli))) => {
                         // The workload's total usage, spread over its running pods.
                         let share = if running.is_empty() { 0 } else { milli / running.len() as i64 };
                         MetricObservation::Resource(Ok(running
@@ -299,8 +293,10 @@ pub fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options) -> Rep
             monitor: MonitorObservation::Found { state: Some("OK".into()) },
         };
         let decision = engine::decide(&wpa, &obs, now);
-        let scaled = decision.scale_to.is_some();
-        if let Some(n) = decision.scale_to {
+        // The simulated target always takes the count it is given.
+        let outcome = decision.settle(&wpa, ScaleResult::Written);
+        let scaled = outcome.scaled_to.is_some();
+        if let Some(n) = outcome.scaled_to {
             if n > replicas {
                 summary.scale_ups += 1;
             } else if n < replicas {
@@ -347,7 +343,7 @@ pub fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options) -> Rep
             below,
             ready,
         });
-        wpa.status = Some(decision.status);
+        wpa.status = Some(outcome.status);
     }
     summary.steps = steps.len();
     summary.duration_seconds = steps.last().map_or(0.0, |s| s.t);
@@ -356,7 +352,7 @@ pub fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options) -> Rep
 }
 
 fn step_reason(d: &Decision) -> String {
-    if d.rescale && d.scale_to.is_none() && d.spec.dry_run == Some(true) {
+    if d.rescale && d.scale.is_none() && d.spec.dry_run == Some(true) {
         return format!("dry run: would scale to {} ({})", d.desired, d.reason);
     }
     if d.reason.is_empty() { "replicas unchanged".into() } else { d.reason.clone() }

@@ -1,0 +1,556 @@
+//! The engine's vocabulary: what one pass observes ([`Observation`]), what it decides ([`Decision`]), and
+//! what the reconciler applies once the `/scale` write is known ([`Outcome`], from [`Decision::settle`]).
+
+use std::{borrow::Cow, collections::BTreeMap, time::Duration};
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{
+    SYNC_PERIOD,
+    calc::{ExternalSample, MetricResult, Recommendation, ScaleInfo},
+    conditions::{self, *},
+    gate::Gate,
+    limits::Normalized,
+    pods::PodInfo,
+};
+use crate::api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus};
+
+/// What the reconciler saw of a metric (index-aligned with `spec.metrics`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricObservation {
+    /// The external metrics API's answer (or why it could not be read).
+    External(Result<ExternalSample, String>),
+    /// Per-pod usage (milli, summed over containers) from the resource metrics API.
+    Resource(Result<BTreeMap<String, i64>, String>),
+    /// Not fetched (the metric has no source).
+    Skipped,
+}
+
+/// What the reconciler saw of the DatadogMonitor gating a WPA with lifecycle control.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MonitorObservation {
+    /// Lifecycle control is off (nothing was read).
+    NotRequested,
+    /// The GET failed: upstream blocks on any error.
+    Unavailable(String),
+    /// The DatadogMonitor CRD is not installed in the cluster.
+    CrdMissing,
+    Found {
+        state: Option<String>,
+    },
+}
+
+/// Why the target's `/scale` could not be read; the message carries upstream's words for the condition and
+/// the event, the kind decides how soon to try again.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TargetError {
+    pub kind: TargetErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetErrorKind {
+    /// `scaleTargetRef.apiVersion` is not a group/version.
+    BadApiVersion,
+    /// API discovery does not serve the kind (yet).
+    UnknownKind,
+    /// The `/scale` subresource could not be read: the object is absent, or the GET failed.
+    ScaleUnavailable,
+}
+
+impl TargetError {
+    pub fn new(kind: TargetErrorKind, message: impl Into<String>) -> Self {
+        TargetError { kind, message: message.into() }
+    }
+
+    /// Upstream's requeue after the error: 10 s when the scale could not be read, 1 s otherwise.
+    pub(crate) fn backoff(&self) -> Duration {
+        match self.kind {
+            TargetErrorKind::ScaleUnavailable => Duration::from_secs(10),
+            TargetErrorKind::BadApiVersion | TargetErrorKind::UnknownKind => Duration::from_secs(1),
+        }
+    }
+}
+
+/// Everything one pass needs besides the WPA itself.
+#[derive(Clone, Debug)]
+pub struct Observation<'a> {
+    /// The `/scale` subresource, or why it could not be read.
+    pub target: Result<ScaleInfo, TargetError>,
+    /// The pods selected by the scale's selector, or why the selector could not be used.
+    pub pods: Result<&'a [PodInfo], String>,
+    pub metrics: &'a [MetricObservation],
+    /// The recommender's answer, when the WPA uses one.
+    pub recommendation: Option<Result<Recommendation, String>>,
+    pub monitor: MonitorObservation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    External,
+    Resource,
+    Recommender,
+}
+
+/// One metric of the pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricOutcome {
+    pub kind: MetricKind,
+    /// The Prometheus `metric_name`: the bare metric name, the resource name, or the recommender's name.
+    pub name: String,
+    /// The name in conditions and events, e.g. `deadbeef{map[label:value]}`.
+    pub display_name: String,
+    pub high_milli: i64,
+    pub low_milli: i64,
+    /// `None`: the metric has no source and is skipped.
+    pub result: Option<Result<MetricResult, String>>,
+    /// Position in `spec.metrics` (0 for a recommender).
+    pub index: usize,
+}
+
+/// When to run again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Only a change of the object brings it back (invalid spec).
+    Done,
+    /// At once.
+    Requeue,
+    RequeueAfter(Duration),
+}
+
+/// A Kubernetes Event about the WPA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub warning: bool,
+    /// Upstream's reason (`Scaling`, `FailedGetExternalMetric`, ...).
+    pub reason: &'static str,
+    pub message: String,
+    /// The Event's `action`: `Scale` for a scale, `Reconcile` for everything else.
+    pub action: &'static str,
+    /// The condition whose transition this event reports; events tied to an unchanged condition are
+    /// dropped, so a persisting problem does not emit an event every period.
+    condition: Option<&'static str>,
+}
+
+/// A gauge of upstream's `wpa_controller_*` set (the exporter adds the prefix, the base labels and, for a
+/// metric's series, `metric_name`; it also writes the misspelled twins of the watermarks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Series {
+    Value,
+    HighWatermark,
+    LowWatermark,
+    ReplicasScalingProposal,
+    ReplicasScalingEffective,
+    RestrictedScaling,
+    TransitionCountdown,
+    MinReplicas,
+    MaxReplicas,
+    DryRun,
+    ScalingActive,
+    Conditions,
+    LabelsInfo,
+    LifecycleControlStatus,
+}
+
+impl Series {
+    pub const ALL: [Series; 14] = [
+        Series::Value,
+        Series::HighWatermark,
+        Series::LowWatermark,
+        Series::ReplicasScalingProposal,
+        Series::ReplicasScalingEffective,
+        Series::RestrictedScaling,
+        Series::TransitionCountdown,
+        Series::MinReplicas,
+        Series::MaxReplicas,
+        Series::DryRun,
+        Series::ScalingActive,
+        Series::Conditions,
+        Series::LabelsInfo,
+        Series::LifecycleControlStatus,
+    ];
+
+    /// The name without the `wpa_controller_` prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Series::Value => "value",
+            Series::HighWatermark => "high_watermark",
+            Series::LowWatermark => "low_watermark",
+            Series::ReplicasScalingProposal => "replicas_scaling_proposal",
+            Series::ReplicasScalingEffective => "replicas_scaling_effective",
+            Series::RestrictedScaling => "restricted_scaling",
+            Series::TransitionCountdown => "transition_countdown",
+            Series::MinReplicas => "min_replicas",
+            Series::MaxReplicas => "max_replicas",
+            Series::DryRun => "dry_run",
+            Series::ScalingActive => "scaling_active",
+            Series::Conditions => "conditions",
+            Series::LabelsInfo => "labels_info",
+            Series::LifecycleControlStatus => "lifecycle_control_status",
+        }
+    }
+
+    /// Upstream's misspelled twin, written with the same value (dashboards use both).
+    pub fn twin(self) -> Option<&'static str> {
+        match self {
+            Series::HighWatermark => Some("high_watermak"),
+            Series::LowWatermark => Some("low_watermak"),
+            _ => None,
+        }
+    }
+
+    pub fn help(self) -> &'static str {
+        match self {
+            Series::Value => "Usage of the metric (milli; recommender: observed value × 1000)",
+            Series::HighWatermark => "High watermark of the metric (milli)",
+            Series::LowWatermark => "Low watermark of the metric (milli)",
+            Series::ReplicasScalingProposal => "Replica count proposed by the metric",
+            Series::ReplicasScalingEffective => "Replica count decided",
+            Series::RestrictedScaling => "1 while the named restriction holds",
+            Series::TransitionCountdown => "Seconds until the forbidden window of the transition ends",
+            Series::MinReplicas => "spec.minReplicas",
+            Series::MaxReplicas => "spec.maxReplicas",
+            Series::DryRun => "1 when the WPA is in dry-run mode",
+            Series::ScalingActive => "1 when the ScalingActive condition is True",
+            Series::Conditions => "1 when the condition is True",
+            Series::LabelsInfo => "The WPA's labels listed in --labels-as-tags",
+            Series::LifecycleControlStatus => "1 while the DatadogMonitor blocks the WPA, 0 when it is OK",
+        }
+    }
+}
+
+/// A counter of upstream's set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Counter {
+    UpscaleReplicas,
+    DownscaleReplicas,
+}
+
+impl Counter {
+    /// The name without the `wpa_controller_` prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::UpscaleReplicas => "upscale_replicas_total",
+            Counter::DownscaleReplicas => "downscale_replicas_total",
+        }
+    }
+}
+
+/// A gauge value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub series: Series,
+    /// For a metric's series: its index in [`Decision::metrics`].
+    pub metric: Option<usize>,
+    /// One more label with a fixed value (`reason`, `transition`, `condition`, `lifecycle_status`).
+    pub label: Option<(&'static str, &'static str)>,
+    pub value: f64,
+}
+
+/// A counter increment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Increment {
+    pub counter: Counter,
+    pub value: u64,
+}
+
+/// Series to delete: every series of `series` for this WPA (and of this metric when given).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Removal {
+    pub series: Series,
+    pub metric: Option<usize>,
+}
+
+/// Why the count was forced regardless of windows and delays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forced {
+    TargetAtZero,
+    AboveMax,
+    BelowMin,
+    NoReplicas,
+}
+
+/// The combined proposal of all metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Combined {
+    pub replicas: i32,
+    pub winner: Option<usize>,
+    pub ready_replicas: i32,
+    pub display_name: String,
+    pub is_above: bool,
+    pub is_below: bool,
+    pub details: String,
+}
+
+/// A metric that failed: it aborts the whole computation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CombineError {
+    pub index: usize,
+    /// `FailedGetExternalMetric` or `FailedGetResourceMetric` (also for recommenders, as upstream).
+    pub reason: &'static str,
+    /// The calculator's error.
+    pub cause: String,
+    /// The wrapped error, e.g. `failed to compute replicas based on external metric x: ...`.
+    pub message: String,
+}
+
+/// A `/scale` write the pass decided: `spec.replicas` from `from` to `to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScaleIntent {
+    pub from: i32,
+    pub to: i32,
+}
+
+/// What became of a decision's [`ScaleIntent`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScaleResult {
+    /// The decision has no intent (no scale, or dry-run): nothing was written.
+    NotNeeded,
+    /// `/scale` now holds `to` (or already did).
+    Written,
+    /// The write failed, in these words.
+    Failed(String),
+}
+
+/// What the reconciler applies after a pass: the status (written only when it changed), the events, the
+/// series, and when to run again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub status: WatermarkPodAutoscalerStatus,
+    /// Whether `status` differs from the stored one (write it only then).
+    pub status_changed: bool,
+    pub events: Vec<Event>,
+    pub gauges: Vec<Sample>,
+    pub counters: Vec<Increment>,
+    pub removals: Vec<Removal>,
+    pub action: Action,
+    /// The replica count the target was scaled to by this pass.
+    pub scaled_to: Option<i32>,
+}
+
+/// Everything one pass decided. The status, events and series are an [`Outcome`] only once the `/scale`
+/// write of [`Decision::scale`] (if any) is known: [`Decision::settle`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision<'a> {
+    /// The spec as used: defaults and missing watermarks filled in, in memory only.
+    pub spec: Cow<'a, WatermarkPodAutoscalerSpec>,
+    /// Upstream's validation message when the spec is invalid.
+    pub invalid: Option<String>,
+    pub metrics: Vec<MetricOutcome>,
+    pub combined: Option<Result<Combined, CombineError>>,
+    pub normalized: Option<Normalized>,
+    pub gate: Option<Gate>,
+    pub forced: Option<Forced>,
+    /// The final replica count (`status.desiredReplicas` unless the metrics failed).
+    pub desired: i32,
+    /// Whether a scale was decided (also in dry-run).
+    pub rescale: bool,
+    /// The `/scale` write to make (`None` in dry-run or when not scaling).
+    pub scale: Option<ScaleIntent>,
+    /// The engine's words for what happened.
+    pub reason: String,
+    /// The outcome as it stands before the `/scale` write.
+    pub(super) draft: Outcome,
+    pub(super) now: Timestamp,
+}
+
+impl<'a> Decision<'a> {
+    pub(super) fn new(
+        spec: Cow<'a, WatermarkPodAutoscalerSpec>,
+        status: WatermarkPodAutoscalerStatus,
+        now: Timestamp,
+    ) -> Self {
+        Decision {
+            spec,
+            invalid: None,
+            metrics: Vec::new(),
+            combined: None,
+            normalized: None,
+            gate: None,
+            forced: None,
+            desired: 0,
+            rescale: false,
+            scale: None,
+            reason: String::new(),
+            draft: Outcome {
+                status,
+                status_changed: false,
+                events: Vec::new(),
+                gauges: Vec::new(),
+                counters: Vec::new(),
+                removals: Vec::new(),
+                action: Action::RequeueAfter(SYNC_PERIOD),
+                scaled_to: None,
+            },
+            now,
+        }
+    }
+
+    /// The status as decided so far (before any `/scale` write).
+    pub fn status(&self) -> &WatermarkPodAutoscalerStatus {
+        &self.draft.status
+    }
+
+    /// When to run again.
+    pub fn action(&self) -> Action {
+        self.draft.action
+    }
+
+    pub(super) fn status_mut(&mut self) -> &mut WatermarkPodAutoscalerStatus {
+        &mut self.draft.status
+    }
+
+    pub(super) fn set(&mut self, type_: &'static str, value: bool, reason: &str, message: &str) {
+        set_condition(&mut self.draft.status, type_, value, reason, message, self.now);
+    }
+
+    pub(super) fn gauge(&mut self, series: Series, label: Option<(&'static str, &'static str)>, value: f64) {
+        self.draft.gauges.push(Sample { series, metric: None, label, value });
+    }
+
+    pub(super) fn metric_gauge(&mut self, series: Series, metric: usize, value: f64) {
+        self.draft.gauges.push(Sample { series, metric: Some(metric), label: None, value });
+    }
+
+    pub(super) fn remove(&mut self, series: Series, metric: Option<usize>) {
+        self.draft.removals.push(Removal { series, metric });
+    }
+
+    pub(super) fn event(
+        &mut self,
+        warning: bool,
+        reason: &'static str,
+        message: String,
+        condition: Option<&'static str>,
+    ) {
+        self.draft.events.push(Event { warning, reason, message, action: "Reconcile", condition });
+    }
+
+    pub(super) fn requeue_after(&mut self, after: Duration) {
+        self.draft.action = Action::RequeueAfter(after);
+    }
+
+    pub(super) fn done(&mut self) {
+        self.draft.action = Action::Done;
+    }
+
+    /// The outcome of the pass once `result` of its `/scale` write is known. A written scale is recorded
+    /// (`lastScaleTime`, `desiredReplicas`, the event and counters); a failed one leaves the count decided
+    /// before it and reports the failure instead. The result is ignored when [`Decision::scale`] is `None`.
+    pub fn settle(&self, wpa: &WatermarkPodAutoscaler, result: ScaleResult) -> Outcome {
+        let mut out = self.draft.clone();
+        let now = self.now;
+        let set = |out: &mut Outcome, type_, value, reason: &str, message: &str| {
+            set_condition(&mut out.status, type_, value, reason, message, now)
+        };
+        let mut failed = false;
+        match (self.scale, result) {
+            (None, _) | (Some(_), ScaleResult::NotNeeded) => {}
+            (Some(ScaleIntent { from, to }), ScaleResult::Written) => {
+                out.status.desired_replicas = to;
+                out.status.last_scale_time = Some(Time(now));
+                out.status.scaling_events_count += 1;
+                let msg = format!("the WPA controller was able to update the target scale to {to}");
+                set(&mut out, ABLE_TO_SCALE, true, text::SUCCESSFUL_SCALE, &msg);
+                out.events.push(Event {
+                    warning: false,
+                    reason: "Scaling",
+                    message: format!("New size: {to}; reason: {}", self.reason),
+                    action: "Scale",
+                    condition: None,
+                });
+                let (counter, value) = if to > from {
+                    (Counter::UpscaleReplicas, to - from)
+                } else {
+                    (Counter::DownscaleReplicas, from - to)
+                };
+                if value > 0 {
+                    out.counters.push(Increment { counter, value: value.unsigned_abs().into() });
+                }
+                out.scaled_to = Some(to);
+            }
+            (Some(ScaleIntent { to, .. }), ScaleResult::Failed(error)) => {
+                out.events.push(Event {
+                    warning: true,
+                    reason: text::FAILED_SCALE,
+                    message: format!("New size: {to}; reason: {}; error: {error}", self.reason),
+                    action: "Reconcile",
+                    condition: None,
+                });
+                let msg = format!("the WPA controller was unable to update the target scale: {error}");
+                set(&mut out, ABLE_TO_SCALE, false, text::FAILED_SCALE, &msg);
+                failed = true;
+            }
+        }
+        finish(&mut out, wpa);
+        // A failed write is always worth recording.
+        out.status_changed |= failed;
+        out
+    }
+}
+
+/// Seals a pass: observedGeneration, the scaling_active and conditions gauges, change detection and the
+/// transition filter on events.
+fn finish(out: &mut Outcome, wpa: &WatermarkPodAutoscaler) {
+    if wpa.metadata.generation.is_some() {
+        out.status.observed_generation = wpa.metadata.generation;
+    }
+    let bit = |b: bool| if b { 1.0 } else { 0.0 };
+    let active = is_true(&out.status, SCALING_ACTIVE);
+    out.gauges.push(Sample { series: Series::ScalingActive, metric: None, label: None, value: bit(active) });
+    for (type_, label) in [
+        (ABLE_TO_SCALE, "able_to_scale"),
+        (SCALING_LIMITED, "scaling_limited"),
+        (SCALING_BLOCKED, "scaling_blocked"),
+    ] {
+        if get_condition(&out.status, type_).is_some() {
+            out.gauges.push(Sample {
+                series: Series::Conditions,
+                metric: None,
+                label: Some(("condition", label)),
+                value: bit(is_true(&out.status, type_)),
+            });
+        }
+    }
+    let default_status = WatermarkPodAutoscalerStatus::default();
+    let original = wpa.status.as_ref().unwrap_or(&default_status);
+    keep_transition_times(&mut out.status, original);
+    out.status_changed = out.status != *original;
+    let status = &out.status;
+    out.events.retain(|e| match e.condition {
+        None => true,
+        Some(t) => {
+            let key = |s: &WatermarkPodAutoscalerStatus| {
+                conditions::get_condition(s, t).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            };
+            key(original) != key(status)
+        }
+    });
+}
+
+/// A condition that ends the pass with the status it was stored with keeps its stored `lastTransitionTime`.
+/// Upstream sets conditions one after the other on the same object, so one that flips and flips back within
+/// a pass (AbleToScale: `SucceededGetScale`, then `BackoffDownscale`) gets a new transition time that does
+/// not mark any transition, and a status write every pass. Our change: the time only moves when the status
+/// written differs from the status stored.
+fn keep_transition_times(status: &mut WatermarkPodAutoscalerStatus, original: &WatermarkPodAutoscalerStatus) {
+    let mut moved = false;
+    for c in &mut status.conditions {
+        if let Some(o) = get_condition(original, &c.type_)
+            && o.status == c.status
+            && o.last_transition_time != c.last_transition_time
+        {
+            c.last_transition_time = o.last_transition_time.clone();
+            moved = true;
+        }
+    }
+    if moved {
+        status.conditions.sort_by(|a, b| {
+            let ta = a.last_transition_time.as_ref().map(|t| t.0);
+            let tb = b.last_transition_time.as_ref().map(|t| t.0);
+            tb.cmp(&ta)
+        });
+    }
+}

@@ -1,0 +1,246 @@
+//! Each metric's proposal (`computeReplicas` per metric, through the calculator) and their combination:
+//! the highest proposal wins, and one failing metric aborts the computation.
+
+use std::cell::OnceCell;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::{
+    CalcError,
+    calc::{self, CalcSpec, Recommendation, ScaleInfo},
+    conditions::text,
+    decision::{Combined, CombineError, MetricKind, MetricObservation, MetricOutcome},
+    pods::PodInfo,
+    recommender,
+};
+use crate::api::{
+    ExternalMetricStatus, MetricSource, MetricStatus, ResourceMetricStatus, WatermarkPodAutoscalerSpec,
+    quantity::Quantity, selector,
+};
+
+/// What every metric of a pass is computed against.
+pub struct MetricContext<'a> {
+    pub spec: &'a WatermarkPodAutoscalerSpec,
+    pub calc_spec: &'a CalcSpec,
+    pub namespace: &'a str,
+    pub scale: &'a ScaleInfo,
+    pub pods: Result<&'a [PodInfo], &'a str>,
+    pub now: Timestamp,
+}
+
+fn milli(q: &Option<Quantity>) -> i64 {
+    q.as_ref().map_or(0, Quantity::milli)
+}
+
+/// The display name of an External or Resource metric: `<name>{map[k:v]}`.
+fn display_name(name: &str, selector: Option<&LabelSelector>) -> String {
+    format!("{name}{{{}}}", selector::go_map_string(selector.and_then(|s| s.match_labels.as_ref())))
+}
+
+fn pods_error(e: &str) -> String {
+    format!("could not parse the labels of the target: {e}")
+}
+
+/// Runs the calculator for each metric of the spec (or the recommender).
+pub fn compute_outcomes(
+    cx: &MetricContext<'_>,
+    metrics: &[MetricObservation],
+    recommendation: Option<Result<&Recommendation, &str>>,
+) -> Vec<MetricOutcome> {
+    if let Some(reco) = &cx.spec.recommender {
+        let name = recommender::display_name(reco);
+        let result = if reco.high_watermark.is_none() || reco.low_watermark.is_none() {
+            Err("the recommender needs both highWatermark and lowWatermark (they are sent as the target's bounds)".to_string())
+        } else {
+            match cx.pods {
+                Err(e) => Err(pods_error(e)),
+                Ok(pods) => {
+                    let reply = recommendation.unwrap_or(Err("no recommendation was fetched"));
+                    calc::recommender(cx.calc_spec, cx.scale, pods, &name, reply, cx.now).map_err(|e| e.0)
+                }
+            }
+        };
+        return vec![MetricOutcome {
+            kind: MetricKind::Recommender,
+            display_name: name.clone(),
+            name,
+            high_milli: milli(&reco.high_watermark),
+            low_milli: milli(&reco.low_watermark),
+            result: Some(result),
+            index: 0,
+        }];
+    }
+    let specs = cx.spec.metrics.as_deref().unwrap_or_default();
+    // Counted once for all the External metrics of the pass.
+    let ready: OnceCell<Result<i32, CalcError>> = OnceCell::new();
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let obs = metrics.get(i).unwrap_or(&MetricObservation::Skipped);
+            let Some(source) = m.source() else {
+                return MetricOutcome {
+                    kind: if m.type_ == "Resource" { MetricKind::Resource } else { MetricKind::External },
+                    name: String::new(),
+                    display_name: String::new(),
+                    high_milli: 0,
+                    low_milli: 0,
+                    result: None,
+                    index: i,
+                };
+            };
+            let (high, low) = (milli(source.high_watermark()), milli(source.low_watermark()));
+            let result = match (cx.pods, source, obs) {
+                (Err(err), ..) => Err(pods_error(err)),
+                (Ok(pods), MetricSource::External(e), MetricObservation::External(sample)) => {
+                    let ready = ready
+                        .get_or_init(|| calc::ready_replicas_for_target(cx.calc_spec, cx.scale, pods, cx.now))
+                        .clone();
+                    calc::external_with_ready(
+                        cx.calc_spec,
+                        cx.scale,
+                        ready,
+                        cx.namespace,
+                        &e.metric_name,
+                        e.metric_selector.as_ref(),
+                        sample.as_ref().map_err(String::as_str),
+                        (low, high),
+                    )
+                    .map_err(|e| e.0)
+                }
+                (Ok(pods), MetricSource::Resource(r), MetricObservation::Resource(usage)) => calc::resource(
+                    cx.calc_spec,
+                    cx.scale,
+                    pods,
+                    cx.namespace,
+                    &r.name,
+                    r.metric_selector.as_ref(),
+                    usage.as_ref().map_err(String::as_str),
+                    (low, high),
+                )
+                .map_err(|e| e.0),
+                (Ok(_), MetricSource::External(_), _) => Err("the external metric was not fetched".into()),
+                (Ok(_), MetricSource::Resource(_), _) => Err("the resource metric was not fetched".into()),
+            };
+            MetricOutcome {
+                kind: match source {
+                    MetricSource::External(_) => MetricKind::External,
+                    MetricSource::Resource(_) => MetricKind::Resource,
+                },
+                name: source.name().to_string(),
+                display_name: display_name(source.name(), source.selector()),
+                high_milli: high,
+                low_milli: low,
+                result: Some(result),
+                index: i,
+            }
+        })
+        .collect()
+}
+
+/// Combines the metrics (`computeReplicas`): the highest proposal wins, the first on ties; one failing
+/// metric aborts the computation. Also returns the `status.currentMetrics` entries, one per metric.
+pub fn combine(
+    spec: &WatermarkPodAutoscalerSpec,
+    outcomes: &[MetricOutcome],
+) -> Result<(Combined, Vec<MetricStatus>), CombineError> {
+    let mut statuses = Vec::with_capacity(outcomes.len());
+    let mut c = Combined {
+        replicas: 0,
+        winner: None,
+        ready_replicas: 0,
+        display_name: String::new(),
+        is_above: false,
+        is_below: false,
+        details: String::new(),
+    };
+    for (i, o) in outcomes.iter().enumerate() {
+        let Some(result) = &o.result else {
+            statuses.push(MetricStatus::default());
+            continue;
+        };
+        let r = match result {
+            Ok(r) => r,
+            Err(cause) => {
+                let (reason, message) = match o.kind {
+                    MetricKind::External => (
+                        text::FAILED_GET_EXTERNAL_METRIC,
+                        format!("failed to compute replicas based on external metric {}: {cause}", o.name),
+                    ),
+                    MetricKind::Resource => (
+                        text::FAILED_GET_RESOURCE_METRIC,
+                        format!("failed to get resource metric {}: {cause}", o.name),
+                    ),
+                    MetricKind::Recommender => {
+                        let url = spec.recommender.as_ref().map_or("", |r| r.url.as_str());
+                        (
+                            text::FAILED_GET_RESOURCE_METRIC,
+                            format!("failed to get the recommendation from {url}: {cause}"),
+                        )
+                    }
+                };
+                return Err(CombineError { index: i, reason, cause: cause.clone(), message });
+            }
+        };
+        c.is_above |= r.is_above;
+        c.is_below |= r.is_below;
+        if c.winner.is_none() || r.replica_count > c.replicas {
+            c.replicas = r.replica_count;
+            c.winner = Some(i);
+            c.ready_replicas = r.ready_replicas;
+            c.display_name = o.display_name.clone();
+            c.details = r.details.clone();
+        }
+        let value = Quantity::from_milli(r.utilization);
+        statuses.push(match o.kind {
+            MetricKind::External => MetricStatus {
+                type_: "External".into(),
+                external: Some(ExternalMetricStatus {
+                    metric_name: o.name.clone(),
+                    metric_selector: spec
+                        .metrics
+                        .as_ref()
+                        .and_then(|m| m.get(o.index))
+                        .and_then(|m| m.source())
+                        .and_then(|s| s.selector().cloned()),
+                    current_value: value,
+                    current_average_value: None,
+                }),
+                resource: None,
+            },
+            MetricKind::Resource => MetricStatus {
+                type_: "Resource".into(),
+                external: None,
+                resource: Some(ResourceMetricStatus {
+                    name: o.name.clone(),
+                    current_average_utilization: None,
+                    current_average_value: value,
+                }),
+            },
+            // Upstream files the recommender under Resource but fills `external`, so that the `value`
+            // printer column shows it.
+            MetricKind::Recommender => MetricStatus {
+                type_: "Resource".into(),
+                external: Some(ExternalMetricStatus {
+                    metric_name: o.name.clone(),
+                    metric_selector: Some(LabelSelector::default()),
+                    current_value: value,
+                    current_average_value: None,
+                }),
+                resource: None,
+            },
+        });
+    }
+    Ok((c, statuses))
+}
+
+/// The ScalingActive message of a successful computation.
+pub fn valid_metric_message(display_name: &str, details: &str) -> String {
+    let mut m = format!("the WPA was able to successfully calculate a replica count from {display_name}");
+    if !details.is_empty() {
+        m.push_str(" because: ");
+        m.push_str(details);
+    }
+    m
+}
