@@ -1,34 +1,81 @@
 #!/usr/bin/env bash
-# The project's whole test suite, from a fresh machine: installs what it needs, then runs the checks.
+# The project's test suite, from a fresh machine: installs what it needs, then runs the checks.
 #
-#   bash scripts/test.sh
+#   bash scripts/test.sh            # everything (what CI runs): lint, unit, vectors, e2e
+#   bash scripts/test.sh lint       # cargo fmt --check, cargo clippy -D warnings (also without dev-tools)
+#   bash scripts/test.sh unit       # in-crate unit tests and the tests that need no cluster (seconds)
+#   bash scripts/test.sh vectors    # upstream's vectors and the independent reference vectors
+#   bash scripts/test.sh e2e        # the tests against a private Kubernetes v1.20.2 control plane
 #
-# 1. System packages and the Kubernetes v1.20.2 control-plane binaries (scripts/k8s-test-env.sh: Debian's
-#    etcd and kubectl, kube-apiserver/controller-manager/scheduler built once from Debian's source package
-#    and cached; ~5 minutes the first time, nothing afterwards).
-# 2. cargo fmt --check, cargo clippy -D warnings, and every test (unit, upstream vectors, simulate, and the
-#    tests against a real control plane).
+# Several tiers may be named at once (`bash scripts/test.sh lint unit`). The e2e tier installs, the first
+# time, the control-plane binaries (scripts/k8s-test-env.sh: Debian's etcd and kubectl,
+# kube-apiserver/controller-manager/scheduler built once from Debian's source package and cached; ~5 minutes
+# the first time, nothing afterwards) and the Helm library the chart tests use (tests/helm/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
-say "control-plane binaries"
-WPA_K8S_BIN_DIR=$(bash scripts/k8s-test-env.sh | tail -n 1)
-export WPA_K8S_BIN_DIR
-echo "using $WPA_K8S_BIN_DIR" >&2
+# Integration tests that need no control plane.
+PURE_TESTS=(engine_decisions webhook_router webhook_fuzz tls_rotation simulate_cli api_roundtrip)
+# Integration tests against a real control plane.
+E2E_TESTS=(control_plane webhook_e2e reconciler_e2e rbac_e2e demo)
 
-say "rustfmt and clippy components"
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# Every file of tests/ belongs to a tier, so that none is left out of the whole suite.
+for f in tests/*.rs; do
+  n=$(basename "$f" .rs)
+  case " ${PURE_TESTS[*]} ${E2E_TESTS[*]} upstream_vectors " in *" $n "*) ;; *)
+    echo "tests/$n.rs is in no tier: add it to PURE_TESTS or E2E_TESTS in scripts/test.sh" >&2; exit 2 ;;
+  esac
+done
 
-say "cargo fmt --check"
-cargo fmt --all -- --check
+tiers=("$@")
+[ ${#tiers[@]} -gt 0 ] || tiers=(lint unit vectors e2e)
+for t in "${tiers[@]}"; do
+  case $t in lint|unit|vectors|e2e|all) ;; *) echo "unknown tier: $t (lint, unit, vectors, e2e)" >&2; exit 2 ;; esac
+done
+[ "${tiers[*]}" != all ] || tiers=(lint unit vectors e2e)
 
-say "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+args_for() { local a=() n; for n in "$@"; do a+=(--test "$n"); done; echo "${a[@]}"; }
 
-say "cargo test"
-cargo test --all-targets --locked
+lint() {
+  say "rustfmt and clippy components"
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+  say "cargo fmt --check"
+  cargo fmt --all -- --check
+  say "cargo clippy --workspace --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+  say "cargo clippy --no-default-features (the image's build)"
+  cargo clippy --lib --bins --no-default-features --locked -- -D warnings
+}
 
-say "independent reference vectors (tests/reference)"
-WPA_VECTORS=tests/data/reference-vectors.json cargo test --locked --test upstream_vectors 2>&1 | tail -n 1
+unit() {
+  say "unit tests (both crates) and the tests that need no cluster"
+  # shellcheck disable=SC2046
+  cargo test --workspace --lib --bins --locked
+  # shellcheck disable=SC2046
+  cargo test --locked $(args_for "${PURE_TESTS[@]}")
+}
+
+vectors() {
+  say "upstream vectors (tests/data/upstream-vectors.json)"
+  cargo test --locked --test upstream_vectors
+  say "independent reference vectors (tests/reference)"
+  WPA_VECTORS=tests/data/reference-vectors.json cargo test --locked --test upstream_vectors 2>&1 | tail -n 1
+}
+
+e2e() {
+  say "control-plane binaries"
+  WPA_K8S_BIN_DIR=$(bash scripts/k8s-test-env.sh | tail -n 1)
+  export WPA_K8S_BIN_DIR
+  echo "using $WPA_K8S_BIN_DIR" >&2
+  if [ -f tests/helm/requirements.txt ]; then
+    say "Helm library for the chart tests (PyPI helm-python-sdk)"
+    python3 -m pip install --quiet --disable-pip-version-check -r tests/helm/requirements.txt
+  fi
+  say "tests against a real control plane"
+  # shellcheck disable=SC2046
+  cargo test --locked $(args_for "${E2E_TESTS[@]}")
+}
+
+for t in "${tiers[@]}"; do "$t"; done

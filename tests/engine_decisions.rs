@@ -81,7 +81,12 @@ impl std::ops::Deref for Pass<'_> {
     }
 }
 
-fn settle<'a>(w: &'a WatermarkPodAutoscaler, obs: &Observation<'_>, at: Timestamp, result: ScaleResult) -> Pass<'a> {
+fn settle<'a>(
+    w: &'a WatermarkPodAutoscaler,
+    obs: &Observation<'_>,
+    at: Timestamp,
+    result: ScaleResult,
+) -> Pass<'a> {
     let decision = engine::decide(w, obs, at);
     let outcome = decision.settle(w, result);
     Pass { decision, outcome }
@@ -110,7 +115,12 @@ fn run_with<'a>(
 }
 
 /// A pass whose scale, if any, is written.
-fn run<'a>(w: &'a WatermarkPodAutoscaler, replicas: i32, metrics: &[MetricObservation], at: Timestamp) -> Pass<'a> {
+fn run<'a>(
+    w: &'a WatermarkPodAutoscaler,
+    replicas: i32,
+    metrics: &[MetricObservation],
+    at: Timestamp,
+) -> Pass<'a> {
     run_with(w, replicas, metrics, at, ScaleResult::Written)
 }
 
@@ -152,7 +162,10 @@ fn dry_run_records_the_decision_but_never_writes_the_scale() {
     assert_eq!(d.status.desired_replicas, 6);
     assert_eq!(d.status.scaling_events_count, 1, "dry-run counts the decided scale, as upstream");
     assert_eq!(d.status.last_scale_time.as_ref().map(|t| t.0), Some(now()));
-    assert_eq!(condition(&d.outcome, "DryRun"), ("True", "DryRun mode enabled", "Scaling changes won't be applied"));
+    assert_eq!(
+        condition(&d.outcome, "DryRun"),
+        ("True", "DryRun mode enabled", "Scaling changes won't be applied")
+    );
     assert!(d.gauges.iter().any(|g| g.series.name() == "dry_run" && g.value == 1.0));
     assert!(d.counters.is_empty(), "no replicas were added");
     assert_eq!(d.events.iter().map(|e| e.reason).collect::<Vec<_>>(), ["DryRunScaling"]);
@@ -258,8 +271,7 @@ fn lifecycle_control_blocks_until_the_monitor_is_ok() {
         recommendation: None,
         monitor,
     };
-    let blocked =
-        decide(&w, &observe(MonitorObservation::Found { state: Some("Alert".into()) }), now());
+    let blocked = decide(&w, &observe(MonitorObservation::Found { state: Some("Alert".into()) }), now());
     assert_eq!(
         condition(&blocked.outcome, "ScalingBlocked"),
         (

@@ -21,25 +21,25 @@ use crate::{
 };
 
 #[derive(clap::Args, Debug)]
-pub struct ExplainArgs {
+pub(crate) struct ExplainArgs {
     /// Name of the WatermarkPodAutoscaler.
-    pub name: String,
+    pub(crate) name: String,
     /// Its namespace [default: the kubeconfig context's].
     #[arg(short = 'n', long, env = "WPA_NAMESPACE")]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
     #[arg(long, env = "WPA_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
     /// Same as `wpa serve --metric-max-age` ("0s": no limit).
     #[arg(long, default_value = "5m", value_parser = crate::api::duration::arg_or_off)]
-    pub metric_max_age: std::time::Duration,
+    pub(crate) metric_max_age: std::time::Duration,
     /// Same as `wpa serve --cluster-name` (sent to a recommender).
     #[arg(long, env = "K8S_CLUSTER_NAME", default_value = "")]
-    pub cluster_name: String,
+    pub(crate) cluster_name: String,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ExplainError {
+pub(crate) enum ExplainError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("cannot read WatermarkPodAutoscaler {namespace}/{name}: {error}")]
@@ -47,7 +47,7 @@ pub enum ExplainError {
 }
 
 /// Reads everything and returns the trace.
-pub async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
+pub(crate) async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
     let client = kube_client(args.kubeconfig.as_deref(), None).await?;
     let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
     let api: Api<WatermarkPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
@@ -85,7 +85,12 @@ fn plain(milli: f64) -> String {
 }
 
 /// The trace, as text.
-pub fn render(wpa: &WatermarkPodAutoscaler, inputs: &Inputs, d: &Decision<'_>, now: Timestamp) -> String {
+pub(crate) fn render(
+    wpa: &WatermarkPodAutoscaler,
+    inputs: &Inputs,
+    d: &Decision<'_>,
+    now: Timestamp,
+) -> String {
     let mut o = String::new();
     let spec = &d.spec;
     let ns = wpa.namespace().unwrap_or_default();

@@ -1,8 +1,8 @@
 //! The `wpa` command line: one subcommand per tool, each with its arguments next to its `run`.
 
-pub mod certs;
-pub mod explain;
-pub mod simulate;
+pub(crate) mod certs;
+pub(crate) mod explain;
+pub(crate) mod simulate;
 
 use std::process::ExitCode;
 
@@ -20,13 +20,13 @@ use crate::runtime::{
 /// (`wpa demo`), the CRD (`wpa crd`), development certificates (`wpa certs`) and benchmarks (`wpa bench`).
 #[derive(Parser, Debug)]
 #[command(name = "wpa", version, about, long_about)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the admission webhook (HTTPS) and the reconciler, with /healthz, /readyz and /metrics on a
     /// second, plain-HTTP port.
     Serve(Box<ServeArgs>),

@@ -24,15 +24,15 @@ const DEPLOYMENT: &str = include_str!("../../examples/deployment.yaml");
 const WPA: &str = include_str!("../../examples/wpa.yaml");
 
 #[derive(clap::Args, Debug)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Forbidden windows and delays of the example WPA are shortened to this many seconds, so that a whole
     /// burst-and-lull cycle takes about two minutes instead of an hour.
     #[arg(long, default_value_t = 10)]
-    pub window_seconds: i32,
+    pub(crate) window_seconds: i32,
 }
 
 /// The control-plane binaries: found, or built by the project's script (the first time only).
-pub fn binaries() -> Result<PathBuf> {
+pub(crate) fn binaries() -> Result<PathBuf> {
     if let Ok(dir) = find_binaries() {
         return Ok(dir);
     }
@@ -76,7 +76,7 @@ fn condition(wpa: &WatermarkPodAutoscaler, type_: &str) -> String {
 }
 
 /// Runs the demo on the control plane in `bin_dir` (from [`binaries`]).
-pub async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<()> {
+pub(crate) async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<()> {
     let exe = std::env::current_exe().context("locating the wpa binary")?;
     eprintln!(
         "[demo] starting a private control plane (etcd, kube-apiserver, controller-manager, scheduler)"

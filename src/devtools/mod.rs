@@ -2,10 +2,10 @@
 //! WPA-specific harness the integration tests share ([`ScalingCluster`]: a cluster ready for scaling,
 //! [`WpaServe`]: `wpa serve` as a child process). The control plane itself is the `devcluster` crate.
 
-pub mod bench;
-pub mod demo;
-pub mod scaling;
-pub mod serve_process;
+pub(crate) mod bench;
+pub(crate) mod demo;
+pub(crate) mod scaling;
+pub(crate) mod serve_process;
 
 pub use scaling::{ScalingCluster, wpa_yaml};
 pub use serve_process::{WpaServe, webhook_configurations};

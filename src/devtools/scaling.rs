@@ -69,7 +69,7 @@ impl ScalingCluster {
     }
 
     /// With `options` (e.g. no controller-manager when the caller makes pods itself).
-    pub async fn try_start(options: Options) -> Result<ScalingCluster> {
+    pub(crate) async fn try_start(options: Options) -> Result<ScalingCluster> {
         let host = NetnsHost::create().context("the synthetic metrics provider needs a network namespace")?;
         let cluster = Arc::new(LocalCluster::try_start_with(options).await?);
         cluster.create_node("node-a", "zone-a", "64", "256Gi", 500).await?;

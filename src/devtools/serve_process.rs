@@ -13,9 +13,9 @@ use devcluster::{LocalCluster, http_get};
 
 pub struct WpaServe {
     child: Child,
-    pub webhook_port: u16,
+    pub(crate) webhook_port: u16,
     pub health_port: u16,
-    pub log_path: PathBuf,
+    pub(crate) log_path: PathBuf,
 }
 
 fn free_port() -> Result<u16> {
@@ -74,10 +74,6 @@ impl WpaServe {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.webhook_port)
-    }
-
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -97,7 +93,7 @@ impl WpaServe {
         started.elapsed()
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 

@@ -18,14 +18,14 @@ use crate::api::{WatermarkPodAutoscalerSpec, selector::label_selector_string};
 
 /// `convergeTowardsWatermark`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Converge {
+pub(crate) enum Converge {
     Off,
     High,
     Low,
 }
 
 impl Converge {
-    pub fn parse(s: Option<&str>) -> Converge {
+    pub(crate) fn parse(s: Option<&str>) -> Converge {
         match s {
             Some("highwatermark") => Converge::High,
             Some("lowwatermark") => Converge::Low,
@@ -37,17 +37,17 @@ impl Converge {
 /// The part of a WPA spec the calculator reads, with upstream's reading of unset fields.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CalcSpec {
-    pub tolerance_milli: i64,
-    pub modulo: i32,
-    pub converge: Converge,
-    pub min_replicas: Option<i32>,
-    pub max_replicas: i32,
+    pub(crate) tolerance_milli: i64,
+    pub(crate) modulo: i32,
+    pub(crate) converge: Converge,
+    pub(crate) min_replicas: Option<i32>,
+    pub(crate) max_replicas: i32,
     /// `algorithm: average`; anything else (typos included) is absolute.
-    pub average: bool,
-    pub tolerate_zero: bool,
-    pub readiness_delay_seconds: i32,
-    pub min_available_percentage: i32,
-    pub skip_owner_check: bool,
+    pub(crate) average: bool,
+    pub(crate) tolerate_zero: bool,
+    pub(crate) readiness_delay_seconds: i32,
+    pub(crate) min_available_percentage: i32,
+    pub(crate) skip_owner_check: bool,
 }
 
 impl CalcSpec {
@@ -81,18 +81,18 @@ pub struct ScaleInfo {
 /// A ConvergeToWatermark condition, as the calculator sets it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvergeCondition {
-    pub status: bool,
-    pub reason: &'static str,
-    pub message: &'static str,
+    pub(crate) status: bool,
+    pub(crate) reason: &'static str,
+    pub(crate) message: &'static str,
 }
 
 /// The adjusted band a value was compared with.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Band {
-    pub high_milli: i64,
-    pub low_milli: i64,
-    pub adjusted_high: f64,
-    pub adjusted_low: f64,
+    pub(crate) high_milli: i64,
+    pub(crate) low_milli: i64,
+    pub(crate) adjusted_high: f64,
+    pub(crate) adjusted_low: f64,
 }
 
 /// One metric's outcome (upstream's `ReplicaCalculation`).
@@ -114,7 +114,7 @@ pub struct MetricResult {
 }
 
 impl MetricResult {
-    pub fn position(&self) -> &'static str {
+    pub(crate) fn position(&self) -> &'static str {
         match (self.is_above, self.is_below) {
             (true, _) => "above",
             (_, true) => "below",
@@ -124,12 +124,12 @@ impl MetricResult {
 }
 
 /// Go's `int32(f)` on amd64: truncation toward zero; NaN and out-of-range values give `i32::MIN`.
-pub fn go_f64_to_i32(f: f64) -> i32 {
+pub(crate) fn go_f64_to_i32(f: f64) -> i32 {
     if f.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&f) { i32::MIN } else { f.trunc() as i32 }
 }
 
 /// Go's `int64(f)` on amd64.
-pub fn go_f64_to_i64(f: f64) -> i64 {
+pub(crate) fn go_f64_to_i64(f: f64) -> i64 {
     if f.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
         i64::MIN
     } else {
@@ -138,7 +138,7 @@ pub fn go_f64_to_i64(f: f64) -> i64 {
 }
 
 /// Rounds up to a multiple of `modulo` (float `fmod`, as upstream), in both scaling directions.
-pub fn round_up_to_modulo(rc: i32, modulo: i32) -> i32 {
+pub(crate) fn round_up_to_modulo(rc: i32, modulo: i32) -> i32 {
     if modulo <= 0 {
         return rc;
     }
@@ -147,12 +147,12 @@ pub fn round_up_to_modulo(rc: i32, modulo: i32) -> i32 {
 }
 
 /// Never propose fewer replicas than `current` while scaling up.
-pub fn adjust_up(current: i32, rc: i32, modulo: i32) -> i32 {
+pub(crate) fn adjust_up(current: i32, rc: i32, modulo: i32) -> i32 {
     round_up_to_modulo(rc, modulo).max(current)
 }
 
 /// Never propose more replicas than `current` while scaling down.
-pub fn adjust_down(current: i32, rc: i32, modulo: i32) -> i32 {
+pub(crate) fn adjust_down(current: i32, rc: i32, modulo: i32) -> i32 {
     round_up_to_modulo(rc, modulo).min(current)
 }
 
@@ -162,7 +162,7 @@ fn cap(x: i32, lo: i32, hi: i32) -> i32 {
 
 /// The convergence step (§6.8), given the replica counts at which usage would reach the high watermark
 /// (`lower_bound`) and the low watermark (`upper_bound`).
-pub fn converge(
+pub(crate) fn converge(
     spec: &CalcSpec,
     current: i32,
     lower_bound: i32,
@@ -225,7 +225,7 @@ pub fn converge(
 }
 
 /// `getReplicaCount`: compare `usage` with the tolerance-adjusted watermarks and propose a replica count.
-pub fn replica_count_for_usage(
+pub(crate) fn replica_count_for_usage(
     spec: &CalcSpec,
     current: i32,
     ready: i32,
@@ -295,7 +295,7 @@ const NO_PODS: &str = "no pods returned by selector while calculating replica co
 
 /// Steps shared by the External and recommender paths: ready pods (clamped to the scale's status
 /// replicas) and the `minAvailableReplicaPercentage` gate.
-pub fn ready_replicas_for_target(
+pub(crate) fn ready_replicas_for_target(
     spec: &CalcSpec,
     scale: &ScaleInfo,
     pods: &[PodInfo],
@@ -362,7 +362,7 @@ pub fn external(
 /// The External path with the target's ready count already counted (it is the same for every External
 /// metric of a pass).
 #[allow(clippy::too_many_arguments)]
-pub fn external_with_ready(
+pub(crate) fn external_with_ready(
     spec: &CalcSpec,
     scale: &ScaleInfo,
     ready: Result<i32, CalcError>,
@@ -477,7 +477,7 @@ pub struct Recommendation {
 }
 
 /// `adjustReplicaCount` of the recommender path.
-pub fn adjust_recommendation(
+pub(crate) fn adjust_recommendation(
     spec: &CalcSpec,
     current: i32,
     rec: &Recommendation,

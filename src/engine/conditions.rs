@@ -8,13 +8,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::{Condition, WatermarkPodAutoscalerStatus};
 
 pub const SCALING_ACTIVE: &str = "ScalingActive";
-pub const ABLE_TO_SCALE: &str = "AbleToScale";
-pub const SCALING_LIMITED: &str = "ScalingLimited";
-pub const DRY_RUN: &str = "DryRun";
+pub(crate) const ABLE_TO_SCALE: &str = "AbleToScale";
+pub(crate) const SCALING_LIMITED: &str = "ScalingLimited";
+pub(crate) const DRY_RUN: &str = "DryRun";
 pub const ABOVE_HIGH_WATERMARK: &str = "AboveHighWatermark";
 pub const BELOW_LOW_WATERMARK: &str = "BelowLowWatermark";
-pub const CONVERGE_TO_WATERMARK: &str = "ConvergeToWatermark";
-pub const SCALING_BLOCKED: &str = "ScalingBlocked";
+pub(crate) const CONVERGE_TO_WATERMARK: &str = "ConvergeToWatermark";
+pub(crate) const SCALING_BLOCKED: &str = "ScalingBlocked";
 
 /// `True` / `False` as Kubernetes writes them.
 pub fn status_str(b: bool) -> &'static str {
@@ -22,64 +22,66 @@ pub fn status_str(b: bool) -> &'static str {
 }
 
 /// Reasons and messages, verbatim from upstream (except the BelowLowWatermark reason, fixed on purpose).
-pub mod text {
-    pub const FAILED_PROCESS_WPA: &str = "FailedProcessWPA";
-    pub const FAILED_PROCESS_WPA_MSG: &str = "Error happened while processing the WPA";
-    pub const VALID_METRIC_FOUND: &str = "ValidMetricFound";
-    pub const FAILED_GET_EXTERNAL_METRIC: &str = "FailedGetExternalMetric";
-    pub const FAILED_GET_RESOURCE_METRIC: &str = "FailedGetResourceMetric";
-    pub const SCALING_DISABLED: &str = "ScalingDisabled";
-    pub const SCALING_DISABLED_MSG: &str =
+pub(crate) mod text {
+    pub(crate) const FAILED_PROCESS_WPA: &str = "FailedProcessWPA";
+    pub(crate) const FAILED_PROCESS_WPA_MSG: &str = "Error happened while processing the WPA";
+    pub(crate) const VALID_METRIC_FOUND: &str = "ValidMetricFound";
+    pub(crate) const FAILED_GET_EXTERNAL_METRIC: &str = "FailedGetExternalMetric";
+    pub(crate) const FAILED_GET_RESOURCE_METRIC: &str = "FailedGetResourceMetric";
+    pub(crate) const SCALING_DISABLED: &str = "ScalingDisabled";
+    pub(crate) const SCALING_DISABLED_MSG: &str =
         "scaling is disabled since the replica count of the target is zero";
-    pub const NOT_SCALING: &str = "NotScaling";
-    pub const FAILED_SPEC_CHECK: &str = "FailedSpecCheck";
-    pub const SUCCEEDED_GET_SCALE: &str = "SucceededGetScale";
-    pub const SUCCEEDED_GET_SCALE_MSG: &str = "the WPA controller was able to get the target's current scale";
-    pub const BACKOFF_DOWNSCALE: &str = "BackoffDownscale";
-    pub const BACKOFF_DOWNSCALE_MSG: &str =
+    pub(crate) const NOT_SCALING: &str = "NotScaling";
+    pub(crate) const FAILED_SPEC_CHECK: &str = "FailedSpecCheck";
+    pub(crate) const SUCCEEDED_GET_SCALE: &str = "SucceededGetScale";
+    pub(crate) const SUCCEEDED_GET_SCALE_MSG: &str =
+        "the WPA controller was able to get the target's current scale";
+    pub(crate) const BACKOFF_DOWNSCALE: &str = "BackoffDownscale";
+    pub(crate) const BACKOFF_DOWNSCALE_MSG: &str =
         "the time since the previous scale is still within the downscale forbidden window";
-    pub const BACKOFF_BOTH: &str = "BackoffBoth";
-    pub const BACKOFF_BOTH_MSG: &str =
+    pub(crate) const BACKOFF_BOTH: &str = "BackoffBoth";
+    pub(crate) const BACKOFF_BOTH_MSG: &str =
         "the time since the previous scale is still within both the downscale and upscale forbidden windows";
-    pub const BACKOFF_UPSCALE: &str = "BackoffUpscale";
-    pub const BACKOFF_UPSCALE_MSG: &str =
+    pub(crate) const BACKOFF_UPSCALE: &str = "BackoffUpscale";
+    pub(crate) const BACKOFF_UPSCALE_MSG: &str =
         "the time since the previous scale is still within the upscale forbidden window";
-    pub const READY_FOR_SCALE: &str = "ReadyForScale";
-    pub const READY_FOR_SCALE_MSG: &str =
+    pub(crate) const READY_FOR_SCALE: &str = "ReadyForScale";
+    pub(crate) const READY_FOR_SCALE_MSG: &str =
         "the last scaling time was sufficiently old as to warrant a new scale";
-    pub const SUCCESSFUL_SCALE: &str = "SuccessfulScale";
-    pub const FAILED_SCALE: &str = "FailedScale";
-    pub const FAILED_UPDATE_REPLICAS: &str = "FailedUpdateReplicas";
-    pub const DRY_RUN_ENABLED: &str = "DryRun mode enabled";
-    pub const DRY_RUN_ENABLED_MSG: &str = "Scaling changes won't be applied";
-    pub const DRY_RUN_DISABLED: &str = "DryRun mode disabled";
-    pub const DRY_RUN_DISABLED_MSG: &str = "Scaling changes can be applied";
-    pub const ABOVE_REASON: &str = "Value above High Watermark";
-    pub const ABOVE_MSG: &str = "Allow upscaling if the value stays over the Watermark";
+    pub(crate) const SUCCESSFUL_SCALE: &str = "SuccessfulScale";
+    pub(crate) const FAILED_SCALE: &str = "FailedScale";
+    pub(crate) const DRY_RUN_ENABLED: &str = "DryRun mode enabled";
+    pub(crate) const DRY_RUN_ENABLED_MSG: &str = "Scaling changes won't be applied";
+    pub(crate) const DRY_RUN_DISABLED: &str = "DryRun mode disabled";
+    pub(crate) const DRY_RUN_DISABLED_MSG: &str = "Scaling changes can be applied";
+    pub(crate) const ABOVE_REASON: &str = "Value above High Watermark";
+    pub(crate) const ABOVE_MSG: &str = "Allow upscaling if the value stays over the Watermark";
     /// Upstream writes `Value above Low Watermark` here (a typo); we write what it means.
-    pub const BELOW_REASON: &str = "Value below Low Watermark";
-    pub const BELOW_MSG: &str = "Allow downscaling if the value stays under the Watermark";
-    pub const CONVERGE_DOWN_REASON: &str = "Allow downscaling to converge to the High Watermark";
-    pub const CONVERGE_UP_REASON: &str = "Allow upscaling to converge to the Low Watermark";
-    pub const CONVERGE_STABLE_ONLY: &str = "Converging to Watermark only allowed in stable regime";
-    pub const CONVERGE_BETWEEN: &str = "Value between Watermarks";
-    pub const CONVERGE_UNSTABLE: &str = "Proposal could lead to an unstable regime";
-    pub const CONVERGE_DISABLED: &str = "Feature not enabled";
-    pub const FAILED_GET_DATADOG_MONITOR: &str = "FailedGetDatadogMonitor";
-    pub const DATADOG_MONITOR_NOT_OK: &str = "DatadogMonitorNotOK";
-    pub const DATADOG_MONITOR_OK: &str = "DatadogMonitorOK";
-    pub const SCALE_DOWN_LIMIT: &str = "ScaleDownLimit";
-    pub const SCALE_DOWN_LIMIT_MSG: &str =
+    pub(crate) const BELOW_REASON: &str = "Value below Low Watermark";
+    pub(crate) const BELOW_MSG: &str = "Allow downscaling if the value stays under the Watermark";
+    pub(crate) const CONVERGE_DOWN_REASON: &str = "Allow downscaling to converge to the High Watermark";
+    pub(crate) const CONVERGE_UP_REASON: &str = "Allow upscaling to converge to the Low Watermark";
+    pub(crate) const CONVERGE_STABLE_ONLY: &str = "Converging to Watermark only allowed in stable regime";
+    pub(crate) const CONVERGE_BETWEEN: &str = "Value between Watermarks";
+    pub(crate) const CONVERGE_UNSTABLE: &str = "Proposal could lead to an unstable regime";
+    pub(crate) const CONVERGE_DISABLED: &str = "Feature not enabled";
+    pub(crate) const FAILED_GET_DATADOG_MONITOR: &str = "FailedGetDatadogMonitor";
+    pub(crate) const DATADOG_MONITOR_NOT_OK: &str = "DatadogMonitorNotOK";
+    pub(crate) const DATADOG_MONITOR_OK: &str = "DatadogMonitorOK";
+    pub(crate) const SCALE_DOWN_LIMIT: &str = "ScaleDownLimit";
+    pub(crate) const SCALE_DOWN_LIMIT_MSG: &str =
         "the desired replica count is decreasing faster than the maximum scale rate";
-    pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
-    pub const TOO_FEW_REPLICAS_MSG: &str = "the desired replica count is below the minimum replica count";
-    pub const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
-    pub const SCALE_UP_LIMIT_MSG: &str =
+    pub(crate) const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
+    pub(crate) const TOO_FEW_REPLICAS_MSG: &str =
+        "the desired replica count is below the minimum replica count";
+    pub(crate) const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
+    pub(crate) const SCALE_UP_LIMIT_MSG: &str =
         "the desired replica count is increasing faster than the maximum scale rate";
-    pub const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
-    pub const TOO_MANY_REPLICAS_MSG: &str = "the desired replica count is above the maximum replica count";
-    pub const DESIRED_WITHIN_RANGE: &str = "DesiredWithinRange";
-    pub const DESIRED_WITHIN_RANGE_MSG: &str = "the desired count is within the acceptable range";
+    pub(crate) const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
+    pub(crate) const TOO_MANY_REPLICAS_MSG: &str =
+        "the desired replica count is above the maximum replica count";
+    pub(crate) const DESIRED_WITHIN_RANGE: &str = "DesiredWithinRange";
+    pub(crate) const DESIRED_WITHIN_RANGE_MSG: &str = "the desired count is within the acceptable range";
 }
 
 /// Sets a condition as upstream does: update in place or append; the transition time moves to `now` only
@@ -147,6 +149,6 @@ pub fn get_condition<'a>(status: &'a WatermarkPodAutoscalerStatus, type_: &str) 
 }
 
 /// Whether a condition exists and is `True`.
-pub fn is_true(status: &WatermarkPodAutoscalerStatus, type_: &str) -> bool {
+pub(crate) fn is_true(status: &WatermarkPodAutoscalerStatus, type_: &str) -> bool {
     get_condition(status, type_).is_some_and(|c| c.status == "True")
 }

@@ -61,7 +61,7 @@ pub enum TargetErrorKind {
 }
 
 impl TargetError {
-    pub fn new(kind: TargetErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: TargetErrorKind, message: impl Into<String>) -> Self {
         TargetError { kind, message: message.into() }
     }
 
@@ -155,7 +155,7 @@ pub enum Series {
 }
 
 impl Series {
-    pub const ALL: [Series; 14] = [
+    pub(crate) const ALL: [Series; 14] = [
         Series::Value,
         Series::HighWatermark,
         Series::LowWatermark,
@@ -193,7 +193,7 @@ impl Series {
     }
 
     /// Upstream's misspelled twin, written with the same value (dashboards use both).
-    pub fn twin(self) -> Option<&'static str> {
+    pub(crate) fn twin(self) -> Option<&'static str> {
         match self {
             Series::HighWatermark => Some("high_watermak"),
             Series::LowWatermark => Some("low_watermak"),
@@ -201,7 +201,7 @@ impl Series {
         }
     }
 
-    pub fn help(self) -> &'static str {
+    pub(crate) fn help(self) -> &'static str {
         match self {
             Series::Value => "Usage of the metric (milli; recommender: observed value × 1000)",
             Series::HighWatermark => "High watermark of the metric (milli)",
@@ -389,13 +389,8 @@ impl<'a> Decision<'a> {
     }
 
     /// The status as decided so far (before any `/scale` write).
-    pub fn status(&self) -> &WatermarkPodAutoscalerStatus {
+    pub(crate) fn status(&self) -> &WatermarkPodAutoscalerStatus {
         &self.draft.status
-    }
-
-    /// When to run again.
-    pub fn action(&self) -> Action {
-        self.draft.action
     }
 
     pub(super) fn status_mut(&mut self) -> &mut WatermarkPodAutoscalerStatus {
@@ -523,7 +518,8 @@ fn finish(out: &mut Outcome, wpa: &WatermarkPodAutoscaler) {
         None => true,
         Some(t) => {
             let key = |s: &WatermarkPodAutoscalerStatus| {
-                conditions::get_condition(s, t).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+                conditions::get_condition(s, t)
+                    .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
             };
             key(original) != key(status)
         }

@@ -44,7 +44,7 @@ pub enum Blocked {
 
 impl Blocked {
     /// The engine's words, as upstream logs them.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Blocked::Unchanged => "Will not scale: number of replicas has not changed".into(),
             Blocked::Window { upscale, seconds_left } => format!(
@@ -68,8 +68,8 @@ pub struct Gate {
     pub backoff_down: bool,
     pub backoff_up: bool,
     /// Seconds until each forbidden window ends (0 when open); the `transition_countdown` gauges.
-    pub downscale_countdown: f64,
-    pub upscale_countdown: f64,
+    pub(crate) downscale_countdown: f64,
+    pub(crate) upscale_countdown: f64,
     /// The AbleToScale condition the backoff sets (reason, message), if a window is active.
     pub backoff_condition: Option<(&'static str, &'static str)>,
 }

@@ -27,7 +27,11 @@ pub fn needs_monitor(wpa: &WatermarkPodAutoscaler) -> bool {
 }
 
 /// Applies the gate; `true` when the pass must stop here (blocked, with the requeue set).
-pub(super) fn blocks(d: &mut Decision<'_>, wpa: &WatermarkPodAutoscaler, monitor: &MonitorObservation) -> bool {
+pub(super) fn blocks(
+    d: &mut Decision<'_>,
+    wpa: &WatermarkPodAutoscaler,
+    monitor: &MonitorObservation,
+) -> bool {
     match enabled(wpa) {
         Err(e) => {
             let msg = format!("Lifecycle Control is not correctly enabled: {e}");

@@ -80,7 +80,7 @@ pub struct Normalized {
     pub replicas: i32,
     pub limit: Limit,
     /// Whether the result was returned from a branch that clamped the proposal.
-    pub clamped: bool,
+    pub(crate) clamped: bool,
 }
 
 /// Applies the rate limits and min/max to a proposal. `current` is the target's spec replicas; `ready` the

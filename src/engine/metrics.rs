@@ -10,7 +10,7 @@ use super::{
     CalcError,
     calc::{self, CalcSpec, Recommendation, ScaleInfo},
     conditions::text,
-    decision::{Combined, CombineError, MetricKind, MetricObservation, MetricOutcome},
+    decision::{CombineError, Combined, MetricKind, MetricObservation, MetricOutcome},
     pods::PodInfo,
     recommender,
 };

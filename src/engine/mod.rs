@@ -36,9 +36,9 @@ use crate::api::{MetricSpec, WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec,
 use calc::{CalcSpec, ScaleInfo};
 use conditions::*;
 pub use decision::{
-    Action, CombineError, Combined, Counter, Decision, Event, Forced, Increment, MetricKind, MetricObservation,
-    MetricOutcome, MonitorObservation, Observation, Outcome, Removal, Sample, ScaleIntent, ScaleResult, Series,
-    TargetError, TargetErrorKind,
+    Action, CombineError, Combined, Counter, Decision, Event, Forced, Increment, MetricKind,
+    MetricObservation, MetricOutcome, MonitorObservation, Observation, Outcome, Removal, Sample, ScaleIntent,
+    ScaleResult, Series, TargetError, TargetErrorKind,
 };
 pub use lifecycle::needs_monitor;
 pub use metrics::{MetricContext, combine, compute_outcomes, valid_metric_message};
@@ -49,7 +49,7 @@ pub use metrics::{MetricContext, combine, compute_outcomes, valid_metric_message
 pub struct CalcError(pub String);
 
 impl CalcError {
-    pub fn new(msg: impl Into<String>) -> Self {
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
         CalcError(msg.into())
     }
 }
@@ -75,7 +75,7 @@ pub fn fill_missing_watermark(metric: &mut MetricSpec) {
 }
 
 /// The spec a pass works with: defaults and missing watermarks filled in, in memory.
-pub fn effective_spec(spec: &WatermarkPodAutoscalerSpec) -> Cow<'_, WatermarkPodAutoscalerSpec> {
+pub(crate) fn effective_spec(spec: &WatermarkPodAutoscalerSpec) -> Cow<'_, WatermarkPodAutoscalerSpec> {
     let one_sided = |h: &Option<Quantity>, l: &Option<Quantity>| h.is_some() != l.is_some();
     let needs_fill = spec.metrics.iter().flatten().any(|m| {
         m.external.as_ref().is_some_and(|e| one_sided(&e.high_watermark, &e.low_watermark))
@@ -117,8 +117,10 @@ pub fn decide<'a>(wpa: &'a WatermarkPodAutoscaler, obs: &Observation<'_>, now: T
                 d.requeue_after(e.backoff());
             }
             Ok(scale) => {
-                let calc_spec =
-                    CalcSpec::from_spec(&spec, pods::should_skip_owner_check(wpa.metadata.annotations.as_ref()));
+                let calc_spec = CalcSpec::from_spec(
+                    &spec,
+                    pods::should_skip_owner_check(wpa.metadata.annotations.as_ref()),
+                );
                 let cx = MetricContext {
                     spec: &spec,
                     calc_spec: &calc_spec,

@@ -47,7 +47,8 @@ pub(super) fn run(
     let mut desired = normalized.replicas;
     let mut rescale = gate.allowed;
     let forced = force(d, spec, scale, &mut desired, &mut rescale, &mut reason);
-    let metric_statuses = if matches!(forced, Some(Forced::AboveMax | Forced::BelowMin | Forced::NoReplicas)) {
+    let metric_statuses = if matches!(forced, Some(Forced::AboveMax | Forced::BelowMin | Forced::NoReplicas))
+    {
         rescale = true;
         wpa.status.as_ref().map(|s| s.current_metrics.clone()).unwrap_or_default()
     } else {

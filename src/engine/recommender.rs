@@ -19,77 +19,77 @@ fn is_zero_f64(v: &f64) -> bool {
 /// `targetRef`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TargetRef {
+pub(crate) struct TargetRef {
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub cluster: String,
+    pub(crate) cluster: String,
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
+    pub(crate) namespace: String,
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub kind: String,
+    pub(crate) kind: String,
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub api_version: String,
+    pub(crate) api_version: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Constraints {
+pub(crate) struct Constraints {
     #[serde(skip_serializing_if = "is_zero_i32")]
-    pub min_replicas: i32,
+    pub(crate) min_replicas: i32,
     #[serde(skip_serializing_if = "is_zero_i32")]
-    pub max_replicas: i32,
+    pub(crate) max_replicas: i32,
 }
 
 /// `state`: `currentReplicas` and `readyReplicas` are proto3 `optional`, so they are always sent.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct State {
+pub(crate) struct State {
     #[serde(skip_serializing_if = "is_zero_i32")]
-    pub desired_replicas: i32,
-    pub current_replicas: i32,
-    pub ready_replicas: i32,
+    pub(crate) desired_replicas: i32,
+    pub(crate) current_replicas: i32,
+    pub(crate) ready_replicas: i32,
 }
 
 /// One target (request) or observed target (reply).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Target {
+pub(crate) struct Target {
     #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
-    pub type_: String,
+    pub(crate) type_: String,
     #[serde(
         default,
         alias = "target_value",
         skip_serializing_if = "is_zero_f64",
         deserialize_with = "proto_f64"
     )]
-    pub target_value: f64,
+    pub(crate) target_value: f64,
     #[serde(
         default,
         alias = "lower_bound",
         skip_serializing_if = "is_zero_f64",
         deserialize_with = "proto_f64"
     )]
-    pub lower_bound: f64,
+    pub(crate) lower_bound: f64,
     #[serde(
         default,
         alias = "upper_bound",
         skip_serializing_if = "is_zero_f64",
         deserialize_with = "proto_f64"
     )]
-    pub upper_bound: f64,
+    pub(crate) upper_bound: f64,
 }
 
 /// The request body.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecommendationRequest {
-    pub target_ref: TargetRef,
-    pub constraints: Constraints,
-    pub state: State,
-    pub targets: Vec<Target>,
+    pub(crate) target_ref: TargetRef,
+    pub(crate) constraints: Constraints,
+    pub(crate) state: State,
+    pub(crate) targets: Vec<Target>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub settings: BTreeMap<String, String>,
+    pub(crate) settings: BTreeMap<String, String>,
 }
 
 /// What the controller asks (upstream's `ReplicaRecommendationRequest`).
@@ -136,11 +136,11 @@ pub fn build_request(q: &RecommenderQuery, reco: &RecommenderSpec) -> Recommenda
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ReplyError {
+pub(crate) struct ReplyError {
     #[serde(default, deserialize_with = "proto_i32")]
-    pub code: i32,
+    pub(crate) code: i32,
     #[serde(default)]
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// The reply body. Unknown fields are refused, as upstream's protojson decoder does.
@@ -148,19 +148,19 @@ pub struct ReplyError {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecommendationReply {
     #[serde(default)]
-    pub error: Option<ReplyError>,
+    pub(crate) error: Option<ReplyError>,
     #[serde(default)]
-    pub timestamp: Option<String>,
+    pub(crate) timestamp: Option<String>,
     #[serde(default, alias = "target_replicas", deserialize_with = "proto_i32")]
-    pub target_replicas: i32,
+    pub(crate) target_replicas: i32,
     #[serde(default, alias = "lower_bound_replicas", deserialize_with = "proto_opt_i32")]
-    pub lower_bound_replicas: Option<i32>,
+    pub(crate) lower_bound_replicas: Option<i32>,
     #[serde(default, alias = "upper_bound_replicas", deserialize_with = "proto_opt_i32")]
-    pub upper_bound_replicas: Option<i32>,
+    pub(crate) upper_bound_replicas: Option<i32>,
     #[serde(default, alias = "observed_targets")]
-    pub observed_targets: Vec<Target>,
+    pub(crate) observed_targets: Vec<Target>,
     #[serde(default)]
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// `buildReplicaRecommendationResponse`: an error in the reply becomes an error; missing bounds read as 0;

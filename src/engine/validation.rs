@@ -15,14 +15,14 @@ use crate::{
 /// A default the spec lacks: the JSON pointer of the field, its value, and whether the field is present
 /// (with a zero value that counts as unset, like `tolerance: 0`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct MissingDefault {
-    pub pointer: &'static str,
-    pub value: Value,
-    pub present: bool,
+pub(crate) struct MissingDefault {
+    pub(crate) pointer: &'static str,
+    pub(crate) value: Value,
+    pub(crate) present: bool,
 }
 
 /// The defaults upstream writes (`DefaultWatermarkPodAutoscaler`): same fields, same values.
-pub fn missing_defaults(spec: &WatermarkPodAutoscalerSpec) -> Vec<MissingDefault> {
+pub(crate) fn missing_defaults(spec: &WatermarkPodAutoscalerSpec) -> Vec<MissingDefault> {
     let mut out = Vec::new();
     let mut push = |pointer, value: Value, present| out.push(MissingDefault { pointer, value, present });
     if spec.min_replicas.is_none() {
@@ -61,7 +61,7 @@ pub fn missing_defaults(spec: &WatermarkPodAutoscalerSpec) -> Vec<MissingDefault
 }
 
 /// The spec with upstream's defaults filled in (in memory; the reconciler never writes `.spec`).
-pub fn with_defaults(spec: &WatermarkPodAutoscalerSpec) -> WatermarkPodAutoscalerSpec {
+pub(crate) fn with_defaults(spec: &WatermarkPodAutoscalerSpec) -> WatermarkPodAutoscalerSpec {
     let mut s = spec.clone();
     for d in missing_defaults(spec) {
         match d.pointer {
@@ -245,10 +245,10 @@ pub fn check_wpa_validity(
 
 /// A refusal of the admission webhook.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
+pub(crate) struct Violation {
     /// Field path, e.g. `spec.metrics[0].external.highWatermark`.
-    pub path: String,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for Violation {
@@ -263,7 +263,7 @@ fn quoted_list(values: &[&str]) -> String {
 
 /// Every problem the admission webhook refuses: upstream's rules (on the spec as defaulted, since the
 /// mutating webhook runs first) and the stricter checks upstream lacks.
-pub fn admission_violations(
+pub(crate) fn admission_violations(
     spec: &WatermarkPodAutoscalerSpec,
     annotations: &BTreeMap<String, String>,
     namespace: &str,
@@ -378,7 +378,7 @@ pub fn admission_violations(
 }
 
 /// Go's `strconv.ParseBool`.
-pub fn parse_go_bool(s: &str) -> Result<bool, String> {
+pub(crate) fn parse_go_bool(s: &str) -> Result<bool, String> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
@@ -387,7 +387,7 @@ pub fn parse_go_bool(s: &str) -> Result<bool, String> {
 }
 
 /// The `wpa.datadoghq.com/*` annotations, checked strictly. `on_wpa` adds the WPA-only annotations.
-pub fn annotation_violations(annotations: &BTreeMap<String, String>, on_wpa: bool) -> Vec<Violation> {
+pub(crate) fn annotation_violations(annotations: &BTreeMap<String, String>, on_wpa: bool) -> Vec<Violation> {
     let mut out = Vec::new();
     let path = |key: &str| format!("metadata.annotations[{key}]");
     if let Some(v) = annotations.get(annotations::LOGS_ATTRIBUTES)

@@ -34,7 +34,7 @@ fn timestamp(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -
 }
 
 /// What the engine needs of a pod.
-pub fn pod_info(pod: &Pod) -> PodInfo {
+pub(crate) fn pod_info(pod: &Pod) -> PodInfo {
     let status = pod.status.as_ref();
     let ready = status
         .and_then(|s| s.conditions.as_ref())
@@ -120,7 +120,7 @@ impl NamespacePods {
 
 /// A cache of the pods of the watched namespaces.
 #[derive(Debug, Default)]
-pub struct PodCache {
+pub(crate) struct PodCache {
     namespaces: RwLock<HashMap<String, NamespacePods>>,
     relist: std::sync::Mutex<Option<HashMap<String, NamespacePods>>>,
     synced: AtomicBool,
@@ -131,27 +131,24 @@ fn cached(pod: &Pod) -> CachedPod {
 }
 
 impl PodCache {
-    pub fn synced(&self) -> bool {
+    pub(crate) fn synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
     }
 
     /// The pods of `namespace` that `selector` selects, ordered by name.
-    pub fn select(&self, namespace: &str, selector: &Selector) -> Vec<PodInfo> {
+    pub(crate) fn select(&self, namespace: &str, selector: &Selector) -> Vec<PodInfo> {
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         namespaces.get(namespace).map(|ns| ns.select(selector)).unwrap_or_default()
     }
 
     /// Number of pods cached.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         namespaces.values().map(|n| n.pods.len()).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn apply(&self, event: watcher::Event<Pod>) {
+    pub(crate) fn apply(&self, event: watcher::Event<Pod>) {
         match event {
             watcher::Event::Init => {
                 *self.relist.lock().unwrap_or_else(|p| p.into_inner()) = Some(HashMap::new());
@@ -187,14 +184,14 @@ impl PodCache {
 
 /// The `/scale` view of a cached target, as the API server computes it for Deployments and StatefulSets.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CachedScale {
-    pub spec_replicas: i32,
-    pub status_replicas: i32,
-    pub selector: String,
+pub(crate) struct CachedScale {
+    pub(crate) spec_replicas: i32,
+    pub(crate) status_replicas: i32,
+    pub(crate) selector: String,
 }
 
 impl CachedScale {
-    pub fn scale_info(&self, namespace: &str, name: &str) -> ScaleInfo {
+    pub(crate) fn scale_info(&self, namespace: &str, name: &str) -> ScaleInfo {
         ScaleInfo {
             name: name.to_string(),
             namespace: namespace.to_string(),
@@ -219,15 +216,13 @@ fn scale_view(
 }
 
 /// A kind whose `/scale` this cache can answer.
-pub trait CachedTarget:
+pub(crate) trait CachedTarget:
     kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static
 {
-    const GROUP: &'static str;
     fn scale(&self) -> CachedScale;
 }
 
 impl CachedTarget for Deployment {
-    const GROUP: &'static str = "apps";
     fn scale(&self) -> CachedScale {
         let spec = self.spec.clone().unwrap_or_default();
         scale_view(spec.replicas, self.status.as_ref().and_then(|s| s.replicas), &spec.selector)
@@ -235,7 +230,6 @@ impl CachedTarget for Deployment {
 }
 
 impl CachedTarget for StatefulSet {
-    const GROUP: &'static str = "apps";
     fn scale(&self) -> CachedScale {
         let spec = self.spec.clone().unwrap_or_default();
         scale_view(spec.replicas, self.status.as_ref().map(|s| s.replicas), &spec.selector)
@@ -246,24 +240,30 @@ type TargetKey = (&'static str, String, String);
 
 /// The scale of every watched Deployment and StatefulSet, keyed by (kind, namespace, name).
 #[derive(Debug, Default)]
-pub struct TargetCache {
+pub(crate) struct TargetCache {
     entries: RwLock<HashMap<TargetKey, CachedScale>>,
     relists: std::sync::Mutex<HashMap<&'static str, HashMap<TargetKey, CachedScale>>>,
     synced: RwLock<HashSet<&'static str>>,
 }
 
 /// The kinds [`TargetCache`] holds.
-pub const CACHED_KINDS: [&str; 2] = ["Deployment", "StatefulSet"];
+pub(crate) const CACHED_KINDS: [&str; 2] = ["Deployment", "StatefulSet"];
 
 impl TargetCache {
-    pub fn synced(&self) -> bool {
+    pub(crate) fn synced(&self) -> bool {
         let synced = self.synced.read().unwrap_or_else(|p| p.into_inner());
         CACHED_KINDS.iter().all(|k| synced.contains(k))
     }
 
     /// The cached scale of `group`/`kind` `namespace`/`name`; `None` when the kind is not cached (the
     /// caller reads `/scale` from the API) and `Some(None)` when the object does not exist.
-    pub fn get(&self, group: &str, kind: &str, namespace: &str, name: &str) -> Option<Option<CachedScale>> {
+    pub(crate) fn get(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Option<CachedScale>> {
         let kind = CACHED_KINDS.into_iter().find(|k| *k == kind && group == "apps")?;
         if !self.synced.read().unwrap_or_else(|p| p.into_inner()).contains(kind) {
             return None;
@@ -301,18 +301,18 @@ impl TargetCache {
 }
 
 /// The watches that feed the caches, running until `stop`.
-pub struct Caches {
-    pub pods: Arc<PodCache>,
-    pub targets: Arc<TargetCache>,
+pub(crate) struct Caches {
+    pub(crate) pods: Arc<PodCache>,
+    pub(crate) targets: Arc<TargetCache>,
 }
 
 impl Caches {
-    pub fn synced(&self) -> bool {
+    pub(crate) fn synced(&self) -> bool {
         self.pods.synced() && self.targets.synced()
     }
 
     /// Starts the watches of pods, Deployments and StatefulSets in `namespaces`.
-    pub fn start(client: &Client, namespaces: &Namespaces, stop: CancellationToken) -> Caches {
+    pub(crate) fn start(client: &Client, namespaces: &Namespaces, stop: CancellationToken) -> Caches {
         let caches = Caches { pods: Arc::default(), targets: Arc::default() };
         // Pods change status often; only the fields read here matter, the rest is dropped on arrival.
         let pods = caches.pods.clone();

@@ -14,7 +14,9 @@ use std::{
 use kube::ResourceExt;
 use prometheus_client::{
     encoding::{EncodeLabelSet, LabelSetEncoder},
-    metrics::{counter::Counter as PromCounter, family::Family as PromFamily, gauge::Gauge, histogram::Histogram},
+    metrics::{
+        counter::Counter as PromCounter, family::Family as PromFamily, gauge::Gauge, histogram::Histogram,
+    },
     registry::Registry,
 };
 
@@ -74,7 +76,7 @@ impl Written {
     }
 }
 
-pub struct Exporter {
+pub(crate) struct Exporter {
     gauges: HashMap<Series, GaugeFamily>,
     twins: HashMap<Series, GaugeFamily>,
     upscale: PromFamily<Labels, PromCounter>,
@@ -83,10 +85,10 @@ pub struct Exporter {
     http_requests: CounterFamily,
     http_errors: CounterFamily,
     http_in_flight: PromFamily<PlainLabels, Gauge>,
-    pub reconciles: CounterFamily,
+    pub(crate) reconciles: CounterFamily,
     /// WPAs with at least one completed pass (their series are exported).
     wpas: Gauge,
-    pub reconcile_duration: PromFamily<PlainLabels, Histogram, fn() -> Histogram>,
+    pub(crate) reconcile_duration: PromFamily<PlainLabels, Histogram, fn() -> Histogram>,
     /// WPA labels copied onto `labels_info` (`DD_LABELS_AS_TAGS`).
     labels_as_tags: Vec<String>,
     live: Mutex<HashMap<(String, String), BTreeSet<Written>>>,
@@ -116,7 +118,7 @@ fn pairs(p: &[(&str, &str)]) -> PlainLabels {
 
 impl Exporter {
     /// Creates the families and registers them.
-    pub fn new(registry: &mut Registry, labels_as_tags: Vec<String>) -> Arc<Exporter> {
+    pub(crate) fn new(registry: &mut Registry, labels_as_tags: Vec<String>) -> Arc<Exporter> {
         let (mut gauges, mut twins) = (HashMap::new(), HashMap::new());
         for series in Series::ALL {
             let family = GaugeFamily::default();
@@ -258,7 +260,7 @@ impl Exporter {
     }
 
     /// Writes one pass's gauges and counters, and deletes what went away.
-    pub fn record(&self, wpa: &WatermarkPodAutoscaler, decision: &Decision<'_>, outcome: &Outcome) {
+    pub(crate) fn record(&self, wpa: &WatermarkPodAutoscaler, decision: &Decision<'_>, outcome: &Outcome) {
         let key = (wpa.namespace().unwrap_or_default(), wpa.name_any());
         let base = Self::base(wpa, decision.spec.dry_run.unwrap_or(false));
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -324,7 +326,7 @@ impl Exporter {
     }
 
     /// Deletes every series of a WPA (it was deleted).
-    pub fn forget(&self, namespace: &str, name: &str) {
+    pub(crate) fn forget(&self, namespace: &str, name: &str) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let gone = live.remove(&(namespace.to_string(), name.to_string()));
         self.wpas.set(live.len() as i64);
@@ -335,20 +337,16 @@ impl Exporter {
     }
 
     /// Number of series currently exported for a WPA (tests and diagnostics).
-    pub fn series_count(&self, namespace: &str, name: &str) -> usize {
+    #[cfg(test)]
+    pub(crate) fn series_count(&self, namespace: &str, name: &str) -> usize {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.get(&(namespace.to_string(), name.to_string())).map_or(0, BTreeSet::len)
     }
 }
 
 fn metric_names(wpa: &WatermarkPodAutoscaler) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = wpa
-        .spec
-        .metrics
-        .iter()
-        .flatten()
-        .filter_map(|m| m.source().map(|s| s.name().to_string()))
-        .collect();
+    let mut out: BTreeSet<String> =
+        wpa.spec.metrics.iter().flatten().filter_map(|m| m.source().map(|s| s.name().to_string())).collect();
     if let Some(r) = &wpa.spec.recommender {
         out.insert(crate::engine::recommender::display_name(r));
     }

@@ -45,14 +45,19 @@ const METRIC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `group`+`kind` → the resource to call, from API discovery, cached.
 #[derive(Default)]
-pub struct DiscoveryCache {
+pub(crate) struct DiscoveryCache {
     entries: Mutex<HashMap<(String, String), Resolution>>,
 }
 
 impl DiscoveryCache {
     /// The resource for `kind` in `group`, in the group's preferred version (upstream's REST mapper also
     /// ignores the version of `apiVersion`).
-    pub async fn resolve(&self, client: &Client, group: &str, kind: &str) -> Result<ApiResource, String> {
+    pub(crate) async fn resolve(
+        &self,
+        client: &Client,
+        group: &str,
+        kind: &str,
+    ) -> Result<ApiResource, String> {
         let key = (group.to_string(), kind.to_string());
         if let Some((at, result)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
             && (result.is_ok() || at.elapsed() < NEGATIVE_DISCOVERY_TTL)
@@ -71,14 +76,14 @@ impl DiscoveryCache {
     }
 
     /// Forgets a resolution (after a call on it failed with 404: the CRD may have been removed).
-    pub fn forget(&self, group: &str, kind: &str) {
+    pub(crate) fn forget(&self, group: &str, kind: &str) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(&(group.to_string(), kind.to_string()));
     }
 }
 
 /// Recommender clients, one per WPA and TLS configuration (each WPA's TLS settings are its own).
 #[derive(Default)]
-pub struct RecommenderClients {
+pub(crate) struct RecommenderClients {
     clients: Mutex<HashMap<String, (Option<TlsConfig>, RecommenderClient)>>,
 }
 
@@ -95,52 +100,52 @@ impl RecommenderClients {
         Ok(client)
     }
 
-    pub fn remove(&self, key: &str) {
+    pub(crate) fn remove(&self, key: &str) {
         self.clients.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 }
 
 /// Observes recommender calls (`http_client_*` metrics); implemented by the exporter.
-pub trait HttpObserver: Send + Sync {
+pub(crate) trait HttpObserver: Send + Sync {
     fn observe(&self, client: &str, method: &str, outcome: Result<u16, ()>, seconds: f64);
     fn in_flight(&self, client: &str, delta: i64);
 }
 
 /// What the gatherer reads from, and its settings.
-pub struct Sources {
-    pub client: Client,
+pub(crate) struct Sources {
+    pub(crate) client: Client,
     /// Watch caches; `None` reads everything from the API (`wpa explain`).
-    pub caches: Option<Arc<Caches>>,
-    pub discovery: DiscoveryCache,
-    pub recommenders: RecommenderClients,
-    pub http: Option<Arc<dyn HttpObserver>>,
+    pub(crate) caches: Option<Arc<Caches>>,
+    pub(crate) discovery: DiscoveryCache,
+    pub(crate) recommenders: RecommenderClients,
+    pub(crate) http: Option<Arc<dyn HttpObserver>>,
     /// A metric sample older than this blocks scaling (`None`: no limit).
-    pub metric_max_age: Option<Duration>,
+    pub(crate) metric_max_age: Option<Duration>,
     /// Sent to recommenders as `targetRef.cluster` (`K8S_CLUSTER_NAME`).
-    pub cluster_name: String,
+    pub(crate) cluster_name: String,
 }
 
 /// The resolved target: what `/scale` writes go to.
 #[derive(Clone, Debug)]
-pub struct Target {
-    pub resource: ApiResource,
-    pub namespace: String,
-    pub name: String,
+pub(crate) struct Target {
+    pub(crate) resource: ApiResource,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
 }
 
 /// Everything the engine needs besides the WPA, owned.
 #[derive(Debug)]
-pub struct Inputs {
-    pub target: Result<ScaleInfo, TargetError>,
-    pub resolved: Option<Target>,
-    pub pods: Result<Vec<PodInfo>, String>,
-    pub metrics: Vec<MetricObservation>,
-    pub recommendation: Option<Result<Recommendation, String>>,
-    pub monitor: MonitorObservation,
+pub(crate) struct Inputs {
+    pub(crate) target: Result<ScaleInfo, TargetError>,
+    pub(crate) resolved: Option<Target>,
+    pub(crate) pods: Result<Vec<PodInfo>, String>,
+    pub(crate) metrics: Vec<MetricObservation>,
+    pub(crate) recommendation: Option<Result<Recommendation, String>>,
+    pub(crate) monitor: MonitorObservation,
 }
 
 impl Inputs {
-    pub fn observation(&self) -> Observation<'_> {
+    pub(crate) fn observation(&self) -> Observation<'_> {
         Observation {
             target: self.target.clone(),
             pods: self.pods.as_deref().map_err(Clone::clone),
@@ -182,7 +187,12 @@ pub(super) fn short_kube_error(e: &kube::Error) -> String {
 impl Sources {
     /// Reads everything one pass of `wpa` needs. `fresh_scale` bypasses the target cache (after a
     /// conflict).
-    pub async fn gather(&self, wpa: &WatermarkPodAutoscaler, fresh_scale: bool, now: Timestamp) -> Inputs {
+    pub(crate) async fn gather(
+        &self,
+        wpa: &WatermarkPodAutoscaler,
+        fresh_scale: bool,
+        now: Timestamp,
+    ) -> Inputs {
         let namespace = wpa.namespace().unwrap_or_default();
         let spec = engine::effective_spec(&wpa.spec);
         let mut inputs = Inputs {
@@ -298,7 +308,7 @@ impl Sources {
     }
 
     /// `external.metrics.k8s.io/v1beta1`: the values of `metric` selected by `selector`.
-    pub async fn external(
+    pub(crate) async fn external(
         &self,
         namespace: &str,
         metric: &str,
@@ -333,7 +343,7 @@ impl Sources {
 
     /// `metrics.k8s.io/v1beta1` pod metrics: per pod, the sum of its containers' usage of `resource`.
     /// A pod with a container that does not report the resource is left out, as upstream does.
-    pub async fn resource(
+    pub(crate) async fn resource(
         &self,
         namespace: &str,
         resource: &str,

@@ -26,17 +26,17 @@ use tokio_util::sync::CancellationToken;
 
 /// Timings, as client-go names them.
 #[derive(Clone, Copy, Debug)]
-pub struct Timings {
+pub(crate) struct Timings {
     /// How long a lease stays valid after its last renewal, for the other candidates.
-    pub lease_duration: Duration,
+    pub(crate) lease_duration: Duration,
     /// How long the holder keeps acting as leader after its last successful renewal.
-    pub renew_deadline: Duration,
+    pub(crate) renew_deadline: Duration,
     /// Time between two attempts to acquire or renew.
-    pub retry_period: Duration,
+    pub(crate) retry_period: Duration,
 }
 
 impl Timings {
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.renew_deadline >= self.lease_duration {
             return Err("--lease-renew-deadline must be shorter than --lease-duration".into());
         }
@@ -49,18 +49,18 @@ impl Timings {
 
 /// Whether this process may scale now.
 #[derive(Clone, Debug)]
-pub struct Leadership {
+pub(crate) struct Leadership {
     /// `None`: leader election is off (always leader). Otherwise the instant leadership lapses.
     valid_until: Option<Arc<Mutex<Option<Instant>>>>,
 }
 
 impl Leadership {
     /// Leader election off: this process is the only writer.
-    pub fn always() -> Leadership {
+    pub(crate) fn always() -> Leadership {
         Leadership { valid_until: None }
     }
 
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         self.valid_until.as_deref().is_none_or(still_valid)
     }
 }
@@ -71,7 +71,7 @@ fn still_valid(valid_until: &Mutex<Option<Instant>>) -> bool {
 }
 
 /// One candidate for the lease.
-pub struct Elector {
+pub(crate) struct Elector {
     api: Api<Lease>,
     name: String,
     identity: String,
@@ -94,7 +94,13 @@ fn lease_spec(identity: &str, timings: &Timings, acquired: Option<MicroTime>, tr
 }
 
 impl Elector {
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, timings: Timings) -> Elector {
+    pub(crate) fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        timings: Timings,
+    ) -> Elector {
         Elector {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),
@@ -105,7 +111,7 @@ impl Elector {
         }
     }
 
-    pub fn leadership(&self) -> Leadership {
+    pub(crate) fn leadership(&self) -> Leadership {
         Leadership { valid_until: Some(self.valid_until.clone()) }
     }
 
@@ -173,7 +179,7 @@ impl Elector {
     }
 
     /// Runs until `stop`, then releases the lease if held.
-    pub async fn run(mut self, stop: CancellationToken) {
+    pub(crate) async fn run(mut self, stop: CancellationToken) {
         let mut was_leader = false;
         loop {
             let started = Instant::now();

@@ -7,12 +7,12 @@
 //! common targets come from watch caches ([`caches`]). Only the holder of the leader lease ([`leader`])
 //! reconciles.
 
-pub mod caches;
-pub mod exporter;
-pub mod inputs;
-pub mod leader;
+pub(crate) mod caches;
+pub(crate) mod exporter;
+pub(crate) mod inputs;
+pub(crate) mod leader;
 pub mod recommender_client;
-pub mod scale;
+pub(crate) mod scale;
 
 use std::{
     sync::Arc,
@@ -44,56 +44,56 @@ use crate::{
 use caches::Caches;
 use exporter::Exporter;
 use inputs::{Inputs, Sources};
-use scale::ScaleWrite;
 use leader::Leadership;
+use scale::ScaleWrite;
 
 /// Flags of the reconciler (part of `wpa serve`).
 #[derive(clap::Args, Debug, Clone)]
-pub struct ReconcilerArgs {
+pub(crate) struct ReconcilerArgs {
     /// Namespaces whose WPAs, pods and targets are watched, comma-separated; empty for all.
     #[arg(long = "namespace", env = "WATCH_NAMESPACE", default_value = "")]
-    pub namespaces: String,
+    pub(crate) namespaces: String,
     /// Time between two passes over a WPA (Go duration: 15s, 1m).
     #[arg(long, env = "WPA_SYNC_PERIOD", default_value = "15s", value_parser = duration::arg)]
-    pub sync_period: Duration,
+    pub(crate) sync_period: Duration,
     /// WPAs reconciled at the same time.
     #[arg(long, env = "WPA_CONCURRENCY", default_value_t = 16)]
-    pub concurrency: u16,
+    pub(crate) concurrency: u16,
     /// A metric whose newest sample is older than this blocks scaling of its WPA ("0s": no limit).
     #[arg(long, env = "WPA_METRIC_MAX_AGE", default_value = "5m", value_parser = duration::arg_or_off)]
-    pub metric_max_age: Duration,
+    pub(crate) metric_max_age: Duration,
     /// Cluster name sent to recommenders as targetRef.cluster.
     #[arg(long, env = "K8S_CLUSTER_NAME", default_value = "")]
-    pub cluster_name: String,
+    pub(crate) cluster_name: String,
     /// WPA labels copied onto the wpa_controller_labels_info series (space- or comma-separated keys).
     #[arg(long, env = "DD_LABELS_AS_TAGS", default_value = "")]
-    pub labels_as_tags: String,
+    pub(crate) labels_as_tags: String,
     /// Elect a leader through a Lease so that one replica scales (all replicas serve the webhook).
     #[arg(long, env = "WPA_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
-    pub leader_elect: bool,
+    pub(crate) leader_elect: bool,
     /// Name of the leader Lease.
     #[arg(long, env = "WPA_LEASE_NAME", default_value = "watermarkpodautoscaler-lock")]
-    pub lease_name: String,
+    pub(crate) lease_name: String,
     /// Namespace of the leader Lease [default: the namespace of the kubeconfig context or service account].
     #[arg(long, env = "POD_NAMESPACE")]
-    pub lease_namespace: Option<String>,
+    pub(crate) lease_namespace: Option<String>,
     /// This replica's identity in the Lease [default: hostname and process id].
     #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
     /// How long other replicas wait after the leader's last renewal before taking over.
     #[arg(long, env = "WPA_LEASE_DURATION", default_value = "15s", value_parser = duration::arg)]
-    pub lease_duration: Duration,
+    pub(crate) lease_duration: Duration,
     /// How long the leader keeps scaling without a successful renewal.
     #[arg(long, env = "WPA_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = duration::arg)]
-    pub lease_renew_deadline: Duration,
+    pub(crate) lease_renew_deadline: Duration,
     /// Time between two attempts to acquire or renew the Lease.
     #[arg(long, env = "WPA_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = duration::arg)]
-    pub lease_retry_period: Duration,
+    pub(crate) lease_retry_period: Duration,
 }
 
 /// Errors of a reconcile pass that the engine does not turn into a condition (API writes).
 #[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
+pub(crate) enum ReconcileError {
     #[error("cannot update the finalizers of the WPA: {0}")]
     Finalizer(#[source] kube::Error),
     #[error("cannot write the WPA status: {0}")]
@@ -101,12 +101,12 @@ pub enum ReconcileError {
 }
 
 /// What every pass shares.
-pub struct Context {
-    pub sources: Sources,
-    pub exporter: Arc<Exporter>,
-    pub reporter: Reporter,
-    pub leadership: Leadership,
-    pub sync_period: Duration,
+pub(crate) struct Context {
+    pub(crate) sources: Sources,
+    pub(crate) exporter: Arc<Exporter>,
+    pub(crate) reporter: Reporter,
+    pub(crate) leadership: Leadership,
+    pub(crate) sync_period: Duration,
     client: Client,
 }
 
@@ -355,7 +355,7 @@ fn run_controller(
 
 /// Starts the caches, the leader election and the controller; runs until `stop`. Returns the caches (for
 /// readiness) and the task that runs the controller while this replica leads.
-pub async fn start(
+pub(crate) async fn start(
     client: Client,
     args: &ReconcilerArgs,
     registry: &crate::runtime::registry::Metrics,

@@ -19,8 +19,8 @@ use crate::{
     },
 };
 
-pub const USER_AGENT: &str = "wpa-controller";
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const USER_AGENT: &str = "wpa-controller";
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecommenderError {
@@ -142,7 +142,7 @@ fn tls_version(v: &str) -> Result<&'static rustls::SupportedProtocolVersion, Rec
 }
 
 /// The rustls configuration for one recommender.
-pub fn tls_client_config(tls: Option<&TlsConfig>) -> Result<ClientConfig, RecommenderError> {
+pub(crate) fn tls_client_config(tls: Option<&TlsConfig>) -> Result<ClientConfig, RecommenderError> {
     let provider = provider();
     let default = TlsConfig::default();
     let tls = tls.unwrap_or(&default);
@@ -257,7 +257,7 @@ impl RecommenderClient {
 }
 
 /// An error with its causes, so "connection refused" is not hidden behind "error sending request".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

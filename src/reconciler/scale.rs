@@ -10,7 +10,7 @@ use crate::engine::ScaleIntent;
 
 /// The outcome of a `/scale` write.
 #[derive(Debug)]
-pub enum ScaleWrite {
+pub(crate) enum ScaleWrite {
     Written,
     /// `spec.replicas` was no longer what the decision started from: decide again on fresh data.
     Conflict,
@@ -19,7 +19,7 @@ pub enum ScaleWrite {
 
 /// Sets the target's `spec.replicas` to `intent.to`, only if it still is `intent.from` (a JSON Patch
 /// `test`): a concurrent change (a user's `kubectl scale`, a stale cache) is never overwritten blindly.
-pub async fn write(client: &Client, target: &Target, intent: ScaleIntent) -> ScaleWrite {
+pub(crate) async fn write(client: &Client, target: &Target, intent: ScaleIntent) -> ScaleWrite {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &target.namespace, &target.resource);
     let patch = json_patch::Patch(vec![
         json_patch::PatchOperation::Test(json_patch::TestOperation {
@@ -75,7 +75,10 @@ pub(crate) mod tests {
             ScaleWrite::Conflict
         ));
         let conflict = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":409,"reason":"Conflict","message":"the object has been modified"}"#;
-        assert!(matches!(write(&answering(409, conflict), &target(), THREE_TO_FOUR).await, ScaleWrite::Conflict));
+        assert!(matches!(
+            write(&answering(409, conflict), &target(), THREE_TO_FOUR).await,
+            ScaleWrite::Conflict
+        ));
         let forbidden = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":403,"reason":"Forbidden","message":"deployments.apps \"web\" is forbidden"}"#;
         match write(&answering(403, forbidden), &target(), THREE_TO_FOUR).await {
             ScaleWrite::Failed(e) => assert!(e.contains("forbidden") && e.contains("403"), "{e}"),

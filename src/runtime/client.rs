@@ -11,7 +11,7 @@ use crate::runtime::registry::{KubeRequestLabels, Metrics};
 
 /// Why no client could be built.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("cannot read the kubeconfig {path}: {source}")]
     Kubeconfig { path: String, source: kube::config::KubeconfigError },
     #[error("cannot find a Kubernetes configuration: {0}")]
@@ -22,7 +22,7 @@ pub enum ClientError {
 
 /// A client from `kubeconfig`, or the usual inference (KUBECONFIG, ~/.kube/config, the in-cluster service
 /// account). Its requests are counted in `wpa_kube_client_requests_total{method}` when `metrics` is given.
-pub async fn kube_client(
+pub(crate) async fn kube_client(
     kubeconfig: Option<&Path>,
     metrics: Option<&Metrics>,
 ) -> Result<Client, ClientError> {

@@ -29,7 +29,7 @@ use crate::runtime::{registry::Metrics, tls::CertStore};
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -95,17 +95,17 @@ pub async fn serve_tls(
 
 /// What `/readyz` reports.
 #[derive(Clone, Default)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     /// Set when the serving certificate is loaded (when the webhook runs).
-    pub tls: Option<Arc<CertStore>>,
+    pub(crate) tls: Option<Arc<CertStore>>,
     /// Cleared until the caches the process needs have synced.
-    pub caches_synced: Arc<AtomicBool>,
+    pub(crate) caches_synced: Arc<AtomicBool>,
     /// Set when shutdown starts, so load balancers stop sending traffic first.
-    pub stopping: Arc<AtomicBool>,
+    pub(crate) stopping: Arc<AtomicBool>,
 }
 
 impl Readiness {
-    pub fn problems(&self) -> Vec<&'static str> {
+    pub(crate) fn problems(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.tls.as_ref().is_some_and(|t| !t.is_loaded()) {
             out.push("the serving certificate is not loaded");
@@ -127,7 +127,7 @@ struct HealthState {
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
-pub fn health_router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
+pub(crate) fn health_router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -165,7 +165,7 @@ pub fn health_router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
 }
 
 /// Serves the health router over plain HTTP until `shutdown` is cancelled.
-pub async fn serve_health(
+pub(crate) async fn serve_health(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,

@@ -17,19 +17,19 @@ use tracing::{
 use tracing_subscriber::{EnvFilter, Layer, layer::Context, prelude::*, registry::LookupSpan};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Json,
     Text,
 }
 
 /// The span field whose JSON-object value is spread into top-level pairs.
-pub const LOGS_ATTRIBUTES_FIELD: &str = "logs_attributes";
+pub(crate) const LOGS_ATTRIBUTES_FIELD: &str = "logs_attributes";
 
 /// Keys a logs-attributes pair may not take over.
 const RESERVED: [&str; 6] = ["timestamp", "level", "target", "message", "wpa_name", "wpa_namespace"];
 
 /// Installs the global subscriber (once; later calls do nothing). `RUST_LOG` filters, default `info`.
-pub fn init(format: LogFormat) {
+pub(crate) fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Err only when a subscriber is already installed, which is fine.
     let _ = match format {

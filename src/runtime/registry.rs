@@ -11,12 +11,12 @@ use prometheus_client::{
 /// Labels of an admission request: the object kind, the operation, the answer and a bounded reason. Every
 /// value comes from a small fixed set, so a request allocates nothing to count itself.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AdmissionLabels {
-    pub webhook: &'static str,
-    pub kind: &'static str,
-    pub operation: &'static str,
-    pub allowed: &'static str,
-    pub reason: &'static str,
+pub(crate) struct AdmissionLabels {
+    pub(crate) webhook: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) operation: &'static str,
+    pub(crate) allowed: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// Latency buckets up to the API server's largest webhook timeout we configure (5 s) and its default (10 s).
@@ -29,12 +29,12 @@ fn latency_histogram() -> Histogram {
 /// Labels of a Kubernetes API request made by this process. Counted on every request: a fixed set of
 /// values, so counting allocates nothing (as for [`AdmissionLabels`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KubeRequestLabels {
-    pub method: &'static str,
+pub(crate) struct KubeRequestLabels {
+    pub(crate) method: &'static str,
 }
 
 impl KubeRequestLabels {
-    pub fn of(method: &http::Method) -> KubeRequestLabels {
+    pub(crate) fn of(method: &http::Method) -> KubeRequestLabels {
         let method = match *method {
             http::Method::GET => "GET",
             http::Method::POST => "POST",
@@ -50,9 +50,9 @@ impl KubeRequestLabels {
 pub struct Metrics {
     registry: Mutex<Registry>,
     /// Requests to the Kubernetes API (the reconciler's cost per pass, in the benchmark).
-    pub kube_requests: Family<KubeRequestLabels, Counter>,
-    pub admission_requests: Family<AdmissionLabels, Counter>,
-    pub admission_latency: Family<AdmissionLabels, Histogram, fn() -> Histogram>,
+    pub(crate) kube_requests: Family<KubeRequestLabels, Counter>,
+    pub(crate) admission_requests: Family<AdmissionLabels, Counter>,
+    pub(crate) admission_latency: Family<AdmissionLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -87,23 +87,14 @@ impl Metrics {
     }
 
     /// Registers more metrics (the reconciler's).
-    pub fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
+    pub(crate) fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
         let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut registry)
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if let Err(e) = self.encode_to(&mut out) {
-            tracing::warn!(error = %e, "cannot encode metrics");
-        }
-        out
-    }
-
     /// The exposition, written piece by piece (with thousands of WPAs it is tens of megabytes: the health
     /// server streams it instead of building it whole).
-    pub fn encode_to(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    pub(crate) fn encode_to(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         encode(out, &registry)
     }
@@ -111,7 +102,7 @@ impl Metrics {
 
 /// A `fmt::Write` that hands out 64 KiB chunks to a channel (the body of a streamed response). Writing fails
 /// once the receiver is gone, which stops the encoding.
-pub struct ChunkWriter {
+pub(crate) struct ChunkWriter {
     buf: String,
     tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
 }
@@ -119,7 +110,7 @@ pub struct ChunkWriter {
 const CHUNK: usize = 64 * 1024;
 
 impl ChunkWriter {
-    pub fn new(tx: tokio::sync::mpsc::Sender<bytes::Bytes>) -> ChunkWriter {
+    pub(crate) fn new(tx: tokio::sync::mpsc::Sender<bytes::Bytes>) -> ChunkWriter {
         ChunkWriter { buf: String::with_capacity(CHUNK), tx }
     }
 
@@ -129,7 +120,7 @@ impl ChunkWriter {
     }
 
     /// Sends what is left.
-    pub fn finish(mut self) -> std::fmt::Result {
+    pub(crate) fn finish(mut self) -> std::fmt::Result {
         if self.buf.is_empty() { Ok(()) } else { self.send() }
     }
 }

@@ -18,7 +18,7 @@ use kube::{
 };
 use tokio_util::sync::CancellationToken;
 
-pub use crate::runtime::logging::LogFormat;
+pub(crate) use crate::runtime::logging::LogFormat;
 use crate::{
     api::{WatermarkPodAutoscaler, duration},
     reconciler::{self, ReconcilerArgs},
@@ -33,59 +33,59 @@ use crate::{
 
 /// Flags of `wpa serve`; each can also be set through the `WPA_*` variable shown.
 #[derive(clap::Args, Debug, Clone)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address of the HTTPS admission webhook.
     #[arg(long, env = "WPA_LISTEN", default_value = "0.0.0.0:8443")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Address of the plain-HTTP /healthz, /readyz and /metrics.
     #[arg(long, env = "WPA_HEALTH_LISTEN", default_value = "0.0.0.0:8080")]
-    pub health_listen: SocketAddr,
+    pub(crate) health_listen: SocketAddr,
     /// Serving certificate (PEM), e.g. `tls.crt` of a cert-manager Secret mounted as a volume; reloaded
     /// when it changes.
     #[arg(long, env = "WPA_TLS_CERT_FILE", requires = "tls_key_file", conflicts_with = "self_signed")]
-    pub tls_cert_file: Option<PathBuf>,
+    pub(crate) tls_cert_file: Option<PathBuf>,
     /// Private key (PEM) of the serving certificate.
     #[arg(long, env = "WPA_TLS_KEY_FILE", requires = "tls_cert_file")]
-    pub tls_key_file: Option<PathBuf>,
+    pub(crate) tls_key_file: Option<PathBuf>,
     /// Generate a CA and a serving certificate at start (for a cluster without cert-manager).
     #[arg(long, env = "WPA_SELF_SIGNED")]
-    pub self_signed: bool,
+    pub(crate) self_signed: bool,
     /// DNS name or IP of the serving certificate with --self-signed (repeatable or comma-separated);
     /// defaults to localhost and 127.0.0.1.
     #[arg(long = "tls-san", env = "WPA_TLS_SAN", value_delimiter = ',', requires = "self_signed")]
-    pub tls_san: Vec<String>,
+    pub(crate) tls_san: Vec<String>,
     /// With --self-signed, write the CA bundle (PEM) to this file.
     #[arg(long, env = "WPA_CA_BUNDLE_OUT", requires = "self_signed")]
-    pub ca_bundle_out: Option<PathBuf>,
+    pub(crate) ca_bundle_out: Option<PathBuf>,
     /// With --self-signed, write the CA bundle into the caBundle of our Validating and Mutating
     /// WebhookConfigurations (named by --webhook-config-name).
     #[arg(long, env = "WPA_INJECT_CA", requires = "self_signed")]
-    pub inject_ca: bool,
+    pub(crate) inject_ca: bool,
     /// Name of our ValidatingWebhookConfiguration and MutatingWebhookConfiguration (for --inject-ca).
     #[arg(long, env = "WPA_WEBHOOK_CONFIG_NAME", default_value = "wpa")]
-    pub webhook_config_name: String,
+    pub(crate) webhook_config_name: String,
     /// How often the certificate files are checked for a rotation (Go duration: 2s, 500ms, 1m).
     #[arg(long, env = "WPA_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = duration::arg)]
-    pub tls_reload_interval: Duration,
+    pub(crate) tls_reload_interval: Duration,
     /// Do not run the reconciler (webhook only).
     #[arg(long, env = "WPA_NO_RECONCILER")]
-    pub no_reconciler: bool,
+    pub(crate) no_reconciler: bool,
     /// Do not serve the admission webhook (reconciler only).
     #[arg(long, env = "WPA_NO_WEBHOOK", conflicts_with = "no_reconciler")]
-    pub no_webhook: bool,
+    pub(crate) no_webhook: bool,
     /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
     #[arg(long, env = "WPA_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
     /// Log format: JSON lines (every line about a WPA carries wpa_name, wpa_namespace and its
     /// logs-attributes pairs) or text.
     #[arg(long, env = "WPA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     #[command(flatten)]
-    pub reconciler: ReconcilerArgs,
+    pub(crate) reconciler: ReconcilerArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ServeError {
+pub(crate) enum ServeError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
@@ -101,7 +101,7 @@ pub enum ServeError {
 }
 
 /// Writes `ca_pem` into every webhook's `clientConfig.caBundle` of our two configurations.
-pub async fn inject_ca(client: &Client, name: &str, ca_pem: &str) -> Result<(), ServeError> {
+pub(crate) async fn inject_ca(client: &Client, name: &str, ca_pem: &str) -> Result<(), ServeError> {
     use base64::Engine;
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     inject_ca_into::<ValidatingWebhookConfiguration>(client, name, &bundle, |c| {
@@ -185,7 +185,7 @@ async fn termination() {
 }
 
 /// Runs until SIGTERM/SIGINT.
-pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
     let mut readiness = Readiness::default();

@@ -55,12 +55,12 @@ impl CertStore {
         Arc::new(CertStore::default())
     }
 
-    pub fn set(&self, key: CertifiedKey) {
+    pub(crate) fn set(&self, key: CertifiedKey) {
         self.current.store(Some(Arc::new(key)));
     }
 
     /// Whether a certificate is loaded (the server is not ready before).
-    pub fn is_loaded(&self) -> bool {
+    pub(crate) fn is_loaded(&self) -> bool {
         self.current.load().is_some()
     }
 
@@ -88,7 +88,11 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsErro
 }
 
 /// Parses a PEM certificate chain and key into a servable pair, checking that they match.
-pub fn certified_key(cert_pem: &[u8], key_pem: &[u8], origin: &Path) -> Result<CertifiedKey, TlsError> {
+pub(crate) fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    origin: &Path,
+) -> Result<CertifiedKey, TlsError> {
     let pem_err = |problem: String| TlsError::Pem { path: origin.to_path_buf(), problem };
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
         .collect::<Result<_, _>>()
@@ -118,7 +122,7 @@ pub struct CertFiles {
 
 impl CertFiles {
     /// Reads both files; returns the pair and the bytes it was built from.
-    pub fn load(&self) -> Result<(CertifiedKey, Vec<u8>), TlsError> {
+    pub(crate) fn load(&self) -> Result<(CertifiedKey, Vec<u8>), TlsError> {
         let cert = read(&self.cert)?;
         let key = read(&self.key)?;
         let pair = certified_key(&cert, &key, &self.cert)?;
@@ -177,7 +181,7 @@ pub struct SelfSigned {
 }
 
 impl SelfSigned {
-    pub fn certified_key(&self) -> Result<CertifiedKey, TlsError> {
+    pub(crate) fn certified_key(&self) -> Result<CertifiedKey, TlsError> {
         certified_key(self.cert_pem.as_bytes(), self.key_pem.as_bytes(), Path::new("<generated>"))
     }
 }
@@ -236,7 +240,7 @@ fn time_now() -> ::time::OffsetDateTime {
 }
 
 /// Writes a file readable by its owner (and the CA bundle readable by everyone, it is public).
-pub fn write_file(path: &Path, contents: &str) -> Result<(), TlsError> {
+pub(crate) fn write_file(path: &Path, contents: &str) -> Result<(), TlsError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.to_path_buf(), source })?;
     }

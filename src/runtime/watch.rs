@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Which namespaces the reconciler looks at.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Namespaces(Vec<String>);
+pub(crate) struct Namespaces(Vec<String>);
 
 impl Namespaces {
     /// From `WATCH_NAMESPACE`'s form: empty for all, else a comma-separated list.
-    pub fn parse(list: &str) -> Namespaces {
+    pub(crate) fn parse(list: &str) -> Namespaces {
         let mut v: Vec<String> =
             list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
         v.sort();
@@ -22,16 +22,17 @@ impl Namespaces {
         Namespaces(v)
     }
 
-    pub fn all() -> Namespaces {
+    #[cfg(test)]
+    pub(crate) fn all() -> Namespaces {
         Namespaces(Vec::new())
     }
 
-    pub fn contains(&self, namespace: &str) -> bool {
+    pub(crate) fn contains(&self, namespace: &str) -> bool {
         self.0.is_empty() || self.0.iter().any(|n| n == namespace)
     }
 
     /// The API to watch: one namespace directly, several through a cluster-wide watch filtered here.
-    pub fn api<K>(&self, client: &Client) -> Api<K>
+    pub(crate) fn api<K>(&self, client: &Client) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
         K::DynamicType: Default,
@@ -50,7 +51,7 @@ impl std::fmt::Display for Namespaces {
 }
 
 /// A watch with backoff, keeping only objects of `namespaces`.
-pub fn events<K>(
+pub(crate) fn events<K>(
     api: Api<K>,
     namespaces: &Namespaces,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
@@ -70,7 +71,7 @@ where
 }
 
 /// Feeds a watch into `apply` until `stop`; errors are logged (the watcher retries with backoff).
-pub fn drive<K, S>(
+pub(crate) fn drive<K, S>(
     kind: &'static str,
     stream: S,
     stop: CancellationToken,

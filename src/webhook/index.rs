@@ -19,15 +19,15 @@ use crate::api::WatermarkPodAutoscaler;
 
 /// A WPA that targets a workload.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Governing {
-    pub name: String,
-    pub min_replicas: i32,
-    pub max_replicas: Option<i32>,
-    pub dry_run: bool,
+pub(crate) struct Governing {
+    pub(crate) name: String,
+    pub(crate) min_replicas: i32,
+    pub(crate) max_replicas: Option<i32>,
+    pub(crate) dry_run: bool,
 }
 
 impl Governing {
-    pub fn of(wpa: &WatermarkPodAutoscaler) -> Governing {
+    pub(crate) fn of(wpa: &WatermarkPodAutoscaler) -> Governing {
         Governing {
             name: wpa.name_any(),
             // Upstream's default when unset.
@@ -188,26 +188,26 @@ impl TargetIndex {
         Arc::new(index)
     }
 
-    pub fn apply_wpa(&self, event: &Event<WatermarkPodAutoscaler>) {
+    pub(crate) fn apply_wpa(&self, event: &Event<WatermarkPodAutoscaler>) {
         apply(&self.wpas, &self.wpa_relist, &self.wpas_synced, event, wpa_entry);
     }
 
-    pub fn apply_hpa(&self, event: &Event<HorizontalPodAutoscaler>) {
+    pub(crate) fn apply_hpa(&self, event: &Event<HorizontalPodAutoscaler>) {
         apply(&self.hpas, &self.hpa_relist, &self.hpas_synced, event, hpa_entry);
     }
 
     /// Whether both watches have listed once.
-    pub fn synced(&self) -> bool {
+    pub(crate) fn synced(&self) -> bool {
         self.wpas_synced.load(Ordering::Acquire) && self.hpas_synced.load(Ordering::Acquire)
     }
 
     /// The WPAs that target `kind`/`name` in `namespace`, by name.
-    pub fn wpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<Governing> {
+    pub(crate) fn wpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<Governing> {
         read(&self.wpas).get(namespace, kind, name).cloned().collect()
     }
 
     /// The HPAs that target `kind`/`name` in `namespace`, by name.
-    pub fn hpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<String> {
+    pub(crate) fn hpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<String> {
         read(&self.hpas).get(namespace, kind, name).cloned().collect()
     }
 }

@@ -6,9 +6,9 @@
 //! does not arrive in time is answered, never waited for. Dry-run requests get the same answer (the rules
 //! have no side effects).
 
-pub mod index;
-pub mod review;
-pub mod rules;
+pub(crate) mod index;
+pub(crate) mod review;
+pub(crate) mod rules;
 
 use std::{
     sync::Arc,
@@ -32,12 +32,12 @@ use crate::{
 };
 pub use index::TargetIndex;
 use review::{ObjectIn, RequestIn, ResponseOut, ReviewIn, ReviewOut, StatusOut};
-pub use rules::{Op, Verdict};
+pub(crate) use rules::{Op, Verdict};
 
 /// The largest AdmissionReview accepted (the API server's own request limit is 3 MiB).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
 /// The API server's default webhook timeout, used when `?timeout=` is absent.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct WebhookState {
@@ -46,7 +46,7 @@ pub struct WebhookState {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Validate,
     Mutate,
 }
@@ -215,7 +215,7 @@ fn as_wpa<'o>(o: &'o ObjectIn<'_>) -> Option<Result<std::borrow::Cow<'o, rules::
 }
 
 /// The rules for this request.
-pub fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'_>) -> Verdict {
+pub(crate) fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'_>) -> Verdict {
     if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
         // `/scale` is how autoscalers scale, `/status` how controllers report: never in the way.
         return Verdict::allow("subresource");
@@ -265,7 +265,7 @@ pub fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'_>) -> 
 }
 
 /// The AdmissionReview answer, in the request's version, echoing its uid.
-pub fn review_response(api_version: &str, uid: String, verdict: Verdict) -> Response {
+pub(crate) fn review_response(api_version: &str, uid: String, verdict: Verdict) -> Response {
     use base64::Engine;
     let decision = if verdict.allowed { "allowed" } else { "denied" };
     let mut audit = verdict.audit;

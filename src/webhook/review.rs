@@ -12,17 +12,17 @@ use serde_json::value::RawValue;
 use super::rules::{Workload, Wpa, WpaStrict};
 
 #[derive(Debug)]
-pub struct ReviewIn<'a> {
-    pub api_version: String,
-    pub kind: String,
-    pub request: Option<RequestIn<'a>>,
+pub(crate) struct ReviewIn<'a> {
+    pub(crate) api_version: String,
+    pub(crate) kind: String,
+    pub(crate) request: Option<RequestIn<'a>>,
 }
 
 impl<'a> ReviewIn<'a> {
     /// Decodes a review in one pass. A WPA whose spec has wrong types (possible at `/mutate`, before the
     /// API server's schema check) fails that pass; it is then decoded again with its spec kept apart, so that
     /// the rest of the object stays readable (see [`Wpa`]).
-    pub fn parse(bytes: &'a [u8]) -> serde_json::Result<ReviewIn<'a>> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> serde_json::Result<ReviewIn<'a>> {
         let decode = |lenient: bool| -> serde_json::Result<ReviewIn<'a>> {
             let mut de = serde_json::Deserializer::from_slice(bytes);
             let review = serde::de::DeserializeSeed::deserialize(ReviewSeed { lenient }, &mut de)?;
@@ -131,32 +131,30 @@ impl<'de> serde::de::Visitor<'de> for OptionalRequest {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct Gvk {
+pub(crate) struct Gvk {
     #[serde(default)]
-    pub group: String,
+    pub(crate) group: String,
     #[serde(default)]
-    pub version: String,
-    #[serde(default)]
-    pub kind: String,
+    pub(crate) kind: String,
 }
 
 /// The request of an AdmissionReview.
 #[derive(Debug, Default)]
-pub struct RequestIn<'a> {
-    pub uid: String,
-    pub kind: Gvk,
-    pub sub_resource: Option<String>,
-    pub name: String,
-    pub namespace: Option<String>,
-    pub operation: String,
-    pub object: Option<ObjectIn<'a>>,
-    pub old_object: Option<ObjectIn<'a>>,
-    pub dry_run: Option<bool>,
+pub(crate) struct RequestIn<'a> {
+    pub(crate) uid: String,
+    pub(crate) kind: Gvk,
+    pub(crate) sub_resource: Option<String>,
+    pub(crate) name: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) operation: String,
+    pub(crate) object: Option<ObjectIn<'a>>,
+    pub(crate) old_object: Option<ObjectIn<'a>>,
+    pub(crate) dry_run: Option<bool>,
 }
 
 /// An object of a request, decoded as far as its kind allows.
 #[derive(Debug)]
-pub enum ObjectIn<'a> {
+pub(crate) enum ObjectIn<'a> {
     /// A Deployment or StatefulSet, parsed in the same pass as the review.
     Workload(Box<Workload>),
     /// A WatermarkPodAutoscaler, parsed in the same pass (its spec leniently, see [`Wpa`]).
@@ -250,35 +248,35 @@ impl<'de> serde::de::Visitor<'de> for RequestVisitor {
 
 /// A refusal's status (`metav1.Status`).
 #[derive(Debug, Serialize)]
-pub struct StatusOut {
-    pub status: &'static str,
-    pub message: String,
-    pub reason: &'static str,
-    pub code: u16,
+pub(crate) struct StatusOut {
+    pub(crate) status: &'static str,
+    pub(crate) message: String,
+    pub(crate) reason: &'static str,
+    pub(crate) code: u16,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ResponseOut {
-    pub uid: String,
-    pub allowed: bool,
+pub(crate) struct ResponseOut {
+    pub(crate) uid: String,
+    pub(crate) allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<StatusOut>,
+    pub(crate) status: Option<StatusOut>,
     /// Base64 of the RFC 6902 patch.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch: Option<String>,
+    pub(crate) patch: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch_type: Option<&'static str>,
+    pub(crate) patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub audit_annotations: BTreeMap<&'static str, Cow<'static, str>>,
+    pub(crate) audit_annotations: BTreeMap<&'static str, Cow<'static, str>>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ReviewOut<'a> {
+pub(crate) struct ReviewOut<'a> {
     #[serde(rename = "apiVersion")]
-    pub api_version: &'a str,
-    pub kind: &'static str,
-    pub response: ResponseOut,
+    pub(crate) api_version: &'a str,
+    pub(crate) kind: &'static str,
+    pub(crate) response: ResponseOut,
 }

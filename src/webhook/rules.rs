@@ -16,7 +16,7 @@ use crate::{
 
 /// Operations an admission request can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     Create,
     Update,
     Delete,
@@ -25,23 +25,23 @@ pub enum Op {
 
 /// The answer to one admission request.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Verdict {
-    pub allowed: bool,
+pub(crate) struct Verdict {
+    pub(crate) allowed: bool,
     /// Why the request is refused (shown to the user by kubectl).
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
     /// A bounded label for metrics (`ok`, `invalid`, `conflict`, `clamped`, ...).
-    pub reason: &'static str,
-    pub patch: Vec<PatchOperation>,
-    pub warnings: Vec<String>,
-    pub audit: BTreeMap<&'static str, std::borrow::Cow<'static, str>>,
+    pub(crate) reason: &'static str,
+    pub(crate) patch: Vec<PatchOperation>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) audit: BTreeMap<&'static str, std::borrow::Cow<'static, str>>,
 }
 
 impl Verdict {
-    pub fn allow(reason: &'static str) -> Verdict {
+    pub(crate) fn allow(reason: &'static str) -> Verdict {
         Verdict { allowed: true, reason, ..Default::default() }
     }
 
-    pub fn deny(reason: &'static str, message: String) -> Verdict {
+    pub(crate) fn deny(reason: &'static str, message: String) -> Verdict {
         Verdict { allowed: false, reason, message: Some(message), ..Default::default() }
     }
 }
@@ -126,7 +126,7 @@ impl Meta {
 /// The parts of a WPA the rules read. The spec is decoded on its own, so that a spec with wrong types
 /// (possible before the API server's schema validation, i.e. at `/mutate`) still leaves a readable object.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Wpa {
+pub(crate) struct Wpa {
     #[serde(default)]
     metadata: Meta,
     #[serde(default, deserialize_with = "lenient_spec")]
@@ -136,7 +136,7 @@ pub struct Wpa {
 /// A WPA whose spec decodes with the right types: the one-pass form (the lenient [`Wpa`] reads the spec
 /// twice).
 #[derive(Debug, Default, Deserialize)]
-pub struct WpaStrict {
+pub(crate) struct WpaStrict {
     #[serde(default)]
     metadata: Meta,
     #[serde(default)]
@@ -158,13 +158,13 @@ fn lenient_spec<'de, D: serde::Deserializer<'de>>(
 
 impl Wpa {
     /// Reads a WPA given raw (when the review listed the object before its kind).
-    pub fn parse(object: &RawValue) -> Result<Wpa, String> {
+    pub(crate) fn parse(object: &RawValue) -> Result<Wpa, String> {
         serde_json::from_str(object.get()).map_err(|e| e.to_string())
     }
 }
 
 /// `/mutate` for a WPA: upstream's defaults, as a minimal JSON Patch (only what is missing).
-pub fn mutate_wpa(wpa: &Wpa) -> Verdict {
+pub(crate) fn mutate_wpa(wpa: &Wpa) -> Verdict {
     let spec = match &wpa.spec {
         // No spec: the CRD schema refuses the object; nothing to default.
         None => return Verdict::allow("no_spec"),
@@ -198,7 +198,7 @@ fn target_of(spec: &WatermarkPodAutoscalerSpec) -> String {
 }
 
 /// `/validate` for a WPA.
-pub fn validate_wpa(op: Op, wpa: &Wpa, old: Option<&Wpa>, index: &TargetIndex) -> Verdict {
+pub(crate) fn validate_wpa(op: Op, wpa: &Wpa, old: Option<&Wpa>, index: &TargetIndex) -> Verdict {
     if !matches!(op, Op::Create | Op::Update) {
         return Verdict::allow("ok");
     }
@@ -282,13 +282,13 @@ pub fn validate_wpa(op: Op, wpa: &Wpa, old: Option<&Wpa>, index: &TargetIndex) -
 }
 
 /// The kinds whose replica count a WPA governs and this webhook checks.
-pub fn is_workload(group: &str, kind: &str) -> bool {
+pub(crate) fn is_workload(group: &str, kind: &str) -> bool {
     group == "apps" && matches!(kind, "Deployment" | "StatefulSet")
 }
 
 /// The fields of a Deployment or StatefulSet the rules read.
 #[derive(Debug, Default, Deserialize)]
-pub struct Workload {
+pub(crate) struct Workload {
     #[serde(default)]
     metadata: Meta,
     #[serde(default)]
@@ -303,11 +303,11 @@ struct WorkloadSpec {
 
 impl Workload {
     /// Reads the object; an unreadable one counts as "nothing to check" (the API server validates it).
-    pub fn parse(object: &RawValue) -> Workload {
+    pub(crate) fn parse(object: &RawValue) -> Workload {
         serde_json::from_str(object.get()).unwrap_or_default()
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.metadata.name
     }
 
@@ -317,7 +317,7 @@ impl Workload {
 }
 
 /// `/validate` for a Deployment or StatefulSet: the `wpa.datadoghq.com/*` annotations of a governed workload.
-pub fn validate_workload(
+pub(crate) fn validate_workload(
     op: Op,
     kind: &str,
     namespace: &str,
@@ -347,7 +347,7 @@ pub fn validate_workload(
 
 /// `/mutate` for a Deployment or StatefulSet: a `spec.replicas` outside the governing WPA's bounds is clamped
 /// (or, when that WPA is in dry-run, only warned about).
-pub fn mutate_workload(
+pub(crate) fn mutate_workload(
     op: Op,
     kind: &str,
     namespace: &str,

@@ -7,8 +7,8 @@
 //! would return (the sum of its series); a Resource metric's value is the workload's total usage, spread
 //! evenly over its running pods.
 
-pub mod plot;
-pub mod series;
+pub(crate) mod plot;
+pub(crate) mod series;
 
 use std::{
     collections::BTreeMap,
@@ -30,16 +30,16 @@ use crate::{
         validation,
     },
 };
-pub use series::{InputError, Series, read_series};
+pub(crate) use series::{InputError, Series, read_series};
 
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     /// Initial replica count (default: minReplicas).
-    pub replicas: Option<i32>,
+    pub(crate) replicas: Option<i32>,
     /// Seconds between a pod's creation and its readiness.
-    pub ready_after: f64,
+    pub(crate) ready_after: f64,
     /// Seconds between two engine runs.
-    pub step: f64,
+    pub(crate) step: f64,
 }
 
 impl Default for Options {
@@ -50,81 +50,76 @@ impl Default for Options {
 
 /// One engine run.
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Step {
+pub(crate) struct Step {
     /// Seconds since the first sample.
-    pub t: f64,
+    pub(crate) t: f64,
     /// The latest value of each metric (by metric name).
-    pub metrics: BTreeMap<String, Option<f64>>,
+    pub(crate) metrics: BTreeMap<String, Option<f64>>,
     /// The combined proposal of the metrics, before limits (null when the metrics could not be used).
-    pub proposal: Option<i32>,
+    pub(crate) proposal: Option<i32>,
     /// The engine's final count for this step.
-    pub desired: i32,
+    pub(crate) desired: i32,
     /// Replicas after the step.
-    pub replicas: i32,
-    pub scaled: bool,
-    pub reason: String,
+    pub(crate) replicas: i32,
+    pub(crate) scaled: bool,
+    pub(crate) reason: String,
     /// The value each metric was compared with (per ready pod with `algorithm: average`).
     #[serde(skip)]
-    pub compared: BTreeMap<String, f64>,
+    pub(crate) compared: BTreeMap<String, f64>,
     #[serde(skip)]
-    pub above: bool,
+    pub(crate) above: bool,
     #[serde(skip)]
-    pub below: bool,
+    pub(crate) below: bool,
     #[serde(skip)]
-    pub ready: i32,
+    pub(crate) ready: i32,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct Summary {
-    pub steps: usize,
-    pub duration_seconds: f64,
-    pub scale_ups: usize,
-    pub scale_downs: usize,
-    pub min_replicas_seen: i32,
-    pub max_replicas_seen: i32,
-    pub seconds_above_high_watermark: f64,
-    pub seconds_below_low_watermark: f64,
+pub(crate) struct Summary {
+    pub(crate) steps: usize,
+    pub(crate) duration_seconds: f64,
+    pub(crate) scale_ups: usize,
+    pub(crate) scale_downs: usize,
+    pub(crate) min_replicas_seen: i32,
+    pub(crate) max_replicas_seen: i32,
+    pub(crate) seconds_above_high_watermark: f64,
+    pub(crate) seconds_below_low_watermark: f64,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Report {
-    pub steps: Vec<Step>,
-    pub summary: Summary,
+pub(crate) struct Report {
+    pub(crate) steps: Vec<Step>,
+    pub(crate) summary: Summary,
     #[serde(skip)]
-    pub wall_clock_start: Option<f64>,
+    pub(crate) wall_clock_start: Option<f64>,
     /// Per metric: high and low watermark, and the tolerance-adjusted band.
     #[serde(skip)]
-    pub watermarks: BTreeMap<String, Band>,
+    pub(crate) watermarks: BTreeMap<String, Band>,
     #[serde(skip)]
-    pub average: bool,
+    pub(crate) average: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Band {
-    pub high: f64,
-    pub low: f64,
-    pub adjusted_high: f64,
-    pub adjusted_low: f64,
+    pub(crate) high: f64,
+    pub(crate) low: f64,
+    pub(crate) adjusted_high: f64,
+    pub(crate) adjusted_low: f64,
 }
 
 /// The names a series may use for the WPA's metrics, in spec order.
-pub fn metric_names(wpa: &WatermarkPodAutoscaler) -> Vec<String> {
-    wpa.spec
-        .metrics
-        .iter()
-        .flatten()
-        .filter_map(|m| m.source().map(|s| s.name().to_string()))
-        .collect()
+pub(crate) fn metric_names(wpa: &WatermarkPodAutoscaler) -> Vec<String> {
+    wpa.spec.metrics.iter().flatten().filter_map(|m| m.source().map(|s| s.name().to_string())).collect()
 }
 
 /// Reads the WPA a user would `kubectl apply`, defaulted and validated as the admission webhook would.
-pub fn read_wpa(path: &Path) -> Result<WatermarkPodAutoscaler, InputError> {
+pub(crate) fn read_wpa(path: &Path) -> Result<WatermarkPodAutoscaler, InputError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| InputError::new(path, None, format!("cannot read: {e}")))?;
     parse_wpa(path, &text)
 }
 
-pub fn parse_wpa(path: &Path, text: &str) -> Result<WatermarkPodAutoscaler, InputError> {
+pub(crate) fn parse_wpa(path: &Path, text: &str) -> Result<WatermarkPodAutoscaler, InputError> {
     use serde::Deserialize;
     let yaml_error = |e: serde_yaml_ng::Error, what: &str| {
         let line = e.location().map(|l| l.line() as u64);
@@ -183,7 +178,7 @@ fn ts(secs: f64) -> Timestamp {
 }
 
 /// Runs the simulation.
-pub fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options) -> Report {
+pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options) -> Report {
     let mut wpa = wpa.clone();
     let names = metric_names(&wpa);
     let target = wpa.spec.scale_target_ref.name.clone();
@@ -373,7 +368,7 @@ fn fmt_value(v: Option<f64>) -> String {
 }
 
 /// The human-readable table.
-pub fn render_table(report: &Report) -> String {
+pub(crate) fn render_table(report: &Report) -> String {
     let names: Vec<String> =
         report.steps.first().map(|s| s.metrics.keys().cloned().collect()).unwrap_or_default();
     let mut header =
@@ -415,7 +410,7 @@ pub fn render_table(report: &Report) -> String {
 }
 
 /// CSV: `t,<metric>...,proposal,desired,replicas,scaled,reason`.
-pub fn render_csv(report: &Report) -> String {
+pub(crate) fn render_csv(report: &Report) -> String {
     let names: Vec<String> =
         report.steps.first().map(|s| s.metrics.keys().cloned().collect()).unwrap_or_default();
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -438,45 +433,45 @@ pub fn render_csv(report: &Report) -> String {
 }
 
 /// `{"steps":[...],"summary":{...}}`.
-pub fn render_json(report: &Report) -> String {
+pub(crate) fn render_json(report: &Report) -> String {
     serde_json::to_string(report).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
 }
 
 #[derive(clap::Args, Debug)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// The WatermarkPodAutoscaler YAML, as you would `kubectl apply` it (defaults are applied as the webhook
     /// applies them).
     #[arg(long, env = "WPA_SIMULATE_WPA")]
-    pub wpa: PathBuf,
+    pub(crate) wpa: PathBuf,
     /// The metric series (CSV: timestamp,metric,value).
     #[arg(long, env = "WPA_SIMULATE_SERIES")]
-    pub series: PathBuf,
+    pub(crate) series: PathBuf,
     /// Initial replica count [default: the WPA's minReplicas].
     #[arg(long, env = "WPA_SIMULATE_REPLICAS")]
-    pub replicas: Option<i32>,
+    pub(crate) replicas: Option<i32>,
     /// Seconds a new pod takes to become ready.
     #[arg(long, default_value_t = 0.0, env = "WPA_SIMULATE_READY_AFTER")]
-    pub ready_after: f64,
+    pub(crate) ready_after: f64,
     /// Seconds between two engine runs (the reconcile period).
     #[arg(long, default_value_t = 15.0, env = "WPA_SIMULATE_STEP")]
-    pub step: f64,
+    pub(crate) step: f64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table, env = "WPA_SIMULATE_FORMAT")]
-    pub format: Format,
+    pub(crate) format: Format,
     /// Also draw the metrics, both watermarks and the replica count over time into this SVG file.
     #[arg(long, env = "WPA_SIMULATE_PLOT")]
-    pub plot: Option<PathBuf>,
+    pub(crate) plot: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Table,
     Json,
     Csv,
 }
 
 /// `wpa simulate`: reads the WPA and the series, replays it, prints the report (and draws the plot).
-pub fn command(args: &SimulateArgs) -> Result<(), InputError> {
+pub(crate) fn command(args: &SimulateArgs) -> Result<(), InputError> {
     let wpa = read_wpa(&args.wpa)?;
     let series = read_series(&args.series, &metric_names(&wpa))?;
     if args.step.is_nan() || args.step <= 0.0 {

@@ -74,7 +74,7 @@ struct Panel<'a> {
 }
 
 /// Renders the report; the time axis is in minutes or hours since the first sample.
-pub fn render_svg(report: &Report) -> String {
+pub(crate) fn render_svg(report: &Report) -> String {
     let steps = &report.steps;
     let duration = steps.last().map_or(1.0, |s| s.t).max(1.0);
     let (unit, div) = if duration > 3.0 * 3600.0 {

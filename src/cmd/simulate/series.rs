@@ -9,41 +9,41 @@ use crate::api::quantity::Quantity;
 /// A problem with an input file, reported as `FILE:LINE: problem`.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}{}: {problem}", line.map(|l| format!(":{l}")).unwrap_or_default())]
-pub struct InputError {
-    pub file: String,
-    pub line: Option<u64>,
-    pub problem: String,
+pub(crate) struct InputError {
+    pub(crate) file: String,
+    pub(crate) line: Option<u64>,
+    pub(crate) problem: String,
 }
 
 impl InputError {
-    pub fn new(file: &Path, line: Option<u64>, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(file: &Path, line: Option<u64>, problem: impl Into<String>) -> Self {
         InputError { file: file.display().to_string(), line, problem: problem.into() }
     }
 }
 
 /// One sample.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Seconds since the Unix epoch (fractional allowed).
-    pub at: f64,
-    pub metric: String,
-    pub value: f64,
+    pub(crate) at: f64,
+    pub(crate) metric: String,
+    pub(crate) value: f64,
     /// The exact value, as the metrics API would serve it (milli-units).
-    pub milli: i64,
+    pub(crate) milli: i64,
 }
 
 /// A parsed series: samples in file order, and whether timestamps were wall-clock times.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Series {
-    pub samples: Vec<Sample>,
-    pub wall_clock: bool,
+pub(crate) struct Series {
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) wall_clock: bool,
 }
 
 impl Series {
-    pub fn first(&self) -> f64 {
+    pub(crate) fn first(&self) -> f64 {
         self.samples.first().map_or(0.0, |s| s.at)
     }
-    pub fn last(&self) -> f64 {
+    pub(crate) fn last(&self) -> f64 {
         self.samples.last().map_or(0.0, |s| s.at)
     }
 }
@@ -61,13 +61,13 @@ fn parse_time(raw: &str) -> Result<(f64, bool), String> {
 }
 
 /// Reads and checks a series. `metrics` are the names the WPA knows (metricName or resource name).
-pub fn read_series(path: &Path, metrics: &[String]) -> Result<Series, InputError> {
+pub(crate) fn read_series(path: &Path, metrics: &[String]) -> Result<Series, InputError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| InputError::new(path, None, format!("cannot read: {e}")))?;
     parse_series(path, &text, metrics)
 }
 
-pub fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Result<Series, InputError> {
+pub(crate) fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Result<Series, InputError> {
     let mut reader =
         csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| InputError::new(path, Some(1), e.to_string()))?.clone();

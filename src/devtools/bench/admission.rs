@@ -24,12 +24,12 @@ use crate::{
     webhook::{self, TargetIndex, WebhookState},
 };
 
-pub const CONNECTIONS: usize = 32;
-pub const LATENCY_RATE: f64 = 2000.0;
+pub(crate) const CONNECTIONS: usize = 32;
+pub(crate) const LATENCY_RATE: f64 = 2000.0;
 
 /// What the child serves.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// The real webhook with an in-memory index of 1,000 WPAs.
     Webhook,
     /// A handler that reads the body and returns a fixed AdmissionReview.
@@ -92,7 +92,7 @@ fn review(group: &str, kind: &str, op: &str, object: Value) -> Vec<u8> {
 }
 
 /// The three request kinds measured.
-pub fn workloads() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+pub(crate) fn workloads() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     vec![
         (
             "WPA validate",
@@ -113,7 +113,7 @@ pub fn workloads() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 }
 
 /// The child: serves `mode` on 127.0.0.1 and prints its port.
-pub async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Result<(), String> {
+pub(crate) async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Result<(), String> {
     let store = CertStore::new();
     let shutdown = CancellationToken::new();
     CertFiles { cert, key }
@@ -337,7 +337,7 @@ async fn spawn_child(exe: &Path, mode: &str, dir: &Path) -> Result<Child, String
 /// Runs the benchmark: `rounds` interleaved throughput measurements of every case (both servers up, so
 /// the bare baseline and the webhook share the machine's state), medians reported, then the latency of each
 /// case at 2,000 requests/s. `seconds` per measurement.
-pub async fn run(seconds: f64) -> Result<String, String> {
+pub(crate) async fn run(seconds: f64) -> Result<String, String> {
     const ROUNDS: usize = 5;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = tempfile_dir()?;

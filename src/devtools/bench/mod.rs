@@ -1,8 +1,8 @@
 //! `wpa bench`: throughput measured against a baseline taken in the same run, so the figures stay
 //! comparable on noisy machines.
 
-pub mod admission;
-pub mod reconciler;
+pub(crate) mod admission;
+pub(crate) mod reconciler;
 
 use std::{
     hint::black_box,
@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// The benchmark's WPA: three External metrics, defaulted, and its 50 pods.
-pub fn engine_fixture(
+pub(crate) fn engine_fixture(
     now: Timestamp,
 ) -> (WatermarkPodAutoscaler, Vec<PodInfo>, Vec<MetricObservation>, ScaleInfo) {
     let metric = |name: &str, high: &str, low: &str| MetricSpec {
@@ -101,7 +101,7 @@ fn rate(seconds: f64, mut f: impl FnMut()) -> f64 {
 }
 
 /// Runs the engine benchmark and returns a report.
-pub fn engine(seconds: f64) -> String {
+pub(crate) fn engine(seconds: f64) -> String {
     let now = Timestamp::now();
     let (wpa, pods, metrics, scale) = engine_fixture(now);
     let decide = || {
@@ -130,13 +130,13 @@ pub fn engine(seconds: f64) -> String {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     #[command(subcommand)]
-    pub target: BenchTarget,
+    pub(crate) target: BenchTarget,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum BenchTarget {
+pub(crate) enum BenchTarget {
     /// Decisions per second for a WPA with three External metrics and 50 pods, on one core, against a
     /// baseline measured in the same run (deep-copying the same inputs).
     Engine {
@@ -181,7 +181,7 @@ pub enum BenchTarget {
 }
 
 /// `wpa bench`: runs one benchmark and prints its report.
-pub fn command(
+pub(crate) fn command(
     args: BenchArgs,
     runtime: impl Fn() -> std::io::Result<tokio::runtime::Runtime>,
 ) -> anyhow::Result<()> {

@@ -176,7 +176,7 @@ async fn baseline_round(client: &Client, n: usize, concurrency: usize, writes: b
 }
 
 /// Runs the benchmark with `n` WPAs; `steady` is how long the steady state is measured.
-pub async fn run(
+pub(crate) async fn run(
     n: usize,
     steady: Duration,
     concurrency: u16,
