@@ -36,7 +36,7 @@ use wpa::{
     reconciler::recommender_client::RecommenderClient,
 };
 
-/// Behaviours where "Our decisions" (the first section of the semantics) override upstream.
+/// Behaviours where "Our decisions" (the first section of docs/semantics.md) override upstream.
 const DIVERGENCES: &[(&str, &str)] = &[
     (
         "D1",

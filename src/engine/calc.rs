@@ -1,4 +1,4 @@
-//! The replica calculator: one metric's proposal (§6.4–6.8 of the semantics).
+//! The replica calculator: one metric's proposal (docs/semantics.md §6.4–6.8).
 //!
 //! Arithmetic follows upstream to the bit: watermarks, tolerance and values are integer milli-values,
 //! proposals are IEEE doubles computed in upstream's order of operations, and float → int32 conversions
@@ -160,7 +160,7 @@ fn cap(x: i32, lo: i32, hi: i32) -> i32 {
     lo.max(x.min(hi))
 }
 
-/// The convergence step (§6.8), given the replica counts at which usage would reach the high watermark
+/// The convergence step (docs/semantics.md §6.8), given the replica counts at which usage would reach the high watermark
 /// (`lower_bound`) and the low watermark (`upper_bound`).
 pub(crate) fn converge(
     spec: &CalcSpec,

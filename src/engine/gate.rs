@@ -1,4 +1,4 @@
-//! Whether scaling is allowed now (`shouldScale`, §6.11): the forbidden windows, counted from the last
+//! Whether scaling is allowed now (`shouldScale`, docs/semantics.md §6.11): the forbidden windows, counted from the last
 //! scale of either direction, and the delays above/below the watermarks, counted from the last
 //! transition of the combined (OR across metrics) condition.
 

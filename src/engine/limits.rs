@@ -1,4 +1,4 @@
-//! Rate limits and the min/max bounds (`convertDesiredReplicasWithRules`, §6.10).
+//! Rate limits and the min/max bounds (`convertDesiredReplicasWithRules`, docs/semantics.md §6.10).
 
 use super::conditions::text;
 use crate::api::quantity::Quantity;

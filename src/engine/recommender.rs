@@ -1,4 +1,4 @@
-//! The recommender wire protocol (§9): the protojson of `WorkloadRecommendationRequest` and
+//! The recommender wire protocol (docs/semantics.md §9): the protojson of `WorkloadRecommendationRequest` and
 //! `WorkloadRecommendationReply` (agent-payload `autoscaling/kubernetes`). Pure mapping; the HTTP client
 //! lives in [`crate::reconciler::recommender_client`].
 

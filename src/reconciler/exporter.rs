@@ -1,4 +1,4 @@
-//! The `wpa_controller_*` Prometheus series of upstream (§10.2: the same names and labels, the misspelled
+//! The `wpa_controller_*` Prometheus series of upstream (docs/semantics.md §10.2: the same names and labels, the misspelled
 //! `*_watermak` twins included), with the values the engine decided, plus the recommender's
 //! `http_client_*` series and the reconciler's own.
 //!

@@ -1,4 +1,4 @@
-//! The HTTP client of the recommender protocol (§9): `POST` the protojson request, follow redirects, 10 s
+//! The HTTP client of the recommender protocol (docs/semantics.md §9): `POST` the protojson request, follow redirects, 10 s
 //! timeout, `http`/`https` only. Each WPA's `tlsConfig` builds its own client (upstream mutates a shared
 //! transport); `insecureSkipVerify` is honoured.
 

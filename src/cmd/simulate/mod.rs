@@ -209,7 +209,7 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
                 _ => return None,
             };
             let (h, l) = (h.map_or(0, |q| q.milli()), l.map_or(0, |q| q.milli()));
-            // The engine's integer adjustment (§6.6), in metric units.
+            // The engine's integer adjustment (docs/semantics.md §6.6), in metric units.
             let band = Band {
                 high: h as f64 / 1000.0,
                 low: l as f64 / 1000.0,
