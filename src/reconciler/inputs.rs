@@ -295,7 +295,8 @@ impl Sources {
     /// The pods the scale's selector selects in the target's namespace.
     async fn pods(&self, scale: &ScaleInfo) -> Result<Vec<PodInfo>, String> {
         let selector = Selector::parse(&scale.selector).map_err(|e| e.to_string())?;
-        if let Some(caches) = &self.caches {
+        // Until the pod watch has listed once, an empty cache would read as "no pods": ask the API instead.
+        if let Some(caches) = self.caches.as_ref().filter(|c| c.pods.synced()) {
             return Ok(caches.pods.select(&scale.namespace, &selector));
         }
         let api: Api<k8s_openapi::api::core::v1::Pod> =

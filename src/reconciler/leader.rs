@@ -36,15 +36,24 @@ pub(crate) struct Timings {
 }
 
 impl Timings {
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), TimingsError> {
         if self.renew_deadline >= self.lease_duration {
-            return Err("--lease-renew-deadline must be shorter than --lease-duration".into());
+            return Err(TimingsError::RenewDeadline);
         }
         if self.retry_period >= self.renew_deadline {
-            return Err("--lease-retry-period must be shorter than --lease-renew-deadline".into());
+            return Err(TimingsError::RetryPeriod);
         }
         Ok(())
     }
+}
+
+/// Lease timings that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum TimingsError {
+    #[error("--lease-renew-deadline must be shorter than --lease-duration")]
+    RenewDeadline,
+    #[error("--lease-retry-period must be shorter than --lease-renew-deadline")]
+    RetryPeriod,
 }
 
 /// Whether this process may scale now.

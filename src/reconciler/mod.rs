@@ -360,7 +360,7 @@ pub(crate) async fn start(
     args: &ReconcilerArgs,
     registry: &crate::runtime::registry::Metrics,
     stop: CancellationToken,
-) -> Result<(Arc<Caches>, tokio::task::JoinHandle<()>), String> {
+) -> Result<(Arc<Caches>, tokio::task::JoinHandle<()>), leader::TimingsError> {
     let namespaces = Namespaces::parse(&args.namespaces);
     let caches = Arc::new(Caches::start(&client, &namespaces, stop.clone()));
     let tags: Vec<String> = args

@@ -97,7 +97,7 @@ pub(crate) enum ServeError {
     #[error("the webhook needs a certificate: pass --tls-cert-file and --tls-key-file, or --self-signed")]
     NoCertificate,
     #[error("cannot start the reconciler: {0}")]
-    Reconciler(String),
+    Reconciler(#[from] reconciler::leader::TimingsError),
 }
 
 /// Writes `ca_pem` into every webhook's `clientConfig.caBundle` of our two configurations.
@@ -200,9 +200,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
         None
     } else {
         let (caches, supervisor) =
-            reconciler::start(client.clone(), &args.reconciler, &metrics, shutdown.clone())
-                .await
-                .map_err(ServeError::Reconciler)?;
+            reconciler::start(client.clone(), &args.reconciler, &metrics, shutdown.clone()).await?;
         tasks.push(supervisor);
         Some(caches)
     };
