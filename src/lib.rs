@@ -12,6 +12,7 @@ pub mod devcluster;
 pub mod duration;
 pub mod engine;
 pub mod explain;
+pub mod extender;
 pub mod logging;
 pub mod metrics;
 pub mod quantity;
