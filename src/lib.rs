@@ -9,6 +9,7 @@
 //!    │
 //!    ├── webhook      admission: AdmissionReview wire format, the rules, which autoscaler governs what
 //!    ├── reconciler   gathers the engine's inputs, writes /scale, status, events, Prometheus series
+//!    ├── extender     kube-scheduler's filter/prioritize: place a WPA target's replicas within its failure budget
 //!    │
 //!   runtime     the process: `wpa serve` wiring, HTTP/TLS servers, the Kubernetes client, logs, registry
 //!    │
@@ -23,6 +24,7 @@ pub mod cmd;
 #[cfg(feature = "dev-tools")]
 pub mod devtools;
 pub mod engine;
+pub(crate) mod extender;
 pub mod reconciler;
 pub mod runtime;
 pub mod webhook;
