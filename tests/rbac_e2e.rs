@@ -6,9 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use base64::Engine;
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
 use support::{ScalingCluster, StartWpa, WpaServe, webhook_configurations, wpa_yaml};
 
 fn deployment(namespace: &str, name: &str) -> String {
@@ -24,30 +21,10 @@ async fn wpa_serve_works_with_exactly_the_shipped_rbac() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/webhook-config/rbac.yaml")).unwrap();
     c.cluster.kubectl_apply(&rbac).expect("apply rbac.yaml");
 
-    // The token controller gives the ServiceAccount a token Secret (Kubernetes 1.20).
-    let secrets: Api<Secret> = Api::namespaced(c.cluster.client(), "wpa-system");
-    let token = support::wait_for(Duration::from_secs(30), || async {
-        let list = secrets.list(&Default::default()).await.map_err(|e| e.to_string())?;
-        list.items
-            .iter()
-            .find(|s| s.name_any().starts_with("wpa-token-"))
-            .and_then(|s| s.data.as_ref()?.get("token").cloned())
-            .map(|t| String::from_utf8_lossy(&t.0).to_string())
-            .ok_or_else(|| "no token yet".to_string())
-    })
-    .await
-    .expect("the ServiceAccount's token");
-    let ca = std::fs::read(c.cluster.ca_cert_path()).unwrap();
-    let kubeconfig = c.cluster.dir().join("wpa-sa.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority-data: {}}}\nusers:\n- name: wpa\n  user: {{token: {token}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: wpa, namespace: wpa-system}}\ncurrent-context: c\n",
-            c.cluster.server_url(),
-            base64::engine::general_purpose::STANDARD.encode(ca)
-        ),
-    )
-    .unwrap();
+    let token = support::service_account_token(&c.cluster, "wpa-system", "wpa")
+        .await
+        .expect("the ServiceAccount's token");
+    let kubeconfig = support::token_kubeconfig(&c.cluster, "wpa-sa.kubeconfig", &token, "wpa-system");
 
     // The webhook configurations exist first, without a CA: `--inject-ca` fills it in.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -50,6 +50,8 @@ pub(crate) mod text {
         "the last scaling time was sufficiently old as to warrant a new scale";
     pub(crate) const SUCCESSFUL_SCALE: &str = "SuccessfulScale";
     pub(crate) const FAILED_SCALE: &str = "FailedScale";
+    /// Ours (the HPA's word): a status write failed.
+    pub(crate) const FAILED_UPDATE_STATUS: &str = "FailedUpdateStatus";
     pub(crate) const DRY_RUN_ENABLED: &str = "DryRun mode enabled";
     pub(crate) const DRY_RUN_ENABLED_MSG: &str = "Scaling changes won't be applied";
     pub(crate) const DRY_RUN_DISABLED: &str = "DryRun mode disabled";

@@ -134,6 +134,13 @@ pub struct Event {
     condition: Option<&'static str>,
 }
 
+impl Event {
+    /// A Warning event the reconciler reports itself (not tied to a condition).
+    pub fn warning(reason: &'static str, message: String) -> Event {
+        Event { warning: true, reason, message, action: "Reconcile", condition: None }
+    }
+}
+
 /// A gauge of upstream's `wpa_controller_*` set (the exporter adds the prefix, the base labels and, for a
 /// metric's series, `metric_name`; it also writes the misspelled twins of the watermarks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -86,6 +86,7 @@ pub(crate) struct Exporter {
     http_errors: CounterFamily,
     http_in_flight: PromFamily<PlainLabels, Gauge>,
     pub(crate) reconciles: CounterFamily,
+    status_write_errors: CounterFamily,
     /// WPAs with at least one completed pass (their series are exported).
     wpas: Gauge,
     pub(crate) reconcile_duration: PromFamily<PlainLabels, Histogram, fn() -> Histogram>,
@@ -141,6 +142,7 @@ impl Exporter {
             http_errors: CounterFamily::default(),
             http_in_flight: PromFamily::default(),
             reconciles: CounterFamily::default(),
+            status_write_errors: CounterFamily::default(),
             wpas: Gauge::default(),
             reconcile_duration: PromFamily::new_with_constructor(reconcile_histogram),
             labels_as_tags,
@@ -173,6 +175,11 @@ impl Exporter {
             e.http_in_flight.clone(),
         );
         registry.register("wpa_reconciles", "Reconcile passes, by result", e.reconciles.clone());
+        registry.register(
+            "wpa_status_write_errors",
+            "WPA status writes that failed, by phase: record (before a scale, which is then not made) or result",
+            e.status_write_errors.clone(),
+        );
         registry.register("wpa_reconciled_wpas", "WPAs with at least one completed pass", e.wpas.clone());
         registry.register(
             "wpa_reconcile_duration_seconds",
@@ -323,6 +330,11 @@ impl Exporter {
             series.insert(Written { family: Family::Counter(c.counter), labels });
         }
         self.wpas.set(live.len() as i64);
+    }
+
+    /// Counts a failed status write.
+    pub(crate) fn status_write_failed(&self, phase: &'static str) {
+        self.status_write_errors.get_or_create(&pairs(&[("phase", phase)])).inc();
     }
 
     /// Deletes every series of a WPA (it was deleted).

@@ -12,6 +12,7 @@ pub(crate) mod exporter;
 pub(crate) mod inputs;
 pub(crate) mod leader;
 pub mod recommender_client;
+mod record;
 pub(crate) mod scale;
 
 use std::{
@@ -36,9 +37,8 @@ use tracing::Instrument;
 
 use crate::runtime::watch::Namespaces;
 use crate::{
-    api::duration,
-    api::{FINALIZER, WatermarkPodAutoscaler, annotations},
-    engine::{self, Decision, FinalizerStep, Outcome, ScaleIntent, ScaleResult},
+    api::{FINALIZER, WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus, annotations, duration},
+    engine::{self, Decision, FinalizerStep, ScaleIntent, ScaleResult, conditions::text},
     runtime::logging::LOGS_ATTRIBUTES_FIELD,
 };
 use caches::Caches;
@@ -98,6 +98,8 @@ pub(crate) enum ReconcileError {
     Finalizer(#[source] kube::Error),
     #[error("cannot write the WPA status: {0}")]
     Status(#[source] kube::Error),
+    #[error("the /scale write got no answer and the target's count cannot be read back: {0}")]
+    ScaleUnknown(String),
 }
 
 /// What every pass shares.
@@ -107,6 +109,8 @@ pub(crate) struct Context {
     pub(crate) reporter: Reporter,
     pub(crate) leadership: Leadership,
     pub(crate) sync_period: Duration,
+    /// The statuses this replica wrote, until the watch delivers them.
+    written: record::Written,
     client: Client,
 }
 
@@ -158,12 +162,12 @@ impl Context {
         }
     }
 
-    async fn publish_events(&self, wpa: &WatermarkPodAutoscaler, outcome: &Outcome) {
+    async fn publish_events(&self, wpa: &WatermarkPodAutoscaler, events: &[engine::Event]) {
         let reference = wpa.object_ref(&());
         // A recorder per pass: kube's folds events by reason alone (not message) into one series, which
         // would show "New size: 3" for every later scale. The engine already emits on transitions only.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        for e in &outcome.events {
+        for e in events {
             let event = KubeEvent {
                 type_: if e.warning { EventType::Warning } else { EventType::Normal },
                 reason: e.reason.into(),
@@ -177,19 +181,18 @@ impl Context {
         }
     }
 
-    /// One pass: gather, decide, write the scale (retrying once on fresh data after a conflict), then
-    /// the status, events and series.
+    /// One pass: gather, decide; for a scale, record it in the status and write `/scale` (deciding once more
+    /// on fresh data after a conflict); then the status, events and series.
     async fn pass(&self, wpa: &WatermarkPodAutoscaler) -> Result<Action, ReconcileError> {
-        let (ns, name) = (wpa.namespace().unwrap_or_default(), wpa.name_any());
         match engine::finalizer_step(wpa) {
             FinalizerStep::Finalize => {
-                self.forget(&ns, &name);
+                self.forget(wpa);
                 self.patch_finalizers(wpa, false).await.map_err(ReconcileError::Finalizer)?;
                 tracing::info!("Successfully finalized WatermarkPodAutoscaler");
                 return Ok(Action::await_change());
             }
             FinalizerStep::Skip => {
-                self.forget(&ns, &name);
+                self.forget(wpa);
                 return Ok(Action::await_change());
             }
             FinalizerStep::Add => {
@@ -199,18 +202,28 @@ impl Context {
             FinalizerStep::Proceed => {}
         }
 
+        let current = self.written.current(wpa);
+        let wpa = current.as_ref();
         let now = Timestamp::now();
         let mut inputs = self.sources.gather(wpa, false, now).await;
         let mut decision = engine::decide(wpa, &inputs.observation(), now);
         self.log_decision(&inputs, &decision);
-        let mut result = ScaleResult::NotNeeded;
-        // A conflict (the count changed since it was read) gets one more pass on fresh data.
-        for attempt in 0..2 {
-            let Some(intent) = decision.scale else { break };
-            match self.write_scale(&inputs, intent).await {
-                ScaleWrite::Written => result = ScaleResult::Written,
-                ScaleWrite::Failed(e) => result = ScaleResult::Failed(e),
-                ScaleWrite::Conflict if attempt == 0 => {
+        // Record, then scale (record.rs): the status a scale leaves is written before the scale.
+        let mut recorded = false;
+        let mut conflicts = 0;
+        let outcome = loop {
+            let Some(intent) = decision.scale else { break decision.settle(wpa, ScaleResult::NotNeeded) };
+            if !self.leadership.is_leader() {
+                // Lost the lease in the middle of the pass: the new leader decides.
+                return Ok(Action::requeue(self.sync_period));
+            }
+            let scaled = decision.settle(wpa, ScaleResult::Written);
+            self.write_status(wpa, &scaled.status, "record").await?;
+            recorded = true;
+            let failure = match self.write_scale(&inputs, intent).await {
+                ScaleWrite::Written => break scaled,
+                ScaleWrite::Conflict if conflicts == 0 => {
+                    conflicts += 1;
                     tracing::info!("the target's replica count changed since it was read: deciding again on fresh data");
                     let now = Timestamp::now();
                     inputs = self.sources.gather(wpa, true, now).await;
@@ -218,32 +231,36 @@ impl Context {
                     self.log_decision(&inputs, &decision);
                     continue;
                 }
-                ScaleWrite::Conflict => {
-                    result = ScaleResult::Failed(
-                        "the target's replica count changed again while it was being written (conflict); retrying next period".into(),
-                    )
-                }
-            }
-            break;
-        }
-        let outcome = decision.settle(wpa, result);
+                ScaleWrite::Conflict => "the target's replica count changed again while it was being written (conflict); retrying next period".to_string(),
+                ScaleWrite::Failed(e) => e,
+                ScaleWrite::Unknown(e) => match self.read_back(&inputs).await {
+                    Ok(n) if n == intent.to => break scaled,
+                    Ok(_) => e,
+                    Err(read) => {
+                        // Whether the target moved is unknown: the record stays, so no pass scales again
+                        // inside the window.
+                        return Err(ReconcileError::ScaleUnknown(format!("{e}; reading it back: {read}")));
+                    }
+                },
+            };
+            break decision.settle(wpa, ScaleResult::Failed(failure));
+        };
         if let Some(to) = outcome.scaled_to {
             tracing::info!(replicas = to, reason = %decision.reason, "Successful rescale");
         } else if decision.rescale && decision.spec.dry_run.unwrap_or(false) {
             tracing::info!(replicas = decision.desired, reason = %decision.reason, "DryRun mode: scaling change was inhibited");
         }
-        if outcome.status_changed {
-            let patch = serde_json::json!({ "status": outcome.status });
-            match self.api(&ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
-                Err(e) => {
-                    self.exporter.record(wpa, &decision, &outcome);
-                    return Err(ReconcileError::Status(e));
-                }
-            }
+        // A scale that happened was written with its record; anything else is written now, and so is any
+        // status after a record of a scale that did not happen (undoing it).
+        let already_written = recorded && outcome.scaled_to.is_some();
+        if (outcome.status_changed || recorded)
+            && !already_written
+            && let Err(e) = self.write_status(wpa, &outcome.status, "result").await
+        {
+            self.exporter.record(wpa, &decision, &outcome);
+            return Err(e);
         }
-        self.publish_events(wpa, &outcome).await;
+        self.publish_events(wpa, &outcome.events).await;
         self.exporter.record(wpa, &decision, &outcome);
         Ok(match outcome.action {
             engine::Action::Done => Action::await_change(),
@@ -251,6 +268,41 @@ impl Context {
             engine::Action::RequeueAfter(d) if d == engine::SYNC_PERIOD => Action::requeue(self.sync_period),
             engine::Action::RequeueAfter(d) => Action::requeue(d),
         })
+    }
+
+    /// Writes the whole status; remembers it (record.rs); a failure is counted, logged by the caller's
+    /// error policy, and reported on the WPA as an Event when the API takes one.
+    async fn write_status(
+        &self,
+        wpa: &WatermarkPodAutoscaler,
+        status: &WatermarkPodAutoscalerStatus,
+        phase: &'static str,
+    ) -> Result<(), ReconcileError> {
+        let (ns, name) = (wpa.namespace().unwrap_or_default(), wpa.name_any());
+        let patch = record::status_patch(status);
+        match self.api(&ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {
+                self.written.remember(wpa, status);
+                Ok(())
+            }
+            Err(e) => {
+                self.exporter.status_write_failed(phase);
+                let message = match phase {
+                    "record" => format!(
+                        "the scale was not made, because its record could not be written to the WPA status: {e}"
+                    ),
+                    _ => format!("the WPA status could not be written: {e}"),
+                };
+                let event = engine::Event::warning(text::FAILED_UPDATE_STATUS, message);
+                self.publish_events(wpa, std::slice::from_ref(&event)).await;
+                Err(ReconcileError::Status(e))
+            }
+        }
+    }
+
+    async fn read_back(&self, inputs: &Inputs) -> Result<i32, String> {
+        let Some(target) = &inputs.resolved else { return Err("the target was not resolved".into()) };
+        scale::read(&self.client, target).await
     }
 
     async fn write_scale(&self, inputs: &Inputs, intent: ScaleIntent) -> ScaleWrite {
@@ -290,9 +342,13 @@ impl Context {
         }
     }
 
-    fn forget(&self, namespace: &str, name: &str) {
-        self.exporter.forget(namespace, name);
+    fn forget(&self, wpa: &WatermarkPodAutoscaler) {
+        let (namespace, name) = (wpa.namespace().unwrap_or_default(), wpa.name_any());
+        self.exporter.forget(&namespace, &name);
         self.sources.recommenders.remove(&format!("{namespace}/{name}"));
+        if let Some(uid) = wpa.uid() {
+            self.written.forget(&uid);
+        }
     }
 }
 
@@ -404,6 +460,7 @@ pub(crate) async fn start(
         reporter: Reporter { controller: "wpa_controller".into(), instance: Some(identity) },
         leadership: leadership.clone(),
         sync_period: args.sync_period,
+        written: Default::default(),
         client: client.clone(),
     });
     let concurrency = args.concurrency.max(1);

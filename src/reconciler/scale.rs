@@ -14,7 +14,10 @@ pub(crate) enum ScaleWrite {
     Written,
     /// `spec.replicas` was no longer what the decision started from: decide again on fresh data.
     Conflict,
+    /// The API server refused the write: it did not happen.
     Failed(String),
+    /// No answer (a transport error): the write may or may not have happened.
+    Unknown(String),
 }
 
 /// Sets the target's `spec.replicas` to `intent.to`, only if it still is `intent.from` (a JSON Patch
@@ -38,7 +41,17 @@ pub(crate) async fn write(client: &Client, target: &Target, intent: ScaleIntent)
         Err(kube::Error::Api(s)) if s.code == 409 || (s.code == 422 && s.message.contains("test")) => {
             ScaleWrite::Conflict
         }
-        Err(e) => ScaleWrite::Failed(short_kube_error(&e)),
+        Err(e @ kube::Error::Api(_)) => ScaleWrite::Failed(short_kube_error(&e)),
+        Err(e) => ScaleWrite::Unknown(short_kube_error(&e)),
+    }
+}
+
+/// The target's `spec.replicas` as the API server has it now (after a write whose answer was lost).
+pub async fn read(client: &Client, target: &Target) -> Result<i32, String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &target.namespace, &target.resource);
+    match api.get_scale(&target.name).await {
+        Ok(s) => Ok(s.spec.and_then(|s| s.replicas).unwrap_or(0)),
+        Err(e) => Err(short_kube_error(&e)),
     }
 }
 
@@ -82,6 +95,19 @@ pub(crate) mod tests {
         let forbidden = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":403,"reason":"Forbidden","message":"deployments.apps \"web\" is forbidden"}"#;
         match write(&answering(403, forbidden), &target(), THREE_TO_FOUR).await {
             ScaleWrite::Failed(e) => assert!(e.contains("forbidden") && e.contains("403"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        // No answer at all: the write may have happened.
+        let unreachable = Client::new(
+            tower::service_fn(|_req: http::Request<kube::client::Body>| async {
+                Err::<http::Response<kube::client::Body>, _>(std::io::Error::other(
+                    "connection reset by peer",
+                ))
+            }),
+            "default",
+        );
+        match write(&unreachable, &target(), THREE_TO_FOUR).await {
+            ScaleWrite::Unknown(e) => assert!(e.contains("connection reset"), "{e}"),
             other => panic!("{other:?}"),
         }
     }

@@ -44,3 +44,49 @@ impl StartWpa for WpaServe {
         .await
     }
 }
+
+/// The token of ServiceAccount `namespace/name`, once the token controller has made its Secret (1.20).
+pub async fn service_account_token(
+    cluster: &TestCluster,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    use kube::ResourceExt;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(cluster.client(), namespace);
+    let prefix = format!("{name}-token-");
+    wait_for(std::time::Duration::from_secs(30), || async {
+        let list = secrets.list(&Default::default()).await.map_err(|e| e.to_string())?;
+        list.items
+            .iter()
+            .find(|s| s.name_any().starts_with(&prefix))
+            .and_then(|s| s.data.as_ref()?.get("token").cloned())
+            .map(|t| String::from_utf8_lossy(&t.0).to_string())
+            .ok_or_else(|| "no token yet".to_string())
+    })
+    .await
+    .map_err(anyhow::Error::msg)
+}
+
+/// Writes a kubeconfig for the cluster with `token` (and `namespace` as the context's) into the cluster's
+/// directory; returns its path.
+pub fn token_kubeconfig(
+    cluster: &TestCluster,
+    file: &str,
+    token: &str,
+    namespace: &str,
+) -> std::path::PathBuf {
+    use base64::Engine;
+    let ca = std::fs::read(cluster.ca_cert_path()).expect("the cluster CA");
+    let path = cluster.dir().join(file);
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority-data: {}}}\nusers:\n- name: u\n  user: {{token: {token}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: {namespace}}}\ncurrent-context: c\n",
+            cluster.server_url(),
+            base64::engine::general_purpose::STANDARD.encode(ca)
+        ),
+    )
+    .expect("write the kubeconfig");
+    path
+}

@@ -6,6 +6,7 @@
 //! (`WPA_K8S_BIN_DIR` or `KUBEBUILDER_ASSETS` to use your own); docs/control-plane.md has the details.
 
 mod cluster;
+pub mod fault_proxy;
 pub mod https;
 pub mod netns;
 pub mod pki;
@@ -21,6 +22,7 @@ use std::{
 use anyhow::{Context, Result};
 
 pub use cluster::{LocalCluster, Options, find_binaries, is_pod_ready, wait_for};
+pub use fault_proxy::{FaultProxy, Trigger};
 pub use https::HttpsServer;
 pub use netns::NetnsHost;
 pub use pki::TlsIdentity;

@@ -1,0 +1,186 @@
+//! A scale is never repeated inside its forbidden window because its status write was lost
+//! (src/reconciler/record.rs has the design): status writes refused by RBAC, an API server that goes away
+//! the instant after a `/scale` write was committed, and a leader killed right after it scaled.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{ScalingCluster, StartWpa, WpaServe, wpa_yaml};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// The replica counts seen every 200 ms for `period`.
+async fn watch_replicas(c: &ScalingCluster, ns: &str, name: &str, period: Duration) -> Vec<i32> {
+    let begin = Instant::now();
+    let mut seen = Vec::new();
+    while begin.elapsed() < period {
+        if let Ok((spec, _)) = c.scale(ns, name).await
+            && seen.last() != Some(&spec)
+        {
+            seen.push(spec);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    seen
+}
+
+fn shipped_rbac() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/webhook-config/rbac.yaml"))
+        .expect("rbac.yaml")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_status_writes_forbidden_no_scale_repeats_and_scaling_resumes_once_allowed() {
+    let c = ScalingCluster::start().await;
+    // rbac.yaml's ClusterRole without `watermarkpodautoscalers/status`: every status write gets 403.
+    let full = shipped_rbac();
+    let without_status = full.replace(
+        "- apiGroups: [\"datadoghq.com\"]\n  resources: [\"watermarkpodautoscalers/status\"]\n  verbs: [\"patch\"]\n",
+        "",
+    );
+    assert_ne!(full, without_status, "the status rule is where this test expects it");
+    c.cluster.kubectl_apply(&without_status).expect("apply the RBAC without status");
+    let token = support::service_account_token(&c.cluster, "wpa-system", "wpa").await.expect("token");
+    let kubeconfig = support::token_kubeconfig(&c.cluster, "nostatus.kubeconfig", &token, "wpa-system");
+
+    c.deployment("safe", "app", 2).await.expect("deployment");
+    // ceil(2 × 500 / 100) = 10 wanted; each step is limited to +50 % and 60 s apart.
+    c.metrics.set("app-qps", 500.0);
+    let extra = "  scaleUpLimitFactor: \"50\"\n  upscaleForbiddenWindowSeconds: 60\n";
+    c.apply_wpa(&wpa_yaml("safe", "app", "app", "app-qps", "100", "50", extra)).await.unwrap();
+    let kc = kubeconfig.to_string_lossy().to_string();
+    let serve = WpaServe::start(
+        &c.cluster,
+        "nostatus",
+        None,
+        &["--no-webhook", "--kubeconfig", &kc, "--sync-period", "1s", "--leader-elect=false"],
+    )
+    .await
+    .expect("wpa serve");
+
+    // Upstream's order (scale, then status) stepped 2 → 3 → 5 → 8 → 10 here, one step per retry.
+    let seen = watch_replicas(&c, "safe", "app", 10 * SECOND).await;
+    assert!(seen.len() <= 2 && seen.iter().all(|&n| n <= 3), "at most one step inside the window: {seen:?}");
+    let log = serve.log();
+    assert!(log.contains("cannot write the WPA status"), "the failure is logged");
+    let events = c.cluster.kubectl(&["get", "events", "-n", "safe", "-o", "jsonpath={.items[*].reason}"]);
+    let events = String::from_utf8_lossy(&events.stdout);
+    assert!(events.contains("FailedUpdateStatus"), "the failure is reported on the WPA: {events}");
+    let (_, metrics) = support::http_get(serve.health_port, "/metrics").expect("metrics");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("wpa_status_write_errors_total{phase=\"record\"}")),
+        "the failure is counted"
+    );
+
+    // Status writes allowed again: the scale is made once, then the window holds.
+    c.cluster.kubectl_apply(&full).expect("apply the full RBAC");
+    c.wait_scale("safe", "app", 3, 30 * SECOND).await.expect("scaling resumes");
+    let st = support::wait_for(10 * SECOND, || async {
+        let st = c.wpa_status("safe", "app").await.map_err(|e| e.to_string())?;
+        if st.desired_replicas == 3 { Ok(st) } else { Err(format!("{st:?}")) }
+    })
+    .await
+    .expect("the status records the scale");
+    assert!(st.last_scale_time.is_some());
+    let seen = watch_replicas(&c, "safe", "app", 6 * SECOND).await;
+    assert_eq!(seen, [3], "one step, then the window");
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_gone_the_instant_a_scale_was_committed_never_gets_it_twice() {
+    let c = ScalingCluster::start().await;
+    c.deployment("gone", "app", 2).await.expect("deployment");
+    c.metrics.set("app-qps", 300.0);
+    let extra = "  upscaleForbiddenWindowSeconds: 30\n";
+    c.apply_wpa(&wpa_yaml("gone", "app", "app", "app-qps", "100", "50", extra)).await.unwrap();
+    // wpa reaches the API server through a proxy that, once a PATCH of a /scale has been committed,
+    // drops its answer and refuses everything for 6 s: from wpa's side, the server died mid-request.
+    let proxy = devcluster::FaultProxy::start(
+        c.cluster.server_url(),
+        c.cluster.ca_cert_path(),
+        devcluster::Trigger { method: http::Method::PATCH, path_suffix: "/scale".into() },
+        6 * SECOND,
+    )
+    .await
+    .expect("proxy");
+    let kubeconfig = c.cluster.dir().join("proxy.kubeconfig");
+    std::fs::write(&kubeconfig, proxy.kubeconfig(c.cluster.admin_token(), "default")).unwrap();
+    let kc = kubeconfig.to_string_lossy().to_string();
+    let serve = WpaServe::start(
+        &c.cluster,
+        "proxied",
+        None,
+        &["--no-webhook", "--kubeconfig", &kc, "--sync-period", "1s", "--leader-elect=false"],
+    )
+    .await
+    .expect("wpa serve");
+
+    // ceil(2 × 300 / 100) = 6, limited to +1 per step.
+    c.wait_scale("gone", "app", 3, 30 * SECOND).await.expect("the first upscale");
+    let scaled = Instant::now();
+    assert_eq!(proxy.triggered(), [200], "the /scale write was committed, its answer never delivered");
+    // The proxy comes back after 6 s; the window lasts 30 s from the scale.
+    let seen =
+        watch_replicas(&c, "gone", "app", Duration::from_secs(24).saturating_sub(scaled.elapsed())).await;
+    assert_eq!(seen, [3], "no second scale inside the window");
+    let st = c.wpa_status("gone", "app").await.unwrap();
+    assert_eq!((st.desired_replicas, st.scaling_events_count), (3, 1), "{st:?}");
+    assert!(st.last_scale_time.is_some());
+    // After the window, scaling goes on.
+    c.wait_scale("gone", "app", 4, 30 * SECOND).await.expect("the next upscale after the window");
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_does_not_repeat_the_scale_its_cut_off_predecessor_just_made() {
+    let c = ScalingCluster::start().await;
+    c.deployment("handover", "app", 2).await.expect("deployment");
+    c.metrics.set("app-qps", 300.0);
+    let extra = "  upscaleForbiddenWindowSeconds: 30
+";
+    c.apply_wpa(&wpa_yaml("handover", "app", "app", "app-qps", "100", "50", extra)).await.unwrap();
+    let lease = [&support::FAST_LEASE[..], &["--lease-namespace", "default"]].concat();
+    // The first leader reaches the API server through a proxy that cuts it off for good the instant its
+    // first /scale write is committed: it can write nothing after the scale, not even its lease.
+    let proxy = devcluster::FaultProxy::start(
+        c.cluster.server_url(),
+        c.cluster.ca_cert_path(),
+        devcluster::Trigger { method: http::Method::PATCH, path_suffix: "/scale".into() },
+        600 * SECOND,
+    )
+    .await
+    .expect("proxy");
+    let kubeconfig = c.cluster.dir().join("proxy.kubeconfig");
+    std::fs::write(&kubeconfig, proxy.kubeconfig(c.cluster.admin_token(), "default")).unwrap();
+    let kc = kubeconfig.to_string_lossy().to_string();
+    let start = async |name: &str, extra: &[&str]| {
+        let args =
+            [&["--no-webhook", "--sync-period", "1s", "--identity", name][..], &lease[..], extra].concat();
+        WpaServe::start(&c.cluster, name, None, &args).await.expect("wpa serve")
+    };
+    let mut first = start("replica-a", &["--kubeconfig", &kc]).await;
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(c.cluster.client(), "default");
+    support::wait_for(20 * SECOND, || async {
+        let l = leases.get("watermarkpodautoscaler-lock").await.map_err(|e| e.to_string())?;
+        match l.spec.and_then(|s| s.holder_identity) {
+            Some(h) if h == "replica-a" => Ok(()),
+            other => Err(format!("holder {other:?}")),
+        }
+    })
+    .await
+    .expect("replica-a leads");
+    let second = start("replica-b", &[]).await;
+    c.wait_scale("handover", "app", 3, 30 * SECOND).await.expect("the first leader scales");
+    let scaled = Instant::now();
+    assert_eq!(proxy.triggered(), [200], "the scale was committed and the first leader cut off");
+    first.kill();
+    // The second replica takes over once the lease expires (6 s) and must wait out the window.
+    let seen =
+        watch_replicas(&c, "handover", "app", Duration::from_secs(27).saturating_sub(scaled.elapsed())).await;
+    assert_eq!(seen, [3], "the new leader does not repeat the scale");
+    c.wait_scale("handover", "app", 4, 30 * SECOND).await.expect("the new leader scales after the window");
+    assert!(second.log().contains("Successful rescale"), "the new leader made the next scale");
+}
