@@ -24,8 +24,6 @@ pub mod cmd;
 #[cfg(feature = "dev-tools")]
 pub mod devtools;
 pub mod engine;
-// Wired into `wpa serve` next; until then only its tests use it.
-#[allow(dead_code, unused_imports)]
 pub(crate) mod extender;
 pub mod reconciler;
 pub mod runtime;

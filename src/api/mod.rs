@@ -37,6 +37,8 @@ pub mod annotations {
     pub const ALLOW_CONFLICT: &str = "wpa.datadoghq.com/allow-conflicting-autoscaler";
     /// Prefix of every annotation this project reads.
     pub const PREFIX: &str = "wpa.datadoghq.com/";
+    /// A positive integer: the scheduler extender never places more of the target's replicas on one node.
+    pub const SCHEDULER_MAX_PER_NODE: &str = "wpa.datadoghq.com/scheduler-max-per-node";
 }
 
 /// Scales a workload between two watermarks of one or more metrics (or on an external recommender's advice).

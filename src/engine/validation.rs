@@ -425,6 +425,14 @@ pub(crate) fn annotation_violations(annotations: &BTreeMap<String, String>, on_w
                 message: format!("must be \"true\" or \"false\", got {v:?}"),
             });
         }
+        if let Some(v) = annotations.get(annotations::SCHEDULER_MAX_PER_NODE)
+            && !v.trim().parse::<u32>().is_ok_and(|n| n > 0)
+        {
+            out.push(Violation {
+                path: path(annotations::SCHEDULER_MAX_PER_NODE),
+                message: format!("must be a positive integer (replicas of the target per node), got {v:?}"),
+            });
+        }
     }
     out
 }

@@ -12,10 +12,12 @@
 //!
 //! Failure behaviour: a body that is not `ExtenderArgs` gets 400 (the scheduler counts any non-200 as an
 //! extender error, skipped when `ignorable`); anything that goes wrong after that fails open: filter passes
-//! every candidate, prioritize scores every candidate [`NEUTRAL_SCORE`]. The answer never carries an empty
+//! every candidate, prioritize scores every candidate [`policy::NEUTRAL_SCORE`]. The answer never carries an empty
 //! or null `NodeNames` for a non-empty candidate list, because that rejects every node.
 
 mod policy;
+mod report;
+mod view;
 mod wire;
 
 use std::{
@@ -36,11 +38,12 @@ use axum::{
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 
-pub use policy::{
-    Autoscaler, DEFAULT_LEDGER_TTL, Infeasible, Level, MAX_PER_NODE_ANNOTATION, MAX_PRIORITY, Mode,
-    NEUTRAL_SCORE, NoOpinion, NodeState, Owner, Taint, Target, TargetPod, View, zone_of,
-};
+#[cfg(test)]
+use policy::{Autoscaler, Level, NEUTRAL_SCORE, NodeState, Owner, Target, TargetPod};
 use policy::{FilterOutcome, Ledger, PrioritizeOutcome};
+pub(crate) use policy::{Infeasible, Mode, NoOpinion, View};
+pub(crate) use report::observer;
+pub(crate) use view::{ClusterView, PlacementCaches};
 use wire::{ExtenderArgs, ExtenderFilterResult, HostPriority, NodeList, NodeListOut};
 
 /// The largest request body. With `nodeCacheCapable: true` a request is a pod and names (2.5 KB
@@ -96,12 +99,6 @@ impl ExtenderState {
     /// Calls `observer` after every decision, e.g. to count infeasible budgets and record Events.
     pub fn with_observer(mut self, observer: impl Fn(&Report<'_>) + Send + Sync + 'static) -> ExtenderState {
         self.observer = Some(Arc::new(observer));
-        self
-    }
-
-    /// How long a placement is remembered when the caches never show the pod bound.
-    pub fn with_ledger_ttl(mut self, ttl: Duration) -> ExtenderState {
-        self.ledger = Arc::new(Mutex::new(Ledger::new(ttl)));
         self
     }
 }

@@ -29,7 +29,7 @@ use super::wire::{Pod, Toleration};
 /// A WPA annotation that turns on a hard cap of replicas per node: a positive integer. Unlike the budget
 /// it is not relaxed by water-filling, only when every candidate is at the cap (a list with no node would
 /// leave the replica Pending).
-pub const MAX_PER_NODE_ANNOTATION: &str = "wpa.datadoghq.com/scheduler-max-per-node";
+pub const MAX_PER_NODE_ANNOTATION: &str = crate::api::annotations::SCHEDULER_MAX_PER_NODE;
 /// `MaxExtenderPriority` of `k8s.io/kube-scheduler/extender/v1` (1.20 and newest).
 pub const MAX_PRIORITY: i64 = 10;
 /// The score of every node for a pod we have no opinion about: equal scores change no ranking.

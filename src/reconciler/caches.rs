@@ -61,6 +61,17 @@ pub(crate) fn pod_info(pod: &Pod) -> PodInfo {
 struct CachedPod {
     labels: BTreeMap<String, String>,
     info: PodInfo,
+    /// For the scheduler extender: which pod, and where it runs.
+    uid: String,
+    node: Option<String>,
+}
+
+/// Where a pod is, for the scheduler extender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    pub(crate) uid: String,
+    /// `spec.nodeName`; `None` while unbound.
+    pub(crate) node: Option<String>,
 }
 
 /// The pods of one namespace, with an index from `key=value` to pod names for selectors that have an
@@ -94,24 +105,24 @@ impl NamespacePods {
         self.pods.insert(name, pod);
     }
 
-    fn select(&self, selector: &Selector) -> Vec<PodInfo> {
+    /// The pods `selector` selects, in no particular order.
+    fn matching<'a>(&'a self, selector: &'a Selector) -> Box<dyn Iterator<Item = &'a CachedPod> + 'a> {
         // The smallest posting list of the selector's equalities bounds the candidates.
         let candidates = selector
             .equalities()
             .map(|(k, v)| self.by_label.get(&(k.to_string(), v.to_string())))
             .min_by_key(|names| names.map_or(0, HashSet::len));
-        let mut out: Vec<PodInfo> = match candidates {
-            Some(None) => Vec::new(),
-            Some(Some(names)) => names
-                .iter()
-                .filter_map(|n| self.pods.get(n))
-                .filter(|p| selector.matches(&p.labels))
-                .map(|p| p.info.clone())
-                .collect(),
-            None => {
-                self.pods.values().filter(|p| selector.matches(&p.labels)).map(|p| p.info.clone()).collect()
-            }
-        };
+        match candidates {
+            Some(None) => Box::new(std::iter::empty()),
+            Some(Some(names)) => Box::new(
+                names.iter().filter_map(|n| self.pods.get(n)).filter(|p| selector.matches(&p.labels)),
+            ),
+            None => Box::new(self.pods.values().filter(|p| selector.matches(&p.labels))),
+        }
+    }
+
+    fn select(&self, selector: &Selector) -> Vec<PodInfo> {
+        let mut out: Vec<PodInfo> = self.matching(selector).map(|p| p.info.clone()).collect();
         // A stable order, as a list from the API would have.
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
@@ -127,7 +138,12 @@ pub(crate) struct PodCache {
 }
 
 fn cached(pod: &Pod) -> CachedPod {
-    CachedPod { labels: pod.labels().clone(), info: pod_info(pod) }
+    CachedPod {
+        labels: pod.labels().clone(),
+        info: pod_info(pod),
+        uid: pod.uid().unwrap_or_default(),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+    }
 }
 
 impl PodCache {
@@ -139,6 +155,16 @@ impl PodCache {
     pub(crate) fn select(&self, namespace: &str, selector: &Selector) -> Vec<PodInfo> {
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         namespaces.get(namespace).map(|ns| ns.select(selector)).unwrap_or_default()
+    }
+
+    /// Where the pods `selector` selects in `namespace` are, leaving out pods being deleted.
+    pub(crate) fn placements(&self, namespace: &str, selector: &Selector) -> Vec<Placement> {
+        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let Some(ns) = namespaces.get(namespace) else { return Vec::new() };
+        ns.matching(selector)
+            .filter(|p| !p.info.deleting)
+            .map(|p| Placement { uid: p.uid.clone(), node: p.node.clone() })
+            .collect()
     }
 
     /// Number of pods cached.

@@ -409,16 +409,16 @@ fn run_controller(
         })
 }
 
-/// Starts the caches, the leader election and the controller; runs until `stop`. Returns the caches (for
-/// readiness) and the task that runs the controller while this replica leads.
+/// Starts the leader election and the controller on `caches`; runs until `stop`. Returns the task that runs
+/// the controller while this replica leads.
 pub(crate) async fn start(
     client: Client,
     args: &ReconcilerArgs,
+    caches: Arc<Caches>,
     registry: &crate::runtime::registry::Metrics,
     stop: CancellationToken,
-) -> Result<(Arc<Caches>, tokio::task::JoinHandle<()>), leader::TimingsError> {
+) -> Result<tokio::task::JoinHandle<()>, leader::TimingsError> {
     let namespaces = Namespaces::parse(&args.namespaces);
-    let caches = Arc::new(Caches::start(&client, &namespaces, stop.clone()));
     let tags: Vec<String> = args
         .labels_as_tags
         .split([' ', ',', '\t', '\n'])
@@ -499,5 +499,5 @@ pub(crate) async fn start(
             }
         }
     });
-    Ok((caches, supervisor))
+    Ok(supervisor)
 }

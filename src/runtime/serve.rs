@@ -21,12 +21,14 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use crate::runtime::logging::LogFormat;
 use crate::{
     api::{WatermarkPodAutoscaler, duration},
-    reconciler::{self, ReconcilerArgs},
+    extender,
+    reconciler::{self, ReconcilerArgs, caches::Caches},
     runtime::{
         client::{ClientError, kube_client},
         http::{self as server, Readiness},
         registry::Metrics,
         tls::{self, CertFiles, CertStore},
+        watch::Namespaces,
     },
     webhook::{self, TargetIndex, WebhookState},
 };
@@ -70,9 +72,14 @@ pub(crate) struct ServeArgs {
     /// Do not run the reconciler (webhook only).
     #[arg(long, env = "WPA_NO_RECONCILER")]
     pub(crate) no_reconciler: bool,
-    /// Do not serve the admission webhook (reconciler only).
-    #[arg(long, env = "WPA_NO_WEBHOOK", conflicts_with = "no_reconciler")]
+    /// Do not serve the admission webhook.
+    #[arg(long, env = "WPA_NO_WEBHOOK")]
     pub(crate) no_webhook: bool,
+    /// Serve kube-scheduler's extender verbs under /scheduler/ on the HTTPS port (filter, prioritize): place
+    /// the replicas of WPA targets so that losing one node or zone keeps minAvailableReplicaPercentage.
+    /// Watches Nodes and ReplicaSets too. See webhook-config/scheduler-config.yaml.
+    #[arg(long, env = "WPA_SCHEDULER_EXTENDER")]
+    pub(crate) scheduler_extender: bool,
     /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
     #[arg(long, env = "WPA_KUBECONFIG")]
     pub(crate) kubeconfig: Option<PathBuf>,
@@ -94,7 +101,11 @@ pub(crate) enum ServeError {
     Server(#[from] server::ServerError),
     #[error("cannot inject the CA bundle into {kind} {name}: {source}")]
     InjectCa { kind: String, name: String, source: kube::Error },
-    #[error("the webhook needs a certificate: pass --tls-cert-file and --tls-key-file, or --self-signed")]
+    #[error("nothing to run: --no-webhook and --no-reconciler without --scheduler-extender")]
+    NothingToRun,
+    #[error(
+        "the HTTPS server needs a certificate: pass --tls-cert-file and --tls-key-file, or --self-signed"
+    )]
     NoCertificate,
     #[error("cannot start the reconciler: {0}")]
     Reconciler(#[from] reconciler::leader::TimingsError),
@@ -191,24 +202,48 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let mut readiness = Readiness::default();
     let client = kube_client(args.kubeconfig.as_deref(), Some(&metrics)).await?;
 
+    let (webhook_on, extender_on) = (!args.no_webhook, args.scheduler_extender);
+    if !webhook_on && !extender_on && args.no_reconciler {
+        return Err(ServeError::NothingToRun);
+    }
     let index = TargetIndex::new();
-    if !args.no_webhook {
+    if webhook_on || extender_on {
         watch_autoscalers(&client, index.clone(), shutdown.clone());
     }
+    let namespaces = Namespaces::parse(&args.reconciler.namespaces);
+    let caches = (!args.no_reconciler || extender_on)
+        .then(|| Arc::new(Caches::start(&client, &namespaces, shutdown.clone())));
     let mut tasks = Vec::new();
-    let reconciler_caches = if args.no_reconciler {
-        None
-    } else {
-        let (caches, supervisor) =
-            reconciler::start(client.clone(), &args.reconciler, &metrics, shutdown.clone()).await?;
+    if let (false, Some(caches)) = (args.no_reconciler, &caches) {
+        let supervisor =
+            reconciler::start(client.clone(), &args.reconciler, caches.clone(), &metrics, shutdown.clone())
+                .await?;
         tasks.push(supervisor);
-        Some(caches)
-    };
-    let (caches_synced, synced_index, webhook_on) =
-        (readiness.caches_synced.clone(), index.clone(), !args.no_webhook);
+    }
+    let extender = extender_on.then(|| {
+        let view = extender::ClusterView {
+            caches: caches
+                .clone()
+                .unwrap_or_else(|| Arc::new(Caches::start(&client, &namespaces, shutdown.clone()))),
+            index: index.clone(),
+            placement: extender::PlacementCaches::start(&client, &namespaces, shutdown.clone()),
+        };
+        let reporter = kube::runtime::events::Reporter {
+            controller: "wpa-scheduler-extender".into(),
+            instance: args.reconciler.identity.clone(),
+        };
+        let observer = extender::observer(&metrics, client.clone(), reporter, shutdown.clone());
+        let view = Arc::new(view);
+        (view.clone(), extender::ExtenderState::new(view).with_observer(observer))
+    });
+    let (caches_synced, synced_index, synced_view) =
+        (readiness.caches_synced.clone(), index.clone(), extender.as_ref().map(|e| e.0.clone()));
+    let synced_caches = caches.clone();
     tokio::spawn(async move {
+        use crate::extender::View as _;
         while (webhook_on && !synced_index.synced())
-            || reconciler_caches.as_ref().is_some_and(|c| !c.synced())
+            || synced_caches.as_ref().is_some_and(|c| !c.synced())
+            || synced_view.as_ref().is_some_and(|v| !v.synced())
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -216,7 +251,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
         tracing::info!("caches synced");
     });
 
-    if !args.no_webhook {
+    if webhook_on || extender_on {
         let store = CertStore::new();
         readiness.tls = Some(store.clone());
         match (&args.tls_cert_file, &args.tls_key_file, args.self_signed) {
@@ -251,15 +286,18 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
             _ => return Err(ServeError::NoCertificate),
         }
         let listener = server::bind(args.listen).await?;
-        tracing::info!(addr = %args.listen, "admission webhook listening");
-        let state = WebhookState { index: index.clone(), metrics: metrics.clone() };
+        let mut routes = axum::Router::new();
+        if webhook_on {
+            routes = routes
+                .merge(webhook::router(WebhookState { index: index.clone(), metrics: metrics.clone() }));
+            tracing::info!(addr = %args.listen, "admission webhook listening");
+        }
+        if let Some((_, state)) = extender {
+            routes = routes.merge(extender::router(state));
+            tracing::info!(addr = %args.listen, "scheduler extender listening under /scheduler/");
+        }
         let tls_config = tls::server_config(store)?;
-        tasks.push(tokio::spawn(server::serve_tls(
-            listener,
-            tls_config,
-            webhook::router(state),
-            shutdown.clone(),
-        )));
+        tasks.push(tokio::spawn(server::serve_tls(listener, tls_config, routes, shutdown.clone())));
     }
 
     let health = server::bind(args.health_listen).await?;

@@ -24,6 +24,10 @@ pub(crate) struct Governing {
     pub(crate) min_replicas: i32,
     pub(crate) max_replicas: Option<i32>,
     pub(crate) dry_run: bool,
+    /// For the scheduler extender: `minAvailableReplicaPercentage` (0 when unset) and the per-node cap
+    /// annotation, as written.
+    pub(crate) min_available_percentage: i32,
+    pub(crate) max_per_node: Option<String>,
 }
 
 impl Governing {
@@ -34,6 +38,8 @@ impl Governing {
             min_replicas: wpa.spec.min_replicas.unwrap_or(1),
             max_replicas: wpa.spec.max_replicas,
             dry_run: wpa.spec.dry_run.unwrap_or(false),
+            min_available_percentage: wpa.spec.min_available_replica_percentage.unwrap_or(0),
+            max_per_node: wpa.annotations().get(crate::api::annotations::SCHEDULER_MAX_PER_NODE).cloned(),
         }
     }
 }
