@@ -515,7 +515,7 @@ fn assess<'a, V: View + ?Sized>(
     if !pod.spec.node_name.is_empty() {
         return Err(NoOpinion::Bound);
     }
-    let gov = govern(view, pod)?;
+    let mut gov = govern(view, pod)?;
     let key = pod_key(pod);
 
     let mut per_node: HashMap<String, i64> = HashMap::new();
@@ -559,6 +559,15 @@ fn assess<'a, V: View + ?Sized>(
     }
     // Unbound siblings in the cache are in flight too: the first pod of a burst sees the others pending.
     let in_flight = in_flight_ledger + pending.len();
+    // R can lag behind the pods: a scale-up's pods reach the scheduler as soon as the Deployment's new
+    // count reaches our watch, or sooner. In a burst the replicas that exist (this one included) are a
+    // floor for it, so a burst is never placed against the budget of the count before the scale. (Outside
+    // a burst, more pods than R is a scale-down under way, and R is right.)
+    let existing = i64::try_from(bound.len() + pending.len() + in_flight_ledger + 1).unwrap_or(i64::MAX);
+    if in_flight > 0 && existing > gov.replicas {
+        gov.replicas = existing;
+        gov.budget = failure_budget(existing, gov.percent);
+    }
 
     let candidates = distinct(candidates);
     let wanted: HashSet<&str> = candidates.iter().copied().collect();

@@ -235,6 +235,22 @@ fn in_flight_siblings_get_exactly_one_node_and_the_ledger_spreads_the_burst() {
 }
 
 #[test]
+fn a_count_behind_the_pods_is_raised_to_the_replicas_that_exist() {
+    // The Deployment watch still says 2 while the pods of the scale to 8 already exist: 2 bound on n1 and 5
+    // pending. Against R=2 the budget would be 0 (every node over it); against the 8 that exist it is 2.
+    let v = FakeView::web(wpa(2, 70), 4);
+    v.bind("n1", 2);
+    for i in 0..5 {
+        v.pending(&format!("q{i}"));
+    }
+    let out = run_filter(&v, &mut Ledger::default(), "p", &NODES4, Instant::now());
+    assert!(out.infeasible.is_empty(), "{:?}", out.infeasible);
+    assert_eq!(out.passed.len(), 1, "siblings are in flight: {out:?}");
+    assert_ne!(out.passed[0], "n1");
+    assert!(out.failed["n1"].contains("holds 2 of 8 replicas"), "{}", out.failed["n1"]);
+}
+
+#[test]
 fn a_steady_decision_makes_the_next_sibling_a_burst() {
     let v = FakeView::web(wpa(8, 70), 4);
     let mut ledger = Ledger::default();
