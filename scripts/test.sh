@@ -19,7 +19,7 @@ say() { printf '\n== %s\n' "$*" >&2; }
 # Integration tests that need no control plane.
 PURE_TESTS=(engine_decisions webhook_router webhook_fuzz tls_rotation simulate_cli api_roundtrip)
 # Integration tests against a real control plane.
-E2E_TESTS=(control_plane webhook_e2e reconciler_e2e scaling_safety_e2e scheduler_extender_e2e rbac_e2e demo)
+E2E_TESTS=(control_plane crd_e2e webhook_e2e reconciler_e2e scaling_safety_e2e scheduler_extender_e2e rbac_e2e demo)
 
 # Every file of tests/ belongs to a tier, so that none is left out of the whole suite.
 for f in tests/*.rs; do
@@ -60,8 +60,11 @@ unit() {
 vectors() {
   say "upstream vectors (tests/data/upstream-vectors.json)"
   cargo test --locked --test upstream_vectors
-  say "independent reference vectors (tests/reference)"
-  WPA_VECTORS=tests/data/reference-vectors.json cargo test --locked --test upstream_vectors 2>&1 | tail -n 1
+  local f
+  for f in upstream-vectors-extra reconstructed-vectors reference-vectors; do
+    say "vectors: tests/data/$f.json"
+    WPA_VECTORS=tests/data/$f.json cargo test --locked --test upstream_vectors 2>&1 | tail -n 1
+  done
 }
 
 e2e() {

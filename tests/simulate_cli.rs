@@ -188,6 +188,17 @@ fn bad_input_is_one_clear_line_with_exit_code_2() {
             "timestamp,metric,value\n0,qps,1\n",
             "wpa simulate: wpa.yaml: invalid WPA: spec.metrics[0].external.lowWatermark: low WaterMark of External metric qps{map[app:web]} has to be strictly inferior to the High Watermark",
         ),
+        (
+            // Misspelled: never a zero-width band copied from the other watermark.
+            &WPA.replace("highWatermark: \"100\"", "highWaterMark: \"100\""),
+            "timestamp,metric,value\n0,qps,1\n",
+            "wpa simulate: wpa.yaml: invalid WPA: spec.metrics[0].external.highWaterMark: unknown field (did you mean highWatermark?); the API server would drop it",
+        ),
+        (
+            &WPA.replace("      highWatermark: \"100\"\n", ""),
+            "timestamp,metric,value\n0,qps,1\n",
+            "wpa simulate: wpa.yaml: invalid WPA: spec.metrics[0].external.highWatermark: required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling)",
+        ),
     ];
     for (wpa_text, series, want) in cases {
         let (code, stderr) = run_err(wpa_text, series);
@@ -195,6 +206,27 @@ fn bad_input_is_one_clear_line_with_exit_code_2() {
         assert_eq!(stderr, want);
         assert_eq!(stderr.lines().count(), 1);
     }
+}
+
+#[test]
+fn a_low_watermark_of_zero_never_downscales() {
+    // Upstream issue #153: lowWatermark 0 means "never downscale on this metric".
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let w = write(&dir, "wpa.yaml", &WPA.replace("lowWatermark: \"50\"", "lowWatermark: \"0\""));
+    let s = write(&dir, "series.csv", "timestamp,metric,value\n0,qps,1\n600,qps,0\n1200,qps,0\n");
+    let out = wpa()
+        .args(["simulate", "--format", "json", "--replicas", "6"])
+        .arg("--wpa")
+        .arg(&w)
+        .arg("--series")
+        .arg(&s)
+        .output()
+        .expect("run wpa");
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let replicas: Vec<i64> =
+        report["steps"].as_array().expect("steps").iter().filter_map(|s| s["replicas"].as_i64()).collect();
+    assert!(!replicas.is_empty() && replicas.iter().all(|&r| r == 6), "{replicas:?}");
 }
 
 #[test]

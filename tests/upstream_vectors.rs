@@ -397,12 +397,38 @@ fn replica_calculation(
             )
         }
         Some("Recommender") => {
+            // The request the reconciler sends for this pass, as the engine builds it.
+            let cluster = i["targetCluster"].as_str().unwrap_or_default();
+            // The request carries the WPA's own namespace (the pods' is only the metric lookups' fallback).
+            let wpa_own_ns = i["namespace"].as_str().or_else(|| i["wpa"]["namespace"].as_str()).unwrap_or("");
+            let query = recommender::query(wpa_own_ns, &spec, &scale, &selected, skip, cluster, ctx.now)
+                .ok_or("the spec has no recommender")?;
+            for section in [exp, der] {
+                if let Some(want) = section.get("recommenderRequest") {
+                    let reco = query.recommender.clone().unwrap_or_default();
+                    let wire = serde_json::to_value(recommender::build_request(&query, &reco))
+                        .map_err(|e| e.to_string())?;
+                    let actual = json!({
+                        "namespace": query.namespace, "targetCluster": query.target_cluster,
+                        "currentReplicas": query.current_replicas, "desiredReplicas": query.desired_replicas,
+                        "currentReadyReplicas": query.current_ready_replicas,
+                        "minReplicas": query.min_replicas, "maxReplicas": query.max_replicas,
+                        "targets": wire["targets"],
+                    });
+                    for (k, w) in want.as_object().into_iter().flatten() {
+                        check.eq(&format!("recommenderRequest.{k}"), w, &actual[k]);
+                    }
+                }
+            }
             let r = &i["recommenderResponse"];
             let ts = ctx.time(r.get("timestampOffsetSeconds").unwrap_or(&Value::Null))?;
+            let echo = i.get("recommenderEcho").is_some();
+            // A recommender that answers from the request: `currentReplicas`, within ±2 (upstream #333).
+            let answer = |n: i32| if echo { query.current_replicas + n } else { n };
             let rec = Recommendation {
-                replicas: i32_of(&r["replicas"]),
-                replicas_lower_bound: i32_of(&r["replicasLowerBound"]),
-                replicas_upper_bound: i32_of(&r["replicasUpperBound"]),
+                replicas: answer(if echo { 0 } else { i32_of(&r["replicas"]) }),
+                replicas_lower_bound: answer(if echo { -2 } else { i32_of(&r["replicasLowerBound"]) }),
+                replicas_upper_bound: answer(if echo { 2 } else { i32_of(&r["replicasUpperBound"]) }),
                 timestamp: ts.map(|t| t.to_string()),
                 details: r["details"].as_str().unwrap_or_default().to_string(),
                 observed_target_value: r["observedTargetValue"].as_f64().unwrap_or(0.0),
@@ -426,8 +452,8 @@ fn replica_calculation(
     match &result {
         Ok(r) => {
             let actual = result_json(r);
-            check.expect_keys(exp, &actual, &["error_contains", "timestamp"]);
-            check.expect_keys(der, &actual, &["timestamp"]);
+            check.expect_keys(exp, &actual, &["error_contains", "timestamp", "recommenderRequest"]);
+            check.expect_keys(der, &actual, &["timestamp", "recommenderRequest"]);
             check_error_contains(check, exp, None);
         }
         Err(e)
@@ -675,6 +701,7 @@ fn decision_facts(d: &Pass) -> BTreeMap<String, Value> {
         ("scaleUpdatedTo".into(), d.o.scaled_to.map_or(Value::Null, |n| json!(n))),
         ("normalizedDesired".into(), d.normalized.map_or(Value::Null, |n| json!(n.replicas))),
         ("rescaleReason".into(), json!(d.reason)),
+        ("status.currentReplicas".into(), json!(d.o.status.current_replicas)),
     ]);
     if let Some(gate::Blocked::Delay { seconds_left, .. }) = d.gate.as_ref().and_then(|g| g.blocked.clone()) {
         m.insert("delayRemainingSeconds".into(), json!(seconds_left));
@@ -701,6 +728,7 @@ fn check_decision(ctx: &Ctx, check: &mut Check, d: &Pass, section: &Value) {
             | "BelowLowWatermark"
             | "ConvergeToWatermark"
             | "ScalingBlocked" => check_conditions(check, d, &json!({ k.clone(): e.clone() })),
+            "events" => check_events(check, d, e),
             "result" | "error" | "sideEffects" => {}
             key if key.starts_with("status.conditions[") => {
                 let (idx, field) = key
@@ -723,6 +751,39 @@ fn check_decision(ctx: &Ctx, check: &mut Check, d: &Pass, section: &Value) {
                 Some(a) => check.eq(other, e, a),
                 None => check.diffs.push(format!("{other}: not produced by this adapter (expected {e})")),
             },
+        }
+    }
+}
+
+/// Every expected event must be among the pass's events (in any order; others may be there too). An event is
+/// an object `{type, reason, message | messageContains}` (any field may be left out), or the line a
+/// client-go FakeRecorder records, `"<type> <reason> <message>"`.
+fn check_events(check: &mut Check, d: &Pass, expected: &Value) {
+    let lines: Vec<(String, String, String)> =
+        d.o.events
+            .iter()
+            .map(|e| {
+                (
+                    (if e.warning { "Warning" } else { "Normal" }).to_string(),
+                    e.reason.to_string(),
+                    e.message.clone(),
+                )
+            })
+            .collect();
+    for want in expected.as_array().into_iter().flatten() {
+        let found = lines.iter().any(|(ty, reason, message)| match want {
+            Value::String(line) => *line == format!("{ty} {reason} {message}"),
+            Value::Object(w) => {
+                let field = |k: &str| w.get(k).and_then(Value::as_str);
+                field("type").or(field("eventType")).is_none_or(|t| t == ty)
+                    && field("reason").is_none_or(|r| r == reason)
+                    && field("message").is_none_or(|m| m == message)
+                    && field("messageContains").is_none_or(|m| message.contains(m))
+            }
+            _ => false,
+        });
+        if !found {
+            check.diffs.push(format!("events: {want} not among {lines:?}"));
         }
     }
 }

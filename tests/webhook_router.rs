@@ -164,17 +164,28 @@ async fn validate_refuses_every_upstream_and_stricter_rule_with_its_path() {
         (
             json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
                    "metrics": [{"type": "External", "external": {"metricName": "qps", "metricSelector": {"matchLabels": {"a": "b"}}, "highWatermark": "0", "lowWatermark": "0"}}]}),
-            "spec.metrics[0].external.highWatermark: must be greater than 0, got 0; spec.metrics[0].external.lowWatermark: must be greater than 0, got 0",
+            "spec.metrics[0].external.highWatermark: must be greater than 0, got 0",
         ),
         (
             json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
                    "metrics": [{"type": "External", "external": {"metricName": "qps", "highWatermark": "5"}}]}),
-            "spec.metrics[0].external.metricSelector: missing Labels for the External metric qps",
+            "spec.metrics[0].external.metricSelector: missing Labels for the External metric qps; spec.metrics[0].external.lowWatermark: required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling)",
         ),
         (
             json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
                    "metrics": [{"type": "External", "external": {"metricName": "qps", "metricSelector": {}}}]}),
-            "spec.metrics[0].external: watermarks are not set correctly, removing the WPA default/w from the Reconciler",
+            "spec.metrics[0].external: watermarks are not set correctly, removing the WPA default/w from the Reconciler; spec.metrics[0].external.highWatermark: required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling); spec.metrics[0].external.lowWatermark: required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling)",
+        ),
+        (
+            // A misspelled key never reaches the webhook (the API server drops it): the watermark is missing.
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                   "metrics": [{"type": "Resource", "resource": {"name": "cpu", "metricSelector": {"matchLabels": {"a": "b"}}, "lowWatermark": "200m"}}]}),
+            "spec.metrics[0].resource.highWatermark: required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling)",
+        ),
+        (
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                   "metrics": [{"type": "External", "external": {"metricName": "qps", "metricSelector": {"matchLabels": {"a": "b"}}, "highWatermark": "5", "lowWatermark": "-1"}}]}),
+            "spec.metrics[0].external.lowWatermark: must not be negative, got -1",
         ),
         (
             json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
@@ -188,7 +199,7 @@ async fn validate_refuses_every_upstream_and_stricter_rule_with_its_path() {
         ),
         (
             json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
-                   "metrics": [{"type": "External", "external": {"metricName": "q", "metricSelector": {}, "highWatermark": "1"}}],
+                   "metrics": [{"type": "External", "external": {"metricName": "q", "metricSelector": {}, "highWatermark": "1", "lowWatermark": "0"}}],
                    "recommender": {"url": "http://reco", "highWatermark": "1", "lowWatermark": "1"}}),
             "spec.recommender: recommender and metrics can't be set at the same time, please choose one",
         ),

@@ -385,6 +385,7 @@ fn is_zero(v: &i32) -> bool {
 pub struct MetricStatus {
     /// `External` or `Resource`.
     #[serde(rename = "type", default)]
+    #[schemars(extend("x-wpa-required" = true))]
     pub type_: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalMetricStatus>,
@@ -397,6 +398,7 @@ pub struct MetricStatus {
 pub struct ExternalMetricStatus {
     /// The metric's name (for a recommender, its display name).
     #[serde(default)]
+    #[schemars(extend("x-wpa-required" = true))]
     pub metric_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric_selector: Option<LabelSelector>,
@@ -411,6 +413,7 @@ pub struct ExternalMetricStatus {
 pub struct ResourceMetricStatus {
     /// The resource's name.
     #[serde(default)]
+    #[schemars(extend("x-wpa-required" = true))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_average_utilization: Option<i32>,
@@ -451,13 +454,13 @@ pub fn crd() -> CustomResourceDefinition {
             s.inline_subschemas = true;
             s.meta_schema = None;
         })
-        .with_transform(schemars::transform::AddNullable::default())
         .with_transform(kube::core::schema::StructuralSchemaRewriter)
         .with_transform(kube::core::schema::OptionalEnum)
         .with_transform(kube::core::schema::OptionalIntOrString)
         .into_generator();
     let mut value = generator.into_root_schema_for::<WatermarkPodAutoscaler>().to_value();
     normalize_schema(&mut value);
+    atomic_selectors(&mut value);
     if let Some(obj) = value.as_object_mut() {
         obj.remove("title");
         obj.insert(
@@ -467,12 +470,48 @@ pub fn crd() -> CustomResourceDefinition {
     }
     let schema: JSONSchemaProps =
         serde_json::from_value(value).expect("a normalized schema is valid JSONSchemaProps");
+    crd.spec.names.list_kind = Some(format!("{KIND}List"));
     for version in &mut crd.spec.versions {
         if let Some(validation) = version.schema.as_mut() {
             validation.open_api_v3_schema = Some(schema.clone());
         }
     }
     crd
+}
+
+/// Label selectors are replaced whole by server-side apply, as upstream's CRD (controller-gen, from the
+/// `+structType=atomic` of `metav1.LabelSelector`) declares: one manager owns a selector, and an apply that
+/// drops a label drops it.
+fn atomic_selectors(node: &mut serde_json::Value) {
+    use serde_json::Value;
+    match node {
+        Value::Object(obj) => {
+            if let Some(Value::Object(props)) = obj.get_mut("properties") {
+                for (name, prop) in props.iter_mut() {
+                    if name == "metricSelector"
+                        && let Value::Object(selector) = prop
+                    {
+                        selector.insert("x-kubernetes-map-type".into(), "atomic".into());
+                        if let Some(Value::Object(expressions)) =
+                            selector.get_mut("properties").and_then(|p| p.get_mut("matchExpressions"))
+                        {
+                            expressions.insert("x-kubernetes-list-type".into(), "atomic".into());
+                            if let Some(Value::Object(values)) = expressions
+                                .get_mut("items")
+                                .and_then(|i| i.get_mut("properties"))
+                                .and_then(|p| p.get_mut("values"))
+                            {
+                                values.insert("x-kubernetes-list-type".into(), "atomic".into());
+                            }
+                        }
+                    }
+                }
+            }
+            obj.values_mut().for_each(atomic_selectors);
+        }
+        Value::Array(items) => items.iter_mut().for_each(atomic_selectors),
+        _ => {}
+    }
 }
 
 /// Brings the derived schema to what the API server should enforce, as controller-gen would write it:
@@ -488,6 +527,9 @@ fn normalize_schema(node: &mut serde_json::Value) {
         return;
     };
     obj.remove("default");
+    // Upstream declares nothing nullable: the API server prunes an explicit null (Helm's `minReplicas:
+    // null`) instead of storing it.
+    obj.remove("nullable");
     if obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         obj.insert("anyOf".into(), serde_json::json!([{"type": "integer"}, {"type": "string"}]));
     }
@@ -503,8 +545,6 @@ fn normalize_schema(node: &mut serde_json::Value) {
                 && p.remove("x-wpa-required") == Some(Value::Bool(true))
             {
                 required.push(name.clone());
-                // A required field is never null.
-                p.remove("nullable");
             }
         }
     }

@@ -6,8 +6,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::calc::Recommendation;
-use crate::api::{CrossVersionObjectReference, RecommenderSpec};
+use jiff::Timestamp;
+
+use super::{
+    calc::{Recommendation, ScaleInfo},
+    pods::{self, PodInfo},
+};
+use crate::api::{CrossVersionObjectReference, RecommenderSpec, WatermarkPodAutoscalerSpec};
 
 fn is_zero_i32(v: &i32) -> bool {
     *v == 0
@@ -104,6 +109,42 @@ pub struct RecommenderQuery {
     pub current_ready_replicas: i32,
     pub min_replicas: i32,
     pub max_replicas: i32,
+}
+
+/// What to ask the WPA's recommender in this pass (`GetRecommenderReplicas`): the target's spec replicas as
+/// both current and desired (upstream #334: status replicas inflate during a rolling update, and a
+/// recommender that follows `currentReplicas` would climb one replica per cycle), the ready pods clamped to
+/// status replicas, the WPA's bounds. `None` when the WPA has no recommender.
+pub fn query(
+    namespace: &str,
+    spec: &WatermarkPodAutoscalerSpec,
+    scale: &ScaleInfo,
+    pods: &[PodInfo],
+    skip_owner_check: bool,
+    cluster: &str,
+    now: Timestamp,
+) -> Option<RecommenderQuery> {
+    let reco = spec.recommender.as_ref()?;
+    let ready = pods::count_ready_pods(
+        pods,
+        &scale.name,
+        spec.readiness_delay_seconds.unwrap_or(0),
+        skip_owner_check,
+        now,
+    )
+    .ready
+    .min(scale.status_replicas);
+    Some(RecommenderQuery {
+        namespace: namespace.to_string(),
+        target_ref: spec.scale_target_ref.clone(),
+        target_cluster: cluster.to_string(),
+        recommender: Some(reco.clone()),
+        desired_replicas: scale.spec_replicas,
+        current_replicas: scale.spec_replicas,
+        current_ready_replicas: ready,
+        min_replicas: spec.min_replicas.unwrap_or(0),
+        max_replicas: spec.max_replicas.unwrap_or(0),
+    })
 }
 
 /// Builds the wire request. Watermarks are sent as `milli / 1000` (so `800m` is `0.8`).

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{
     api::quantity::Quantity,
     api::selector,
-    api::{WatermarkPodAutoscalerSpec, annotations},
+    api::{MetricSource, WatermarkPodAutoscalerSpec, annotations},
 };
 
 /// A default the spec lacks: the JSON pointer of the field, its value, and whether the field is present
@@ -314,37 +314,40 @@ pub(crate) fn admission_violations(
     {
         add("spec.minAvailableReplicaPercentage", format!("must be between 0 and 100, got {p}"));
     }
-    let positive = |path: String, q: &Option<Quantity>, out: &mut Vec<Violation>| {
-        if let Some(q) = q
-            && q.milli() <= 0
-        {
-            out.push(Violation { path, message: format!("must be greater than 0, got {q}") });
-        }
-    };
     for (i, m) in spec.metrics.iter().flatten().enumerate() {
-        if let Some(e) = &m.external {
-            positive(format!("spec.metrics[{i}].external.highWatermark"), &e.high_watermark, &mut out);
-            positive(format!("spec.metrics[{i}].external.lowWatermark"), &e.low_watermark, &mut out);
-            if let Some(sel) = &e.metric_selector
-                && let Err(err) = selector::Selector::from_label_selector(sel)
-            {
-                out.push(Violation {
-                    path: format!("spec.metrics[{i}].external.metricSelector"),
-                    message: err.problem,
-                });
+        let Some(source) = m.source() else { continue };
+        let base = match source {
+            MetricSource::External(_) => format!("spec.metrics[{i}].external"),
+            MetricSource::Resource(_) => format!("spec.metrics[{i}].resource"),
+        };
+        // Upstream copies a missing watermark from the other one: a band of zero width, which scales on
+        // every wobble. Both are required here (a misspelled key, dropped by the API server, reads as
+        // missing). lowWatermark 0 is allowed: "never downscale on this metric" (upstream issue #153).
+        for (field, q, zero_ok) in [
+            ("highWatermark", source.high_watermark(), false),
+            ("lowWatermark", source.low_watermark(), true),
+        ] {
+            let path = format!("{base}.{field}");
+            match q {
+                None => out.push(Violation {
+                    path,
+                    message: "required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling)".into(),
+                }),
+                Some(q) if q.milli() < 0 || (q.milli() == 0 && !zero_ok) => out.push(Violation {
+                    path,
+                    message: if zero_ok {
+                        format!("must not be negative, got {q}")
+                    } else {
+                        format!("must be greater than 0, got {q}")
+                    },
+                }),
+                Some(_) => {}
             }
         }
-        if let Some(res) = &m.resource {
-            positive(format!("spec.metrics[{i}].resource.highWatermark"), &res.high_watermark, &mut out);
-            positive(format!("spec.metrics[{i}].resource.lowWatermark"), &res.low_watermark, &mut out);
-            if let Some(sel) = &res.metric_selector
-                && let Err(err) = selector::Selector::from_label_selector(sel)
-            {
-                out.push(Violation {
-                    path: format!("spec.metrics[{i}].resource.metricSelector"),
-                    message: err.problem,
-                });
-            }
+        if let Some(sel) = source.selector()
+            && let Err(err) = selector::Selector::from_label_selector(sel)
+        {
+            out.push(Violation { path: format!("{base}.metricSelector"), message: err.problem });
         }
     }
     if let Some(reco) = &spec.recommender {

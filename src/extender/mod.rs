@@ -252,6 +252,7 @@ fn filter(state: &ExtenderState, decoded: Decoded, started: Instant) -> Response
             "scheduler extender: filter panicked; passing every node");
         FilterOutcome {
             passed: candidates.clone(),
+            allowed: candidates.clone(),
             failed: Default::default(),
             mode: Mode::NoOpinion(NoOpinion::Internal),
             infeasible: Vec::new(),

@@ -14,9 +14,14 @@
 //!   the fewest replicas (water-filling) and reports the infeasibility.
 //!
 //! The caches lag the scheduler by tens of milliseconds, so during a scale-up burst a sibling placed a
-//! moment ago is not yet visible. Scoring cannot fix that (in-tree plugins outvote us on ties), so while
-//! siblings are in flight `filter` decides itself: it returns exactly one node, records it in the ledger,
-//! and the next sibling counts it. One feasible node means the scheduler uses it without prioritizing.
+//! moment ago is not yet visible. Scoring cannot fix that (in-tree plugins outvote us on ties), so
+//! `filter` decides itself: it returns exactly one node (the fewest replicas of the target, then the
+//! fewest in its zone), records it in the ledger, and the next sibling counts it. One feasible node means
+//! the scheduler uses it without prioritizing. It does so for every governed pod, not only once siblings
+//! are visibly in flight: the first pod of a burst often arrives before its siblings reach the caches, and
+//! a pod allowed several nodes would land where the next decisions cannot know (measured on 1.20.2: 1 run
+//! in 5 broke the budget by one that way). The scheduler's own preferences still choose among the
+//! candidates of pods without a WPA.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -256,8 +261,11 @@ pub struct Infeasible {
 /// What `filter` decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FilterOutcome {
-    /// A subset of the candidates in their order; never empty when there were candidates.
+    /// What the scheduler gets: for a governed pod the one node chosen among `allowed`; otherwise every
+    /// candidate. Never empty when there were candidates.
     pub passed: Vec<String>,
+    /// The candidates within budget (or, when none is, the water-fill set), in their order.
+    pub allowed: Vec<String>,
     /// Rejected candidates and why.
     pub failed: BTreeMap<String, String>,
     pub mode: Mode,
@@ -272,17 +280,11 @@ pub(crate) struct PrioritizeOutcome {
     pub mode: Mode,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Placement {
-    One(String),
-    /// A steady-state decision: the pod went to one of these, we do not know which.
-    AnyOf(Vec<String>),
-}
-
 #[derive(Clone, Debug)]
 struct Entry {
     at: Instant,
-    placement: Placement,
+    /// The one node the pod was allowed.
+    node: String,
 }
 
 /// Our recent placements that the caches may not show yet, by target and pod uid. An entry goes when the
@@ -317,7 +319,7 @@ impl Ledger {
         });
     }
 
-    fn record(&mut self, target: &Target, uid: &str, placement: Placement, now: Instant) {
+    fn record(&mut self, target: &Target, uid: &str, node: String, now: Instant) {
         if self.len() >= LEDGER_MAX_ENTRIES {
             self.expire(now);
         }
@@ -335,10 +337,7 @@ impl Ledger {
                 es.remove(&u);
             }
         }
-        self.by_target
-            .entry(target.clone())
-            .or_default()
-            .insert(uid.to_owned(), Entry { at: now, placement });
+        self.by_target.entry(target.clone()).or_default().insert(uid.to_owned(), Entry { at: now, node });
     }
 }
 
@@ -463,8 +462,6 @@ struct Candidate<'a> {
     count: i64,
     zone: Option<String>,
     zone_count: i64,
-    /// Steady-state siblings that may have gone here.
-    possible: i64,
 }
 
 /// Everything a decision about one governed pod reads, counted once.
@@ -537,7 +534,6 @@ fn assess<'a, V: View + ?Sized>(
     }
 
     ledger.expire(now);
-    let mut possible: HashMap<String, i64> = HashMap::new();
     let mut in_flight_ledger = 0;
     if let Some(entries) = ledger.by_target.get_mut(&gov.target) {
         entries.retain(|uid, _| !bound.contains(uid));
@@ -547,14 +543,7 @@ fn assess<'a, V: View + ?Sized>(
             }
             in_flight_ledger += 1;
             pending.remove(uid);
-            match &entry.placement {
-                Placement::One(node) => *per_node.entry(node.clone()).or_default() += 1,
-                Placement::AnyOf(nodes) => {
-                    for node in nodes {
-                        *possible.entry(node.clone()).or_default() += 1;
-                    }
-                }
-            }
+            *per_node.entry(entry.node.clone()).or_default() += 1;
         }
     }
     // Unbound siblings in the cache are in flight too: the first pod of a burst sees the others pending.
@@ -630,7 +619,6 @@ fn assess<'a, V: View + ?Sized>(
             Candidate {
                 name,
                 count: per_node.get(name).copied().unwrap_or(0),
-                possible: possible.get(name).copied().unwrap_or(0),
                 safe: f.safe,
                 zone: f.zone,
                 zone_count,
@@ -866,8 +854,10 @@ pub(crate) fn filter<V: View + ?Sized>(
     let a = match assess(view, ledger, pod, candidates, now) {
         Ok(a) => a,
         Err(reason) => {
+            let all: Vec<String> = candidates.iter().map(|c| (*c).to_owned()).collect();
             return FilterOutcome {
-                passed: candidates.iter().map(|c| (*c).to_owned()).collect(),
+                passed: all.clone(),
+                allowed: all,
                 failed: BTreeMap::new(),
                 mode: Mode::NoOpinion(reason),
                 infeasible: Vec::new(),
@@ -891,35 +881,30 @@ pub(crate) fn filter<V: View + ?Sized>(
     if set.is_empty() {
         // Unreachable by construction (water-filling keeps at least one node), but an empty answer would
         // reject every node, so fail open rather than trust that.
+        let all: Vec<String> = a.candidates.iter().map(|c| c.name.to_owned()).collect();
         return FilterOutcome {
-            passed: a.candidates.iter().map(|c| c.name.to_owned()).collect(),
+            passed: all.clone(),
+            allowed: all,
             failed: BTreeMap::new(),
             mode: Mode::NoOpinion(NoOpinion::Internal),
             infeasible,
         };
     }
-    let (passed, mode) = if a.in_flight > 0 {
-        let zone_key = |c: &Candidate| if a.zoned { c.zone_count } else { 0 };
-        let best = set
-            .iter()
-            .min_by_key(|c| (c.count, zone_key(c), c.possible, stable_hash(&a.key, c.name)))
-            .map(|c| c.name)
-            .unwrap_or(set[0].name);
-        for c in &set {
-            if c.name != best {
-                failed.insert(c.name.to_owned(), format!("wpa: burst placement chose {best}"));
-            }
+    let zone_key = |c: &Candidate| if a.zoned { c.zone_count } else { 0 };
+    let best = set
+        .iter()
+        .min_by_key(|c| (c.count, zone_key(c), stable_hash(&a.key, c.name)))
+        .map(|c| c.name)
+        .unwrap_or(set[0].name);
+    for c in &set {
+        if c.name != best {
+            failed.insert(c.name.to_owned(), format!("wpa: placement chose {best}"));
         }
-        ledger.record(&a.gov.target, &a.key, Placement::One(best.to_owned()), now);
-        (vec![best.to_owned()], Mode::Burst)
-    } else {
-        let names: Vec<String> = set.iter().map(|c| c.name.to_owned()).collect();
-        let placement =
-            if names.len() == 1 { Placement::One(names[0].clone()) } else { Placement::AnyOf(names.clone()) };
-        ledger.record(&a.gov.target, &a.key, placement, now);
-        (names, Mode::Steady)
-    };
-    FilterOutcome { passed, failed, mode, infeasible }
+    }
+    ledger.record(&a.gov.target, &a.key, best.to_owned(), now);
+    let mode = if a.in_flight > 0 { Mode::Burst } else { Mode::Steady };
+    let allowed = set.iter().map(|c| c.name.to_owned()).collect();
+    FilterOutcome { passed: vec![best.to_owned()], allowed, failed, mode, infeasible }
 }
 
 /// Scores the candidates 0..=10: over budget 0, within budget 6..=10 (fewer of the target's replicas on

@@ -174,8 +174,19 @@ fn nodes_at_the_budget_are_rejected_with_a_reason_in_failed_nodes() {
     v.bind("n2", 1);
     let out = run_filter(&v, &mut Ledger::default(), "p", &NODES4, Instant::now());
     assert_eq!(out.mode, Mode::Steady);
-    assert_eq!(out.passed, ["n2", "n3", "n4"]);
-    assert_eq!(out.failed.keys().collect::<Vec<_>>(), ["n1"]);
+    assert_eq!(out.allowed, ["n2", "n3", "n4"]);
+    assert!(
+        out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
+        "one node, among the allowed: {out:?}"
+    );
+    let over: Vec<&String> = out
+        .failed
+        .iter()
+        .filter(|(_, why)| !why.starts_with("wpa: placement chose"))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(over, ["n1"]);
+    assert_eq!(out.failed.len(), 3, "the allowed nodes not chosen are refused too: {out:?}");
     assert_eq!(
         out.failed["n1"],
         "wpa: node holds 2 of 8 replicas of default/web; budget 2 (minAvailableReplicaPercentage=70)"
@@ -257,7 +268,11 @@ fn a_steady_decision_makes_the_next_sibling_a_burst() {
     let now = Instant::now();
     let first = run_filter(&v, &mut ledger, "p1", &NODES4, now);
     assert_eq!(first.mode, Mode::Steady);
-    assert_eq!(first.passed, NODES4);
+    assert_eq!(first.allowed, NODES4);
+    assert!(
+        first.passed.len() == 1 && first.allowed.contains(&first.passed[0]),
+        "one node, among the allowed: {first:?}"
+    );
     let second = run_filter(&v, &mut ledger, "p2", &NODES4, now);
     assert_eq!(second.mode, Mode::Burst);
     assert_eq!(second.passed.len(), 1);
@@ -278,7 +293,11 @@ fn a_placement_seen_bound_leaves_the_ledger_and_is_counted_once() {
     v.bind("n2", 1);
     let out = run_filter(&v, &mut ledger, "p2", &["n1", "n2"], now);
     assert_eq!(out.mode, Mode::Steady, "p1 is bound, nothing is in flight");
-    assert_eq!(out.passed, ["n1", "n2"]);
+    assert_eq!(out.allowed, ["n1", "n2"]);
+    assert!(
+        out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
+        "one node, among the allowed: {out:?}"
+    );
     assert_eq!(ledger.len(), 1, "only p2's own decision remains");
 }
 
@@ -307,7 +326,11 @@ fn water_fills_and_reports_when_no_node_is_within_budget() {
     v.bind("n2", 2);
     v.bind("n3", 2);
     let out = run_filter(&v, &mut Ledger::default(), "p", &["n1", "n2", "n3"], Instant::now());
-    assert_eq!(out.passed, ["n2", "n3"]);
+    assert_eq!(out.allowed, ["n2", "n3"]);
+    assert!(
+        out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
+        "one node, among the allowed: {out:?}"
+    );
     assert!(out.failed.contains_key("n1"));
     assert_eq!(out.infeasible.len(), 1);
     let i = &out.infeasible[0];
@@ -326,7 +349,11 @@ fn a_zero_budget_still_spreads_and_says_why() {
     let v = FakeView::web(wpa(2, 70), 3);
     v.bind("n1", 1);
     let out = run_filter(&v, &mut Ledger::default(), "p", &["n1", "n2", "n3"], Instant::now());
-    assert_eq!(out.passed, ["n2", "n3"]);
+    assert_eq!(out.allowed, ["n2", "n3"]);
+    assert!(
+        out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
+        "one node, among the allowed: {out:?}"
+    );
     assert_eq!(out.infeasible[0].level, Level::Node);
     assert!(out.infeasible[0].message.contains("no room for any loss"), "{}", out.infeasible[0].message);
 }
@@ -382,7 +409,11 @@ fn a_tolerated_taint_is_a_home() {
     {
         pod.spec.tolerations = tolerations;
         let out = filter(&v, &mut Ledger::default(), &pod, &["n1", "n2"], Instant::now());
-        assert_eq!(out.passed, ["n1", "n2"], "{:?}", pod.spec.tolerations);
+        assert_eq!(out.allowed, ["n1", "n2"], "{:?}", pod.spec.tolerations);
+        assert!(
+            out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
+            "one node, among the allowed: {out:?}"
+        );
     }
     pod.spec.tolerations = vec![toleration("Equal", "db")];
     let out = filter(&v, &mut Ledger::default(), &pod, &["n1", "n2"], Instant::now());
@@ -440,7 +471,11 @@ fn a_zone_rule_the_zones_cannot_hold_is_reported_not_enforced() {
     v.bind("n3", 1);
     v.bind("n4", 1);
     let out = run_filter(&v, &mut Ledger::default(), "p", &NODES4, Instant::now());
-    assert_eq!(out.passed, NODES4, "the node budget still holds everywhere");
+    assert_eq!(out.allowed, NODES4, "the node budget still holds everywhere");
+    assert!(
+        out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
+        "one node, among the allowed: {out:?}"
+    );
     assert_eq!(out.infeasible.len(), 1);
     assert_eq!(out.infeasible[0].level, Level::Zone);
 }
@@ -452,7 +487,11 @@ fn the_zone_rule_gives_way_before_the_node_rule() {
     v.bind("n2", 2);
     v.bind("n3", 2);
     let out = run_filter(&v, &mut Ledger::default(), "p", &["n2", "n3", "n4"], Instant::now());
-    assert_eq!(out.passed, ["n2", "n3", "n4"]);
+    assert_eq!(out.allowed, ["n2", "n3", "n4"]);
+    assert!(
+        out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
+        "one node, among the allowed: {out:?}"
+    );
     assert_eq!(out.infeasible.iter().map(|i| i.level).collect::<Vec<_>>(), [Level::Zone]);
 }
 
@@ -469,7 +508,11 @@ fn the_cap_annotation_limits_replicas_per_node() {
     v.bind("n1", 2);
     v.bind("n2", 1);
     let out = run_filter(&v, &mut Ledger::default(), "p", &["n1", "n2", "n3"], Instant::now());
-    assert_eq!(out.passed, ["n2", "n3"]);
+    assert_eq!(out.allowed, ["n2", "n3"]);
+    assert!(
+        out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
+        "one node, among the allowed: {out:?}"
+    );
     assert_eq!(
         out.failed["n1"],
         "wpa: node holds 2 of 10 replicas of default/web; cap 2 (wpa.datadoghq.com/scheduler-max-per-node)"
@@ -479,7 +522,7 @@ fn the_cap_annotation_limits_replicas_per_node() {
         let v = FakeView::web(a, 3);
         v.bind("n1", 2);
         let out = run_filter(&v, &mut Ledger::default(), "p", &["n1", "n2", "n3"], Instant::now());
-        assert_eq!(out.passed, ["n1", "n2", "n3"]);
+        assert_eq!(out.allowed, ["n1", "n2", "n3"]);
     }
 }
 
@@ -494,14 +537,19 @@ fn the_cap_survives_water_filling_and_gives_way_only_when_every_node_is_at_it() 
     v.bind("n2", 1);
     v.bind("n3", 1);
     let out = run_filter(&v, &mut Ledger::default(), "p", &["n1", "n2", "n3"], Instant::now());
-    assert_eq!(out.passed, ["n2", "n3"]);
+    assert_eq!(out.allowed, ["n2", "n3"]);
+    assert!(
+        out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
+        "one node, among the allowed: {out:?}"
+    );
     assert_eq!(out.infeasible.iter().map(|i| i.level).collect::<Vec<_>>(), [Level::Node]);
     // Every candidate at the cap: never an empty answer.
     let v = FakeView::web(a, 2);
     v.bind("n1", 3);
     v.bind("n2", 3);
     let out = run_filter(&v, &mut Ledger::default(), "p", &["n1", "n2"], Instant::now());
-    assert_eq!(out.passed, ["n1", "n2"]);
+    assert_eq!(out.allowed, ["n1", "n2"]);
+    assert_eq!(out.passed.len(), 1);
     assert_eq!(out.infeasible.iter().map(|i| i.level).collect::<Vec<_>>(), [Level::Cap, Level::Node]);
 }
 
@@ -617,7 +665,11 @@ fn every_candidate_lost_still_passes_some() {
         v.nodes.insert(n.into(), NodeState { ready: false, ..ready(None) });
     }
     let out = run_filter(&v, &mut Ledger::default(), "p", &["n1", "n2"], Instant::now());
-    assert_eq!(out.passed, ["n1", "n2"]);
+    assert_eq!(out.allowed, ["n1", "n2"]);
+    assert!(
+        out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
+        "one node, among the allowed: {out:?}"
+    );
     assert_eq!(out.infeasible[0].level, Level::Node);
 }
 

@@ -27,7 +27,6 @@ use crate::{
         self, MetricObservation, MonitorObservation, Observation, TargetError, TargetErrorKind,
         calc::{ExternalSample, Recommendation, ScaleInfo},
         pods::{self, PodInfo},
-        recommender::RecommenderQuery,
     },
     reconciler::recommender_client::{RecommenderClient, RecommenderError},
 };
@@ -426,26 +425,10 @@ impl Sources {
     ) -> Result<Recommendation, String> {
         let Some(reco) = &spec.recommender else { return Err("no recommender configured".into()) };
         let skip_owner = pods::should_skip_owner_check(wpa.metadata.annotations.as_ref());
-        let ready = pods::count_ready_pods(
-            pods,
-            &scale.name,
-            spec.readiness_delay_seconds.unwrap_or(0),
-            skip_owner,
-            now,
-        )
-        .ready
-        .min(scale.status_replicas);
-        let query = RecommenderQuery {
-            namespace: wpa.namespace().unwrap_or_default(),
-            target_ref: spec.scale_target_ref.clone(),
-            target_cluster: self.cluster_name.clone(),
-            recommender: Some(reco.clone()),
-            desired_replicas: scale.spec_replicas,
-            current_replicas: scale.spec_replicas,
-            current_ready_replicas: ready,
-            min_replicas: spec.min_replicas.unwrap_or(0),
-            max_replicas: spec.max_replicas.unwrap_or(0),
-        };
+        let namespace = wpa.namespace().unwrap_or_default();
+        let query =
+            engine::recommender::query(&namespace, spec, scale, pods, skip_owner, &self.cluster_name, now)
+                .ok_or("no recommender configured")?;
         let key = format!("{}/{}", wpa.namespace().unwrap_or_default(), wpa.name_any());
         let client = self.recommenders.get(&key, reco.tls_config.as_ref()).map_err(|e| e.to_string())?;
         if let Some(h) = &self.http {

@@ -113,6 +113,33 @@ pub(crate) fn metric_names(wpa: &WatermarkPodAutoscaler) -> Vec<String> {
 }
 
 /// Reads the WPA a user would `kubectl apply`, defaulted and validated as the admission webhook would.
+/// A key of a metric's source that the API server would drop (a misspelled watermark, typically), with its
+/// path: the typed parse would read such a watermark as missing.
+fn unknown_metric_field(wpa: &serde_yaml_ng::Value) -> Option<String> {
+    let metrics = wpa.get("spec")?.get("metrics")?.as_sequence()?;
+    for (i, m) in metrics.iter().enumerate() {
+        for (source, known) in [
+            ("external", ["metricName", "metricSelector", "highWatermark", "lowWatermark"]),
+            ("resource", ["name", "metricSelector", "highWatermark", "lowWatermark"]),
+        ] {
+            let Some(fields) = m.get(source).and_then(|s| s.as_mapping()) else { continue };
+            for key in fields.keys().filter_map(|k| k.as_str()) {
+                if !known.contains(&key) {
+                    let hint = known
+                        .iter()
+                        .find(|k| k.eq_ignore_ascii_case(key))
+                        .map(|k| format!(" (did you mean {k}?)"))
+                        .unwrap_or_default();
+                    return Some(format!(
+                        "spec.metrics[{i}].{source}.{key}: unknown field{hint}; the API server would drop it"
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
 pub(crate) fn read_wpa(path: &Path) -> Result<WatermarkPodAutoscaler, InputError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| InputError::new(path, None, format!("cannot read: {e}")))?;
@@ -135,6 +162,9 @@ pub(crate) fn parse_wpa(path: &Path, text: &str) -> Result<WatermarkPodAutoscale
     }
     let value = found
         .ok_or_else(|| InputError::new(path, None, "no WatermarkPodAutoscaler document in this file"))?;
+    if let Some(problem) = unknown_metric_field(&value) {
+        return Err(InputError::new(path, None, format!("invalid WPA: {problem}")));
+    }
     let mut wpa: WatermarkPodAutoscaler =
         serde_yaml_ng::from_value(value).map_err(|e| yaml_error(e, "not a valid WatermarkPodAutoscaler"))?;
     if wpa.metadata.namespace.is_none() {
