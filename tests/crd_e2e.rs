@@ -71,6 +71,31 @@ async fn selectors_are_atomic_nulls_are_pruned_and_status_metrics_are_strict() {
     let spec = stored["spec"].as_object().expect("spec");
     assert!(!spec.contains_key("minReplicas") && !spec.contains_key("tolerance"), "nulls pruned: {spec:?}");
 
+    // `kubectl get wpa` shows the value of Resource metrics too (upstream's column shows External ones only).
+    for (name, status_metric, want) in [
+        ("web", json!({"type": "External", "external": {"metricName": "qps", "currentValue": "7"}}), "7"),
+        (
+            "nulls",
+            json!({"type": "Resource", "resource": {"name": "cpu", "currentAverageValue": "250m"}}),
+            "250m",
+        ),
+    ] {
+        let status = json!({"status": {"currentReplicas": 1, "desiredReplicas": 1, "currentMetrics": [status_metric]}});
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("status");
+        let table = cluster.kubectl(&["get", "wpa", name, "-n", "default"]);
+        let table = String::from_utf8_lossy(&table.stdout).to_string();
+        // Columns are aligned on the header; empty cells are blanks.
+        let column = table.lines().next().and_then(|h| h.find("VALUE")).unwrap_or(0);
+        let value = table
+            .lines()
+            .nth(1)
+            .and_then(|row| row.get(column..))
+            .and_then(|cell| cell.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(value, want, "the value column of {name}:\n{table}");
+    }
+
     // A status metric without its type, or an external one without its metric name, is refused.
     for (entry, field) in [
         (json!({"external": {"metricName": "qps", "currentValue": "1"}}), "type"),

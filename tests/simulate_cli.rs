@@ -239,3 +239,45 @@ fn shipped_crd_copies_equal_the_generated_crd() {
         assert_eq!(shipped, generated, "{copy} is stale: regenerate it with `cargo run -- crd > {copy}`");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    use std::io::Read;
+    // `wpa simulate ... | head -c 100`: the report is far larger than a pipe buffer.
+    let mut child = wpa()
+        .args(["simulate", "--format", "table"])
+        .arg("--wpa")
+        .arg(root().join("examples/wpa.yaml"))
+        .arg("--series")
+        .arg(root().join("examples/series.csv"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wpa");
+    let mut first = [0u8; 100];
+    child.stdout.take().expect("stdout").read_exact(&mut first).expect("the start of the report");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn certs_keep_the_key_private_and_never_replace_a_ca_unasked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let certs = |extra: &[&str]| {
+        wpa().arg("certs").arg("--out-dir").arg(dir.path()).args(extra).output().expect("run wpa certs")
+    };
+    assert!(certs(&[]).status.success());
+    let mode = std::fs::metadata(dir.path().join("tls.key")).expect("tls.key").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "tls.key is readable by its owner only");
+    let ca = std::fs::read(dir.path().join("ca.crt")).expect("ca.crt");
+    let again = certs(&[]);
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("ca.crt exists") && stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read(dir.path().join("ca.crt")).expect("ca.crt"), ca, "the CA is left alone");
+    assert!(certs(&["--force"]).status.success());
+    assert_ne!(std::fs::read(dir.path().join("ca.crt")).expect("ca.crt"), ca, "--force replaces it");
+}

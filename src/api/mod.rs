@@ -55,7 +55,8 @@ pub mod annotations {
     printcolumn = r#"{"name": "scaling active", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"ScalingActive\")].status"}"#,
     printcolumn = r#"{"name": "condition", "type": "string", "jsonPath": ".status.lastConditionType"}"#,
     printcolumn = r#"{"name": "condition state", "type": "string", "jsonPath": ".status.lastConditionState"}"#,
-    printcolumn = r#"{"name": "value", "type": "string", "jsonPath": ".status.currentMetrics[*].external.currentValue.."}"#,
+    // Upstream's column reads External metrics only (its issue #126: empty for Resource metrics).
+    printcolumn = r#"{"name": "value", "type": "string", "jsonPath": ".status.currentMetrics[*]['external.currentValue','resource.currentAverageValue']"}"#,
     printcolumn = r#"{"name": "high watermark", "type": "string", "jsonPath": ".spec..highWatermark"}"#,
     printcolumn = r#"{"name": "low watermark", "type": "string", "jsonPath": ".spec..lowWatermark"}"#,
     printcolumn = r#"{"name": "age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,

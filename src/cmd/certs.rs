@@ -12,16 +12,42 @@ pub(crate) struct CertsArgs {
     /// DNS names and IPs of the serving certificate (repeatable or comma-separated).
     #[arg(long = "san", value_delimiter = ',', default_values_t = ["127.0.0.1".to_string(), "localhost".to_string(), "wpa.wpa-system.svc".to_string(), "wpa.wpa-system.svc.cluster.local".to_string()])]
     pub(crate) sans: Vec<String>,
+    /// Replace an existing CA in --out-dir (every certificate it signed, and every caBundle that trusts it,
+    /// stops working).
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// Why `wpa certs` wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CertsError {
+    #[error(
+        "{0} exists: a new CA would invalidate every certificate it signed and every caBundle that trusts it; pass --force to replace it"
+    )]
+    CaExists(PathBuf),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Writes `ca.crt`, `tls.crt` and `tls.key` into `--out-dir`.
-pub(crate) fn run(args: &CertsArgs) -> Result<(), tls::TlsError> {
+/// The key is readable by its owner only.
+pub(crate) fn run(args: &CertsArgs) -> Result<(), CertsError> {
+    let ca = args.out_dir.join("ca.crt");
+    if ca.exists() && !args.force {
+        return Err(CertsError::CaExists(ca));
+    }
     let generated = tls::generate_self_signed(&args.sans)?;
-    for (file, contents) in
-        [("ca.crt", &generated.ca_pem), ("tls.crt", &generated.cert_pem), ("tls.key", &generated.key_pem)]
-    {
+    for (file, contents, private) in [
+        ("ca.crt", &generated.ca_pem, false),
+        ("tls.crt", &generated.cert_pem, false),
+        ("tls.key", &generated.key_pem, true),
+    ] {
         let path = args.out_dir.join(file);
-        tls::write_file(&path, contents)?;
+        if private {
+            tls::write_private_file(&path, contents)?;
+        } else {
+            tls::write_file(&path, contents)?;
+        }
         println!("wrote {}", path.display());
     }
     println!("serving certificate for: {}", args.sans.join(", "));

@@ -103,17 +103,28 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         #[cfg(feature = "dev-tools")]
         Command::Demo(args) => {
+            crate::devtools::demo::preflight()?;
             let bin_dir = crate::devtools::demo::binaries()?;
-            runtime()?.block_on(crate::devtools::demo::run(&args, bin_dir))?;
+            runtime()?.block_on(crate::devtools::demo::run_until_interrupted(&args, bin_dir))?;
         }
-        Command::Explain(args) => print!("{}", runtime()?.block_on(explain::run(&args))?),
-        Command::Crd => print!("{}", crate::api::crd_yaml()),
+        Command::Explain(args) => stdout(&runtime()?.block_on(explain::run(&args))?)?,
+        Command::Crd => stdout(&crate::api::crd_yaml())?,
         Command::Certs(args) => certs::run(&args)?,
         Command::Simulate(args) => simulate::command(&args)?,
         #[cfg(feature = "dev-tools")]
         Command::Bench(args) => crate::devtools::bench::command(args, runtime)?,
     }
     Ok(())
+}
+
+/// Writes a command's output. A reader that goes away (`wpa simulate | head`) is not an error.
+pub(crate) fn stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

@@ -25,10 +25,33 @@ const WPA: &str = include_str!("../../examples/wpa.yaml");
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct DemoArgs {
-    /// Forbidden windows and delays of the example WPA are shortened to this many seconds, so that a whole
-    /// burst-and-lull cycle takes about two minutes instead of an hour.
-    #[arg(long, default_value_t = 10)]
+    /// Forbidden windows and delays of the example WPA are shortened to this many seconds (1 to 3600; the
+    /// API refuses 0), so that a whole burst-and-lull cycle takes about two minutes instead of an hour.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=3600))]
     pub(crate) window_seconds: i32,
+}
+
+/// Why the demo cannot run here, before anything is started.
+pub(crate) fn preflight() -> Result<()> {
+    if !devcluster::process::is_root() {
+        bail!(
+            "needs root: it creates a network namespace (ip netns) for the synthetic metrics provider and, the first time, \
+             installs Debian packages with apt-get; run it with sudo (`wpa simulate` needs neither root nor a cluster)"
+        );
+    }
+    Ok(())
+}
+
+/// Runs the demo until it ends or SIGINT/SIGTERM arrives; either way everything it started is torn down
+/// (the control plane and its temporary and in-memory directories, the network namespace, `wpa serve`).
+pub(crate) async fn run_until_interrupted(args: &DemoArgs, bin_dir: PathBuf) -> Result<()> {
+    tokio::select! {
+        result = run(args, bin_dir) => result,
+        () = crate::runtime::serve::termination() => {
+            eprintln!("[demo] interrupted: tearing everything down");
+            bail!("interrupted; everything it started was torn down")
+        }
+    }
 }
 
 /// The control-plane binaries: found, or built by the project's script (the first time only).
@@ -76,7 +99,7 @@ fn condition(wpa: &WatermarkPodAutoscaler, type_: &str) -> String {
 }
 
 /// Runs the demo on the control plane in `bin_dir` (from [`binaries`]).
-pub(crate) async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<()> {
+async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<()> {
     let exe = std::env::current_exe().context("locating the wpa binary")?;
     eprintln!(
         "[demo] starting a private control plane (etcd, kube-apiserver, controller-manager, scheduler)"

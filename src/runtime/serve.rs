@@ -175,7 +175,7 @@ fn watch_autoscalers(client: &Client, index: Arc<TargetIndex>, shutdown: Cancell
 }
 
 /// Resolves on SIGTERM or SIGINT.
-async fn termination() {
+pub(crate) async fn termination() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

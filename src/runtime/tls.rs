@@ -241,10 +241,33 @@ fn time_now() -> ::time::OffsetDateTime {
 
 /// Writes a file readable by its owner (and the CA bundle readable by everyone, it is public).
 pub(crate) fn write_file(path: &Path, contents: &str) -> Result<(), TlsError> {
+    write_with_mode(path, contents, 0o644)
+}
+
+/// Writes a private key: readable by its owner only, also when the file existed with wider permissions.
+pub(crate) fn write_private_file(path: &Path, contents: &str) -> Result<(), TlsError> {
+    write_with_mode(path, contents, 0o600)
+}
+
+fn write_with_mode(path: &Path, contents: &str, mode: u32) -> Result<(), TlsError> {
+    use std::{
+        io::Write,
+        os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    };
+    let failed = |source| TlsError::Write { path: path.to_path_buf(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.to_path_buf(), source })?;
     }
-    std::fs::write(path, contents).map_err(|source| TlsError::Write { path: path.to_path_buf(), source })
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(failed)?;
+    // `mode` applies to a new file only: narrow an existing one before writing the secret into it.
+    file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(failed)?;
+    file.write_all(contents.as_bytes()).map_err(failed)
 }
 
 #[cfg(test)]

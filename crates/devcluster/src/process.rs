@@ -223,3 +223,9 @@ pub fn terminate(child: &Child) {
     // SAFETY: kill(2) has no memory preconditions; the pid is our own child's.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
 }
+
+/// Whether this process runs as root (network namespaces and the first install need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

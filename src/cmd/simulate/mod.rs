@@ -512,14 +512,14 @@ pub(crate) fn command(args: &SimulateArgs) -> Result<(), InputError> {
     }
     let opts = Options { replicas: args.replicas, ready_after: args.ready_after, step: args.step };
     let report = run(&wpa, &series, &opts);
-    match args.format {
-        Format::Table => print!("{}", render_table(&report)),
-        Format::Json => println!("{}", render_json(&report)),
-        Format::Csv => print!("{}", render_csv(&report)),
-    }
     if let Some(plot) = &args.plot {
         std::fs::write(plot, plot::render_svg(&report))
             .map_err(|e| InputError::new(plot, None, format!("cannot write the plot: {e}")))?;
     }
-    Ok(())
+    let text = match args.format {
+        Format::Table => render_table(&report),
+        Format::Json => render_json(&report) + "\n",
+        Format::Csv => render_csv(&report),
+    };
+    super::stdout(&text).map_err(|e| InputError::new(Path::new("stdout"), None, format!("cannot write: {e}")))
 }

@@ -194,6 +194,7 @@ pub(crate) fn command(
         }
         BenchTarget::Reconciler { wpas, steady_seconds, concurrency } => {
             let steady = Duration::from_secs(steady_seconds.max(15));
+            super::demo::preflight()?;
             let bin_dir = super::demo::binaries()?;
             print!("{}", runtime()?.block_on(reconciler::run(wpas, steady, concurrency, bin_dir))?);
         }
