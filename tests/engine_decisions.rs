@@ -110,6 +110,7 @@ fn run_with<'a>(
         metrics,
         recommendation: None,
         monitor: MonitorObservation::NotRequested,
+        conflicts: &[],
     };
     settle(w, &obs, at, result)
 }
@@ -270,6 +271,7 @@ fn lifecycle_control_blocks_until_the_monitor_is_ok() {
         metrics: &m,
         recommendation: None,
         monitor,
+        conflicts: &[],
     };
     let blocked = decide(&w, &observe(MonitorObservation::Found { state: Some("Alert".into()) }), now());
     assert_eq!(
@@ -302,6 +304,7 @@ fn the_target_at_zero_turns_scaling_off() {
         metrics: &m,
         recommendation: None,
         monitor: MonitorObservation::NotRequested,
+        conflicts: &[],
     };
     let d = decide(&w, &obs, now());
     assert_eq!(d.scaled_to, None);
@@ -375,4 +378,48 @@ fn from_the_third_pass_on_a_stable_wpa_writes_nothing() {
     // upscale window closing (60 s), pass 21 the downscale window closing (300 s); nothing else is written.
     let writes: Vec<usize> = changed.iter().enumerate().filter(|(_, c)| **c).map(|(i, _)| i + 1).collect();
     assert_eq!(writes, [1, 2, 5, 21]);
+}
+
+#[test]
+fn an_hpa_on_the_same_target_is_a_condition_and_one_event() {
+    let mut w = wpa(serde_json::json!({}));
+    let p = pods(4);
+    let m = external(400_000);
+    let observe = |conflicts: &'static [String]| Observation {
+        target: Ok(scale(4)),
+        pods: Ok(&p),
+        metrics: &m,
+        recommendation: None,
+        monitor: MonitorObservation::NotRequested,
+        conflicts,
+    };
+    static HPA: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| vec!["default/web-hpa".into()]);
+    let first = decide(&w, &observe(&HPA), now());
+    let (status, reason, message) = condition(&first.outcome, "ConflictingAutoscaler");
+    assert_eq!((status, reason), ("True", "HorizontalPodAutoscalerFound"));
+    assert!(
+        message.starts_with("HorizontalPodAutoscaler default/web-hpa also scales Deployment/web"),
+        "{message}"
+    );
+    let warnings: Vec<&str> = first.events.iter().filter(|e| e.warning).map(|e| e.reason).collect();
+    assert_eq!(warnings, ["HorizontalPodAutoscalerFound"]);
+    // The conflict persists: no second event. Scaling is not blocked by it.
+    w.status = Some(first.status.clone());
+    let again = decide(&w, &observe(&HPA), now() + Duration::from_secs(15));
+    assert!(again.events.iter().all(|e| e.reason != "HorizontalPodAutoscalerFound"));
+    // The HPA is gone: the condition says so.
+    w.status = Some(again.status.clone());
+    let gone = decide(&w, &observe(&[]), now() + Duration::from_secs(30));
+    assert_eq!(condition(&gone.outcome, "ConflictingAutoscaler").0, "False");
+    // A WPA that never had a conflict never carries the condition; an accepted one is not reported.
+    let fresh = wpa(serde_json::json!({}));
+    let plain = decide(&fresh, &observe(&[]), now());
+    assert!(get_condition(&plain.status, "ConflictingAutoscaler").is_none());
+    let mut accepted = wpa(serde_json::json!({}));
+    accepted.metadata.annotations =
+        Some([("wpa.datadoghq.com/allow-conflicting-autoscaler".to_string(), "true".to_string())].into());
+    assert!(
+        get_condition(&decide(&accepted, &observe(&HPA), now()).status, "ConflictingAutoscaler").is_none()
+    );
 }

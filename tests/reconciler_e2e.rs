@@ -566,3 +566,54 @@ spec:
     .await
     .expect("the status reports the usage");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpa_created_after_the_wpa_is_reported_as_a_conflict() {
+    let c = ScalingCluster::start().await;
+    c.deployment("fight", "app", 2).await.expect("deployment");
+    c.metrics.set("app-qps", 150.0);
+    c.apply_wpa(&wpa_yaml("fight", "app", "app", "app-qps", "100", "50", "")).await.unwrap();
+    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    support::wait_for(30 * SECOND, || async {
+        let st = c.wpa_status("fight", "app").await.map_err(|e| e.to_string())?;
+        if st.observed_generation.is_some() { Ok(()) } else { Err("not reconciled yet".to_string()) }
+    })
+    .await
+    .expect("a first pass");
+    // The webhook refuses a WPA on a target an HPA scales, but not an HPA created afterwards.
+    c.cluster
+        .kubectl_apply(
+            "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: app-hpa, namespace: fight}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: app}\n  minReplicas: 1\n  maxReplicas: 10\n",
+        )
+        .expect("the HPA");
+    let msg = c
+        .wait_condition(
+            "fight",
+            "app",
+            "ConflictingAutoscaler",
+            "True",
+            "HorizontalPodAutoscalerFound",
+            30 * SECOND,
+        )
+        .await
+        .expect("the conflict is reported");
+    assert!(msg.starts_with("HorizontalPodAutoscaler fight/app-hpa also scales Deployment/app"), "{msg}");
+    let events = c.cluster.kubectl(&["get", "events", "-n", "fight", "-o", "jsonpath={.items[*].reason}"]);
+    assert!(String::from_utf8_lossy(&events.stdout).contains("HorizontalPodAutoscalerFound"));
+    let trace = std::process::Command::new(env!("CARGO_BIN_EXE_wpa"))
+        .args(["explain", "-n", "fight", "app", "--kubeconfig"])
+        .arg(c.cluster.kubeconfig_path())
+        .output()
+        .expect("run wpa explain");
+    let trace = String::from_utf8_lossy(&trace.stdout);
+    assert!(
+        trace.contains("Conflict: HorizontalPodAutoscaler fight/app-hpa also scales Deployment/app"),
+        "{trace}"
+    );
+    // The HPA goes: so does the conflict.
+    c.cluster.kubectl(&["delete", "hpa", "app-hpa", "-n", "fight"]);
+    c.wait_condition("fight", "app", "ConflictingAutoscaler", "False", "NoOtherAutoscaler", 30 * SECOND)
+        .await
+        .expect("the conflict is over");
+    drop(serve);
+}

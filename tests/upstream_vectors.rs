@@ -972,6 +972,7 @@ fn reconcile_entry(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut C
                 metrics: &metric_obs,
                 recommendation: None,
                 monitor,
+                conflicts: &[],
             };
             Some(Pass::settled(&wpa, engine::decide(&wpa, &obs, ctx.now)))
         }

@@ -62,6 +62,7 @@ pub(crate) async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
     let sources = Sources {
         client,
         caches: None,
+        autoscalers: None,
         discovery: Default::default(),
         recommenders: Default::default(),
         http: None,
@@ -99,6 +100,17 @@ pub(crate) fn render(
         "WatermarkPodAutoscaler {ns}/{} at {now} (read only: nothing is written)",
         wpa.name_any()
     );
+    if !inputs.conflicts.is_empty() {
+        let r = &wpa.spec.scale_target_ref;
+        let _ = writeln!(
+            o,
+            "\nConflict: HorizontalPodAutoscaler {} also scales {}/{}: the two fight over its replica count \
+             (delete one, or set wpa.datadoghq.com/allow-conflicting-autoscaler: \"true\" to accept it).",
+            inputs.conflicts.join(", "),
+            r.kind,
+            r.name
+        );
+    }
     if let Some(msg) = &d.invalid {
         let _ = writeln!(
             o,

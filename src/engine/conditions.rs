@@ -15,6 +15,8 @@ pub const ABOVE_HIGH_WATERMARK: &str = "AboveHighWatermark";
 pub const BELOW_LOW_WATERMARK: &str = "BelowLowWatermark";
 pub(crate) const CONVERGE_TO_WATERMARK: &str = "ConvergeToWatermark";
 pub(crate) const SCALING_BLOCKED: &str = "ScalingBlocked";
+/// Ours: another autoscaler (an HPA) scales the same target.
+pub(crate) const CONFLICTING_AUTOSCALER: &str = "ConflictingAutoscaler";
 
 /// `True` / `False` as Kubernetes writes them.
 pub fn status_str(b: bool) -> &'static str {
@@ -50,6 +52,12 @@ pub(crate) mod text {
         "the last scaling time was sufficiently old as to warrant a new scale";
     pub(crate) const SUCCESSFUL_SCALE: &str = "SuccessfulScale";
     pub(crate) const FAILED_SCALE: &str = "FailedScale";
+    /// Ours: the ConflictingAutoscaler condition.
+    pub(crate) const CONFLICT_FOUND: &str = "HorizontalPodAutoscalerFound";
+    pub(crate) const NO_CONFLICT: &str = "NoOtherAutoscaler";
+    pub(crate) const NO_CONFLICT_MSG: &str = "no other autoscaler scales the target";
+    pub(crate) const CONFLICT_ACCEPTED: &str = "ConflictAccepted";
+    pub(crate) const CONFLICT_ACCEPTED_MSG: &str = "another autoscaler scales the target, and the WPA's allow-conflicting-autoscaler annotation accepts it";
     /// Ours (the HPA's word): a status write failed.
     pub(crate) const FAILED_UPDATE_STATUS: &str = "FailedUpdateStatus";
     pub(crate) const DRY_RUN_ENABLED: &str = "DryRun mode enabled";

@@ -85,6 +85,8 @@ pub struct Observation<'a> {
     /// The recommender's answer, when the WPA uses one.
     pub recommendation: Option<Result<Recommendation, String>>,
     pub monitor: MonitorObservation,
+    /// The HorizontalPodAutoscalers that scale the same target (`namespace/name`).
+    pub conflicts: &'a [String],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,6 +17,7 @@
 
 pub mod calc;
 pub mod conditions;
+mod conflict;
 mod decision;
 pub mod gate;
 mod lifecycle;
@@ -100,6 +101,7 @@ pub fn decide<'a>(wpa: &'a WatermarkPodAutoscaler, obs: &Observation<'_>, now: T
     let spec = effective_spec(&wpa.spec);
     let mut d = Decision::new(Cow::Borrowed(&wpa.spec), wpa.status.clone().unwrap_or_default(), now);
     d.set(SCALING_ACTIVE, false, text::FAILED_PROCESS_WPA, text::FAILED_PROCESS_WPA_MSG);
+    conflict::report(&mut d, wpa, obs.conflicts);
 
     if let Err(msg) = validation::check_wpa_validity(&spec, &namespace, &wpa.name_any()) {
         d.set(ABLE_TO_SCALE, false, text::FAILED_SPEC_CHECK, &format!("Invalid WPA specification: {msg}"));

@@ -429,6 +429,7 @@ mod tests {
             metrics: &metrics,
             recommendation: None,
             monitor: MonitorObservation::NotRequested,
+            conflicts: &[],
         };
         let decision = engine::decide(w, &obs, now);
         e.record(w, &decision, &decision.settle(w, engine::ScaleResult::Written));

@@ -115,6 +115,8 @@ pub(crate) struct Sources {
     pub(crate) client: Client,
     /// Watch caches; `None` reads everything from the API (`wpa explain`).
     pub(crate) caches: Option<Arc<Caches>>,
+    /// Which autoscalers scale which target (the HPAs that fight a WPA); `None` lists them from the API.
+    pub(crate) autoscalers: Option<Arc<crate::webhook::TargetIndex>>,
     pub(crate) discovery: DiscoveryCache,
     pub(crate) recommenders: RecommenderClients,
     pub(crate) http: Option<Arc<dyn HttpObserver>>,
@@ -141,6 +143,7 @@ pub(crate) struct Inputs {
     pub(crate) metrics: Vec<MetricObservation>,
     pub(crate) recommendation: Option<Result<Recommendation, String>>,
     pub(crate) monitor: MonitorObservation,
+    pub(crate) conflicts: Vec<String>,
 }
 
 impl Inputs {
@@ -151,6 +154,7 @@ impl Inputs {
             metrics: &self.metrics,
             recommendation: self.recommendation.clone(),
             monitor: self.monitor.clone(),
+            conflicts: &self.conflicts,
         }
     }
 }
@@ -201,6 +205,7 @@ impl Sources {
             metrics: Vec::new(),
             recommendation: None,
             monitor: MonitorObservation::NotRequested,
+            conflicts: self.conflicting_hpas(wpa, &namespace).await,
         };
         if engine::validation::check_wpa_validity(&spec, &namespace, &wpa.name_any()).is_err() {
             // The engine reports the invalid spec; nothing else is read.
@@ -236,6 +241,37 @@ impl Sources {
             inputs.metrics.push(obs);
         }
         inputs
+    }
+
+    /// The HorizontalPodAutoscalers scaling the WPA's target: from the autoscaler index, else listed from the
+    /// API (`wpa explain`). A failed list is not a conflict: it is logged and the pass goes on.
+    async fn conflicting_hpas(&self, wpa: &WatermarkPodAutoscaler, namespace: &str) -> Vec<String> {
+        let r = &wpa.spec.scale_target_ref;
+        if let Some(index) = &self.autoscalers {
+            return index
+                .hpas_for(namespace, &r.kind, &r.name)
+                .into_iter()
+                .map(|n| format!("{namespace}/{n}"))
+                .collect();
+        }
+        let api: Api<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler> =
+            Api::namespaced(self.client.clone(), namespace);
+        match api.list(&Default::default()).await {
+            Ok(list) => list
+                .items
+                .iter()
+                .filter(|h| {
+                    h.spec.as_ref().is_some_and(|s| {
+                        s.scale_target_ref.kind == r.kind && s.scale_target_ref.name == r.name
+                    })
+                })
+                .map(|h| format!("{namespace}/{}", h.name_any()))
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %short_kube_error(&e), "cannot list HorizontalPodAutoscalers");
+                Vec::new()
+            }
+        }
     }
 
     /// The target's scale: from the cache for Deployments and StatefulSets, else `GET /scale`.
@@ -521,6 +557,7 @@ mod tests {
         Sources {
             client: super::super::scale::tests::answering(status, body),
             caches: None,
+            autoscalers: None,
             discovery: Default::default(),
             recommenders: Default::default(),
             http: None,

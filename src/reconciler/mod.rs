@@ -415,6 +415,7 @@ pub(crate) async fn start(
     client: Client,
     args: &ReconcilerArgs,
     caches: Arc<Caches>,
+    autoscalers: Arc<crate::webhook::TargetIndex>,
     registry: &crate::runtime::registry::Metrics,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, leader::TimingsError> {
@@ -450,6 +451,7 @@ pub(crate) async fn start(
         sources: Sources {
             client: client.clone(),
             caches: Some(caches.clone()),
+            autoscalers: Some(autoscalers),
             discovery: Default::default(),
             recommenders: Default::default(),
             http: Some(exporter.clone()),

@@ -206,18 +206,24 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     if !webhook_on && !extender_on && args.no_reconciler {
         return Err(ServeError::NothingToRun);
     }
+    // Which autoscaler scales what: the webhook's conflict checks, the extender's WPAs, and the reconciler's
+    // report of an HPA created after a WPA on the same target.
     let index = TargetIndex::new();
-    if webhook_on || extender_on {
-        watch_autoscalers(&client, index.clone(), shutdown.clone());
-    }
+    watch_autoscalers(&client, index.clone(), shutdown.clone());
     let namespaces = Namespaces::parse(&args.reconciler.namespaces);
     let caches = (!args.no_reconciler || extender_on)
         .then(|| Arc::new(Caches::start(&client, &namespaces, shutdown.clone())));
     let mut tasks = Vec::new();
     if let (false, Some(caches)) = (args.no_reconciler, &caches) {
-        let supervisor =
-            reconciler::start(client.clone(), &args.reconciler, caches.clone(), &metrics, shutdown.clone())
-                .await?;
+        let supervisor = reconciler::start(
+            client.clone(),
+            &args.reconciler,
+            caches.clone(),
+            index.clone(),
+            &metrics,
+            shutdown.clone(),
+        )
+        .await?;
         tasks.push(supervisor);
     }
     let extender = extender_on.then(|| {
@@ -241,7 +247,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let synced_caches = caches.clone();
     tokio::spawn(async move {
         use crate::extender::View as _;
-        while (webhook_on && !synced_index.synced())
+        while !synced_index.synced()
             || synced_caches.as_ref().is_some_and(|c| !c.synced())
             || synced_view.as_ref().is_some_and(|v| !v.synced())
         {

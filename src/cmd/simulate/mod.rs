@@ -316,6 +316,7 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
             metrics: &observations,
             recommendation: None,
             monitor: MonitorObservation::Found { state: Some("OK".into()) },
+            conflicts: &[],
         };
         let decision = engine::decide(&wpa, &obs, now);
         // The simulated target always takes the count it is given.

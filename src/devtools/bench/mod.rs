@@ -111,6 +111,7 @@ pub(crate) fn engine(seconds: f64) -> String {
             metrics: &metrics,
             recommendation: None,
             monitor: MonitorObservation::NotRequested,
+            conflicts: &[],
         };
         black_box(engine::decide(black_box(&wpa), &obs, now));
     };
