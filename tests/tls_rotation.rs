@@ -91,6 +91,7 @@ async fn a_kubelet_symlink_swap_rotates_the_certificate_without_failing_a_reques
         listener,
         tls::server_config(store).expect("config"),
         webhook::router(state),
+        server::Limits::default(),
         shutdown.clone(),
     ));
 

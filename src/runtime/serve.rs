@@ -25,7 +25,7 @@ use crate::{
     reconciler::{self, ReconcilerArgs, caches::Caches},
     runtime::{
         client::{ClientError, kube_client},
-        http::{self as server, Readiness},
+        http::{self as server, Limits, Readiness},
         registry::Metrics,
         tls::{self, CertFiles, CertStore},
         watch::Namespaces,
@@ -83,6 +83,26 @@ pub(crate) struct ServeArgs {
     /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
     #[arg(long, env = "WPA_KUBECONFIG")]
     pub(crate) kubeconfig: Option<PathBuf>,
+    /// After SIGTERM, keep serving this long with /readyz answering 503 (so the Service stops sending
+    /// requests here first), then stop accepting and drain in-flight requests (at most 20 s).
+    #[arg(long, env = "WPA_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration::arg_or_off)]
+    pub(crate) shutdown_delay: Duration,
+    /// HTTPS connections served at once; more wait in the kernel's queue (lowered to fit the open-files
+    /// limit, so the health port always has descriptors).
+    #[arg(long, env = "WPA_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    pub(crate) max_connections: usize,
+    /// HTTPS requests answered at once; more get 503 at once (the API server retries).
+    #[arg(long, env = "WPA_MAX_REQUESTS_IN_FLIGHT", default_value_t = Limits::default().max_requests)]
+    pub(crate) max_requests_in_flight: usize,
+    /// Bytes of request bodies in flight on the HTTPS port; past it, 503 at once.
+    #[arg(long, env = "WPA_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = Limits::default().max_body_bytes)]
+    pub(crate) max_body_bytes_in_flight: usize,
+    /// A request's headers must arrive within this (slow-header clients are disconnected).
+    #[arg(long, env = "WPA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration::arg)]
+    pub(crate) header_read_timeout: Duration,
+    /// An HTTPS connection that moves no byte for this long is closed.
+    #[arg(long, env = "WPA_IDLE_TIMEOUT", default_value = "60s", value_parser = duration::arg)]
+    pub(crate) idle_timeout: Duration,
     /// Log format: JSON lines (every line about a WPA carries wpa_name, wpa_namespace and its
     /// logs-attributes pairs) or text.
     #[arg(long, env = "WPA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
@@ -172,6 +192,18 @@ fn watch_autoscalers(client: &Client, index: Arc<TargetIndex>, shutdown: Cancell
     let i = index.clone();
     crate::runtime::watch::drive("WatermarkPodAutoscaler", wpas, shutdown.clone(), move |e| i.apply_wpa(&e));
     crate::runtime::watch::drive("HorizontalPodAutoscaler", hpas, shutdown, move |e| index.apply_hpa(&e));
+}
+
+/// The open-files limit, raised to its hard limit first (the default soft limit of 1024 is below what a
+/// webhook under load and its watches need).
+fn open_files() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-files limit; assuming 1024");
+            1024
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -303,7 +335,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
             tracing::info!(addr = %args.listen, "scheduler extender listening under /scheduler/");
         }
         let tls_config = tls::server_config(store)?;
-        tasks.push(tokio::spawn(server::serve_tls(listener, tls_config, routes, shutdown.clone())));
+        let limits = Limits {
+            max_connections: args.max_connections,
+            max_requests: args.max_requests_in_flight,
+            max_body_bytes: args.max_body_bytes_in_flight,
+            max_request_body: Limits::default().max_request_body,
+            header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
+        }
+        .fitted_to_open_files(open_files());
+        tasks.push(tokio::spawn(server::serve_tls(listener, tls_config, routes, limits, shutdown.clone())));
     }
 
     let health = server::bind(args.health_listen).await?;
@@ -315,8 +356,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     ));
 
     termination().await;
-    tracing::info!("shutting down");
+    // Kubernetes removes the pod from the Service's endpoints asynchronously: keep answering (with /readyz
+    // at 503) until the API server has stopped calling, then drain. A second signal cuts the wait short.
     readiness.stopping.store(true, Ordering::Release);
+    tracing::info!(delay = ?args.shutdown_delay, "shutting down: /readyz answers 503, then the servers drain");
+    tokio::select! {
+        () = tokio::time::sleep(args.shutdown_delay) => {}
+        () = termination() => tracing::info!("second signal: draining now"),
+    }
     shutdown.cancel();
     for t in tasks {
         let _ = t.await;

@@ -73,12 +73,30 @@ fn json_error(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-/// The `timeout` query parameter the API server appends (`?timeout=10s`).
+/// The `timeout` query parameter the API server appends (`?timeout=10s`), within the 1 s to 30 s the API
+/// server can send: a client cannot switch off the body deadline with a huge one.
 pub fn parse_timeout(query: Option<&str>) -> Option<Duration> {
     query?
         .split('&')
         .find_map(|kv| kv.strip_prefix("timeout="))
         .and_then(crate::api::duration::parse_duration)
+        .map(|t| t.clamp(Duration::from_secs(1), Duration::from_secs(30)))
+}
+
+/// The longest denial message sent back: a message quotes the values it refuses, and a value may be
+/// megabytes long.
+const MAX_MESSAGE: usize = 4096;
+
+/// `message`, cut to [`MAX_MESSAGE`] bytes (on a character boundary) with a note of what was left out.
+fn bounded(message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &message[..end], message.len() - end)
 }
 
 struct Answer {
@@ -187,7 +205,7 @@ async fn answer(state: &WebhookState, endpoint: Endpoint, request: Request) -> A
             namespace = %request.namespace.as_deref().unwrap_or(""),
             name = %request.name,
             reason = verdict.reason,
-            message = verdict.message.as_deref().unwrap_or(""),
+            denial = %verdict.message.as_deref().map(|m| bounded(m.to_string())).unwrap_or_default(),
             "admission denied"
         );
     }
@@ -242,7 +260,7 @@ pub(crate) fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'
         };
     }
     if !rules::is_workload(group, kind) {
-        tracing::info!(group, kind, "admission request for a kind this webhook does not handle: allowed");
+        tracing::debug!(group, kind, "admission request for a kind this webhook does not handle: allowed");
         return Verdict::allow("unknown_kind");
     }
     let parsed;
@@ -291,7 +309,7 @@ pub(crate) fn review_response(api_version: &str, uid: String, verdict: Verdict) 
         // reason Invalid it would print "The request is invalid" and hide the message).
         status: (!verdict.allowed).then(|| StatusOut {
             status: "Failure",
-            message: verdict.message.unwrap_or_default(),
+            message: bounded(verdict.message.unwrap_or_default()),
             reason: "Forbidden",
             code: 403,
         }),

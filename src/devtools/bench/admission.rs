@@ -157,7 +157,8 @@ pub(crate) async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Resu
     let listener =
         server::bind("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?).await.map_err(|e| e.to_string())?;
     println!("{}", listener.local_addr().map_err(|e| e.to_string())?.port());
-    server::serve_tls(listener, tls::server_config(store).map_err(|e| e.to_string())?, app, shutdown).await;
+    let tls = tls::server_config(store).map_err(|e| e.to_string())?;
+    server::serve_tls(listener, tls, app, server::Limits::default(), shutdown).await;
     Ok(())
 }
 
