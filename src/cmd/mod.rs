@@ -1,10 +1,15 @@
 //! The `wpa` command line: one subcommand per tool, each with its arguments next to its `run`.
+//!
+//! Installed (or linked) as `kubectl-wpa`, the binary is a kubectl plugin: `kubectl wpa dry-run ...` and
+//! `kubectl wpa explain ...` run `wpa dry-run ...` and `wpa explain ...` (kubectl runs `kubectl-wpa` with
+//! the arguments after `wpa`).
 
 pub(crate) mod certs;
+pub(crate) mod dryrun;
 pub(crate) mod explain;
 pub(crate) mod simulate;
 
-use std::process::ExitCode;
+use std::{ffi::OsString, path::Path, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +47,12 @@ pub(crate) enum Command {
     /// Reads the WPA, its target's /scale, its pods and its metrics with your kubeconfig, runs the same
     /// engine as the reconciler, and writes nothing.
     Explain(explain::ExplainArgs),
+    /// Enable, disable, list or restore the dry-run mode of WPAs, as upstream's `kubectl wpa dry-run`.
+    ///
+    /// Select one WPA by NAME, or several with --all or -l SELECTOR, in the namespace of -n (or of the
+    /// kubeconfig context), or in every namespace with -A. Each change is a JSON merge patch of
+    /// spec.dryRun alone.
+    DryRun(dryrun::DryRunArgs),
     /// Print the WatermarkPodAutoscaler CustomResourceDefinition (YAML), as generated from the code.
     Crd,
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
@@ -66,6 +77,7 @@ impl Command {
             #[cfg(feature = "dev-tools")]
             Command::Demo(_) => "demo",
             Command::Explain(_) => "explain",
+            Command::DryRun(_) => "dry-run",
             Command::Crd => "crd",
             Command::Certs(_) => "certs",
             Command::Simulate(_) => "simulate",
@@ -75,15 +87,72 @@ impl Command {
     }
 }
 
-/// Parses the arguments and runs the command. Errors are printed once, as `wpa COMMAND: cause: cause...`;
-/// bad input to `wpa simulate` exits with 2, every other failure with 1.
+/// The kubectl plugin's command line (`kubectl wpa ...`): the commands that work on a user's cluster with
+/// the user's kubeconfig, as upstream's plugin offers `dry-run`.
+#[derive(Parser, Debug)]
+#[command(name = "kubectl-wpa", bin_name = "kubectl wpa", version)]
+#[command(
+    about = "kubectl plugin of the Watermark Pod Autoscaler (the wpa binary installed as kubectl-wpa)."
+)]
+pub(crate) struct PluginCli {
+    #[command(subcommand)]
+    pub(crate) command: PluginCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum PluginCommand {
+    /// Enable, disable, list or restore the dry-run mode of WPAs.
+    DryRun(dryrun::DryRunArgs),
+    /// Explain a live WPA's decision at this instant (the same as `wpa explain`).
+    Explain(explain::ExplainArgs),
+}
+
+/// How the binary was started: as `wpa`, or as kubectl's plugin `kubectl-wpa`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Invocation {
+    Wpa,
+    KubectlPlugin,
+}
+
+impl Invocation {
+    /// From `argv[0]`: a file named `kubectl-wpa` (kubectl finds plugins by that name on PATH) is the plugin.
+    pub(crate) fn of(argv0: Option<&std::ffi::OsStr>) -> Self {
+        let stem = argv0.map(Path::new).and_then(Path::file_stem);
+        if stem.is_some_and(|s| s == "kubectl-wpa") { Invocation::KubectlPlugin } else { Invocation::Wpa }
+    }
+
+    /// How errors name the program.
+    fn program(self) -> &'static str {
+        match self {
+            Invocation::Wpa => "wpa",
+            Invocation::KubectlPlugin => "kubectl wpa",
+        }
+    }
+}
+
+/// The command `argv` asks for, and how the binary was started.
+pub(crate) fn parse(argv: Vec<OsString>) -> Result<(Command, Invocation), clap::Error> {
+    let invocation = Invocation::of(argv.first().map(OsString::as_os_str));
+    let command = match invocation {
+        Invocation::Wpa => Cli::try_parse_from(argv)?.command,
+        Invocation::KubectlPlugin => match PluginCli::try_parse_from(argv)?.command {
+            PluginCommand::DryRun(args) => Command::DryRun(args),
+            PluginCommand::Explain(args) => Command::Explain(args),
+        },
+    };
+    Ok((command, invocation))
+}
+
+/// Parses the arguments and runs the command. Errors are printed once, as `wpa COMMAND: cause: cause...`
+/// (`kubectl wpa COMMAND: ...` as the plugin); bad input to `wpa simulate` exits with 2, every other
+/// failure with 1.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let name = cli.command.name();
-    match run(cli.command) {
+    let (command, invocation) = parse(std::env::args_os().collect()).unwrap_or_else(|e| e.exit());
+    let name = command.name();
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wpa {name}: {e:#}");
+            eprintln!("{} {name}: {e:#}", invocation.program());
             if e.downcast_ref::<simulate::InputError>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -108,6 +177,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             runtime()?.block_on(crate::devtools::demo::run_until_interrupted(&args, bin_dir))?;
         }
         Command::Explain(args) => stdout(&runtime()?.block_on(explain::run(&args))?)?,
+        Command::DryRun(args) => runtime()?.block_on(dryrun::run(&args))?,
         Command::Crd => stdout(&crate::api::crd_yaml())?,
         Command::Certs(args) => certs::run(&args)?,
         Command::Simulate(args) => simulate::command(&args)?,
@@ -129,4 +199,87 @@ pub(crate) fn stdout(text: &str) -> std::io::Result<()> {
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dryrun::{Action, Output};
+
+    fn parse_args(args: &[&str]) -> Result<(Command, Invocation), clap::Error> {
+        parse(args.iter().map(OsString::from).collect())
+    }
+
+    fn dry_run(args: &[&str]) -> (Action, Invocation) {
+        match parse_args(args) {
+            Ok((Command::DryRun(d), invocation)) => (d.action, invocation),
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dry_run_as_wpa_and_as_the_kubectl_plugin_parse_the_same() {
+        for argv0 in
+            ["wpa", "/usr/local/bin/kubectl-wpa", "kubectl-wpa", "./target/debug/wpa", "kubectl-wpa.exe"]
+        {
+            let (action, invocation) = dry_run(&[argv0, "dry-run", "enable", "web", "-n", "team"]);
+            let Action::Enable(sel) = action else { panic!("{argv0}: not enable") };
+            assert_eq!(sel.name.as_deref(), Some("web"));
+            assert_eq!(sel.connection.namespace.as_deref(), Some("team"));
+            assert!(!sel.all && !sel.all_namespaces && sel.label_selector.is_none());
+            let plugin = argv0.contains("kubectl-wpa");
+            assert_eq!(
+                invocation,
+                if plugin { Invocation::KubectlPlugin } else { Invocation::Wpa },
+                "{argv0}"
+            );
+        }
+        let (action, _) =
+            dry_run(&["kubectl-wpa", "dry-run", "disable", "--all", "-A", "--kubeconfig", "/k"]);
+        let Action::Disable(sel) = action else { panic!("not disable") };
+        assert!(sel.all && sel.all_namespaces && sel.name.is_none());
+        assert_eq!(sel.connection.kubeconfig.as_deref(), Some(Path::new("/k")));
+        let (action, _) =
+            dry_run(&["wpa", "dry-run", "list", "-l", "team=web", "--all-namespaces", "-o", "csv"]);
+        let Action::List(list) = action else { panic!("not list") };
+        assert_eq!(list.selection.label_selector.as_deref(), Some("team=web"));
+        assert!(list.selection.all_namespaces);
+        assert_eq!(list.output, Some(Output::Csv));
+        let (action, _) = dry_run(&["kubectl-wpa", "dry-run", "revert", "-f", "saved.csv", "-n", "x"]);
+        let Action::Revert(revert) = action else { panic!("not revert") };
+        assert_eq!(revert.csv_file, Path::new("saved.csv"));
+    }
+
+    #[test]
+    fn dry_run_refuses_an_unclear_selection() {
+        for args in [
+            &["wpa", "dry-run", "enable"][..],
+            &["wpa", "dry-run", "enable", "web", "--all"],
+            &["wpa", "dry-run", "disable", "web", "-l", "a=b"],
+            &["wpa", "dry-run", "list", "web", "-A"],
+            &["kubectl-wpa", "dry-run", "list", "-A"],
+            &["wpa", "dry-run", "list", "--all", "-o", "yaml"],
+            &["wpa", "dry-run", "revert"],
+            &["wpa", "dry-run"],
+        ] {
+            let e = parse_args(args).expect_err(&format!("{args:?} must be refused"));
+            assert_ne!(e.exit_code(), 0, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_plugin_offers_only_the_kubectl_commands() {
+        assert!(matches!(
+            parse_args(&["kubectl-wpa", "explain", "web", "-n", "x"]),
+            Ok((Command::Explain(_), _))
+        ));
+        for command in ["serve", "crd", "simulate", "certs"] {
+            let e = parse_args(&["kubectl-wpa", command]).expect_err(command);
+            assert_eq!(e.kind(), clap::error::ErrorKind::InvalidSubcommand, "{command}");
+        }
+        // The same binary under its own name still has every command.
+        assert!(matches!(parse_args(&["wpa", "crd"]), Ok((Command::Crd, Invocation::Wpa))));
+        let help = PluginCli::try_parse_from(["kubectl-wpa", "dry-run", "enable", "--help"]).unwrap_err();
+        assert!(help.to_string().contains("Usage: kubectl wpa dry-run enable"), "{help}");
+    }
 }

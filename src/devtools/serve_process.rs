@@ -1,7 +1,7 @@
 //! `wpa serve` as a child process of a test, against a harness cluster.
 
 use std::{
-    net::TcpListener,
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -9,12 +9,14 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use devcluster::{LocalCluster, http_get};
+use devcluster::{LocalCluster, NetnsHost, http_get_at};
 
 pub struct WpaServe {
     child: Child,
     pub(crate) webhook_port: u16,
     pub health_port: u16,
+    /// Where the health port listens: loopback, or the namespace's address for [`Self::start_in_netns`].
+    health_ip: IpAddr,
     pub(crate) log_path: PathBuf,
 }
 
@@ -34,15 +36,51 @@ impl WpaServe {
         args: &[&str],
     ) -> Result<WpaServe> {
         let (webhook_port, health_port) = (webhook_port.map_or_else(free_port, Ok)?, free_port()?);
+        let command = Command::new(binary);
+        Self::spawn(command, cluster, name, Ipv4Addr::LOCALHOST.into(), webhook_port, health_port, args, &[])
+            .await
+    }
+
+    /// Starts `binary serve` inside the network namespace of `host` (`ip netns exec`), the webhook on
+    /// `host.ns_ip():webhook_port` and the health port on `host.ns_ip():8080`, as in a pod, with `envs` set;
+    /// waits until `/readyz` answers 200. The process reaches the API server at the host's
+    /// `127.0.0.1` only through a relay: keep a [`NetnsHost::relay_host_loopback`] of the API server's port
+    /// alive while it runs.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_in_netns(
+        binary: &std::path::Path,
+        cluster: &LocalCluster,
+        host: &NetnsHost,
+        name: &str,
+        webhook_port: u16,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<WpaServe> {
+        // `ip netns exec` execs the program in place: the child's pid is wpa serve's, for SIGTERM.
+        let command = host.command(&binary.display().to_string());
+        Self::spawn(command, cluster, name, host.ns_ip().into(), webhook_port, 8080, args, envs).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn spawn(
+        mut command: Command,
+        cluster: &LocalCluster,
+        name: &str,
+        ip: IpAddr,
+        webhook_port: u16,
+        health_port: u16,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<WpaServe> {
         let log_path = cluster.dir().join(format!("wpa-{name}.log"));
         let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(binary)
+        let child = command
             .arg("serve")
             .args([
                 "--listen",
-                &format!("127.0.0.1:{webhook_port}"),
+                &SocketAddr::new(ip, webhook_port).to_string(),
                 "--health-listen",
-                &format!("127.0.0.1:{health_port}"),
+                &SocketAddr::new(ip, health_port).to_string(),
             ])
             .args(if args.contains(&"--kubeconfig") {
                 Vec::new()
@@ -52,18 +90,19 @@ impl WpaServe {
             .args(if args.contains(&"--log-format") { &[][..] } else { &["--log-format", "text"][..] })
             .args(args)
             .env("RUST_LOG", "info,kube=warn")
+            .envs(envs.iter().copied())
             .stdout(log.try_clone()?)
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
             .context("starting wpa serve")?;
-        let mut serve = WpaServe { child, webhook_port, health_port, log_path };
+        let mut serve = WpaServe { child, webhook_port, health_port, health_ip: ip, log_path };
         let started = Instant::now();
         loop {
             if let Some(status) = serve.child.try_wait()? {
                 bail!("wpa serve exited with {status}:\n{}", serve.log());
             }
-            if let Ok((200, _)) = http_get(health_port, "/readyz") {
+            if let Ok((200, _)) = serve.health("/readyz") {
                 eprintln!("wpa serve ({name}) ready in {:?}", started.elapsed());
                 return Ok(serve);
             }
@@ -72,6 +111,11 @@ impl WpaServe {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// A GET of the health port (`/healthz`, `/readyz`, `/metrics`): the status code and the body.
+    pub fn health(&self, path: &str) -> Result<(u16, String)> {
+        http_get_at(SocketAddr::new(self.health_ip, self.health_port), path)
     }
 
     pub fn log(&self) -> String {

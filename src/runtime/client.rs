@@ -9,15 +9,21 @@ use kube::{
 
 use crate::runtime::registry::{KubeRequestLabels, Metrics};
 
-/// Why no client could be built.
+/// Why no client could be built. The kubeconfig errors keep kube's text only, as one line: kube's own
+/// messages already embed their causes (printing the chain repeated each of them), and a YAML error
+/// carries a multi-line source snippet after its first line, which says line and column.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientError {
-    #[error("cannot read the kubeconfig {path}: {source}")]
-    Kubeconfig { path: String, source: kube::config::KubeconfigError },
+    #[error("cannot read the kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
     #[error("cannot find a Kubernetes configuration: {0}")]
-    Infer(#[source] kube::config::InferConfigError),
+    Infer(String),
     #[error("cannot build the Kubernetes client: {0}")]
     Build(#[source] kube::Error),
+}
+
+fn first_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or_default().trim().to_string()
 }
 
 /// A client from `kubeconfig`, or the usual inference (KUBECONFIG, ~/.kube/config, the in-cluster service
@@ -28,14 +34,16 @@ pub(crate) async fn kube_client(
 ) -> Result<Client, ClientError> {
     let mut config = match kubeconfig {
         Some(path) => {
-            let kubeconfig_error =
-                |source| ClientError::Kubeconfig { path: path.display().to_string(), source };
+            let kubeconfig_error = |e: kube::config::KubeconfigError| ClientError::Kubeconfig {
+                path: path.display().to_string(),
+                message: first_line(&e),
+            };
             let kc = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
             Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
                 .map_err(kubeconfig_error)?
         }
-        None => Config::infer().await.map_err(ClientError::Infer)?,
+        None => Config::infer().await.map_err(|e| ClientError::Infer(first_line(&e)))?,
     };
     // kube retries 429/503/504 up to 15 times with backoff, inside one call: a metrics provider that is
     // down would hold a reconcile pass for minutes. Passes are retried by the reconciler instead, and

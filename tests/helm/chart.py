@@ -9,8 +9,9 @@ Every subcommand prints one JSON object on stdout (Helm's own log lines go to st
 
   chart.py lint                                  lint + values.schema.json acceptance/rejection checks
   chart.py render --values-json '{...}' --out D  one combination -> D/<label>.yaml
-  chart.py matrix --out D                        every meaningful combination -> D/<name>.yaml
-  chart.py check-rbac                            the chart's RBAC against webhook-config/rbac.yaml
+  chart.py matrix --out D [--kube-version V]     every meaningful combination -> D/<name>.yaml
+  chart.py check-rbac                            the chart's RBAC against webhook-config/rbac.yaml (and
+                                                 rbac-scheduler-extender.yaml with the extender on)
   chart.py check-webhooks                        the chart's webhooks against webhook-config/webhooks.yaml
   chart.py install|upgrade|uninstall|status --kubeconfig K --namespace NS --release R [--values-json ...]
 
@@ -18,7 +19,9 @@ Every subcommand prints one JSON object on stdout (Helm's own log lines go to st
 and never upgrades or deletes) and, in the JSON, list per file the API groups that need CRDs from other
 projects (cert-manager.io, monitoring.coreos.com): `kubectl apply --dry-run=server` of such a file needs
 those CRDs in the cluster. `--kube-version` renders as for that cluster (e.g. 1.20.2: PodDisruptionBudget
-policy/v1beta1, no matchConditions); install/upgrade take the version from the cluster itself.
+policy/v1beta1, no matchConditions); `matrix --kube-version` renders every combination for that version
+(what `kubectl apply --dry-run=server` on such a cluster needs); install/upgrade take the version from the
+cluster itself.
 """
 
 from __future__ import annotations
@@ -68,6 +71,20 @@ MATRIX: dict[str, dict[str, Any]] = {
     "namespace-opt-in": {"values": {"webhook": {"namespaceSelector": {"mode": "optIn"}}}},
     "kube-1.20": {"values": {}, "kube_version": "v1.20.2"},
     "kube-1.20-self-signed": {"values": {"tls": {"mode": "selfSigned"}}, "kube_version": "v1.20.2"},
+    "scheduler-extender": {"values": {"schedulerExtender": {"enabled": True}}},
+    "scheduler-extender-v1": {
+        "values": {
+            "schedulerExtender": {
+                "enabled": True,
+                "configApiVersion": "kubescheduler.config.k8s.io/v1",
+                "weight": 5,
+                "httpTimeout": "2s",
+                "schedulerName": "wpa-scheduler",
+            },
+            "service": {"port": 9443},
+        }
+    },
+    "scheduler-extender-self-signed": {"values": {"tls": {"mode": "selfSigned"}, "schedulerExtender": {"enabled": True}}},
 }
 
 # Values that values.schema.json must refuse, and values that templates must refuse (`fail`).
@@ -81,6 +98,9 @@ SCHEMA_REJECTS: dict[str, dict[str, Any]] = {
     "reconciler.syncPeriod=15": {"reconciler": {"syncPeriod": 15}},
     "namespaceSelector.mode=all": {"webhook": {"namespaceSelector": {"mode": "all"}}},
     "logFormat=yaml": {"logFormat": "yaml"},
+    "schedulerExtender.configApiVersion=v2": {"schedulerExtender": {"configApiVersion": "kubescheduler.config.k8s.io/v2"}},
+    "schedulerExtender.weight=0": {"schedulerExtender": {"weight": 0}},
+    "schedulerExtender.httpTimeout=1": {"schedulerExtender": {"httpTimeout": 1}},
 }
 RENDER_REJECTS: dict[str, dict[str, Any]] = {
     "selfSigned with replicaCount=2": {"tls": {"mode": "selfSigned"}, "replicaCount": 2},
@@ -179,9 +199,44 @@ def parse_values(text: str | None) -> dict[str, Any]:
     return values
 
 
-def expectations(name: str, docs: list[dict[str, Any]], ns: str, rel: str) -> list[str]:
+def kube_minor(kube_version: str | None) -> int:
+    """The minor version a render targets; without --kube-version Helm's default, which is recent (>= 1.28)."""
+    if not kube_version:
+        return 1 << 30
+    m = re.match(r"^v?1\.(\d+)", kube_version)
+    if not m:
+        raise ValueError(f"not a Kubernetes 1.x version: {kube_version}")
+    return int(m.group(1))
+
+
+# The rules webhook-config/rbac-scheduler-extender.yaml adds for `--scheduler-extender`.
+def extender_rules() -> list[dict[str, Any]]:
+    return find(plain_docs("rbac-scheduler-extender.yaml"), "ClusterRole")[0]["rules"]
+
+
+def expected_scheduler_config(values: dict[str, Any], svc: str, ns: str) -> dict[str, Any]:
+    """webhook-config/scheduler-config.yaml, pointed at this release's Service, with the combination's values."""
+    ext = values.get("schedulerExtender", {})
+    want = copy.deepcopy(split_docs((PLAIN / "scheduler-config.yaml").read_text())[0])
+    dns = f"{svc}.{ns}.svc"
+    want["apiVersion"] = ext.get("configApiVersion", want["apiVersion"])
+    e = want["extenders"][0]
+    e["urlPrefix"] = f"https://{dns}:{values.get('service', {}).get('port', 443)}/scheduler"
+    e["tlsConfig"]["serverName"] = dns
+    e["weight"] = ext.get("weight", e["weight"])
+    e["httpTimeout"] = ext.get("httpTimeout", e["httpTimeout"])
+    if ext.get("schedulerName"):
+        want["profiles"] = [{"schedulerName": ext["schedulerName"]}]
+    return want
+
+
+def expectations(
+    name: str, docs: list[dict[str, Any]], ns: str, rel: str, values: dict[str, Any], kube_version: str | None, notes: str
+) -> list[str]:
     """What each matrix combination must show; returns the failures."""
     fails: list[str] = []
+    minor = kube_minor(kube_version)
+    port = values.get("service", {}).get("port", 443)
     svc = f"{rel if 'wpa' in rel else rel + '-wpa'}"
     args = container(docs)["args"]
     hooks = webhooks(docs)
@@ -211,12 +266,12 @@ def expectations(name: str, docs: list[dict[str, Any]], ns: str, rel: str) -> li
     want("--leader-elect=true" in args, "--leader-elect=true")
     want(len(hooks) == 4, "four webhooks")
     for h in hooks:
-        want(h["clientConfig"]["service"] == {"name": svc, "namespace": ns, "path": h["clientConfig"]["service"]["path"], "port": 443}, f"{h['name']} service")
+        want(h["clientConfig"]["service"] == {"name": svc, "namespace": ns, "path": h["clientConfig"]["service"]["path"], "port": port}, f"{h['name']} service")
         exprs = h["namespaceSelector"]["matchExpressions"]
         want({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", ns]} in exprs, f"{h['name']} excludes kube-system and {ns} by name")
         want(any(e["key"] == "wpa.datadoghq.com/webhook" for e in exprs), f"{h['name']} label selector")
     svc_docs = find(docs, "Service")
-    want(len(svc_docs) == 1 and {(p["port"], p["targetPort"]) for p in svc_docs[0]["spec"]["ports"]} == {(443, "webhook"), (8080, "http")}, "Service 443->webhook, 8080->http")
+    want(len(svc_docs) == 1 and {(p["port"], p["targetPort"]) for p in svc_docs[0]["spec"]["ports"]} == {(port, "webhook"), (8080, "http")}, f"Service {port}->webhook, 8080->http")
     self_signed = name.endswith("self-signed")
     if self_signed:
         want(dep["spec"]["replicas"] == 1, "self-signed runs 1 replica")
@@ -226,6 +281,7 @@ def expectations(name: str, docs: list[dict[str, Any]], ns: str, rel: str) -> li
         want(f"--webhook-config-name={svc}" in args, "--webhook-config-name")
         want(not certs and not issuers, "no cert-manager objects")
         want(len(admission_rules) == 1 and admission_rules[0]["resourceNames"] == [svc], "webhook-config RBAC rule")
+        want(values.get("schedulerExtender", {}).get("enabled") is not True or "NOT supported for an external kube-scheduler" in notes, "NOTES: the extender is not supported with selfSigned")
         want(all("caBundle" not in h["clientConfig"] for h in hooks), "no caBundle in the chart")
         for cfg in find(docs, "ValidatingWebhookConfiguration") + find(docs, "MutatingWebhookConfiguration"):
             want("cert-manager.io/inject-ca-from" not in cfg["metadata"].get("annotations", {}), "no inject-ca-from")
@@ -246,12 +302,24 @@ def expectations(name: str, docs: list[dict[str, Any]], ns: str, rel: str) -> li
             want(certs[0]["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}, "issuerRef passed")
         else:
             want(len(issuers) == 2 and len(certs) == 2, "chart-created self-signed Issuer, CA Certificate and CA Issuer")
-    old = name.startswith("kube-1.20")
     for h in hooks:
-        want(("matchConditions" in h) == (not old), f"{h['name']} matchConditions only on >= 1.28")
+        want(("matchConditions" in h) == (minor >= 28), f"{h['name']} matchConditions only on >= 1.28")
     if not self_signed:
         pdb_version = find(docs, "PodDisruptionBudget")[0]["apiVersion"]
-        want(pdb_version == ("policy/v1beta1" if old else "policy/v1"), "PDB apiVersion per cluster version")
+        want(pdb_version == ("policy/v1" if minor >= 21 else "policy/v1beta1"), "PDB apiVersion per cluster version")
+    # The scheduler extender: the flag, the two RBAC rules and the ConfigMap, all or nothing.
+    extender = values.get("schedulerExtender", {}).get("enabled") is True
+    rules = extender_rules()
+    want(("--scheduler-extender" in args) == extender, "--scheduler-extender only when enabled")
+    want(all((r in cr["rules"]) == extender for r in rules), "the extender's RBAC rules only when enabled")
+    cms = find(docs, "ConfigMap", f"{svc}-scheduler-config")
+    want(len(cms) == int(extender) and len(find(docs, "ConfigMap")) == len(cms), "ConfigMap <fullname>-scheduler-config only when enabled")
+    if extender and cms:
+        got = helm.values_from_yaml(cms[0]["data"]["scheduler-config.yaml"])
+        want(got == expected_scheduler_config(values, svc, ns), "scheduler config == webhook-config/scheduler-config.yaml pointed at the Service")
+        want(f"{svc}-scheduler-config" in notes and "caData" in notes, "NOTES: how to fill in caData")
+        if not self_signed:
+            want(f"secret {svc}-serving-cert -o jsonpath='{{.data.ca\\.crt}}'" in notes, "NOTES: caData from the Secret's ca.crt")
     want(bool(find(docs, "ServiceMonitor")) == (name == "service-monitor"), "ServiceMonitor only when enabled")
     if name == "service-monitor":
         sm = find(docs, "ServiceMonitor")[0]
@@ -313,9 +381,11 @@ def cmd_matrix(a: argparse.Namespace) -> int:
     ok = True
     for name, combo in MATRIX.items():
         try:
-            r = render_one(name, combo["values"], out_dir, a.namespace, a.release, combo.get("kube_version"))
+            kube = a.kube_version or combo.get("kube_version")
+            r = render_one(name, combo["values"], out_dir, a.namespace, a.release, kube)
             docs = split_docs((out_dir / f"{name}.yaml").read_text())
-            r["failed_expectations"] = expectations(name, docs, a.namespace, a.release)
+            notes = (out_dir / f"{name}.NOTES.txt").read_text()
+            r["failed_expectations"] = expectations(name, docs, a.namespace, a.release, combo["values"], kube, notes)
         except helm.HelmError as e:
             r = {"error": type(e).__name__, "message": str(e)}
         r["ok"] = not r.get("error") and not r.get("failed_expectations")
@@ -421,6 +491,18 @@ def cmd_check_rbac(a: argparse.Namespace) -> int:
     )
     lease_rule = [r for r in find(other, "Role")[0]["rules"] if r.get("resourceNames")][0]
     checks["lease resourceNames == --lease-name"] = lease_rule["resourceNames"] == ["my-lock"] and "--lease-name=my-lock" in args
+    # The scheduler extender adds exactly the rules of rbac-scheduler-extender.yaml, after rbac.yaml's.
+    ext = extender_rules()
+    ss_ext = find(manifests(render({"tls": {"mode": "selfSigned"}, "schedulerExtender": {"enabled": True}}, name="wpa", namespace="wpa-system")), "ClusterRole")[0]["rules"]
+    cm_ext = find(manifests(render({"schedulerExtender": {"enabled": True}}, name="wpa", namespace="wpa-system")), "ClusterRole")[0]["rules"]
+    checks["rbac-scheduler-extender.yaml has the two extender rules"] = len(ext) == 2
+    checks["selfSigned + extender ClusterRole rules == rbac.yaml + rbac-scheduler-extender.yaml"] = ss_ext == want_cr + ext
+    checks["certManager + extender ClusterRole rules == rbac.yaml minus the webhook-configuration rule + rbac-scheduler-extender.yaml"] = cm_ext == [r for r in want_cr if not is_admission(r)] + ext
+    checks["extender off: none of its rules"] = not any(r in got_ss or r in got_cm for r in ext)
+    plain_ext = plain_docs("rbac-scheduler-extender.yaml")
+    checks["rbac-scheduler-extender.yaml binds the ServiceAccount of rbac.yaml"] = find(plain_ext, "ClusterRoleBinding")[0]["subjects"] == find(plain, "ClusterRoleBinding")[0]["subjects"]
+    if not checks["selfSigned + extender ClusterRole rules == rbac.yaml + rbac-scheduler-extender.yaml"]:
+        detail["selfSigned_extender_rules"] = ss_ext
     no_le = manifests(render({"leaderElection": {"enabled": False}}, name="wpa", namespace="wpa-system"))
     checks["no Role without leader election"] = not find(no_le, "Role") and "--leader-elect=false" in container(no_le)["args"]
     if not checks["selfSigned ClusterRole rules == rbac.yaml"]:
@@ -520,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     sp = sub.add_parser("matrix", help="render every meaningful combination and check each")
     common(sp)
     sp.add_argument("--out", required=True)
+    sp.add_argument("--kube-version", help="render every combination as for this cluster version, e.g. v1.20.2")
     sp.set_defaults(func=cmd_matrix)
 
     sp = sub.add_parser("check-rbac", help="chart RBAC vs webhook-config/rbac.yaml")

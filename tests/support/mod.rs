@@ -90,3 +90,24 @@ pub fn token_kubeconfig(
     .expect("write the kubeconfig");
     path
 }
+
+/// A token of ServiceAccount `namespace/name` from the TokenRequest API (one hour), which needs no
+/// controller-manager (the 1.20 token controller is what makes the Secrets of [`service_account_token`]).
+pub async fn request_service_account_token(
+    cluster: &TestCluster,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(cluster.client(), namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() },
+        ..Default::default()
+    };
+    let answer = api.create_token_request(name, &Default::default(), &request).await?;
+    answer
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| anyhow::anyhow!("no token in the TokenRequest answer for {namespace}/{name}"))
+}

@@ -24,15 +24,20 @@ use anyhow::{Context, Result};
 pub use cluster::{LocalCluster, Options, find_binaries, is_pod_ready, wait_for};
 pub use fault_proxy::{FaultProxy, Trigger};
 pub use https::HttpsServer;
-pub use netns::NetnsHost;
+pub use netns::{LoopbackRelay, NetnsHost};
 pub use pki::TlsIdentity;
 pub use synthetic_metrics::SyntheticMetrics;
 
 /// A plain HTTP GET on loopback: the status code and the body.
 pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    http_get_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), path)
+}
+
+/// A plain HTTP GET of `http://addr/path`: the status code and the body.
+pub fn http_get_at(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip())?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no status line")?;

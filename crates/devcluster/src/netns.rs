@@ -12,11 +12,13 @@
 //! killed run is recognised and removed when its slot is claimed again.
 
 use std::fs::{self, File};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -100,8 +102,12 @@ impl NetnsHost {
     /// namespace it was created in, so an in-process server can serve on it from any thread afterwards.
     /// The socket is blocking; set it non-blocking before handing it to tokio.
     pub fn bind_tcp(&self, port: u16) -> Result<TcpListener> {
+        self.bind_tcp_at(SocketAddr::from((self.ns_ip, port)))
+    }
+
+    /// Like [`Self::bind_tcp`], on any address of the namespace (e.g. its own loopback).
+    pub fn bind_tcp_at(&self, addr: SocketAddr) -> Result<TcpListener> {
         let netns_path = PathBuf::from("/run/netns").join(&self.name);
-        let addr = SocketAddr::from((self.ns_ip, port));
         // setns(2) changes the namespace of the calling thread only, so do it on a throwaway thread.
         std::thread::spawn(move || -> Result<TcpListener> {
             let ns = File::open(&netns_path).with_context(|| format!("opening {}", netns_path.display()))?;
@@ -114,6 +120,38 @@ impl NetnsHost {
         })
         .join()
         .map_err(|_| anyhow!("the thread binding inside the namespace panicked"))?
+    }
+
+    /// Makes the host's `127.0.0.1:port` reachable at `127.0.0.1:port` inside the namespace, by relaying TCP
+    /// (byte for byte, so TLS passes through and a certificate for 127.0.0.1 still verifies). Why: a process
+    /// started in the namespace (e.g. `wpa serve` through [`Self::command`]) can then use the cluster's own
+    /// kubeconfig, whose API server listens on the host's loopback only. The relay runs on its own threads
+    /// (a test blocked in a `kubectl` call does not stall it) until dropped.
+    pub fn relay_host_loopback(&self, port: u16) -> Result<LoopbackRelay> {
+        let listener = self.bind_tcp_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+        listener.set_nonblocking(true).context("a non-blocking relay listener")?;
+        let relay = LoopbackRelay { stop: Arc::default(), open: Arc::default() };
+        let (stop, open) = (relay.stop.clone(), relay.open.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let inside = match listener.accept() {
+                    Ok((inside, _)) => inside,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                // This thread never entered the namespace: the connection goes to the host's loopback.
+                let Ok(host) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else { continue };
+                let _ = inside.set_nonblocking(false);
+                let (Ok(inside2), Ok(host2)) = (inside.try_clone(), host.try_clone()) else { continue };
+                open.lock().unwrap_or_else(|p| p.into_inner()).extend(inside.try_clone().ok());
+                pipe(inside, host);
+                pipe(host2, inside2);
+            }
+        });
+        Ok(relay)
     }
 
     /// `ip netns exec <ns> program`: a command that runs inside the namespace.
@@ -161,6 +199,29 @@ impl NetnsHost {
             .with_context(|| format!("creating Endpoints {namespace}/{service_name}"))?;
         Ok((service, endpoints))
     }
+}
+
+/// A running [`NetnsHost::relay_host_loopback`]; dropping it stops accepting and cuts the open connections.
+pub struct LoopbackRelay {
+    stop: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Drop for LoopbackRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for s in self.open.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Copies `from` to `to` on a thread; at the end of `from`, shuts `to` for writing (a half close).
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Write);
+    });
 }
 
 impl Drop for NetnsHost {

@@ -1,0 +1,461 @@
+//! The Helm chart (`charts/wpa`) on the real Kubernetes 1.20.2 control plane, through Helm v4's library
+//! (`tests/helm/chart.py`, PyPI `helm-python-sdk`; no `helm` binary):
+//!
+//! 1. lint, the schema checks, the RBAC and webhook comparisons with `webhook-config/`, and every
+//!    meaningful combination of values rendered for 1.20.2; each rendered manifest passes the API server's
+//!    own validation (`kubectl apply --dry-run=server`), and the scheduler extender's
+//!    `KubeSchedulerConfiguration` is read by kube-scheduler 1.20.2;
+//! 2. a real `helm install` (selfSigned mode), with this build's `wpa serve` run exactly as the chart's pod
+//!    would run it (its arguments, its downward-API environment, its ServiceAccount's token, so only the
+//!    chart's RBAC) and reached by the API server only through the chart's Service; then a `helm upgrade`
+//!    and a `helm uninstall` that leaves no webhook configuration behind.
+//!
+//! Nothing is skipped: without python3 or the Helm library the tests fail and say how to install them
+//! (`bash scripts/test.sh e2e` does).
+
+mod support;
+
+use std::{collections::BTreeSet, path::Path, process::Command, time::Duration};
+
+use base64::Engine;
+use k8s_openapi::{
+    api::core::v1::Endpoints, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::Api;
+use serde_json::{Value, json};
+use support::{NetnsHost, TestCluster, WpaServe, wait_for};
+
+const RELEASE: &str = "wpa";
+const NAMESPACE: &str = "wpa-system";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails (never skips) when python3 or helm-python-sdk is missing.
+fn require_helm_library() {
+    let out = Command::new("python3")
+        .args(["-c", "import helm_python; print(helm_python.helm_sdk_version())"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 is needed for the chart tests and cannot be run ({e}); install it (Debian: apt-get install python3 python3-pip)")
+        });
+    assert!(
+        out.status.success(),
+        "the Helm library for the chart tests is missing: `python3 -m pip install -r tests/helm/requirements.txt` \
+         (bash scripts/test.sh e2e does it):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("Helm library {}", String::from_utf8_lossy(&out.stdout).trim());
+}
+
+/// `python3 tests/helm/chart.py ARGS`: whether it exited 0, and its JSON report.
+fn chart_py(args: &[&str]) -> (bool, Value) {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/helm/chart.py")).args(args).current_dir(repo());
+    devcluster::process::without_proxy_settings(&mut cmd);
+    let out = cmd.output().expect("run tests/helm/chart.py");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "chart.py {args:?} printed no JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), report)
+}
+
+fn yaml_docs(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("rendered YAML"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn kubectl_ok(cluster: &TestCluster, args: &[&str]) -> String {
+    let out = cluster.kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl_ok(cluster, &all)).expect("kubectl -o json")
+}
+
+/// A CRD that accepts any object of `group/version` `kind`: enough for the API server to run its
+/// dry-run of the chart's cert-manager and Prometheus Operator objects, whose real CRDs (and so whose
+/// schemas) are not installed here. Those objects' fields are therefore not validated by this test.
+fn stub_crd(group: &str, version: &str, kind: &str) -> CustomResourceDefinition {
+    let singular = kind.to_lowercase();
+    let plural = format!("{singular}s");
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural, "singular": singular},
+            "versions": [{
+                "name": version, "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+            }]
+        }
+    }))
+    .expect("a stub CRD")
+}
+
+#[tokio::test]
+async fn chart_lints_renders_and_every_manifest_passes_the_api_servers_dry_run() {
+    require_helm_library();
+    let (ok, lint) = chart_py(&["lint"]);
+    assert!(ok, "chart.py lint: {lint:#}");
+    for check in ["check-rbac", "check-webhooks"] {
+        let (ok, report) = chart_py(&[check]);
+        assert!(ok, "chart.py {check}: {report:#}");
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out_dir = dir.path().display().to_string();
+    let (ok, matrix) = chart_py(&["matrix", "--kube-version", "v1.20.2", "--out", &out_dir]);
+    assert!(ok, "chart.py matrix: {matrix:#}");
+    let combinations = matrix["combinations"].as_object().expect("combinations");
+    assert!(combinations.len() >= 14, "{} combinations", combinations.len());
+    for name in ["default", "self-signed", "service-monitor", "scheduler-extender", "scheduler-extender-v1"] {
+        assert!(combinations.contains_key(name), "the matrix renders {name}");
+    }
+
+    let cluster = TestCluster::start().await;
+    // The chart's own CRD (crds/), as Helm installs it.
+    let crds = std::fs::read_to_string(matrix["crds"].as_str().expect("crds path")).expect("crds.yaml");
+    for crd in yaml_docs(&crds) {
+        cluster.install_crd(serde_json::from_value(crd).expect("a CRD")).await.expect("the chart's CRD");
+    }
+    // Stubs for the kinds of other projects the chart renders (chart.py's needs_foreign_crds).
+    let mut foreign = BTreeSet::new();
+    for (name, combo) in combinations {
+        let groups: Vec<&str> = combo["needs_foreign_crds"]
+            .as_array()
+            .expect("needs_foreign_crds")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let text = std::fs::read_to_string(combo["file"].as_str().expect("file")).expect("a rendered file");
+        for doc in yaml_docs(&text) {
+            let api_version = doc["apiVersion"].as_str().expect("apiVersion");
+            if let Some((group, version)) = api_version.split_once('/')
+                && groups.contains(&group)
+            {
+                foreign.insert((
+                    group.to_string(),
+                    version.to_string(),
+                    doc["kind"].as_str().expect("kind").to_string(),
+                ));
+            }
+        }
+        eprintln!("{name}: {} objects, foreign groups {groups:?}", combo["documents"]);
+    }
+    assert!(foreign.iter().any(|(g, _, k)| g == "cert-manager.io" && k == "Certificate"), "{foreign:?}");
+    assert!(
+        foreign.iter().any(|(g, _, k)| g == "monitoring.coreos.com" && k == "ServiceMonitor"),
+        "{foreign:?}"
+    );
+    for (group, version, kind) in &foreign {
+        cluster.install_crd(stub_crd(group, version, kind)).await.expect("a stub CRD");
+    }
+    cluster.create_namespace(NAMESPACE, &[]).await.expect("the release namespace");
+
+    for (name, combo) in combinations {
+        let file = combo["file"].as_str().expect("file");
+        let out = kubectl_ok(&cluster, &["apply", "--dry-run=server", "-f", file]);
+        let applied = out.lines().filter(|l| l.ends_with("(server dry run)")).count();
+        assert_eq!(
+            applied,
+            combo["documents"].as_u64().expect("documents") as usize,
+            "{name}: every object passes the API server's dry run:\n{out}"
+        );
+    }
+
+    // The extender's KubeSchedulerConfiguration, through kube-scheduler 1.20.2 itself (it parses and
+    // validates the file, writes what it understood and exits): refused while caData is the placeholder,
+    // accepted once it holds a base64 PEM.
+    let values =
+        json!({"schedulerExtender": {"enabled": true, "schedulerKubeconfig": cluster.kubeconfig_path()}});
+    let (ok, render) =
+        chart_py(&["render", "--values-json", &values.to_string(), "--out", &out_dir, "--label", "sched"]);
+    assert!(ok, "chart.py render: {render:#}");
+    let text = std::fs::read_to_string(dir.path().join("sched.yaml")).expect("rendered");
+    let cm =
+        yaml_docs(&text).into_iter().find(|d| d["kind"] == "ConfigMap").expect("the scheduler ConfigMap");
+    let config = cm["data"]["scheduler-config.yaml"].as_str().expect("scheduler-config.yaml").to_string();
+    let scheduler = |config: &str, file: &str| {
+        let (path, written) = (dir.path().join(file), dir.path().join(format!("{file}.out")));
+        std::fs::write(&path, config).expect("write the scheduler config");
+        let out = Command::new(cluster.bin_dir().join("kube-scheduler"))
+            .arg(format!("--config={}", path.display()))
+            .arg(format!("--write-config-to={}", written.display()))
+            .output()
+            .expect("run kube-scheduler");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            std::fs::read_to_string(written),
+        )
+    };
+    let (ok, stderr, _) = scheduler(&config, "placeholder.yaml");
+    assert!(!ok && stderr.contains("CAData: decode base64"), "an unfilled caData is refused:\n{stderr}");
+    let ca = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(cluster.ca_cert_path()).expect("a CA"));
+    let (ok, stderr, written) = scheduler(&config.replace("<base64 of the CA PEM>", &ca), "filled.yaml");
+    assert!(ok, "kube-scheduler 1.20.2 reads the filled configuration:\n{stderr}");
+    let written = written.expect("kube-scheduler wrote its configuration");
+    assert!(written.contains("urlPrefix: https://wpa.wpa-system.svc:443/scheduler"), "{written}");
+    assert!(written.contains("serverName: wpa.wpa-system.svc"), "{written}");
+}
+
+#[tokio::test]
+async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service() {
+    require_helm_library();
+    let host = NetnsHost::create().unwrap_or_else(|e| panic!("this test needs a network namespace: {e:#}"));
+    // etcd and kube-apiserver only: no kubelet, so the chart's pods never run, and no endpoints controller,
+    // so the Endpoints of the chart's Service (which has a selector) are ours to write: they lead into the
+    // network namespace where this build's `wpa serve` plays the chart's pod.
+    let cluster = TestCluster::start().await;
+    let kubeconfig = cluster.kubeconfig_path().display().to_string();
+    let release = ["--kubeconfig", &kubeconfig, "--namespace", NAMESPACE, "--release", RELEASE];
+    let self_signed = json!({"tls": {"mode": "selfSigned"}});
+
+    // helm install
+    let mut args = vec!["install"];
+    args.extend(release);
+    let values = self_signed.to_string();
+    args.extend(["--create-namespace", "--notes", "--values-json", &values]);
+    let (ok, install) = chart_py(&args);
+    assert!(ok, "helm install: {install:#}");
+    assert_eq!(install["release"]["status"], "deployed", "{install:#}");
+    let notes = install["release"]["notes"].as_str().expect("NOTES.txt");
+    assert!(
+        notes.contains("kubectl label namespace kube-system wpa-system wpa.datadoghq.com/webhook=disabled"),
+        "NOTES.txt tells a 1.20 cluster how to keep the webhooks away from kube-system:\n{notes}"
+    );
+
+    // The pod the chart asks for, as the chart describes it.
+    let deployment = kubectl_json(&cluster, &["-n", NAMESPACE, "get", "deployment", RELEASE]);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let chart_args: Vec<String> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("arg").to_string())
+        .collect();
+    for wanted in
+        ["--self-signed", "--inject-ca", "--tls-san=wpa.wpa-system.svc", "--webhook-config-name=wpa"]
+    {
+        assert!(
+            chart_args.iter().any(|a| a == wanted),
+            "the chart runs wpa serve with {wanted}: {chart_args:?}"
+        );
+    }
+    assert_eq!(chart_args[0], "serve");
+    let service = kubectl_json(&cluster, &["-n", NAMESPACE, "get", "service", RELEASE]);
+    let port_of = |target: &str| -> u16 {
+        container["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .find(|p| p["name"] == target)
+            .expect("named port")["containerPort"]
+            .as_u64()
+            .expect("containerPort") as u16
+    };
+    let mut subset_ports = Vec::new();
+    let mut webhook_target = 0;
+    for p in service["spec"]["ports"].as_array().expect("service ports") {
+        let target = port_of(p["targetPort"].as_str().expect("a named targetPort"));
+        if p["name"] == "https" {
+            webhook_target = target;
+        }
+        subset_ports.push(json!({"name": p["name"], "port": target, "protocol": "TCP"}));
+    }
+    assert_eq!(webhook_target, 8443, "the Service's webhook port leads to the container's 8443");
+    let endpoints: Endpoints = serde_json::from_value(json!({
+        "metadata": {"name": RELEASE, "namespace": NAMESPACE},
+        "subsets": [{"addresses": [{"ip": host.ns_ip().to_string()}], "ports": subset_ports}]
+    }))
+    .expect("Endpoints");
+    Api::<Endpoints>::namespaced(cluster.client(), NAMESPACE)
+        .create(&Default::default(), &endpoints)
+        .await
+        .expect("the Endpoints of the chart's Service");
+
+    // `wpa serve` with the chart's arguments (listen addresses aside: the namespace's address, as a pod's),
+    // its environment and its ServiceAccount, inside the namespace; the API server's loopback port is
+    // relayed into it so that the token kubeconfig works unchanged.
+    let api_port: u16 =
+        cluster.server_url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("API port");
+    let _relay = host.relay_host_loopback(api_port).expect("relay the API server into the namespace");
+    let token = support::request_service_account_token(&cluster, NAMESPACE, RELEASE).await.expect("a token");
+    let sa_kubeconfig = support::token_kubeconfig(&cluster, "chart-sa.kubeconfig", &token, NAMESPACE);
+    let sa_kubeconfig = sa_kubeconfig.display().to_string();
+    let mut serve_args: Vec<&str> = chart_args[1..]
+        .iter()
+        .map(String::as_str)
+        .filter(|a| {
+            !a.starts_with("--listen=")
+                && !a.starts_with("--health-listen=")
+                && !a.starts_with("--log-format=")
+        })
+        .collect();
+    serve_args.extend(["--kubeconfig", &sa_kubeconfig]);
+    let mut serve = WpaServe::start_in_netns(
+        Path::new(env!("CARGO_BIN_EXE_wpa")),
+        &cluster,
+        &host,
+        "chart",
+        webhook_target,
+        &serve_args,
+        &[("POD_NAME", "wpa-0"), ("POD_NAMESPACE", NAMESPACE)],
+    )
+    .await
+    .expect("wpa serve with the chart's arguments and RBAC");
+
+    let config = kubectl_json(&cluster, &["get", "validatingwebhookconfiguration", RELEASE]);
+    let bundle = |config: &Value| -> Vec<String> {
+        config["webhooks"]
+            .as_array()
+            .expect("webhooks")
+            .iter()
+            .map(|h| h["clientConfig"]["caBundle"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let injected = bundle(&config);
+    assert!(
+        injected.iter().all(|b| !b.is_empty()),
+        "--inject-ca filled every caBundle with the chart's RBAC"
+    );
+    assert!(
+        config["webhooks"]
+            .as_array()
+            .expect("webhooks")
+            .iter()
+            .all(|h| h["clientConfig"]["service"]["name"] == RELEASE),
+        "the webhooks call the chart's Service"
+    );
+
+    // Through the Service: a WPA without defaults is stored defaulted, an invalid one is refused.
+    let wpa = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: datadoghq.com/v1alpha1\nkind: WatermarkPodAutoscaler\nmetadata: {{name: {name}, namespace: default}}\n\
+             spec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}\n  maxReplicas: 10\n{extra}  metrics:\n\
+             \x20 - type: External\n    external:\n      metricName: qps\n      metricSelector: {{matchLabels: {{app: {name}}}}}\n\
+             \x20     highWatermark: \"100\"\n      lowWatermark: \"50\"\n"
+        )
+    };
+    cluster.kubectl_apply(&wpa("web", "")).unwrap_or_else(|e| panic!("{e}\n{}", serve.log()));
+    let stored = kubectl_json(&cluster, &["-n", "default", "get", "wpa", "web"]);
+    assert_eq!(stored["spec"]["tolerance"], "100m", "defaulted at admission: {stored:#}");
+    assert_eq!(stored["spec"]["minReplicas"], 1);
+    assert_eq!(stored["spec"]["algorithm"], "absolute");
+    let refused =
+        cluster.kubectl_apply(&wpa("bad", "  minReplicas: 20\n")).expect_err("an invalid WPA is refused");
+    assert!(
+        refused.contains(r#"admission webhook "validate-wpa.datadoghq.com" denied the request: spec.maxReplicas: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum"#),
+        "{refused}"
+    );
+    let (_, metrics) = serve.health("/metrics").expect("/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wpa_webhook_requests_total{") && l.contains("allowed=\"false\"")),
+        "the refusal was answered by this wpa serve:\n{metrics}"
+    );
+
+    // helm upgrade: a changed value is live, and the injected CA survives (the chart never sets caBundle).
+    let mut args = vec!["upgrade"];
+    args.extend(release);
+    let values = json!({"tls": {"mode": "selfSigned"}, "webhook": {"timeoutSeconds": 7}}).to_string();
+    args.extend(["--values-json", &values]);
+    let (ok, upgrade) = chart_py(&args);
+    assert!(ok, "helm upgrade: {upgrade:#}");
+    assert_eq!(upgrade["release"]["revision"], 2, "{upgrade:#}");
+    let config = kubectl_json(&cluster, &["get", "validatingwebhookconfiguration", RELEASE]);
+    let timeouts: Vec<(&str, u64)> = config["webhooks"]
+        .as_array()
+        .expect("webhooks")
+        .iter()
+        .map(|h| (h["name"].as_str().expect("name"), h["timeoutSeconds"].as_u64().expect("timeout")))
+        .collect();
+    assert!(timeouts.contains(&("validate-wpa.datadoghq.com", 7)), "{timeouts:?}");
+    assert!(timeouts.contains(&("validate-workloads.wpa.datadoghq.com", 5)), "{timeouts:?}");
+    let mutating = kubectl_json(&cluster, &["get", "mutatingwebhookconfiguration", RELEASE]);
+    assert_eq!(mutating["webhooks"][0]["timeoutSeconds"], 7);
+    assert_eq!(bundle(&config), injected, "the upgrade kept the injected caBundle");
+    cluster
+        .kubectl_apply(&wpa("api", ""))
+        .unwrap_or_else(|e| panic!("after the upgrade: {e}\n{}", serve.log()));
+    let stored = kubectl_json(&cluster, &["-n", "default", "get", "wpa", "api"]);
+    assert_eq!(stored["spec"]["tolerance"], "100m", "still defaulted after the upgrade");
+
+    // The reconciler ran with the chart's RBAC too: it took the leader Lease and put its finalizer on WPAs.
+    wait_for(Duration::from_secs(30), || async {
+        let wpa = kubectl_json(&cluster, &["-n", "default", "get", "wpa", "web"]);
+        let finalizers = wpa["metadata"]["finalizers"].to_string();
+        if finalizers.contains("finalizer.watermarkpodautoscaler.datadoghq.com") {
+            Ok(())
+        } else {
+            Err(finalizers)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no finalizer on WPA web: {e}\n{}", serve.log()));
+
+    // With no wpa serve, the dangling Fail webhook refuses every WPA: what the uninstall must not leave behind.
+    serve.terminate();
+    let refused = cluster.kubectl_apply(&wpa("while-down", "")).expect_err("no webhook answers");
+    assert!(refused.contains("failed calling webhook"), "{refused}");
+
+    // helm uninstall: no webhook configuration of the release remains; the cluster works without wpa.
+    let mut args = vec!["uninstall"];
+    args.extend(release);
+    let (ok, uninstall) = chart_py(&args);
+    assert!(ok, "helm uninstall: {uninstall:#}");
+    for kind in ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"] {
+        let list = kubectl_json(&cluster, &["get", kind]);
+        let left: Vec<&Value> = list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|c| {
+                c["metadata"]["name"] == RELEASE
+                    || c["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+            })
+            .collect();
+        assert!(left.is_empty(), "{kind} left behind: {left:?}");
+    }
+    cluster.kubectl_apply(&wpa("after", "")).expect("a WPA is accepted once the webhooks are gone");
+    let stored = kubectl_json(&cluster, &["-n", "default", "get", "wpa", "after"]);
+    assert!(stored["spec"].get("tolerance").is_none(), "nothing defaults it any more: {stored:#}");
+    cluster
+        .kubectl_apply(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: plain, namespace: default}\nspec:\n  replicas: 1\n\
+             \x20 selector: {matchLabels: {app: plain}}\n  template:\n    metadata: {labels: {app: plain}}\n\
+             \x20   spec: {containers: [{name: c, image: nginx}]}\n",
+        )
+        .expect("a plain Deployment is created after the uninstall");
+    // What the chart's README says stays: the CRD, the WPAs with their finalizer, the Lease.
+    kubectl_ok(&cluster, &["get", "crd", "watermarkpodautoscalers.datadoghq.com"]);
+    let web = kubectl_json(&cluster, &["-n", "default", "get", "wpa", "web"]);
+    assert!(
+        web["metadata"]["finalizers"].to_string().contains("finalizer.watermarkpodautoscaler.datadoghq.com")
+    );
+    kubectl_ok(&cluster, &["-n", NAMESPACE, "get", "lease", "watermarkpodautoscaler-lock"]);
+    let gone = cluster.kubectl(&["-n", NAMESPACE, "get", "deployment,service,serviceaccount", "-o", "name"]);
+    let names = String::from_utf8_lossy(&gone.stdout);
+    assert!(!names.contains("deployment.apps/wpa") && !names.contains("service/wpa"), "{names}");
+}
