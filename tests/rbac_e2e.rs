@@ -1,4 +1,4 @@
-//! `webhook-config/rbac.yaml` grants what `wpa serve` calls: the webhook and the reconciler run with the
+//! `webhook-config/rbac.yaml` (plus `rbac-self-signed.yaml` for `--inject-ca`) grants what `wpa serve` calls: the webhook and the reconciler run with the
 //! ServiceAccount's token alone, admit a WPA, scale its target, write status and events, and hold the Lease,
 //! without one request refused.
 
@@ -20,6 +20,11 @@ async fn wpa_serve_works_with_exactly_the_shipped_rbac() {
     let rbac =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/webhook-config/rbac.yaml")).unwrap();
     c.cluster.kubectl_apply(&rbac).expect("apply rbac.yaml");
+    // This test runs the self-signed mode, whose `--inject-ca` needs the one extra grant.
+    let inject =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/webhook-config/rbac-self-signed.yaml"))
+            .unwrap();
+    c.cluster.kubectl_apply(&inject).expect("apply rbac-self-signed.yaml");
 
     let token = support::service_account_token(&c.cluster, "wpa-system", "wpa")
         .await

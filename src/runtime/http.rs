@@ -119,7 +119,11 @@ impl Budget {
 }
 
 fn refused(status: StatusCode, message: String) -> Response {
-    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], serde_json::json!({ "error": message }).to_string())
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "error": message }).to_string(),
+    )
         .into_response()
 }
 

@@ -455,6 +455,8 @@ def cmd_check_rbac(a: argparse.Namespace) -> int:
     with cert-manager the webhook-configuration rule is the only difference; resourceNames follow the names."""
     plain = plain_docs("rbac.yaml")
     want_cr = find(plain, "ClusterRole")[0]["rules"]
+    inject = find(plain_docs("rbac-self-signed.yaml"), "ClusterRole")[0]["rules"]
+    same = lambda a, b: sorted(map(json.dumps, a)) == sorted(map(json.dumps, b))  # noqa: E731
     want_role = find(plain, "Role")[0]["rules"]
     is_admission = lambda r: "admissionregistration.k8s.io" in r.get("apiGroups", [])  # noqa: E731
     checks: dict[str, bool] = {}
@@ -464,10 +466,11 @@ def cmd_check_rbac(a: argparse.Namespace) -> int:
     cm = manifests(render({}, name="wpa", namespace="wpa-system"))
     got_ss = find(ss, "ClusterRole")[0]["rules"]
     got_cm = find(cm, "ClusterRole")[0]["rules"]
-    checks["selfSigned ClusterRole rules == rbac.yaml"] = got_ss == want_cr
-    checks["certManager ClusterRole rules == rbac.yaml minus the webhook-configuration rule"] = got_cm == [r for r in want_cr if not is_admission(r)]
+    checks["selfSigned ClusterRole rules == rbac.yaml + rbac-self-signed.yaml"] = same(got_ss, want_cr + inject)
+    checks["certManager ClusterRole rules == rbac.yaml"] = got_cm == want_cr
     checks["certManager ClusterRole has no admissionregistration rule"] = not any(is_admission(r) for r in got_cm)
-    checks["rbac.yaml has exactly one admissionregistration rule"] = sum(map(is_admission, want_cr)) == 1
+    checks["rbac.yaml has no admissionregistration rule"] = not any(map(is_admission, want_cr))
+    checks["rbac-self-signed.yaml has exactly the admissionregistration rule"] = len(inject) == 1 and is_admission(inject[0])
     for mode, docs in (("selfSigned", ss), ("certManager", cm)):
         checks[f"{mode} leader-election Role rules == rbac.yaml"] = find(docs, "Role")[0]["rules"] == want_role
         crb = find(docs, "ClusterRoleBinding")[0]
@@ -496,16 +499,16 @@ def cmd_check_rbac(a: argparse.Namespace) -> int:
     ss_ext = find(manifests(render({"tls": {"mode": "selfSigned"}, "schedulerExtender": {"enabled": True}}, name="wpa", namespace="wpa-system")), "ClusterRole")[0]["rules"]
     cm_ext = find(manifests(render({"schedulerExtender": {"enabled": True}}, name="wpa", namespace="wpa-system")), "ClusterRole")[0]["rules"]
     checks["rbac-scheduler-extender.yaml has the two extender rules"] = len(ext) == 2
-    checks["selfSigned + extender ClusterRole rules == rbac.yaml + rbac-scheduler-extender.yaml"] = ss_ext == want_cr + ext
-    checks["certManager + extender ClusterRole rules == rbac.yaml minus the webhook-configuration rule + rbac-scheduler-extender.yaml"] = cm_ext == [r for r in want_cr if not is_admission(r)] + ext
+    checks["selfSigned + extender ClusterRole rules == rbac.yaml + rbac-self-signed.yaml + rbac-scheduler-extender.yaml"] = same(ss_ext, want_cr + inject + ext)
+    checks["certManager + extender ClusterRole rules == rbac.yaml + rbac-scheduler-extender.yaml"] = same(cm_ext, want_cr + ext)
     checks["extender off: none of its rules"] = not any(r in got_ss or r in got_cm for r in ext)
     plain_ext = plain_docs("rbac-scheduler-extender.yaml")
     checks["rbac-scheduler-extender.yaml binds the ServiceAccount of rbac.yaml"] = find(plain_ext, "ClusterRoleBinding")[0]["subjects"] == find(plain, "ClusterRoleBinding")[0]["subjects"]
-    if not checks["selfSigned + extender ClusterRole rules == rbac.yaml + rbac-scheduler-extender.yaml"]:
+    if not checks["selfSigned + extender ClusterRole rules == rbac.yaml + rbac-self-signed.yaml + rbac-scheduler-extender.yaml"]:
         detail["selfSigned_extender_rules"] = ss_ext
     no_le = manifests(render({"leaderElection": {"enabled": False}}, name="wpa", namespace="wpa-system"))
     checks["no Role without leader election"] = not find(no_le, "Role") and "--leader-elect=false" in container(no_le)["args"]
-    if not checks["selfSigned ClusterRole rules == rbac.yaml"]:
+    if not checks["selfSigned ClusterRole rules == rbac.yaml + rbac-self-signed.yaml"]:
         detail["selfSigned_rules"] = got_ss
         detail["rbac_yaml_rules"] = want_cr
     return out({"checks": checks, **({"detail": detail} if detail else {})}, all(checks.values()))
