@@ -96,7 +96,10 @@ spec:
 /// The cluster with the CRD, the shipped webhook configurations pointed at a `wpa serve --self-signed
 /// --inject-ca` (which writes its CA into them).
 async fn cluster_with_webhook() -> (TestCluster, WpaServe) {
-    let cluster = TestCluster::start().await;
+    cluster_with_webhook_on(TestCluster::start().await, &[]).await
+}
+
+async fn cluster_with_webhook_on(cluster: TestCluster, extra: &[&str]) -> (TestCluster, WpaServe) {
     cluster.install_crd(wpa::api::crd()).await.expect("install the CRD");
     // Register first: `--inject-ca` patches these at start. The port must be known before, so reserve one.
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
@@ -104,22 +107,21 @@ async fn cluster_with_webhook() -> (TestCluster, WpaServe) {
         .kubectl_apply(&webhook_configurations(port, None).expect("configurations"))
         .expect("register the webhooks");
     let ca_out = cluster.dir().join("wpa-ca.crt");
-    let serve = WpaServe::start(
-        &cluster,
-        "webhook",
-        Some(port),
+    let ca_arg = ca_out.display().to_string();
+    let args = [
         &[
             "--self-signed",
             "--tls-san",
             "127.0.0.1",
             "--inject-ca",
             "--ca-bundle-out",
-            &ca_out.display().to_string(),
+            &ca_arg,
             "--no-reconciler",
-        ],
-    )
-    .await
-    .expect("wpa serve");
+        ][..],
+        extra,
+    ]
+    .concat();
+    let serve = WpaServe::start(&cluster, "webhook", Some(port), &args).await.expect("wpa serve");
     let injected = kubectl_json(&cluster, &["get", "validatingwebhookconfiguration", "wpa", "-o", "json"]);
     let ca = std::fs::read_to_string(&ca_out).expect("the CA bundle file");
     for hook in injected["webhooks"].as_array().expect("webhooks") {
@@ -420,13 +422,73 @@ async fn a_certificate_rotation_during_a_stream_of_requests_loses_none() {
 
 #[tokio::test]
 async fn a_graceful_shutdown_answers_in_flight_requests() {
-    let (cluster, mut serve) = cluster_with_webhook().await;
+    let (cluster, mut serve) =
+        cluster_with_webhook_on(TestCluster::start().await, &["--shutdown-delay", "3s"]).await;
     let (ok, _, err) = kubectl_apply(&cluster, WEB_WPA, &[]);
     assert!(ok, "{err}");
     let (code, _) = support::http_get(serve.health_port, "/readyz").expect("readyz");
     assert_eq!(code, 200);
-    let took = serve.terminate();
+    let signalled = Instant::now();
+    serve.signal_terminate();
+    // During the delay: not ready (the Service stops routing here), yet admission still answers.
+    let (code, body) = wait_for(Duration::from_secs(2), || async {
+        match support::http_get(serve.health_port, "/readyz") {
+            Ok((503, body)) => Ok((503, body)),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("/readyz turns 503 at once");
+    assert!(body.contains("shutting down"), "{code} {body}");
+    let (ok, _, err) = kubectl_apply(&cluster, &WEB_WPA.replace("{name: web,", "{name: web-late,").replace("name: web}", "name: web-late}"), &[]);
+    assert!(ok, "a WPA admitted during the shutdown delay: {err}");
+    assert!(signalled.elapsed() < Duration::from_secs(3), "still within the delay");
+    while !serve.exited() && signalled.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(serve.exited(), "the process exits after the delay and the drain");
+    let took = signalled.elapsed();
     eprintln!("graceful shutdown took {took:?}");
-    assert!(took < Duration::from_secs(10), "shutdown finished promptly ({took:?})");
+    assert!(took >= Duration::from_secs(3), "the delay was kept ({took:?})");
     assert!(serve.log().contains("webhook server drained"), "{}", serve.log());
+}
+
+#[tokio::test]
+async fn a_wpas_finalizer_and_its_namespace_are_released_while_the_webhook_is_down() {
+    let (cluster, mut serve) =
+        cluster_with_webhook_on(TestCluster::start_with(support::Options::full()).await, &[]).await;
+    cluster.create_namespace("gone", &[]).await.expect("namespace");
+    let held = WEB_WPA.replace(
+        "metadata: {name: web, namespace: default}",
+        "metadata: {name: web, namespace: gone, finalizers: [finalizer.watermarkpodautoscaler.datadoghq.com]}",
+    );
+    let (ok, _, err) = kubectl_apply(&cluster, &held, &[]);
+    assert!(ok, "{err}");
+    serve.terminate();
+    // Nothing answers any more: creations are refused, as the Fail policy promises...
+    let (ok, _, err) = kubectl_apply(&cluster, &WEB_WPA.replace("{name: web,", "{name: new,"), &[]);
+    assert!(!ok && err.contains("failed calling webhook"), "{err}");
+    // ...but the namespace's deletion, and the removal of the finalizer wpa would have removed, go through.
+    let deleted = cluster.kubectl(&["delete", "namespace", "gone", "--wait=false"]);
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    let patched = cluster.kubectl(&[
+        "patch",
+        "wpa",
+        "web",
+        "-n",
+        "gone",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(patched.status.success(), "{}", String::from_utf8_lossy(&patched.stderr));
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client());
+    wait_for(Duration::from_secs(60), || async {
+        match namespaces.get_opt("gone").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|n| n.and_then(|n| n.status)))),
+        }
+    })
+    .await
+    .expect("the namespace is deleted");
 }

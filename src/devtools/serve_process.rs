@@ -122,6 +122,16 @@ impl WpaServe {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// SIGTERM, without waiting.
+    pub fn signal_terminate(&self) {
+        devcluster::process::terminate(&self.child);
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// SIGTERM, then wait; returns how long the graceful shutdown took.
     pub fn terminate(&mut self) -> Duration {
         let started = Instant::now();
