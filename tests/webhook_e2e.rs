@@ -440,7 +440,11 @@ async fn a_graceful_shutdown_answers_in_flight_requests() {
     .await
     .expect("/readyz turns 503 at once");
     assert!(body.contains("shutting down"), "{code} {body}");
-    let (ok, _, err) = kubectl_apply(&cluster, &WEB_WPA.replace("{name: web,", "{name: web-late,").replace("name: web}", "name: web-late}"), &[]);
+    let (ok, _, err) = kubectl_apply(
+        &cluster,
+        &WEB_WPA.replace("{name: web,", "{name: web-late,").replace("name: web}", "name: web-late}"),
+        &[],
+    );
     assert!(ok, "a WPA admitted during the shutdown delay: {err}");
     assert!(signalled.elapsed() < Duration::from_secs(3), "still within the delay");
     while !serve.exited() && signalled.elapsed() < Duration::from_secs(30) {

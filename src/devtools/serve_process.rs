@@ -13,7 +13,7 @@ use devcluster::{LocalCluster, NetnsHost, http_get_at};
 
 pub struct WpaServe {
     child: Child,
-    pub(crate) webhook_port: u16,
+    pub webhook_port: u16,
     pub health_port: u16,
     /// Where the health port listens: loopback, or the namespace's address for [`Self::start_in_netns`].
     health_ip: IpAddr,
@@ -147,7 +147,7 @@ impl WpaServe {
         started.elapsed()
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 

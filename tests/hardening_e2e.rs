@@ -1,0 +1,227 @@
+//! No client can exhaust `wpa serve`'s HTTPS port: each limit is tried against the real process on loopback,
+//! with a bounded test (a stated ceiling, a stated deadline), and the process never panics.
+
+mod support;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use support::{StartWpa, TestCluster, WpaServe};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_rustls::{TlsConnector, client::TlsStream};
+
+/// `wpa serve` (webhook only) with `extra` flags, and the CA that signed its certificate.
+async fn serve(cluster: &TestCluster, extra: &[&str]) -> (WpaServe, String) {
+    cluster.install_crd(wpa::api::crd()).await.expect("the CRD");
+    let ca_out = cluster.dir().join("hardening-ca.crt");
+    let ca_arg = ca_out.display().to_string();
+    let args = [
+        &["--self-signed", "--tls-san", "127.0.0.1", "--ca-bundle-out", &ca_arg, "--no-reconciler"][..],
+        extra,
+    ]
+    .concat();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let serve = WpaServe::start(cluster, "hardened", Some(port), &args).await.expect("wpa serve");
+    let ca = std::fs::read_to_string(&ca_out).expect("the CA");
+    (serve, ca)
+}
+
+async fn tls(port: u16, ca: &str, alpn: &[u8]) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(c.expect("a certificate")).expect("trust the CA");
+    }
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").expect("a name"), tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// The peak resident memory of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmHWM")
+        / 1024
+}
+
+fn review_of_size(bytes: usize) -> Vec<u8> {
+    let padding = "x".repeat(bytes);
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"}, "operation": "CREATE",
+            "userInfo": {}, "object": {"data": {"pad": padding}}}
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_large_bodies_over_http2_stay_under_the_memory_ceiling() {
+    let cluster = TestCluster::start().await;
+    let (serve, ca) = serve(&cluster, &[]).await;
+    let body = Bytes::from(review_of_size(3 * 1024 * 1024 - 4096));
+    // 4 connections × 200 streams × 3 MiB: 2.4 GB if every body were buffered (the review measured 3.17 GB).
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let io = TokioIo::new(tls(serve.webhook_port, &ca, b"h2").await);
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.expect("h2 handshake");
+        tokio::spawn(conn);
+        clients.push(sender);
+    }
+    let started = Instant::now();
+    let mut requests = Vec::new();
+    for sender in &clients {
+        for _ in 0..200 {
+            let mut sender = sender.clone();
+            let body = body.clone();
+            let port = serve.webhook_port;
+            requests.push(tokio::spawn(async move {
+                let req = http::Request::post(format!("https://127.0.0.1:{port}/validate?timeout=10s"))
+                    .header("content-type", "application/json")
+                    .header("content-length", body.len())
+                    .body(Full::new(body))
+                    .expect("a request");
+                match sender.send_request(req).await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                }
+            }));
+        }
+    }
+    let mut codes = std::collections::BTreeMap::<u16, usize>::new();
+    for r in requests {
+        *codes.entry(r.await.unwrap_or(0)).or_default() += 1;
+    }
+    let peak = peak_rss_mib(serve.pid());
+    eprintln!("{codes:?} in {:?}; peak RSS {peak} MiB", started.elapsed());
+    assert!(codes.get(&200).copied().unwrap_or(0) > 0, "some are answered: {codes:?}");
+    assert!(codes.keys().all(|c| [200, 503].contains(c)), "answered or refused, nothing else: {codes:?}");
+    assert!(peak < 200, "peak RSS {peak} MiB stays under 200 MiB (the Deployment's limit is 256 Mi)");
+    let (code, _) = support::http_get(serve.health_port, "/healthz").expect("healthz");
+    assert_eq!(code, 200);
+    assert!(!serve.log().contains("panicked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outlives_a_flood() {
+    let cluster = TestCluster::start().await;
+    let (serve, ca) =
+        serve(&cluster, &["--header-read-timeout", "2s", "--idle-timeout", "3s", "--max-connections", "40"])
+            .await;
+    let port = serve.webhook_port;
+
+    // Slowloris: a header line, then nothing. Closed by the header deadline, not held for minutes.
+    let mut slow = tls(port, &ca, b"http/1.1").await;
+    slow.write_all(b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.expect("write");
+    let begin = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(8), slow.read(&mut buf)).await;
+    assert!(closed.is_ok(), "a slow header is cut within 8 s");
+    eprintln!("slow header closed after {:?}", begin.elapsed());
+
+    // An idle keep-alive connection after one request: closed by the idle timeout.
+    let io = TokioIo::new(tls(port, &ca, b"http/1.1").await);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+    let conn = tokio::spawn(conn);
+    let req = http::Request::post("/validate?timeout=10s")
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::from(review_of_size(10))))
+        .expect("a request");
+    let answer = sender.send_request(req).await.expect("an answer");
+    assert_eq!(answer.status(), 200);
+    let _ = answer.into_body().collect().await;
+    let begin = Instant::now();
+    tokio::time::timeout(Duration::from_secs(8), conn).await.expect("the idle connection is closed").ok();
+    eprintln!("idle connection closed after {:?}", begin.elapsed());
+
+    // A flood of connections that never finish their handshake: past the cap they wait in the kernel's
+    // queue, the process keeps its descriptors, and the health port answers throughout.
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)).await {
+            flood.push(s);
+        }
+    }
+    for _ in 0..5 {
+        let (code, _) = support::http_get(serve.health_port, "/healthz").expect("healthz during the flood");
+        assert_eq!(code, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(flood);
+    // A client-chosen timeout beyond any duration: answered, not a panic.
+    let io = TokioIo::new(tls(port, &ca, b"http/1.1").await);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::post("/validate?timeout=99999999999999999999999s")
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::from(review_of_size(10))))
+        .expect("a request");
+    assert_eq!(sender.send_request(req).await.expect("an answer").status(), 200);
+    // A declared body over the limit: 413 at once, not after reading it.
+    let req = http::Request::post("/validate")
+        .header("host", "127.0.0.1")
+        .header("content-length", 64 * 1024 * 1024)
+        .body(Full::new(Bytes::new()))
+        .expect("a request");
+    let begin = Instant::now();
+    assert_eq!(sender.send_request(req).await.expect("an answer").status(), 413);
+    assert!(begin.elapsed() < Duration::from_secs(2));
+    assert!(!serve.log().contains("panicked"), "{}", serve.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_does_not_echo_a_megabyte_value() {
+    let cluster = TestCluster::start().await;
+    let (serve, ca) = serve(&cluster, &[]).await;
+    let huge = "y".repeat(1024 * 1024);
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "datadoghq.com", "version": "v1alpha1", "kind": "WatermarkPodAutoscaler"},
+            "resource": {"group": "datadoghq.com", "version": "v1alpha1", "resource": "watermarkpodautoscalers"},
+            "operation": "CREATE", "namespace": "default", "name": "w", "userInfo": {},
+            "object": {"apiVersion": "datadoghq.com/v1alpha1", "kind": "WatermarkPodAutoscaler",
+                "metadata": {"name": "w", "namespace": "default", "annotations": {"wpa.datadoghq.com/skip-owner-check": huge}},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3}}}
+    });
+    let io = TokioIo::new(tls(serve.webhook_port, &ca, b"http/1.1").await);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::post("/validate?timeout=10s")
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&review).unwrap())))
+        .expect("a request");
+    let answer = sender.send_request(req).await.expect("an answer");
+    assert_eq!(answer.status(), 200);
+    let body = answer.into_body().collect().await.expect("a body").to_bytes();
+    let answer: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(answer["response"]["allowed"], false);
+    let message = answer["response"]["status"]["message"].as_str().expect("a message");
+    assert!(message.len() < 5000, "{} bytes", message.len());
+    assert!(
+        message.contains("more bytes)"),
+        "the cut is said: {}",
+        &message[message.len().saturating_sub(80)..]
+    );
+}
