@@ -54,6 +54,7 @@ MATRIX: dict[str, dict[str, Any]] = {
     "self-signed": {"values": {"tls": {"mode": "selfSigned"}}},
     "service-monitor": {"values": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
     "failure-policy-ignore": {"values": {"webhook": {"failurePolicy": "Ignore"}}},
+    "update-failure-policy-fail": {"values": {"webhook": {"updateFailurePolicy": "Fail"}}},
     "namespaced-watch": {"values": {"watchNamespaces": ["team-a", "team-b"]}},
     "custom-image": {
         "values": {
@@ -264,7 +265,7 @@ def expectations(
     want({e["name"] for e in c["env"]} >= {"POD_NAME", "POD_NAMESPACE"}, "downward API env")
     want("requests" in c["resources"] and "limits" in c["resources"], "resources")
     want("--leader-elect=true" in args, "--leader-elect=true")
-    want(len(hooks) == 4, "four webhooks")
+    want(len(hooks) == 6, "six webhooks (WPA create, WPA update, workloads; validating and mutating)")
     for h in hooks:
         want(h["clientConfig"]["service"] == {"name": svc, "namespace": ns, "path": h["clientConfig"]["service"]["path"], "port": port}, f"{h['name']} service")
         exprs = h["namespaceSelector"]["matchExpressions"]
@@ -326,7 +327,15 @@ def expectations(
         want(sm["spec"]["endpoints"][0]["port"] == "metrics" and sm["metadata"]["labels"].get("release") == "prom", "ServiceMonitor endpoint/labels")
     policies = {h["name"]: h["failurePolicy"] for h in hooks}
     wpa_policy = "Ignore" if name == "failure-policy-ignore" else "Fail"
-    want(policies == {"validate-wpa.datadoghq.com": wpa_policy, "default-wpa.datadoghq.com": wpa_policy, "validate-workloads.wpa.datadoghq.com": "Ignore", "clamp-workloads.wpa.datadoghq.com": "Ignore"}, "failurePolicies")
+    update_policy = "Fail" if name == "update-failure-policy-fail" else "Ignore"
+    want(policies == {
+        "validate-wpa.datadoghq.com": wpa_policy,
+        "default-wpa.datadoghq.com": wpa_policy,
+        "validate-wpa-update.datadoghq.com": update_policy,
+        "default-wpa-update.datadoghq.com": update_policy,
+        "validate-workloads.wpa.datadoghq.com": "Ignore",
+        "clamp-workloads.wpa.datadoghq.com": "Ignore",
+    }, "failurePolicies")
     want(("--namespace=team-a,team-b" in args) == (name == "namespaced-watch"), "--namespace only for a namespaced watch")
     if name == "namespace-opt-in":
         for h in hooks:

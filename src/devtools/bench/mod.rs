@@ -2,6 +2,7 @@
 //! comparable on noisy machines.
 
 pub(crate) mod admission;
+pub(crate) mod fuzz;
 pub(crate) mod reconciler;
 
 use std::{
@@ -169,6 +170,17 @@ pub(crate) enum BenchTarget {
         #[arg(long, default_value_t = 16)]
         concurrency: u16,
     },
+    /// A million (by default) mutated AdmissionReviews through the webhook in process: every answer must be
+    /// 200 (an AdmissionReview echoing the uid), 400 or 413, and nothing may panic. Reports the counts and
+    /// the rate.
+    Fuzz {
+        /// Number of reviews.
+        #[arg(long, default_value_t = 1_000_000)]
+        reviews: usize,
+        /// Seed of the mutations (a run is reproducible from it).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// The server side of `wpa bench admission` (started by it).
     #[command(hide = true)]
     AdmissionServer {
@@ -198,6 +210,10 @@ pub(crate) fn command(
             super::demo::preflight()?;
             let bin_dir = super::demo::binaries()?;
             print!("{}", runtime()?.block_on(reconciler::run(wpas, steady, concurrency, bin_dir))?);
+        }
+        BenchTarget::Fuzz { reviews, seed } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            print!("{}", rt.block_on(fuzz::run(reviews, seed)).map_err(anyhow::Error::msg)?);
         }
         BenchTarget::AdmissionServer { mode, cert, key } => {
             runtime()?.block_on(admission::serve_child(mode, cert, key)).map_err(anyhow::Error::msg)?
