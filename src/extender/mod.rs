@@ -134,7 +134,9 @@ fn verb_of(path: &str) -> Option<Verb> {
 
 /// A request that reached a decision, and its candidates.
 struct Decoded {
-    args: ExtenderArgs,
+    /// The full Node objects, when the scheduler sent them instead of names (`nodeCacheCapable: false`):
+    /// the filter answer must carry the passing ones back.
+    nodes: Option<NodeList>,
     pod: wire::Pod,
     candidates: Vec<String>,
 }
@@ -184,8 +186,12 @@ async fn read(request: Request) -> Result<Decoded, Rejection> {
     let mut args: ExtenderArgs =
         serde_json::from_slice(&bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
     let pod = args.pod.take().ok_or(Rejection::NoPod)?;
-    let candidates = match (&args.node_names, &args.nodes) {
-        (Some(names), _) => names.clone(),
+    let candidates = match (args.node_names.take(), &args.nodes) {
+        (Some(names), _) => {
+            // Names in, names out.
+            args.nodes = None;
+            names
+        }
         (None, Some(list)) => list
             .items
             .iter()
@@ -194,7 +200,7 @@ async fn read(request: Request) -> Result<Decoded, Rejection> {
             .collect::<Result<_, _>>()?,
         (None, None) => return Err(Rejection::NoNodes),
     };
-    Ok(Decoded { args, pod, candidates })
+    Ok(Decoded { nodes: args.nodes, pod, candidates })
 }
 
 async fn handle(State(state): State<ExtenderState>, request: Request) -> Response {
@@ -240,7 +246,7 @@ fn observe(state: &ExtenderState, report: Report<'_>) {
 }
 
 fn filter(state: &ExtenderState, decoded: Decoded, started: Instant) -> Response {
-    let Decoded { args, pod, candidates } = decoded;
+    let Decoded { nodes, pod, candidates } = decoded;
     let names: Vec<&str> = candidates.iter().map(String::as_str).collect();
     let now = Instant::now();
     let outcome = {
@@ -261,26 +267,23 @@ fn filter(state: &ExtenderState, decoded: Decoded, started: Instant) -> Response
     tracing::debug!(namespace = %pod.metadata.namespace, pod = %pod.metadata.name, mode = outcome.mode.as_str(),
         candidates = candidates.len(), passed = outcome.passed.len(), "scheduler extender: filter");
     // Full Node objects go back only to a scheduler that sent them (nodeCacheCapable: false).
-    let nodes = match (&args.node_names, args.nodes) {
-        (None, Some(list)) => {
-            let passed: HashSet<&str> = outcome.passed.iter().map(String::as_str).collect();
-            Some(NodeListOut {
-                metadata: Default::default(),
-                items: list
-                    .items
-                    .into_iter()
-                    .filter(|item| NodeList::name_of(item).is_some_and(|n| passed.contains(n)))
-                    .collect(),
-            })
+    let nodes = nodes.map(|list| {
+        let passed: HashSet<&str> = outcome.passed.iter().map(String::as_str).collect();
+        NodeListOut {
+            metadata: Default::default(),
+            items: list
+                .items
+                .into_iter()
+                .filter(|item| NodeList::name_of(item).is_some_and(|n| passed.contains(n)))
+                .collect(),
         }
-        _ => None,
-    };
+    });
     let result = ExtenderFilterResult {
         nodes,
-        node_names: Some(outcome.passed.clone()),
-        failed_and_unresolvable_nodes: outcome.failed.clone(),
-        failed_nodes: outcome.failed,
-        error: String::new(),
+        node_names: Some(&outcome.passed),
+        failed_and_unresolvable_nodes: &outcome.failed,
+        failed_nodes: &outcome.failed,
+        error: "",
     };
     let body = serde_json::to_vec(&result);
     observe(

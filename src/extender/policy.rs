@@ -274,9 +274,9 @@ pub(crate) struct FilterOutcome {
 
 /// What `prioritize` decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PrioritizeOutcome {
+pub(crate) struct PrioritizeOutcome<'a> {
     /// One entry per distinct candidate (the scheduler sums duplicates), in 0..=MAX_PRIORITY.
-    pub scores: Vec<(String, i64)>,
+    pub scores: Vec<(&'a str, i64)>,
     pub mode: Mode,
 }
 
@@ -434,33 +434,56 @@ fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
     })
 }
 
+/// Why replicas on a node do not count as available. Kept as data: the text is written only for the
+/// few answers that carry it (a filter's rejections), not for each of thousands of candidates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Unsafe {
+    NotReady,
+    Unschedulable,
+    Taint(Taint),
+}
+
+impl std::fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsafe::NotReady => f.write_str("not Ready"),
+            Unsafe::Unschedulable => f.write_str("unschedulable"),
+            Unsafe::Taint(t) if t.value.is_empty() => write!(f, "taint {}:{} not tolerated", t.key, t.effect),
+            Unsafe::Taint(t) => write!(f, "taint {}={}:{} not tolerated", t.key, t.value, t.effect),
+        }
+    }
+}
+
 /// `Ok` if replicas on this node count as available, else why not.
-fn safety(node: &NodeState, tolerations: &[Toleration]) -> Result<(), String> {
+fn safety(node: &NodeState, tolerations: &[Toleration]) -> Result<(), Unsafe> {
     if !node.ready {
-        return Err("not Ready".into());
+        return Err(Unsafe::NotReady);
     }
     if node.unschedulable {
-        return Err("unschedulable".into());
+        return Err(Unsafe::Unschedulable);
     }
     match node.taints.iter().find(|t| !tolerates(tolerations, t)) {
-        Some(t) if t.value.is_empty() => Err(format!("taint {}:{} not tolerated", t.key, t.effect)),
-        Some(t) => Err(format!("taint {}={}:{} not tolerated", t.key, t.value, t.effect)),
+        Some(t) => Err(Unsafe::Taint(t.clone())),
         None => Ok(()),
     }
 }
 
+/// What the node cache says of one node. Zones are numbered in [`Assessment::zone_names`].
 #[derive(Clone, Debug)]
 struct Facts {
-    safe: Result<(), String>,
-    zone: Option<String>,
+    safe: Result<(), Unsafe>,
+    zone: Option<usize>,
 }
+
+/// A node the scheduler has and our cache has not seen yet: new, so presumably healthy.
+const UNSEEN: Facts = Facts { safe: Ok(()), zone: None };
 
 #[derive(Clone, Debug)]
 struct Candidate<'a> {
     name: &'a str,
-    safe: Result<(), String>,
+    safe: Result<(), Unsafe>,
     count: i64,
-    zone: Option<String>,
+    zone: Option<usize>,
     zone_count: i64,
 }
 
@@ -479,6 +502,8 @@ struct Assessment<'a> {
     k_zone: Option<i64>,
     /// At least two zones: zone balance ranks nodes.
     zoned: bool,
+    /// The zones seen on nodes, numbered by first sight (what [`Candidate::zone`] indexes).
+    zone_names: Vec<String>,
     zones: usize,
     /// Usable nodes (safe, matching the pod's nodeSelector).
     capacity: i64,
@@ -492,7 +517,7 @@ fn selector_matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<Strin
 }
 
 fn distinct<'a>(candidates: &[&'a str]) -> Vec<&'a str> {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::with_capacity(candidates.len());
     candidates.iter().copied().filter(|c| seen.insert(*c)).collect()
 }
 
@@ -558,39 +583,72 @@ fn assess<'a, V: View + ?Sized>(
         gov.budget = failure_budget(existing, gov.percent);
     }
 
-    let candidates = distinct(candidates);
-    let wanted: HashSet<&str> = candidates.iter().copied().collect();
-    let mut facts: HashMap<String, Facts> = HashMap::new();
+    // Candidates by name, distinct, in the scheduler's order: one hash each, and every per-candidate fact
+    // after this is read by index. A request carries thousands of names (5,000 in the benchmark).
+    let mut index: HashMap<&'a str, usize> = HashMap::with_capacity(candidates.len());
+    let mut names: Vec<&'a str> = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        if let std::collections::hash_map::Entry::Vacant(e) = index.entry(*c) {
+            e.insert(names.len());
+            names.push(*c);
+        }
+    }
+    let mut facts: Vec<Option<Facts>> = vec![None; names.len()];
+    // Nodes holding replicas of the target that are not candidates (they still decide what is lost).
+    let mut holders: HashMap<&str, Facts> = HashMap::new();
+    let mut zone_ids: HashMap<String, usize> = HashMap::new();
+    let mut zone_names: Vec<String> = Vec::new();
+    // Usable nodes per zone number; a zone with none is no zone for the budget.
+    let mut zone_capacity: Vec<i64> = Vec::new();
     let mut capacity = 0i64;
-    let mut zone_capacity: BTreeMap<String, i64> = BTreeMap::new();
     view.for_each_node(&mut |name, node| {
         let safe = safety(node, &pod.spec.tolerations);
-        let zone = zone_of(&node.labels);
+        let zone = zone_of(&node.labels).map(|z| match zone_ids.get(z) {
+            Some(id) => *id,
+            None => {
+                zone_ids.insert(z.to_owned(), zone_names.len());
+                zone_names.push(z.to_owned());
+                zone_capacity.push(0);
+                zone_names.len() - 1
+            }
+        });
         if safe.is_ok() && selector_matches(&pod.spec.node_selector, &node.labels) {
             capacity += 1;
             if let Some(z) = zone {
-                *zone_capacity.entry(z.to_owned()).or_default() += 1;
+                zone_capacity[z] += 1;
             }
         }
-        if wanted.contains(name) || per_node.contains_key(name) {
-            facts.insert(name.to_owned(), Facts { safe, zone: zone.map(str::to_owned) });
+        if let Some(&i) = index.get(name) {
+            facts[i] = Some(Facts { safe, zone });
+        } else if let Some((held, _)) = per_node.get_key_value(name) {
+            holders.insert(held.as_str(), Facts { safe, zone });
         }
     });
-    for c in &candidates {
-        if !facts.contains_key(*c) {
-            // A node the scheduler has and our cache has not seen yet: new, so presumably healthy.
-            facts.insert((*c).to_owned(), Facts { safe: Ok(()), zone: None });
-            capacity += 1;
-        }
-    }
+    let facts: Vec<Facts> = facts
+        .into_iter()
+        .map(|f| {
+            f.unwrap_or_else(|| {
+                capacity += 1;
+                UNSEEN
+            })
+        })
+        .collect();
 
     let mut lost = 0i64;
-    let mut zone_count: HashMap<&str, i64> = HashMap::new();
+    let mut zone_count: Vec<i64> = vec![0; zone_names.len()];
+    let mut counts: Vec<i64> = vec![0; names.len()];
     for (node, count) in &per_node {
-        match facts.get(node) {
+        let f = match index.get(node.as_str()) {
+            Some(&i) => {
+                counts[i] = *count;
+                Some(&facts[i])
+            }
+            None => holders.get(node.as_str()),
+        };
+        match f {
             Some(Facts { safe: Ok(()), zone }) => {
                 if let Some(z) = zone {
-                    *zone_count.entry(z.as_str()).or_default() += count;
+                    zone_count[*z] += count;
                 }
             }
             // Not Ready, tainted, or gone from the cache.
@@ -601,28 +659,25 @@ fn assess<'a, V: View + ?Sized>(
     let b = gov.budget;
     let k_budget = b - lost;
     let k_node = gov.cap.map_or(k_budget, |cap| cap.min(k_budget));
-    let zones = zone_capacity.len();
+    let usable_zones = || zone_capacity.iter().enumerate().filter(|(_, nodes)| **nodes > 0);
+    let zones = usable_zones().count();
     let zoned = zones >= 2;
     // How many replicas the zones can hold with at most B per zone and the per-node limit per node.
     let per_node_limit = gov.cap.map_or(b, |cap| cap.min(b));
-    let zone_room: i64 =
-        zone_capacity.values().map(|nodes| b.min(nodes.saturating_mul(per_node_limit))).sum();
+    let zone_room: i64 = usable_zones().map(|(_, nodes)| b.min(nodes.saturating_mul(per_node_limit))).sum();
     let k_zone = (zoned && b > 0 && zone_room >= gov.replicas).then_some(k_budget);
-    let min_zone_count =
-        zone_capacity.keys().map(|z| zone_count.get(z.as_str()).copied().unwrap_or(0)).min().unwrap_or(0);
+    let min_zone_count = usable_zones().map(|(z, _)| zone_count[z]).min().unwrap_or(0);
 
-    let candidates = candidates
+    let candidates = names
         .into_iter()
-        .map(|name| {
-            let f = facts.get(name).cloned().unwrap_or(Facts { safe: Ok(()), zone: None });
-            let zone_count = f.zone.as_deref().and_then(|z| zone_count.get(z).copied()).unwrap_or(0);
-            Candidate {
-                name,
-                count: per_node.get(name).copied().unwrap_or(0),
-                safe: f.safe,
-                zone: f.zone,
-                zone_count,
-            }
+        .zip(facts)
+        .zip(counts)
+        .map(|((name, f), count)| Candidate {
+            name,
+            count,
+            safe: f.safe,
+            zone: f.zone,
+            zone_count: f.zone.map_or(0, |z| zone_count[z]),
         })
         .collect();
 
@@ -634,6 +689,7 @@ fn assess<'a, V: View + ?Sized>(
         k_node,
         k_zone,
         zoned,
+        zone_names,
         zones,
         capacity,
         min_zone_count,
@@ -645,17 +701,12 @@ fn assess<'a, V: View + ?Sized>(
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Tier {
     /// Within every budget; the penalties grade it from 10 down to 6.
-    Within {
-        node_penalty: i64,
-        zone_penalty: i64,
-    },
+    Within { node_penalty: i64, zone_penalty: i64 },
     /// Nothing is within budget; `excess` replicas more than the emptiest usable node, `first` when it is
     /// among the emptiest (the water-fill set).
-    Fill {
-        excess: i64,
-        first: bool,
-    },
-    Out(String),
+    Fill { excess: i64, first: bool },
+    /// Refused; [`over_reason`] says why, written only where an answer carries it.
+    Out,
 }
 
 fn replicas_of(a: &Assessment) -> String {
@@ -693,7 +744,7 @@ fn over_reason(a: &Assessment, c: &Candidate) -> String {
     }
     format!(
         "wpa: zone {} holds {} of {}; {} per zone",
-        c.zone.as_deref().unwrap_or(""),
+        c.zone.and_then(|z| a.zone_names.get(z)).map_or("", String::as_str),
         c.zone_count,
         replicas_of(a),
         budget_text(a)
@@ -736,7 +787,7 @@ fn tiers(a: &Assessment) -> (Vec<Tier>, Vec<Infeasible>) {
             .zip(&within)
             .map(|(c, w)| {
                 if !*w {
-                    return Tier::Out(over_reason(a, c));
+                    return Tier::Out;
                 }
                 // c.count <= k_node - 1 here: round(4·c/(k-1)) spans 0..=4, and the total stays within 4 so
                 // that a within-budget node always outscores the water-fill tier.
@@ -768,7 +819,7 @@ fn tiers(a: &Assessment) -> (Vec<Tier>, Vec<Infeasible>) {
                 if node_ok(c) {
                     Tier::Fill { excess: c.zone_count - min, first: c.zone_count == min }
                 } else {
-                    Tier::Out(over_reason(a, c))
+                    Tier::Out
                 }
             })
             .collect();
@@ -820,7 +871,7 @@ fn tiers(a: &Assessment) -> (Vec<Tier>, Vec<Infeasible>) {
         .iter()
         .map(|c| {
             if !in_pool.contains(c.name) {
-                return Tier::Out(over_reason(a, c));
+                return Tier::Out;
             }
             let first = c.count == min_count && zone_key(c) == min_zone;
             if first {
@@ -873,8 +924,8 @@ pub(crate) fn filter<V: View + ?Sized>(
             Tier::Fill { .. } => {
                 failed.insert(c.name.to_owned(), over_reason(&a, c));
             }
-            Tier::Out(reason) => {
-                failed.insert(c.name.to_owned(), reason.clone());
+            Tier::Out => {
+                failed.insert(c.name.to_owned(), over_reason(&a, c));
             }
         }
     }
@@ -896,9 +947,10 @@ pub(crate) fn filter<V: View + ?Sized>(
         .min_by_key(|c| (c.count, zone_key(c), stable_hash(&a.key, c.name)))
         .map(|c| c.name)
         .unwrap_or(set[0].name);
+    let chose = format!("wpa: placement chose {best}");
     for c in &set {
         if c.name != best {
-            failed.insert(c.name.to_owned(), format!("wpa: placement chose {best}"));
+            failed.insert(c.name.to_owned(), chose.clone());
         }
     }
     ledger.record(&a.gov.target, &a.key, best.to_owned(), now);
@@ -911,13 +963,13 @@ pub(crate) fn filter<V: View + ?Sized>(
 /// the node, and in its zone, score higher); when nothing is within budget, 1..=5 by how few replicas the
 /// node holds, so that even a prioritize-only setup water-fills. Pods without an opinion score
 /// [`NEUTRAL_SCORE`] everywhere.
-pub(crate) fn prioritize<V: View + ?Sized>(
+pub(crate) fn prioritize<'a, V: View + ?Sized>(
     view: &V,
     ledger: &mut Ledger,
     pod: &Pod,
-    candidates: &[&str],
+    candidates: &[&'a str],
     now: Instant,
-) -> PrioritizeOutcome {
+) -> PrioritizeOutcome<'a> {
     let a = match assess(view, ledger, pod, candidates, now) {
         Ok(a) => a,
         Err(reason) => return neutral(candidates, Mode::NoOpinion(reason)),
@@ -931,20 +983,17 @@ pub(crate) fn prioritize<V: View + ?Sized>(
             let score = match tier {
                 Tier::Within { node_penalty, zone_penalty } => MAX_PRIORITY - node_penalty - zone_penalty,
                 Tier::Fill { excess, .. } => 5 - excess.clamp(0, 4),
-                Tier::Out(_) => 0,
+                Tier::Out => 0,
             };
-            (c.name.to_owned(), score.clamp(0, MAX_PRIORITY))
+            (c.name, score.clamp(0, MAX_PRIORITY))
         })
         .collect();
     PrioritizeOutcome { scores, mode: if a.in_flight > 0 { Mode::Burst } else { Mode::Steady } }
 }
 
 /// The same score for every distinct candidate.
-pub(crate) fn neutral(candidates: &[&str], mode: Mode) -> PrioritizeOutcome {
-    PrioritizeOutcome {
-        scores: distinct(candidates).into_iter().map(|c| (c.to_owned(), NEUTRAL_SCORE)).collect(),
-        mode,
-    }
+pub(crate) fn neutral<'a>(candidates: &[&'a str], mode: Mode) -> PrioritizeOutcome<'a> {
+    PrioritizeOutcome { scores: distinct(candidates).into_iter().map(|c| (c, NEUTRAL_SCORE)).collect(), mode }
 }
 
 #[cfg(test)]

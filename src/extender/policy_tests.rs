@@ -140,6 +140,7 @@ fn scores(v: &FakeView, uid: &str, candidates: &[&str]) -> BTreeMap<String, i64>
     prioritize(v, &mut Ledger::default(), &web_pod(uid), candidates, Instant::now())
         .scores
         .into_iter()
+        .map(|(node, score)| (node.to_owned(), score))
         .collect()
 }
 
@@ -311,10 +312,10 @@ fn ledger_entries_expire_after_the_ttl() {
     assert_eq!(run_filter(&v, &mut ledger, "p1", &["n1"], t0).passed, ["n1"]);
     // Still in flight one second later: n1 counts p1.
     let out = prioritize(&v, &mut ledger, &web_pod("p3"), &["n1", "n2"], t0 + Duration::from_secs(1));
-    assert_eq!(out.scores, [("n1".to_owned(), 6), ("n2".to_owned(), 10)]);
+    assert_eq!(out.scores, [("n1", 6), ("n2", 10)]);
     // Forgotten after the TTL (a pod deleted before it was bound).
     let out = prioritize(&v, &mut ledger, &web_pod("p3"), &["n1", "n2"], t0 + Duration::from_secs(6));
-    assert_eq!(out.scores, [("n1".to_owned(), 10), ("n2".to_owned(), 10)]);
+    assert_eq!(out.scores, [("n1", 10), ("n2", 10)]);
     assert_eq!(ledger.len(), 0);
 }
 
@@ -592,7 +593,7 @@ fn pods_without_a_wpa_pass_unchanged_with_neutral_scores() {
         assert!(out.failed.is_empty());
         assert_eq!(out.mode, Mode::NoOpinion(NoOpinion::NotGoverned));
         let s = prioritize(&v, &mut ledger, pod, &candidates, Instant::now());
-        assert_eq!(s.scores, [("n3".to_owned(), 0), ("n1".to_owned(), 0), ("n2".to_owned(), 0)]);
+        assert_eq!(s.scores, [("n3", 0), ("n1", 0), ("n2", 0)]);
     }
     assert_eq!(ledger.len(), 0);
 }

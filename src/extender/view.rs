@@ -93,6 +93,25 @@ impl PlacementCaches {
     }
 }
 
+#[cfg(feature = "dev-tools")]
+impl PlacementCaches {
+    /// Caches holding fixed lists, as a first watch list fills them (benchmarks).
+    pub(crate) fn from_lists(replica_sets: Vec<ReplicaSet>, nodes: Vec<Node>) -> Arc<PlacementCaches> {
+        let caches = PlacementCaches::default();
+        caches.replica_sets.apply(watcher::Event::Init, replica_set_key, controller);
+        for rs in replica_sets {
+            caches.replica_sets.apply(watcher::Event::InitApply(rs), replica_set_key, controller);
+        }
+        caches.replica_sets.apply(watcher::Event::InitDone, replica_set_key, controller);
+        caches.nodes.apply(watcher::Event::Init, node_key, node_state);
+        for node in nodes {
+            caches.nodes.apply(watcher::Event::InitApply(node), node_key, node_state);
+        }
+        caches.nodes.apply(watcher::Event::InitDone, node_key, node_state);
+        Arc::new(caches)
+    }
+}
+
 fn replica_set_key(rs: &ReplicaSet) -> String {
     format!("{}/{}", rs.namespace().unwrap_or_default(), rs.name_any())
 }

@@ -127,20 +127,21 @@ pub(crate) struct NodeListOut {
 /// out every node. Rejections go in `FailedNodes`, the only map 1.20 reads, and also in
 /// `FailedAndUnresolvableNodes` (1.21+), so that preemption does not try nodes that no eviction can make
 /// acceptable (a sibling of the same priority is never a victim).
-#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq)]
+/// Both maps are the same rejections, borrowed rather than copied (thousands of entries on a large cluster).
+#[derive(Serialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct ExtenderFilterResult {
+pub(crate) struct ExtenderFilterResult<'a> {
     pub nodes: Option<NodeListOut>,
-    pub node_names: Option<Vec<String>>,
-    pub failed_nodes: BTreeMap<String, String>,
-    pub failed_and_unresolvable_nodes: BTreeMap<String, String>,
-    pub error: String,
+    pub node_names: Option<&'a [String]>,
+    pub failed_nodes: &'a BTreeMap<String, String>,
+    pub failed_and_unresolvable_nodes: &'a BTreeMap<String, String>,
+    pub error: &'a str,
 }
 
 /// One entry of a `HostPriorityList`, the top-level JSON array prioritize answers.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct HostPriority {
-    pub host: String,
+pub(crate) struct HostPriority<'a> {
+    pub host: &'a str,
     pub score: i64,
 }

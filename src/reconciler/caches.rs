@@ -337,6 +337,23 @@ impl Caches {
         self.pods.synced() && self.targets.synced()
     }
 
+    /// Caches holding fixed lists, as a first watch list fills them (benchmarks).
+    #[cfg(feature = "dev-tools")]
+    pub(crate) fn from_lists(pods: Vec<Pod>, deployments: Vec<Deployment>) -> Caches {
+        let caches = Caches { pods: Arc::default(), targets: Arc::default() };
+        caches.pods.apply(watcher::Event::Init);
+        pods.into_iter().for_each(|p| caches.pods.apply(watcher::Event::InitApply(p)));
+        caches.pods.apply(watcher::Event::InitDone);
+        caches.targets.apply::<Deployment>("Deployment", watcher::Event::Init);
+        for d in deployments {
+            caches.targets.apply("Deployment", watcher::Event::InitApply(d));
+        }
+        caches.targets.apply::<Deployment>("Deployment", watcher::Event::InitDone);
+        caches.targets.apply::<StatefulSet>("StatefulSet", watcher::Event::Init);
+        caches.targets.apply::<StatefulSet>("StatefulSet", watcher::Event::InitDone);
+        caches
+    }
+
     /// Starts the watches of pods, Deployments and StatefulSets in `namespaces`.
     pub(crate) fn start(client: &Client, namespaces: &Namespaces, stop: CancellationToken) -> Caches {
         let caches = Caches { pods: Arc::default(), targets: Arc::default() };

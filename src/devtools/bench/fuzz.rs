@@ -78,10 +78,10 @@ fn mutate(v: &mut Value, rng: &mut Rng, depth: usize) {
     match v {
         Value::Object(map) if !map.is_empty() && depth < 12 => {
             let towards = TOWARDS_THE_RULES.iter().find(|k| map.contains_key(**k));
-            if let (Some(k), 0) = (towards, rng.below(2)) {
-                if let Some(child) = map.get_mut(*k) {
-                    return mutate(child, rng, depth + 1);
-                }
+            if let (Some(k), 0) = (towards, rng.below(2))
+                && let Some(child) = map.get_mut(*k)
+            {
+                return mutate(child, rng, depth + 1);
             }
             let keys: Vec<String> = map.keys().cloned().collect();
             let key = keys[rng.below(keys.len())].clone();

@@ -2,6 +2,7 @@
 //! comparable on noisy machines.
 
 pub(crate) mod admission;
+pub(crate) mod extender;
 pub(crate) mod fuzz;
 pub(crate) mod reconciler;
 
@@ -181,6 +182,20 @@ pub(crate) enum BenchTarget {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The scheduler extender's prioritize and filter over a large cluster in its caches (5,000 nodes,
+    /// 2,000 pods by default), through its HTTP handler in process; latency percentiles against a pod that
+    /// no WPA governs (the same wire work without the policy).
+    Extender {
+        /// Nodes in the cache, every one a candidate of every request.
+        #[arg(long, default_value_t = 5_000)]
+        nodes: usize,
+        /// Pods in the cache, 20 per WPA target.
+        #[arg(long, default_value_t = 2_000)]
+        pods: usize,
+        /// Requests per verb and per kind of pod.
+        #[arg(long, default_value_t = 2_000)]
+        requests: usize,
+    },
     /// The server side of `wpa bench admission` (started by it).
     #[command(hide = true)]
     AdmissionServer {
@@ -210,6 +225,10 @@ pub(crate) fn command(
             super::demo::preflight()?;
             let bin_dir = super::demo::binaries()?;
             print!("{}", runtime()?.block_on(reconciler::run(wpas, steady, concurrency, bin_dir))?);
+        }
+        BenchTarget::Extender { nodes, pods, requests } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            print!("{}", rt.block_on(extender::run(nodes, pods, requests)).map_err(anyhow::Error::msg)?);
         }
         BenchTarget::Fuzz { reviews, seed } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
