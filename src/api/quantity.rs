@@ -8,7 +8,7 @@
 //! The original text is kept so that a typed round trip of a user's object loses nothing; messages use the
 //! canonical form ([`Quantity::canonical`], Go's `String()`), e.g. `0.1` is `100m`.
 
-use std::{borrow::Cow, fmt, str::FromStr};
+use std::{borrow::Cow, fmt, fmt::Write as _, str::FromStr};
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
@@ -163,11 +163,7 @@ impl Quantity {
                 format!("{amount}{}", BIN[exp])
             }
             Format::DecimalSi | Format::DecimalExponent => {
-                let (mut mantissa, mut exp) = (self.nanos, -9i32);
-                while mantissa.abs() >= 10 && mantissa % 10 == 0 {
-                    mantissa /= 10;
-                    exp += 1;
-                }
+                let (mut mantissa, mut exp) = strip_tens(self.nanos);
                 // Go's `%` keeps the dividend's sign; the exponent must become a multiple of 3.
                 match exp % 3 {
                     1 | -2 => {
@@ -180,27 +176,55 @@ impl Quantity {
                     }
                     _ => {}
                 }
-                let suffix = if format == Format::DecimalExponent {
-                    if exp == 0 { String::new() } else { format!("e{exp}") }
-                } else {
-                    match exp {
-                        -9 => "n".into(),
-                        -6 => "u".into(),
-                        -3 => "m".into(),
-                        0 => String::new(),
-                        3 => "k".into(),
-                        6 => "M".into(),
-                        9 => "G".into(),
-                        12 => "T".into(),
-                        15 => "P".into(),
-                        18 => "E".into(),
-                        other => format!("e{other}"),
+                let mut out = match i64::try_from(mantissa) {
+                    // i128's Display costs several times i64's; status quantities always fit.
+                    Ok(m) => m.to_string(),
+                    Err(_) => mantissa.to_string(),
+                };
+                let suffix = match (format, exp) {
+                    (_, 0) => "",
+                    (Format::DecimalExponent, _) => {
+                        let _ = write!(out, "e{exp}");
+                        return out;
+                    }
+                    (_, -9) => "n",
+                    (_, -6) => "u",
+                    (_, -3) => "m",
+                    (_, 3) => "k",
+                    (_, 6) => "M",
+                    (_, 9) => "G",
+                    (_, 12) => "T",
+                    (_, 15) => "P",
+                    (_, 18) => "E",
+                    (_, other) => {
+                        let _ = write!(out, "e{other}");
+                        return out;
                     }
                 };
-                format!("{mantissa}{suffix}")
+                out.push_str(suffix);
+                out
             }
         }
     }
+}
+
+/// `nanos` without its trailing zeros, and the power of ten they were (starting from nano). In i64 when
+/// it fits, because 128-bit division is a library call and this runs for every quantity of a status.
+fn strip_tens(nanos: i128) -> (i128, i32) {
+    let mut exp = -9i32;
+    if let Ok(mut m) = i64::try_from(nanos) {
+        while m.unsigned_abs() >= 10 && m % 10 == 0 {
+            m /= 10;
+            exp += 1;
+        }
+        return (i128::from(m), exp);
+    }
+    let mut m = nanos;
+    while m.abs() >= 10 && m % 10 == 0 {
+        m /= 10;
+        exp += 1;
+    }
+    (m, exp)
 }
 
 fn parse_nanos(s: &str) -> Result<(i128, Format), QuantityError> {

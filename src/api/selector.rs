@@ -238,8 +238,23 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
 /// Go's `%v` of a `map[string]string`: `map[k1:v1 k2:v2]`, keys sorted. Upstream builds metric display
 /// names and messages with it, e.g. `deadbeef{map[label:value]}`.
 pub fn go_map_string(labels: Option<&BTreeMap<String, String>>) -> String {
-    let inner: Vec<String> = labels.into_iter().flatten().map(|(k, v)| format!("{k}:{v}")).collect();
-    format!("map[{}]", inner.join(" "))
+    let mut out = String::with_capacity(32);
+    push_go_map(&mut out, labels);
+    out
+}
+
+/// [`go_map_string`] appended to `out` (a pass builds several names per metric).
+pub(crate) fn push_go_map(out: &mut String, labels: Option<&BTreeMap<String, String>>) {
+    out.push_str("map[");
+    for (i, (k, v)) in labels.into_iter().flatten().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(k);
+        out.push(':');
+        out.push_str(v);
+    }
+    out.push(']');
 }
 
 /// The `?labelSelector=` form of a metric selector (for the external and resource metrics APIs).

@@ -35,7 +35,12 @@ fn milli(q: &Option<Quantity>) -> i64 {
 
 /// The display name of an External or Resource metric: `<name>{map[k:v]}`.
 fn display_name(name: &str, selector: Option<&LabelSelector>) -> String {
-    format!("{name}{{{}}}", selector::go_map_string(selector.and_then(|s| s.match_labels.as_ref())))
+    let mut out = String::with_capacity(name.len() + 32);
+    out.push_str(name);
+    out.push('{');
+    selector::push_go_map(&mut out, selector.and_then(|s| s.match_labels.as_ref()));
+    out.push('}');
+    out
 }
 
 fn pods_error(e: &str) -> String {

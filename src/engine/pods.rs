@@ -61,12 +61,13 @@ pub fn pod_condition_index<S: AsRef<str>>(types: &[S], lookup: &str) -> Option<u
 /// Upstream's owner heuristic: any owner whose name, with a ReplicaSet's last `-segment` cut off,
 /// equals the target's name. Kind, UID and the controller flag are not checked.
 pub fn owner_matches(owners: &[OwnerRef], target: &str) -> bool {
+    // Bytes, not chars: `-` is ASCII, and a char search costs more than the rest of a decision's pod loop.
     owners.iter().any(|o| {
-        let name = match (o.kind.as_str(), o.name.rfind('-')) {
-            ("ReplicaSet", Some(i)) => &o.name[..i],
-            _ => o.name.as_str(),
-        };
-        name == target
+        let name = o.name.as_bytes();
+        match name.iter().rposition(|&c| c == b'-') {
+            Some(i) if o.kind == "ReplicaSet" => name[..i] == *target.as_bytes(),
+            _ => name == target.as_bytes(),
+        }
     })
 }
 

@@ -177,7 +177,7 @@ fn upstream_rules(
         );
     }
     for (i, m) in metrics.iter().enumerate() {
-        let base = format!("spec.metrics[{i}]");
+        // Paths are written only for a failure: this runs on every pass of every WPA.
         let (source, kind) = match m.type_.as_str() {
             "External" => (
                 m.external
@@ -192,18 +192,21 @@ fn upstream_rules(
                 "Resource",
             ),
             other => {
-                fail!(format!("{base}.type"), format!("incorrect metric.Type: '{other}'"));
+                fail!(format!("spec.metrics[{i}].type"), format!("incorrect metric.Type: '{other}'"));
                 continue;
             }
         };
-        let field = kind.to_ascii_lowercase();
+        let field = if kind == "External" { "external" } else { "resource" };
         let Some((metric_name, sel, high, low)) = source else {
-            fail!(format!("{base}.{field}"), format!("metric.{kind} is nil while metric.Type is '{kind}'"));
+            fail!(
+                format!("spec.metrics[{i}].{field}"),
+                format!("metric.{kind} is nil while metric.Type is '{kind}'")
+            );
             continue;
         };
         if high.is_none() && low.is_none() {
             fail!(
-                format!("{base}.{field}"),
+                format!("spec.metrics[{i}].{field}"),
                 format!(
                     "watermarks are not set correctly, removing the WPA {namespace}/{name} from the Reconciler"
                 )
@@ -211,7 +214,7 @@ fn upstream_rules(
         }
         if sel.is_none() {
             fail!(
-                format!("{base}.{field}.metricSelector"),
+                format!("spec.metrics[{i}].{field}.metricSelector"),
                 format!("missing Labels for the {kind} metric {metric_name}")
             );
         }
@@ -220,7 +223,7 @@ fn upstream_rules(
         {
             let labels = sel.as_ref().and_then(|s| s.match_labels.as_ref());
             fail!(
-                format!("{base}.{field}.lowWatermark"),
+                format!("spec.metrics[{i}].{field}.lowWatermark"),
                 format!(
                     "low WaterMark of {kind} metric {metric_name}{{{}}} has to be strictly inferior to the High Watermark",
                     selector::go_map_string(labels)

@@ -102,6 +102,28 @@ fn rate(seconds: f64, mut f: impl FnMut()) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Exactly `n` decisions (or copies of their inputs), so that an instruction counter can divide.
+pub(crate) fn engine_count(n: u64, baseline: bool) -> String {
+    let now = Timestamp::now();
+    let (wpa, pods, metrics, scale) = engine_fixture(now);
+    for _ in 0..n {
+        if baseline {
+            black_box((black_box(&wpa).clone(), black_box(&pods).clone(), black_box(&metrics).clone()));
+        } else {
+            let obs = Observation {
+                target: Ok(scale.clone()),
+                pods: Ok(&pods),
+                metrics: &metrics,
+                recommendation: None,
+                monitor: MonitorObservation::NotRequested,
+                conflicts: &[],
+            };
+            black_box(engine::decide(black_box(&wpa), &obs, now));
+        }
+    }
+    format!("engine: {n} {}", if baseline { "copies of the inputs" } else { "decisions" })
+}
+
 /// Runs the engine benchmark and returns a report.
 pub(crate) fn engine(seconds: f64) -> String {
     let now = Timestamp::now();
@@ -146,6 +168,13 @@ pub(crate) enum BenchTarget {
         /// Seconds to measure each of the two loops.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Run exactly this many decisions (or copies, with --baseline) and print nothing timed: for an
+        /// instruction count under callgrind (scripts/engine-instructions.sh), stable on a noisy machine.
+        #[arg(long)]
+        count: Option<u64>,
+        /// With --count: copy the inputs instead of deciding (the baseline).
+        #[arg(long, requires = "count")]
+        baseline: bool,
     },
     /// Requests per second and p50/p99 latency of a WPA validate, a WPA mutate and a Deployment mutate over
     /// TLS keep-alive with 32 connections, against a bare axum+rustls handler returning a fixed
@@ -214,7 +243,8 @@ pub(crate) fn command(
     runtime: impl Fn() -> std::io::Result<tokio::runtime::Runtime>,
 ) -> anyhow::Result<()> {
     match args.target {
-        BenchTarget::Engine { seconds } => println!("{}", engine(seconds)),
+        BenchTarget::Engine { count: Some(n), baseline, .. } => println!("{}", engine_count(n, baseline)),
+        BenchTarget::Engine { seconds, count: None, .. } => println!("{}", engine(seconds)),
         BenchTarget::Admission { seconds } => {
             // The load generator runs on one thread, leaving the cores to the servers it measures.
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
