@@ -102,6 +102,25 @@ fn rate(seconds: f64, mut f: impl FnMut()) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// One decision of the benchmark's WPA, kept from being optimized away.
+fn decide_once(
+    wpa: &WatermarkPodAutoscaler,
+    pods: &[PodInfo],
+    metrics: &[MetricObservation],
+    scale: &ScaleInfo,
+    now: Timestamp,
+) {
+    let obs = Observation {
+        target: Ok(scale.clone()),
+        pods: Ok(pods),
+        metrics,
+        recommendation: None,
+        monitor: MonitorObservation::NotRequested,
+        conflicts: &[],
+    };
+    black_box(engine::decide(black_box(wpa), &obs, now));
+}
+
 /// Exactly `n` decisions (or copies of their inputs), so that an instruction counter can divide.
 pub(crate) fn engine_count(n: u64, baseline: bool) -> String {
     let now = Timestamp::now();
@@ -110,15 +129,7 @@ pub(crate) fn engine_count(n: u64, baseline: bool) -> String {
         if baseline {
             black_box((black_box(&wpa).clone(), black_box(&pods).clone(), black_box(&metrics).clone()));
         } else {
-            let obs = Observation {
-                target: Ok(scale.clone()),
-                pods: Ok(&pods),
-                metrics: &metrics,
-                recommendation: None,
-                monitor: MonitorObservation::NotRequested,
-                conflicts: &[],
-            };
-            black_box(engine::decide(black_box(&wpa), &obs, now));
+            decide_once(&wpa, &pods, &metrics, &scale, now);
         }
     }
     format!("engine: {n} {}", if baseline { "copies of the inputs" } else { "decisions" })
@@ -128,17 +139,7 @@ pub(crate) fn engine_count(n: u64, baseline: bool) -> String {
 pub(crate) fn engine(seconds: f64) -> String {
     let now = Timestamp::now();
     let (wpa, pods, metrics, scale) = engine_fixture(now);
-    let decide = || {
-        let obs = Observation {
-            target: Ok(scale.clone()),
-            pods: Ok(&pods),
-            metrics: &metrics,
-            recommendation: None,
-            monitor: MonitorObservation::NotRequested,
-            conflicts: &[],
-        };
-        black_box(engine::decide(black_box(&wpa), &obs, now));
-    };
+    let decide = || decide_once(&wpa, &pods, &metrics, &scale, now);
     // Warm up, then measure the decision and the baseline (copying the same inputs) alternately.
     let _ = rate(0.2, decide);
     let copy = || {
