@@ -182,26 +182,25 @@ impl Quantity {
                     Err(_) => mantissa.to_string(),
                 };
                 let suffix = match (format, exp) {
-                    (_, 0) => "",
-                    (Format::DecimalExponent, _) => {
-                        let _ = write!(out, "e{exp}");
-                        return out;
-                    }
-                    (_, -9) => "n",
-                    (_, -6) => "u",
-                    (_, -3) => "m",
-                    (_, 3) => "k",
-                    (_, 6) => "M",
-                    (_, 9) => "G",
-                    (_, 12) => "T",
-                    (_, 15) => "P",
-                    (_, 18) => "E",
-                    (_, other) => {
-                        let _ = write!(out, "e{other}");
-                        return out;
-                    }
+                    (_, 0) => Some(""),
+                    (Format::DecimalSi, -9) => Some("n"),
+                    (Format::DecimalSi, -6) => Some("u"),
+                    (Format::DecimalSi, -3) => Some("m"),
+                    (Format::DecimalSi, 3) => Some("k"),
+                    (Format::DecimalSi, 6) => Some("M"),
+                    (Format::DecimalSi, 9) => Some("G"),
+                    (Format::DecimalSi, 12) => Some("T"),
+                    (Format::DecimalSi, 15) => Some("P"),
+                    (Format::DecimalSi, 18) => Some("E"),
+                    // DecimalExponent, and DecimalSi beyond its suffixes.
+                    _ => None,
                 };
-                out.push_str(suffix);
+                match suffix {
+                    Some(s) => out.push_str(s),
+                    None => {
+                        let _ = write!(out, "e{exp}");
+                    }
+                }
                 out
             }
         }

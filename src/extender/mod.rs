@@ -186,21 +186,21 @@ async fn read(request: Request) -> Result<Decoded, Rejection> {
     let mut args: ExtenderArgs =
         serde_json::from_slice(&bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
     let pod = args.pod.take().ok_or(Rejection::NoPod)?;
-    let candidates = match (args.node_names.take(), &args.nodes) {
-        (Some(names), _) => {
-            // Names in, names out.
-            args.nodes = None;
-            names
+    let (candidates, nodes) = match (args.node_names, args.nodes) {
+        // Names in, names out.
+        (Some(names), _) => (names, None),
+        (None, Some(list)) => {
+            let names = list
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| NodeList::name_of(item).map(str::to_owned).ok_or(Rejection::UnnamedNode(i)))
+                .collect::<Result<_, _>>()?;
+            (names, Some(list))
         }
-        (None, Some(list)) => list
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| NodeList::name_of(item).map(str::to_owned).ok_or(Rejection::UnnamedNode(i)))
-            .collect::<Result<_, _>>()?,
         (None, None) => return Err(Rejection::NoNodes),
     };
-    Ok(Decoded { nodes: args.nodes, pod, candidates })
+    Ok(Decoded { nodes, pod, candidates })
 }
 
 async fn handle(State(state): State<ExtenderState>, request: Request) -> Response {

@@ -921,10 +921,7 @@ pub(crate) fn filter<V: View + ?Sized>(
     for (c, tier) in a.candidates.iter().zip(&tiers) {
         match tier {
             Tier::Within { .. } | Tier::Fill { first: true, .. } => set.push(c),
-            Tier::Fill { .. } => {
-                failed.insert(c.name.to_owned(), over_reason(&a, c));
-            }
-            Tier::Out => {
+            Tier::Fill { .. } | Tier::Out => {
                 failed.insert(c.name.to_owned(), over_reason(&a, c));
             }
         }

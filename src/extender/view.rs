@@ -97,17 +97,10 @@ impl PlacementCaches {
 impl PlacementCaches {
     /// Caches holding fixed lists, as a first watch list fills them (benchmarks).
     pub(crate) fn from_lists(replica_sets: Vec<ReplicaSet>, nodes: Vec<Node>) -> Arc<PlacementCaches> {
+        use crate::runtime::watch::replay_list;
         let caches = PlacementCaches::default();
-        caches.replica_sets.apply(watcher::Event::Init, replica_set_key, controller);
-        for rs in replica_sets {
-            caches.replica_sets.apply(watcher::Event::InitApply(rs), replica_set_key, controller);
-        }
-        caches.replica_sets.apply(watcher::Event::InitDone, replica_set_key, controller);
-        caches.nodes.apply(watcher::Event::Init, node_key, node_state);
-        for node in nodes {
-            caches.nodes.apply(watcher::Event::InitApply(node), node_key, node_state);
-        }
-        caches.nodes.apply(watcher::Event::InitDone, node_key, node_state);
+        replay_list(replica_sets, |e| caches.replica_sets.apply(e, replica_set_key, controller));
+        replay_list(nodes, |e| caches.nodes.apply(e, node_key, node_state));
         Arc::new(caches)
     }
 }

@@ -340,17 +340,11 @@ impl Caches {
     /// Caches holding fixed lists, as a first watch list fills them (benchmarks).
     #[cfg(feature = "dev-tools")]
     pub(crate) fn from_lists(pods: Vec<Pod>, deployments: Vec<Deployment>) -> Caches {
+        use crate::runtime::watch::replay_list;
         let caches = Caches { pods: Arc::default(), targets: Arc::default() };
-        caches.pods.apply(watcher::Event::Init);
-        pods.into_iter().for_each(|p| caches.pods.apply(watcher::Event::InitApply(p)));
-        caches.pods.apply(watcher::Event::InitDone);
-        caches.targets.apply::<Deployment>("Deployment", watcher::Event::Init);
-        for d in deployments {
-            caches.targets.apply("Deployment", watcher::Event::InitApply(d));
-        }
-        caches.targets.apply::<Deployment>("Deployment", watcher::Event::InitDone);
-        caches.targets.apply::<StatefulSet>("StatefulSet", watcher::Event::Init);
-        caches.targets.apply::<StatefulSet>("StatefulSet", watcher::Event::InitDone);
+        replay_list(pods, |e| caches.pods.apply(e));
+        replay_list(deployments, |e| caches.targets.apply("Deployment", e));
+        replay_list(Vec::<StatefulSet>::new(), |e| caches.targets.apply("StatefulSet", e));
         caches
     }
 

@@ -70,6 +70,17 @@ where
     })
 }
 
+/// Feeds `items` to `apply` as a watch's first list (Init, InitApply each, InitDone): caches filled from
+/// fixed lists for benchmarks go through the same code as a real watch.
+#[cfg(feature = "dev-tools")]
+pub(crate) fn replay_list<K>(items: Vec<K>, mut apply: impl FnMut(watcher::Event<K>)) {
+    apply(watcher::Event::Init);
+    for item in items {
+        apply(watcher::Event::InitApply(item));
+    }
+    apply(watcher::Event::InitDone);
+}
+
 /// Feeds a watch into `apply` until `stop`; errors are logged (the watcher retries with backoff).
 pub(crate) fn drive<K, S>(
     kind: &'static str,

@@ -21,6 +21,7 @@ use k8s_openapi::api::{
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use super::Rng;
 use crate::{
     api::WatermarkPodAutoscaler,
     extender::{self, ClusterView, ExtenderState, PlacementCaches},
@@ -35,14 +36,6 @@ const PODS_PER_TARGET: usize = 20;
 
 fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
     serde_json::from_value(v).map_err(|e| format!("a benchmark object does not decode: {e}"))
-}
-
-/// splitmix64, for a reproducible placement of the existing pods.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn node_name(i: usize) -> String {
@@ -65,6 +58,8 @@ fn view(nodes: usize, pods: usize) -> Result<ClusterView, String> {
     let mut replica_sets = Vec::new();
     let mut wpas = Vec::new();
     let mut pod_list = Vec::new();
+    // Where the existing pods run: reproducible from run to run.
+    let mut rng = Rng(0);
     for t in 0..targets {
         let app = format!("app-{t}");
         deployments.push(from_json::<Deployment>(json!({
@@ -88,7 +83,7 @@ fn view(nodes: usize, pods: usize) -> Result<ClusterView, String> {
                 "minReplicas": 1, "maxReplicas": 100, "minAvailableReplicaPercentage": 70}
         }))?);
         for k in 0..PODS_PER_TARGET {
-            let node = node_name((mix((t * PODS_PER_TARGET + k) as u64) % nodes.max(1) as u64) as usize);
+            let node = node_name(rng.below(nodes));
             pod_list.push(from_json::<Pod>(json!({
                 "metadata": {"name": format!("{app}-abc-{k}"), "namespace": "default", "uid": format!("{app}-{k}"),
                     "labels": {"app": app, "pod-template-hash": "abc"},

@@ -11,33 +11,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::admission::workloads;
+use super::{Rng, admission::workloads};
 use crate::{
     runtime::registry::Metrics,
     webhook::{self, TargetIndex, WebhookState},
 };
-
-/// splitmix64: reproducible from `--seed`, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn odd_value(rng: &mut Rng) -> Value {
     match rng.below(14) {
@@ -188,14 +171,13 @@ pub(crate) async fn run(reviews: usize, seed: u64) -> Result<String, String> {
     let started = Instant::now();
     for n in 0..reviews {
         let (path, seed_review) = &seeds[rng.below(seeds.len())];
-        let body = bytes_of(seed_review, &mut rng);
+        let body = Bytes::from(bytes_of(seed_review, &mut rng));
         let sent_uid = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|v| v.pointer("/request/uid").and_then(Value::as_str).map(String::from));
-        let sent = body.clone();
         let request = http::Request::post(format!("{path}?timeout=10s"))
             .header("content-type", "application/json")
-            .body(Body::from(body))
+            .body(Body::from(body.clone()))
             .map_err(|e| e.to_string())?;
         let one = Instant::now();
         // A panic in a handler would end this task, not the run: it is caught and reported.
@@ -209,6 +191,7 @@ pub(crate) async fn run(reviews: usize, seed: u64) -> Result<String, String> {
         .await
         .map_err(|e| format!("request {n}: the handler panicked: {e}"))??;
         slowest = slowest.max(one.elapsed());
+        let body_sent = body;
         let (status, body) = answer;
         *codes.entry(status).or_default() += 1;
         match status {
@@ -240,7 +223,7 @@ pub(crate) async fn run(reviews: usize, seed: u64) -> Result<String, String> {
                     // field the webhook skips): the echoed uid must still be one the body sent.
                     let echoed_uid = review.pointer("/response/uid").and_then(Value::as_str).unwrap_or("");
                     let needle = format!("\"uid\":{}", Value::from(echoed_uid));
-                    if !contains(&sent, needle.as_bytes()) {
+                    if !contains(&body_sent, needle.as_bytes()) {
                         return Err(format!("request {n}: uid {echoed_uid:?} was not in the request"));
                     }
                     echoed += 1;

@@ -102,6 +102,29 @@ fn rate(seconds: f64, mut f: impl FnMut()) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// splitmix64: the benchmarks' reproducible randomness (from a seed), without a dependency.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// The engine benchmark's baseline: one deep copy of a decision's inputs.
+fn copy_once(wpa: &WatermarkPodAutoscaler, pods: &[PodInfo], metrics: &[MetricObservation]) {
+    black_box((black_box(wpa).clone(), black_box(pods).to_vec(), black_box(metrics).to_vec()));
+}
+
 /// One decision of the benchmark's WPA, kept from being optimized away.
 fn decide_once(
     wpa: &WatermarkPodAutoscaler,
@@ -127,7 +150,7 @@ pub(crate) fn engine_count(n: u64, baseline: bool) -> String {
     let (wpa, pods, metrics, scale) = engine_fixture(now);
     for _ in 0..n {
         if baseline {
-            black_box((black_box(&wpa).clone(), black_box(&pods).clone(), black_box(&metrics).clone()));
+            copy_once(&wpa, &pods, &metrics);
         } else {
             decide_once(&wpa, &pods, &metrics, &scale, now);
         }
@@ -142,9 +165,7 @@ pub(crate) fn engine(seconds: f64) -> String {
     let decide = || decide_once(&wpa, &pods, &metrics, &scale, now);
     // Warm up, then measure the decision and the baseline (copying the same inputs) alternately.
     let _ = rate(0.2, decide);
-    let copy = || {
-        black_box((black_box(&wpa).clone(), black_box(&pods).clone(), black_box(&metrics).clone()));
-    };
+    let copy = || copy_once(&wpa, &pods, &metrics);
     let decisions = rate(seconds, decide);
     let copies = rate(seconds, copy);
     format!(
