@@ -10,7 +10,7 @@ use wpa::{
         self, Action, Decision, MetricObservation, MonitorObservation, Observation, Outcome, ScaleResult,
         calc::{ExternalSample, ScaleInfo},
         conditions::{self, get_condition},
-        pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
+        pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
     },
 };
 
@@ -44,12 +44,12 @@ fn pods(n: usize) -> Vec<PodInfo> {
             name: format!("web-abc-{i}"),
             phase: PodPhase::Running,
             ready: Some(ReadyCondition {
-                status: "True".into(),
+                status: ConditionStatus::True,
                 last_transition: Some(now() - Duration::from_secs(600)),
             }),
             start_time: Some(now() - Duration::from_secs(700)),
             deleting: false,
-            owners: vec![OwnerRef { kind: "ReplicaSet".into(), name: "web-abc".into() }],
+            owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "web-abc".into() }],
         })
         .collect()
 }

@@ -227,7 +227,7 @@ fn pod_from(ctx: &Ctx, v: &Value) -> Result<LabelledPod, String> {
         Some(i) => {
             let c = &v["conditions"][i];
             Some(pods::ReadyCondition {
-                status: c["status"].as_str().unwrap_or_default().to_string(),
+                status: pods::ConditionStatus::parse(c["status"].as_str().unwrap_or_default()),
                 last_transition: ctx.time(&c["lastTransitionTimeOffsetSeconds"])?,
             })
         }
@@ -257,7 +257,7 @@ fn owners_from(v: &Value) -> Vec<pods::OwnerRef> {
         .into_iter()
         .flatten()
         .map(|o| pods::OwnerRef {
-            kind: o["kind"].as_str().unwrap_or_default().to_string(),
+            kind: pods::OwnerKind::parse(o["kind"].as_str().unwrap_or_default()),
             name: o["name"].as_str().unwrap_or_default().to_string(),
         })
         .collect()

@@ -18,6 +18,31 @@ pub(crate) const SCALING_BLOCKED: &str = "ScalingBlocked";
 /// Ours: another autoscaler (an HPA) scales the same target.
 pub(crate) const CONFLICTING_AUTOSCALER: &str = "ConflictingAutoscaler";
 
+/// Every condition type a pass may set.
+pub(crate) const TYPES: [&str; 9] = [
+    SCALING_ACTIVE,
+    ABLE_TO_SCALE,
+    SCALING_LIMITED,
+    DRY_RUN,
+    ABOVE_HIGH_WATERMARK,
+    BELOW_LOW_WATERMARK,
+    CONVERGE_TO_WATERMARK,
+    SCALING_BLOCKED,
+    CONFLICTING_AUTOSCALER,
+];
+
+const LONGEST_TYPE: usize = {
+    let mut i = 0;
+    let mut n = 0;
+    while i < TYPES.len() {
+        if TYPES[i].len() > n {
+            n = TYPES[i].len();
+        }
+        i += 1;
+    }
+    n
+};
+
 /// `True` / `False` as Kubernetes writes them.
 pub fn status_str(b: bool) -> &'static str {
     if b { "True" } else { "False" }
@@ -113,17 +138,12 @@ pub fn set_condition(
     let conditions = &mut status.conditions;
     match conditions.iter().position(|c| c.type_ == type_) {
         Some(i) => {
-            let changed = conditions[i].status != new_status;
             let c = &mut conditions[i];
-            // Most passes rewrite the same text: keep the existing strings then.
-            if c.reason.as_deref() != Some(reason) {
-                c.reason = Some(reason.to_string());
-            }
-            if c.message.as_deref() != Some(message) {
-                c.message = Some(message.to_string());
-            }
-            if changed {
-                c.status = new_status.to_string();
+            assign(&mut c.reason, reason);
+            assign(&mut c.message, message);
+            if c.status != new_status {
+                c.status.clear();
+                c.status.push_str(new_status);
                 c.last_transition_time = Some(Time(now));
                 let c = conditions.remove(i);
                 conditions.insert(0, c);
@@ -146,11 +166,25 @@ pub fn set_condition(
         let tb = b.last_transition_time.as_ref().map(|t| t.0);
         tb.cmp(&ta)
     });
-    if status.last_condition_type.as_deref() != Some(type_) {
-        status.last_condition_type = Some(type_.to_string());
+    // Sized for every type at once: it changes with nearly every call.
+    let last = status.last_condition_type.get_or_insert_with(|| String::with_capacity(LONGEST_TYPE));
+    if last != type_ {
+        last.clear();
+        last.push_str(type_);
     }
-    if status.last_condition_state.as_deref() != Some(new_status) {
-        status.last_condition_state = Some(new_status.to_string());
+    assign(&mut status.last_condition_state, new_status);
+}
+
+/// Writes `value` into `slot`, reusing its buffer: a pass sets about ten conditions, most to the text they
+/// already hold.
+fn assign(slot: &mut Option<String>, value: &str) {
+    match slot {
+        Some(s) if s == value => {}
+        Some(s) => {
+            s.clear();
+            s.push_str(value);
+        }
+        None => *slot = Some(value.to_string()),
     }
 }
 

@@ -368,9 +368,11 @@ pub struct Decision<'a> {
 impl<'a> Decision<'a> {
     pub(super) fn new(
         spec: Cow<'a, WatermarkPodAutoscalerSpec>,
-        status: WatermarkPodAutoscalerStatus,
+        mut status: WatermarkPodAutoscalerStatus,
         now: Timestamp,
     ) -> Self {
+        // One allocation for every condition a pass may set, instead of growing through 4 and 8.
+        status.conditions.reserve(conditions::TYPES.len().saturating_sub(status.conditions.len()));
         Decision {
             spec,
             invalid: None,
@@ -412,6 +414,10 @@ impl<'a> Decision<'a> {
 
     pub(super) fn gauge(&mut self, series: Series, label: Option<(&'static str, &'static str)>, value: f64) {
         self.draft.gauges.push(Sample { series, metric: None, label, value });
+    }
+
+    pub(super) fn reserve_gauges(&mut self, n: usize) {
+        self.draft.gauges.reserve(n);
     }
 
     pub(super) fn metric_gauge(&mut self, series: Series, metric: usize, value: f64) {

@@ -16,6 +16,9 @@ use super::{
 };
 use crate::api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus};
 
+const GAUGES_PER_PASS: usize = 12;
+const GAUGES_PER_METRIC: usize = 4;
+
 /// One pass over computed metric results, with `spec` the effective spec.
 pub(super) fn run(
     d: &mut Decision<'_>,
@@ -25,6 +28,8 @@ pub(super) fn run(
     outcomes: Vec<MetricOutcome>,
     now: Timestamp,
 ) {
+    // A full pass writes about a dozen gauges plus four per metric: one allocation instead of four.
+    d.reserve_gauges(GAUGES_PER_PASS + GAUGES_PER_METRIC * outcomes.len());
     record_spec(d, spec);
     report_metrics(d, &outcomes);
     let combined = combine(spec, &outcomes);

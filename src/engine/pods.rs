@@ -28,17 +28,49 @@ impl PodPhase {
     }
 }
 
+/// A pod condition's status, parsed once where the pod is read: the pod loop runs for every pod of every
+/// decision, and a string compare there costs more than the rest of the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    /// `Unknown`, and anything else the API server may one day write.
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn parse(s: &str) -> ConditionStatus {
+        match s {
+            "True" => ConditionStatus::True,
+            "False" => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
+        }
+    }
+}
+
 /// The pod's `Ready` condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadyCondition {
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
+    pub status: ConditionStatus,
     pub last_transition: Option<Timestamp>,
+}
+
+/// The only owner kind the owner heuristic treats differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerKind {
+    ReplicaSet,
+    Other,
+}
+
+impl OwnerKind {
+    pub fn parse(kind: &str) -> OwnerKind {
+        if kind == "ReplicaSet" { OwnerKind::ReplicaSet } else { OwnerKind::Other }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnerRef {
-    pub kind: String,
+    pub kind: OwnerKind,
     pub name: String,
 }
 
@@ -65,7 +97,7 @@ pub fn owner_matches(owners: &[OwnerRef], target: &str) -> bool {
     owners.iter().any(|o| {
         let name = o.name.as_bytes();
         match name.iter().rposition(|&c| c == b'-') {
-            Some(i) if o.kind == "ReplicaSet" => name[..i] == *target.as_bytes(),
+            Some(i) if o.kind == OwnerKind::ReplicaSet => name[..i] == *target.as_bytes(),
             _ => name == target.as_bytes(),
         }
     })
@@ -129,7 +161,7 @@ pub fn count_ready_pods(
         if pod.start_time.is_none() || pod.deleting {
             continue;
         }
-        let running_ready = pod.phase == PodPhase::Running && ready.status == "True";
+        let running_ready = pod.phase == PodPhase::Running && ready.status == ConditionStatus::True;
         let pending_in_grace = pod.phase == PodPhase::Pending
             && ready.last_transition.is_some_and(|t| now.duration_since(t) < delay(readiness_delay_seconds));
         if running_ready || pending_in_grace {
@@ -179,7 +211,7 @@ pub fn group_pods(
             let initializing = match (&pod.ready, pod.start_time) {
                 (Some(ready), Some(start)) => {
                     let transition = ready.last_transition.unwrap_or(Timestamp::MIN);
-                    ready.status == "False"
+                    ready.status == ConditionStatus::False
                         || start.checked_add(delay(readiness_delay_seconds)).map_or(true, |s| s > transition)
                 }
                 _ => true,

@@ -24,7 +24,7 @@ use crate::{
     api::selector::Selector,
     engine::{
         calc::ScaleInfo,
-        pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
+        pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
     },
     runtime::watch::{Namespaces, drive, events},
 };
@@ -40,7 +40,7 @@ pub(crate) fn pod_info(pod: &Pod) -> PodInfo {
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
         .map(|c| ReadyCondition {
-            status: c.status.clone(),
+            status: ConditionStatus::parse(&c.status),
             last_transition: timestamp(c.last_transition_time.as_ref()),
         });
     PodInfo {
@@ -52,7 +52,7 @@ pub(crate) fn pod_info(pod: &Pod) -> PodInfo {
         owners: pod
             .owner_references()
             .iter()
-            .map(|o| OwnerRef { kind: o.kind.clone(), name: o.name.clone() })
+            .map(|o| OwnerRef { kind: OwnerKind::parse(&o.kind), name: o.name.clone() })
             .collect(),
     }
 }

@@ -390,7 +390,7 @@ mod tests {
     use crate::engine::{
         self, MetricObservation, MonitorObservation, Observation,
         calc::{ExternalSample, ScaleInfo},
-        pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
+        pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
     };
 
     fn wpa(metric: &str, dry_run: bool) -> WatermarkPodAutoscaler {
@@ -410,10 +410,10 @@ mod tests {
         let pods = vec![PodInfo {
             name: "front-abc-1".into(),
             phase: PodPhase::Running,
-            ready: Some(ReadyCondition { status: "True".into(), last_transition: Some(now) }),
+            ready: Some(ReadyCondition { status: ConditionStatus::True, last_transition: Some(now) }),
             start_time: Some(now),
             deleting: false,
-            owners: vec![OwnerRef { kind: "ReplicaSet".into(), name: "front-abc".into() }],
+            owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "front-abc".into() }],
         }];
         let metrics =
             [MetricObservation::External(Ok(ExternalSample { values: vec![300_000], timestamp: Some(now) }))];

@@ -26,7 +26,7 @@ use crate::{
     engine::{
         self, Decision, MetricObservation, MonitorObservation, Observation, ScaleResult,
         calc::{ExternalSample, ScaleInfo},
-        pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
+        pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
         validation,
     },
 };
@@ -269,12 +269,12 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
                     name: p.name.clone(),
                     phase: if ready { PodPhase::Running } else { PodPhase::Pending },
                     ready: Some(ReadyCondition {
-                        status: if ready { "True".into() } else { "False".into() },
+                        status: if ready { ConditionStatus::True } else { ConditionStatus::False },
                         last_transition: Some(ts(if ready { ready_at } else { p.created })),
                     }),
                     start_time: Some(ts(p.created)),
                     deleting: false,
-                    owners: vec![OwnerRef { kind: "ReplicaSet".into(), name: format!("{target}-sim") }],
+                    owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: format!("{target}-sim") }],
                 }
             })
             .collect();

@@ -22,7 +22,7 @@ use crate::{
     engine::{
         self, MetricObservation, MonitorObservation, Observation,
         calc::{ExternalSample, ScaleInfo},
-        pods::{OwnerRef, PodInfo, PodPhase, ReadyCondition},
+        pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
     },
 };
 
@@ -67,12 +67,12 @@ pub(crate) fn engine_fixture(
             name: format!("web-7d9f-{i}"),
             phase: PodPhase::Running,
             ready: Some(ReadyCondition {
-                status: "True".into(),
+                status: ConditionStatus::True,
                 last_transition: Some(now - Duration::from_secs(600)),
             }),
             start_time: Some(now - Duration::from_secs(700)),
             deleting: false,
-            owners: vec![OwnerRef { kind: "ReplicaSet".into(), name: "web-7d9f".into() }],
+            owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "web-7d9f".into() }],
         })
         .collect();
     let sample = |milli: i64| {
