@@ -86,6 +86,8 @@ pub(crate) struct Exporter {
     http_errors: CounterFamily,
     http_in_flight: PromFamily<PlainLabels, Gauge>,
     pub(crate) reconciles: CounterFamily,
+    /// Periodic passes put off for WPAs whose new spec waits (priority.rs).
+    pub(crate) yields: PromCounter,
     status_write_errors: CounterFamily,
     /// WPAs with at least one completed pass (their series are exported).
     wpas: Gauge,
@@ -142,6 +144,7 @@ impl Exporter {
             http_errors: CounterFamily::default(),
             http_in_flight: PromFamily::default(),
             reconciles: CounterFamily::default(),
+            yields: PromCounter::default(),
             status_write_errors: CounterFamily::default(),
             wpas: Gauge::default(),
             reconcile_duration: PromFamily::new_with_constructor(reconcile_histogram),
@@ -175,6 +178,11 @@ impl Exporter {
             e.http_in_flight.clone(),
         );
         registry.register("wpa_reconciles", "Reconcile passes, by result", e.reconciles.clone());
+        registry.register(
+            "wpa_reconcile_yields",
+            "Periodic passes put off by a second because WPAs with a new spec were waiting",
+            e.yields.clone(),
+        );
         registry.register(
             "wpa_status_write_errors",
             "WPA status writes that failed, by phase: record (before a scale, which is then not made) or result",

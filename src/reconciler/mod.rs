@@ -11,8 +11,9 @@ pub(crate) mod caches;
 pub(crate) mod exporter;
 pub(crate) mod inputs;
 pub(crate) mod leader;
+mod priority;
 pub mod recommender_client;
-mod record;
+pub(crate) mod record;
 pub(crate) mod scale;
 
 use std::{
@@ -111,6 +112,8 @@ pub(crate) struct Context {
     pub(crate) sync_period: Duration,
     /// The statuses this replica wrote, until the watch delivers them.
     written: record::Written,
+    /// New specs first (priority.rs).
+    priority: priority::Priority,
     client: Client,
 }
 
@@ -353,6 +356,10 @@ impl Context {
 }
 
 async fn reconcile(wpa: Arc<WatermarkPodAutoscaler>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if ctx.priority.admit(&wpa) == priority::Admission::Yield {
+        ctx.exporter.yields.inc();
+        return Ok(Action::requeue(priority::YIELD_DELAY));
+    }
     let started = Instant::now();
     let result = ctx.pass(&wpa).instrument(wpa_span(&wpa)).await;
     let label = vec![("result".to_string(), if result.is_ok() { "ok" } else { "error" }.to_string())];
@@ -378,12 +385,17 @@ fn run_controller(
     stop: CancellationToken,
 ) -> impl std::future::Future<Output = ()> {
     let (reader, writer) = reflector::store();
-    let exporter = ctx.exporter.clone();
+    let (seen, triggered) = (ctx.clone(), ctx.clone());
     let trigger =
         crate::runtime::watch::events(namespaces.api::<WatermarkPodAutoscaler>(&client), &namespaces)
             .map(move |e| {
-                if let Ok(watcher::Event::Delete(w)) = &e {
-                    exporter.forget(&w.namespace().unwrap_or_default(), &w.name_any());
+                match &e {
+                    Ok(watcher::Event::Delete(w)) => {
+                        seen.exporter.forget(&w.namespace().unwrap_or_default(), &w.name_any());
+                        seen.priority.deleted(w);
+                    }
+                    Ok(watcher::Event::Init) => seen.priority.relisting(),
+                    _ => {}
                 }
                 e
             })
@@ -397,7 +409,13 @@ fn run_controller(
             })
             .reflect(writer)
             .applied_objects()
-            .predicate_filter(predicates::generation, Default::default());
+            .predicate_filter(predicates::generation, Default::default())
+            .map(move |w| {
+                if let Ok(w) = &w {
+                    triggered.priority.triggered(w);
+                }
+                w
+            });
     Controller::for_stream(trigger, reader)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(async move { stop.cancelled().await })
@@ -463,6 +481,7 @@ pub(crate) async fn start(
         leadership: leadership.clone(),
         sync_period: args.sync_period,
         written: Default::default(),
+        priority: Default::default(),
         client: client.clone(),
     });
     let concurrency = args.concurrency.max(1);

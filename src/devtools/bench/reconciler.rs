@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
-    Api, Client,
+    Api, Client, Resource,
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
@@ -40,6 +40,19 @@ fn now_rfc3339() -> String {
 
 fn namespace(i: usize) -> String {
     format!("bench-{}", i % NAMESPACES)
+}
+
+/// The WPA of Deployment `name`.
+fn wpa_json(name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "datadoghq.com/v1alpha1", "kind": "WatermarkPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                 "minReplicas": 1, "maxReplicas": 5,
+                 "upscaleForbiddenWindowSeconds": WINDOW_SECONDS, "downscaleForbiddenWindowSeconds": WINDOW_SECONDS,
+                 "metrics": [{"type": "External", "external": {"metricName": "bench-qps",
+                     "metricSelector": {"matchLabels": {"app": name}}, "highWatermark": "100", "lowWatermark": "50"}}]}
+    })
 }
 
 /// Deployment `app-i` (status: 1 replica), its ready pod (owned, by name, by a ReplicaSet of it), and a WPA
@@ -77,18 +90,12 @@ async fn create_one(client: Client, i: usize) -> Result<()> {
         .await
         .context("marking a pod ready")?;
     let wpas: Api<WatermarkPodAutoscaler> = Api::namespaced(client, &ns);
-    let w: WatermarkPodAutoscaler = serde_json::from_value(json!({
-        "apiVersion": "datadoghq.com/v1alpha1", "kind": "WatermarkPodAutoscaler",
-        "metadata": {"name": name},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                 "minReplicas": 1, "maxReplicas": 5,
-                 "upscaleForbiddenWindowSeconds": WINDOW_SECONDS, "downscaleForbiddenWindowSeconds": WINDOW_SECONDS,
-                 "metrics": [{"type": "External", "external": {"metricName": "bench-qps",
-                     "metricSelector": {"matchLabels": {"app": name}}, "highWatermark": "100", "lowWatermark": "50"}}]}
-    }))?;
+    let w: WatermarkPodAutoscaler = serde_json::from_value(wpa_json(&name))?;
     wpas.create(&PostParams::default(), &w).await.context("creating a WPA")?;
     Ok(())
 }
+
+const METHODS: [&str; 3] = ["GET", "PATCH", "POST"];
 
 /// A counter's total over all its label sets, from Prometheus text.
 fn counter_total(text: &str, name: &str) -> f64 {
@@ -104,6 +111,9 @@ fn counter_total(text: &str, name: &str) -> f64 {
 struct Scrape {
     passes: f64,
     requests: f64,
+    /// API requests by method, in the order of [`METHODS`].
+    by_method: [f64; 3],
+    yields: f64,
     /// Total seconds spent in passes.
     pass_seconds: f64,
     bytes: usize,
@@ -114,6 +124,9 @@ fn scrape(serve: &WpaServe) -> Result<Scrape> {
     Ok(Scrape {
         passes: counter_total(&text, "wpa_reconciles_total"),
         requests: counter_total(&text, "wpa_kube_client_requests_total"),
+        by_method: METHODS
+            .map(|m| counter_total(&text, &format!("wpa_kube_client_requests_total{{method=\"{m}\"}}"))),
+        yields: counter_total(&text, "wpa_reconcile_yields_total"),
         pass_seconds: counter_total(&text, "wpa_reconcile_duration_seconds_sum"),
         bytes: text.len(),
     })
@@ -132,16 +145,76 @@ async fn first_pass_times(client: &Client) -> Result<Option<Vec<jiff::Timestamp>
         .collect())
 }
 
-/// One round of the requests a WPA's first pass makes, by a bare client with the same concurrency: the
-/// metric GET, a metadata patch of the WPA (the finalizer), a status-subresource patch (the Deployment's,
-/// standing for the WPA's status) and an event. With `writes` false, only the metric GETs (a steady pass).
+/// Marks the baseline's WPAs in its finalizer patch (removed again before wpa starts).
+const BASELINE_FINALIZER: &str = "bench.wpa.datadoghq.com/baseline";
+
+/// The status and events of a WPA's first pass, decided by the engine from what the benchmark set up (one
+/// ready pod, one replica, the metric at 75): the baseline writes exactly what the pass will.
+fn first_pass_writes(i: usize) -> Result<(serde_json::Value, Vec<crate::engine::Event>)> {
+    use crate::engine::{
+        self, MetricObservation, MonitorObservation, Observation, ScaleResult,
+        calc::{ExternalSample, ScaleInfo},
+        pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
+    };
+    let (ns, name) = (namespace(i), format!("app-{i}"));
+    let mut wpa: WatermarkPodAutoscaler = serde_json::from_value(wpa_json(&name))?;
+    wpa.metadata.namespace = Some(ns.clone());
+    wpa.metadata.generation = Some(1);
+    let now = jiff::Timestamp::now();
+    let pod = PodInfo {
+        name: format!("{name}-5d9c7b-x{i}"),
+        phase: PodPhase::Running,
+        ready: Some(ReadyCondition { status: ConditionStatus::True, last_transition: Some(now) }),
+        start_time: Some(now),
+        deleting: false,
+        owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: format!("{name}-5d9c7b") }],
+    };
+    let metrics =
+        [MetricObservation::External(Ok(ExternalSample { values: vec![75_000], timestamp: Some(now) }))];
+    let scale = ScaleInfo {
+        name: name.clone(),
+        namespace: ns,
+        spec_replicas: 1,
+        status_replicas: 1,
+        selector: format!("app={name}"),
+    };
+    let pods = [pod];
+    let obs = Observation {
+        target: Ok(scale),
+        pods: Ok(&pods),
+        metrics: &metrics,
+        recommendation: None,
+        monitor: MonitorObservation::NotRequested,
+        conflicts: &[],
+    };
+    let decision = engine::decide(&wpa, &obs, now);
+    let result = if decision.scale.is_some() { ScaleResult::Written } else { ScaleResult::NotNeeded };
+    let outcome = decision.settle(&wpa, result);
+    Ok((crate::reconciler::record::status_patch(&outcome.status), outcome.events))
+}
+
+/// One round of the requests the WPAs' first passes make, by a bare client with the same concurrency and
+/// the same bodies: the finalizer's JSON patch (with its `test`), the metric GET, the status the pass
+/// records, and its events. With `writes` false, only the metric GETs (a steady pass). What the writes
+/// change is undone by [`undo_baseline`].
 async fn baseline_round(client: &Client, n: usize, concurrency: usize, writes: bool) -> Result<Duration> {
+    let reporter =
+        kube::runtime::events::Reporter { controller: "bench".into(), instance: Some("bench".into()) };
     let begin = Instant::now();
     stream::iter(0..n)
         .map(|i| {
-            let client = client.clone();
+            let (client, reporter) = (client.clone(), reporter.clone());
             async move {
                 let (ns, name) = (namespace(i), format!("app-{i}"));
+                let wpas: Api<WatermarkPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+                let pp = PatchParams::default();
+                if writes {
+                    let add: json_patch::Patch = serde_json::from_value(json!([
+                        {"op": "test", "path": "/metadata/finalizers", "value": null},
+                        {"op": "add", "path": "/metadata/finalizers", "value": [BASELINE_FINALIZER]},
+                    ]))?;
+                    wpas.patch(&name, &pp, &Patch::<()>::Json(add)).await.context("baseline finalizer patch")?;
+                }
                 let path = format!(
                     "/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/bench-qps?labelSelector=app%3D{name}"
                 );
@@ -150,22 +223,20 @@ async fn baseline_round(client: &Client, n: usize, concurrency: usize, writes: b
                 if !writes {
                     return Ok(());
                 }
-                let pp = PatchParams::default();
-                let wpas: Api<WatermarkPodAutoscaler> = Api::namespaced(client.clone(), &ns);
-                let touch = json!({"metadata": {"annotations": {"bench.wpa.datadoghq.com/baseline": "1"}}});
-                wpas.patch(&name, &pp, &Patch::Merge(&touch)).await.context("baseline WPA patch")?;
-                let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-                let status = json!({"status": {"observedGeneration": 1}});
-                deployments.patch_status(&name, &pp, &Patch::Merge(&status)).await.context("baseline status patch")?;
-                let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, &ns);
-                let event: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
-                    "metadata": {"generateName": "baseline-"},
-                    "eventTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string(),
-                    "reportingController": "bench", "reportingInstance": "bench", "action": "Baseline",
-                    "reason": "Baseline", "type": "Normal",
-                    "regarding": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "namespace": ns}
-                }))?;
-                events.create(&PostParams::default(), &event).await.context("baseline event")?;
+                let (status, events) = first_pass_writes(i)?;
+                let w = wpas.patch_status(&name, &pp, &Patch::Merge(&status)).await.context("baseline status patch")?;
+                let reference = w.object_ref(&());
+                let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter);
+                for e in &events {
+                    let event = kube::runtime::events::Event {
+                        type_: if e.warning { kube::runtime::events::EventType::Warning } else { kube::runtime::events::EventType::Normal },
+                        reason: e.reason.into(),
+                        note: Some(e.message.clone()),
+                        action: e.action.into(),
+                        secondary: None,
+                    };
+                    recorder.publish(&event, &reference).await.context("baseline event")?;
+                }
                 Ok::<_, anyhow::Error>(())
             }
         })
@@ -173,6 +244,34 @@ async fn baseline_round(client: &Client, n: usize, concurrency: usize, writes: b
         .try_collect::<Vec<_>>()
         .await?;
     Ok(begin.elapsed())
+}
+
+/// Takes the baseline's finalizer and status off again (not timed), so that wpa finds the WPAs as created.
+async fn undo_baseline(client: &Client, n: usize, concurrency: usize) -> Result<()> {
+    stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let (ns, name) = (namespace(i), format!("app-{i}"));
+                let wpas: Api<WatermarkPodAutoscaler> = Api::namespaced(client, &ns);
+                let pp = PatchParams::default();
+                let remove: json_patch::Patch = serde_json::from_value(json!([
+                    {"op": "test", "path": "/metadata/finalizers", "value": [BASELINE_FINALIZER]},
+                    {"op": "remove", "path": "/metadata/finalizers"},
+                ]))?;
+                wpas.patch(&name, &pp, &Patch::<()>::Json(remove))
+                    .await
+                    .context("removing the baseline finalizer")?;
+                wpas.patch_status(&name, &pp, &Patch::Merge(json!({"status": null})))
+                    .await
+                    .context("removing the baseline status")?;
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
 }
 
 /// Runs the benchmark with `n` WPAs; `steady` is how long the steady state is measured.
@@ -205,8 +304,15 @@ pub(crate) async fn run(
         .await?;
     eprintln!("[bench] created {n} Deployments, pods and WPAs in {:.1} s", begin.elapsed().as_secs_f64());
 
+    let control_plane = c.cluster.pids();
+    let cpu_of = |pids: &[(&str, u32)]| -> Vec<f64> {
+        pids.iter().map(|(_, p)| cpu_seconds(*p).unwrap_or(0.0)).collect()
+    };
     let reads = baseline_round(&client, n, usize::from(concurrency), false).await?;
+    let cp_before = cpu_of(&control_plane);
     let writes = baseline_round(&client, n, usize::from(concurrency), true).await?;
+    let cp_baseline: Vec<f64> = cpu_of(&control_plane).iter().zip(&cp_before).map(|(a, b)| a - b).collect();
+    undo_baseline(&client, n, usize::from(concurrency)).await?;
 
     let conc = concurrency.to_string();
     let started = Instant::now();
@@ -220,10 +326,6 @@ pub(crate) async fn run(
     .await?;
     let pid = serve.pid();
     let ready_after = started.elapsed();
-    let control_plane = c.cluster.pids();
-    let cpu_of = |pids: &[(&str, u32)]| -> Vec<f64> {
-        pids.iter().map(|(_, p)| cpu_seconds(*p).unwrap_or(0.0)).collect()
-    };
     let cpu_start = cpu_seconds(pid).unwrap_or(0.0);
     let cp_start = cpu_of(&control_plane);
     // Polled every 2 s from the API server's cache: /metrics (tens of MB at thousands of WPAs) or quorum
@@ -245,7 +347,8 @@ pub(crate) async fn run(
     let last = times.iter().max().copied().unwrap_or(wall_start);
     // lastScaleTime has whole seconds: +1 s so that the figure is never an underestimate.
     let first_round = last.duration_since(wall_start).unsigned_abs() + ready_after + Duration::from_secs(1);
-    let first_passes = scrape(&serve)?.passes;
+    let first = scrape(&serve)?;
+    let first_passes = first.passes;
     let (rss_first, _) = super::admission::peak_rss_mib(pid).unwrap_or((0.0, 0.0));
 
     // The passes after the first record the windows it opened and then their closing (real status
@@ -265,10 +368,18 @@ pub(crate) async fn run(
     let exposition = s1.bytes;
     let per_pass = if passes > 0.0 { calls / passes } else { f64::NAN };
     let first_secs = first_round.as_secs_f64();
-    let cp_text: Vec<String> = control_plane
+    let cp_text = |cpu: &[f64], secs: f64| -> String {
+        let parts: Vec<String> = control_plane
+            .iter()
+            .zip(cpu)
+            .map(|((name, _), cpu)| format!("{name} {:.0} %", cpu * 100.0 / secs))
+            .collect();
+        parts.join(", ")
+    };
+    let methods: Vec<String> = METHODS
         .iter()
-        .zip(&cp_first)
-        .map(|((name, _), cpu)| format!("{name} {:.0} %", cpu * 100.0 / first_secs))
+        .zip(first.by_method)
+        .map(|(m, k)| format!("{k:.0} {m} ({:.2} per WPA)", k / n as f64))
         .collect();
 
     let _ = writeln!(
@@ -284,7 +395,7 @@ pub(crate) async fn run(
     );
     let _ = writeln!(
         report,
-        "  baseline, a bare client making the same requests as the {n} first passes (metric GET, WPA patch, status patch, event): {:.2} s; first round / baseline = {:.2}x",
+        "  baseline, a bare client making the requests of the {n} first passes (finalizer JSON patch, metric GET, the same WPA status, the same events): {:.2} s; first round / baseline = {:.2}x",
         writes.as_secs_f64(),
         first_round.as_secs_f64() / writes.as_secs_f64()
     );
@@ -293,7 +404,19 @@ pub(crate) async fn run(
         "  CPU during the first round (% of one core): wpa {:.0} % ({:.2} ms per WPA); {}",
         cpu_first * 100.0 / first_secs,
         cpu_first * 1000.0 / n as f64,
-        cp_text.join(", ")
+        cp_text(&cp_first, first_secs)
+    );
+    let _ = writeln!(
+        report,
+        "  API requests until then: {:.0} = {} ; {:.0} periodic passes put off (yields) for WPAs not yet reconciled",
+        first.requests,
+        methods.join(", "),
+        first.yields
+    );
+    let _ = writeln!(
+        report,
+        "  CPU during the baseline's requests (% of one core): {}",
+        cp_text(&cp_baseline, writes.as_secs_f64())
     );
     let _ = writeln!(
         report,
