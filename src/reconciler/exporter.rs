@@ -180,7 +180,7 @@ impl Exporter {
         registry.register("wpa_reconciles", "Reconcile passes, by result", e.reconciles.clone());
         registry.register(
             "wpa_reconcile_yields",
-            "Periodic passes put off by a second because WPAs with a new spec were waiting",
+            "Periodic passes put off because WPAs with a new spec were waiting",
             e.yields.clone(),
         );
         registry.register(

@@ -356,12 +356,13 @@ impl Context {
 }
 
 async fn reconcile(wpa: Arc<WatermarkPodAutoscaler>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    if ctx.priority.admit(&wpa) == priority::Admission::Yield {
+    if let priority::Admission::Yield(after) = ctx.priority.admit(&wpa) {
         ctx.exporter.yields.inc();
-        return Ok(Action::requeue(priority::YIELD_DELAY));
+        return Ok(Action::requeue(after));
     }
     let started = Instant::now();
     let result = ctx.pass(&wpa).instrument(wpa_span(&wpa)).await;
+    ctx.priority.passed(started.elapsed());
     let label = vec![("result".to_string(), if result.is_ok() { "ok" } else { "error" }.to_string())];
     ctx.exporter.reconciles.get_or_create(&label).inc();
     ctx.exporter.reconcile_duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
@@ -394,7 +395,9 @@ fn run_controller(
                         seen.exporter.forget(&w.namespace().unwrap_or_default(), &w.name_any());
                         seen.priority.deleted(w);
                     }
-                    Ok(watcher::Event::Init) => seen.priority.relisting(),
+                    Ok(watcher::Event::Init) => seen.priority.relist_started(),
+                    Ok(watcher::Event::InitApply(w)) => seen.priority.relisted_one(w),
+                    Ok(watcher::Event::InitDone) => seen.priority.relist_done(),
                     _ => {}
                 }
                 e
@@ -481,7 +484,7 @@ pub(crate) async fn start(
         leadership: leadership.clone(),
         sync_period: args.sync_period,
         written: Default::default(),
-        priority: Default::default(),
+        priority: priority::Priority::new(args.concurrency, args.sync_period),
         client: client.clone(),
     });
     let concurrency = args.concurrency.max(1);

@@ -4,8 +4,10 @@
 //! order, so once a first round takes longer than a sync period, the WPAs reconciled first come round again
 //! and compete with those never reconciled (measured: 14,473 passes before the last of 5,000 WPAs had its
 //! first). A WPA whose spec has not been passed yet (new, changed, or deleted with our finalizer) is
-//! *urgent*; a periodic pass that starts while urgent ones wait yields: it returns at once and comes back
-//! after [`YIELD_DELAY`], without a request to the API server.
+//! *urgent*; a periodic pass that starts while urgent ones wait yields: it returns at once, without a request
+//! to the API server, and comes back when the urgent ones should be done: their number times the mean pass
+//! duration over `--concurrency`, between [`MIN_YIELD`] and one sync period (so that a yield round costs
+//! little, and no WPA waits longer than one more period).
 
 use std::{collections::HashSet, sync::Mutex, time::Duration};
 
@@ -13,9 +15,10 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::api::WatermarkPodAutoscaler;
 
-/// How long a yielding periodic pass waits before it is due again: short next to a 15 s period, long next
-/// to a pass, so that a round of yields costs little.
-pub(crate) const YIELD_DELAY: Duration = Duration::from_secs(1);
+/// The shortest yield: long next to a pass.
+pub(crate) const MIN_YIELD: Duration = Duration::from_secs(1);
+/// Weight of the newest pass in the mean pass duration.
+const MEAN_WEIGHT: f64 = 0.05;
 
 /// What a pass about to start should do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,17 +27,49 @@ pub(crate) enum Admission {
     Urgent,
     /// A periodic pass, and nothing urgent waits.
     Periodic,
-    /// A periodic pass while urgent ones wait: requeue after [`YIELD_DELAY`].
-    Yield,
+    /// A periodic pass while urgent ones wait: requeue after this long.
+    Yield(Duration),
 }
 
-/// The urgent WPAs not started yet.
-#[derive(Debug, Default)]
+/// The urgent WPAs not started yet, and what a yield waits for them.
+#[derive(Debug)]
 pub(crate) struct Priority {
     urgent: Mutex<HashSet<ObjectRef<WatermarkPodAutoscaler>>>,
+    /// The WPAs a relist in progress has delivered.
+    relisted: Mutex<Option<HashSet<ObjectRef<WatermarkPodAutoscaler>>>>,
+    /// Seconds: a moving mean of the pass durations.
+    mean_pass: Mutex<f64>,
+    concurrency: u16,
+    sync_period: Duration,
 }
 
 impl Priority {
+    pub(crate) fn new(concurrency: u16, sync_period: Duration) -> Priority {
+        Priority {
+            urgent: Mutex::default(),
+            relisted: Mutex::default(),
+            mean_pass: Mutex::new(0.0),
+            concurrency: concurrency.max(1),
+            sync_period: sync_period.max(MIN_YIELD),
+        }
+    }
+
+    /// A pass (of either kind) took `took`.
+    pub(crate) fn passed(&self, took: Duration) {
+        let mut mean = self.mean_pass.lock().unwrap_or_else(|e| e.into_inner());
+        *mean = if *mean == 0.0 {
+            took.as_secs_f64()
+        } else {
+            *mean + MEAN_WEIGHT * (took.as_secs_f64() - *mean)
+        };
+    }
+
+    fn yield_for(&self, waiting: usize) -> Duration {
+        let mean = *self.mean_pass.lock().unwrap_or_else(|e| e.into_inner());
+        let drain = waiting as f64 * mean / f64::from(self.concurrency);
+        Duration::from_secs_f64(drain.clamp(MIN_YIELD.as_secs_f64(), self.sync_period.as_secs_f64()))
+    }
+
     fn urgent(&self) -> std::sync::MutexGuard<'_, HashSet<ObjectRef<WatermarkPodAutoscaler>>> {
         // A panic elsewhere while holding the lock leaves a set that is still a valid set.
         self.urgent.lock().unwrap_or_else(|e| e.into_inner())
@@ -50,10 +85,26 @@ impl Priority {
         self.urgent().remove(&ObjectRef::from_obj(wpa));
     }
 
-    /// The watch relists: a WPA deleted meanwhile would never be removed, so none stays urgent (the
-    /// relist triggers again those whose generation is new).
-    pub(crate) fn relisting(&self) {
-        self.urgent().clear();
+    fn relisted(&self) -> std::sync::MutexGuard<'_, Option<HashSet<ObjectRef<WatermarkPodAutoscaler>>>> {
+        self.relisted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The watch relists (after falling behind, which many writes in a short time cause): a WPA deleted
+    /// meanwhile gets no delete event, so once the relist is complete, those it did not deliver stop
+    /// being urgent. The others keep their place.
+    pub(crate) fn relist_started(&self) {
+        *self.relisted() = Some(HashSet::new());
+    }
+
+    pub(crate) fn relisted_one(&self, wpa: &WatermarkPodAutoscaler) {
+        if let Some(seen) = self.relisted().as_mut() {
+            seen.insert(ObjectRef::from_obj(wpa));
+        }
+    }
+
+    pub(crate) fn relist_done(&self) {
+        let Some(seen) = self.relisted().take() else { return };
+        self.urgent().retain(|w| seen.contains(w));
     }
 
     /// Called as a pass starts.
@@ -64,7 +115,9 @@ impl Priority {
         } else if urgent.is_empty() {
             Admission::Periodic
         } else {
-            Admission::Yield
+            let waiting = urgent.len();
+            drop(urgent);
+            Admission::Yield(self.yield_for(waiting))
         }
     }
 }
@@ -79,14 +132,18 @@ mod tests {
         w
     }
 
+    fn priority() -> Priority {
+        Priority::new(4, Duration::from_secs(15))
+    }
+
     #[test]
     fn periodic_passes_yield_while_a_new_spec_waits() {
-        let p = Priority::default();
+        let p = priority();
         let (a, b) = (wpa("n", "a"), wpa("n", "b"));
         assert_eq!(p.admit(&a), Admission::Periodic);
         p.triggered(&b);
-        assert_eq!(p.admit(&a), Admission::Yield);
-        assert_eq!(p.admit(&a), Admission::Yield, "a yield does not start the urgent pass");
+        assert_eq!(p.admit(&a), Admission::Yield(MIN_YIELD));
+        assert_eq!(p.admit(&a), Admission::Yield(MIN_YIELD), "a yield does not start the urgent pass");
         assert_eq!(p.admit(&b), Admission::Urgent);
         // b started: a runs, and b's next pass is periodic.
         assert_eq!(p.admit(&a), Admission::Periodic);
@@ -95,15 +152,47 @@ mod tests {
 
     #[test]
     fn a_deleted_or_relisted_wpa_stops_holding_the_others() {
-        let p = Priority::default();
+        let p = priority();
         let (a, b, c) = (wpa("n", "a"), wpa("n", "b"), wpa("m", "a"));
         p.triggered(&b);
         p.deleted(&b);
         assert_eq!(p.admit(&a), Admission::Periodic);
         p.triggered(&c);
-        assert_eq!(p.admit(&a), Admission::Yield, "same name, another namespace: another WPA");
-        p.relisting();
+        assert!(matches!(p.admit(&a), Admission::Yield(_)), "same name, another namespace: another WPA");
+        // A relist that delivers c keeps it urgent; one that does not (c deleted meanwhile) lets a run.
+        p.relist_started();
+        p.relisted_one(&a);
+        p.relisted_one(&c);
+        p.relist_done();
+        assert!(matches!(p.admit(&a), Admission::Yield(_)));
+        p.relist_started();
+        p.relisted_one(&a);
+        p.relist_done();
         assert_eq!(p.admit(&a), Admission::Periodic);
         assert_eq!(p.admit(&c), Admission::Periodic);
+    }
+
+    #[test]
+    fn a_yield_lasts_until_the_urgent_passes_should_be_done() {
+        let p = priority();
+        let wpas: Vec<_> = (0..400).map(|i| wpa("n", &format!("w{i}"))).collect();
+        for w in &wpas {
+            p.triggered(w);
+        }
+        let periodic = wpa("n", "periodic");
+        assert_eq!(p.admit(&periodic), Admission::Yield(MIN_YIELD), "no pass measured yet");
+        p.passed(Duration::from_millis(100));
+        // 400 waiting, 4 at a time, 100 ms each: 10 s.
+        assert_eq!(p.admit(&periodic), Admission::Yield(Duration::from_secs(10)));
+        p.passed(Duration::from_millis(100));
+        for w in &wpas[..380] {
+            assert_eq!(p.admit(w), Admission::Urgent);
+        }
+        assert_eq!(p.admit(&periodic), Admission::Yield(MIN_YIELD), "20 left: half a second, so the minimum");
+        for w in &wpas[..380] {
+            p.triggered(w);
+        }
+        p.passed(Duration::from_secs(10));
+        assert_eq!(p.admit(&periodic), Admission::Yield(Duration::from_secs(15)), "never beyond one period");
     }
 }

@@ -193,6 +193,24 @@ fn first_pass_writes(i: usize) -> Result<(serde_json::Value, Vec<crate::engine::
     Ok((crate::reconciler::record::status_patch(&outcome.status), outcome.events))
 }
 
+/// When the last WPA's first pass ended, to the microsecond: the latest of the WPAs' first events from wpa
+/// (each first pass publishes one, after its status write). `None` if some WPA has none.
+async fn last_first_event(client: &Client, n: usize) -> Result<Option<jiff::Timestamp>> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    let list = api.list(&ListParams::default().match_any()).await?;
+    let mut first: std::collections::HashMap<(String, String), jiff::Timestamp> = Default::default();
+    for e in list.items {
+        let (Some(r), Some(t)) = (e.regarding.as_ref(), e.event_time.as_ref()) else { continue };
+        if e.reporting_controller.as_deref() != Some("wpa_controller") {
+            continue;
+        }
+        let key = (r.namespace.clone().unwrap_or_default(), r.name.clone().unwrap_or_default());
+        let at = first.entry(key).or_insert(t.0);
+        *at = (*at).min(t.0);
+    }
+    Ok((first.len() == n).then(|| first.values().max().copied()).flatten())
+}
+
 /// One round of the requests the WPAs' first passes make, by a bare client with the same concurrency and
 /// the same bodies: the finalizer's JSON patch (with its `test`), the metric GET, the status the pass
 /// records, and its events. With `writes` false, only the metric GETs (a steady pass). What the writes
@@ -344,9 +362,14 @@ pub(crate) async fn run(
     };
     let cpu_first = cpu_seconds(pid).unwrap_or(0.0) - cpu_start;
     let cp_first: Vec<f64> = cpu_of(&control_plane).iter().zip(&cp_start).map(|(a, b)| a - b).collect();
-    let last = times.iter().max().copied().unwrap_or(wall_start);
-    // lastScaleTime has whole seconds: +1 s so that the figure is never an underestimate.
-    let first_round = last.duration_since(wall_start).unsigned_abs() + ready_after + Duration::from_secs(1);
+    let first_round = match last_first_event(&client, n).await? {
+        Some(last) => last.duration_since(wall_start).unsigned_abs() + ready_after,
+        None => {
+            // lastScaleTime has whole seconds: +1 s so that the figure is never an underestimate.
+            let last = times.iter().max().copied().unwrap_or(wall_start);
+            last.duration_since(wall_start).unsigned_abs() + ready_after + Duration::from_secs(1)
+        }
+    };
     let first = scrape(&serve)?;
     let first_passes = first.passes;
     let (rss_first, _) = super::admission::peak_rss_mib(pid).unwrap_or((0.0, 0.0));
