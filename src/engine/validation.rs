@@ -272,7 +272,13 @@ pub(crate) fn admission_violations(
     namespace: &str,
     name: &str,
 ) -> Vec<Violation> {
-    let defaulted = with_defaults(spec);
+    // The API server calls the mutating webhook first, so the spec validated is nearly always defaulted
+    // already: no copy then.
+    let defaulted = if is_defaulted(spec) {
+        std::borrow::Cow::Borrowed(spec)
+    } else {
+        std::borrow::Cow::Owned(with_defaults(spec))
+    };
     let mut out: Vec<Violation> = upstream_rules(&defaulted, namespace, name, false)
         .into_iter()
         .map(|f| Violation { path: f.path, message: f.message })

@@ -112,6 +112,62 @@ pub(crate) fn workloads() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     ]
 }
 
+/// The real webhook with an in-memory index of 1,000 WPAs.
+fn webhook_router() -> Result<Router, String> {
+    let wpas = (0..1000)
+        .map(|i| {
+            serde_json::from_value::<WatermarkPodAutoscaler>(wpa_json(
+                &format!("wpa-{i}"),
+                &format!("app-{i}"),
+                true,
+            ))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let state =
+        WebhookState { index: TargetIndex::from_objects(&wpas, &[]), metrics: Arc::new(Metrics::new()) };
+    Ok(webhook::router(state))
+}
+
+/// Reads the body and returns a fixed AdmissionReview.
+fn bare_router() -> Router {
+    let fixed = Bytes::from(
+        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "response": {"uid": "bench-uid", "allowed": true, "status": {}}}))
+        .unwrap_or_default(),
+    );
+    let answer = move |body: Bytes| {
+        let fixed = fixed.clone();
+        async move {
+            drop(body);
+            ([("content-type", "application/json")], fixed)
+        }
+    };
+    Router::new().route("/validate", post(answer.clone())).route("/mutate", post(answer))
+}
+
+/// Exactly `n` requests of workload `case` through the router in process, so that an instruction counter
+/// can divide (the router is built either way, so a run of none measures the setup).
+pub(crate) async fn count(n: u64, case: usize, bare: bool) -> Result<String, String> {
+    use tower::ServiceExt;
+    let work = workloads();
+    let (name, path, body) = work.get(case).ok_or("--case is 0, 1 or 2")?;
+    let router = if bare { bare_router() } else { webhook_router()? };
+    let body = Bytes::from(body.clone());
+    for _ in 0..n {
+        let req = axum::http::Request::post(format!("{path}?timeout=10s"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.clone()))
+            .map_err(|e| e.to_string())?;
+        let resp = router.clone().oneshot(req).await.map_err(|e| e.to_string())?;
+        if resp.status() != 200 {
+            return Err(format!("status {}", resp.status()));
+        }
+        std::hint::black_box(resp.into_body().collect().await.map_err(|e| e.to_string())?);
+    }
+    Ok(format!("admission: {n} {} requests ({})", if bare { "bare" } else { "webhook" }, name))
+}
+
 /// The child: serves `mode` on 127.0.0.1 and prints its port.
 pub(crate) async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Result<(), String> {
     let store = CertStore::new();
@@ -121,38 +177,8 @@ pub(crate) async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Resu
         .await
         .map_err(|e| e.to_string())?;
     let app = match mode {
-        Mode::Webhook => {
-            let wpas = (0..1000)
-                .map(|i| {
-                    serde_json::from_value::<WatermarkPodAutoscaler>(wpa_json(
-                        &format!("wpa-{i}"),
-                        &format!("app-{i}"),
-                        true,
-                    ))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?;
-            let state = WebhookState {
-                index: TargetIndex::from_objects(&wpas, &[]),
-                metrics: Arc::new(Metrics::new()),
-            };
-            webhook::router(state)
-        }
-        Mode::Bare => {
-            let fixed = Bytes::from(
-                serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                "response": {"uid": "bench-uid", "allowed": true, "status": {}}}))
-                .unwrap_or_default(),
-            );
-            let answer = move |body: Bytes| {
-                let fixed = fixed.clone();
-                async move {
-                    drop(body);
-                    ([("content-type", "application/json")], fixed)
-                }
-            };
-            Router::new().route("/validate", post(answer.clone())).route("/mutate", post(answer))
-        }
+        Mode::Webhook => webhook_router()?,
+        Mode::Bare => bare_router(),
     };
     let listener =
         server::bind("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?).await.map_err(|e| e.to_string())?;

@@ -205,6 +205,16 @@ pub(crate) enum BenchTarget {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// Instead: exactly this many requests of one kind through the router in process (no TLS, no
+        /// network), for an instruction counter (`scripts/admission-instructions.sh`).
+        #[arg(long)]
+        count: Option<u64>,
+        /// With --count: 0 WPA validate, 1 WPA mutate, 2 Deployment mutate.
+        #[arg(long, default_value_t = 0, requires = "count")]
+        case: usize,
+        /// With --count: the bare handler (the baseline).
+        #[arg(long, requires = "count")]
+        bare: bool,
     },
     /// The reconciler at scale on a local control plane: N WPAs, each with a Deployment, a ready pod and an
     /// External metric through the aggregator. Reports the time until all are reconciled once (against a
@@ -267,7 +277,11 @@ pub(crate) fn command(
     match args.target {
         BenchTarget::Engine { count: Some(n), baseline, .. } => println!("{}", engine_count(n, baseline)),
         BenchTarget::Engine { seconds, count: None, .. } => println!("{}", engine(seconds)),
-        BenchTarget::Admission { seconds } => {
+        BenchTarget::Admission { count: Some(n), case, bare, .. } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            println!("{}", rt.block_on(admission::count(n, case, bare)).map_err(anyhow::Error::msg)?);
+        }
+        BenchTarget::Admission { seconds, count: None, .. } => {
             // The load generator runs on one thread, leaving the cores to the servers it measures.
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             print!("{}", rt.block_on(admission::run(seconds)).map_err(anyhow::Error::msg)?);
