@@ -7,17 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-2000}
-command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 2; }
-cargo build --release --locked --quiet
-bin=target/release/wpa
-total() {
-  local out
-  out=$(mktemp)
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" bench admission "$@" 2>"$out" >/dev/null
-  sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out"
-  rm -f "$out"
-}
-per() { echo $(( ($(total --count "$n" "$@") - $(total --count 0 "$@")) / n )); }
+. scripts/lib/callgrind.sh
+build
+per() { echo $(( ($(total admission --count "$n" "$@") - $(total admission --count 0 "$@")) / n )); }
 bare=$(per --bare)
 echo "bare handler: $bare instructions per request"
 for c in 0 1 2; do

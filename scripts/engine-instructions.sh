@@ -7,19 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-2000}
-command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 2; }
-cargo build --release --locked --quiet
-bin=target/release/wpa
-total() {
-  local out
-  out=$(mktemp)
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" bench engine "$@" 2>"$out" >/dev/null
-  sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out"
-  rm -f "$out"
-}
-none=$(total --count 0)
-decide=$(total --count "$n")
-copy=$(total --count "$n" --baseline)
+. scripts/lib/callgrind.sh
+build
+none=$(total engine --count 0)
+decide=$(total engine --count "$n")
+copy=$(total engine --count "$n" --baseline)
 per_decision=$(( (decide - none) / n ))
 per_copy=$(( (copy - none) / n ))
 echo "engine: $per_decision instructions per decision (3 External metrics, 50 pods; $n decisions under callgrind)"
