@@ -142,8 +142,7 @@ pub fn set_condition(
             assign(&mut c.reason, reason);
             assign(&mut c.message, message);
             if c.status != new_status {
-                c.status.clear();
-                c.status.push_str(new_status);
+                overwrite(&mut c.status, new_status);
                 c.last_transition_time = Some(Time(now));
                 let c = conditions.remove(i);
                 conditions.insert(0, c);
@@ -168,10 +167,7 @@ pub fn set_condition(
     });
     // Sized for every type at once: it changes with nearly every call.
     let last = status.last_condition_type.get_or_insert_with(|| String::with_capacity(LONGEST_TYPE));
-    if last != type_ {
-        last.clear();
-        last.push_str(type_);
-    }
+    overwrite(last, type_);
     assign(&mut status.last_condition_state, new_status);
 }
 
@@ -179,12 +175,16 @@ pub fn set_condition(
 /// already hold.
 fn assign(slot: &mut Option<String>, value: &str) {
     match slot {
-        Some(s) if s == value => {}
-        Some(s) => {
-            s.clear();
-            s.push_str(value);
-        }
+        Some(s) => overwrite(s, value),
         None => *slot = Some(value.to_string()),
+    }
+}
+
+/// `*s = value` in `s`'s own buffer (no write when equal).
+fn overwrite(s: &mut String, value: &str) {
+    if s != value {
+        s.clear();
+        s.push_str(value);
     }
 }
 

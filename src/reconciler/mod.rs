@@ -117,6 +117,17 @@ pub(crate) struct Context {
     client: Client,
 }
 
+/// An engine event as published (the API server caps an event's note at 1 KiB).
+pub(crate) fn kube_event(e: &engine::Event) -> KubeEvent {
+    KubeEvent {
+        type_: if e.warning { EventType::Warning } else { EventType::Normal },
+        reason: e.reason.into(),
+        note: Some(e.message.chars().take(1024).collect()),
+        action: e.action.into(),
+        secondary: None,
+    }
+}
+
 /// The log span of a WPA's pass: its name, namespace and logs-attributes pairs on every line.
 fn wpa_span(wpa: &WatermarkPodAutoscaler) -> tracing::Span {
     let attributes = wpa.annotations().get(annotations::LOGS_ATTRIBUTES).map(String::as_str).unwrap_or("{}");
@@ -171,14 +182,7 @@ impl Context {
         // would show "New size: 3" for every later scale. The engine already emits on transitions only.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         for e in events {
-            let event = KubeEvent {
-                type_: if e.warning { EventType::Warning } else { EventType::Normal },
-                reason: e.reason.into(),
-                note: Some(e.message.chars().take(1024).collect()),
-                action: e.action.into(),
-                secondary: None,
-            };
-            if let Err(err) = recorder.publish(&event, &reference).await {
+            if let Err(err) = recorder.publish(&kube_event(e), &reference).await {
                 tracing::warn!(reason = %e.reason, error = %err, "cannot publish an event");
             }
         }
@@ -362,10 +366,11 @@ async fn reconcile(wpa: Arc<WatermarkPodAutoscaler>, ctx: Arc<Context>) -> Resul
     }
     let started = Instant::now();
     let result = ctx.pass(&wpa).instrument(wpa_span(&wpa)).await;
-    ctx.priority.passed(started.elapsed());
+    let took = started.elapsed();
+    ctx.priority.passed(took);
     let label = vec![("result".to_string(), if result.is_ok() { "ok" } else { "error" }.to_string())];
     ctx.exporter.reconciles.get_or_create(&label).inc();
-    ctx.exporter.reconcile_duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+    ctx.exporter.reconcile_duration.get_or_create(&label).observe(took.as_secs_f64());
     result
 }
 
@@ -386,19 +391,14 @@ fn run_controller(
     stop: CancellationToken,
 ) -> impl std::future::Future<Output = ()> {
     let (reader, writer) = reflector::store();
-    let (seen, triggered) = (ctx.clone(), ctx.clone());
+    let (seen, relisted, triggered) = (ctx.clone(), ctx.clone(), ctx.clone());
+    let listed = reader.clone();
     let trigger =
         crate::runtime::watch::events(namespaces.api::<WatermarkPodAutoscaler>(&client), &namespaces)
             .map(move |e| {
-                match &e {
-                    Ok(watcher::Event::Delete(w)) => {
-                        seen.exporter.forget(&w.namespace().unwrap_or_default(), &w.name_any());
-                        seen.priority.deleted(w);
-                    }
-                    Ok(watcher::Event::Init) => seen.priority.relist_started(),
-                    Ok(watcher::Event::InitApply(w)) => seen.priority.relisted_one(w),
-                    Ok(watcher::Event::InitDone) => seen.priority.relist_done(),
-                    _ => {}
+                if let Ok(watcher::Event::Delete(w)) = &e {
+                    seen.exporter.forget(&w.namespace().unwrap_or_default(), &w.name_any());
+                    seen.priority.deleted(w);
                 }
                 e
             })
@@ -411,6 +411,13 @@ fn run_controller(
                 }
             })
             .reflect(writer)
+            .map(move |e| {
+                // After the reflector: at InitDone the store holds exactly what the relist listed.
+                if let Ok(watcher::Event::InitDone) = &e {
+                    relisted.priority.relisted(|w| listed.get(w).is_some());
+                }
+                e
+            })
             .applied_objects()
             .predicate_filter(predicates::generation, Default::default())
             .map(move |w| {

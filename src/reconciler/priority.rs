@@ -35,8 +35,6 @@ pub(crate) enum Admission {
 #[derive(Debug)]
 pub(crate) struct Priority {
     urgent: Mutex<HashSet<ObjectRef<WatermarkPodAutoscaler>>>,
-    /// The WPAs a relist in progress has delivered.
-    relisted: Mutex<Option<HashSet<ObjectRef<WatermarkPodAutoscaler>>>>,
     /// Seconds: a moving mean of the pass durations.
     mean_pass: Mutex<f64>,
     concurrency: u16,
@@ -47,7 +45,6 @@ impl Priority {
     pub(crate) fn new(concurrency: u16, sync_period: Duration) -> Priority {
         Priority {
             urgent: Mutex::default(),
-            relisted: Mutex::default(),
             mean_pass: Mutex::new(0.0),
             concurrency: concurrency.max(1),
             sync_period: sync_period.max(MIN_YIELD),
@@ -85,26 +82,11 @@ impl Priority {
         self.urgent().remove(&ObjectRef::from_obj(wpa));
     }
 
-    fn relisted(&self) -> std::sync::MutexGuard<'_, Option<HashSet<ObjectRef<WatermarkPodAutoscaler>>>> {
-        self.relisted.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The watch relists (after falling behind, which many writes in a short time cause): a WPA deleted
-    /// meanwhile gets no delete event, so once the relist is complete, those it did not deliver stop
-    /// being urgent. The others keep their place.
-    pub(crate) fn relist_started(&self) {
-        *self.relisted() = Some(HashSet::new());
-    }
-
-    pub(crate) fn relisted_one(&self, wpa: &WatermarkPodAutoscaler) {
-        if let Some(seen) = self.relisted().as_mut() {
-            seen.insert(ObjectRef::from_obj(wpa));
-        }
-    }
-
-    pub(crate) fn relist_done(&self) {
-        let Some(seen) = self.relisted().take() else { return };
-        self.urgent().retain(|w| seen.contains(w));
+    /// The watch relisted (after falling behind, which many writes in a short time cause): a WPA deleted
+    /// meanwhile got no delete event, so those `listed` does not hold stop being urgent. The others keep
+    /// their place.
+    pub(crate) fn relisted(&self, listed: impl Fn(&ObjectRef<WatermarkPodAutoscaler>) -> bool) {
+        self.urgent().retain(|w| listed(w));
     }
 
     /// Called as a pass starts.
@@ -159,15 +141,10 @@ mod tests {
         assert_eq!(p.admit(&a), Admission::Periodic);
         p.triggered(&c);
         assert!(matches!(p.admit(&a), Admission::Yield(_)), "same name, another namespace: another WPA");
-        // A relist that delivers c keeps it urgent; one that does not (c deleted meanwhile) lets a run.
-        p.relist_started();
-        p.relisted_one(&a);
-        p.relisted_one(&c);
-        p.relist_done();
+        // A relist that lists c keeps it urgent; one that does not (c deleted meanwhile) lets a run.
+        p.relisted(|_| true);
         assert!(matches!(p.admit(&a), Admission::Yield(_)));
-        p.relist_started();
-        p.relisted_one(&a);
-        p.relist_done();
+        p.relisted(|w| *w != ObjectRef::from_obj(&c));
         assert_eq!(p.admit(&a), Admission::Periodic);
         assert_eq!(p.admit(&c), Admission::Periodic);
     }

@@ -246,13 +246,7 @@ async fn baseline_round(client: &Client, n: usize, concurrency: usize, writes: b
                 let reference = w.object_ref(&());
                 let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter);
                 for e in &events {
-                    let event = kube::runtime::events::Event {
-                        type_: if e.warning { kube::runtime::events::EventType::Warning } else { kube::runtime::events::EventType::Normal },
-                        reason: e.reason.into(),
-                        note: Some(e.message.clone()),
-                        action: e.action.into(),
-                        secondary: None,
-                    };
+                    let event = crate::reconciler::kube_event(e);
                     recorder.publish(&event, &reference).await.context("baseline event")?;
                 }
                 Ok::<_, anyhow::Error>(())
