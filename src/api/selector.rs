@@ -36,6 +36,13 @@ pub struct Selector {
     requirements: Vec<Requirement>,
 }
 
+fn unknown_operator(ls: &LabelSelector, operator: &str) -> SelectorError {
+    SelectorError {
+        input: format!("{ls:?}"),
+        problem: format!("unknown operator {operator:?} (allowed: In, NotIn, Exists, DoesNotExist)"),
+    }
+}
+
 impl Selector {
     /// Parses the string form used by `Scale.status.selector` and `?labelSelector=`.
     pub fn parse(input: &str) -> Result<Selector, SelectorError> {
@@ -67,18 +74,25 @@ impl Selector {
                 "NotIn" => Op::NotIn(values),
                 "Exists" => Op::Exists,
                 "DoesNotExist" => Op::DoesNotExist,
-                other => {
-                    return Err(SelectorError {
-                        input: format!("{ls:?}"),
-                        problem: format!(
-                            "unknown operator {other:?} (allowed: In, NotIn, Exists, DoesNotExist)"
-                        ),
-                    });
-                }
+                other => return Err(unknown_operator(ls, other)),
             };
             requirements.push(Requirement { key: e.key.clone(), op });
         }
         Ok(Selector { requirements })
+    }
+
+    /// What [`Selector::from_label_selector`] would refuse, without building the selector (admission checks
+    /// every metric's selector on every request).
+    pub fn check(ls: &LabelSelector) -> Result<(), SelectorError> {
+        match ls
+            .match_expressions
+            .iter()
+            .flatten()
+            .find(|e| !matches!(e.operator.as_str(), "In" | "NotIn" | "Exists" | "DoesNotExist"))
+        {
+            Some(e) => Err(unknown_operator(ls, &e.operator)),
+            None => Ok(()),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

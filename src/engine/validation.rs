@@ -129,7 +129,14 @@ fn upstream_rules(
             "watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum".to_string()
         ),
     }
-    let tolerance = spec.tolerance.clone().unwrap_or_default();
+    let unset;
+    let tolerance = match &spec.tolerance {
+        Some(t) => t,
+        None => {
+            unset = Quantity::default();
+            &unset
+        }
+    };
     if tolerance.milli() > 1000 || tolerance.milli() < 0 {
         fail!(
             "spec.tolerance",
@@ -325,9 +332,10 @@ pub(crate) fn admission_violations(
     }
     for (i, m) in spec.metrics.iter().flatten().enumerate() {
         let Some(source) = m.source() else { continue };
-        let base = match source {
-            MetricSource::External(_) => format!("spec.metrics[{i}].external"),
-            MetricSource::Resource(_) => format!("spec.metrics[{i}].resource"),
+        // Paths are only written out for a violation: most specs have none.
+        let kind = match source {
+            MetricSource::External(_) => "external",
+            MetricSource::Resource(_) => "resource",
         };
         // Upstream copies a missing watermark from the other one: a band of zero width, which scales on
         // every wobble. Both are required here (a misspelled key, dropped by the API server, reads as
@@ -336,14 +344,14 @@ pub(crate) fn admission_violations(
             ("highWatermark", source.high_watermark(), false),
             ("lowWatermark", source.low_watermark(), true),
         ] {
-            let path = format!("{base}.{field}");
+            let path = || format!("spec.metrics[{i}].{kind}.{field}");
             match q {
                 None => out.push(Violation {
-                    path,
+                    path: path(),
                     message: "required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling)".into(),
                 }),
                 Some(q) if q.milli() < 0 || (q.milli() == 0 && !zero_ok) => out.push(Violation {
-                    path,
+                    path: path(),
                     message: if zero_ok {
                         format!("must not be negative, got {q}")
                     } else {
@@ -354,9 +362,12 @@ pub(crate) fn admission_violations(
             }
         }
         if let Some(sel) = source.selector()
-            && let Err(err) = selector::Selector::from_label_selector(sel)
+            && let Err(err) = selector::Selector::check(sel)
         {
-            out.push(Violation { path: format!("{base}.metricSelector"), message: err.problem });
+            out.push(Violation {
+                path: format!("spec.metrics[{i}].{kind}.metricSelector"),
+                message: err.problem,
+            });
         }
     }
     if let Some(reco) = &spec.recommender {

@@ -119,8 +119,7 @@ async fn handle(State(state): State<WebhookState>, endpoint: Endpoint, request: 
             labels: labels(endpoint, "", "", false, "timeout"),
         },
     };
-    state.metrics.admission_requests.get_or_create(&answer.labels).inc();
-    state.metrics.admission_latency.get_or_create(&answer.labels).observe(started.elapsed().as_secs_f64());
+    state.metrics.admission.record(&answer.labels, started.elapsed().as_secs_f64());
     answer.response
 }
 
@@ -290,8 +289,17 @@ pub(crate) fn review_response(api_version: &str, uid: String, verdict: Verdict) 
     audit.insert("decision", decision.into());
     audit.insert("reason", verdict.reason.into());
     let patch = if verdict.allowed && !verdict.patch.is_empty() {
-        match serde_json::to_vec(&json_patch::Patch(verdict.patch)) {
-            Ok(bytes) => Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        // Base64 never needs escaping: the quoted string goes into the answer as it is, not scanned again
+        // by the serializer.
+        let quoted = serde_json::to_vec(&json_patch::Patch(verdict.patch)).and_then(|bytes| {
+            let mut quoted = String::with_capacity(bytes.len() * 4 / 3 + 6);
+            quoted.push('"');
+            base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut quoted);
+            quoted.push('"');
+            serde_json::value::RawValue::from_string(quoted)
+        });
+        match quoted {
+            Ok(raw) => Some(raw),
             Err(e) => {
                 return json_error(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -23,8 +23,10 @@ impl<'a> ReviewIn<'a> {
     /// API server's schema check) fails that pass; it is then decoded again with its spec kept apart, so that
     /// the rest of the object stays readable (see [`Wpa`]).
     pub(crate) fn parse(bytes: &'a [u8]) -> serde_json::Result<ReviewIn<'a>> {
+        // Validated as UTF-8 once, here: a slice reader would validate every string it reads again.
+        let text = std::str::from_utf8(bytes).map_err(serde::de::Error::custom)?;
         let decode = |lenient: bool| -> serde_json::Result<ReviewIn<'a>> {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let mut de = serde_json::Deserializer::from_str(text);
             let review = serde::de::DeserializeSeed::deserialize(ReviewSeed { lenient }, &mut de)?;
             de.end()?;
             Ok(review)
@@ -262,9 +264,9 @@ pub(crate) struct ResponseOut {
     pub(crate) allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) status: Option<StatusOut>,
-    /// Base64 of the RFC 6902 patch.
+    /// Base64 of the RFC 6902 patch, quoted.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) patch: Option<String>,
+    pub(crate) patch: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
