@@ -117,6 +117,9 @@ pub(crate) struct Context {
     client: Client,
 }
 
+/// The reporting controller of the events this reconciler publishes (upstream's name).
+pub(crate) const REPORTING_CONTROLLER: &str = "wpa_controller";
+
 /// An engine event as published (the API server caps an event's note at 1 KiB).
 pub(crate) fn kube_event(e: &engine::Event) -> KubeEvent {
     KubeEvent {
@@ -487,7 +490,7 @@ pub(crate) async fn start(
             cluster_name: args.cluster_name.clone(),
         },
         exporter,
-        reporter: Reporter { controller: "wpa_controller".into(), instance: Some(identity) },
+        reporter: Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(identity) },
         leadership: leadership.clone(),
         sync_period: args.sync_period,
         written: Default::default(),

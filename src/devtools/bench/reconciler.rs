@@ -132,17 +132,25 @@ fn scrape(serve: &WpaServe) -> Result<Scrape> {
     })
 }
 
-/// When each WPA's first pass ran, from its status: the first pass records a "scale" to the same count (no
-/// lastScaleTime yet, as upstream does), so `lastScaleTime` is its time. `None` until every WPA has one.
-async fn first_pass_times(client: &Client) -> Result<Option<Vec<jiff::Timestamp>>> {
-    let api: Api<WatermarkPodAutoscaler> = Api::all(client.clone());
-    // resourceVersion=0: from the API server's watch cache, not a quorum read of etcd.
-    let list = api.list(&ListParams::default().match_any()).await?;
-    Ok(list
-        .items
-        .iter()
-        .map(|w| w.status.as_ref().and_then(|s| s.last_scale_time.as_ref()).map(|t| t.0))
-        .collect())
+/// Returns once every one of the `n` WPAs has an event from wpa (each first pass publishes one, after its
+/// status write).
+async fn count_first_events(client: Client, n: usize) -> Result<()> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(client);
+    let mut seen = std::collections::HashSet::new();
+    let stream = kube::runtime::watcher(api, kube::runtime::watcher::Config::default());
+    let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(stream));
+    while let Some(e) = stream.try_next().await? {
+        if e.reporting_controller.as_deref() != Some(crate::reconciler::REPORTING_CONTROLLER) {
+            continue;
+        }
+        if let Some(r) = e.regarding {
+            seen.insert((r.namespace.unwrap_or_default(), r.name.unwrap_or_default()));
+        }
+        if seen.len() == n {
+            return Ok(());
+        }
+    }
+    bail!("the event watch ended")
 }
 
 /// Marks the baseline's WPAs in its finalizer patch (removed again before wpa starts).
@@ -201,7 +209,7 @@ async fn last_first_event(client: &Client, n: usize) -> Result<Option<jiff::Time
     let mut first: std::collections::HashMap<(String, String), jiff::Timestamp> = Default::default();
     for e in list.items {
         let (Some(r), Some(t)) = (e.regarding.as_ref(), e.event_time.as_ref()) else { continue };
-        if e.reporting_controller.as_deref() != Some("wpa_controller") {
+        if e.reporting_controller.as_deref() != Some(crate::reconciler::REPORTING_CONTROLLER) {
             continue;
         }
         let key = (r.namespace.clone().unwrap_or_default(), r.name.clone().unwrap_or_default());
@@ -327,6 +335,10 @@ pub(crate) async fn run(
     undo_baseline(&client, n, usize::from(concurrency)).await?;
 
     let conc = concurrency.to_string();
+    // Watched from before wpa starts, so that no first event is missed. Polling the WPAs' list instead (tens
+    // of MB at thousands of WPAs, every few seconds) loaded the API server during the round measured, and the
+    // baseline round has no such load.
+    let first_events = tokio::spawn(count_first_events(client.clone(), n));
     let started = Instant::now();
     let serve = WpaServe::start_binary(
         &exe,
@@ -340,30 +352,17 @@ pub(crate) async fn run(
     let ready_after = started.elapsed();
     let cpu_start = cpu_seconds(pid).unwrap_or(0.0);
     let cp_start = cpu_of(&control_plane);
-    // Polled every 2 s from the API server's cache: /metrics (tens of MB at thousands of WPAs) or quorum
-    // lists polled fast would load what is measured.
     let wall_start = jiff::Timestamp::now();
-    let times = loop {
-        if let Some(times) = first_pass_times(&client).await?
-            && times.len() == n
-        {
-            break times;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("not every WPA was reconciled within 10 minutes");
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    };
+    match tokio::time::timeout(Duration::from_secs(600), first_events).await {
+        Ok(done) => done.context("the event watch")??,
+        Err(_) => bail!("not every WPA was reconciled within 10 minutes"),
+    }
     let cpu_first = cpu_seconds(pid).unwrap_or(0.0) - cpu_start;
     let cp_first: Vec<f64> = cpu_of(&control_plane).iter().zip(&cp_start).map(|(a, b)| a - b).collect();
-    let first_round = match last_first_event(&client, n).await? {
-        Some(last) => last.duration_since(wall_start).unsigned_abs() + ready_after,
-        None => {
-            // lastScaleTime has whole seconds: +1 s so that the figure is never an underestimate.
-            let last = times.iter().max().copied().unwrap_or(wall_start);
-            last.duration_since(wall_start).unsigned_abs() + ready_after + Duration::from_secs(1)
-        }
+    let Some(last) = last_first_event(&client, n).await? else {
+        bail!("the watch saw every WPA's first event, the list of events does not");
     };
+    let first_round = last.duration_since(wall_start).unsigned_abs() + ready_after;
     let first = scrape(&serve)?;
     let first_passes = first.passes;
     let (rss_first, _) = super::admission::peak_rss_mib(pid).unwrap_or((0.0, 0.0));
