@@ -200,9 +200,10 @@ pub(crate) enum BenchTarget {
     },
     /// Requests per second and p50/p99 latency of a WPA validate, a WPA mutate and a Deployment mutate over
     /// TLS keep-alive with 32 connections, against a bare axum+rustls handler returning a fixed
-    /// AdmissionReview, measured in the same run; and the webhook process's memory.
+    /// AdmissionReview, in interleaved rounds of the same run (each case against the bare handler of its
+    /// round); and the webhook process's memory.
     Admission {
-        /// Seconds per measurement.
+        /// Seconds of throughput rounds per case, and as many of latency rounds.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
         /// Instead: exactly this many requests of one kind through the router in process (no TLS, no
