@@ -504,6 +504,20 @@ async fn malformed_input_gets_a_clear_http_error() {
         body["error"].as_str().is_some_and(|e| e.starts_with("the body is not an AdmissionReview")),
         "{body}"
     );
+    // Invalid UTF-8 inside a string (the body is checked once, before it is decoded).
+    let (status, body) = call(
+        st(),
+        "/validate",
+        b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"Admission\xffReview\"}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("the body is not an AdmissionReview: invalid utf-8")),
+        "{body}"
+    );
     let (status, body) = call(st(), "/validate", br#"{"apiVersion":"v1","kind":"Pod"}"#.to_vec()).await;
     assert_eq!(status, 400);
     assert_eq!(
