@@ -283,42 +283,21 @@ mod tests {
         metrics.encode_to(&mut text).unwrap();
         let ok = r#"webhook="validate",kind="WatermarkPodAutoscaler",operation="CREATE",allowed="true",reason="ok""#;
         let invalid = ok.replace(r#"reason="ok""#, r#"reason="invalid""#);
-        assert!(text.contains("# TYPE wpa_webhook_requests counter"), "{text}");
-        assert!(text.contains(&format!("wpa_webhook_requests_total{{{ok}}} 6\n")), "{text}");
-        assert!(text.contains(&format!("wpa_webhook_requests_total{{{invalid}}} 3\n")), "{text}");
-        assert!(text.contains("# TYPE wpa_webhook_request_duration_seconds histogram"), "{text}");
+        let has = |line: &str| assert!(text.contains(line), "no {line:?} in:\n{text}");
+        has("# TYPE wpa_webhook_requests counter\n");
+        has(&format!("wpa_webhook_requests_total{{{ok}}} 6\n"));
+        has(&format!("wpa_webhook_requests_total{{{invalid}}} 3\n"));
+        has("# TYPE wpa_webhook_request_duration_seconds histogram\n");
         // Cumulative buckets: three at 0.3 ms (≤ 0.5 ms), six by 2.5 ms; 20 s only in +Inf.
-        assert!(
-            text.contains(&format!("wpa_webhook_request_duration_seconds_bucket{{le=\"0.00025\",{ok}}} 0\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("wpa_webhook_request_duration_seconds_bucket{{le=\"0.0005\",{ok}}} 3\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("wpa_webhook_request_duration_seconds_bucket{{le=\"0.0025\",{ok}}} 6\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(
-                "wpa_webhook_request_duration_seconds_bucket{{le=\"10.0\",{invalid}}} 0\n"
-            )),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(
-                "wpa_webhook_request_duration_seconds_bucket{{le=\"+Inf\",{invalid}}} 3\n"
-            )),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("wpa_webhook_request_duration_seconds_count{{{invalid}}} 3\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("wpa_webhook_request_duration_seconds_sum{{{invalid}}} 60.0\n")),
-            "{text}"
-        );
+        let bucket = |le: &str, labels: &str, n: u32| {
+            has(&format!("wpa_webhook_request_duration_seconds_bucket{{le=\"{le}\",{labels}}} {n}\n"))
+        };
+        bucket("0.00025", ok, 0);
+        bucket("0.0005", ok, 3);
+        bucket("0.0025", ok, 6);
+        bucket("10.0", &invalid, 0);
+        bucket("+Inf", &invalid, 3);
+        has(&format!("wpa_webhook_request_duration_seconds_count{{{invalid}}} 3\n"));
+        has(&format!("wpa_webhook_request_duration_seconds_sum{{{invalid}}} 60.0\n"));
     }
 }

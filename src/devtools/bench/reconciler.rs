@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     Api, Client, Resource,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -132,22 +132,23 @@ fn scrape(serve: &WpaServe) -> Result<Scrape> {
     })
 }
 
-/// Returns once every one of the `n` WPAs has an event from wpa (each first pass publishes one, after its
-/// status write).
-async fn count_first_events(client: Client, n: usize) -> Result<()> {
+/// When the last WPA's first pass ended, to the microsecond: the latest of the `n` WPAs' first events from
+/// wpa (each first pass publishes one, after its status write), from a watch on events that returns as soon
+/// as every WPA has one.
+async fn last_first_event(client: Client, n: usize) -> Result<jiff::Timestamp> {
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(client);
-    let mut seen = std::collections::HashSet::new();
+    let mut first: std::collections::HashMap<(String, String), jiff::Timestamp> = Default::default();
     let stream = kube::runtime::watcher(api, kube::runtime::watcher::Config::default());
     let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(stream));
     while let Some(e) = stream.try_next().await? {
+        let (Some(r), Some(t)) = (e.regarding, e.event_time) else { continue };
         if e.reporting_controller.as_deref() != Some(crate::reconciler::REPORTING_CONTROLLER) {
             continue;
         }
-        if let Some(r) = e.regarding {
-            seen.insert((r.namespace.unwrap_or_default(), r.name.unwrap_or_default()));
-        }
-        if seen.len() == n {
-            return Ok(());
+        let at = first.entry((r.namespace.unwrap_or_default(), r.name.unwrap_or_default())).or_insert(t.0);
+        *at = (*at).min(t.0);
+        if first.len() == n {
+            return first.values().max().copied().context("no WPA");
         }
     }
     bail!("the event watch ended")
@@ -199,24 +200,6 @@ fn first_pass_writes(i: usize) -> Result<(serde_json::Value, Vec<crate::engine::
     let result = if decision.scale.is_some() { ScaleResult::Written } else { ScaleResult::NotNeeded };
     let outcome = decision.settle(&wpa, result);
     Ok((crate::reconciler::record::status_patch(&outcome.status), outcome.events))
-}
-
-/// When the last WPA's first pass ended, to the microsecond: the latest of the WPAs' first events from wpa
-/// (each first pass publishes one, after its status write). `None` if some WPA has none.
-async fn last_first_event(client: &Client, n: usize) -> Result<Option<jiff::Timestamp>> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
-    let list = api.list(&ListParams::default().match_any()).await?;
-    let mut first: std::collections::HashMap<(String, String), jiff::Timestamp> = Default::default();
-    for e in list.items {
-        let (Some(r), Some(t)) = (e.regarding.as_ref(), e.event_time.as_ref()) else { continue };
-        if e.reporting_controller.as_deref() != Some(crate::reconciler::REPORTING_CONTROLLER) {
-            continue;
-        }
-        let key = (r.namespace.clone().unwrap_or_default(), r.name.clone().unwrap_or_default());
-        let at = first.entry(key).or_insert(t.0);
-        *at = (*at).min(t.0);
-    }
-    Ok((first.len() == n).then(|| first.values().max().copied()).flatten())
 }
 
 /// One round of the requests the WPAs' first passes make, by a bare client with the same concurrency and
@@ -338,7 +321,7 @@ pub(crate) async fn run(
     // Watched from before wpa starts, so that no first event is missed. Polling the WPAs' list instead (tens
     // of MB at thousands of WPAs, every few seconds) loaded the API server during the round measured, and the
     // baseline round has no such load.
-    let first_events = tokio::spawn(count_first_events(client.clone(), n));
+    let first_events = tokio::spawn(last_first_event(client.clone(), n));
     let started = Instant::now();
     let serve = WpaServe::start_binary(
         &exe,
@@ -353,15 +336,12 @@ pub(crate) async fn run(
     let cpu_start = cpu_seconds(pid).unwrap_or(0.0);
     let cp_start = cpu_of(&control_plane);
     let wall_start = jiff::Timestamp::now();
-    match tokio::time::timeout(Duration::from_secs(600), first_events).await {
+    let last = match tokio::time::timeout(Duration::from_secs(600), first_events).await {
         Ok(done) => done.context("the event watch")??,
         Err(_) => bail!("not every WPA was reconciled within 10 minutes"),
-    }
+    };
     let cpu_first = cpu_seconds(pid).unwrap_or(0.0) - cpu_start;
     let cp_first: Vec<f64> = cpu_of(&control_plane).iter().zip(&cp_start).map(|(a, b)| a - b).collect();
-    let Some(last) = last_first_event(&client, n).await? else {
-        bail!("the watch saw every WPA's first event, the list of events does not");
-    };
     let first_round = last.duration_since(wall_start).unsigned_abs() + ready_after;
     let first = scrape(&serve)?;
     let first_passes = first.passes;
