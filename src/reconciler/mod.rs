@@ -30,13 +30,13 @@ use kube::{
         Controller, WatchStreamExt,
         controller::{self, Action},
         events::{Event as KubeEvent, EventType, Recorder, Reporter},
-        predicates, reflector, watcher,
+        predicates, watcher,
     },
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::runtime::watch::Namespaces;
+use crate::runtime::{watch::Namespaces, wpa_feed::WpaFeed};
 use crate::{
     api::{FINALIZER, WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus, annotations, duration},
     engine::{self, Decision, FinalizerStep, ScaleIntent, ScaleResult, conditions::text},
@@ -384,51 +384,50 @@ fn error_policy(wpa: Arc<WatermarkPodAutoscaler>, error: &ReconcileError, _ctx: 
     Action::requeue(Duration::from_secs(1))
 }
 
-/// The WPA watch that triggers passes: spec changes only (the generation), plus deletions (the finalizer
-/// sets `deletionTimestamp`, which bumps the generation).
-fn run_controller(
-    client: Client,
+/// The passes' trigger, on the process's WPA feed: spec changes only (the generation), plus deletions (the
+/// finalizer sets `deletionTimestamp`, which bumps the generation), in the namespaces watched.
+async fn run_controller(
+    feed: Arc<WpaFeed>,
     namespaces: Namespaces,
     ctx: Arc<Context>,
     concurrency: u16,
     stop: CancellationToken,
-) -> impl std::future::Future<Output = ()> {
-    let (reader, writer) = reflector::store();
+) {
+    let reader = feed.store();
     let (seen, relisted, triggered) = (ctx.clone(), ctx.clone(), ctx.clone());
     let listed = reader.clone();
-    let trigger =
-        crate::runtime::watch::events(namespaces.api::<WatermarkPodAutoscaler>(&client), &namespaces)
-            .map(move |e| {
-                if let Ok(watcher::Event::Delete(w)) = &e {
+    let trigger = feed
+        .subscribe()
+        .await
+        .filter(move |e| {
+            let keep = match e {
+                watcher::Event::Apply(w) | watcher::Event::InitApply(w) | watcher::Event::Delete(w) => {
+                    namespaces.contains(&w.namespace().unwrap_or_default())
+                }
+                watcher::Event::Init | watcher::Event::InitDone => true,
+            };
+            std::future::ready(keep)
+        })
+        .map(move |e| {
+            match &e {
+                watcher::Event::Delete(w) => {
                     seen.exporter.forget(&w.namespace().unwrap_or_default(), &w.name_any());
                     seen.priority.deleted(w);
                 }
-                e
-            })
-            // The store keeps every WPA; managedFields and kubectl's last-applied copy are most of an object's
-            // size and nothing here reads them.
-            .modify(|w| {
-                w.metadata.managed_fields = None;
-                if let Some(a) = w.metadata.annotations.as_mut() {
-                    a.remove("kubectl.kubernetes.io/last-applied-configuration");
-                }
-            })
-            .reflect(writer)
-            .map(move |e| {
-                // After the reflector: at InitDone the store holds exactly what the relist listed.
-                if let Ok(watcher::Event::InitDone) = &e {
-                    relisted.priority.relisted(|w| listed.get(w).is_some());
-                }
-                e
-            })
-            .applied_objects()
-            .predicate_filter(predicates::generation, Default::default())
-            .map(move |w| {
-                if let Ok(w) = &w {
-                    triggered.priority.triggered(w);
-                }
-                w
-            });
+                // The feed's store already holds exactly what the relist listed.
+                watcher::Event::InitDone => relisted.priority.relisted(|w| listed.get(w).is_some()),
+                _ => {}
+            }
+            Ok::<_, watcher::Error>(e)
+        })
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default())
+        .map(move |w| {
+            if let Ok(w) = &w {
+                triggered.priority.triggered(w);
+            }
+            w
+        });
     Controller::for_stream(trigger, reader)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(async move { stop.cancelled().await })
@@ -438,6 +437,7 @@ fn run_controller(
                 tracing::debug!(error = %e, "controller event");
             }
         })
+        .await
 }
 
 /// Starts the leader election and the controller on `caches`; runs until `stop`. Returns the task that runs
@@ -445,6 +445,7 @@ fn run_controller(
 pub(crate) async fn start(
     client: Client,
     args: &ReconcilerArgs,
+    feed: Arc<WpaFeed>,
     caches: Arc<Caches>,
     autoscalers: Arc<crate::webhook::TargetIndex>,
     registry: &crate::runtime::registry::Metrics,
@@ -499,7 +500,24 @@ pub(crate) async fn start(
     });
     let concurrency = args.concurrency.max(1);
     tracing::info!(namespaces = %namespaces, sync_period = ?args.sync_period, concurrency, "reconciler starting");
+    let sync_period = args.sync_period;
     let supervisor = tokio::spawn(async move {
+        // As controller-runtime waits for its informers: a pass before the pod and target caches have
+        // listed asks the API server instead (a LIST of the namespace's pods, read from etcd, per WPA), just
+        // when the start's lists keep it busiest. Not beyond one period, so that a cache that cannot list
+        // (RBAC) does not hold every WPA back.
+        let deadline = Instant::now() + sync_period;
+        while !caches.synced() && Instant::now() < deadline {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        if !caches.synced() {
+            tracing::warn!(
+                "the pod and target caches have not listed within one sync period; passes read them from the API meanwhile"
+            );
+        }
         // The controller runs while this replica leads, and stops the moment it does not.
         loop {
             while !leadership.is_leader() {
@@ -510,7 +528,7 @@ pub(crate) async fn start(
             }
             let term = stop.child_token();
             let mut controller = tokio::spawn(run_controller(
-                client.clone(),
+                feed.clone(),
                 namespaces.clone(),
                 ctx.clone(),
                 concurrency,

@@ -371,7 +371,7 @@ pub(crate) fn health_router(readiness: Readiness, metrics: Arc<Metrics>) -> Rout
         .route(
             "/metrics",
             get(|State(s): State<HealthState>| async move {
-                let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
                 let metrics = s.metrics.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut w = crate::runtime::registry::ChunkWriter::new(tx);
@@ -401,4 +401,43 @@ pub(crate) async fn serve_health(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(ServerError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::{family::Family, gauge::Gauge};
+
+    type Labels = Vec<(String, String)>;
+
+    #[tokio::test]
+    async fn a_scrape_not_read_yet_does_not_hold_the_metrics_locks() {
+        let metrics = Arc::new(Metrics::new());
+        let family = Family::<Labels, Gauge>::default();
+        metrics.with_registry(|r| r.register("test_series", "Series", family.clone()));
+        // Several chunks' worth of exposition.
+        for i in 0..20_000 {
+            family.get_or_create(&vec![("wpa".to_string(), format!("w{i}"))]).set(1);
+        }
+        let app = health_router(Readiness::default(), metrics.clone());
+        let request = Request::get("/metrics").body(axum::body::Body::empty()).expect("a request");
+        let response = tower::ServiceExt::oneshot(app, request).await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::OK);
+        // The body is not read yet: a new series (a write lock on its family) must not wait for the reader.
+        let f = family.clone();
+        let created = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || {
+                // Time for the encoder to write more than a reader-paced channel would have taken.
+                std::thread::sleep(Duration::from_millis(300));
+                f.get_or_create(&vec![("wpa".to_string(), "new".to_string())]).set(2);
+            }),
+        )
+        .await;
+        assert!(created.is_ok(), "creating a series waited for the scrape's reader");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("the body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("test_series{wpa=\"w19999\"} 1"), "every series is in the scrape");
+        assert!(text.ends_with("# EOF\n"), "the exposition is complete");
+    }
 }

@@ -8,3 +8,4 @@ pub mod registry;
 pub(crate) mod serve;
 pub mod tls;
 pub(crate) mod watch;
+pub(crate) mod wpa_feed;

@@ -219,21 +219,26 @@ impl Metrics {
 
 /// A `fmt::Write` that hands out 64 KiB chunks to a channel (the body of a streamed response). Writing fails
 /// once the receiver is gone, which stops the encoding.
+///
+/// It never waits for the reader: the encoder holds the registry's locks (each family's, while it writes
+/// that family), so waiting for a slow client would hold them for as long as the scrape lasts, and a pass
+/// creating a series would block a runtime worker on them; with both workers blocked, nothing would read the
+/// body any more (a deadlock, seen at 5,000 WPAs). Chunks the client has not read yet wait in the channel.
 pub(crate) struct ChunkWriter {
     buf: String,
-    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    tx: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>,
 }
 
 const CHUNK: usize = 64 * 1024;
 
 impl ChunkWriter {
-    pub(crate) fn new(tx: tokio::sync::mpsc::Sender<bytes::Bytes>) -> ChunkWriter {
+    pub(crate) fn new(tx: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>) -> ChunkWriter {
         ChunkWriter { buf: String::with_capacity(CHUNK), tx }
     }
 
     fn send(&mut self) -> std::fmt::Result {
         let chunk = std::mem::replace(&mut self.buf, String::with_capacity(CHUNK));
-        self.tx.blocking_send(bytes::Bytes::from(chunk)).map_err(|_| std::fmt::Error)
+        self.tx.send(bytes::Bytes::from(chunk)).map_err(|_| std::fmt::Error)
     }
 
     /// Sends what is left.

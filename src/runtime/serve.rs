@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use crate::runtime::logging::LogFormat;
 use crate::{
-    api::{WatermarkPodAutoscaler, duration},
+    api::duration,
     extender,
     reconciler::{self, ReconcilerArgs, caches::Caches},
     runtime::{
@@ -29,6 +29,7 @@ use crate::{
         registry::Metrics,
         tls::{self, CertFiles, CertStore},
         watch::Namespaces,
+        wpa_feed::WpaFeed,
     },
     webhook::{self, TargetIndex, WebhookState},
 };
@@ -183,15 +184,14 @@ where
     Ok(())
 }
 
-/// Keeps `index` current from watches of WPAs and HPAs (the webhook's conflict lookups).
-fn watch_autoscalers(client: &Client, index: Arc<TargetIndex>, shutdown: CancellationToken) {
-    let wpas = watcher(Api::<WatermarkPodAutoscaler>::all(client.clone()), watcher::Config::default())
-        .default_backoff();
+/// Keeps `index` current from the WPA feed (returned: the reconciler's too) and a watch of the HPAs (the
+/// webhook's conflict lookups).
+fn watch_autoscalers(client: &Client, index: Arc<TargetIndex>, shutdown: CancellationToken) -> Arc<WpaFeed> {
     let hpas = watcher(Api::<HorizontalPodAutoscaler>::all(client.clone()), watcher::Config::default())
         .default_backoff();
     let i = index.clone();
-    crate::runtime::watch::drive("WatermarkPodAutoscaler", wpas, shutdown.clone(), move |e| i.apply_wpa(&e));
-    crate::runtime::watch::drive("HorizontalPodAutoscaler", hpas, shutdown, move |e| index.apply_hpa(&e));
+    crate::runtime::watch::drive("HorizontalPodAutoscaler", hpas, shutdown.clone(), move |e| i.apply_hpa(&e));
+    WpaFeed::start(client, index, shutdown)
 }
 
 /// The open-files limit, raised to its hard limit first (the default soft limit of 1024 is below what a
@@ -241,7 +241,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     // Which autoscaler scales what: the webhook's conflict checks, the extender's WPAs, and the reconciler's
     // report of an HPA created after a WPA on the same target.
     let index = TargetIndex::new();
-    watch_autoscalers(&client, index.clone(), shutdown.clone());
+    let feed = watch_autoscalers(&client, index.clone(), shutdown.clone());
     let namespaces = Namespaces::parse(&args.reconciler.namespaces);
     let caches = (!args.no_reconciler || extender_on)
         .then(|| Arc::new(Caches::start(&client, &namespaces, shutdown.clone())));
@@ -250,6 +250,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
         let supervisor = reconciler::start(
             client.clone(),
             &args.reconciler,
+            feed,
             caches.clone(),
             index.clone(),
             &metrics,

@@ -35,8 +35,13 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
 
 /// A plain HTTP GET of `http://addr/path`: the status code and the body.
 pub fn http_get_at(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String)> {
+    http_get_within(addr, path, Duration::from_secs(5))
+}
+
+/// [`http_get_at`], waiting up to `timeout` between two reads (a large /metrics on a loaded machine).
+pub fn http_get_within(addr: std::net::SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(timeout))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip())?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;

@@ -218,9 +218,9 @@ pub(crate) enum BenchTarget {
         bare: bool,
     },
     /// The reconciler at scale on a local control plane: N WPAs, each with a Deployment, a ready pod and an
-    /// External metric through the aggregator. Reports the time until all are reconciled once (against a
-    /// bare client making the same requests as the first passes), API requests per pass in steady state,
-    /// CPU and memory.
+    /// External metric through the aggregator. Reports the time until all are reconciled once from wpa's
+    /// start, against a bare client making the same requests (wpa's lists and watches, then the first
+    /// passes' requests), in alternating rounds; then API requests per pass in steady state, CPU and memory.
     /// Needs root (a network namespace for the synthetic metrics provider).
     Reconciler {
         /// Number of WPAs.
@@ -232,6 +232,10 @@ pub(crate) enum BenchTarget {
         /// `wpa serve --concurrency`.
         #[arg(long, default_value_t = 16)]
         concurrency: u16,
+        /// Rounds, each a first round of wpa and one of the baseline (in alternating order); the ratio
+        /// reported is the median of the rounds' ratios.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// A million (by default) mutated AdmissionReviews through the webhook in process: every answer must be
     /// 200 (an AdmissionReview echoing the uid), 400 or 413, and nothing may panic. Reports the counts and
@@ -287,11 +291,11 @@ pub(crate) fn command(
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             print!("{}", rt.block_on(admission::run(seconds)).map_err(anyhow::Error::msg)?);
         }
-        BenchTarget::Reconciler { wpas, steady_seconds, concurrency } => {
+        BenchTarget::Reconciler { wpas, steady_seconds, concurrency, rounds } => {
             let steady = Duration::from_secs(steady_seconds.max(15));
             super::demo::preflight()?;
             let bin_dir = super::demo::binaries()?;
-            print!("{}", runtime()?.block_on(reconciler::run(wpas, steady, concurrency, bin_dir))?);
+            print!("{}", runtime()?.block_on(reconciler::run(wpas, rounds, steady, concurrency, bin_dir))?);
         }
         BenchTarget::Extender { nodes, pods, requests } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
