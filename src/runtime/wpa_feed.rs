@@ -121,7 +121,7 @@ impl WpaFeed {
     }
 }
 
-/// A subscriber's events; ends when a newer subscriber replaces it, or the feed stops.
+/// A subscriber's events; ends when a newer subscriber replaces it.
 pub(crate) struct Subscription(mpsc::UnboundedReceiver<Event<Wpa>>);
 
 impl Stream for Subscription {
