@@ -399,15 +399,7 @@ async fn run_controller(
     let trigger = feed
         .subscribe()
         .await
-        .filter(move |e| {
-            let keep = match e {
-                watcher::Event::Apply(w) | watcher::Event::InitApply(w) | watcher::Event::Delete(w) => {
-                    namespaces.contains(&w.namespace().unwrap_or_default())
-                }
-                watcher::Event::Init | watcher::Event::InitDone => true,
-            };
-            std::future::ready(keep)
-        })
+        .filter(move |e| std::future::ready(namespaces.keeps(e)))
         .map(move |e| {
             match &e {
                 watcher::Event::Delete(w) => {

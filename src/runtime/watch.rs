@@ -31,6 +31,16 @@ impl Namespaces {
         self.0.is_empty() || self.0.iter().any(|n| n == namespace)
     }
 
+    /// Whether a watch event concerns these namespaces (an object of one of them, or the list's bounds).
+    pub(crate) fn keeps<K: kube::Resource>(&self, event: &watcher::Event<K>) -> bool {
+        match event {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => {
+                self.contains(&o.namespace().unwrap_or_default())
+            }
+            watcher::Event::Init | watcher::Event::InitDone => true,
+        }
+    }
+
     /// The API to watch: one namespace directly, several through a cluster-wide watch filtered here.
     pub(crate) fn api<K>(&self, client: &Client) -> Api<K>
     where
@@ -59,15 +69,10 @@ where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
     let namespaces = namespaces.clone();
-    watcher(api, watcher::Config::default().any_semantic()).default_backoff().filter(move |e| {
-        let keep = match e {
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o)) => {
-                namespaces.contains(&o.namespace().unwrap_or_default())
-            }
-            _ => true,
-        };
-        std::future::ready(keep)
-    })
+    watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        // Errors go on (the watcher retries; drive logs them).
+        .filter(move |e| std::future::ready(e.as_ref().map_or(true, |e| namespaces.keeps(e))))
 }
 
 /// Feeds `items` to `apply` as a watch's first list (Init, InitApply each, InitDone): caches filled from
@@ -117,5 +122,20 @@ mod tests {
         assert!(n.contains("a") && n.contains("b") && !n.contains("c"));
         assert_eq!(n.to_string(), "a,b");
         assert!(Namespaces::all().contains("anything"));
+    }
+
+    #[test]
+    fn events_of_other_namespaces_are_left_out_but_not_the_lists_bounds() {
+        let pod = |ns: &str| {
+            let mut p = k8s_openapi::api::core::v1::Pod::default();
+            p.metadata.namespace = Some(ns.into());
+            p
+        };
+        let n = Namespaces::parse("a");
+        assert!(n.keeps(&watcher::Event::Apply(pod("a"))));
+        assert!(!n.keeps(&watcher::Event::InitApply(pod("b"))));
+        assert!(!n.keeps(&watcher::Event::Delete(pod("b"))));
+        assert!(n.keeps(&watcher::Event::<k8s_openapi::api::core::v1::Pod>::Init));
+        assert!(n.keeps(&watcher::Event::<k8s_openapi::api::core::v1::Pod>::InitDone));
     }
 }
