@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (once) the binaries of a private Kubernetes v1.20.2 control plane for the tests and prints, as the
-# last line on stdout, the directory that holds etcd, kube-apiserver, kube-controller-manager, kube-scheduler
-# and kubectl.
+# last line on stdout, the directory that holds etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubectl, and a real node's kubelet, kube-proxy and pause binary.
 #
 #   scripts/k8s-test-env.sh            # install if needed, print the directory
 #   WPA_K8S_BIN_DIR=/opt/k8s scripts/k8s-test-env.sh   # use binaries you already have; nothing is built
@@ -10,9 +10,10 @@
 #   etcd                 Debian package etcd-server (3.4)
 #   kubectl              Debian package kubernetes-client (1.20.2), unpacked into the cache (it is not
 #                        installed system-wide, so an existing /usr/bin/kubectl is left alone)
-#   kube-apiserver, kube-controller-manager, kube-scheduler
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy
 #                        built from Debian's `kubernetes` source package (upstream v1.20.2 with vendor/) in
-#                        GOPATH mode with Debian's Go 1.19: about 5 minutes on 2 cores, once.
+#                        GOPATH mode with Debian's Go 1.19, in one `make`: about 9 minutes on 2 cores, once.
+#   pause                the pod sandbox's pause binary, `gcc -static` from the same source (build/pause).
 #
 # The result is cached in ${XDG_CACHE_HOME:-$HOME/.cache}/wpa/k8s-v1.20.2/ (override with WPA_K8S_CACHE_DIR);
 # a second run costs nothing. Progress goes to stderr.
@@ -23,8 +24,10 @@ DEB_SRC_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
 # Changes to how the binaries are built; a cache made by an older recipe is rebuilt.
 #   2: vendored github.com/modern-go/reflect2 replaced by 1.0.2 (1.0.1 crashes kube-apiserver built with
 #      Go >= 1.18 as soon as a custom resource is created: "fatal error: fault" in mapiterinit).
-BUILD_RECIPE=2
-REQUIRED=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
+#   3: kubelet, kube-proxy and the static pause binary added (the real node of crates/devcluster).
+BUILD_RECIPE=3
+BUILT=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+REQUIRED=(etcd kubectl "${BUILT[@]}" pause)
 
 say() { printf '[k8s-test-env] %s\n' "$*" >&2; }
 die() { printf '[k8s-test-env] error: %s\n' "$*" >&2; exit 1; }
@@ -89,7 +92,7 @@ if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-s
   need_update=1
 fi
 
-pkgs=(etcd-server golang-go rsync make ca-certificates golang-github-modern-go-reflect2-dev)
+pkgs=(etcd-server golang-go rsync make gcc libc6-dev ca-certificates golang-github-modern-go-reflect2-dev)
 missing_pkgs=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_pkgs+=("$p"); done
 if [ "${need_update:-0}" = 1 ] || [ ${#missing_pkgs[@]} -gt 0 ]; then
@@ -119,12 +122,12 @@ if [ ! -x "$BIN_DIR/kubectl" ]; then
 fi
 
 build_needed=0
-for b in kube-apiserver kube-controller-manager kube-scheduler; do [ -x "$BIN_DIR/$b" ] || build_needed=1; done
+for b in "${BUILT[@]}" pause; do [ -x "$BIN_DIR/$b" ] || build_needed=1; done
 [ "$(cat "$BIN_DIR/.build-recipe" 2>/dev/null)" = "$BUILD_RECIPE" ] || build_needed=1
 if [ $build_needed = 1 ]; then
   start=$(date +%s)
-  say "building kube-apiserver, kube-controller-manager, kube-scheduler v$K8S_VERSION from Debian's source package"
-  say "this happens once and takes about 5 minutes on 2 cores (the result is cached in $BIN_DIR)"
+  say "building ${BUILT[*]} v$K8S_VERSION from Debian's source package"
+  say "this happens once and takes about 9 minutes on 2 cores (the result is cached in $BIN_DIR)"
   work=$CACHE_DIR/work
   cd "$work"
   orig=kubernetes_1.20.5+really1.20.2.orig.tar.gz
@@ -155,13 +158,17 @@ if [ $build_needed = 1 ]; then
   mkdir -p "$work/home"
   say "compiling (output in $work/build.log)"
   if ! env GOPATH="$PWD/.go" GO111MODULE=off CGO_ENABLED=0 HOME="$work/home" GOCACHE="$work/gocache" \
-      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >"$work/build.log" 2>&1; then
+      make WHAT="${BUILT[*]/#/cmd/}" >"$work/build.log" 2>&1; then
     tail -n 30 "$work/build.log" >&2
     die "the Kubernetes build failed; full log: $work/build.log"
   fi
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+  for b in "${BUILT[@]}"; do
     install -m 0755 "_output/bin/$b" "$BIN_DIR/$b"
   done
+  # The pod sandbox's process: static, so the pause image needs nothing but this one file.
+  gcc -Os -Wall -Werror -static -DVERSION="v$K8S_VERSION-wpa" -o "$BIN_DIR/pause" build/pause/linux/pause.c \
+    || die "building the pause binary failed (gcc and libc6-dev are needed)"
+  strip "$BIN_DIR/pause"
   echo "$BUILD_RECIPE" > "$BIN_DIR/.build-recipe"
   cd "$CACHE_DIR"
   # Keep the downloaded tarball (cheap to keep, slow to fetch); drop the 1+ GB tree and Go caches.

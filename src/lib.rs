@@ -11,9 +11,9 @@
 //!    ├── reconciler   gathers the engine's inputs, writes /scale, status, events, Prometheus series
 //!    ├── extender     kube-scheduler's filter/prioritize: place a WPA target's replicas within its failure budget
 //!    │
-//!   runtime     the process: `wpa serve` wiring, HTTP/TLS servers, the Kubernetes client, logs, registry
+//!   runtime     services of the process: HTTP/TLS servers, the Kubernetes client, watches, logs, registry
 //!    │
-//!   cmd         the command line: serve, explain, simulate, crd, certs (+ demo and bench with dev-tools)
+//!   cmd         the command line: serve (the wiring of the roles), explain, simulate, crd, certs (+ demo, bench)
 //! ```
 //!
 //! `devtools` (feature `dev-tools`, on by default) holds `wpa demo`, `wpa bench` and the WPA-specific test

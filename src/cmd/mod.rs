@@ -7,16 +7,15 @@
 pub(crate) mod certs;
 pub(crate) mod dryrun;
 pub(crate) mod explain;
+pub(crate) mod serve;
 pub(crate) mod simulate;
 
 use std::{ffi::OsString, path::Path, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::runtime::{
-    logging,
-    serve::{self, ServeArgs},
-};
+use crate::runtime::logging;
+use serve::ServeArgs;
 
 /// Watermark Pod Autoscaler for Kubernetes: scales a workload between the watermarks of its metrics.
 ///

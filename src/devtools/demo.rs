@@ -47,7 +47,7 @@ pub(crate) fn preflight() -> Result<()> {
 pub(crate) async fn run_until_interrupted(args: &DemoArgs, bin_dir: PathBuf) -> Result<()> {
     tokio::select! {
         result = run(args, bin_dir) => result,
-        () = crate::runtime::serve::termination() => {
+        () = crate::runtime::signal::termination() => {
             eprintln!("[demo] interrupted: tearing everything down");
             bail!("interrupted; everything it started was torn down")
         }

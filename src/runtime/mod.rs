@@ -1,11 +1,11 @@
-//! The process around the engine: `wpa serve`'s wiring, the HTTP and TLS servers, the Kubernetes client,
-//! watches, logs and the process's Prometheus registry.
+//! Services every role of the process uses: the HTTP and TLS servers, the Kubernetes client, watches,
+//! logs, signals and the process's Prometheus registry. `wpa serve`'s wiring is in `cmd/serve.rs`.
 
 pub(crate) mod client;
 pub mod http;
 pub(crate) mod logging;
 pub mod registry;
-pub(crate) mod serve;
+pub(crate) mod signal;
 pub mod tls;
 pub(crate) mod watch;
 pub(crate) mod wpa_feed;

@@ -19,6 +19,7 @@ use kube::{
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use crate::runtime::logging::LogFormat;
+use crate::runtime::signal::termination;
 use crate::{
     api::duration,
     extender,
@@ -204,27 +205,6 @@ fn open_files() -> u64 {
             1024
         }
     }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub(crate) async fn termination() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Runs until SIGTERM/SIGINT.
