@@ -423,3 +423,88 @@ fn an_hpa_on_the_same_target_is_a_condition_and_one_event() {
         get_condition(&decide(&accepted, &observe(&HPA), now()).status, "ConflictingAutoscaler").is_none()
     );
 }
+
+#[test]
+fn a_write_of_unknown_fate_keeps_the_record_and_says_so() {
+    let w = wpa(serde_json::json!({}));
+    let d = run_with(
+        &w,
+        4,
+        &external(600_000),
+        now(),
+        ScaleResult::Unknown("Timeout: request did not complete within requested timeout 34s (504)".into()),
+    );
+    assert_eq!(d.scaled_to, None);
+    assert_eq!(
+        d.status.last_scale_time.as_ref().map(|t| t.0),
+        Some(now()),
+        "the window counts from the attempt"
+    );
+    assert_eq!(d.status.desired_replicas, 6);
+    assert_eq!(d.status.scaling_events_count, 0, "no scale is counted that may not have happened");
+    let (status, reason, message) = condition(&d.outcome, "AbleToScale");
+    assert_eq!((status, reason), ("False", "FailedScale"));
+    assert!(message.contains("cannot tell whether") && message.contains("(504)"), "{message}");
+    assert_eq!(d.events.iter().map(|e| e.reason).collect::<Vec<_>>(), ["FailedScale"]);
+    assert!(d.counters.is_empty());
+}
+
+#[test]
+fn a_last_scale_time_far_in_the_future_is_reset_to_now_and_reported() {
+    let mut w = wpa(serde_json::json!({"upscaleForbiddenWindowSeconds": 60}));
+    let future = now() + Duration::from_secs(600);
+    w.status = Some(wpa::api::WatermarkPodAutoscalerStatus {
+        last_scale_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(future)),
+        ..Default::default()
+    });
+    let d = run(&w, 4, &external(600_000), now());
+    assert_eq!(d.scaled_to, None, "the window counts from now");
+    assert_eq!(d.status.last_scale_time.as_ref().map(|t| t.0), Some(now()));
+    let event = d.events.iter().find(|e| e.reason == "FutureLastScaleTime").expect("an event says why");
+    assert!(event.warning && event.message.contains("600s ahead"), "{}", event.message);
+    assert_eq!(
+        d.decision.reason, "Too early to upscale: forbidden window ends in 60s",
+        "and the window is the WPA's own, from now"
+    );
+}
+
+#[test]
+fn a_last_scale_time_less_than_a_minute_ahead_is_clock_skew_and_kept() {
+    let mut w = wpa(serde_json::json!({"upscaleForbiddenWindowSeconds": 60}));
+    let skewed = now() + Duration::from_secs(30);
+    w.status = Some(wpa::api::WatermarkPodAutoscalerStatus {
+        last_scale_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(skewed)),
+        ..Default::default()
+    });
+    let d = run(&w, 4, &external(600_000), now());
+    assert_eq!(d.status.last_scale_time.as_ref().map(|t| t.0), Some(skewed));
+    assert!(d.events.iter().all(|e| e.reason != "FutureLastScaleTime"));
+}
+
+#[test]
+fn a_huge_limit_factor_scales_to_max_replicas_not_below_zero() {
+    let w = wpa(serde_json::json!({"scaleUpLimitFactor": "999999999999999999999", "maxReplicas": 10}));
+    let d = run(&w, 4, &external(600_000), now());
+    assert_eq!(d.decision.scale.map(|s| s.to), Some(10), "{}", d.decision.reason);
+}
+
+proptest::proptest! {
+    /// Whatever the spec and the metric, a scale the engine asks for stays within 0..=maxReplicas.
+    #[test]
+    fn a_scale_never_leaves_zero_to_max_replicas(
+        min in 1i32..=50,
+        extra in 0i32..=1_000_000,
+        current in 1i32..=2_000,
+        up in proptest::prop_oneof![proptest::strategy::Just("0".to_string()), "[0-9]{1,22}"],
+        down in proptest::prop_oneof![proptest::strategy::Just("0".to_string()), "[0-9]{1,22}"],
+        value in 0i64..=i64::MAX / 4,
+    ) {
+        let max = min.saturating_add(extra);
+        let w = wpa(serde_json::json!({"minReplicas": min, "maxReplicas": max,
+            "scaleUpLimitFactor": up, "scaleDownLimitFactor": down}));
+        let d = run(&w, current, &external(value), now());
+        if let Some(s) = d.decision.scale {
+            proptest::prop_assert!((0..=max).contains(&s.to), "{s:?} outside 0..={max}");
+        }
+    }
+}

@@ -86,7 +86,11 @@ async fn a_kubelet_symlink_swap_rotates_the_certificate_without_failing_a_reques
         .expect("first load");
     let listener = server::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let state = WebhookState { index: TargetIndex::new(), metrics: Arc::new(Metrics::new()) };
+    let state = WebhookState {
+        index: TargetIndex::new(),
+        metrics: Arc::new(Metrics::new()),
+        limits: Default::default(),
+    };
     let srv = tokio::spawn(server::serve_tls(
         listener,
         tls::server_config(store).expect("config"),

@@ -68,7 +68,11 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn call(rt: &tokio::runtime::Runtime, path: &str, body: Vec<u8>) -> (u16, Value) {
-    let state = WebhookState { index: TargetIndex::new(), metrics: Arc::new(Metrics::new()) };
+    let state = WebhookState {
+        index: TargetIndex::new(),
+        metrics: Arc::new(Metrics::new()),
+        limits: Default::default(),
+    };
     rt.block_on(async {
         let req = Request::post(path).body(Body::from(body)).expect("a request");
         let resp = router(state).oneshot(req).await.expect("an answer");

@@ -46,7 +46,7 @@ fn review(version: &str, group: &str, kind: &str, op: &str, object: Value, old: 
 }
 
 fn state(index: Arc<TargetIndex>) -> WebhookState {
-    WebhookState { index, metrics: Arc::new(Metrics::new()) }
+    WebhookState { index, metrics: Arc::new(Metrics::new()), limits: Default::default() }
 }
 
 async fn call(state: WebhookState, path: &str, body: Vec<u8>) -> (u16, Value) {
@@ -578,4 +578,146 @@ async fn a_spec_with_wrong_types_is_left_to_the_schema_at_mutate_and_refused_wit
         msg.contains("cannot read the WatermarkPodAutoscaler's spec") && msg.contains("invalid type"),
         "{msg}"
     );
+}
+
+/// A WPA object created at `created`.
+fn created_at(mut obj: Value, created: &str) -> Value {
+    obj["metadata"]["creationTimestamp"] = json!(created);
+    obj
+}
+
+/// An index holding one HPA on Deployment `web`, created at `created`.
+fn hpa_on_web_created(created: &str) -> Arc<TargetIndex> {
+    let hpa = serde_json::from_value(json!({"metadata": {"name": "hpa-web", "namespace": "default",
+        "creationTimestamp": created},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 5}}))
+    .expect("an HPA");
+    TargetIndex::from_objects(&[], &[hpa])
+}
+
+fn update(new: Value, old: Value) -> Value {
+    review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "UPDATE", new, Some(old))
+}
+
+const WPA_CREATED: &str = "2026-01-01T00:00:00Z";
+
+#[tokio::test]
+async fn switching_dry_run_is_never_refused() {
+    // The HPA came after the WPA, and the WPA's spec is not even valid any more (min > max): dry-run, the
+    // incident tool, still goes through.
+    let idx = hpa_on_web_created("2026-01-02T00:00:00Z");
+    let mut invalid = valid_spec();
+    invalid["minReplicas"] = json!(50);
+    let mut frozen = invalid.clone();
+    frozen["dryRun"] = json!(true);
+    let old = created_at(wpa_obj("w", invalid), WPA_CREATED);
+    let resp =
+        admit(state(idx), "/validate", &update(created_at(wpa_obj("w", frozen), WPA_CREATED), old)).await;
+    assert!(allowed(&resp), "{resp}");
+}
+
+#[tokio::test]
+async fn an_update_of_a_wpa_that_came_before_the_other_autoscaler_is_allowed_with_a_warning() {
+    let idx = hpa_on_web_created("2026-01-02T00:00:00Z");
+    let mut changed = valid_spec();
+    changed["maxReplicas"] = json!(30);
+    let old = created_at(wpa_obj("w", valid_spec()), WPA_CREATED);
+    let resp =
+        admit(state(idx), "/validate", &update(created_at(wpa_obj("w", changed), WPA_CREATED), old)).await;
+    assert!(allowed(&resp), "{resp}");
+    let warning = resp.pointer("/response/warnings/0").and_then(Value::as_str).expect("a warning");
+    assert!(
+        warning.starts_with(
+            "Deployment/web is also scaled by HorizontalPodAutoscaler default/hpa-web (created after this WatermarkPodAutoscaler, at 2026-01-02T00:00:00Z)"
+        ),
+        "{warning}"
+    );
+}
+
+#[tokio::test]
+async fn an_update_of_a_wpa_that_came_after_the_other_autoscaler_is_refused_saying_so() {
+    let idx = hpa_on_web_created("2025-12-01T00:00:00Z");
+    let mut changed = valid_spec();
+    changed["maxReplicas"] = json!(30);
+    let old = created_at(wpa_obj("w", valid_spec()), WPA_CREATED);
+    let resp =
+        admit(state(idx), "/validate", &update(created_at(wpa_obj("w", changed), WPA_CREATED), old)).await;
+    assert_eq!(
+        denial(&resp),
+        "spec.scaleTargetRef: Deployment/web is already scaled by HorizontalPodAutoscaler default/hpa-web (created before this WatermarkPodAutoscaler, at 2025-12-01T00:00:00Z); two autoscalers on one target fight over its replica count. Remove the other autoscaler, or set the annotation wpa.datadoghq.com/allow-conflicting-autoscaler: \"true\" to accept the conflict"
+    );
+}
+
+#[tokio::test]
+async fn moving_a_wpa_onto_a_target_another_autoscaler_scales_is_refused() {
+    // The WPA is older than the HPA, but it was scaling another target: moving in is a new conflict.
+    let idx = hpa_on_web_created("2026-01-02T00:00:00Z");
+    let mut elsewhere = valid_spec();
+    elsewhere["scaleTargetRef"]["name"] = json!("api");
+    let old = created_at(wpa_obj("w", elsewhere), WPA_CREATED);
+    let resp =
+        admit(state(idx), "/validate", &update(created_at(wpa_obj("w", valid_spec()), WPA_CREATED), old))
+            .await;
+    assert!(denial(&resp).contains("is already scaled by HorizontalPodAutoscaler default/hpa-web"), "{resp}");
+}
+
+fn create(spec: Value) -> Value {
+    review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", wpa_obj("w", spec), None)
+}
+
+#[tokio::test]
+async fn replica_counts_above_the_admission_bound_are_refused() {
+    let mut huge = valid_spec();
+    huge["minReplicas"] = json!(2147483647);
+    huge["maxReplicas"] = json!(2147483647);
+    let resp = admit(state(TargetIndex::new()), "/validate", &create(huge.clone())).await;
+    assert_eq!(
+        denial(&resp),
+        "spec.minReplicas: 2147483647 is above the 10000 replicas this webhook admits (wpa serve --admission-max-replicas); spec.maxReplicas: 2147483647 is above the 10000 replicas this webhook admits (wpa serve --admission-max-replicas)"
+    );
+    let mut raised = state(TargetIndex::new());
+    raised.limits.max_replicas = i32::MAX;
+    assert!(allowed(&admit(raised, "/validate", &create(huge)).await));
+}
+
+#[tokio::test]
+async fn a_scale_up_limit_factor_above_the_admission_bound_is_refused() {
+    let mut spec = valid_spec();
+    spec["scaleUpLimitFactor"] = json!("999999999999999999999");
+    let resp = admit(state(TargetIndex::new()), "/validate", &create(spec)).await;
+    assert!(
+        denial(&resp).starts_with("spec.scaleUpLimitFactor: ")
+            && denial(&resp).ends_with("(percent) is above the 10000 this webhook admits (wpa serve --admission-max-scale-up-limit-factor)"),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
+async fn a_recommender_on_the_node_itself_or_the_metadata_address_is_refused_unless_allowed() {
+    let reco = |url: &str| {
+        json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 2, "maxReplicas": 10,
+            "recommender": {"url": url, "targetType": "cpu", "highWatermark": "800m", "lowWatermark": "200m"}})
+    };
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/node-role",
+        "http://127.0.0.1:8080/recommend",
+        "https://user:secret@localhost/recommend",
+        "http://[::1]:8080/",
+        "http://[fe80::1]/",
+        "http://0.0.0.0:80/",
+    ] {
+        let resp = admit(state(TargetIndex::new()), "/validate", &create(reco(url))).await;
+        let message = denial(&resp);
+        assert!(
+            message.starts_with("spec.recommender.url: ") && message.contains("--allow-local-recommenders"),
+            "{url}: {message}"
+        );
+        let mut allowing = state(TargetIndex::new());
+        allowing.limits.allow_local_recommenders = true;
+        assert!(allowed(&admit(allowing, "/validate", &create(reco(url))).await), "{url}");
+    }
+    let service =
+        admit(state(TargetIndex::new()), "/validate", &create(reco("http://reco.team.svc:8080/r"))).await;
+    assert!(allowed(&service), "{service}");
 }

@@ -110,6 +110,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "WPA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub(crate) log_format: LogFormat,
     #[command(flatten)]
+    pub(crate) admission: webhook::AdmissionArgs,
+    #[command(flatten)]
     pub(crate) reconciler: ReconcilerArgs,
 }
 
@@ -307,8 +309,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
         let listener = server::bind(args.listen).await?;
         let mut routes = axum::Router::new();
         if webhook_on {
-            routes = routes
-                .merge(webhook::router(WebhookState { index: index.clone(), metrics: metrics.clone() }));
+            routes = routes.merge(webhook::router(WebhookState {
+                index: index.clone(),
+                metrics: metrics.clone(),
+                limits: args.admission.limits(args.reconciler.allow_local_recommenders),
+            }));
             tracing::info!(addr = %args.listen, "admission webhook listening");
         }
         if let Some((_, state)) = extender {

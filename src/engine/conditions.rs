@@ -85,6 +85,8 @@ pub(crate) mod text {
     pub(crate) const CONFLICT_ACCEPTED_MSG: &str = "another autoscaler scales the target, and the WPA's allow-conflicting-autoscaler annotation accepts it";
     /// Ours (the HPA's word): a status write failed.
     pub(crate) const FAILED_UPDATE_STATUS: &str = "FailedUpdateStatus";
+    /// Our event: `status.lastScaleTime` lay in the future and was reset to now.
+    pub(crate) const FUTURE_LAST_SCALE_TIME: &str = "FutureLastScaleTime";
     pub(crate) const DRY_RUN_ENABLED: &str = "DryRun mode enabled";
     pub(crate) const DRY_RUN_ENABLED_MSG: &str = "Scaling changes won't be applied";
     pub(crate) const DRY_RUN_DISABLED: &str = "DryRun mode disabled";

@@ -319,8 +319,11 @@ pub enum ScaleResult {
     NotNeeded,
     /// `/scale` now holds `to` (or already did).
     Written,
-    /// The write failed, in these words.
+    /// The API server refused the write (it did not happen), in these words.
     Failed(String),
+    /// Whether the write happened is unknown (no answer, or a 5xx), in these words: the record of the scale
+    /// stays, so that no other scale is made inside the forbidden window (the write may have landed).
+    Unknown(String),
 }
 
 /// What the reconciler applies after a pass: the status (written only when it changed), the events, the
@@ -480,6 +483,25 @@ impl<'a> Decision<'a> {
                     out.counters.push(Increment { counter, value: value.unsigned_abs().into() });
                 }
                 out.scaled_to = Some(to);
+            }
+            (Some(ScaleIntent { to, .. }), ScaleResult::Unknown(error)) => {
+                out.status.desired_replicas = to;
+                out.status.last_scale_time = Some(Time(now));
+                out.events.push(Event {
+                    warning: true,
+                    reason: text::FAILED_SCALE,
+                    message: format!(
+                        "New size: {to}; reason: {}; error: {error}; the write may have been applied: no other scale before the forbidden window has passed",
+                        self.reason
+                    ),
+                    action: "Reconcile",
+                    condition: None,
+                });
+                let msg = format!(
+                    "the WPA controller cannot tell whether the target scale was updated to {to} ({error}): the forbidden window counts from this attempt"
+                );
+                set(&mut out, ABLE_TO_SCALE, false, text::FAILED_SCALE, &msg);
+                failed = true;
             }
             (Some(ScaleIntent { to, .. }), ScaleResult::Failed(error)) => {
                 out.events.push(Event {

@@ -5,26 +5,34 @@ use crate::api::quantity::Quantity;
 
 /// The most replicas one upscale may reach: `current + max(1, floor(factor% × current))`; a factor of
 /// exactly 0 disables upscaling.
+///
+/// Difference "saturating limits": upstream converts the sum with Go's `int32(float64)`, which gives
+/// -2147483648 past the int32 range, so a huge factor (`"999999999999999999999"`) made it scale to a negative
+/// count every pass; here the limit saturates at the int32 bounds.
 pub fn scale_up_limit(factor: Option<&Quantity>, current: i32) -> i32 {
     match factor {
-        Some(f) if f.value() != 0 => {
-            let step = (f.milli() as f64 / 1000.0 * f64::from(current) / 100.0).floor().max(1.0);
-            super::calc::go_f64_to_i32(f64::from(current) + step)
-        }
+        Some(f) if f.value() != 0 => saturating_i32(f64::from(current) + step(f, current)),
         _ => current,
     }
 }
 
 /// The fewest replicas one downscale may reach: `current − max(1, floor(factor% × current))`; a factor of
-/// exactly 0 disables downscaling.
+/// exactly 0 disables downscaling. Saturates as [`scale_up_limit`] does.
 pub fn scale_down_limit(factor: Option<&Quantity>, current: i32) -> i32 {
     match factor {
-        Some(f) if f.value() != 0 => {
-            let step = (f.milli() as f64 / 1000.0 * f64::from(current) / 100.0).floor().max(1.0);
-            super::calc::go_f64_to_i32(f64::from(current) - step)
-        }
+        Some(f) if f.value() != 0 => saturating_i32(f64::from(current) - step(f, current)),
         _ => current,
     }
+}
+
+/// `max(1, floor(factor% × current))`.
+fn step(factor: &Quantity, current: i32) -> f64 {
+    (factor.milli() as f64 / 1000.0 * f64::from(current) / 100.0).floor().max(1.0)
+}
+
+/// Truncation toward zero, as Go's conversion inside the int32 range, saturating outside it.
+fn saturating_i32(f: f64) -> i32 {
+    if f.is_nan() { 0 } else { f.trunc().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32 }
 }
 
 /// Which rule gave the normalized count. Upstream reports the *last candidate limit examined* in the

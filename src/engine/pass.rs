@@ -30,6 +30,7 @@ pub(super) fn run(
 ) {
     // A full pass writes about a dozen gauges plus four per metric: one allocation instead of four.
     d.reserve_gauges(GAUGES_PER_PASS + GAUGES_PER_METRIC * outcomes.len());
+    check_last_scale_time(d, now);
     record_spec(d, spec);
     report_metrics(d, &outcomes);
     let combined = combine(spec, &outcomes);
@@ -81,6 +82,28 @@ pub(super) fn run(
     d.gate = Some(gate);
     d.normalized = Some(normalized);
     d.combined = Some(Ok(combined));
+}
+
+/// How far ahead of this controller's clock a `lastScaleTime` may be before it is taken for a clock that ran
+/// ahead (a leader on a node whose clock was fast) rather than for skew between nodes.
+pub(crate) const MAX_FUTURE_LAST_SCALE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// Difference "future lastScaleTime": upstream counts the windows from a `lastScaleTime` in the future, so a
+/// WPA written by a leader whose clock ran ahead stays frozen, silently, until that time (for a year in 2099,
+/// for years). More than [`MAX_FUTURE_LAST_SCALE`] ahead, it is replaced by now (written with the status),
+/// reported once, and the windows count from now: the safe reading of "a scale happened recently".
+fn check_last_scale_time(d: &mut Decision<'_>, now: Timestamp) {
+    let Some(last) = d.status().last_scale_time.as_ref().map(|t| t.0) else { return };
+    let ahead = last.duration_since(now);
+    if ahead <= MAX_FUTURE_LAST_SCALE {
+        return;
+    }
+    d.status_mut().last_scale_time = Some(Time(now));
+    let msg = format!(
+        "status.lastScaleTime {last} is {}s ahead of this controller's clock (was it written by a replica whose clock runs ahead?): it was reset to {now}, and the forbidden windows count from now",
+        ahead.as_secs()
+    );
+    d.event(true, text::FUTURE_LAST_SCALE_TIME, msg, None);
 }
 
 /// The series and conditions that only depend on the spec.

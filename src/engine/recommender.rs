@@ -2,7 +2,7 @@
 //! `WorkloadRecommendationReply` (agent-payload `autoscaling/kubernetes`). Pure mapping; the HTTP client
 //! lives in [`crate::reconciler::recommender_client`].
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -218,6 +218,87 @@ pub fn recommendation_from_reply(reply: &RecommendationReply) -> Result<Recommen
         details: reply.reason.clone(),
         observed_target_value: reply.observed_targets.first().map_or(0.0, |t| t.target_value),
     })
+}
+
+/// How far beyond `maxReplicas` a recommendation may go before it is taken for garbage rather than for a
+/// recommender that does not read the constraints it is sent (the engine clamps an honest one to max).
+const FAR_BEYOND_MAX: i32 = 10;
+/// How far in the future a reply's timestamp may be (clock skew between the recommender and us).
+const MAX_FUTURE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// Difference "garbage recommendations": upstream scales on any reply that decodes. A reply this refuses is
+/// a failed metric (the pass holds, `ScalingActive` False with these words), as a negative or stale metric
+/// value is: a negative count or bound, a lower bound above the upper one, a count more than ten times
+/// `maxReplicas`, a timestamp that is not RFC 3339, more than a minute in the future, or older than
+/// `max_age` (`--metric-max-age`). A reply without a timestamp is taken as fresh, as upstream does.
+pub fn check_recommendation(
+    r: &Recommendation,
+    max_replicas: i32,
+    now: Timestamp,
+    max_age: Option<std::time::Duration>,
+) -> Result<(), String> {
+    if r.replicas < 0 || r.replicas_lower_bound < 0 || r.replicas_upper_bound < 0 {
+        return Err(format!(
+            "the recommender proposed a negative count (targetReplicas {}, bounds {}..{})",
+            r.replicas, r.replicas_lower_bound, r.replicas_upper_bound
+        ));
+    }
+    if r.replicas_upper_bound > 0 && r.replicas_lower_bound > r.replicas_upper_bound {
+        return Err(format!(
+            "the recommender's lowerBoundReplicas {} is above its upperBoundReplicas {}",
+            r.replicas_lower_bound, r.replicas_upper_bound
+        ));
+    }
+    let far = max_replicas.max(1).saturating_mul(FAR_BEYOND_MAX);
+    if [r.replicas, r.replicas_upper_bound].iter().any(|&n| n > far) {
+        return Err(format!(
+            "the recommender proposed {} replicas (upper bound {}), more than {FAR_BEYOND_MAX} times maxReplicas {max_replicas}: refused as garbage",
+            r.replicas, r.replicas_upper_bound
+        ));
+    }
+    let Some(text) = r.timestamp.as_deref().filter(|t| !t.is_empty()) else { return Ok(()) };
+    let Ok(at) = text.parse::<Timestamp>() else {
+        return Err("the recommender's timestamp is not an RFC 3339 time".into());
+    };
+    if at.duration_since(now) > MAX_FUTURE {
+        return Err(format!("the recommender's timestamp {at} is in the future"));
+    }
+    if let Some(max) = max_age
+        && now.duration_since(at).unsigned_abs() > max
+        && at < now
+    {
+        // No age in the text: it grows every pass (a status write and an event each time).
+        return Err(format!(
+            "the recommendation was made at {at}, more than --metric-max-age ({}s) ago: the recommender is not updating it",
+            max.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `ip` is the machine's own (loopback, unspecified) or link-local (169.254.0.0/16, where clouds
+/// serve instance metadata and credentials; fe80::/10).
+pub fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_local(IpAddr::V4(v4));
+            }
+            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// The host of a URL as an IP literal, if it is one (`[::1]` included).
+fn ip_literal(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+/// Whether a URL's host is local by name or address: an IP literal that [`is_local`], or `localhost`.
+pub fn is_local_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost") || ip_literal(&host).is_some_and(is_local)
 }
 
 /// The recommender's display name: `recommender{targetType:<t>,<k>:<v>,...}`, settings sorted by key.

@@ -12,6 +12,36 @@ use crate::{
     api::{MetricSource, WatermarkPodAutoscalerSpec, annotations},
 };
 
+/// The bounds `wpa serve`'s webhook adds to upstream's rules (Difference "admission bounds"): upstream
+/// admits `minReplicas = maxReplicas = 2147483647` (which scales a Deployment to two billion pods in one
+/// pass) and recommender URLs on the node itself or the cloud metadata address (which any WPA author could
+/// then make the controller call). Configurable with `wpa serve --admission-max-replicas`,
+/// `--admission-max-scale-up-limit-factor` and `--allow-local-recommenders`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdmissionLimits {
+    /// The largest `maxReplicas` (and so `minReplicas`) admitted.
+    pub max_replicas: i32,
+    /// The largest `scaleUpLimitFactor` admitted, in percent.
+    pub max_scale_up_limit_factor: i64,
+    /// Whether a recommender URL may name a loopback or link-local address (or `localhost`).
+    pub allow_local_recommenders: bool,
+}
+
+impl AdmissionLimits {
+    pub const DEFAULT_MAX_REPLICAS: i32 = 10_000;
+    pub const DEFAULT_MAX_SCALE_UP_LIMIT_FACTOR: i64 = 10_000;
+}
+
+impl Default for AdmissionLimits {
+    fn default() -> Self {
+        AdmissionLimits {
+            max_replicas: Self::DEFAULT_MAX_REPLICAS,
+            max_scale_up_limit_factor: Self::DEFAULT_MAX_SCALE_UP_LIMIT_FACTOR,
+            allow_local_recommenders: false,
+        }
+    }
+}
+
 /// A default the spec lacks: the JSON pointer of the field, its value, and whether the field is present
 /// (with a zero value that counts as unset, like `tolerance: 0`).
 #[derive(Clone, Debug, PartialEq)]
@@ -278,6 +308,7 @@ pub(crate) fn admission_violations(
     annotations: &BTreeMap<String, String>,
     namespace: &str,
     name: &str,
+    limits: &AdmissionLimits,
 ) -> Vec<Violation> {
     // The API server calls the mutating webhook first, so the spec validated is nearly always defaulted
     // already: no copy then.
@@ -301,6 +332,30 @@ pub(crate) fn admission_violations(
     }
     if spec.max_replicas.is_none() {
         add("spec.maxReplicas", "required".into());
+    }
+    for (field, value) in [("minReplicas", spec.min_replicas), ("maxReplicas", spec.max_replicas)] {
+        if let Some(n) = value
+            && n > limits.max_replicas
+        {
+            add(
+                &format!("spec.{field}"),
+                format!(
+                    "{n} is above the {} replicas this webhook admits (wpa serve --admission-max-replicas)",
+                    limits.max_replicas
+                ),
+            );
+        }
+    }
+    if let Some(f) = &spec.scale_up_limit_factor
+        && f.milli() > limits.max_scale_up_limit_factor.saturating_mul(1000)
+    {
+        add(
+            "spec.scaleUpLimitFactor",
+            format!(
+                "{f} (percent) is above the {} this webhook admits (wpa serve --admission-max-scale-up-limit-factor)",
+                limits.max_scale_up_limit_factor
+            ),
+        );
     }
     if let Some(algo) = spec.algorithm.as_deref()
         && !algo.is_empty()
@@ -377,6 +432,16 @@ pub(crate) fn admission_violations(
                 path: "spec.recommender.url".into(),
                 message: format!("must be an http:// or https:// URL, got {:?}", reco.url),
             });
+        } else if !limits.allow_local_recommenders
+            && let Some(host) = url_host(&reco.url)
+            && super::recommender::is_local_host(host)
+        {
+            out.push(Violation {
+                path: "spec.recommender.url".into(),
+                message: format!(
+                    "{host} is a loopback or link-local address: the controller would call its own node's services (or the cloud metadata address); use the recommender's Service name, or start wpa serve with --allow-local-recommenders"
+                ),
+            });
         }
         for (field, q) in [("highWatermark", &reco.high_watermark), ("lowWatermark", &reco.low_watermark)] {
             if q.is_none() {
@@ -398,6 +463,17 @@ pub(crate) fn admission_violations(
     }
     out.extend(annotation_violations(annotations, true));
     out
+}
+
+/// The host of an `http(s)://` URL as written (`[::1]` keeps its brackets off), without credentials or port.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(host_port.rsplit_once(':').map_or(host_port, |(h, _)| h))
 }
 
 /// Go's `strconv.ParseBool`.

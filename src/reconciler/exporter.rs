@@ -95,6 +95,18 @@ pub(crate) struct Exporter {
     /// WPA labels copied onto `labels_info` (`DD_LABELS_AS_TAGS`).
     labels_as_tags: Vec<String>,
     live: Mutex<HashMap<(String, String), BTreeSet<Written>>>,
+    /// Which recommender origin each WPA calls, and what was written per origin.
+    clients: Mutex<Clients>,
+}
+
+/// The `http_client_*` series per recommender origin, so that an origin no WPA calls any more (its WPA
+/// deleted, or pointed elsewhere) loses its series instead of keeping them forever.
+#[derive(Default)]
+struct Clients {
+    /// `namespace/name` → the origin it called last.
+    by_wpa: HashMap<String, String>,
+    /// Origin → the `client, method, code` label sets written.
+    written: HashMap<String, BTreeSet<PlainLabels>>,
 }
 
 fn http_histogram() -> Histogram {
@@ -150,6 +162,7 @@ impl Exporter {
             reconcile_duration: PromFamily::new_with_constructor(reconcile_histogram),
             labels_as_tags,
             live: Mutex::default(),
+            clients: Mutex::default(),
         };
         registry.register(
             format!("wpa_controller_{}", Counter::UpscaleReplicas.name().trim_end_matches("_total")),
@@ -354,6 +367,30 @@ impl Exporter {
         for s in gone.into_iter().flatten() {
             self.delete(&s);
         }
+        self.calls(&format!("{namespace}/{name}"), None);
+    }
+
+    /// Notes that `wpa` calls `origin` now (`None`: nothing any more), and deletes the series of an origin
+    /// that no WPA calls any more.
+    fn calls(&self, wpa: &str, origin: Option<&str>) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let before = match origin {
+            Some(o) => clients.by_wpa.insert(wpa.to_string(), o.to_string()),
+            None => clients.by_wpa.remove(wpa),
+        };
+        let Some(before) = before.filter(|b| Some(b.as_str()) != origin) else { return };
+        if clients.by_wpa.values().any(|o| *o == before) {
+            return;
+        }
+        for labels in clients.written.remove(&before).into_iter().flatten() {
+            self.http_duration.remove(&labels);
+            self.http_requests.remove(&labels);
+        }
+        let client = pairs(&[("client", &before)]);
+        self.http_errors.remove(&client);
+        if self.http_in_flight.get(&client).is_none_or(|g| g.get() == 0) {
+            self.http_in_flight.remove(&client);
+        }
     }
 
     /// Number of series currently exported for a WPA (tests and diagnostics).
@@ -374,12 +411,15 @@ fn metric_names(wpa: &WatermarkPodAutoscaler) -> BTreeSet<String> {
 }
 
 impl HttpObserver for Exporter {
-    fn observe(&self, client: &str, method: &str, outcome: Result<u16, ()>, seconds: f64) {
+    fn observe(&self, wpa: &str, client: &str, method: &str, outcome: Result<u16, ()>, seconds: f64) {
+        self.calls(wpa, Some(client));
         match outcome {
             Ok(code) => {
                 let l = pairs(&[("client", client), ("method", method), ("code", &code.to_string())]);
                 self.http_duration.get_or_create(&l).observe(seconds);
                 self.http_requests.get_or_create(&l).inc();
+                let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+                clients.written.entry(client.to_string()).or_default().insert(l);
             }
             Err(()) => {
                 self.http_errors.get_or_create(&pairs(&[("client", client)])).inc();

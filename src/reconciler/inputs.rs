@@ -28,7 +28,7 @@ use crate::{
         calc::{ExternalSample, Recommendation, ScaleInfo},
         pods::{self, PodInfo},
     },
-    reconciler::recommender_client::{RecommenderClient, RecommenderError},
+    reconciler::recommender_client::{Reach, RecommenderClient, RecommenderError},
 };
 
 /// How long a failed discovery (an unknown kind, a CRD not installed yet) is remembered before asking
@@ -84,9 +84,15 @@ impl DiscoveryCache {
 #[derive(Default)]
 pub(crate) struct RecommenderClients {
     clients: Mutex<HashMap<String, (Option<TlsConfig>, RecommenderClient)>>,
+    /// Which addresses recommenders may have (`--allow-local-recommenders`).
+    pub(crate) reach: Reach,
 }
 
 impl RecommenderClients {
+    pub(crate) fn new(reach: Reach) -> Self {
+        RecommenderClients { clients: Mutex::default(), reach }
+    }
+
     fn get(&self, key: &str, tls: Option<&TlsConfig>) -> Result<RecommenderClient, RecommenderError> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((t, c)) = clients.get(key)
@@ -94,7 +100,7 @@ impl RecommenderClients {
         {
             return Ok(c.clone());
         }
-        let client = RecommenderClient::new(tls)?;
+        let client = RecommenderClient::new(tls, self.reach)?;
         clients.insert(key.to_string(), (tls.cloned(), client.clone()));
         Ok(client)
     }
@@ -104,10 +110,26 @@ impl RecommenderClients {
     }
 }
 
-/// Observes recommender calls (`http_client_*` metrics); implemented by the exporter.
+/// Observes recommender calls (`http_client_*` metrics); implemented by the exporter. `client` is the
+/// recommender's origin (`scheme://host:port`: never its path, query or credentials), `wpa` the
+/// `namespace/name` of the WPA calling it (so that an origin no WPA uses any more loses its series).
 pub(crate) trait HttpObserver: Send + Sync {
-    fn observe(&self, client: &str, method: &str, outcome: Result<u16, ()>, seconds: f64);
+    fn observe(&self, wpa: &str, client: &str, method: &str, outcome: Result<u16, ()>, seconds: f64);
     fn in_flight(&self, client: &str, delta: i64);
+}
+
+/// `scheme://host:port` of a URL, without credentials, path or query.
+pub(crate) fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or_default();
+            match u.port_or_known_default() {
+                Some(port) => format!("{}://{host}:{port}", u.scheme()),
+                None => format!("{}://{host}", u.scheme()),
+            }
+        }
+        Err(_) => "invalid".into(),
+    }
 }
 
 /// What the gatherer reads from, and its settings.
@@ -251,7 +273,7 @@ impl Sources {
             return index
                 .hpas_for(namespace, &r.kind, &r.name)
                 .into_iter()
-                .map(|n| format!("{namespace}/{n}"))
+                .map(|h| format!("{namespace}/{}", h.name))
                 .collect();
         }
         let api: Api<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler> =
@@ -467,23 +489,31 @@ impl Sources {
                 .ok_or("no recommender configured")?;
         let key = format!("{}/{}", wpa.namespace().unwrap_or_default(), wpa.name_any());
         let client = self.recommenders.get(&key, reco.tls_config.as_ref()).map_err(|e| e.to_string())?;
+        let origin = origin(&reco.url);
         if let Some(h) = &self.http {
-            h.in_flight(&reco.url, 1);
+            h.in_flight(&origin, 1);
         }
         let started = Instant::now();
         let result = client.recommend(&query).await;
         if let Some(h) = &self.http {
-            h.in_flight(&reco.url, -1);
+            h.in_flight(&origin, -1);
             let outcome = match &result {
                 Ok(_) => Ok(200),
-                Err(RecommenderError::Status { code, .. }) => Ok(*code),
-                Err(RecommenderError::Decode(_) | RecommenderError::Reply(_)) => Ok(200),
+                Err(RecommenderError::Status { code }) => Ok(*code),
+                Err(
+                    RecommenderError::Decode(_) | RecommenderError::Reply(_) | RecommenderError::TooLarge,
+                ) => Ok(200),
                 Err(_) => Err(()),
             };
-            h.observe(&reco.url, "POST", outcome, started.elapsed().as_secs_f64());
+            h.observe(&key, &origin, "POST", outcome, started.elapsed().as_secs_f64());
         }
         let name = engine::recommender::display_name(reco);
-        result.map_err(|e| format!("unable to get external recommendation {name}: {e}"))
+        let failed = |e: String| format!("unable to get external recommendation {name}: {e}");
+        let recommendation = result.map_err(|e| failed(e.to_string()))?;
+        let max_replicas = spec.max_replicas.unwrap_or(0);
+        engine::recommender::check_recommendation(&recommendation, max_replicas, now, self.metric_max_age)
+            .map_err(failed)?;
+        Ok(recommendation)
     }
 
     /// The DatadogMonitor named like the WPA (lifecycle control).

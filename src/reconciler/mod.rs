@@ -66,6 +66,11 @@ pub(crate) struct ReconcilerArgs {
     /// Cluster name sent to recommenders as targetRef.cluster.
     #[arg(long, env = "K8S_CLUSTER_NAME", default_value = "")]
     pub(crate) cluster_name: String,
+    /// Let recommender URLs name loopback and link-local addresses (or localhost): a recommender beside
+    /// the controller. Off, the webhook refuses such URLs and the reconciler never calls them, so that no WPA
+    /// author can make the controller call its node's own services or the cloud metadata address.
+    #[arg(long, env = "WPA_ALLOW_LOCAL_RECOMMENDERS")]
+    pub(crate) allow_local_recommenders: bool,
     /// WPA labels copied onto the wpa_controller_labels_info series (space- or comma-separated keys).
     #[arg(long, env = "DD_LABELS_AS_TAGS", default_value = "")]
     pub(crate) labels_as_tags: String,
@@ -99,8 +104,6 @@ pub(crate) enum ReconcileError {
     Finalizer(#[source] kube::Error),
     #[error("cannot write the WPA status: {0}")]
     Status(#[source] kube::Error),
-    #[error("the /scale write got no answer and the target's count cannot be read back: {0}")]
-    ScaleUnknown(String),
 }
 
 /// What every pass shares.
@@ -180,6 +183,10 @@ impl Context {
     }
 
     async fn publish_events(&self, wpa: &WatermarkPodAutoscaler, events: &[engine::Event]) {
+        // A replica that lost the lease in the middle of a pass writes nothing more, not even events.
+        if events.is_empty() || !self.leadership.is_leader() {
+            return;
+        }
         let reference = wpa.object_ref(&());
         // A recorder per pass: kube's folds events by reason alone (not message) into one series, which
         // would show "New size: 3" for every later scale. The engine already emits on transitions only.
@@ -218,19 +225,20 @@ impl Context {
         let mut inputs = self.sources.gather(wpa, false, now).await;
         let mut decision = engine::decide(wpa, &inputs.observation(), now);
         self.log_decision(&inputs, &decision);
-        // Record, then scale (record.rs): the status a scale leaves is written before the scale.
+        // Record, then scale (record.rs): the status a scale leaves is written before the scale. Every status
+        // write expects the lastScaleTime the pass decided from, or after a record, the one recorded.
+        let mut expected = record::Expected::of(wpa);
         let mut recorded = false;
         let mut conflicts = 0;
         let outcome = loop {
             let Some(intent) = decision.scale else { break decision.settle(wpa, ScaleResult::NotNeeded) };
-            if !self.leadership.is_leader() {
-                // Lost the lease in the middle of the pass: the new leader decides.
+            let scaled = decision.settle(wpa, ScaleResult::Written);
+            if !self.write_status(wpa, &expected, &scaled.status, "record").await? {
                 return Ok(Action::requeue(self.sync_period));
             }
-            let scaled = decision.settle(wpa, ScaleResult::Written);
-            self.write_status(wpa, &scaled.status, "record").await?;
+            expected = record::Expected::after(&scaled.status);
             recorded = true;
-            let failure = match self.write_scale(&inputs, intent).await {
+            let result = match self.write_scale(&inputs, intent).await {
                 ScaleWrite::Written => break scaled,
                 ScaleWrite::Conflict if conflicts == 0 => {
                     conflicts += 1;
@@ -241,19 +249,18 @@ impl Context {
                     self.log_decision(&inputs, &decision);
                     continue;
                 }
-                ScaleWrite::Conflict => "the target's replica count changed again while it was being written (conflict); retrying next period".to_string(),
-                ScaleWrite::Failed(e) => e,
+                ScaleWrite::Conflict => ScaleResult::Failed(
+                    "the target's replica count changed again while it was being written (conflict); retrying next period".into(),
+                ),
+                ScaleWrite::Refused(e) => ScaleResult::Failed(e),
                 ScaleWrite::Unknown(e) => match self.read_back(&inputs).await {
                     Ok(n) if n == intent.to => break scaled,
-                    Ok(_) => e,
-                    Err(read) => {
-                        // Whether the target moved is unknown: the record stays, so no pass scales again
-                        // inside the window.
-                        return Err(ReconcileError::ScaleUnknown(format!("{e}; reading it back: {read}")));
-                    }
+                    // The count read back is no proof that the write will not land: the record stays.
+                    Ok(n) => ScaleResult::Unknown(format!("{e}; the target holds {n} for now")),
+                    Err(read) => ScaleResult::Unknown(format!("{e}; reading it back: {read}")),
                 },
             };
-            break decision.settle(wpa, ScaleResult::Failed(failure));
+            break decision.settle(wpa, result);
         };
         if let Some(to) = outcome.scaled_to {
             tracing::info!(replicas = to, reason = %decision.reason, "Successful rescale");
@@ -261,14 +268,17 @@ impl Context {
             tracing::info!(replicas = decision.desired, reason = %decision.reason, "DryRun mode: scaling change was inhibited");
         }
         // A scale that happened was written with its record; anything else is written now, and so is any
-        // status after a record of a scale that did not happen (undoing it).
+        // status after a record of a scale that did not happen (undoing it) or may not have.
         let already_written = recorded && outcome.scaled_to.is_some();
-        if (outcome.status_changed || recorded)
-            && !already_written
-            && let Err(e) = self.write_status(wpa, &outcome.status, "result").await
-        {
-            self.exporter.record(wpa, &decision, &outcome);
-            return Err(e);
+        if (outcome.status_changed || recorded) && !already_written {
+            match self.write_status(wpa, &expected, &outcome.status, "result").await {
+                Ok(true) => {}
+                Ok(false) => return Ok(Action::requeue(self.sync_period)),
+                Err(e) => {
+                    self.exporter.record(wpa, &decision, &outcome);
+                    return Err(e);
+                }
+            }
         }
         self.publish_events(wpa, &outcome.events).await;
         self.exporter.record(wpa, &decision, &outcome);
@@ -280,20 +290,37 @@ impl Context {
         })
     }
 
-    /// Writes the whole status; remembers it (record.rs); a failure is counted, logged by the caller's
+    /// Writes the whole status if the stored `lastScaleTime` is still `expected` (record.rs, step 4) and this
+    /// replica still leads; remembers it. `Ok(false)`: not written, and the pass must stop (another writer, or
+    /// the lease was lost); the next pass decides on fresh data. A failure is counted, logged by the caller's
     /// error policy, and reported on the WPA as an Event when the API takes one.
     async fn write_status(
         &self,
         wpa: &WatermarkPodAutoscaler,
+        expected: &record::Expected,
         status: &WatermarkPodAutoscalerStatus,
         phase: &'static str,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<bool, ReconcileError> {
+        if !self.leadership.is_leader() {
+            tracing::info!(phase, "not the leader any more: the status is left to the new leader");
+            return Ok(false);
+        }
         let (ns, name) = (wpa.namespace().unwrap_or_default(), wpa.name_any());
-        let patch = record::status_patch(status);
-        match self.api(&ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        let patch = record::status_patch(expected, status);
+        match self.api(&ns).patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
             Ok(_) => {
                 self.written.remember(wpa, status);
-                Ok(())
+                Ok(true)
+            }
+            // The `test` failed: someone else (a new leader, a user) wrote lastScaleTime since this pass read
+            // it. Nothing of this pass may be written over it.
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                self.exporter.status_write_failed(phase);
+                tracing::warn!(
+                    phase,
+                    "the WPA's lastScaleTime changed since this pass read it (another replica or a user wrote it): nothing written; the next pass decides on fresh data"
+                );
+                Ok(false)
             }
             Err(e) => {
                 self.exporter.status_write_failed(phase);
@@ -317,11 +344,11 @@ impl Context {
 
     async fn write_scale(&self, inputs: &Inputs, intent: ScaleIntent) -> ScaleWrite {
         let (Some(target), Ok(scale)) = (&inputs.resolved, &inputs.target) else {
-            return ScaleWrite::Failed("the target was not resolved".into());
+            return ScaleWrite::Refused("the target was not resolved".into());
         };
         // A replica that lost the lease in the middle of a pass must not write.
         if !self.leadership.is_leader() {
-            return ScaleWrite::Failed("this replica is not the leader any more".into());
+            return ScaleWrite::Refused("this replica is not the leader any more".into());
         }
         if intent.to == scale.spec_replicas {
             // Upstream's first pass "scales" to the current count (no lastScaleTime yet): the write would
@@ -477,7 +504,11 @@ pub(crate) async fn start(
             caches: Some(caches.clone()),
             autoscalers: Some(autoscalers),
             discovery: Default::default(),
-            recommenders: Default::default(),
+            recommenders: inputs::RecommenderClients::new(if args.allow_local_recommenders {
+                recommender_client::Reach::Any
+            } else {
+                recommender_client::Reach::Remote
+            }),
             http: Some(exporter.clone()),
             metric_max_age: (!args.metric_max_age.is_zero()).then_some(args.metric_max_age),
             cluster_name: args.cluster_name.clone(),

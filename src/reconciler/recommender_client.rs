@@ -1,8 +1,15 @@
-//! The HTTP client of the recommender protocol (docs/semantics.md §9): `POST` the protojson request, follow redirects, 10 s
+//! The HTTP client of the recommender protocol (docs/semantics.md §9): `POST` the protojson request, 10 s
 //! timeout, `http`/`https` only. Each WPA's `tlsConfig` builds its own client (upstream mutates a shared
 //! transport); `insecureSkipVerify` is honoured.
+//!
+//! Any WPA author chooses the URL, so the controller's network position must not become theirs (Difference
+//! "recommender client"): redirects are followed within the same origin only (upstream follows any, POST
+//! turning into GET, https into http); a reply is read up to [`MAX_REPLY`] bytes; nothing of a reply's body
+//! reaches conditions, events or logs but the protocol's own fields (an error answer is its status code);
+//! and loopback and link-local addresses (the node's own services, the cloud metadata address) are refused,
+//! as URLs and as what a name resolves to, unless `wpa serve --allow-local-recommenders`.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -15,12 +22,18 @@ use crate::{
     api::TlsConfig,
     engine::{
         calc::Recommendation,
-        recommender::{RecommendationReply, RecommenderQuery, build_request, recommendation_from_reply},
+        recommender::{
+            RecommendationReply, RecommenderQuery, build_request, is_local, is_local_host,
+            recommendation_from_reply,
+        },
     },
 };
 
 pub(crate) const USER_AGENT: &str = "wpa-controller";
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest reply read: a recommendation is a few hundred bytes; a reply of hundreds of megabytes would
+/// otherwise be held in memory whole (the webhook runs in the same process).
+pub const MAX_REPLY: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecommenderError {
@@ -32,12 +45,46 @@ pub enum RecommenderError {
     Tls(String),
     #[error("error sending request: {0}")]
     Transport(String),
-    #[error("unexpected response code: {code} ({body})")]
-    Status { code: u16, body: String },
+    #[error("unexpected response code: {code}{}", reason_phrase(*code))]
+    Status { code: u16 },
     #[error("error unmarshaling response: {0}")]
     Decode(String),
+    #[error("the reply is larger than {MAX_REPLY} bytes")]
+    TooLarge,
     #[error("{0}")]
     Reply(String),
+    #[error(
+        "{0} is a loopback or link-local address, which recommenders may not use (wpa serve --allow-local-recommenders allows it)"
+    )]
+    LocalAddress(String),
+}
+
+/// ` (Not Found)`: the code's standard words, never the server's.
+fn reason_phrase(code: u16) -> String {
+    reqwest::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|c| c.canonical_reason())
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default()
+}
+
+/// Resolves names as the system does, without the local addresses (a name pointing at the metadata
+/// address is no way around the rule).
+struct NoLocalAddresses;
+
+impl reqwest::dns::Resolve for NoLocalAddresses {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = all.iter().copied().filter(|a| !is_local(a.ip())).collect();
+            if allowed.is_empty() && !all.is_empty() {
+                return Err(Box::new(RecommenderError::LocalAddress(format!("{host} ({})", all[0].ip())))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -212,48 +259,103 @@ pub(crate) fn tls_client_config(tls: Option<&TlsConfig>) -> Result<ClientConfig,
     Ok(config)
 }
 
+/// Which addresses a recommender may have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reach {
+    /// Not loopback, not link-local.
+    #[default]
+    Remote,
+    /// Any (`--allow-local-recommenders`: a recommender beside the controller, tests).
+    Any,
+}
+
 /// A client for one recommender configuration.
 #[derive(Clone, Debug)]
 pub struct RecommenderClient {
     http: reqwest::Client,
+    reach: Reach,
+}
+
+/// Follows a redirect only to the same scheme, host and port as the request (upstream's own test redirects
+/// `/redirect` to `/redirected`); any other stops, and its 3xx is the answer.
+fn same_origin(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let first = attempt.previous().first().cloned();
+    let same = first.is_some_and(|f| {
+        let next = attempt.url();
+        f.scheme() == next.scheme()
+            && f.host_str() == next.host_str()
+            && f.port_or_known_default() == next.port_or_known_default()
+    });
+    if same && attempt.previous().len() <= 10 { attempt.follow() } else { attempt.stop() }
 }
 
 impl RecommenderClient {
-    pub fn new(tls: Option<&TlsConfig>) -> Result<Self, RecommenderError> {
-        let http = reqwest::Client::builder()
+    pub fn new(tls: Option<&TlsConfig>, reach: Reach) -> Result<Self, RecommenderError> {
+        let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_client_config(tls)?)
             .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| RecommenderError::Tls(e.to_string()))?;
-        Ok(RecommenderClient { http })
+            .redirect(reqwest::redirect::Policy::custom(same_origin))
+            .user_agent(USER_AGENT);
+        if reach == Reach::Remote {
+            builder = builder.dns_resolver(Arc::new(NoLocalAddresses));
+        }
+        let http = builder.build().map_err(|e| RecommenderError::Tls(e.to_string()))?;
+        Ok(RecommenderClient { http, reach })
     }
 
     /// Asks the recommender for a replica count.
     pub async fn recommend(&self, query: &RecommenderQuery) -> Result<Recommendation, RecommenderError> {
         let reco = query.recommender.as_ref().ok_or(RecommenderError::MissingSpec)?;
-        if !(reco.url.starts_with("http://") || reco.url.starts_with("https://")) {
-            return Err(RecommenderError::Scheme(reco.url.clone()));
+        let url = reqwest::Url::parse(&reco.url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| RecommenderError::Scheme(reco.url.clone()))?;
+        if self.reach == Reach::Remote
+            && let Some(host) = url.host_str()
+            && is_local_host(host)
+        {
+            return Err(RecommenderError::LocalAddress(host.to_string()));
         }
         let body = build_request(query, reco);
-        let resp = self
+        let mut resp = self
             .http
-            .post(&reco.url)
+            .post(url)
             .json(&body)
             .send()
             .await
             .map_err(|e| RecommenderError::Transport(error_chain(&e)))?;
         let code = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| RecommenderError::Transport(error_chain(&e)))?;
         if code != reqwest::StatusCode::OK {
-            let head = String::from_utf8_lossy(&bytes[..bytes.len().min(100)]).into_owned();
-            return Err(RecommenderError::Status { code: code.as_u16(), body: head });
+            return Err(RecommenderError::Status { code: code.as_u16() });
         }
-        let reply: RecommendationReply =
-            serde_json::from_slice(&bytes).map_err(|e| RecommenderError::Decode(e.to_string()))?;
+        if resp.content_length().is_some_and(|n| n > MAX_REPLY as u64) {
+            return Err(RecommenderError::TooLarge);
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) =
+            resp.chunk().await.map_err(|e| RecommenderError::Transport(error_chain(&e)))?
+        {
+            if bytes.len() + chunk.len() > MAX_REPLY {
+                return Err(RecommenderError::TooLarge);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let reply: RecommendationReply = serde_json::from_slice(&bytes).map_err(|e| decode_error(&e))?;
         recommendation_from_reply(&reply).map_err(RecommenderError::Reply)
     }
+}
+
+/// What was wrong with a reply, without its content: serde's messages quote the values they refuse, and
+/// the reply may come from anything the URL points at.
+fn decode_error(e: &serde_json::Error) -> RecommenderError {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "the reply could not be read",
+        Category::Syntax => "the reply is not JSON",
+        Category::Eof => "the reply ends too early",
+        Category::Data => "the reply is not a recommendation (a field is unknown or of the wrong type)",
+    };
+    RecommenderError::Decode(format!("{what} (line {}, column {})", e.line(), e.column()))
 }
 
 /// An error with its causes, so "connection refused" is not hidden behind "error sending request".

@@ -8,20 +8,27 @@
 //! 1. **Record, then scale.** A pass that decides a scale first writes the status the scale will leave
 //!    (`lastScaleTime`, `desiredReplicas`, the count, the conditions), and only if that write succeeds writes
 //!    `/scale`. A status that cannot be written means no scale (fail closed); the pass is retried.
-//! 2. **Undo only what certainly failed.** A `/scale` write the API server refused (a conflict, a 4xx)
-//!    is undone by a second status write that restores the previous `lastScaleTime` and reports the failure.
-//!    A write whose answer was lost (a transport error) is read back: the target holds the new count → it
-//!    happened; it holds the old one → undone; it cannot be read → the record stays (the conservative
-//!    choice: at worst one window passes without a scale).
+//! 2. **Undo only what certainly failed.** A `/scale` write the API server refused (a 4xx: 400, 403, 404,
+//!    409, a 422 whose `test` held, 429) is undone by a second status write that restores the previous
+//!    `lastScaleTime` and reports the failure. A 5xx proves nothing (kube-apiserver answers 500 or 504 for
+//!    writes etcd committed), nor does a lost answer (the request may still land): the target is read back,
+//!    and unless it shows the new count the record stays, reported as "may have been applied" (the
+//!    conservative choice: at worst one window passes without a scale).
 //! 3. **Remember what was written.** The WPAs come from a watch, which can lag behind our own writes (and
 //!    re-lists after an API server restart). Each status this replica wrote is kept until the watch shows
 //!    a `lastScaleTime` at least as new, and a pass decides from whichever is newer.
+//! 4. **Never write over a newer record.** Every status write is a JSON Patch that first `test`s that
+//!    `status.lastScaleTime` is still the one the pass decided from (or, after a record, the one it
+//!    recorded), and is made only while this replica leads. A replica that lost its Lease in the middle of a
+//!    pass (paused, partitioned) and wakes after another took over finds the new leader's record there: its
+//!    write fails instead of erasing it.
 //!
 //! A new leader reads the status from the API server, where step 1 put the record before the scale, so it
 //! never repeats its predecessor's last scale.
 
 use std::{borrow::Cow, collections::HashMap, sync::Mutex};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde_json::Value;
 
@@ -64,25 +71,51 @@ impl Written {
     }
 }
 
-/// A merge patch that makes the stored status exactly `status`: fields it leaves unset are deleted (a
-/// plain serialization omits them, and a merge patch would keep the stored values: an undone scale would
-/// keep its `lastScaleTime`).
-pub(crate) fn status_patch(status: &WatermarkPodAutoscalerStatus) -> Value {
-    let mut body = serde_json::to_value(status).unwrap_or(Value::Null);
-    if let Value::Object(fields) = &mut body {
-        for key in [
-            "observedGeneration",
-            "lastScaleTime",
-            "scalingEventsCount",
-            "currentMetrics",
-            "conditions",
-            "lastConditionType",
-            "lastConditionState",
-        ] {
-            fields.entry(key).or_insert(Value::Null);
+/// What a status write expects to find stored: the `lastScaleTime` its pass decided from.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Expected {
+    /// The WPA had no status at all.
+    NoStatus,
+    /// The status had this `lastScaleTime` (`None`: none).
+    LastScale(Option<Time>),
+}
+
+impl Expected {
+    /// What `wpa` (as the pass decided from it) holds.
+    pub(crate) fn of(wpa: &WatermarkPodAutoscaler) -> Expected {
+        match &wpa.status {
+            None => Expected::NoStatus,
+            Some(s) => Expected::LastScale(s.last_scale_time.clone()),
         }
     }
-    serde_json::json!({ "status": body })
+
+    /// What a status written by this pass leaves.
+    pub(crate) fn after(status: &WatermarkPodAutoscalerStatus) -> Expected {
+        Expected::LastScale(status.last_scale_time.clone())
+    }
+}
+
+/// A JSON Patch of the status subresource that makes the stored status exactly `status`, only if its
+/// `lastScaleTime` is still `expected` (step 4). A `test` of a member that is absent passes when the value
+/// tested is `null`; of a member of an absent object it fails, hence the test of `/status` itself when the WPA
+/// had no status.
+pub(crate) fn status_patch(expected: &Expected, status: &WatermarkPodAutoscalerStatus) -> json_patch::Patch {
+    use json_patch::{AddOperation, PatchOperation, TestOperation, jsonptr::PointerBuf};
+    let (path, value) = match expected {
+        Expected::NoStatus => (PointerBuf::from_tokens(["status"]), Value::Null),
+        Expected::LastScale(t) => (
+            PointerBuf::from_tokens(["status", "lastScaleTime"]),
+            serde_json::to_value(t).unwrap_or(Value::Null),
+        ),
+    };
+    json_patch::Patch(vec![
+        PatchOperation::Test(TestOperation { path, value }),
+        // `add` replaces a member that exists: the whole status, so that fields it leaves unset are gone.
+        PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["status"]),
+            value: serde_json::to_value(status).unwrap_or(Value::Null),
+        }),
+    ])
 }
 
 #[cfg(test)]
@@ -122,11 +155,54 @@ mod tests {
         assert!(matches!(written.current(&stale), Cow::Borrowed(_)), "dropped once seen");
     }
 
+    fn applied(
+        doc: Value,
+        expected: &Expected,
+        status: &WatermarkPodAutoscalerStatus,
+    ) -> Result<Value, String> {
+        let mut doc = doc;
+        json_patch::patch(&mut doc, &status_patch(expected, status)).map_err(|e| e.to_string())?;
+        Ok(doc)
+    }
+
     #[test]
-    fn the_status_patch_deletes_what_the_status_leaves_unset() {
-        let patch = status_patch(&WatermarkPodAutoscalerStatus { desired_replicas: 3, ..Default::default() });
-        assert_eq!(patch["status"]["lastScaleTime"], Value::Null);
-        assert!(patch["status"].as_object().unwrap().contains_key("lastScaleTime"));
-        assert_eq!(patch["status"]["desiredReplicas"], 3);
+    fn the_status_patch_replaces_the_whole_status() {
+        let stored = serde_json::json!({"status": {"lastScaleTime": "2026-01-01T12:00:00Z", "desiredReplicas": 5,
+            "scalingEventsCount": 2}});
+        let expected = Expected::of(&wpa(Some("2026-01-01T12:00:00Z")));
+        let undo = WatermarkPodAutoscalerStatus { desired_replicas: 3, ..Default::default() };
+        let doc = applied(stored, &expected, &undo).expect("the test holds");
+        assert_eq!(
+            doc["status"],
+            serde_json::json!({"currentReplicas": 0, "desiredReplicas": 3}),
+            "nothing else stays"
+        );
+    }
+
+    #[test]
+    fn the_status_patch_fails_over_a_newer_record() {
+        // Another leader recorded a scale after this pass read the WPA.
+        let stored =
+            serde_json::json!({"status": {"lastScaleTime": "2026-01-01T12:00:30Z", "desiredReplicas": 4}});
+        let expected = Expected::of(&wpa(Some("2026-01-01T12:00:00Z")));
+        let stale = WatermarkPodAutoscalerStatus { desired_replicas: 3, ..Default::default() };
+        assert!(applied(stored, &expected, &stale).is_err(), "the newer record is kept");
+    }
+
+    #[test]
+    fn the_status_patch_tests_what_the_pass_saw() {
+        // The API server (evanphx/json-patch) passes a `test` of an absent member against `null`, and fails one
+        // whose parent is absent: a WPA never scaled tests `lastScaleTime`, a WPA without status tests `status`.
+        let status = WatermarkPodAutoscalerStatus { desired_replicas: 2, ..Default::default() };
+        let test_of = |expected: &Expected| match &status_patch(expected, &status).0[0] {
+            json_patch::PatchOperation::Test(t) => (t.path.to_string(), t.value.clone()),
+            other => panic!("the first operation is a test: {other:?}"),
+        };
+        assert_eq!(test_of(&Expected::of(&wpa(None))), ("/status/lastScaleTime".into(), Value::Null));
+        let mut bare = wpa(None);
+        bare.status = None;
+        assert_eq!(test_of(&Expected::of(&bare)), ("/status".into(), Value::Null));
+        let scaled = Expected::of(&wpa(Some("2026-01-01T12:00:00Z")));
+        assert_eq!(test_of(&scaled), ("/status/lastScaleTime".into(), Value::from("2026-01-01T12:00:00Z")));
     }
 }

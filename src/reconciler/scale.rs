@@ -14,9 +14,10 @@ pub(crate) enum ScaleWrite {
     Written,
     /// `spec.replicas` was no longer what the decision started from: decide again on fresh data.
     Conflict,
-    /// The API server refused the write: it did not happen.
-    Failed(String),
-    /// No answer (a transport error): the write may or may not have happened.
+    /// The API server refused the write (a 4xx): it did not happen.
+    Refused(String),
+    /// No answer (a transport error), or an answer that does not say whether the write was applied (a
+    /// 5xx: the API server can answer 500 or 504 for a write etcd committed): it may have happened.
     Unknown(String),
 }
 
@@ -36,13 +37,26 @@ pub(crate) async fn write(client: &Client, target: &Target, intent: ScaleIntent)
     ]);
     match api.patch_scale(&target.name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
         Ok(_) => ScaleWrite::Written,
-        // The API server answers a failed JSON Patch `test` with 422 Invalid ("...test failed"); other
-        // 422s (a count the target refuses) are failures.
-        Err(kube::Error::Api(s)) if s.code == 409 || (s.code == 422 && s.message.contains("test")) => {
-            ScaleWrite::Conflict
+        Err(kube::Error::Api(s)) if s.code == 409 => ScaleWrite::Conflict,
+        // A failed `test` is a 422, but so is a count the target refuses, and the message says which only
+        // on newer API servers (1.20: "the server rejected our request due to an error in our request"). The
+        // count tells: the test failed exactly when it is no longer `from`.
+        Err(e @ kube::Error::Api(_)) if api_code(&e) == Some(422) => match read(client, target).await {
+            Ok(now) if now != intent.from => ScaleWrite::Conflict,
+            _ => ScaleWrite::Refused(short_kube_error(&e)),
+        },
+        // Every 4xx is a refusal before anything was stored.
+        Err(e @ kube::Error::Api(_)) if api_code(&e).is_some_and(|c| (400..500).contains(&c)) => {
+            ScaleWrite::Refused(short_kube_error(&e))
         }
-        Err(e @ kube::Error::Api(_)) => ScaleWrite::Failed(short_kube_error(&e)),
         Err(e) => ScaleWrite::Unknown(short_kube_error(&e)),
+    }
+}
+
+fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
     }
 }
 
@@ -80,24 +94,88 @@ pub(crate) mod tests {
 
     const THREE_TO_FOUR: ScaleIntent = ScaleIntent { from: 3, to: 4 };
 
+    /// A client whose API answers a PATCH with `status` and `body`, and a GET of the scale with `replicas`.
+    fn patch_answering(status: u16, body: &'static str, replicas: i32) -> Client {
+        let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| async move {
+            let (code, body) = if req.method() == http::Method::GET {
+                let scale = serde_json::json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": {"name": "web", "namespace": "ns"}, "spec": {"replicas": replicas}});
+                (200, scale.to_string())
+            } else {
+                (status, body.to_string())
+            };
+            http::Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(body.into_bytes()))
+        });
+        Client::new(svc, "default")
+    }
+
+    fn status(code: u16, reason: &str, message: &str) -> &'static str {
+        let s = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+            "reason": reason, "message": message});
+        Box::leak(s.to_string().into_boxed_str())
+    }
+
+    /// kube-apiserver 1.20's answer to a failed JSON Patch `test`: no word of the test in it.
+    const REJECTED_1_20: &str = "the server rejected our request due to an error in our request";
+
     #[tokio::test]
-    async fn scale_writes_tell_a_conflict_from_a_failure() {
-        let failed_test = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":422,"reason":"Invalid","message":"the server rejected our request due to an error in our request: testing value /spec/replicas failed: test failed"}"#;
-        assert!(matches!(
-            write(&answering(422, failed_test), &target(), THREE_TO_FOUR).await,
-            ScaleWrite::Conflict
-        ));
-        let conflict = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":409,"reason":"Conflict","message":"the object has been modified"}"#;
-        assert!(matches!(
-            write(&answering(409, conflict), &target(), THREE_TO_FOUR).await,
-            ScaleWrite::Conflict
-        ));
-        let forbidden = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":403,"reason":"Forbidden","message":"deployments.apps \"web\" is forbidden"}"#;
-        match write(&answering(403, forbidden), &target(), THREE_TO_FOUR).await {
-            ScaleWrite::Failed(e) => assert!(e.contains("forbidden") && e.contains("403"), "{e}"),
+    async fn a_failed_test_is_a_conflict_whatever_the_message_says() {
+        let answer = status(422, "Invalid", REJECTED_1_20);
+        let moved = patch_answering(422, answer, 5);
+        assert!(matches!(write(&moved, &target(), THREE_TO_FOUR).await, ScaleWrite::Conflict));
+    }
+
+    #[tokio::test]
+    async fn a_422_with_the_count_unchanged_is_a_refusal() {
+        let answer =
+            status(422, "Invalid", "spec.replicas: Invalid value: -4: must be greater than or equal to 0");
+        match write(&patch_answering(422, answer, 3), &target(), THREE_TO_FOUR).await {
+            ScaleWrite::Refused(e) => assert!(e.contains("must be greater") && e.contains("422"), "{e}"),
             other => panic!("{other:?}"),
         }
-        // No answer at all: the write may have happened.
+    }
+
+    #[tokio::test]
+    async fn a_409_is_a_conflict() {
+        let answer = status(409, "Conflict", "the object has been modified");
+        assert!(matches!(
+            write(&answering(409, answer), &target(), THREE_TO_FOUR).await,
+            ScaleWrite::Conflict
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_4xx_is_a_refusal() {
+        for (code, reason) in
+            [(400, "BadRequest"), (403, "Forbidden"), (404, "NotFound"), (429, "TooManyRequests")]
+        {
+            let answer = status(code, reason, "deployments.apps \"web\" refused");
+            match write(&answering(code, answer), &target(), THREE_TO_FOUR).await {
+                ScaleWrite::Refused(e) => assert!(e.contains(&code.to_string()), "{code}: {e}"),
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_5xx_may_have_been_applied() {
+        for (code, reason, message) in [
+            (500, "InternalError", "rpc error: code = Unavailable desc = transport is closing"),
+            (503, "ServiceUnavailable", "the server is currently unable to handle the request"),
+            (504, "Timeout", "Timeout: request did not complete within requested timeout 34s"),
+        ] {
+            match write(&answering(code, status(code, reason, message)), &target(), THREE_TO_FOUR).await {
+                ScaleWrite::Unknown(e) => assert!(e.contains(&code.to_string()), "{code}: {e}"),
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn no_answer_may_have_been_applied() {
         let unreachable = Client::new(
             tower::service_fn(|_req: http::Request<kube::client::Body>| async {
                 Err::<http::Response<kube::client::Body>, _>(std::io::Error::other(

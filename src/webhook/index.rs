@@ -12,6 +12,7 @@ use std::{
     },
 };
 
+use jiff::Timestamp;
 use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use kube::{ResourceExt, runtime::watcher::Event};
 
@@ -28,11 +29,14 @@ pub(crate) struct Governing {
     /// annotation, as written.
     pub(crate) min_available_percentage: i32,
     pub(crate) max_per_node: Option<String>,
+    /// `metadata.creationTimestamp`: which of two autoscalers of a target came first.
+    pub(crate) created: Option<Timestamp>,
 }
 
 impl Governing {
     pub(crate) fn of(wpa: &WatermarkPodAutoscaler) -> Governing {
         Governing {
+            created: wpa.metadata.creation_timestamp.as_ref().map(|t| t.0),
             name: wpa.name_any(),
             // Upstream's default when unset.
             min_replicas: wpa.spec.min_replicas.unwrap_or(1),
@@ -112,23 +116,31 @@ fn wpa_entry(w: &WatermarkPodAutoscaler) -> (Key, Option<Target>, Governing) {
     ((ns, w.name_any()), target, Governing::of(w))
 }
 
-fn hpa_entry(h: &HorizontalPodAutoscaler) -> (Key, Option<Target>, String) {
+/// An HPA that targets a workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hpa {
+    pub(crate) name: String,
+    pub(crate) created: Option<Timestamp>,
+}
+
+fn hpa_entry(h: &HorizontalPodAutoscaler) -> (Key, Option<Target>, Hpa) {
     let ns = h.namespace().unwrap_or_default();
     let target = h
         .spec
         .as_ref()
         .map(|s| (ns.clone(), s.scale_target_ref.kind.clone(), s.scale_target_ref.name.clone()));
-    ((ns, h.name_any()), target, h.name_any())
+    let hpa = Hpa { name: h.name_any(), created: h.metadata.creation_timestamp.as_ref().map(|t| t.0) };
+    ((ns, h.name_any()), target, hpa)
 }
 
 /// The autoscalers of every workload, by target.
 #[derive(Debug, Default)]
 pub struct TargetIndex {
     wpas: RwLock<Table<Governing>>,
-    hpas: RwLock<Table<String>>,
+    hpas: RwLock<Table<Hpa>>,
     /// Objects listed since a watch (re)started, swapped in when the list completes.
     wpa_relist: RwLock<Option<Table<Governing>>>,
-    hpa_relist: RwLock<Option<Table<String>>>,
+    hpa_relist: RwLock<Option<Table<Hpa>>>,
     wpas_synced: AtomicBool,
     hpas_synced: AtomicBool,
 }
@@ -213,7 +225,7 @@ impl TargetIndex {
     }
 
     /// The HPAs that target `kind`/`name` in `namespace`, by name.
-    pub(crate) fn hpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<String> {
+    pub(crate) fn hpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<Hpa> {
         read(&self.hpas).get(namespace, kind, name).cloned().collect()
     }
 }

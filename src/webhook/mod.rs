@@ -28,6 +28,7 @@ use serde_json::json;
 
 use crate::{
     api,
+    engine::validation::AdmissionLimits,
     runtime::registry::{AdmissionLabels, Metrics},
 };
 pub use index::TargetIndex;
@@ -39,10 +40,37 @@ pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
 /// The API server's default webhook timeout, used when `?timeout=` is absent.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Flags of the webhook's own bounds (part of `wpa serve`).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct AdmissionArgs {
+    /// The largest minReplicas and maxReplicas a WPA may have (upstream admits 2147483647, which scales a
+    /// Deployment to two billion pods in one pass).
+    #[arg(long, env = "WPA_ADMISSION_MAX_REPLICAS", default_value_t = AdmissionLimits::DEFAULT_MAX_REPLICAS,
+          value_parser = clap::value_parser!(i32).range(1..))]
+    pub(crate) admission_max_replicas: i32,
+    /// The largest scaleUpLimitFactor (percent per scale-up) a WPA may have.
+    #[arg(long, env = "WPA_ADMISSION_MAX_SCALE_UP_LIMIT_FACTOR",
+          default_value_t = AdmissionLimits::DEFAULT_MAX_SCALE_UP_LIMIT_FACTOR,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub(crate) admission_max_scale_up_limit_factor: i64,
+}
+
+impl AdmissionArgs {
+    pub(crate) fn limits(&self, allow_local_recommenders: bool) -> AdmissionLimits {
+        AdmissionLimits {
+            max_replicas: self.admission_max_replicas,
+            max_scale_up_limit_factor: self.admission_max_scale_up_limit_factor,
+            allow_local_recommenders,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct WebhookState {
     pub index: Arc<TargetIndex>,
     pub metrics: Arc<Metrics>,
+    /// The bounds added to upstream's rules.
+    pub limits: AdmissionLimits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,7 +281,7 @@ pub(crate) fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'
         };
         let old = req.old_object.as_ref().and_then(as_wpa).and_then(Result::ok);
         return match endpoint {
-            Endpoint::Validate => rules::validate_wpa(op, &wpa, old.as_deref(), index),
+            Endpoint::Validate => rules::validate_wpa(op, &wpa, old.as_deref(), index, &state.limits),
             Endpoint::Mutate if matches!(op, Op::Create | Op::Update) => rules::mutate_wpa(&wpa),
             Endpoint::Mutate => Verdict::allow("ok"),
         };

@@ -65,6 +65,8 @@ struct Meta {
     annotations: Option<BTreeMap<String, String>>,
     #[serde(default)]
     deletion_timestamp: Option<String>,
+    #[serde(default)]
+    creation_timestamp: Option<jiff::Timestamp>,
 }
 
 fn own_annotations<'de, D: serde::Deserializer<'de>>(
@@ -198,7 +200,13 @@ fn target_of(spec: &WatermarkPodAutoscalerSpec) -> String {
 }
 
 /// `/validate` for a WPA.
-pub(crate) fn validate_wpa(op: Op, wpa: &Wpa, old: Option<&Wpa>, index: &TargetIndex) -> Verdict {
+pub(crate) fn validate_wpa(
+    op: Op,
+    wpa: &Wpa,
+    old: Option<&Wpa>,
+    index: &TargetIndex,
+    limits: &validation::AdmissionLimits,
+) -> Verdict {
     if !matches!(op, Op::Create | Op::Update) {
         return Verdict::allow("ok");
     }
@@ -217,45 +225,62 @@ pub(crate) fn validate_wpa(op: Op, wpa: &Wpa, old: Option<&Wpa>, index: &TargetI
         // Let a WPA being deleted lose its finalizer even if its spec is invalid.
         return Verdict::allow("deleting");
     }
-    if op == Op::Update
-        && let Some(old) = old
-        && old.spec == wpa.spec
+    let old = old.filter(|_| op == Op::Update);
+    if let Some(old) = old
         && old.metadata.annotations() == wpa.metadata.annotations()
     {
-        // Status, label and finalizer updates are never refused.
-        return Verdict::allow("unchanged");
+        // Status, label and finalizer updates are never refused; nor is switching dry-run, the tool of an
+        // incident ("two autoscalers fight: freeze ours now"), whatever else is wrong with the WPA.
+        if old.spec == wpa.spec {
+            return Verdict::allow("unchanged");
+        }
+        if let (Some(Ok(before)), Some(Ok(after))) = (&old.spec, &wpa.spec)
+            && only_dry_run_differs(before, after)
+        {
+            return Verdict::allow("dry_run_only");
+        }
     }
     let namespace = wpa.metadata.namespace.clone().unwrap_or_default();
     let name = wpa.metadata.name.clone();
-    let violations = validation::admission_violations(spec, wpa.metadata.annotations(), &namespace, &name);
+    let violations =
+        validation::admission_violations(spec, wpa.metadata.annotations(), &namespace, &name, limits);
     if !violations.is_empty() {
         let lines: Vec<String> = violations.iter().map(ToString::to_string).collect();
         return Verdict::deny("invalid", lines.join("; "));
     }
     let mut verdict = Verdict::allow("ok");
-    let kind = &spec.scale_target_ref.kind;
-    let target = &spec.scale_target_ref.name;
-    let mut others: Vec<String> = index
-        .wpas_for(&namespace, kind, target)
-        .into_iter()
-        .filter(|g| g.name != name)
-        .map(|g| format!("WatermarkPodAutoscaler {namespace}/{}", g.name))
-        .collect();
-    others.extend(
-        index
-            .hpas_for(&namespace, kind, target)
-            .into_iter()
-            .map(|h| format!("HorizontalPodAutoscaler {namespace}/{h}")),
-    );
+    let others = other_autoscalers(index, &namespace, &name, spec);
     if !others.is_empty() {
-        let who = others.join(" and ");
-        if wpa.metadata.annotations().get(annotations::ALLOW_CONFLICT).map(String::as_str) == Some("true") {
+        let accepted =
+            wpa.metadata.annotations().get(annotations::ALLOW_CONFLICT).map(String::as_str) == Some("true");
+        // A WPA that was on its target before the other autoscalers is not refused for their arrival: its
+        // ConflictingAutoscaler condition reports them, and refusing its updates would block the very
+        // changes (dry-run, bounds) that end the fight.
+        let kept_target = old.and_then(|o| o.spec.as_ref()?.as_ref().ok()).is_some_and(|before| {
+            before.scale_target_ref.kind == spec.scale_target_ref.kind
+                && before.scale_target_ref.name == spec.scale_target_ref.name
+        });
+        let came_first =
+            kept_target && others.iter().all(|o| came_before(wpa.metadata.creation_timestamp, o.created));
+        let who = others
+            .iter()
+            .map(|o| o.describe(wpa.metadata.creation_timestamp))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        if accepted {
             verdict.warnings.push(format!(
                 "{} is also scaled by {who}; two autoscalers on one target fight over its replica count (accepted by the {} annotation)",
                 target_of(spec),
                 annotations::ALLOW_CONFLICT
             ));
             verdict.reason = "conflict_accepted";
+        } else if came_first {
+            verdict.warnings.push(format!(
+                "{} is also scaled by {who}; two autoscalers on one target fight over its replica count (this WPA's ConflictingAutoscaler condition reports it). Remove the other autoscaler, or set the annotation {}: \"true\" to accept the conflict",
+                target_of(spec),
+                annotations::ALLOW_CONFLICT
+            ));
+            verdict.reason = "conflict_later";
         } else {
             return Verdict::deny(
                 "conflict",
@@ -279,6 +304,69 @@ pub(crate) fn validate_wpa(op: Op, wpa: &Wpa, old: Option<&Wpa>, index: &TargetI
         );
     }
     verdict
+}
+
+/// Whether two specs differ in `dryRun` alone.
+fn only_dry_run_differs(before: &WatermarkPodAutoscalerSpec, after: &WatermarkPodAutoscalerSpec) -> bool {
+    let mut before = before.clone();
+    before.dry_run = after.dry_run;
+    before == *after
+}
+
+/// Another autoscaler of a WPA's target.
+struct Other {
+    kind: &'static str,
+    namespace: String,
+    name: String,
+    created: Option<jiff::Timestamp>,
+}
+
+impl Other {
+    /// `HorizontalPodAutoscaler ns/web`, and for a WPA that exists already (an update), which came first:
+    /// `HorizontalPodAutoscaler ns/web (created after this WatermarkPodAutoscaler, at ...)`.
+    fn describe(&self, ours: Option<jiff::Timestamp>) -> String {
+        let plain = format!("{} {}/{}", self.kind, self.namespace, self.name);
+        match (ours, self.created) {
+            (Some(_), Some(at)) => {
+                let order = if came_before(ours, self.created) { "after" } else { "before" };
+                format!("{plain} (created {order} this WatermarkPodAutoscaler, at {at})")
+            }
+            _ => plain,
+        }
+    }
+}
+
+/// Whether `ours` was created no later than `theirs` (same second: not known otherwise, so yes).
+fn came_before(ours: Option<jiff::Timestamp>, theirs: Option<jiff::Timestamp>) -> bool {
+    matches!((ours, theirs), (Some(a), Some(b)) if a <= b)
+}
+
+/// The WPAs (but this one) and HPAs that scale the WPA's target.
+fn other_autoscalers(
+    index: &TargetIndex,
+    namespace: &str,
+    name: &str,
+    spec: &WatermarkPodAutoscalerSpec,
+) -> Vec<Other> {
+    let (kind, target) = (&spec.scale_target_ref.kind, &spec.scale_target_ref.name);
+    let mut others: Vec<Other> = index
+        .wpas_for(namespace, kind, target)
+        .into_iter()
+        .filter(|g| g.name != name)
+        .map(|g| Other {
+            kind: "WatermarkPodAutoscaler",
+            namespace: namespace.into(),
+            name: g.name,
+            created: g.created,
+        })
+        .collect();
+    others.extend(index.hpas_for(namespace, kind, target).into_iter().map(|h| Other {
+        kind: "HorizontalPodAutoscaler",
+        namespace: namespace.into(),
+        name: h.name,
+        created: h.created,
+    }));
+    others
 }
 
 /// The kinds whose replica count a WPA governs and this webhook checks.

@@ -175,6 +175,7 @@ pub(crate) fn parse_wpa(path: &Path, text: &str) -> Result<WatermarkPodAutoscale
         wpa.annotations(),
         &wpa.namespace().unwrap_or_default(),
         &wpa.name_any(),
+        &validation::AdmissionLimits::default(),
     );
     if let Some(v) = violations.first() {
         let more = if violations.len() > 1 {

@@ -124,8 +124,11 @@ fn webhook_router() -> Result<Router, String> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let state =
-        WebhookState { index: TargetIndex::from_objects(&wpas, &[]), metrics: Arc::new(Metrics::new()) };
+    let state = WebhookState {
+        index: TargetIndex::from_objects(&wpas, &[]),
+        metrics: Arc::new(Metrics::new()),
+        limits: Default::default(),
+    };
     Ok(webhook::router(state))
 }
 

@@ -158,7 +158,11 @@ fn bytes_of(seed: &Value, rng: &mut Rng) -> Vec<u8> {
 
 /// Runs `reviews` requests; the report, or the first broken invariant.
 pub(crate) async fn run(reviews: usize, seed: u64) -> Result<String, String> {
-    let state = WebhookState { index: TargetIndex::new(), metrics: Arc::new(Metrics::new()) };
+    let state = WebhookState {
+        index: TargetIndex::new(),
+        metrics: Arc::new(Metrics::new()),
+        limits: Default::default(),
+    };
     let app = webhook::router(state);
     let seeds: Vec<(&str, Value)> = workloads()
         .into_iter()

@@ -202,7 +202,7 @@ const BASELINE_CONTROLLER: &str = "bench";
 
 /// The status and events of a WPA's first pass, decided by the engine from what the benchmark set up (one
 /// ready pod, one replica, the metric at 75): the baseline writes exactly what the pass will.
-fn first_pass_writes(i: usize) -> Result<(serde_json::Value, Vec<crate::engine::Event>)> {
+fn first_pass_writes(i: usize) -> Result<(json_patch::Patch, Vec<crate::engine::Event>)> {
     use crate::engine::{
         self, MetricObservation, MonitorObservation, Observation, ScaleResult,
         calc::{ExternalSample, ScaleInfo},
@@ -242,7 +242,8 @@ fn first_pass_writes(i: usize) -> Result<(serde_json::Value, Vec<crate::engine::
     let decision = engine::decide(&wpa, &obs, now);
     let result = if decision.scale.is_some() { ScaleResult::Written } else { ScaleResult::NotNeeded };
     let outcome = decision.settle(&wpa, result);
-    Ok((crate::reconciler::record::status_patch(&outcome.status), outcome.events))
+    let expected = crate::reconciler::record::Expected::of(&wpa);
+    Ok((crate::reconciler::record::status_patch(&expected, &outcome.status), outcome.events))
 }
 
 /// One round of the requests the WPAs' first passes make, by a bare client with the same concurrency and
@@ -278,7 +279,7 @@ async fn baseline_round(client: &Client, n: usize, concurrency: usize, writes: b
                     return Ok(());
                 }
                 let (status, events) = first_pass_writes(i)?;
-                let w = wpas.patch_status(&name, &pp, &Patch::Merge(&status)).await.context("baseline status patch")?;
+                let w = wpas.patch_status(&name, &pp, &Patch::<()>::Json(status)).await.context("baseline status patch")?;
                 let reference = w.object_ref(&());
                 let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter);
                 for e in &events {
