@@ -36,6 +36,12 @@ async fn serve(cluster: &TestCluster, extra: &[&str]) -> (WpaServe, String) {
 }
 
 async fn tls(port: u16, ca: &str, alpn: &[u8]) -> TlsStream<TcpStream> {
+    tls_from("127.0.0.1", port, ca, alpn).await.expect("TLS handshake")
+}
+
+/// A TLS connection from the loopback address `source` (another 127.0.0.0/8 address is another peer to the
+/// server: the attacker of the tests below).
+async fn tls_from(source: &str, port: u16, ca: &str, alpn: &[u8]) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
         roots.add(c.expect("a certificate")).expect("trust the CA");
@@ -47,11 +53,12 @@ async fn tls(port: u16, ca: &str, alpn: &[u8]) -> TlsStream<TcpStream> {
             .with_root_certificates(roots)
             .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().expect("an address"))?;
+    let tcp = socket.connect(([127, 0, 0, 1], port).into()).await?;
     TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("127.0.0.1").expect("a name"), tcp)
         .await
-        .expect("TLS handshake")
 }
 
 /// The peak resident memory of a process, in MiB.
@@ -229,4 +236,131 @@ async fn a_denial_does_not_echo_a_megabyte_value() {
         "the cut is said: {}",
         &message[message.len().saturating_sub(80)..]
     );
+}
+
+/// Sends a request's head declaring a body of `declared` bytes, then `sent` bytes of it, and nothing more.
+async fn hold_request(stream: &mut TlsStream<TcpStream>, declared: usize, sent: usize) {
+    let head = format!(
+        "POST /validate?timeout=30s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("the head");
+    stream.write_all(&vec![b' '; sent]).await.expect("the first bytes");
+    stream.flush().await.expect("flushed");
+}
+
+/// A WPA review from 127.0.0.1 (the API server of these tests): its status code and how long it took.
+async fn legit_review(port: u16, ca: &str) -> (u16, Duration) {
+    let begin = Instant::now();
+    let io = TokioIo::new(tls(port, ca, b"http/1.1").await);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::post("/validate?timeout=10s")
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::from(review_of_size(10))))
+        .expect("a request");
+    let answer = sender.send_request(req).await.expect("an answer");
+    (answer.status().as_u16(), begin.elapsed())
+}
+
+/// The value of a series of the health port's /metrics (0 when absent).
+fn metric(health_port: u16, series: &str) -> f64 {
+    let (_, text) = support::http_get(health_port, "/metrics").expect("metrics");
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_declared_over_the_webhooks_limit_is_refused_at_once() {
+    let cluster = TestCluster::start().await;
+    let (serve, ca) = serve(&cluster, &[]).await;
+    // 4 MiB: under the port's largest body (the extender's 16 MiB), over an AdmissionReview's 3 MiB.
+    let mut s = tls(serve.webhook_port, &ca, b"http/1.1").await;
+    let begin = Instant::now();
+    hold_request(&mut s, 4 * 1024 * 1024, 0).await;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(begin.elapsed() < Duration::from_secs(2), "at once: {:?}", begin.elapsed());
+    assert_eq!(metric(serve.health_port, "wpa_http_refused_total{reason=\"too_large\"}"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_given_up_within_seconds() {
+    let cluster = TestCluster::start().await;
+    let (serve, ca) = serve(&cluster, &[]).await;
+    let mut s = tls(serve.webhook_port, &ca, b"http/1.1").await;
+    let begin = Instant::now();
+    // ?timeout=30s would let it hold its budget for 24 s; it stops after 10 bytes.
+    hold_request(&mut s, 1024, 10).await;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("made no progress"), "{answer}");
+    assert!(begin.elapsed() < Duration::from_secs(9), "within the stall deadline: {:?}", begin.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_holding_requests_leaves_the_api_server_its_share() {
+    let cluster = TestCluster::start().await;
+    let (serve, ca) = serve(&cluster, &[]).await;
+    // 64 requests (the whole default budget) that declare a small body and never send it, from another peer.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let Ok(mut s) = tls_from("127.0.0.2", serve.webhook_port, &ca, b"http/1.1").await else { continue };
+        hold_request(&mut s, 819, 0).await;
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..5 {
+        let (code, took) = legit_review(serve.webhook_port, &ca).await;
+        assert_eq!(code, 200, "the API server's review is answered");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    assert!(metric(serve.health_port, "wpa_http_refused_total{reason=\"peer_requests\"}") >= 1.0);
+    assert!(serve.log().contains("HTTPS request refused"), "refusals are logged");
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_declaring_large_bodies_leaves_the_api_server_its_share() {
+    let cluster = TestCluster::start().await;
+    let (serve, ca) = serve(&cluster, &[]).await;
+    // 3 MiB declared (the largest review) on 12 requests: 36 MiB, more than the 32 MiB byte budget.
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        let Ok(mut s) = tls_from("127.0.0.2", serve.webhook_port, &ca, b"http/1.1").await else { continue };
+        hold_request(&mut s, 3 * 1024 * 1024, 0).await;
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, took) = legit_review(serve.webhook_port, &ca).await;
+    assert_eq!(code, 200, "the API server's review is answered");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(metric(serve.health_port, "wpa_http_refused_total{reason=\"peer_bytes\"}") >= 1.0);
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_holding_connections_leaves_the_api_server_its_share() {
+    let cluster = TestCluster::start().await;
+    let (serve, ca) = serve(&cluster, &["--max-connections", "64"]).await;
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        if let Ok(s) = tls_from("127.0.0.2", serve.webhook_port, &ca, b"http/1.1").await {
+            held.push(s);
+        }
+    }
+    assert!(held.len() <= 32 + 1, "one peer holds at most half of the connections ({} held)", held.len());
+    let (code, took) = legit_review(serve.webhook_port, &ca).await;
+    assert_eq!(code, 200);
+    assert!(took < Duration::from_secs(3), "no wait for a connection slot: {took:?}");
+    assert!(metric(serve.health_port, "wpa_http_refused_total{reason=\"peer_connections\"}") >= 1.0);
+    drop(held);
 }

@@ -94,8 +94,9 @@ async fn a_kubelet_symlink_swap_rotates_the_certificate_without_failing_a_reques
     let srv = tokio::spawn(server::serve_tls(
         listener,
         tls::server_config(store).expect("config"),
-        webhook::router(state),
+        vec![webhook::edge(state)],
         server::Limits::default(),
+        server::HttpStats::register(&Metrics::new()),
         shutdown.clone(),
     ));
 

@@ -151,7 +151,9 @@ pub fn main() -> ExitCode {
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{} {name}: {e:#}", invocation.program());
+            use std::io::Write;
+            // A reader of stderr that went away (`wpa serve 2>&1 | head`) is not worth a panic.
+            let _ = writeln!(std::io::stderr(), "{} {name}: {e:#}", invocation.program());
             if e.downcast_ref::<simulate::InputError>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -209,6 +209,9 @@ fn open_files() -> u64 {
     }
 }
 
+/// How long shutdown waits for the reconciler's in-flight passes and the release of its Lease.
+const RECONCILER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs until SIGTERM/SIGINT.
 pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
@@ -220,6 +223,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     if !webhook_on && !extender_on && args.no_reconciler {
         return Err(ServeError::NothingToRun);
     }
+    // Flags first: nothing starts (no Lease taken, no watch) for a command line that cannot run.
+    if (webhook_on || extender_on) && args.tls_cert_file.is_none() && !args.self_signed {
+        return Err(ServeError::NoCertificate);
+    }
     // Which autoscaler scales what: the webhook's conflict checks, the extender's WPAs, and the reconciler's
     // report of an HPA created after a WPA on the same target.
     let index = TargetIndex::new();
@@ -228,6 +235,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let caches = (!args.no_reconciler || extender_on)
         .then(|| Arc::new(Caches::start(&client, &namespaces, shutdown.clone())));
     let mut tasks = Vec::new();
+    // Scaling stops at SIGTERM, not after the shutdown delay: the Lease is released at once, so the next
+    // leader takes over while this process still answers admission requests.
+    let scaling = CancellationToken::new();
+    let mut reconciler = None;
     if let (false, Some(caches)) = (args.no_reconciler, &caches) {
         let supervisor = reconciler::start(
             client.clone(),
@@ -236,10 +247,17 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
             caches.clone(),
             index.clone(),
             &metrics,
-            shutdown.clone(),
+            scaling.clone(),
         )
         .await?;
-        tasks.push(supervisor);
+        let (readiness, scaling) = (readiness.clone(), scaling.clone());
+        reconciler = Some(tokio::spawn(async move {
+            let result = supervisor.await;
+            if !scaling.is_cancelled() {
+                tracing::error!(result = ?result, "the reconciler stopped before shutdown: /healthz fails");
+                readiness.died("the reconciler");
+            }
+        }));
     }
     let extender = extender_on.then(|| {
         let view = extender::ClusterView {
@@ -307,9 +325,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
             _ => return Err(ServeError::NoCertificate),
         }
         let listener = server::bind(args.listen).await?;
-        let mut routes = axum::Router::new();
+        let mut edges = Vec::new();
         if webhook_on {
-            routes = routes.merge(webhook::router(WebhookState {
+            edges.push(webhook::edge(WebhookState {
                 index: index.clone(),
                 metrics: metrics.clone(),
                 limits: args.admission.limits(args.reconciler.allow_local_recommenders),
@@ -317,7 +335,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
             tracing::info!(addr = %args.listen, "admission webhook listening");
         }
         if let Some((_, state)) = extender {
-            routes = routes.merge(extender::router(state));
+            edges.push(extender::edge(state));
             tracing::info!(addr = %args.listen, "scheduler extender listening under /scheduler/");
         }
         let tls_config = tls::server_config(store)?;
@@ -330,7 +348,15 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
             idle_timeout: args.idle_timeout,
         }
         .fitted_to_open_files(open_files());
-        tasks.push(tokio::spawn(server::serve_tls(listener, tls_config, routes, limits, shutdown.clone())));
+        let stats = server::HttpStats::register(&metrics);
+        tasks.push(tokio::spawn(server::serve_tls(
+            listener,
+            tls_config,
+            edges,
+            limits,
+            stats,
+            shutdown.clone(),
+        )));
     }
 
     let health = server::bind(args.health_listen).await?;
@@ -345,11 +371,24 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     // Kubernetes removes the pod from the Service's endpoints asynchronously: keep answering (with /readyz
     // at 503) until the API server has stopped calling, then drain. A second signal cuts the wait short.
     readiness.stopping.store(true, Ordering::Release);
-    tracing::info!(delay = ?args.shutdown_delay, "shutting down: /readyz answers 503, then the servers drain");
-    tokio::select! {
-        () = tokio::time::sleep(args.shutdown_delay) => {}
-        () = termination() => tracing::info!("second signal: draining now"),
-    }
+    scaling.cancel();
+    tracing::info!(delay = ?args.shutdown_delay, "shutting down: scaling stopped, /readyz answers 503, then the servers drain");
+    let delay = async {
+        tokio::select! {
+            () = tokio::time::sleep(args.shutdown_delay) => {}
+            () = termination() => tracing::info!("second signal: draining now"),
+        }
+    };
+    // In-flight passes end (at most 5 s) and the Lease is released; an API server that does not answer
+    // cannot hold the shutdown beyond the pod's grace period.
+    let released = async {
+        if let Some(r) = reconciler
+            && tokio::time::timeout(RECONCILER_STOP_TIMEOUT, r).await.is_err()
+        {
+            tracing::warn!("the reconciler did not stop in time");
+        }
+    };
+    tokio::join!(delay, released);
     shutdown.cancel();
     for t in tasks {
         let _ = t.await;

@@ -345,3 +345,65 @@ fn proto_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     };
     if v.is_finite() { Ok(v) } else { Err(D::Error::custom("the value is not a finite number")) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2026-06-01T12:00:00Z".parse().expect("a time")
+    }
+
+    fn reco(replicas: i32, lower: i32, upper: i32, timestamp: Option<&str>) -> Recommendation {
+        Recommendation {
+            replicas,
+            replicas_lower_bound: lower,
+            replicas_upper_bound: upper,
+            timestamp: timestamp.map(String::from),
+            details: String::new(),
+            observed_target_value: 0.5,
+        }
+    }
+
+    const FIVE_MINUTES: Option<std::time::Duration> = Some(std::time::Duration::from_secs(300));
+
+    #[test]
+    fn an_honest_recommendation_passes() {
+        let fresh = reco(12, 10, 14, Some("2026-06-01T11:59:30Z"));
+        assert_eq!(check_recommendation(&fresh, 20, now(), FIVE_MINUTES), Ok(()));
+        // Upstream's "no recommendation" and a reply without timestamp or bounds.
+        assert_eq!(check_recommendation(&reco(0, 0, 0, None), 20, now(), FIVE_MINUTES), Ok(()));
+        // Above maxReplicas, but not absurdly: clamped by the engine, not refused.
+        assert_eq!(check_recommendation(&reco(30, 0, 0, None), 20, now(), FIVE_MINUTES), Ok(()));
+    }
+
+    #[test]
+    fn negative_counts_and_inverted_bounds_are_refused() {
+        for r in [reco(-5, 0, 0, None), reco(3, -1, 4, None), reco(3, 5, 4, None)] {
+            assert!(check_recommendation(&r, 20, now(), FIVE_MINUTES).is_err(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn a_count_far_beyond_max_replicas_is_refused() {
+        let e =
+            check_recommendation(&reco(i32::MAX, 0, 0, None), 20, now(), FIVE_MINUTES).expect_err("garbage");
+        assert!(e.contains("more than 10 times maxReplicas 20"), "{e}");
+        assert!(check_recommendation(&reco(10, 0, 201, None), 20, now(), FIVE_MINUTES).is_err());
+    }
+
+    #[test]
+    fn stale_future_and_unreadable_timestamps_are_refused() {
+        for t in ["2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z", "yesterday"] {
+            assert!(check_recommendation(&reco(12, 0, 0, Some(t)), 20, now(), FIVE_MINUTES).is_err(), "{t}");
+        }
+        // Without --metric-max-age, an old timestamp is accepted; a future one never is.
+        assert_eq!(
+            check_recommendation(&reco(12, 0, 0, Some("2020-01-01T00:00:00Z")), 20, now(), None),
+            Ok(())
+        );
+        assert!(
+            check_recommendation(&reco(12, 0, 0, Some("2099-01-01T00:00:00Z")), 20, now(), None).is_err()
+        );
+    }
+}

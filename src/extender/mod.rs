@@ -35,8 +35,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use http_body_util::{BodyExt, Limited};
-use serde_json::json;
+
+use crate::runtime::http::{Rejection, json_error, read_body};
 
 #[cfg(test)]
 use policy::{Autoscaler, Level, NEUTRAL_SCORE, NodeState, Owner, Target, TargetPod};
@@ -103,6 +103,11 @@ impl ExtenderState {
     }
 }
 
+/// The extender's routes as an edge of the HTTPS port: ExtenderArgs up to [`MAX_BODY`].
+pub fn edge(state: ExtenderState) -> crate::runtime::http::Edge {
+    crate::runtime::http::Edge { router: router(state), max_body: MAX_BODY }
+}
+
 /// The extender's routes, to be merged into a server's router. Every path under `/scheduler/` is taken:
 /// the two verbs, in any slash variation, and a JSON 404 for any other (a misconfigured `bindVerb` or
 /// `preemptVerb` should be loud, not silently ignored).
@@ -112,11 +117,6 @@ pub fn router(state: ExtenderState) -> Router {
         // `urlPrefix: https://host/` with `filterVerb: /scheduler/filter` POSTs `//scheduler/filter`.
         .route("//scheduler/{*verb}", post(handle))
         .with_state(state)
-}
-
-fn json_error(status: StatusCode, message: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], json!({ "error": message }).to_string())
-        .into_response()
 }
 
 fn json_ok(body: Vec<u8>) -> Response {
@@ -141,51 +141,20 @@ struct Decoded {
     candidates: Vec<String>,
 }
 
-/// Why a request gets no decision.
-#[derive(Debug, thiserror::Error)]
-enum Rejection {
-    #[error("the request body is larger than {MAX_BODY} bytes")]
-    TooLarge,
-    #[error("cannot read the request body: {0}")]
-    Unreadable(String),
-    #[error("the request body did not arrive within {BODY_TIMEOUT:?}")]
-    Slow,
-    #[error("the body is not a scheduler ExtenderArgs: {0}")]
-    Malformed(String),
-    #[error("the ExtenderArgs has no Pod")]
-    NoPod,
-    #[error("the ExtenderArgs carries neither NodeNames nor Nodes")]
-    NoNodes,
-    #[error("Nodes.items[{0}] has no metadata.name")]
-    UnnamedNode(usize),
-}
-
-impl Rejection {
-    fn into_response(self) -> Response {
-        let status = match self {
-            Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::Slow => StatusCode::REQUEST_TIMEOUT,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        json_error(status, self.to_string())
-    }
+/// An ExtenderArgs that is not one: answered 400 by the edge's [`Rejection`].
+fn malformed(what: impl std::fmt::Display) -> Rejection {
+    Rejection::Malformed(format!("the body is not a scheduler ExtenderArgs: {what}"))
 }
 
 async fn read(request: Request) -> Result<Decoded, Rejection> {
     let body: Body = request.into_body();
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(Rejection::TooLarge),
-        Ok(Err(e)) => return Err(Rejection::Unreadable(e.to_string())),
-        Err(_) => return Err(Rejection::Slow),
-    };
+    let bytes = read_body(body, MAX_BODY, BODY_TIMEOUT).await?;
     // serde would also read a struct from a JSON array; Go's decoder, like us, wants an object.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(Rejection::Malformed("expected a JSON object".to_owned()));
+        return Err(malformed("expected a JSON object"));
     }
-    let mut args: ExtenderArgs =
-        serde_json::from_slice(&bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
-    let pod = args.pod.take().ok_or(Rejection::NoPod)?;
+    let mut args: ExtenderArgs = serde_json::from_slice(&bytes).map_err(malformed)?;
+    let pod = args.pod.take().ok_or_else(|| Rejection::Malformed("the ExtenderArgs has no Pod".into()))?;
     let (candidates, nodes) = match (args.node_names, args.nodes) {
         // Names in, names out.
         (Some(names), _) => (names, None),
@@ -194,11 +163,17 @@ async fn read(request: Request) -> Result<Decoded, Rejection> {
                 .items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| NodeList::name_of(item).map(str::to_owned).ok_or(Rejection::UnnamedNode(i)))
+                .map(|(i, item)| {
+                    NodeList::name_of(item)
+                        .map(str::to_owned)
+                        .ok_or_else(|| Rejection::Malformed(format!("Nodes.items[{i}] has no metadata.name")))
+                })
                 .collect::<Result<_, _>>()?;
             (names, Some(list))
         }
-        (None, None) => return Err(Rejection::NoNodes),
+        (None, None) => {
+            return Err(Rejection::Malformed("the ExtenderArgs carries neither NodeNames nor Nodes".into()));
+        }
     };
     Ok(Decoded { nodes, pod, candidates })
 }

@@ -526,4 +526,32 @@ mod tests {
         assert!(!out.contains("wpa_name=\"web\""), "{out}");
         assert!(out.contains("wpa_reconciled_wpas 0"));
     }
+
+    #[test]
+    fn recommender_series_name_the_origin_only_and_go_when_no_wpa_calls_it() {
+        let mut registry = Registry::default();
+        let e = Exporter::new(&mut registry, vec![]);
+        let secret =
+            super::super::inputs::origin("http://svc-user:S3cr3t@reco.team.svc:8080/recommend?api_key=K");
+        assert_eq!(secret, "http://reco.team.svc:8080");
+        e.observe("team/web", &secret, "POST", Ok(200), 0.01);
+        e.observe("team/api", &secret, "POST", Ok(503), 0.01);
+        e.observe("team/api", &secret, "POST", Err(()), 0.01);
+        let out = text(&registry);
+        assert!(
+            out.contains(
+                r#"http_client_requests_total{client="http://reco.team.svc:8080",method="POST",code="200"} 1"#
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("S3cr3t") && !out.contains("api_key"), "{out}");
+        // One of the two WPAs moves to another recommender: the origin stays while the other calls it.
+        e.observe("team/web", "https://other.team.svc:443", "POST", Ok(200), 0.01);
+        assert!(text(&registry).contains("reco.team.svc"));
+        // The last WPA calling it is deleted: its series go.
+        e.forget("team", "api");
+        let out = text(&registry);
+        assert!(!out.contains("reco.team.svc"), "{out}");
+        assert!(out.contains("other.team.svc"), "{out}");
+    }
 }

@@ -459,8 +459,9 @@ async fn run_controller(
         .await
 }
 
-/// Starts the leader election and the controller on `caches`; runs until `stop`. Returns the task that runs
-/// the controller while this replica leads.
+/// Starts the leader election and the controller on `caches`; runs until `stop`, then stops scaling,
+/// releases the Lease (so another replica takes over at once) and returns. Returns that task: it ends
+/// early only if the reconciler died (a bug), which `/healthz` reports.
 pub(crate) async fn start(
     client: Client,
     args: &ReconcilerArgs,
@@ -482,7 +483,7 @@ pub(crate) async fn start(
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let leadership = if args.leader_elect {
+    let (leadership, elector) = if args.leader_elect {
         let timings = leader::Timings {
             lease_duration: args.lease_duration,
             renew_deadline: args.lease_renew_deadline,
@@ -492,11 +493,11 @@ pub(crate) async fn start(
         let lease_ns = args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
         let elector = leader::Elector::new(client.clone(), &lease_ns, &args.lease_name, &identity, timings);
         let leadership = elector.leadership();
-        tokio::spawn(elector.run(stop.clone()));
+        let task = tokio::spawn(elector.run(stop.clone()));
         tracing::info!(lease = %args.lease_name, namespace = %lease_ns, identity = %identity, "leader election on");
-        leadership
+        (leadership, Some(task))
     } else {
-        Leadership::always()
+        (Leadership::always(), None)
     };
     let ctx = Arc::new(Context {
         sources: Sources {
@@ -525,54 +526,91 @@ pub(crate) async fn start(
     tracing::info!(namespaces = %namespaces, sync_period = ?args.sync_period, concurrency, "reconciler starting");
     let sync_period = args.sync_period;
     let supervisor = tokio::spawn(async move {
-        // As controller-runtime waits for its informers: a pass before the pod and target caches have
-        // listed asks the API server instead (a LIST of the namespace's pods, read from etcd, per WPA), just
-        // when the start's lists keep it busiest. Not beyond one period, so that a cache that cannot list
-        // (RBAC) does not hold every WPA back.
-        let deadline = Instant::now() + sync_period;
-        while !caches.synced() && Instant::now() < deadline {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-            }
-        }
-        if !caches.synced() {
-            tracing::warn!(
-                "the pod and target caches have not listed within one sync period; passes read them from the API meanwhile"
-            );
-        }
-        // The controller runs while this replica leads, and stops the moment it does not.
-        loop {
-            while !leadership.is_leader() {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                }
-            }
-            let term = stop.child_token();
-            let mut controller = tokio::spawn(run_controller(
-                feed.clone(),
-                namespaces.clone(),
-                ctx.clone(),
-                concurrency,
-                term.clone(),
-            ));
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = &mut controller => break,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => if !leadership.is_leader() { break },
-                }
-            }
-            term.cancel();
-            // In-flight passes finish (they check leadership before writing), unless they hang.
-            if tokio::time::timeout(Duration::from_secs(5), &mut controller).await.is_err() {
-                controller.abort();
-            }
-            if stop.is_cancelled() {
-                return;
-            }
+        supervise(feed, namespaces, ctx, caches, leadership, concurrency, sync_period, stop).await;
+        // The elector saw `stop` too: await its release of the Lease.
+        if let Some(elector) = elector
+            && let Err(e) = elector.await
+        {
+            tracing::warn!(error = %e, "the leader election task failed");
         }
     });
     Ok(supervisor)
+}
+
+/// Runs the controller while this replica leads, until `stop`.
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    feed: Arc<WpaFeed>,
+    namespaces: Namespaces,
+    ctx: Arc<Context>,
+    caches: Arc<Caches>,
+    leadership: Leadership,
+    concurrency: u16,
+    sync_period: Duration,
+    stop: CancellationToken,
+) {
+    // As controller-runtime waits for its informers: a pass before the pod and target caches have listed
+    // asks the API server instead (a LIST of the namespace's pods, read from etcd, per WPA), just when the
+    // start's lists keep it busiest. Not beyond one period, so that a cache that cannot list (RBAC) does not
+    // hold every WPA back.
+    let deadline = Instant::now() + sync_period;
+    while !caches.synced() && Instant::now() < deadline {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    if !caches.synced() {
+        tracing::warn!(
+            "the pod and target caches have not listed within one sync period; passes read them from the API meanwhile"
+        );
+    }
+    // The controller runs while this replica leads, and stops the moment it does not.
+    loop {
+        while !leadership.is_leader() {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        let term = stop.child_token();
+        let mut controller = tokio::spawn(run_controller(
+            feed.clone(),
+            namespaces.clone(),
+            ctx.clone(),
+            concurrency,
+            term.clone(),
+        ));
+        let ended = loop {
+            tokio::select! {
+                _ = stop.cancelled() => break None,
+                result = &mut controller => break Some(result),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => if !leadership.is_leader() { break None },
+            }
+        };
+        term.cancel();
+        match ended {
+            // The controller ended by itself (its feed closed, or a panic): started again below.
+            Some(result) => {
+                match result {
+                    Err(e) => tracing::error!(error = %e, "the controller stopped; starting it again"),
+                    Ok(()) => tracing::warn!("the controller ended; starting it again"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            // In-flight passes finish (they check leadership before writing), unless they hang. The handle
+            // has not completed: polling it again is allowed.
+            None => {
+                if tokio::time::timeout(Duration::from_secs(5), &mut controller).await.is_err() {
+                    controller.abort();
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+    }
 }

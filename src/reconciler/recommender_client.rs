@@ -369,3 +369,148 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        Router,
+        http::{StatusCode, header},
+        response::IntoResponse,
+        routing::any,
+    };
+
+    use super::*;
+    use crate::api::{CrossVersionObjectReference, RecommenderSpec};
+
+    /// Serves `app` on a loopback port; returns `http://127.0.0.1:PORT`.
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn query(url: &str) -> RecommenderQuery {
+        RecommenderQuery {
+            namespace: "ns".into(),
+            target_ref: CrossVersionObjectReference {
+                kind: "Deployment".into(),
+                name: "web".into(),
+                api_version: Some("apps/v1".into()),
+            },
+            target_cluster: String::new(),
+            recommender: Some(RecommenderSpec {
+                url: url.into(),
+                target_type: Some("cpu".into()),
+                ..Default::default()
+            }),
+            desired_replicas: 3,
+            current_replicas: 3,
+            current_ready_replicas: 3,
+            min_replicas: 1,
+            max_replicas: 10,
+        }
+    }
+
+    const REPLY: &str = r#"{"targetReplicas": 4, "lowerBoundReplicas": 3, "upperBoundReplicas": 5}"#;
+
+    async fn ask(url: &str) -> Result<Recommendation, RecommenderError> {
+        RecommenderClient::new(None, Reach::Any).expect("a client").recommend(&query(url)).await
+    }
+
+    #[tokio::test]
+    async fn a_reply_over_the_limit_is_refused_without_being_held() {
+        // A declared length, and a chunked stream that never says how long it is.
+        let big = "x".repeat(MAX_REPLY + 1);
+        let declared = serve(Router::new().route("/", any(move || async move { big.clone() }))).await;
+        assert!(matches!(ask(&declared).await, Err(RecommenderError::TooLarge)));
+        let stream =
+            futures::stream::repeat_with(|| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 4096])));
+        let app =
+            Router::new().route(
+                "/",
+                any(move || async move {
+                    axum::body::Body::from_stream(futures::StreamExt::take(stream, 100_000))
+                }),
+            );
+        assert!(matches!(ask(&serve(app).await).await, Err(RecommenderError::TooLarge)));
+    }
+
+    #[tokio::test]
+    async fn a_redirect_within_the_origin_is_followed() {
+        let app = Router::new()
+            .route(
+                "/redirect",
+                any(|| async { (StatusCode::SEE_OTHER, [(header::LOCATION, "/redirected")]) }),
+            )
+            .route("/redirected", any(|| async { REPLY }));
+        let base = serve(app).await;
+        assert_eq!(ask(&format!("{base}/redirect")).await.expect("followed").replicas, 4);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_origin_is_not_followed() {
+        let elsewhere = serve(Router::new().route("/", any(|| async { REPLY }))).await;
+        let to = elsewhere.clone();
+        let app = Router::new().route(
+            "/",
+            any(move || {
+                let to = to.clone();
+                async move { (StatusCode::FOUND, [(header::LOCATION, to)]).into_response() }
+            }),
+        );
+        match ask(&serve(app).await).await {
+            Err(e @ RecommenderError::Status { code: 302 }) => {
+                assert_eq!(e.to_string(), "unexpected response code: 302 (Found)")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_is_reported_by_its_code_never_its_body() {
+        let app = Router::new()
+            .route("/", any(|| async { (StatusCode::NOT_FOUND, r#"{"AccessKeyId":"AKIAFAKESECRET123"}"#) }));
+        let e = ask(&serve(app).await).await.expect_err("a 404");
+        assert_eq!(e.to_string(), "unexpected response code: 404 (Not Found)");
+        let app = Router::new().route("/", any(|| async { r#"{"AccessKeyId":"AKIAFAKESECRET123"}"# }));
+        let e = ask(&serve(app).await).await.expect_err("not a recommendation").to_string();
+        assert!(!e.contains("AKIA") && !e.contains("AccessKeyId"), "{e}");
+        assert!(e.contains("not a recommendation"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn local_addresses_are_refused_unless_allowed() {
+        let local = serve(Router::new().route("/", any(|| async { REPLY }))).await;
+        let remote_only = RecommenderClient::new(None, Reach::Remote).expect("a client");
+        for url in [local.clone(), local.replace("127.0.0.1", "localhost"), "http://169.254.169.254/".into()]
+        {
+            match remote_only.recommend(&query(&url)).await {
+                Err(RecommenderError::LocalAddress(_)) => {}
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert_eq!(ask(&local).await.expect("allowed").replicas, 4);
+    }
+
+    #[test]
+    fn local_hosts_are_loopback_link_local_and_localhost() {
+        use crate::engine::recommender::is_local_host;
+        for h in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "169.254.169.254",
+            "[::1]",
+            "::1",
+            "[fe80::1]",
+            "0.0.0.0",
+            "localhost",
+            "a.localhost",
+        ] {
+            assert!(is_local_host(h), "{h}");
+        }
+        for h in ["10.0.0.1", "reco.team.svc", "192.168.1.1", "[2001:db8::1]", "localhost.example.com"] {
+            assert!(!is_local_host(h), "{h}");
+        }
+    }
+}

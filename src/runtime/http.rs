@@ -5,17 +5,22 @@
 //! ([`Limits`]): connections are capped (past the cap the kernel's backlog waits, not a file descriptor, so the
 //! health port keeps its descriptors), headers must arrive within a deadline, a connection that stays idle is
 //! closed, an HTTP/2 connection carries a bounded number of streams, and request bodies in flight share a
-//! byte budget (past it: 503 at once). On shutdown the listener closes, in-flight requests finish, and idle
-//! keep-alive connections are closed (the API server otherwise keeps using connections to a terminating
-//! pod), with a deadline.
+//! byte budget (past it: 503 at once). Each [`Edge`] (the webhook's routes, the extender's) refuses a body
+//! declared over its own limit with 413 before anything is reserved, and a body that makes no progress for
+//! [`BODY_STALL`] is answered 408. One peer (an IP address) may hold at most half of the connections, the
+//! requests and the body bytes, so that one client cannot deny the port to the API server; every refusal is
+//! counted in `wpa_http_refused_total{reason}` and logged (at most once per reason every 10 s). On shutdown the
+//! listener closes, in-flight requests finish, and idle keep-alive connections are closed (the API server
+//! otherwise keeps using connections to a terminating pod), with a deadline.
 
 use std::{
-    net::SocketAddr,
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -26,10 +31,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
+};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
 };
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -46,8 +57,13 @@ pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 const H2_MAX_STREAMS: u32 = 32;
 /// The budget is counted in KiB (a semaphore counts in u32).
 const KIB: usize = 1024;
-/// What a body without a Content-Length reserves (and may not exceed): the largest AdmissionReview.
+/// What a body without a Content-Length reserves at most (and may not exceed): the largest AdmissionReview.
 const CHUNKED_BODY_RESERVE: usize = 3 * 1024 * 1024;
+/// A request body that sends nothing for this long is given up (408), whatever `?timeout=` allows: a client
+/// holding a request open without sending holds its share of the budgets.
+pub(crate) const BODY_STALL: Duration = Duration::from_secs(5);
+/// One peer's share of each budget: half, so that the API server always has the other half.
+const PEER_SHARE_DIVISOR: usize = 2;
 
 /// What one client may hold on the HTTPS port.
 #[derive(Clone, Copy, Debug)]
@@ -99,26 +115,202 @@ impl Limits {
     }
 }
 
-/// The budget of requests and body bytes in flight, shared by every route of the HTTPS port.
+/// A group of routes served on the HTTPS port, and the largest request body they take (refused with 413
+/// from its Content-Length, before anything is read or reserved).
+pub struct Edge {
+    pub router: Router,
+    pub max_body: usize,
+}
+
+/// Why the HTTPS port refused a request before (or while) reading it: counted, logged, and answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct RefusedLabels {
+    pub(crate) reason: &'static str,
+}
+
+/// The HTTPS port's own series: refusals by reason, connections open.
+pub struct HttpStats {
+    refused: Family<RefusedLabels, Counter>,
+    connections: Gauge,
+    /// When each reason was last logged, and how many refusals since.
+    logged: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+/// A refusal is logged at most this often per reason (a client can otherwise flood the log).
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl HttpStats {
+    /// Registers the series in `metrics`.
+    pub fn register(metrics: &Metrics) -> Arc<HttpStats> {
+        let stats = Arc::new(HttpStats {
+            refused: Family::default(),
+            connections: Gauge::default(),
+            logged: Mutex::default(),
+        });
+        metrics.with_registry(|r| {
+            r.register(
+                "wpa_http_refused",
+                "Requests and connections the HTTPS port refused to protect its budgets, by reason",
+                stats.refused.clone(),
+            );
+            r.register("wpa_http_connections", "HTTPS connections open", stats.connections.clone());
+        });
+        stats
+    }
+
+    fn refused(&self, reason: &'static str, peer: Option<IpAddr>) {
+        self.refused.get_or_create(&RefusedLabels { reason }).inc();
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let entry = logged.entry(reason).or_insert((now - LOG_EVERY, 0));
+        entry.1 += 1;
+        if now.duration_since(entry.0) >= LOG_EVERY {
+            let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+            tracing::warn!(reason, %peer, refused_since_last_line = entry.1, "HTTPS request refused to protect the port's budgets");
+            *entry = (now, 0);
+        }
+    }
+}
+
+/// What one peer holds, in the units of each budget.
+#[derive(Clone, Copy, Debug, Default)]
+struct PeerUse {
+    connections: usize,
+    requests: usize,
+    body_kib: usize,
+}
+
+/// The budgets of requests, body bytes and connections in flight, shared by every route of the HTTPS port,
+/// with each peer's part of them.
 #[derive(Clone)]
 pub(crate) struct Budget {
     requests: Arc<Semaphore>,
     body_kib: Arc<Semaphore>,
     limits: Limits,
+    /// What each peer holds; an entry leaves with the peer's last hold.
+    peers: Arc<Mutex<HashMap<IpAddr, PeerUse>>>,
+    stats: Arc<HttpStats>,
+}
+
+/// The largest part of `total` one peer may hold.
+fn peer_share(total: usize) -> usize {
+    (total / PEER_SHARE_DIVISOR).max(1)
+}
+
+/// A peer's hold on part of the budgets, released when dropped.
+struct PeerHold {
+    peers: Arc<Mutex<HashMap<IpAddr, PeerUse>>>,
+    peer: IpAddr,
+    held: PeerUse,
+}
+
+impl Drop for PeerHold {
+    fn drop(&mut self) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = peers.get_mut(&self.peer) {
+            u.connections -= self.held.connections;
+            u.requests -= self.held.requests;
+            u.body_kib -= self.held.body_kib;
+            if u.connections == 0 && u.requests == 0 && u.body_kib == 0 {
+                peers.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl Budget {
-    pub(crate) fn new(limits: Limits) -> Budget {
+    pub(crate) fn new(limits: Limits, stats: Arc<HttpStats>) -> Budget {
         let kib = u32::try_from(limits.max_body_bytes.div_ceil(KIB)).unwrap_or(u32::MAX) as usize;
         Budget {
             requests: Arc::new(Semaphore::new(limits.max_requests.max(1))),
             body_kib: Arc::new(Semaphore::new(kib.max(1))),
             limits,
+            peers: Arc::default(),
+            stats,
+        }
+    }
+
+    /// Takes `want` of the peer's part of the budgets, unless that would pass its share.
+    fn hold(&self, peer: IpAddr, want: PeerUse) -> Result<PeerHold, &'static str> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let u = peers.entry(peer).or_default();
+        let kib_total = self.limits.max_body_bytes.div_ceil(KIB);
+        if u.connections + want.connections > peer_share(self.limits.max_connections) {
+            return Err("peer_connections");
+        }
+        if u.requests + want.requests > peer_share(self.limits.max_requests) {
+            return Err("peer_requests");
+        }
+        if u.body_kib + want.body_kib > peer_share(kib_total) {
+            return Err("peer_bytes");
+        }
+        u.connections += want.connections;
+        u.requests += want.requests;
+        u.body_kib += want.body_kib;
+        drop(peers);
+        Ok(PeerHold { peers: self.peers.clone(), peer, held: want })
+    }
+}
+
+/// The peer of a request's connection (set by [`serve_tls`] on every request).
+#[derive(Clone, Copy, Debug)]
+struct Peer(IpAddr);
+
+/// Why a request got no answer from its handler: the HTTP edge's one typed rejection, as a JSON error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Rejection {
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the request body did not arrive within {0:?}")]
+    Slow(Duration),
+    #[error("the request body made no progress for {0:?}")]
+    Stalled(Duration),
+    #[error("cannot read the request body: {0}")]
+    Unreadable(String),
+    #[error("too many requests in flight; retry")]
+    Requests,
+    #[error("too many request bytes in flight; retry")]
+    Bytes,
+    #[error("this client holds its share of the port's requests or bytes in flight; retry")]
+    PeerShare,
+    /// The body was read, but is not what the route takes.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl Rejection {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Slow(_) | Rejection::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
+            Rejection::Requests | Rejection::Bytes | Rejection::PeerShare => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Unreadable(_) | Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A bounded label for metrics.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Rejection::TooLarge(_) => "too_large",
+            Rejection::Slow(_) => "timeout",
+            Rejection::Stalled(_) => "stalled",
+            Rejection::Unreadable(_) => "unreadable",
+            Rejection::Requests => "requests_busy",
+            Rejection::Bytes => "bytes_busy",
+            Rejection::PeerShare => "peer_share",
+            Rejection::Malformed(_) => "malformed",
         }
     }
 }
 
-fn refused(status: StatusCode, message: String) -> Response {
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        json_error(self.status(), self.to_string())
+    }
+}
+
+/// A JSON error answer: `{"error": message}`.
+pub(crate) fn json_error(status: StatusCode, message: String) -> Response {
     (
         status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -127,28 +319,62 @@ fn refused(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-/// The middleware that enforces a [`Budget`]: admission first, before a byte of the body is read.
-pub(crate) async fn within_budget(State(budget): State<Budget>, request: Request, next: Next) -> Response {
+/// Reads a whole request body: at most `max` bytes, all within `deadline`, and none of its frames more than
+/// [`BODY_STALL`] after the previous one.
+pub(crate) async fn read_body(
+    body: axum::body::Body,
+    max: usize,
+    deadline: Duration,
+) -> Result<Bytes, Rejection> {
+    let body = tower_http::timeout::TimeoutBody::new(BODY_STALL, body);
+    match tokio::time::timeout(deadline, Limited::new(body, max).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::TooLarge(max)),
+        Ok(Err(e)) if e.is::<tower_http::timeout::TimeoutError>() => Err(Rejection::Stalled(BODY_STALL)),
+        Ok(Err(e)) => Err(Rejection::Unreadable(e.to_string())),
+        Err(_) => Err(Rejection::Slow(deadline)),
+    }
+}
+
+/// The middleware that enforces a [`Budget`] for an [`Edge`] taking bodies up to `max_body`: admission
+/// first, before a byte of the body is read.
+async fn within_budget(
+    State((budget, max_body)): State<(Budget, usize)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request.extensions().get::<Peer>().map(|p| p.0);
+    let refuse = |r: Rejection| {
+        budget.stats.refused(r.reason(), peer);
+        r.into_response()
+    };
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if let Some(n) = declared
-        && n > budget.limits.max_request_body
+        && n > max_body
     {
-        return refused(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {} bytes", budget.limits.max_request_body),
-        );
+        return refuse(Rejection::TooLarge(max_body));
     }
-    let Ok(_request) = budget.requests.clone().try_acquire_owned() else {
-        return refused(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight; retry".into());
-    };
-    let reserve = declared.unwrap_or(CHUNKED_BODY_RESERVE.min(budget.limits.max_request_body));
+    let reserve = declared.unwrap_or(CHUNKED_BODY_RESERVE.min(max_body));
     let kib = u32::try_from(reserve.div_ceil(KIB).max(1)).unwrap_or(u32::MAX);
+    let _peer = match peer {
+        Some(ip) => match budget.hold(ip, PeerUse { connections: 0, requests: 1, body_kib: kib as usize }) {
+            Ok(hold) => Some(hold),
+            Err(reason) => {
+                budget.stats.refused(reason, peer);
+                return Rejection::PeerShare.into_response();
+            }
+        },
+        None => None,
+    };
+    let Ok(_request) = budget.requests.clone().try_acquire_owned() else {
+        return refuse(Rejection::Requests);
+    };
     let Ok(_bytes) = budget.body_kib.clone().try_acquire_many_owned(kib) else {
-        return refused(StatusCode::SERVICE_UNAVAILABLE, "too many request bytes in flight; retry".into());
+        return refuse(Rejection::Bytes);
     };
     let request = if declared.is_none() {
         // A body that did not say its length may not outgrow what it reserved.
@@ -172,17 +398,22 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
 }
 
-/// Serves `app` over TLS on `listener` within `limits` until `shutdown` is cancelled, then drains.
+/// Serves `edges` over TLS on `listener` within `limits` until `shutdown` is cancelled, then drains.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    app: Router,
+    edges: Vec<Edge>,
     limits: Limits,
+    stats: Arc<HttpStats>,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
-    let app = app.layer(axum::middleware::from_fn_with_state(Budget::new(limits), within_budget));
+    let budget = Budget::new(limits, stats.clone());
+    let app = edges.into_iter().fold(Router::new(), |app, edge| {
+        let state = (budget.clone(), edge.max_body.min(limits.max_request_body));
+        app.merge(edge.router.layer(axum::middleware::from_fn_with_state(state, within_budget)))
+    });
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         // A connection slot first: past the cap, new connections wait in the kernel's queue.
@@ -205,10 +436,25 @@ pub async fn serve_tls(
                 }
             },
         };
+        // One peer may not hold every connection slot: past its share, its new connections are closed.
+        let held = match budget.hold(peer.ip(), PeerUse { connections: 1, ..PeerUse::default() }) {
+            Ok(h) => h,
+            Err(reason) => {
+                stats.refused(reason, Some(peer.ip()));
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
+        let (acceptor, watcher, stats) = (acceptor.clone(), graceful.watcher(), stats.clone());
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut r: http::Request<hyper::body::Incoming>| {
+                r.extensions_mut().insert(Peer(peer.ip()));
+                r
+            },
+        );
         tokio::spawn(async move {
-            let _slot = slot;
+            let (_slot, _held, _open) = (slot, held, Open::count(stats));
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -240,6 +486,22 @@ pub async fn serve_tls(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("webhook server drained"),
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("webhook server drain timed out"),
+    }
+}
+
+/// An open connection, counted in `wpa_http_connections` while it lives.
+struct Open(Arc<HttpStats>);
+
+impl Open {
+    fn count(stats: Arc<HttpStats>) -> Open {
+        stats.connections.inc();
+        Open(stats)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.connections.dec();
     }
 }
 
@@ -329,9 +591,22 @@ pub(crate) struct Readiness {
     pub(crate) caches_synced: Arc<AtomicBool>,
     /// Set when shutdown starts, so load balancers stop sending traffic first.
     pub(crate) stopping: Arc<AtomicBool>,
+    /// Set when a part of the process that must run until shutdown ended (a bug): `/healthz` fails, so that
+    /// the kubelet restarts the process instead of leaving it half alive.
+    pub(crate) died: Arc<std::sync::Mutex<Option<&'static str>>>,
 }
 
 impl Readiness {
+    /// Notes that `what` ended before shutdown.
+    pub(crate) fn died(&self, what: &'static str) {
+        *self.died.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+    }
+
+    /// What ended that should not have, if anything.
+    pub(crate) fn dead(&self) -> Option<&'static str> {
+        *self.died.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn problems(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.tls.as_ref().is_some_and(|t| !t.is_loaded()) {
@@ -356,7 +631,15 @@ struct HealthState {
 /// `/healthz`, `/readyz` and `/metrics`.
 pub(crate) fn health_router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz",
+            get(|State(s): State<HealthState>| async move {
+                match s.readiness.dead() {
+                    None => (StatusCode::OK, "ok\n".to_string()),
+                    Some(what) => (StatusCode::SERVICE_UNAVAILABLE, format!("{what} stopped\n")),
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(|State(s): State<HealthState>| async move {

@@ -23,13 +23,14 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use http_body_util::{BodyExt, Limited};
-use serde_json::json;
 
 use crate::{
     api,
     engine::validation::AdmissionLimits,
-    runtime::registry::{AdmissionLabels, Metrics},
+    runtime::{
+        http::{Rejection, json_error, read_body},
+        registry::{AdmissionLabels, Metrics},
+    },
 };
 pub use index::TargetIndex;
 use review::{ObjectIn, RequestIn, ResponseOut, ReviewIn, ReviewOut, StatusOut};
@@ -88,17 +89,17 @@ impl Endpoint {
     }
 }
 
+/// The webhook's routes as an edge of the HTTPS port: AdmissionReviews up to [`MAX_BODY`].
+pub fn edge(state: WebhookState) -> crate::runtime::http::Edge {
+    crate::runtime::http::Edge { router: router(state), max_body: MAX_BODY }
+}
+
 /// The webhook's routes.
 pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/validate", post(|s: State<WebhookState>, r: Request| handle(s, Endpoint::Validate, r)))
         .route("/mutate", post(|s: State<WebhookState>, r: Request| handle(s, Endpoint::Mutate, r)))
         .with_state(state)
-}
-
-fn json_error(status: StatusCode, message: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], json!({ "error": message }).to_string())
-        .into_response()
 }
 
 /// The `timeout` query parameter the API server appends (`?timeout=10s`), within the 1 s to 30 s the API
@@ -137,15 +138,9 @@ async fn handle(State(state): State<WebhookState>, endpoint: Endpoint, request: 
     let timeout = parse_timeout(request.uri().query()).unwrap_or(DEFAULT_TIMEOUT);
     // Leave the API server time to read the answer.
     let budget = timeout.mul_f64(0.8);
-    let answer = match tokio::time::timeout(budget, answer(&state, endpoint, request)).await {
+    let answer = match tokio::time::timeout(budget, answer(&state, endpoint, request, budget)).await {
         Ok(a) => a,
-        Err(_) => Answer {
-            response: json_error(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("the request was not received within {budget:?}"),
-            ),
-            labels: labels(endpoint, "", "", false, "timeout"),
-        },
+        Err(_) => rejected(endpoint, Rejection::Slow(budget)),
     };
     state.metrics.admission.record(&answer.labels, started.elapsed().as_secs_f64());
     answer.response
@@ -180,49 +175,33 @@ fn labels(
     }
 }
 
-async fn answer(state: &WebhookState, endpoint: Endpoint, request: Request) -> Answer {
-    let bad = |status: StatusCode, reason: &'static str, message: String| Answer {
-        response: json_error(status, message),
-        labels: labels(endpoint, "", "", false, reason),
-    };
+/// A request that got no decision, answered and counted.
+fn rejected(endpoint: Endpoint, r: Rejection) -> Answer {
+    let labels = labels(endpoint, "", "", false, r.reason());
+    Answer { response: r.into_response(), labels }
+}
+
+async fn answer(state: &WebhookState, endpoint: Endpoint, request: Request, deadline: Duration) -> Answer {
     let body: Body = request.into_body();
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return bad(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the request body is larger than {MAX_BODY} bytes"),
-            );
-        }
-        Err(e) => {
-            return bad(StatusCode::BAD_REQUEST, "unreadable", format!("cannot read the request body: {e}"));
-        }
+    let bytes = match read_body(body, MAX_BODY, deadline).await {
+        Ok(b) => b,
+        Err(r) => return rejected(endpoint, r),
     };
+    let malformed = |m: String| rejected(endpoint, Rejection::Malformed(m));
     let review = match ReviewIn::parse(&bytes) {
         Ok(r) => r,
-        Err(e) => {
-            return bad(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                format!("the body is not an AdmissionReview: {e}"),
-            );
-        }
+        Err(e) => return malformed(format!("the body is not an AdmissionReview: {e}")),
     };
     if review.kind != "AdmissionReview"
         || !matches!(review.api_version.as_str(), "admission.k8s.io/v1" | "admission.k8s.io/v1beta1")
     {
-        return bad(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!(
-                "expected kind AdmissionReview of admission.k8s.io/v1 or v1beta1, got kind {:?} of {:?}",
-                review.kind, review.api_version
-            ),
-        );
+        return malformed(format!(
+            "expected kind AdmissionReview of admission.k8s.io/v1 or v1beta1, got kind {:?} of {:?}",
+            review.kind, review.api_version
+        ));
     }
     let Some(request) = review.request else {
-        return bad(StatusCode::BAD_REQUEST, "malformed", "the AdmissionReview has no request".into());
+        return malformed("the AdmissionReview has no request".into());
     };
     let verdict = decide(state, endpoint, &request);
     if !verdict.allowed {

@@ -187,7 +187,10 @@ pub(crate) async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Resu
         server::bind("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?).await.map_err(|e| e.to_string())?;
     println!("{}", listener.local_addr().map_err(|e| e.to_string())?.port());
     let tls = tls::server_config(store).map_err(|e| e.to_string())?;
-    server::serve_tls(listener, tls, app, server::Limits::default(), shutdown).await;
+    // The webhook's own limit on both sides: the bare handler is measured through the same edge.
+    let edge = server::Edge { router: app, max_body: crate::webhook::MAX_BODY };
+    let stats = server::HttpStats::register(&crate::runtime::registry::Metrics::new());
+    server::serve_tls(listener, tls, vec![edge], server::Limits::default(), stats, shutdown).await;
     Ok(())
 }
 
