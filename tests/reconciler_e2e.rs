@@ -617,3 +617,54 @@ async fn an_hpa_created_after_the_wpa_is_reported_as_a_conflict() {
         .expect("the conflict is over");
     drop(serve);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_by_sigterm_releases_its_lease_at_once_and_scales_no_more() {
+    let c = ScalingCluster::start().await;
+    c.deployment("handoff", "svc", 1).await.expect("deployment");
+    c.metrics.set("svc-qps", 150.0);
+    let extra = "  upscaleForbiddenWindowSeconds: 1\n";
+    c.apply_wpa(&wpa_yaml("handoff", "svc", "svc", "svc-qps", "100", "50", extra)).await.unwrap();
+    // The default Lease timings: without a release, the follower waits out 15 s after the last renewal.
+    let lease = ["--lease-namespace", "default"];
+    let a = reconciler(&c, "a", &[&lease[..], &["--identity", "replica-a"]].concat()).await;
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(c.cluster.client(), "default");
+    let holder =
+        async || leases.get("watermarkpodautoscaler-lock").await.ok().and_then(|l| l.spec?.holder_identity);
+    support::wait_for(20 * SECOND, || async {
+        if holder().await.as_deref() == Some("replica-a") {
+            Ok(())
+        } else {
+            Err("a does not lead".to_string())
+        }
+    })
+    .await
+    .expect("replica-a leads");
+    c.wait_scale("handoff", "svc", 2, 30 * SECOND).await.expect("a scales");
+    let b = reconciler(&c, "b", &[&lease[..], &["--identity", "replica-b"]].concat()).await;
+    // A metric that asks for more: whoever leads scales at once (1 s window).
+    c.wait_ready_pods("handoff", "svc", 2, 30 * SECOND).await.unwrap();
+    a.signal_terminate();
+    let stopped = Instant::now();
+    c.metrics.set("svc-qps", 280.0);
+    support::wait_for(10 * SECOND, || async {
+        if holder().await.as_deref() == Some("replica-b") {
+            Ok(())
+        } else {
+            Err("b does not lead".to_string())
+        }
+    })
+    .await
+    .expect("b leads within seconds of a's SIGTERM, not after a lease duration");
+    let handover = stopped.elapsed();
+    assert!(handover < 8 * SECOND, "handover took {handover:?}");
+    c.wait_scale("handoff", "svc", 3, 30 * SECOND).await.expect("the new leader scales");
+    let log = a.log();
+    assert!(log.contains("leader lease released"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let after_sigterm =
+        log.lines().skip_while(|l| !l.contains("shutting down")).collect::<Vec<_>>().join("\n");
+    assert!(!after_sigterm.contains("Successful rescale"), "a scaled after SIGTERM: {after_sigterm}");
+    assert!(b.log().contains("Successful rescale"), "b made the next scale");
+}

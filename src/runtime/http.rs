@@ -723,4 +723,24 @@ mod tests {
         assert!(text.contains("test_series{wpa=\"w19999\"} 1"), "every series is in the scrape");
         assert!(text.ends_with("# EOF\n"), "the exposition is complete");
     }
+
+    async fn healthz(readiness: &Readiness) -> (StatusCode, String) {
+        let app = health_router(readiness.clone(), Arc::new(Metrics::new()));
+        let request = Request::get("/healthz").body(axum::body::Body::empty()).expect("a request");
+        let response = tower::ServiceExt::oneshot(app, request).await.expect("an answer");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("the body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_once_a_part_that_must_run_has_stopped() {
+        let readiness = Readiness::default();
+        assert_eq!(healthz(&readiness).await, (StatusCode::OK, "ok\n".to_string()));
+        readiness.died("the reconciler");
+        assert_eq!(
+            healthz(&readiness).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "the reconciler stopped\n".to_string())
+        );
+    }
 }

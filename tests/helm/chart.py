@@ -86,6 +86,15 @@ MATRIX: dict[str, dict[str, Any]] = {
         }
     },
     "scheduler-extender-self-signed": {"values": {"tls": {"mode": "selfSigned"}, "schedulerExtender": {"enabled": True}}},
+    "network-policy": {
+        "values": {
+            "networkPolicy": {
+                "enabled": True,
+                "apiServerCIDRs": ["10.0.0.0/24", "192.0.2.10/32"],
+                "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+            }
+        }
+    },
 }
 
 # Values that values.schema.json must refuse, and values that templates must refuse (`fail`).
@@ -102,6 +111,8 @@ SCHEMA_REJECTS: dict[str, dict[str, Any]] = {
     "schedulerExtender.configApiVersion=v2": {"schedulerExtender": {"configApiVersion": "kubescheduler.config.k8s.io/v2"}},
     "schedulerExtender.weight=0": {"schedulerExtender": {"weight": 0}},
     "schedulerExtender.httpTimeout=1": {"schedulerExtender": {"httpTimeout": 1}},
+    "networkPolicy enabled without apiServerCIDRs": {"networkPolicy": {"enabled": True}},
+    "networkPolicy.apiServerCIDRs not a CIDR": {"networkPolicy": {"enabled": True, "apiServerCIDRs": ["apiserver"]}},
 }
 RENDER_REJECTS: dict[str, dict[str, Any]] = {
     "selfSigned with replicaCount=2": {"tls": {"mode": "selfSigned"}, "replicaCount": 2},
@@ -325,6 +336,14 @@ def expectations(
     if name == "service-monitor":
         sm = find(docs, "ServiceMonitor")[0]
         want(sm["spec"]["endpoints"][0]["port"] == "metrics" and sm["metadata"]["labels"].get("release") == "prom", "ServiceMonitor endpoint/labels")
+    netpol = find(docs, "NetworkPolicy")
+    want(len(netpol) == int(name == "network-policy"), "NetworkPolicy only when enabled")
+    if name == "network-policy" and netpol:
+        ingress = netpol[0]["spec"]["ingress"]
+        want(ingress[0]["ports"] == [{"port": "webhook", "protocol": "TCP"}], "NetworkPolicy: the webhook port")
+        want(ingress[0]["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}, {"ipBlock": {"cidr": "192.0.2.10/32"}}], "NetworkPolicy: the API server's CIDRs only")
+        want(ingress[1] == {"ports": [{"port": "http", "protocol": "TCP"}], "from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}, "NetworkPolicy: metricsFrom on the metrics port")
+        want(netpol[0]["spec"]["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"], "NetworkPolicy selects the pods")
     policies = {h["name"]: h["failurePolicy"] for h in hooks}
     wpa_policy = "Ignore" if name == "failure-policy-ignore" else "Fail"
     update_policy = "Fail" if name == "update-failure-policy-fail" else "Ignore"

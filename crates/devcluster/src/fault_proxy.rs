@@ -1,11 +1,12 @@
 //! A plain-HTTP proxy in front of the API server that fails on cue, for tests of what a client does when the
-//! API server goes away at one exact moment (which killing the real process cannot hit deterministically).
+//! API server fails at one exact moment (which killing the real process cannot hit deterministically).
 //!
 //! The client under test gets a kubeconfig naming `http://127.0.0.1:PORT` and its own token; the proxy
-//! forwards every request (watches stream through) to the API server over TLS. When the first request
-//! matching the [`Trigger`] has been answered by the API server, the proxy "stops": the answer is not
-//! delivered (the connection is dropped, as by a server that died after committing the write), every open
-//! connection is cut, and new connections are closed at once, for `down_for`. Then it serves again.
+//! forwards every request (watches stream through) to the API server over TLS. A request matching the
+//! [`Trigger`] meets the [`Fault`]: its answer vanishes and the proxy goes down for a while (a server that
+//! died after committing the write), its answer is replaced by a 5xx (a write etcd committed that the API
+//! server reported as failed), its answer is held while the client is cut off (a partition, or a paused
+//! process), or the target's count is changed just before the write (a concurrent `kubectl scale`).
 
 use std::{
     net::SocketAddr,
@@ -28,19 +29,53 @@ use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::{net::TcpListener, sync::Notify};
 
-/// Which request makes the proxy stop.
+/// Which requests meet the fault.
 #[derive(Clone, Debug)]
 pub struct Trigger {
     pub method: http::Method,
     /// The request path ends with this (e.g. `/scale`).
     pub path_suffix: String,
+    /// The request body contains this (e.g. `SuccessfulScale`: a status that records a scale).
+    pub body_contains: Option<String>,
+    /// Every matching request meets the fault, not only the first.
+    pub every: bool,
+}
+
+impl Trigger {
+    /// The first PATCH whose path ends with `suffix`.
+    pub fn first_patch(suffix: &str) -> Trigger {
+        Trigger { method: http::Method::PATCH, path_suffix: suffix.into(), body_contains: None, every: false }
+    }
+
+    fn matches(&self, method: &http::Method, path: &str, body: &[u8]) -> bool {
+        *method == self.method
+            && path.ends_with(&self.path_suffix)
+            && self
+                .body_contains
+                .as_ref()
+                .is_none_or(|needle| body.windows(needle.len().max(1)).any(|w| w == needle.as_bytes()))
+    }
+}
+
+/// What happens to a request that matches the [`Trigger`].
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Forwarded; its answer never delivered; every connection cut and new ones closed for `down_for`.
+    Vanish { down_for: Duration },
+    /// Forwarded; answered `status` (a Kubernetes Status) instead of the API server's answer.
+    Answer { status: u16 },
+    /// Forwarded; its answer held for `hold`, while every other request of the client is refused.
+    Hold { hold: Duration },
+    /// Before it is forwarded, the target's `spec.replicas` is set one above the value its JSON Patch
+    /// `test`s (with the client's own credentials), as a concurrent `kubectl scale` would.
+    Race,
 }
 
 struct Shared {
     upstream: String,
     client: reqwest::Client,
     trigger: Trigger,
-    down_for: Duration,
+    fault: Fault,
     fired: AtomicBool,
     down_until: Mutex<Option<Instant>>,
     /// Woken when the proxy stops: every connection is dropped.
@@ -70,13 +105,8 @@ impl Drop for FaultProxy {
 
 impl FaultProxy {
     /// A proxy to `upstream` (`https://127.0.0.1:PORT`, trusting the CA in `ca_pem`) that stops for
-    /// `down_for` once a request matching `trigger` has been answered upstream.
-    pub async fn start(
-        upstream: &str,
-        ca_pem: &Path,
-        trigger: Trigger,
-        down_for: Duration,
-    ) -> Result<FaultProxy> {
+    /// `fault` on the requests that match `trigger`.
+    pub async fn start(upstream: &str, ca_pem: &Path, trigger: Trigger, fault: Fault) -> Result<FaultProxy> {
         use rustls::pki_types::{CertificateDer, pem::PemObject};
         let mut roots = rustls::RootCertStore::empty();
         for cert in
@@ -98,7 +128,7 @@ impl FaultProxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             client,
             trigger,
-            down_for,
+            fault,
             fired: AtomicBool::new(false),
             down_until: Mutex::new(None),
             cut: Notify::new(),
@@ -135,7 +165,7 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
-    /// Whether the trigger fired, and the API server's answers to the requests that matched it.
+    /// The API server's answers to the requests that met the fault (0: none).
     pub fn triggered(&self) -> Vec<u16> {
         self.shared.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -149,27 +179,82 @@ impl FaultProxy {
     }
 }
 
+/// A Kubernetes Status answer.
+fn status_answer(code: u16) -> Response {
+    let (reason, message) = match code {
+        500 => ("InternalError", "rpc error: code = Unavailable desc = transport is closing"),
+        504 => ("Timeout", "Timeout: request did not complete within requested timeout 34s"),
+        _ => ("ServiceUnavailable", "the server is currently unable to handle the request"),
+    };
+    let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code});
+    Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// The value a JSON Patch body `test`s, if any.
+fn tested_value(body: &[u8]) -> Option<i64> {
+    let ops: Vec<serde_json::Value> = serde_json::from_slice(body).ok()?;
+    ops.iter().find(|o| o["op"] == "test").and_then(|o| o["value"].as_i64())
+}
+
 async fn forward(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let body: Bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let mut upstream = s.client.request(parts.method.clone(), format!("{}{path}", s.upstream)).body(body);
-    for (name, value) in &parts.headers {
-        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
-            upstream = upstream.header(name, value);
+    if s.is_down() {
+        return status_answer(503);
+    }
+    // The client's request, or another with its credentials and `content_type`.
+    let request = |body: Bytes, method: http::Method, path: &str, content_type: Option<&str>| {
+        let mut upstream = s.client.request(method, format!("{}{path}", s.upstream)).body(body);
+        for (name, value) in &parts.headers {
+            let replaced = content_type.is_some() && name == http::header::CONTENT_TYPE;
+            if name != http::header::HOST && name != http::header::CONTENT_LENGTH && !replaced {
+                upstream = upstream.header(name, value);
+            }
+        }
+        if let Some(t) = content_type {
+            upstream = upstream.header(http::header::CONTENT_TYPE, t);
+        }
+        upstream
+    };
+    let matches = s.trigger.matches(&parts.method, parts.uri.path(), &body)
+        && (s.trigger.every || !s.fired.swap(true, Ordering::SeqCst));
+    if matches && let Fault::Race = s.fault {
+        // The concurrent change lands first, through the same credentials.
+        if let Some(tested) = tested_value(&body) {
+            let change = serde_json::json!({"spec": {"replicas": tested + 1}}).to_string();
+            let merge = Some("application/merge-patch+json");
+            match request(Bytes::from(change), http::Method::PATCH, parts.uri.path(), merge).send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => eprintln!("[fault-proxy] the concurrent change was refused: {}", r.status()),
+                Err(e) => eprintln!("[fault-proxy] the concurrent change failed: {e}"),
+            }
         }
     }
-    let matches = parts.method == s.trigger.method && parts.uri.path().ends_with(&s.trigger.path_suffix);
-    let answer = upstream.send().await;
-    if matches && !s.fired.swap(true, Ordering::SeqCst) {
-        s.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(answer.as_ref().map_or(0, |r| r.status().as_u16()));
-        // The write is committed upstream; the client never learns it.
-        *s.down_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + s.down_for);
-        s.cut.notify_waiters();
-        std::future::pending::<()>().await;
+    let answer = request(body, parts.method.clone(), &path, None).send().await;
+    if matches {
+        let code = answer.as_ref().map_or(0, |r| r.status().as_u16());
+        s.seen.lock().unwrap_or_else(|p| p.into_inner()).push(code);
+        match s.fault {
+            Fault::Vanish { down_for } => {
+                // The write is committed upstream; the client never learns it.
+                *s.down_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + down_for);
+                s.cut.notify_waiters();
+                std::future::pending::<()>().await;
+            }
+            Fault::Answer { status } => return status_answer(status),
+            Fault::Hold { hold } => {
+                // Everything else of this client is refused meanwhile: it cannot renew its Lease.
+                *s.down_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + hold);
+                tokio::time::sleep(hold).await;
+            }
+            Fault::Race => {}
+        }
     }
     match answer {
         Ok(r) => {

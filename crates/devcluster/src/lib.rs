@@ -22,7 +22,7 @@ use std::{
 use anyhow::{Context, Result};
 
 pub use cluster::{LocalCluster, Options, find_binaries, is_pod_ready, wait_for};
-pub use fault_proxy::{FaultProxy, Trigger};
+pub use fault_proxy::{Fault, FaultProxy, Trigger};
 pub use https::HttpsServer;
 pub use netns::{LoopbackRelay, NetnsHost};
 pub use pki::TlsIdentity;
