@@ -508,3 +508,37 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn cpu_pods_that_became_ready_within_the_readiness_delay_are_named_as_such() {
+    let w = wpa(
+        serde_json::json!({"readinessDelaySeconds": 30, "metrics": [{"type": "Resource", "resource": {
+        "name": "cpu", "metricSelector": {"matchLabels": {"app": "web"}}, "highWatermark": "400m", "lowWatermark": "200m"}}]}),
+    );
+    // Started 700 s ago, Ready 10 s later: within the 30 s delay, so upstream's rule ignores them for good.
+    let mut p = pods(3);
+    for pod in &mut p {
+        pod.ready.as_mut().expect("a Ready condition").last_transition =
+            Some(now() - Duration::from_secs(690));
+    }
+    let usage: std::collections::BTreeMap<String, i64> =
+        p.iter().map(|pod| (pod.name.clone(), 300)).collect();
+    let metrics = [MetricObservation::Resource(Ok(usage))];
+    let obs = Observation {
+        target: Ok(scale(3)),
+        pods: Ok(&p),
+        metrics: &metrics,
+        recommendation: None,
+        monitor: MonitorObservation::NotRequested,
+        conflicts: &[],
+    };
+    let d = decide(&w, &obs, now());
+    let (_, _, message) = condition(&d.outcome, "ScalingActive");
+    assert!(
+        message.contains(
+            "all 3 pods are ignored for cpu: each became Ready within readinessDelaySeconds (30s) of starting"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("pending or failed"), "{message}");
+}

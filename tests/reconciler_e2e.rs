@@ -658,6 +658,7 @@ async fn a_leader_stopped_by_sigterm_releases_its_lease_at_once_and_scales_no_mo
     .await
     .expect("b leads within seconds of a's SIGTERM, not after a lease duration");
     let handover = stopped.elapsed();
+    eprintln!("handover {handover:?} after SIGTERM");
     assert!(handover < 8 * SECOND, "handover took {handover:?}");
     c.wait_scale("handoff", "svc", 3, 30 * SECOND).await.expect("the new leader scales");
     let log = a.log();

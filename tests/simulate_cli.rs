@@ -181,12 +181,12 @@ fn bad_input_is_one_clear_line_with_exit_code_2() {
         (
             &WPA.replace("minReplicas: 2", "minReplicas: 20"),
             "timestamp,metric,value\n0,qps,1\n",
-            "wpa simulate: wpa.yaml: invalid WPA: spec.maxReplicas: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum",
+            "wpa simulate: wpa.yaml: invalid WPA: spec.maxReplicas: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum (minReplicas 20 > maxReplicas 10)",
         ),
         (
             &WPA.replace("highWatermark: \"100\"", "highWatermark: \"10\""),
             "timestamp,metric,value\n0,qps,1\n",
-            "wpa simulate: wpa.yaml: invalid WPA: spec.metrics[0].external.lowWatermark: low WaterMark of External metric qps{map[app:web]} has to be strictly inferior to the High Watermark",
+            "wpa simulate: wpa.yaml: invalid WPA: spec.metrics[0].external.lowWatermark: low WaterMark of External metric qps{map[app:web]} has to be strictly inferior to the High Watermark (lowWatermark 50 > highWatermark 10)",
         ),
         (
             // Misspelled: never a zero-width band copied from the other watermark.

@@ -127,7 +127,7 @@ async fn validate_refuses_every_upstream_and_stricter_rule_with_its_path() {
     let cases: Vec<(Value, &str)> = vec![
         (
             json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 5, "maxReplicas": 3}),
-            "spec.maxReplicas: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum",
+            "spec.maxReplicas: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum (minReplicas 5 > maxReplicas 3)",
         ),
         (
             json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "", "name": "web"}, "maxReplicas": 3}),
@@ -169,7 +169,7 @@ async fn validate_refuses_every_upstream_and_stricter_rule_with_its_path() {
         (
             json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
                    "metrics": [{"type": "External", "external": {"metricName": "qps", "highWatermark": "5"}}]}),
-            "spec.metrics[0].external.metricSelector: missing Labels for the External metric qps; spec.metrics[0].external.lowWatermark: required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling)",
+            "spec.metrics[0].external.metricSelector: missing Labels for the External metric qps (add metricSelector: {matchLabels: {...}} with the tags the metric is queried with, e.g. {app: web}); spec.metrics[0].external.lowWatermark: required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling)",
         ),
         (
             json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
@@ -720,4 +720,20 @@ async fn a_recommender_on_the_node_itself_or_the_metadata_address_is_refused_unl
     let service =
         admit(state(TargetIndex::new()), "/validate", &create(reco("http://reco.team.svc:8080/r"))).await;
     assert!(allowed(&service), "{service}");
+}
+
+#[tokio::test]
+async fn a_zero_width_band_and_a_resource_metric_without_selector_say_how_to_fix() {
+    let mut equal = valid_spec();
+    equal["metrics"][0]["external"]["lowWatermark"] = json!("100");
+    assert_eq!(
+        denial(&admit(state(TargetIndex::new()), "/validate", &create(equal)).await),
+        "spec.metrics[0].external.lowWatermark: must be below highWatermark, got both 100: a band of zero width scales on every wobble of the value"
+    );
+    let mut cpu = valid_spec();
+    cpu["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu", "highWatermark": "400m", "lowWatermark": "200m"}}]);
+    assert_eq!(
+        denial(&admit(state(TargetIndex::new()), "/validate", &create(cpu)).await),
+        "spec.metrics[0].resource.metricSelector: missing Labels for the Resource metric cpu (add metricSelector: {matchLabels: {...}} with the labels of the target's pods (its spec.selector.matchLabels): their usage is what the watermarks are compared with)"
+    );
 }

@@ -22,7 +22,7 @@ use crate::{
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ExplainArgs {
-    /// Name of the WatermarkPodAutoscaler.
+    /// Name of the WatermarkPodAutoscaler, or NAMESPACE/NAME.
     pub(crate) name: String,
     /// Its namespace [default: the kubeconfig context's].
     #[arg(short = 'n', long, env = "WPA_NAMESPACE")]
@@ -44,19 +44,38 @@ pub(crate) enum ExplainError {
     Client(#[from] ClientError),
     #[error("cannot read WatermarkPodAutoscaler {namespace}/{name}: {error}")]
     Get { namespace: String, name: String, error: String },
+    #[error("{given} names namespace {from_name}, and -n names {flag}: give one of them")]
+    TwoNamespaces { given: String, from_name: String, flag: String },
+}
+
+/// The namespace and name asked for: `NAME` with `-n`, or `NAMESPACE/NAME` as kubectl prints them.
+fn target(args: &ExplainArgs, default_namespace: &str) -> Result<(String, String), ExplainError> {
+    match args.name.split_once('/') {
+        Some((ns, name)) => match &args.namespace {
+            Some(flag) if flag != ns => Err(ExplainError::TwoNamespaces {
+                given: args.name.clone(),
+                from_name: ns.to_string(),
+                flag: flag.clone(),
+            }),
+            _ => Ok((ns.to_string(), name.to_string())),
+        },
+        None => {
+            Ok((args.namespace.clone().unwrap_or_else(|| default_namespace.to_string()), args.name.clone()))
+        }
+    }
 }
 
 /// Reads everything and returns the trace.
 pub(crate) async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
     let client = kube_client(args.kubeconfig.as_deref(), None).await?;
-    let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+    let (namespace, name) = target(args, client.default_namespace())?;
     let api: Api<WatermarkPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
-    let wpa = api.get(&args.name).await.map_err(|e| ExplainError::Get {
+    let wpa = api.get(&name).await.map_err(|e| ExplainError::Get {
         namespace: namespace.clone(),
-        name: args.name.clone(),
+        name: name.clone(),
         error: match e {
             kube::Error::Api(s) => s.message,
-            other => other.to_string(),
+            other => crate::runtime::client::describe(&other),
         },
     })?;
     let sources = Sources {
@@ -159,6 +178,24 @@ pub(crate) fn render(
         "  spec.replicas {} (every decision starts from it), status.replicas {}, selector {:?}",
         scale.spec_replicas, scale.status_replicas, scale.selector
     );
+    // A count outside the bounds is corrected by a pass that can read its metrics: say it is waiting.
+    if matches!(d.combined, Some(Err(_))) {
+        let (min, max) = (spec.min_replicas.unwrap_or(1), spec.max_replicas.unwrap_or(0));
+        let outside = if scale.spec_replicas > max {
+            Some(format!("above maxReplicas {max}"))
+        } else if scale.spec_replicas < min && scale.spec_replicas > 0 {
+            Some(format!("below minReplicas {min}"))
+        } else {
+            None
+        };
+        if let Some(outside) = outside {
+            let _ = writeln!(
+                o,
+                "  spec.replicas {} is {outside}: it is corrected once the metrics can be read (a failing metric stops the pass before the correction, as upstream)",
+                scale.spec_replicas
+            );
+        }
+    }
     match &inputs.pods {
         Ok(p) => {
             let skip = pods::should_skip_owner_check(wpa.metadata.annotations.as_ref());
@@ -308,4 +345,32 @@ fn finish(mut o: String, wpa: &WatermarkPodAutoscaler, d: &Decision<'_>) -> Stri
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(name: &str, namespace: Option<&str>) -> ExplainArgs {
+        ExplainArgs {
+            name: name.into(),
+            namespace: namespace.map(String::from),
+            kubeconfig: None,
+            metric_max_age: std::time::Duration::ZERO,
+            cluster_name: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_wpa_is_named_as_kubectl_prints_it_or_with_n() {
+        let ok = |a: ExplainArgs| target(&a, "ctx").map_err(|e| e.to_string());
+        assert_eq!(ok(args("web", None)), Ok(("ctx".into(), "web".into())));
+        assert_eq!(ok(args("web", Some("shop"))), Ok(("shop".into(), "web".into())));
+        assert_eq!(ok(args("shop/web", None)), Ok(("shop".into(), "web".into())));
+        assert_eq!(ok(args("shop/web", Some("shop"))), Ok(("shop".into(), "web".into())));
+        assert_eq!(
+            ok(args("shop/web", Some("other"))),
+            Err("shop/web names namespace shop, and -n names other: give one of them".into())
+        );
+    }
 }

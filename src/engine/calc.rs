@@ -440,9 +440,10 @@ pub fn resource(
     let eligible = pods.len() as i64 - groups.ignored.len() as i64;
     if eligible <= 0 {
         // Upstream divides by zero here (and recovers from the panic); we say why instead.
-        return Err(CalcError::new(format!(
-            "none of the {} pods of the target can be counted: all are pending or failed",
-            pods.len()
+        return Err(CalcError::new(none_counted(
+            pods.len(),
+            &groups.why_ignored,
+            spec.readiness_delay_seconds,
         )));
     }
     let ready = groups.ready.len() as i32;
@@ -462,6 +463,26 @@ pub fn resource(
     let usage = sum as f64 / if spec.average { f64::from(ready) } else { 1.0 };
     let (low, high) = band;
     Ok(replica_count_for_usage(spec, scale.spec_replicas, ready, usage, low, high))
+}
+
+/// Why no pod of the Resource path could be counted, in words that say what to change.
+fn none_counted(pods: usize, why: &pods::Ignored, delay: i32) -> String {
+    if why.ready_within_delay == pods {
+        return format!(
+            "all {pods} pods are ignored for cpu: each became Ready within readinessDelaySeconds ({delay}s) of starting, and such a pod is not counted until its Ready condition changes again (upstream's rule); set readinessDelaySeconds below the time the pods take to become Ready"
+        );
+    }
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (why.pending_or_failed, "pending or failed"),
+        (why.not_ready, "not ready"),
+        (why.ready_within_delay, &*format!("ready within readinessDelaySeconds ({delay}s) of starting")),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    format!("none of the {pods} pods of the target can be counted: {}", parts.join(", "))
 }
 
 /// A recommender's answer (`ReplicaRecommendationResponse`).

@@ -181,6 +181,19 @@ pub struct PodGroups {
     pub missing: BTreeSet<String>,
     /// Pods that fail the owner check: neither ready nor ignored, but in the ratio's denominator.
     pub unowned: BTreeSet<String>,
+    /// Why the pods of `ignored` are: to say so when none is left.
+    pub why_ignored: Ignored,
+}
+
+/// How many pods were ignored, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ignored {
+    pub pending_or_failed: usize,
+    /// cpu: Ready is False (or not reported yet).
+    pub not_ready: usize,
+    /// cpu: Ready, but it became so within `readinessDelaySeconds` of the pod's start (upstream's rule ignores
+    /// such a pod until its Ready condition changes again).
+    pub ready_within_delay: usize,
 }
 
 /// `groupPods`: for `cpu`, a pod whose Ready condition last changed within `readinessDelaySeconds` of its
@@ -201,6 +214,7 @@ pub fn group_pods(
         }
         if matches!(pod.phase, PodPhase::Failed | PodPhase::Pending) {
             g.ignored.insert(pod.name.clone());
+            g.why_ignored.pending_or_failed += 1;
             continue;
         }
         if !with_metrics.contains(pod.name.as_str()) {
@@ -211,12 +225,21 @@ pub fn group_pods(
             let initializing = match (&pod.ready, pod.start_time) {
                 (Some(ready), Some(start)) => {
                     let transition = ready.last_transition.unwrap_or(Timestamp::MIN);
-                    ready.status == ConditionStatus::False
-                        || start.checked_add(delay(readiness_delay_seconds)).map_or(true, |s| s > transition)
+                    if ready.status == ConditionStatus::False {
+                        Some(&mut g.why_ignored.not_ready)
+                    } else if start
+                        .checked_add(delay(readiness_delay_seconds))
+                        .map_or(true, |s| s > transition)
+                    {
+                        Some(&mut g.why_ignored.ready_within_delay)
+                    } else {
+                        None
+                    }
                 }
-                _ => true,
+                _ => Some(&mut g.why_ignored.not_ready),
             };
-            if initializing {
+            if let Some(count) = initializing {
+                *count += 1;
                 g.ignored.insert(pod.name.clone());
                 continue;
             }

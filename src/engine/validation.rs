@@ -119,10 +119,12 @@ fn pct(v: f64) -> String {
     format!("{v:.0}")
 }
 
-/// One rule of `CheckWPAValidity`, with the field it concerns.
+/// One rule of `CheckWPAValidity`, with the field it concerns, and what the webhook adds to upstream's words
+/// to say how to fix it (the reconciler's conditions keep upstream's words alone).
 struct Finding {
     path: String,
     message: String,
+    hint: Option<String>,
 }
 
 /// Upstream's rules in upstream's order. `first_only` stops at the first failure (the reconciler's
@@ -135,8 +137,9 @@ fn upstream_rules(
 ) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
     macro_rules! fail {
-        ($path:expr, $msg:expr) => {{
-            out.push(Finding { path: $path.into(), message: $msg });
+        ($path:expr, $msg:expr) => {{ fail!($path, $msg, None) }};
+        ($path:expr, $msg:expr, $hint:expr) => {{
+            out.push(Finding { path: $path.into(), message: $msg, hint: $hint });
             if first_only {
                 return out;
             }
@@ -156,7 +159,12 @@ fn upstream_rules(
         Some(min) if spec.max_replicas.unwrap_or(0) >= min => {}
         _ => fail!(
             if spec.min_replicas.is_none() { "spec.minReplicas" } else { "spec.maxReplicas" },
-            "watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum".to_string()
+            "watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum".to_string(),
+            match (spec.min_replicas, spec.max_replicas) {
+                (Some(min), Some(max)) => Some(format!("minReplicas {min} > maxReplicas {max}")),
+                // A missing maxReplicas has its own "required".
+                _ => None,
+            }
         ),
     }
     let unset;
@@ -250,9 +258,15 @@ fn upstream_rules(
             );
         }
         if sel.is_none() {
+            let add = if kind == "Resource" {
+                "add metricSelector: {matchLabels: {...}} with the labels of the target's pods (its spec.selector.matchLabels): their usage is what the watermarks are compared with"
+            } else {
+                "add metricSelector: {matchLabels: {...}} with the tags the metric is queried with, e.g. {app: web}"
+            };
             fail!(
                 format!("spec.metrics[{i}].{field}.metricSelector"),
-                format!("missing Labels for the {kind} metric {metric_name}")
+                format!("missing Labels for the {kind} metric {metric_name}"),
+                Some(add.to_string())
             );
         }
         if let (Some(h), Some(l)) = (high, low)
@@ -264,7 +278,8 @@ fn upstream_rules(
                 format!(
                     "low WaterMark of {kind} metric {metric_name}{{{}}} has to be strictly inferior to the High Watermark",
                     selector::go_map_string(labels)
-                )
+                ),
+                Some(format!("lowWatermark {l} > highWatermark {h}"))
             );
         }
     }
@@ -319,7 +334,13 @@ pub(crate) fn admission_violations(
     };
     let mut out: Vec<Violation> = upstream_rules(&defaulted, namespace, name, false)
         .into_iter()
-        .map(|f| Violation { path: f.path, message: f.message })
+        .map(|f| Violation {
+            path: f.path,
+            message: match f.hint {
+                Some(hint) => format!("{} ({hint})", f.message),
+                None => f.message,
+            },
+        })
         .collect();
     let mut add = |path: &str, message: String| out.push(Violation { path: path.to_string(), message });
 
@@ -415,6 +436,17 @@ pub(crate) fn admission_violations(
                 }),
                 Some(_) => {}
             }
+        }
+        if let (Some(h), Some(l)) = (source.high_watermark(), source.low_watermark())
+            && h.milli() == l.milli()
+            && h.milli() > 0
+        {
+            out.push(Violation {
+                path: format!("spec.metrics[{i}].{kind}.lowWatermark"),
+                message: format!(
+                    "must be below highWatermark, got both {h}: a band of zero width scales on every wobble of the value"
+                ),
+            });
         }
         if let Some(sel) = source.selector()
             && let Err(err) = selector::Selector::check(sel)

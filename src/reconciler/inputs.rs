@@ -202,10 +202,37 @@ fn scale_info(scale: &Scale, namespace: &str, name: &str) -> ScaleInfo {
     }
 }
 
+fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    api_code(e) == Some(404)
+}
+
+/// What to say when no provider serves a metrics API, and how to check it.
+fn no_provider(group_version: &str) -> String {
+    let (version, group) = match group_version.split_once('/') {
+        Some((g, v)) => (v, g),
+        None => ("", group_version),
+    };
+    let providers = if group == "metrics.k8s.io" {
+        "metrics-server registers it"
+    } else {
+        "the Datadog Cluster Agent, prometheus-adapter or KEDA's metrics server registers it"
+    };
+    format!(
+        "no metrics provider serves {group_version} (check `kubectl get apiservice {version}.{group}`: {providers})"
+    )
+}
+
 pub(super) fn short_kube_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-        other => crate::reconciler::recommender_client::error_chain(other),
+        other => crate::runtime::client::error_chain(other),
     }
 }
 
@@ -455,7 +482,8 @@ impl Sources {
     }
 
     /// GETs a metrics API collection filtered by `selector`; errors in upstream's words for `api`
-    /// (`external` or `resource`).
+    /// (`external` or `resource`), and when no provider serves that API at all, a sentence that says so and
+    /// how to check (the API server's bare `404 page not found` says neither).
     async fn list_metrics<T: serde::de::DeserializeOwned>(
         &self,
         collection: &str,
@@ -467,8 +495,25 @@ impl Sources {
         let failed = |e: String| format!("unable to fetch metrics from {api} metrics API: {e}");
         let req = http::Request::get(path).body(Vec::new()).map_err(|e| failed(e.to_string()))?;
         match tokio::time::timeout(METRIC_TIMEOUT, self.client.request::<T>(req)).await {
-            Ok(result) => result.map_err(|e| failed(short_kube_error(&e))),
+            Ok(Ok(list)) => Ok(list),
+            Ok(Err(e @ kube::Error::Api(_))) if is_not_found(&e) => match self.unserved(collection).await {
+                Some(group_version) => Err(failed(no_provider(&group_version))),
+                None => Err(failed(short_kube_error(&e))),
+            },
+            Ok(Err(e)) => Err(failed(short_kube_error(&e))),
             Err(_) => Err(failed(format!("no answer within {}s", METRIC_TIMEOUT.as_secs()))),
+        }
+    }
+
+    /// The metrics API (`group/version`) of `collection` when the API server does not serve it at all: no
+    /// APIService, or one that is not available.
+    async fn unserved(&self, collection: &str) -> Option<String> {
+        let mut parts = collection.strip_prefix("/apis/")?.split('/');
+        let group_version = format!("{}/{}", parts.next()?, parts.next()?);
+        let req = http::Request::get(format!("/apis/{group_version}")).body(Vec::new()).ok()?;
+        match tokio::time::timeout(METRIC_TIMEOUT, self.client.request_text(req)).await {
+            Ok(Err(e)) if matches!(api_code(&e), Some(404 | 503)) => Some(group_version),
+            _ => None,
         }
     }
 
@@ -594,6 +639,21 @@ mod tests {
             metric_max_age: None,
             cluster_name: String::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_metrics_api_no_provider_serves_is_named_with_the_check() {
+        // kube-apiserver's answer for a group nobody serves: plain text, on the collection and the group alike.
+        let e = answering(404, "404 page not found")
+            .external("ns", "qps", None, Timestamp::now())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "unable to fetch metrics from external metrics API: no metrics provider serves external.metrics.k8s.io/v1beta1 (check `kubectl get apiservice v1beta1.external.metrics.k8s.io`: the Datadog Cluster Agent, prometheus-adapter or KEDA's metrics server registers it)"
+        );
+        let e = answering(404, "404 page not found").resource("ns", "cpu", None).await.unwrap_err();
+        assert!(e.contains("no metrics provider serves metrics.k8s.io/v1beta1 (check `kubectl get apiservice v1beta1.metrics.k8s.io`: metrics-server registers it)"), "{e}");
     }
 
     #[tokio::test]

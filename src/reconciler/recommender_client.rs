@@ -27,6 +27,7 @@ use crate::{
             recommendation_from_reply,
         },
     },
+    runtime::client::error_chain,
 };
 
 pub(crate) const USER_AGENT: &str = "wpa-controller";
@@ -356,18 +357,6 @@ fn decode_error(e: &serde_json::Error) -> RecommenderError {
         Category::Data => "the reply is not a recommendation (a field is unknown or of the wrong type)",
     };
     RecommenderError::Decode(format!("{what} (line {}, column {})", e.line(), e.column()))
-}
-
-/// An error with its causes, so "connection refused" is not hidden behind "error sending request".
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

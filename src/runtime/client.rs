@@ -22,6 +22,47 @@ pub(crate) enum ClientError {
     Build(#[source] kube::Error),
 }
 
+/// A client error in the words of what went wrong on the way to the API server: a refused connection, a
+/// certificate not trusted, a name that does not resolve (kube's own text is `ServiceError: client error
+/// (Connect)` for all three).
+pub(crate) fn describe(e: &kube::Error) -> String {
+    let not_trusted = |tls: &rustls::Error| {
+        format!(
+            "the API server's TLS certificate is not trusted ({tls}): check the certificate-authority-data of the kubeconfig's cluster"
+        )
+    };
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = next {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return not_trusted(tls);
+        }
+        next = cause.source();
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return "the connection to the API server was refused: is the server address of the kubeconfig right, and the API server up?".into();
+                }
+                std::io::ErrorKind::TimedOut => return "the connection to the API server timed out".into(),
+                // An io::Error's source() skips the error it wraps (rustls' is wrapped twice).
+                _ => next = io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)).or(next),
+            }
+        }
+    }
+    error_chain(e)
+}
+
+/// An error with its causes, so "connection refused" is not hidden behind "error sending request".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
 fn first_line(e: &dyn std::fmt::Display) -> String {
     e.to_string().lines().next().unwrap_or_default().trim().to_string()
 }
@@ -58,4 +99,48 @@ pub(crate) async fn kube_client(
         req
     });
     Ok(builder.with_layer(&layer).build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client of `url` that trusts only the system roots.
+    fn client_of(url: &str) -> Client {
+        let config = Config::new(url.parse().expect("a URL"));
+        Client::try_from(config).expect("a client")
+    }
+
+    async fn failure(url: &str) -> String {
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client_of(url));
+        describe(&api.get("default").await.expect_err("no API server there"))
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_named_as_such() {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
+        // The port was free a moment ago: nothing listens on it.
+        let e = failure(&format!("https://127.0.0.1:{port}")).await;
+        assert!(e.starts_with("the connection to the API server was refused"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_named_as_such() {
+        let generated =
+            crate::runtime::tls::generate_self_signed(&["127.0.0.1".to_string()]).expect("a cert");
+        let store = crate::runtime::tls::CertStore::new();
+        store.set(generated.certified_key().expect("a key"));
+        let config = crate::runtime::tls::server_config(store).expect("a TLS config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = acceptor.accept(tcp).await;
+            }
+        });
+        let e = failure(&format!("https://127.0.0.1:{port}")).await;
+        assert!(e.starts_with("the API server's TLS certificate is not trusted"), "{e}");
+    }
 }
