@@ -510,10 +510,13 @@ fn finish(out: &mut Outcome, wpa: &WatermarkPodAutoscaler) {
     let bit = |b: bool| if b { 1.0 } else { 0.0 };
     let active = is_true(&out.status, SCALING_ACTIVE);
     out.gauges.push(Sample { series: Series::ScalingActive, metric: None, label: None, value: bit(active) });
+    // Upstream's three, and ours: an alert on a WPA fighting another autoscaler needs a series (only WPAs
+    // that ever had the condition export it).
     for (type_, label) in [
         (ABLE_TO_SCALE, "able_to_scale"),
         (SCALING_LIMITED, "scaling_limited"),
         (SCALING_BLOCKED, "scaling_blocked"),
+        (CONFLICTING_AUTOSCALER, "conflicting_autoscaler"),
     ] {
         if get_condition(&out.status, type_).is_some() {
             out.gauges.push(Sample {

@@ -471,6 +471,7 @@ pub(crate) async fn start(
     } else {
         Leadership::always()
     };
+    registry.with_registry(|r| r.register_collector(Box::new(leader::LeaderGauge(leadership.clone()))));
     let ctx = Arc::new(Context {
         sources: Sources {
             client: client.clone(),
@@ -541,6 +542,8 @@ pub(crate) async fn start(
             if stop.is_cancelled() {
                 return;
             }
+            // The new leader exports the WPAs' series now.
+            ctx.exporter.forget_all();
         }
     });
     Ok(supervisor)
