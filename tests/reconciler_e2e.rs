@@ -392,7 +392,11 @@ async fn two_replicas_elect_one_leader_that_alone_scales_and_a_killed_leader_is_
     assert_eq!(passes(follower), 0.0, "only the leader reconciles");
     let leading = |serve: &WpaServe| sample(&metrics_text(serve), "wpa_reconciler_leader", &[]);
     assert_eq!((leading(leader), leading(follower)), (Some(1.0), Some(0.0)));
-    assert!(!metrics_text(follower).contains("wpa_controller_"), "a follower exports no WPA series");
+    let follower_series = metrics_text(follower);
+    assert!(
+        !follower_series.lines().any(|l| l.starts_with("wpa_controller_")),
+        "a follower exports no WPA series:\n{follower_series}"
+    );
 
     // The leader dies without releasing its lease: the other takes over once the lease expires.
     leader.kill();
