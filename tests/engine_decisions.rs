@@ -408,7 +408,9 @@ fn an_hpa_on_the_same_target_is_a_condition_and_one_event() {
     let conflict_gauge = |p: &Pass<'_>| {
         p.gauges
             .iter()
-            .find(|g| g.series.name() == "conditions" && g.label == Some(("condition", "conflicting_autoscaler")))
+            .find(|g| {
+                g.series.name() == "conditions" && g.label == Some(("condition", "conflicting_autoscaler"))
+            })
             .map(|g| g.value)
     };
     assert_eq!(conflict_gauge(&first), Some(1.0));

@@ -25,7 +25,7 @@ use kube::{
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{TypedMetric, gauge::ConstGauge},
+    metrics::gauge::ConstGauge,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -294,7 +294,10 @@ mod tests {
             out
         };
         let leading = scrape(&registry);
-        assert!(leading.contains("# TYPE wpa_reconciler_leader gauge\nwpa_reconciler_leader 1\n"), "{leading}");
+        assert!(
+            leading.contains("# TYPE wpa_reconciler_leader gauge\nwpa_reconciler_leader 1\n"),
+            "{leading}"
+        );
         *v.lock().unwrap() = None;
         let lapsed = scrape(&registry);
         assert!(lapsed.contains("\nwpa_reconciler_leader 0\n"), "{lapsed}");
