@@ -129,7 +129,7 @@ impl Exporter {
         let (mut gauges, mut twins) = (HashMap::new(), HashMap::new());
         for series in Series::ALL {
             let family = GaugeFamily::default();
-            registry.register(format!("wpa_controller_{}", series.name()), series.help(), family.clone());
+            registry.register(series.metric_name(), series.help(), family.clone());
             gauges.insert(series, family);
             if let Some(twin) = series.twin() {
                 let family = GaugeFamily::default();
