@@ -7,51 +7,16 @@
 //! Needs python3 with helm-python-sdk and promtool (`bash scripts/test.sh e2e` installs both; the tests find
 //! promtool in WPA_PROMETHEUS_BIN_DIR, else on PATH). Nothing is skipped: without them the tests fail and say so.
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    process::Command,
-};
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
 
 use serde_json::{Value, json};
+use support::prometheus::{bin, dashboard, dashboard_queries, render_chart, rules_file};
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn promtool() -> PathBuf {
-    let dir = std::env::var_os("WPA_PROMETHEUS_BIN_DIR").map(PathBuf::from);
-    let path = dir.map_or_else(|| PathBuf::from("promtool"), |d| d.join("promtool"));
-    let ok = Command::new(&path).arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "promtool ({}) cannot be run: bash scripts/test.sh e2e fetches Debian's prometheus package and sets WPA_PROMETHEUS_BIN_DIR",
-        path.display()
-    );
-    path
-}
-
-/// The chart rendered with `values` (chart.py render); its documents.
-fn render(values: &Value, dir: &Path, label: &str) -> Vec<Value> {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/helm/chart.py"))
-        .args(["render", "--values-json", &values.to_string(), "--out"])
-        .arg(dir)
-        .args(["--label", label])
-        .current_dir(repo())
-        .output()
-        .expect("python3 tests/helm/chart.py (python3 and helm-python-sdk: bash scripts/test.sh e2e installs them)");
-    assert!(
-        out.status.success(),
-        "chart.py render: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(dir.join(format!("{label}.yaml"))).expect("the rendered file");
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("rendered YAML"))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
+fn repo() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Every alert (the scheduler extender on, so that all nine render).
@@ -59,18 +24,9 @@ fn all_alerts() -> Value {
     json!({"prometheusRule": {"enabled": true}, "schedulerExtender": {"enabled": true}})
 }
 
-/// The rule groups of the rendered PrometheusRule, as a Prometheus rule file at `dir/wpa-rules.yaml`.
-pub fn rules_file(values: &Value, dir: &Path) -> PathBuf {
-    let docs = render(values, dir, "rules");
-    let rule = docs.iter().find(|d| d["kind"] == "PrometheusRule").expect("a PrometheusRule");
-    let path = dir.join("wpa-rules.yaml");
-    std::fs::write(&path, serde_yaml_ng::to_string(&rule["spec"]).expect("YAML")).expect("write the rules");
-    path
-}
-
 #[test]
 fn the_rendered_rules_pass_promtool_check() {
-    let promtool = promtool();
+    let promtool = bin("promtool");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let rules = rules_file(&all_alerts(), dir.path());
     let out = Command::new(&promtool).args(["check", "rules"]).arg(&rules).output().expect("promtool");
@@ -88,7 +44,7 @@ fn the_rendered_rules_pass_promtool_check() {
 
 #[test]
 fn promtool_unit_tests_fire_and_hold_back_every_alert() {
-    let promtool = promtool();
+    let promtool = bin("promtool");
     let dir = tempfile::tempdir().expect("a temporary directory");
     rules_file(&all_alerts(), dir.path());
     let tests = std::fs::read_to_string(repo().join("charts/wpa/tests/alerts_test.yaml")).expect("the tests");
@@ -107,21 +63,9 @@ fn promtool_unit_tests_fire_and_hold_back_every_alert() {
     assert!(out.status.success() && text.contains("SUCCESS"), "promtool test rules:\n{text}");
 }
 
-/// The dashboard's queries: each panel target's expr and each query variable's inner selector.
-pub fn dashboard_queries(dashboard: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    for panel in dashboard["panels"].as_array().expect("panels") {
-        for t in panel["targets"].as_array().into_iter().flatten() {
-            out.push(t["expr"].as_str().expect("a target's expr").to_string());
-        }
-    }
-    out
-}
-
 #[test]
 fn the_dashboard_has_a_datasource_variable_unique_panel_ids_and_prometheus_targets() {
-    let text = std::fs::read_to_string(repo().join("charts/wpa/dashboards/wpa.json")).expect("the dashboard");
-    let d: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let d = dashboard();
     let vars = d["templating"]["list"].as_array().expect("variables");
     let var = |name: &str| vars.iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("no ${name}"));
     assert_eq!(var("datasource")["type"], "datasource");
@@ -169,7 +113,7 @@ fn the_dashboard_has_a_datasource_variable_unique_panel_ids_and_prometheus_targe
     }
     // Grafana's sidecar gets the same JSON from the chart.
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let docs = render(&json!({"grafanaDashboard": {"enabled": true}}), dir.path(), "dashboard");
+    let docs = render_chart(&json!({"grafanaDashboard": {"enabled": true}}), dir.path(), "dashboard");
     let cm = docs.iter().find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "wpa-dashboard");
     let cm = cm.expect("the dashboard ConfigMap");
     assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");

@@ -166,3 +166,221 @@ async fn toggling_dry_run_on_a_live_wpa_keeps_the_same_series_and_flips_the_gaug
     );
     eprintln!("{} series kept their identity across the dryRun toggle", a.len());
 }
+
+/// The dashboard's Grafana variables, as a query of all WPAs gives them.
+fn without_grafana_variables(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m").replace("$namespace", ".*").replace("$wpa", ".*")
+}
+
+/// The metric families a name can belong to: itself, and without a counter's or histogram's suffix.
+fn families(name: &str) -> Vec<String> {
+    let mut out = vec![name.to_string()];
+    for suffix in ["_total", "_bucket", "_count", "_sum"] {
+        if let Some(f) = name.strip_suffix(suffix) {
+            out.push(f.to_string());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scraping_wpa_serve_has_every_series_the_alerts_and_dashboard_query() {
+    use support::prometheus::{Prometheus, dashboard, dashboard_queries, rules_file, selectors};
+    let began = std::time::Instant::now();
+    let c = ScalingCluster::start().await;
+    // wpa serve with every role: the webhook (its configurations registered first, then --inject-ca), the
+    // reconciler under a leader Lease, the scheduler extender.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
+    c.cluster
+        .kubectl_apply(&support::webhook_configurations(port, None).expect("configurations"))
+        .expect("register the webhooks");
+    let lease = [&support::FAST_LEASE[..], &["--lease-namespace", "default"]].concat();
+    let args = [
+        &[
+            "--self-signed",
+            "--tls-san",
+            "127.0.0.1",
+            "--inject-ca",
+            "--scheduler-extender",
+            "--sync-period",
+            "1s",
+        ][..],
+        &lease,
+    ]
+    .concat();
+    let serve = WpaServe::start(&c.cluster, "all", Some(port), &args).await.expect("wpa serve");
+
+    // A scaling scenario with a WPA in each state the alerts watch.
+    let window = "  upscaleForbiddenWindowSeconds: 1\n  downscaleForbiddenWindowSeconds: 1\n";
+    c.deployment("shop", "web", 1).await.expect("deployment");
+    c.metrics.set("web-qps", 900.0);
+    let pinned = wpa_yaml("shop", "web", "web", "web-qps", "100", "50", window)
+        .replace("maxReplicas: 10", "maxReplicas: 3");
+    c.apply_wpa(&pinned).await.expect("WPA shop/web");
+    c.deployment("shop", "down", 4).await.expect("deployment");
+    c.metrics.set("down-qps", 10.0);
+    c.apply_wpa(&wpa_yaml("shop", "down", "down", "down-qps", "100", "50", window))
+        .await
+        .expect("WPA shop/down");
+    c.deployment("shop", "dry", 2).await.expect("deployment");
+    c.metrics.set("dry-qps", 500.0);
+    let dry = format!("{window}  dryRun: true\n");
+    c.apply_wpa(&wpa_yaml("shop", "dry", "dry", "dry-qps", "100", "50", &dry)).await.expect("WPA shop/dry");
+    c.deployment("lc", "app", 1).await.expect("deployment");
+    c.metrics.set("lc-qps", 80.0);
+    let lifecycle = wpa_yaml("lc", "app", "app", "lc-qps", "100", "50", "").replace(
+        "  namespace: lc\n",
+        "  namespace: lc\n  annotations:\n    wpa.datadoghq.com/lifecycle-control.enabled: \"true\"\n",
+    );
+    c.apply_wpa(&lifecycle).await.expect("WPA lc/app");
+    c.deployment("fight", "app", 2).await.expect("deployment");
+    c.metrics.set("fight-qps", 80.0);
+    c.apply_wpa(&wpa_yaml("fight", "app", "app", "fight-qps", "100", "50", "")).await.expect("WPA fight/app");
+    c.cluster
+        .kubectl_apply(
+            "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: app-hpa, namespace: fight}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: app}\n  minReplicas: 1\n  maxReplicas: 10\n",
+        )
+        .expect("an HPA on the same target");
+    let refused = c
+        .apply_wpa(&wpa_yaml("shop", "second", "web", "web-qps", "100", "50", ""))
+        .await
+        .expect_err("the webhook refuses a second WPA on shop/web");
+    eprintln!("refused: {refused:#}");
+    c.wait_scale("shop", "web", 3, 60 * SECOND).await.expect("shop/web scales to its maximum");
+
+    // Prometheus scrapes wpa serve every second and evaluates the chart's rules (every alert: the extender on).
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let values =
+        serde_json::json!({"prometheusRule": {"enabled": true}, "schedulerExtender": {"enabled": true}});
+    let rules = rules_file(&values, dir.path());
+    let prometheus = Prometheus::start(dir.path(), &[format!("127.0.0.1:{}", serve.health_port)], &rules);
+    // Until it holds what the scenario makes: the conflict, the lifecycle block, a denial, the leader.
+    let wanted = [
+        r#"wpa_controller_conditions{condition="conflicting_autoscaler",wpa_namespace="fight"} == 1"#,
+        r#"wpa_controller_conditions{condition="scaling_blocked",wpa_namespace="lc"} == 1"#,
+        r#"wpa_webhook_requests_total{allowed="false"}"#,
+        r#"wpa_controller_downscale_replicas_total{wpa_name="down"}"#,
+        r#"wpa_controller_replicas_scaling_effective{wpa_name="web"} == 3"#,
+        "wpa_reconciler_leader == 1",
+    ];
+    support::wait_for(90 * SECOND, || async {
+        for q in wanted {
+            let r = prometheus.api("/api/v1/query", &[("query", q)]);
+            if r["data"]["result"].as_array().is_none_or(Vec::is_empty) {
+                return Err(format!("nothing for {q} yet: {r}"));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", prometheus.log()));
+
+    // Every alert expression and every dashboard query parses in Prometheus, and each of its selectors
+    // names series of this scrape; a family wpa declares but that this scenario gives no sample (a
+    // status write that failed, an extender decision) must at least be in the scrape's metadata.
+    let rule_text = std::fs::read_to_string(&rules).expect("rules");
+    let groups: serde_json::Value = serde_yaml_ng::from_str(&rule_text).expect("rules YAML");
+    let mut queries: Vec<(String, String)> = groups["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            (r["alert"].as_str().expect("alert").to_string(), r["expr"].as_str().expect("expr").to_string())
+        })
+        .collect();
+    let dash = dashboard();
+    queries.extend(
+        dashboard_queries(&dash)
+            .into_iter()
+            .map(|q| ("dashboard".to_string(), without_grafana_variables(&q))),
+    );
+    let mut declared_only = BTreeSet::new();
+    let mut checked = 0;
+    for (source, expr) in &queries {
+        let answer = prometheus.api("/api/v1/query", &[("query", expr)]);
+        assert_eq!(answer["status"], "success", "{source}: Prometheus refuses {expr}: {answer}");
+        let sels = selectors(expr).unwrap_or_else(|e| panic!("{source}: {expr}: {e}"));
+        assert!(!sels.is_empty(), "{source}: {expr} selects nothing");
+        for sel in sels {
+            checked += 1;
+            let found = prometheus.api("/api/v1/series", &[("match[]", &sel)]);
+            if found["data"].as_array().is_some_and(|d| !d.is_empty()) {
+                continue;
+            }
+            let name = sel.split('{').next().unwrap_or_default().to_string();
+            let declared = families(&name).iter().any(|f| {
+                let m = prometheus.api("/api/v1/targets/metadata", &[("metric", f)]);
+                m["data"].as_array().is_some_and(|d| !d.is_empty())
+            });
+            assert!(
+                declared,
+                "{source}: {sel} (in {expr}) names no series and no metric family of wpa's scrape"
+            );
+            declared_only.insert(name);
+        }
+    }
+    eprintln!(
+        "{} queries, {checked} selectors; declared but without a sample in this scenario: {declared_only:?}",
+        queries.len()
+    );
+    // Only the series that need an event this scenario does not make (a failed status write, a scheduling
+    // decision) may lack a sample: any other name is a typo or a label value wpa never writes.
+    let allowed: BTreeSet<String> = [
+        "wpa_status_write_errors_total",
+        "wpa_scheduler_extender_infeasible_total",
+        "wpa_scheduler_extender_requests_total",
+        "wpa_scheduler_extender_request_duration_seconds_bucket",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert!(
+        declared_only.is_subset(&allowed),
+        "selectors with no series: {:?}",
+        declared_only.difference(&allowed).collect::<Vec<_>>()
+    );
+
+    // Prometheus evaluates every rule without an error, and the alerts of the states made above are pending
+    // (their `for` is minutes) for the WPAs in them, and only for those.
+    let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let expected = [
+        ("WPAPinnedAtMaxReplicas", set(&["shop/web"])),
+        ("WPAScalingBlocked", set(&["fight/app", "lc/app"])),
+        ("WPADryRunLeftOn", set(&["shop/dry"])),
+        ("WPAScalingInactive", set(&[])),
+        ("WPANoLeader", set(&[])),
+    ];
+    support::wait_for(30 * SECOND, || async {
+        let r = prometheus.api("/api/v1/rules", &[]);
+        let rules: Vec<serde_json::Value> =
+            r["data"]["groups"][0]["rules"].as_array().cloned().unwrap_or_default();
+        if rules.len() != 9 || rules.iter().any(|r| r["health"] != "ok") {
+            return Err(format!("not every rule is evaluated and healthy: {r}"));
+        }
+        for (alert, want) in &expected {
+            let got: BTreeSet<String> = rules
+                .iter()
+                .find(|r| r["name"] == *alert)
+                .and_then(|r| r["alerts"].as_array())
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    let l = &a["labels"];
+                    format!(
+                        "{}/{}",
+                        l["wpa_namespace"].as_str().unwrap_or(""),
+                        l["wpa_name"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            if got != *want {
+                return Err(format!("{alert}: active for {got:?}, want {want:?}"));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", prometheus.log()));
+    eprintln!("the Prometheus e2e took {:?}", began.elapsed());
+    drop(serve);
+}
