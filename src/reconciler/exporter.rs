@@ -187,6 +187,11 @@ impl Exporter {
             "Periodic passes put off because WPAs with a new spec were waiting",
             e.yields.clone(),
         );
+        // At 0 from the start: an alert on `increase()` sees the first failure, which a series born at 1
+        // would hide.
+        for phase in ["record", "result"] {
+            drop(e.status_write_errors.get_or_create(&pairs(&[("phase", phase)])));
+        }
         registry.register(
             "wpa_status_write_errors",
             "WPA status writes that failed, by phase: record (before a scale, which is then not made) or result",
@@ -492,6 +497,7 @@ mod tests {
         )));
         assert!(out.contains(&format!("wpa_controller_upscale_replicas_total{{{base}}} 1")), "{out}");
         assert!(out.contains("wpa_reconciled_wpas 1"));
+        assert!(out.contains("wpa_status_write_errors_total{phase=\"record\"} 0"), "counted from 0: {out}");
         let before = e.series_count("shop", "web");
         // The metric is renamed: the old metric's series go, the new one's come.
         record(&e, &wpa("rps", false));
