@@ -199,42 +199,13 @@ async fn a_real_prometheus_scraping_wpa_serve_has_every_series_the_alerts_and_da
     let c = ScalingCluster::start().await;
     // wpa serve with every role: the webhook (its configurations registered first, then --inject-ca), the
     // reconciler under a leader Lease, the scheduler extender.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
-    c.cluster
-        .kubectl_apply(&support::webhook_configurations(port, None).expect("configurations"))
-        .expect("register the webhooks");
-    let ca_path = c.cluster.dir().join("wpa-ca.pem").display().to_string();
     let lease = [&support::FAST_LEASE[..], &["--lease-namespace", "default"]].concat();
-    let args = [
-        &[
-            "--self-signed",
-            "--tls-san",
-            "127.0.0.1",
-            "--inject-ca",
-            "--ca-bundle-out",
-            &ca_path,
-            "--scheduler-extender",
-            "--sync-period",
-            "1s",
-            "--namespace",
-            "shop,lc,fight",
-        ][..],
-        &lease,
-    ]
-    .concat();
-    let serve = WpaServe::start(&c.cluster, "all", Some(port), &args).await.expect("wpa serve");
-    // A second reconciler, in namespace `denied` only, whose status writes RBAC forbids (the shipped
-    // rbac.yaml without the status rule).
-    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/webhook-config/rbac.yaml"))
-        .expect("rbac.yaml");
-    let without_status = rbac.replace(
-        "- apiGroups: [\"datadoghq.com\"]\n  resources: [\"watermarkpodautoscalers/status\"]\n  verbs: [\"patch\"]\n",
-        "",
-    );
-    assert_ne!(rbac, without_status, "the status rule is where this test expects it");
-    c.cluster.kubectl_apply(&without_status).expect("RBAC without status writes");
-    let token = support::service_account_token(&c.cluster, "wpa-system", "wpa").await.expect("a token");
-    let kubeconfig = support::token_kubeconfig(&c.cluster, "nostatus.kubeconfig", &token, "wpa-system");
+    let args = [&["--scheduler-extender", "--sync-period", "1s", "--namespace", "shop,lc,fight"][..], &lease]
+        .concat();
+    let (serve, ca_path) = support::start_with_webhook(&c.cluster, "all", &args).await.expect("wpa serve");
+    let port = serve.webhook_port;
+    // A second reconciler, in namespace `denied` only, whose status writes RBAC forbids.
+    let kubeconfig = support::kubeconfig_without_status_writes(&c.cluster, "nostatus.kubeconfig").await;
     let kubeconfig = kubeconfig.display().to_string();
     let denied_args = [
         "--no-webhook",
