@@ -5,12 +5,14 @@
 #   bash scripts/test.sh lint       # cargo fmt --check, cargo clippy -D warnings (also without dev-tools)
 #   bash scripts/test.sh unit       # in-crate unit tests and the tests that need no cluster (seconds)
 #   bash scripts/test.sh vectors    # upstream's vectors and the independent reference vectors
-#   bash scripts/test.sh e2e        # the tests against a private Kubernetes v1.20.2 control plane
+#   bash scripts/test.sh e2e        # the tests against a private Kubernetes v1.20.2 control plane, and the
+#                                   # chart's alerts and dashboard through Debian's promtool and Prometheus
 #
 # Several tiers may be named at once (`bash scripts/test.sh lint unit`). The e2e tier installs, the first
 # time, the control-plane binaries (scripts/k8s-test-env.sh: Debian's etcd and kubectl,
 # kube-apiserver/controller-manager/scheduler built once from Debian's source package and cached; ~5 minutes
-# the first time, nothing afterwards) and the Helm library the chart tests use (tests/helm/requirements.txt).
+# the first time, nothing afterwards), the Helm library the chart tests use (tests/helm/requirements.txt) and
+# Debian's prometheus package (promtool and the server, unpacked into a cache; prometheus_tools below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
