@@ -5,12 +5,14 @@
 #   bash scripts/test.sh lint       # cargo fmt --check, cargo clippy -D warnings (also without dev-tools)
 #   bash scripts/test.sh unit       # in-crate unit tests and the tests that need no cluster (seconds)
 #   bash scripts/test.sh vectors    # upstream's vectors and the independent reference vectors
-#   bash scripts/test.sh e2e        # the tests against a private Kubernetes v1.20.2 control plane
+#   bash scripts/test.sh e2e        # the tests against a private Kubernetes v1.20.2 control plane, and the
+#                                   # chart's alerts and dashboard through Debian's promtool and Prometheus
 #
 # Several tiers may be named at once (`bash scripts/test.sh lint unit`). The e2e tier installs, the first
 # time, the control-plane binaries (scripts/k8s-test-env.sh: Debian's etcd and kubectl,
 # kube-apiserver/controller-manager/scheduler built once from Debian's source package and cached; ~5 minutes
-# the first time, nothing afterwards) and the Helm library the chart tests use (tests/helm/requirements.txt).
+# the first time, nothing afterwards), the Helm library the chart tests use (tests/helm/requirements.txt) and
+# Debian's prometheus package (promtool and the server, unpacked into a cache; prometheus_tools below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +21,7 @@ say() { printf '\n== %s\n' "$*" >&2; }
 # Integration tests that need no control plane.
 PURE_TESTS=(engine_decisions webhook_router webhook_fuzz tls_rotation simulate_cli api_roundtrip)
 # Integration tests against a real control plane.
-E2E_TESTS=(control_plane crd_e2e webhook_e2e hardening_e2e reconciler_e2e recommender_e2e scaling_safety_e2e scheduler_extender_e2e rbac_e2e chart_e2e dry_run_e2e demo)
+E2E_TESTS=(control_plane crd_e2e webhook_e2e hardening_e2e reconciler_e2e recommender_e2e scaling_safety_e2e scheduler_extender_e2e rbac_e2e chart_e2e dry_run_e2e demo alert_rules observability_e2e)
 
 # Every file of tests/ belongs to a tier, so that none is left out of the whole suite.
 for f in tests/*.rs; do
@@ -67,6 +69,34 @@ vectors() {
   done
 }
 
+# Debian's prometheus package (server and promtool, 2.42 on bookworm) for the alert and dashboard tests,
+# unpacked into a cache rather than installed: installing it would start a system Prometheus. The tests
+# find it through WPA_PROMETHEUS_BIN_DIR (or promtool and prometheus on PATH).
+prometheus_tools() {
+  local dir=${WPA_PROMETHEUS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wpa/prometheus}
+  if [ -x "$dir/bin/promtool" ] && [ -x "$dir/bin/prometheus" ]; then
+    :
+  elif command -v promtool >/dev/null && command -v prometheus >/dev/null; then
+    dir=$(dirname "$(dirname "$(command -v promtool)")")
+  else
+    say "Debian's prometheus package (server and promtool), unpacked into $dir"
+    mkdir -p "$dir/work"
+    (
+      cd "$dir/work"
+      rm -f prometheus_*.deb
+      apt-get download prometheus >&2 2>/dev/null || {
+        apt-get update -qq >&2 && apt-get download prometheus >&2
+      }
+      rm -rf root && dpkg-deb -x prometheus_*.deb root
+      mkdir -p "$dir/bin"
+      install -m 0755 root/usr/bin/prometheus root/usr/bin/promtool "$dir/bin/"
+    ) || { echo "could not fetch Debian's prometheus package (apt-get download prometheus)" >&2; exit 1; }
+  fi
+  WPA_PROMETHEUS_BIN_DIR="$dir/bin"
+  export WPA_PROMETHEUS_BIN_DIR
+  echo "prometheus: $("$WPA_PROMETHEUS_BIN_DIR/prometheus" --version 2>&1 | head -n 1)" >&2
+}
+
 e2e() {
   say "control-plane binaries"
   WPA_K8S_BIN_DIR=$(bash scripts/k8s-test-env.sh | tail -n 1)
@@ -76,6 +106,7 @@ e2e() {
     say "Helm library for the chart tests (PyPI helm-python-sdk)"
     python3 -m pip install --quiet --disable-pip-version-check -r tests/helm/requirements.txt
   fi
+  prometheus_tools
   say "tests against a real control plane"
   # shellcheck disable=SC2046
   cargo test --locked $(args_for "${E2E_TESTS[@]}")

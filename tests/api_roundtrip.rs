@@ -78,14 +78,17 @@ fn crd_schema_has_bounds_enums_descriptions_and_columns() {
         !serde_json::to_string(&crd).expect("json").contains("\"default\""),
         "upstream's CRD has no defaults"
     );
-    let columns: Vec<&str> = version["additionalPrinterColumns"]
-        .as_array()
-        .expect("columns")
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
+    let columns = version["additionalPrinterColumns"].as_array().expect("columns");
+    let names = |wide: bool| -> Vec<&str> {
+        columns
+            .iter()
+            .filter(|c| (c["priority"].as_i64().unwrap_or(0) > 0) == wide)
+            .filter_map(|c| c["name"].as_str())
+            .collect()
+    };
+    // `kubectl get wpa`: upstream's columns, in its order.
     assert_eq!(
-        columns,
+        names(false),
         [
             "scaling active",
             "condition",
@@ -97,8 +100,9 @@ fn crd_schema_has_bounds_enums_descriptions_and_columns() {
             "min replicas",
             "max replicas",
             "dry-run",
-            "last scale",
-            "scale count"
+            "last scale"
         ]
     );
+    // `-o wide` adds upstream's scale count and ours: the target and the replicas.
+    assert_eq!(names(true), ["target kind", "target", "desired", "current", "scale count"]);
 }

@@ -126,8 +126,18 @@ async fn chart_lints_renders_and_every_manifest_passes_the_api_servers_dry_run()
     let (ok, matrix) = chart_py(&["matrix", "--kube-version", "v1.20.2", "--out", &out_dir]);
     assert!(ok, "chart.py matrix: {matrix:#}");
     let combinations = matrix["combinations"].as_object().expect("combinations");
-    assert!(combinations.len() >= 14, "{} combinations", combinations.len());
-    for name in ["default", "self-signed", "service-monitor", "scheduler-extender", "scheduler-extender-v1"] {
+    assert!(combinations.len() >= 20, "{} combinations", combinations.len());
+    for name in [
+        "default",
+        "self-signed",
+        "service-monitor",
+        "scheduler-extender",
+        "scheduler-extender-v1",
+        "upstream-values",
+        "upstream-namespaced",
+        "observability",
+        "observability-extender",
+    ] {
         assert!(combinations.contains_key(name), "the matrix renders {name}");
     }
 
@@ -162,10 +172,9 @@ async fn chart_lints_renders_and_every_manifest_passes_the_api_servers_dry_run()
         eprintln!("{name}: {} objects, foreign groups {groups:?}", combo["documents"]);
     }
     assert!(foreign.iter().any(|(g, _, k)| g == "cert-manager.io" && k == "Certificate"), "{foreign:?}");
-    assert!(
-        foreign.iter().any(|(g, _, k)| g == "monitoring.coreos.com" && k == "ServiceMonitor"),
-        "{foreign:?}"
-    );
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        assert!(foreign.iter().any(|(g, _, k)| g == "monitoring.coreos.com" && k == kind), "{foreign:?}");
+    }
     for (group, version, kind) in &foreign {
         cluster.install_crd(stub_crd(group, version, kind)).await.expect("a stub CRD");
     }

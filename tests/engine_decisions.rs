@@ -404,6 +404,16 @@ fn an_hpa_on_the_same_target_is_a_condition_and_one_event() {
     );
     let warnings: Vec<&str> = first.events.iter().filter(|e| e.warning).map(|e| e.reason).collect();
     assert_eq!(warnings, ["HorizontalPodAutoscalerFound"]);
+    // The conditions gauge carries it, for the alert on a WPA fighting another autoscaler.
+    let conflict_gauge = |p: &Pass<'_>| {
+        p.gauges
+            .iter()
+            .find(|g| {
+                g.series.name() == "conditions" && g.label == Some(("condition", "conflicting_autoscaler"))
+            })
+            .map(|g| g.value)
+    };
+    assert_eq!(conflict_gauge(&first), Some(1.0));
     // The conflict persists: no second event. Scaling is not blocked by it.
     w.status = Some(first.status.clone());
     let again = decide(&w, &observe(&HPA), now() + Duration::from_secs(15));
@@ -412,10 +422,12 @@ fn an_hpa_on_the_same_target_is_a_condition_and_one_event() {
     w.status = Some(again.status.clone());
     let gone = decide(&w, &observe(&[]), now() + Duration::from_secs(30));
     assert_eq!(condition(&gone.outcome, "ConflictingAutoscaler").0, "False");
+    assert_eq!(conflict_gauge(&gone), Some(0.0));
     // A WPA that never had a conflict never carries the condition; an accepted one is not reported.
     let fresh = wpa(serde_json::json!({}));
     let plain = decide(&fresh, &observe(&[]), now());
     assert!(get_condition(&plain.status, "ConflictingAutoscaler").is_none());
+    assert_eq!(conflict_gauge(&plain), None, "no conflict series for a WPA that never had one");
     let mut accepted = wpa(serde_json::json!({}));
     accepted.metadata.annotations =
         Some([("wpa.datadoghq.com/allow-conflicting-autoscaler".to_string(), "true".to_string())].into());

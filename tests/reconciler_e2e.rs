@@ -205,16 +205,10 @@ async fn a_delay_above_the_watermark_is_obeyed_and_dry_run_writes_only_the_statu
     holds(&c, "delay", "dry", 2, 5 * SECOND).await;
     let (slow_replicas, _) = c.scale("delay", "slow").await.unwrap();
     let text = metrics_text(&serve);
+    assert_eq!(sample(&text, "wpa_controller_dry_run", &[("wpa_name", "dry")]), Some(1.0));
+    assert_eq!(sample(&text, "wpa_controller_dry_run", &[("wpa_name", "slow")]), Some(0.0));
     assert_eq!(
-        sample(&text, "wpa_controller_dry_run", &[("wpa_name", "dry"), ("dry_run", "true")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "wpa_controller_replicas_scaling_effective",
-            &[("wpa_name", "slow"), ("dry_run", "false")]
-        ),
+        sample(&text, "wpa_controller_replicas_scaling_effective", &[("wpa_name", "slow")]),
         Some(f64::from(slow_replicas)),
         "{text}"
     );
@@ -396,6 +390,13 @@ async fn two_replicas_elect_one_leader_that_alone_scales_and_a_killed_leader_is_
     let (leader, follower) = if first == "replica-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
     wait_counted(leader).await;
     assert_eq!(passes(follower), 0.0, "only the leader reconciles");
+    let leading = |serve: &WpaServe| sample(&metrics_text(serve), "wpa_reconciler_leader", &[]);
+    assert_eq!((leading(leader), leading(follower)), (Some(1.0), Some(0.0)));
+    let follower_series = metrics_text(follower);
+    assert!(
+        !follower_series.lines().any(|l| l.starts_with("wpa_controller_")),
+        "a follower exports no WPA series:\n{follower_series}"
+    );
 
     // The leader dies without releasing its lease: the other takes over once the lease expires.
     leader.kill();
@@ -407,6 +408,7 @@ async fn two_replicas_elect_one_leader_that_alone_scales_and_a_killed_leader_is_
     let second = holder().await.unwrap();
     assert_ne!(second, first);
     wait_counted(follower).await;
+    assert_eq!(leading(follower), Some(1.0), "the new leader says so");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

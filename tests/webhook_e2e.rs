@@ -101,27 +101,9 @@ async fn cluster_with_webhook() -> (TestCluster, WpaServe) {
 
 async fn cluster_with_webhook_on(cluster: TestCluster, extra: &[&str]) -> (TestCluster, WpaServe) {
     cluster.install_crd(wpa::api::crd()).await.expect("install the CRD");
-    // Register first: `--inject-ca` patches these at start. The port must be known before, so reserve one.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
-    cluster
-        .kubectl_apply(&webhook_configurations(port, None).expect("configurations"))
-        .expect("register the webhooks");
-    let ca_out = cluster.dir().join("wpa-ca.crt");
-    let ca_arg = ca_out.display().to_string();
-    let args = [
-        &[
-            "--self-signed",
-            "--tls-san",
-            "127.0.0.1",
-            "--inject-ca",
-            "--ca-bundle-out",
-            &ca_arg,
-            "--no-reconciler",
-        ][..],
-        extra,
-    ]
-    .concat();
-    let serve = WpaServe::start(&cluster, "webhook", Some(port), &args).await.expect("wpa serve");
+    // Registered first: `--inject-ca` patches them at start.
+    let args = [&["--no-reconciler"][..], extra].concat();
+    let (serve, ca_out) = support::start_with_webhook(&cluster, "webhook", &args).await.expect("wpa serve");
     let injected = kubectl_json(&cluster, &["get", "validatingwebhookconfiguration", "wpa", "-o", "json"]);
     let ca = std::fs::read_to_string(&ca_out).expect("the CA bundle file");
     for hook in injected["webhooks"].as_array().expect("webhooks") {

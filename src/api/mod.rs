@@ -52,6 +52,11 @@ pub mod annotations {
     shortname = "wpa",
     namespaced,
     status = "WatermarkPodAutoscalerStatus",
+    // `kubectl get wpa -o wide` only (priority 1), so that the default output stays upstream's: the target
+    // and the replicas, as HPA's REFERENCE and REPLICAS. Two target columns: a column shows the first value
+    // its JSONPath finds, so kind and name cannot share one.
+    printcolumn = r#"{"name": "target kind", "type": "string", "jsonPath": ".spec.scaleTargetRef.kind", "priority": 1}"#,
+    printcolumn = r#"{"name": "target", "type": "string", "jsonPath": ".spec.scaleTargetRef.name", "priority": 1}"#,
     printcolumn = r#"{"name": "scaling active", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"ScalingActive\")].status"}"#,
     printcolumn = r#"{"name": "condition", "type": "string", "jsonPath": ".status.lastConditionType"}"#,
     printcolumn = r#"{"name": "condition state", "type": "string", "jsonPath": ".status.lastConditionState"}"#,
@@ -62,6 +67,8 @@ pub mod annotations {
     printcolumn = r#"{"name": "age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name": "min replicas", "type": "integer", "jsonPath": ".spec.minReplicas"}"#,
     printcolumn = r#"{"name": "max replicas", "type": "integer", "jsonPath": ".spec.maxReplicas"}"#,
+    printcolumn = r#"{"name": "desired", "type": "integer", "jsonPath": ".status.desiredReplicas", "priority": 1}"#,
+    printcolumn = r#"{"name": "current", "type": "integer", "jsonPath": ".status.currentReplicas", "priority": 1}"#,
     printcolumn = r#"{"name": "dry-run", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"DryRun\")].status"}"#,
     printcolumn = r#"{"name": "last scale", "type": "date", "jsonPath": ".status.lastScaleTime"}"#,
     printcolumn = r#"{"name": "scale count", "type": "integer", "jsonPath": ".status.scalingEventsCount", "priority": 1}"#

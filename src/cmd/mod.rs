@@ -9,6 +9,7 @@ pub(crate) mod dryrun;
 pub(crate) mod explain;
 pub(crate) mod serve;
 pub(crate) mod simulate;
+pub(crate) mod upstream_flags;
 
 use std::{ffi::OsString, path::Path, process::ExitCode};
 
@@ -146,7 +147,8 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<(Command, Invocation), clap::
 /// (`kubectl wpa COMMAND: ...` as the plugin); bad input to `wpa simulate` exits with 2, every other
 /// failure with 1.
 pub fn main() -> ExitCode {
-    let (command, invocation) = parse(std::env::args_os().collect()).unwrap_or_else(|e| e.exit());
+    let argv = upstream_flags::apply(std::env::args_os().collect());
+    let (command, invocation) = parse(argv).unwrap_or_else(|e| e.exit());
     let name = command.name();
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -166,7 +168,7 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
-            logging::init(args.log_format);
+            logging::init(args.log_format, args.log_level.as_deref());
             runtime()?
                 .block_on(serve::run(*args))
                 .inspect_err(|e| tracing::error!(error = %e, "wpa serve failed"))?;

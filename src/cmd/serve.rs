@@ -109,6 +109,9 @@ pub(crate) struct ServeArgs {
     /// logs-attributes pairs) or text.
     #[arg(long, env = "WPA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub(crate) log_format: LogFormat,
+    /// Log filter in RUST_LOG's syntax; upstream's --loglevel arrives here (upstream_flags.rs).
+    #[arg(long, env = "RUST_LOG", hide = true)]
+    pub(crate) log_level: Option<String>,
     #[command(flatten)]
     pub(crate) admission: webhook::AdmissionArgs,
     #[command(flatten)]

@@ -143,7 +143,7 @@ impl Event {
     }
 }
 
-/// A gauge of upstream's `wpa_controller_*` set (the exporter adds the prefix, the base labels and, for a
+/// A gauge of upstream's `wpa_controller_*` set, and ours (the exporter adds the base labels and, for a
 /// metric's series, `metric_name`; it also writes the misspelled twins of the watermarks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Series {
@@ -161,10 +161,12 @@ pub enum Series {
     Conditions,
     LabelsInfo,
     LifecycleControlStatus,
+    /// Ours (`wpa_current_replicas`): the target's status.replicas, which upstream exports nowhere.
+    CurrentReplicas,
 }
 
 impl Series {
-    pub(crate) const ALL: [Series; 14] = [
+    pub(crate) const ALL: [Series; 15] = [
         Series::Value,
         Series::HighWatermark,
         Series::LowWatermark,
@@ -179,9 +181,19 @@ impl Series {
         Series::Conditions,
         Series::LabelsInfo,
         Series::LifecycleControlStatus,
+        Series::CurrentReplicas,
     ];
 
-    /// The name without the `wpa_controller_` prefix.
+    /// The exported name: upstream's under `wpa_controller_`, ours under `wpa_` (kept out of the
+    /// `wpa_controller*` series that upstream's Datadog check collects).
+    pub fn metric_name(self) -> String {
+        match self {
+            Series::CurrentReplicas => "wpa_current_replicas".into(),
+            upstream => format!("wpa_controller_{}", upstream.name()),
+        }
+    }
+
+    /// The name without its prefix.
     pub fn name(self) -> &'static str {
         match self {
             Series::Value => "value",
@@ -198,6 +210,7 @@ impl Series {
             Series::Conditions => "conditions",
             Series::LabelsInfo => "labels_info",
             Series::LifecycleControlStatus => "lifecycle_control_status",
+            Series::CurrentReplicas => "current_replicas",
         }
     }
 
@@ -226,6 +239,7 @@ impl Series {
             Series::Conditions => "1 when the condition is True",
             Series::LabelsInfo => "The WPA's labels listed in --labels-as-tags",
             Series::LifecycleControlStatus => "1 while the DatadogMonitor blocks the WPA, 0 when it is OK",
+            Series::CurrentReplicas => "The target's status.replicas at the WPA's last pass",
         }
     }
 }
@@ -532,10 +546,13 @@ fn finish(out: &mut Outcome, wpa: &WatermarkPodAutoscaler) {
     let bit = |b: bool| if b { 1.0 } else { 0.0 };
     let active = is_true(&out.status, SCALING_ACTIVE);
     out.gauges.push(Sample { series: Series::ScalingActive, metric: None, label: None, value: bit(active) });
+    // Upstream's three, and ours: an alert on a WPA fighting another autoscaler needs a series (only WPAs
+    // that ever had the condition export it).
     for (type_, label) in [
         (ABLE_TO_SCALE, "able_to_scale"),
         (SCALING_LIMITED, "scaling_limited"),
         (SCALING_BLOCKED, "scaling_blocked"),
+        (CONFLICTING_AUTOSCALER, "conflicting_autoscaler"),
     ] {
         if get_condition(&out.status, type_).is_some() {
             out.gauges.push(Sample {

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus};
 
-const GAUGES_PER_PASS: usize = 12;
+const GAUGES_PER_PASS: usize = 13;
 const GAUGES_PER_METRIC: usize = 4;
 
 /// One pass over computed metric results, with `spec` the effective spec.
@@ -75,6 +75,7 @@ pub(super) fn run(
         };
     }
     d.gauge(Series::ReplicasScalingEffective, None, f64::from(desired));
+    d.gauge(Series::CurrentReplicas, None, f64::from(scale.status_replicas));
     d.desired = desired;
     d.rescale = rescale;
     d.reason = reason;

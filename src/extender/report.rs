@@ -19,7 +19,7 @@ use prometheus_client::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Infeasible, Report};
+use super::{Infeasible, Report, policy::Level};
 use crate::runtime::registry::Metrics;
 
 /// How often the same budget problem of one WPA is reported as an Event.
@@ -54,6 +54,11 @@ pub(crate) fn observer(
         Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1])
     });
     let infeasible = Family::<LevelLabels, Counter>::default();
+    // At 0 from the start: an alert on `increase()` sees the first infeasible placement, which a series
+    // born at 1 would hide.
+    for level in [Level::Node, Level::Zone, Level::Cap] {
+        drop(infeasible.get_or_create(&LevelLabels { level: level.as_str() }));
+    }
     metrics.with_registry(|r| {
         r.register(
             "wpa_scheduler_extender_requests",

@@ -3,8 +3,12 @@
 //! `http_client_*` series and the reconciler's own.
 //!
 //! Every series a WPA wrote is remembered, so that its series go away with it: when the WPA is deleted,
-//! when one of its metrics leaves the spec, and when a label value changes (e.g. `dry_run`), the old
-//! series are deleted instead of being left behind at their last value.
+//! when one of its metrics leaves the spec, and when a label value changes (the target renamed, a
+//! `--labels-as-tags` label), the old series are deleted instead of being left behind at their last value.
+//!
+//! No series carries a `dry_run` label: upstream reverted it (its PR #351), because toggling `dryRun` changed
+//! every series' identity and broke Datadog's `label_joins` and monitors keyed on the label set. The
+//! `wpa_controller_dry_run` gauge says it.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -137,7 +141,7 @@ impl Exporter {
         let (mut gauges, mut twins) = (HashMap::new(), HashMap::new());
         for series in Series::ALL {
             let family = GaugeFamily::default();
-            registry.register(format!("wpa_controller_{}", series.name()), series.help(), family.clone());
+            registry.register(series.metric_name(), series.help(), family.clone());
             gauges.insert(series, family);
             if let Some(twin) = series.twin() {
                 let family = GaugeFamily::default();
@@ -196,6 +200,11 @@ impl Exporter {
             "Periodic passes put off because WPAs with a new spec were waiting",
             e.yields.clone(),
         );
+        // At 0 from the start: an alert on `increase()` sees the first failure, which a series born at 1
+        // would hide.
+        for phase in ["record", "result"] {
+            drop(e.status_write_errors.get_or_create(&pairs(&[("phase", phase)])));
+        }
         registry.register(
             "wpa_status_write_errors",
             "WPA status writes that failed, by phase: record (before a scale, which is then not made) or result",
@@ -210,9 +219,9 @@ impl Exporter {
         Arc::new(e)
     }
 
-    /// `wpa_name, wpa_namespace, resource_namespace, resource_name, resource_kind, target_name, namespace,
-    /// dry_run` (upstream's base labels).
-    fn base(wpa: &WatermarkPodAutoscaler, dry_run: bool) -> Arc<[(String, String)]> {
+    /// `wpa_name, wpa_namespace, resource_namespace, resource_name, resource_kind, target_name, namespace`
+    /// (upstream's base labels).
+    fn base(wpa: &WatermarkPodAutoscaler) -> Arc<[(String, String)]> {
         let ns = wpa.namespace().unwrap_or_default();
         let r = &wpa.spec.scale_target_ref;
         Arc::from(pairs(&[
@@ -223,7 +232,6 @@ impl Exporter {
             ("resource_kind", &r.kind),
             ("target_name", &r.name),
             ("namespace", &ns),
-            ("dry_run", if dry_run { "true" } else { "false" }),
         ]))
     }
 
@@ -234,8 +242,6 @@ impl Exporter {
         s: &Sample,
         base: &Arc<[(String, String)]>,
     ) -> Written {
-        let dry_run = decision.spec.dry_run.unwrap_or(false);
-        let flag = if dry_run { "true" } else { "false" };
         let ns = wpa.namespace().unwrap_or_default();
         let family = Family::Gauge(s.series);
         match s.series {
@@ -251,7 +257,6 @@ impl Exporter {
                     ("wpa_namespace", &ns),
                     ("resource_namespace", &ns),
                     ("namespace", &ns),
-                    ("dry_run", flag),
                 ]));
                 Written { family, labels: Labels { shared: Arc::from(l), extra: None } }
             }
@@ -262,7 +267,6 @@ impl Exporter {
                     ("lifecycle_status", s.label.map_or("blocked", |l| l.1)),
                     ("monitor_name", &wpa.name_any()),
                     ("monitor_namespace", &ns),
-                    ("dry_run", flag),
                 ]);
                 Written { family, labels: Labels { shared: Arc::from(l), extra: None } }
             }
@@ -290,12 +294,12 @@ impl Exporter {
     /// Writes one pass's gauges and counters, and deletes what went away.
     pub(crate) fn record(&self, wpa: &WatermarkPodAutoscaler, decision: &Decision<'_>, outcome: &Outcome) {
         let key = (wpa.namespace().unwrap_or_default(), wpa.name_any());
-        let base = Self::base(wpa, decision.spec.dry_run.unwrap_or(false));
+        let base = Self::base(wpa);
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let series = live.entry(key).or_default();
 
-        // Series whose identity no longer holds: another base label set (dry_run toggled, target renamed),
-        // or a metric that left the spec.
+        // Series whose identity no longer holds: another base label set (target renamed), or a metric that
+        // left the spec.
         let metric_names: BTreeSet<String> = metric_names(wpa);
         series.retain(|s| {
             let same_base = !s.has_base_labels() || *s.labels.shared == *base;
@@ -329,8 +333,8 @@ impl Exporter {
             }
             written.push(entry);
         }
-        // A series written again under other labels (labels_info after a dry_run or label change) replaces
-        // its old self.
+        // A series written again under other labels (labels_info after a label change) replaces its old
+        // self.
         series.retain(|old| {
             let replaced = written.iter().any(|w| {
                 w.family == old.family && w.labels.extra == old.labels.extra && w.labels != old.labels
@@ -390,6 +394,19 @@ impl Exporter {
         self.http_errors.remove(&client);
         if self.http_in_flight.get(&client).is_none_or(|g| g.get() == 0) {
             self.http_in_flight.remove(&client);
+        }
+    }
+
+    /// Deletes every WPA's series: this replica stopped reconciling (it lost the Lease). Its last values
+    /// would otherwise stay exported beside the new leader's, twice the WPAs for dashboards and alerts
+    /// (upstream's process exits when it loses the lease, which has the same effect).
+    pub(crate) fn forget_all(&self) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let gone = std::mem::take(&mut *live);
+        self.wpas.set(0);
+        drop(live);
+        for s in gone.into_values().flatten() {
+            self.delete(&s);
         }
     }
 
@@ -489,13 +506,25 @@ mod tests {
         out
     }
 
+    /// Every series of the exposition (name and labels), without its value.
+    fn series(text: &str) -> BTreeSet<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_string()))
+            .collect()
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     #[test]
-    fn series_carry_upstreams_labels_and_go_away_with_their_wpa_metric_or_label_value() {
+    fn series_carry_upstreams_labels_and_go_away_with_their_wpa_or_metric() {
         let mut registry = Registry::default();
         let e = Exporter::new(&mut registry, vec![]);
         record(&e, &wpa("qps", false));
         let out = text(&registry);
-        let base = r#"wpa_name="web",wpa_namespace="shop",resource_namespace="shop",resource_name="front",resource_kind="Deployment",target_name="front",namespace="shop",dry_run="false""#;
+        let base = r#"wpa_name="web",wpa_namespace="shop",resource_namespace="shop",resource_name="front",resource_kind="Deployment",target_name="front",namespace="shop""#;
         assert!(
             out.contains(&format!("wpa_controller_high_watermak{{{base},metric_name=\"qps\"}} 100000.0")),
             "{out}"
@@ -508,6 +537,7 @@ mod tests {
         )));
         assert!(out.contains(&format!("wpa_controller_upscale_replicas_total{{{base}}} 1")), "{out}");
         assert!(out.contains("wpa_reconciled_wpas 1"));
+        assert!(out.contains("wpa_status_write_errors_total{phase=\"record\"} 0"), "counted from 0: {out}");
         let before = e.series_count("shop", "web");
         // The metric is renamed: the old metric's series go, the new one's come.
         record(&e, &wpa("rps", false));
@@ -515,11 +545,6 @@ mod tests {
         assert!(!out.contains("metric_name=\"qps\""), "{out}");
         assert!(out.contains("metric_name=\"rps\""));
         assert_eq!(e.series_count("shop", "web"), before);
-        // dry_run toggled: no series keeps the old label value.
-        record(&e, &wpa("rps", true));
-        let out = text(&registry);
-        assert!(!out.contains("dry_run=\"false\""), "{out}");
-        assert!(out.contains("wpa_controller_dry_run{wpa_name=\"web\""));
         // Deleted: nothing of it is left.
         e.forget("shop", "web");
         let out = text(&registry);
@@ -553,5 +578,46 @@ mod tests {
         let out = text(&registry);
         assert!(!out.contains("reco.team.svc"), "{out}");
         assert!(out.contains("other.team.svc"), "{out}");
+    }
+
+    #[test]
+    fn a_replica_that_stops_leading_exports_no_wpa_series() {
+        let mut registry = Registry::default();
+        let e = Exporter::new(&mut registry, vec![]);
+        record(&e, &wpa("qps", false));
+        let mut other = wpa("rps", false);
+        other.metadata.name = Some("api".into());
+        record(&e, &other);
+        assert!(text(&registry).contains("wpa_reconciled_wpas 2"));
+        e.forget_all();
+        let out = text(&registry);
+        assert!(!out.contains("wpa_name="), "{out}");
+        assert!(out.contains("wpa_reconciled_wpas 0"), "{out}");
+        // Leading again, it exports what its passes write.
+        record(&e, &wpa("qps", false));
+        assert!(text(&registry).contains("wpa_reconciled_wpas 1"));
+    }
+
+    #[test]
+    fn toggling_dry_run_keeps_every_series_identity_and_flips_the_dry_run_gauge() {
+        let mut registry = Registry::default();
+        let e = Exporter::new(&mut registry, vec!["team".into()]);
+        let mut live = wpa("qps", false);
+        live.metadata.labels = Some([("team".to_string(), "payments".to_string())].into());
+        record(&e, &live);
+        let off = text(&registry);
+        assert!(!off.contains("dry_run=\""), "no series carries a dry_run label:\n{off}");
+        live.spec.dry_run = Some(true);
+        record(&e, &live);
+        let on = text(&registry);
+        assert!(!on.contains("dry_run=\""), "{on}");
+        // The scale-up counter only counts real scales, so it is the one series a dry-run pass leaves alone;
+        // every series is still there under the same labels.
+        assert_eq!(series(&on), series(&off));
+        let gauge = r#"wpa_controller_dry_run{wpa_name="web",wpa_namespace="shop",resource_namespace="shop",resource_name="front",resource_kind="Deployment",target_name="front",namespace="shop"}"#;
+        assert_eq!(value(&off, gauge), Some(0.0), "{off}");
+        assert_eq!(value(&on, gauge), Some(1.0), "{on}");
+        let info = r#"wpa_controller_labels_info{team="payments",wpa_name="web",wpa_namespace="shop",resource_namespace="shop",namespace="shop"}"#;
+        assert_eq!(value(&on, info), Some(1.0), "labels_info keeps its labels:\n{on}");
     }
 }

@@ -22,6 +22,11 @@ use kube::{
     Api, Client,
     api::{ObjectMeta, PostParams},
 };
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::gauge::ConstGauge,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Timings, as client-go names them.
@@ -71,6 +76,25 @@ impl Leadership {
 
     pub(crate) fn is_leader(&self) -> bool {
         self.valid_until.as_deref().is_none_or(still_valid)
+    }
+}
+
+/// The `wpa_reconciler_leader` gauge: 1 while this replica may scale (it holds the Lease, or leader election
+/// is off), 0 otherwise; read from the leadership at each scrape, so it is never behind it. Summed over the
+/// replicas it is the number of reconcilers scaling: 0 is the "no reconciler leads" alert.
+#[derive(Debug)]
+pub(crate) struct LeaderGauge(pub(crate) Leadership);
+
+impl Collector for LeaderGauge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let gauge = ConstGauge::new(i64::from(self.0.is_leader()));
+        let metric = encoder.encode_descriptor(
+            "wpa_reconciler_leader",
+            "1 while this replica holds the leader Lease (or runs without leader election) and so reconciles",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
     }
 }
 
@@ -257,5 +281,25 @@ mod tests {
         assert!(!l.is_leader(), "a deadline in the past is not leadership");
         *v.lock().unwrap() = None;
         assert!(!l.is_leader());
+    }
+
+    #[test]
+    fn the_leader_gauge_follows_the_leadership_at_each_scrape() {
+        let v = Arc::new(Mutex::new(Some(Instant::now() + Duration::from_secs(60))));
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(LeaderGauge(Leadership { valid_until: Some(v.clone()) })));
+        let scrape = |r: &prometheus_client::registry::Registry| {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, r).unwrap();
+            out
+        };
+        let leading = scrape(&registry);
+        assert!(
+            leading.contains("# TYPE wpa_reconciler_leader gauge\nwpa_reconciler_leader 1\n"),
+            "{leading}"
+        );
+        *v.lock().unwrap() = None;
+        let lapsed = scrape(&registry);
+        assert!(lapsed.contains("\nwpa_reconciler_leader 0\n"), "{lapsed}");
     }
 }

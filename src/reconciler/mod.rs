@@ -499,6 +499,7 @@ pub(crate) async fn start(
     } else {
         (Leadership::always(), None)
     };
+    registry.with_registry(|r| r.register_collector(Box::new(leader::LeaderGauge(leadership.clone()))));
     let ctx = Arc::new(Context {
         sources: Sources {
             client: client.clone(),
@@ -611,6 +612,10 @@ async fn supervise(
         }
         if stop.is_cancelled() {
             return;
+        }
+        // The new leader exports the WPAs' series now (a controller that merely ended keeps them).
+        if !leadership.is_leader() {
+            ctx.exporter.forget_all();
         }
     }
 }

@@ -28,9 +28,10 @@ pub(crate) const LOGS_ATTRIBUTES_FIELD: &str = "logs_attributes";
 /// Keys a logs-attributes pair may not take over.
 const RESERVED: [&str; 6] = ["timestamp", "level", "target", "message", "wpa_name", "wpa_namespace"];
 
-/// Installs the global subscriber (once; later calls do nothing). `RUST_LOG` filters, default `info`.
-pub(crate) fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber (once; later calls do nothing). `filter` (`RUST_LOG`'s syntax) filters,
+/// default `info`.
+pub(crate) fn init(format: LogFormat, filter: Option<&str>) {
+    let filter = filter.and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new("info"));
     // Err only when a subscriber is already installed, which is fine.
     let _ = match format {
         LogFormat::Json => {

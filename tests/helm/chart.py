@@ -45,6 +45,28 @@ PLAIN = REPO / "webhook-config"
 # API groups whose kinds come from other projects' CRDs.
 FOREIGN_GROUPS = {"cert-manager.io", "monitoring.coreos.com"}
 
+# Upstream's chart's values.yaml (v0.5.1, appVersion v0.9.0) with the image swapped: what a migrating team passes.
+UPSTREAM_VALUES: dict[str, Any] = {
+    "replicaCount": 1,
+    "image": {"repository": "wpa", "tag": "0.1.0", "pullPolicy": "IfNotPresent"},
+    "imagePullSecrets": [],
+    "nameOverride": "",
+    "fullnameOverride": "",
+    "logLevel": "info",
+    "serviceAccount": {"create": True, "annotations": {}, "name": None},
+    "rbac": {"create": True},
+    "watchAllNamespaces": True,
+    "labelsAsTags": [],
+    "podSecurityContext": {},
+    "lifecycleControl": {"enabled": False},
+    "datadogCRDs": {"crds": {"datadogMonitors": True}},
+    "securityContext": {},
+    "resources": {},
+    "nodeSelector": {},
+    "tolerations": [],
+    "affinity": {},
+}
+
 # The combinations `matrix` renders, with what each must show (checked after rendering).
 MATRIX: dict[str, dict[str, Any]] = {
     "default": {"values": {}},
@@ -95,6 +117,21 @@ MATRIX: dict[str, dict[str, Any]] = {
             }
         }
     },
+    # Upstream's chart's values.yaml as it is (DataDog/watermarkpodautoscaler, chart v0.5.1), image aside.
+    "upstream-values": {"values": UPSTREAM_VALUES},
+    "upstream-namespaced": {
+        "values": {"watchAllNamespaces": False, "labelsAsTags": ["team", "app.kubernetes.io/name"], "lifecycleControl": {"enabled": True}}
+    },
+    "observability": {
+        "values": {
+            "prometheusRule": {"enabled": True, "labels": {"release": "prom"}, "alertLabels": {"team": "platform"}},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Autoscaling"}},
+            "healthPort": 9090,
+            "datadog": {"autodiscovery": {"metrics": ["wpa", "wpa_controller*", "wpa_*"]}},
+        }
+    },
+    "observability-extender": {"values": {"prometheusRule": {"enabled": True}, "schedulerExtender": {"enabled": True}}},
+    "no-datadog-annotations": {"values": {"datadog": {"autodiscovery": {"enabled": False}}, "podAnnotations": {"a": "b"}}},
 }
 
 # Values that values.schema.json must refuse, and values that templates must refuse (`fail`).
@@ -113,10 +150,17 @@ SCHEMA_REJECTS: dict[str, dict[str, Any]] = {
     "schedulerExtender.httpTimeout=1": {"schedulerExtender": {"httpTimeout": 1}},
     "networkPolicy enabled without apiServerCIDRs": {"networkPolicy": {"enabled": True}},
     "networkPolicy.apiServerCIDRs not a CIDR": {"networkPolicy": {"enabled": True, "apiServerCIDRs": ["apiserver"]}},
+    "watchAllNamespaces=yes": {"watchAllNamespaces": "yes"},
+    "labelsAsTags with a space": {"labelsAsTags": ["team name"]},
+    "prometheusRule.alerts.pinnedAtMax.for=15": {"prometheusRule": {"alerts": {"pinnedAtMax": {"for": 15}}}},
+    "prometheusRule.alerts.webhookSlow.fractionOfTimeout=2": {"prometheusRule": {"alerts": {"webhookSlow": {"fractionOfTimeout": 2}}}},
+    "unknown alert": {"prometheusRule": {"alerts": {"pinnedAtMin": {"enabled": True}}}},
+    "healthPort=0": {"healthPort": 0},
 }
 RENDER_REJECTS: dict[str, dict[str, Any]] = {
     "selfSigned with replicaCount=2": {"tls": {"mode": "selfSigned"}, "replicaCount": 2},
     "serviceAccount.create=false without a name": {"serviceAccount": {"create": False}},
+    "watchAllNamespaces with watchNamespaces": {"watchAllNamespaces": False, "watchNamespaces": ["team-a"]},
 }
 
 
@@ -272,7 +316,9 @@ def expectations(
     want(c["securityContext"].get("capabilities", {}).get("drop") == ["ALL"], "drop ALL")
     want(c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, "liveness /healthz")
     want(c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, "readiness /readyz")
-    want({p["name"]: p["containerPort"] for p in c["ports"]} == {"webhook": 8443, "http": 8080}, "ports")
+    health = values.get("healthPort", 8080)
+    want({p["name"]: p["containerPort"] for p in c["ports"]} == {"webhook": 8443, "http": health}, "ports")
+    want(f"--health-listen=0.0.0.0:{health}" in args, "--health-listen on healthPort")
     want({e["name"] for e in c["env"]} >= {"POD_NAME", "POD_NAMESPACE"}, "downward API env")
     want("requests" in c["resources"] and "limits" in c["resources"], "resources")
     want("--leader-elect=true" in args, "--leader-elect=true")
@@ -283,7 +329,8 @@ def expectations(
         want({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", ns]} in exprs, f"{h['name']} excludes kube-system and {ns} by name")
         want(any(e["key"] == "wpa.datadoghq.com/webhook" for e in exprs), f"{h['name']} label selector")
     svc_docs = find(docs, "Service")
-    want(len(svc_docs) == 1 and {(p["port"], p["targetPort"]) for p in svc_docs[0]["spec"]["ports"]} == {(port, "webhook"), (8080, "http")}, f"Service {port}->webhook, 8080->http")
+    metrics_port = values.get("service", {}).get("metricsPort", 8080)
+    want(len(svc_docs) == 1 and {(p["port"], p["targetPort"]) for p in svc_docs[0]["spec"]["ports"]} == {(port, "webhook"), (metrics_port, "http")}, f"Service {port}->webhook, {metrics_port}->http")
     self_signed = name.endswith("self-signed")
     if self_signed:
         want(dep["spec"]["replicas"] == 1, "self-signed runs 1 replica")
@@ -298,9 +345,10 @@ def expectations(
         for cfg in find(docs, "ValidatingWebhookConfiguration") + find(docs, "MutatingWebhookConfiguration"):
             want("cert-manager.io/inject-ca-from" not in cfg["metadata"].get("annotations", {}), "no inject-ca-from")
     else:
-        want(dep["spec"]["replicas"] == 2, "2 replicas")
+        replicas = values.get("replicaCount") or 2
+        want(dep["spec"]["replicas"] == replicas, f"{replicas} replicas")
         pdb = find(docs, "PodDisruptionBudget")
-        want(len(pdb) == 1 and pdb[0]["spec"]["minAvailable"] == 1, "PDB minAvailable 1")
+        want(len(pdb) == int(replicas > 1) and all(p["spec"]["minAvailable"] == 1 for p in pdb), "PDB minAvailable 1 with more than one replica")
         want("--tls-cert-file=/tls/tls.crt" in args and "--tls-key-file=/tls/tls.key" in args, "cert files")
         want(not any(a.startswith("--self-signed") or a == "--inject-ca" for a in args), "no --self-signed")
         want(not admission_rules, "no webhook-config RBAC rule")
@@ -316,16 +364,15 @@ def expectations(
             want(len(issuers) == 2 and len(certs) == 2, "chart-created self-signed Issuer, CA Certificate and CA Issuer")
     for h in hooks:
         want(("matchConditions" in h) == (minor >= 28), f"{h['name']} matchConditions only on >= 1.28")
-    if not self_signed:
-        pdb_version = find(docs, "PodDisruptionBudget")[0]["apiVersion"]
-        want(pdb_version == ("policy/v1" if minor >= 21 else "policy/v1beta1"), "PDB apiVersion per cluster version")
+    for pdb in find(docs, "PodDisruptionBudget"):
+        want(pdb["apiVersion"] == ("policy/v1" if minor >= 21 else "policy/v1beta1"), "PDB apiVersion per cluster version")
     # The scheduler extender: the flag, the two RBAC rules and the ConfigMap, all or nothing.
     extender = values.get("schedulerExtender", {}).get("enabled") is True
     rules = extender_rules()
     want(("--scheduler-extender" in args) == extender, "--scheduler-extender only when enabled")
     want(all((r in cr["rules"]) == extender for r in rules), "the extender's RBAC rules only when enabled")
     cms = find(docs, "ConfigMap", f"{svc}-scheduler-config")
-    want(len(cms) == int(extender) and len(find(docs, "ConfigMap")) == len(cms), "ConfigMap <fullname>-scheduler-config only when enabled")
+    want(len(cms) == int(extender), "ConfigMap <fullname>-scheduler-config only when enabled")
     if extender and cms:
         got = helm.values_from_yaml(cms[0]["data"]["scheduler-config.yaml"])
         want(got == expected_scheduler_config(values, svc, ns), "scheduler config == webhook-config/scheduler-config.yaml pointed at the Service")
@@ -355,7 +402,50 @@ def expectations(
         "validate-workloads.wpa.datadoghq.com": "Ignore",
         "clamp-workloads.wpa.datadoghq.com": "Ignore",
     }, "failurePolicies")
-    want(("--namespace=team-a,team-b" in args) == (name == "namespaced-watch"), "--namespace only for a namespaced watch")
+    namespaces = {"namespaced-watch": "--namespace=team-a,team-b", "upstream-namespaced": f"--namespace={ns}"}.get(name)
+    want([a for a in args if a.startswith("--namespace=")] == ([namespaces] if namespaces else []), "--namespace only for a namespaced watch")
+    # Datadog Autodiscovery, as upstream's chart writes it, on wpa's metrics port.
+    annotations = dep["spec"]["template"]["metadata"].get("annotations", {})
+    ad = values.get("datadog", {}).get("autodiscovery", {}).get("enabled", True)
+    want(("ad.datadoghq.com/wpa.instances" in annotations) == ad, "Datadog annotations unless disabled")
+    want(all(annotations.get(k) == v for k, v in values.get("podAnnotations", {}).items()), "podAnnotations kept")
+    tags = values.get("reconciler", {}).get("labelsAsTags", []) + values.get("labelsAsTags", [])
+    want(("--labels-as-tags=" + ",".join(tags) in args) if tags else not any(a.startswith("--labels-as-tags") for a in args), "--labels-as-tags from both keys")
+    if ad:
+        want(annotations.get("ad.datadoghq.com/wpa.check_names") == '["prometheus"]', "AD check_names prometheus")
+        want(annotations.get("ad.datadoghq.com/wpa.init_configs") == "[{}]", "AD init_configs")
+        instances = json.loads(annotations["ad.datadoghq.com/wpa.instances"])
+        inst = instances[0]
+        want(len(instances) == 1 and inst["prometheus_url"] == f"http://%%host%%:{health}/metrics", "AD prometheus_url on healthPort")
+        want(inst["namespace"] == "watermarkpodautoscaler", "AD namespace watermarkpodautoscaler")
+        want(inst["metrics"] == values.get("datadog", {}).get("autodiscovery", {}).get("metrics", ["wpa", "wpa_controller*"]), "AD metrics")
+        joins = inst.get("label_joins")
+        if tags:
+            want(joins == {"wpa_controller_labels_info": {"labels_to_match": ["wpa_name", "resource_namespace"], "labels_to_get": [re.sub(r"[^a-zA-Z0-9_]", "_", t) for t in tags]}}, "AD label_joins on labels_info")
+        else:
+            want(joins is None, "no label_joins without labelsAsTags")
+    upstream_keys = [k for k in ("watchAllNamespaces", "labelsAsTags", "lifecycleControl", "datadogCRDs") if values.get(k) not in (None, [])]
+    want(("prefer wpa's keys" in notes) == bool(upstream_keys), "NOTES: upstream keys named only when given")
+    if name == "upstream-namespaced":
+        want("prefer watchNamespaces" in notes and "prefer reconciler.labelsAsTags" in notes and "lifecycleControl.enabled=true: no effect" in notes, "NOTES names each upstream key")
+    # Alerts and dashboard.
+    rule_on = values.get("prometheusRule", {}).get("enabled") is True
+    rules = find(docs, "PrometheusRule")
+    want(len(rules) == int(rule_on), "PrometheusRule only when enabled")
+    if rules:
+        alerts = [r for g in rules[0]["spec"]["groups"] for r in g["rules"]]
+        names = {r["alert"] for r in alerts}
+        want(("WPAExtenderNoSafeNode" in names) == extender and "WPANoLeader" in names and len(names) == 8 + int(extender), f"alerts: {sorted(names)}")
+        want(all(r["annotations"]["runbook_url"].startswith("docs/runbook.md#") and r["annotations"]["summary"] and r["annotations"]["description"] for r in alerts), "every alert has a summary, a description and a runbook_url")
+        want(all(r["labels"].get("severity") for r in alerts), "every alert has a severity")
+        if name == "observability":
+            want(rules[0]["metadata"]["labels"].get("release") == "prom", "PrometheusRule labels")
+            want(all(r["labels"].get("team") == "platform" for r in alerts), "alertLabels on every alert")
+    boards = find(docs, "ConfigMap", f"{svc}-dashboard")
+    want(len(boards) == int(values.get("grafanaDashboard", {}).get("enabled") is True), "dashboard ConfigMap only when enabled")
+    if boards:
+        want(boards[0]["metadata"]["labels"].get("grafana_dashboard") == "1", "grafana_dashboard label")
+        want(json.loads(boards[0]["data"]["wpa.json"]) == json.loads((CHART / "dashboards" / "wpa.json").read_text()), "the ConfigMap holds dashboards/wpa.json")
     if name == "namespace-opt-in":
         for h in hooks:
             want({"key": "wpa.datadoghq.com/webhook", "operator": "In", "values": ["enabled"]} in h["namespaceSelector"]["matchExpressions"], "opt-in label")

@@ -7,6 +7,8 @@
 // Every integration test compiles its own copy of this module and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod prometheus;
+
 pub use devcluster::{
     HttpsServer, LocalCluster as TestCluster, NetnsHost, Options, TlsIdentity, http_get, is_pod_ready, pki,
     wait_for,
@@ -110,4 +112,46 @@ pub async fn request_service_account_token(
         .status
         .map(|s| s.token)
         .ok_or_else(|| anyhow::anyhow!("no token in the TokenRequest answer for {namespace}/{name}"))
+}
+
+/// webhook-config/rbac.yaml: namespace wpa-system, ServiceAccount wpa and its rules.
+pub fn shipped_rbac() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/webhook-config/rbac.yaml"))
+        .expect("rbac.yaml")
+}
+
+/// Applies rbac.yaml without its `watermarkpodautoscalers/status` rule (every status write of ServiceAccount
+/// wpa-system/wpa gets 403) and returns a kubeconfig of that ServiceAccount (`file` in the cluster's
+/// directory). `kubectl_apply(&shipped_rbac())` gives the right back.
+pub async fn kubeconfig_without_status_writes(cluster: &TestCluster, file: &str) -> std::path::PathBuf {
+    let full = shipped_rbac();
+    let without_status = full.replace(
+        "- apiGroups: [\"datadoghq.com\"]\n  resources: [\"watermarkpodautoscalers/status\"]\n  verbs: [\"patch\"]\n",
+        "",
+    );
+    assert_ne!(full, without_status, "rbac.yaml's status rule is where the tests expect it");
+    cluster.kubectl_apply(&without_status).expect("apply the RBAC without status");
+    let token = service_account_token(cluster, "wpa-system", "wpa").await.expect("a token");
+    token_kubeconfig(cluster, file, &token, "wpa-system")
+}
+
+/// Registers the shipped webhook configurations, pointed at a port reserved here, then starts `wpa serve
+/// --self-signed --tls-san 127.0.0.1 --inject-ca --ca-bundle-out FILE` with `extra` on that port (it writes its
+/// CA into them); returns the process and the CA file.
+pub async fn start_with_webhook(
+    cluster: &TestCluster,
+    name: &str,
+    extra: &[&str],
+) -> anyhow::Result<(WpaServe, std::path::PathBuf)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    cluster
+        .kubectl_apply(&webhook_configurations(port, None)?)
+        .map_err(|e| anyhow::anyhow!("register the webhooks: {e}"))?;
+    let ca = cluster.dir().join(format!("wpa-{name}-ca.crt"));
+    let ca_arg = ca.display().to_string();
+    let args =
+        [&["--self-signed", "--tls-san", "127.0.0.1", "--inject-ca", "--ca-bundle-out", &ca_arg][..], extra]
+            .concat();
+    let serve = WpaServe::start(cluster, name, Some(port), &args).await?;
+    Ok((serve, ca))
 }
