@@ -27,4 +27,6 @@ pub mod engine;
 pub(crate) mod extender;
 pub mod reconciler;
 pub mod runtime;
+#[doc(hidden)]
+pub mod vectors;
 pub mod webhook;

@@ -87,7 +87,9 @@ fn settle<'a>(
     at: Timestamp,
     result: ScaleResult,
 ) -> Pass<'a> {
-    let decision = engine::decide(w, obs, at);
+    // The decision borrows its plan; a test's passes are few, so the plan simply lives as long as the WPA.
+    let plan: &'a engine::Plan<'a> = Box::leak(Box::new(engine::Plan::new(w)));
+    let decision = engine::decide(plan, obs, at);
     let outcome = decision.settle(w, result);
     Pass { decision, outcome }
 }
@@ -273,7 +275,7 @@ fn lifecycle_control_blocks_until_the_monitor_is_ok() {
         monitor,
         conflicts: &[],
     };
-    let blocked = decide(&w, &observe(MonitorObservation::Found { state: Some("Alert".into()) }), now());
+    let blocked = decide(&w, &observe(MonitorObservation::Found(engine::MonitorState::Alert)), now());
     assert_eq!(
         condition(&blocked.outcome, "ScalingBlocked"),
         (
@@ -288,7 +290,7 @@ fn lifecycle_control_blocks_until_the_monitor_is_ok() {
     assert_eq!(condition(&missing.outcome, "ScalingBlocked").0, "True");
     assert!(condition(&missing.outcome, "ScalingBlocked").2.contains("DatadogMonitor CRD"));
     assert_eq!(missing.action, Action::RequeueAfter(Duration::from_secs(120)));
-    let ok = decide(&w, &observe(MonitorObservation::Found { state: Some("OK".into()) }), now());
+    let ok = decide(&w, &observe(MonitorObservation::Found(engine::MonitorState::Ok)), now());
     assert_eq!(condition(&ok.outcome, "ScalingBlocked").1, "DatadogMonitorOK");
     assert_eq!(ok.scaled_to, Some(6));
 }

@@ -600,12 +600,15 @@ fn faked_result(r: &Value) -> Result<MetricResult, String> {
 struct Pass<'a> {
     d: engine::Decision<'a>,
     o: engine::Outcome,
+    /// What `wpa serve` exports after the pass (the product's exporter).
+    exposition: String,
 }
 
 impl<'a> Pass<'a> {
     fn settled(wpa: &WatermarkPodAutoscaler, d: engine::Decision<'a>) -> Self {
         let o = d.settle(wpa, engine::ScaleResult::Written);
-        Pass { d, o }
+        let exposition = wpa::vectors::exposition(wpa, &d, &o, Vec::new()).unwrap_or_default();
+        Pass { d, o, exposition }
     }
 }
 
@@ -631,23 +634,32 @@ fn prom_value(d: &Pass, key: &str) -> Value {
         None => (key, vec![]),
     };
     let name = name.strip_prefix("wpa_controller_").unwrap_or(name);
-    // The exporter writes upstream's misspelled twins from the same sample.
-    let name = match name {
-        "high_watermak" => "high_watermark",
-        "low_watermak" => "low_watermark",
-        n => n,
-    };
-    let sample_matches = |s: &engine::Sample| {
-        s.series.name() == name
-            && labels.iter().all(|(k, v)| match k.as_str() {
-                "metric_name" => s.metric.and_then(|i| d.metrics.get(i)).is_some_and(|m| &m.name == v),
-                _ => s.label.is_some_and(|(lk, lv)| lk == k && lv == v),
-            })
-    };
-    let total: f64 = if d.o.counters.iter().any(|c| c.counter.name() == name) {
-        d.o.counters.iter().filter(|c| c.counter.name() == name).map(|c| c.value as f64).sum()
-    } else {
-        d.o.gauges.iter().find(|s| sample_matches(s)).map_or(0.0, |s| s.value)
+    // A counter is written `<name>_total`; a vector may name it either way.
+    let names = [format!("wpa_controller_{name}"), format!("wpa_controller_{name}_total")];
+    // The series as `wpa serve` exports them: every label the key names must be on the series (a key names
+    // the labels it cares about; the exporter adds the WPA's).
+    let mut values = d.exposition.lines().filter(|l| !l.starts_with('#')).filter_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (series_name, series_labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if !names.iter().any(|n| n == series_name) {
+            return None;
+        }
+        let has = |k: &str, v: &str| series_labels.contains(&format!("{k}=\"{v}\""));
+        let counter = series_name.ends_with("_total");
+        labels
+            .iter()
+            .all(|(k, v)| has(k, v))
+            .then(|| value.parse::<f64>().ok().map(|v| (counter, v)))
+            .flatten()
+    });
+    // A gauge is one series; a counter's increments add up.
+    let total = match values.next() {
+        Some((true, first)) => first + values.map(|(_, v)| v).sum::<f64>(),
+        Some((false, first)) => first,
+        None => 0.0,
     };
     json!(total)
 }
@@ -705,6 +717,33 @@ fn decision_facts(d: &Pass) -> BTreeMap<String, Value> {
     ]);
     if let Some(gate::Blocked::Delay { seconds_left, .. }) = d.gate.as_ref().and_then(|g| g.blocked.clone()) {
         m.insert("delayRemainingSeconds".into(), json!(seconds_left));
+    }
+    // The limits inside the decision (`convertDesiredReplicasWithRules` as reconcileWPA runs it), under the
+    // names of upstream's functions and variables.
+    if let Some(n) = &d.normalized {
+        let limits = json!({
+            "scaleUpLimit": n.up_limit, "scaleDownLimit": n.down_limit, "replicas": n.replicas,
+            "condition": n.limit.reason(), "reason": n.limit.message(),
+        });
+        for (key, value) in [
+            ("scaleUpLimit", json!(n.up_limit)),
+            ("scaleDownLimit", json!(n.down_limit)),
+            ("possibleLimitingCondition", json!(n.limit.reason())),
+            ("possibleLimitingReason", json!(n.limit.message())),
+            ("limits", limits),
+        ] {
+            m.insert(key.into(), value);
+        }
+    }
+    // The gate (`shouldScale`), under the names of the should_scale vectors.
+    if let Some(g) = &d.gate {
+        m.insert("shouldScale".into(), json!(g.allowed));
+        m.insert("backoffUp".into(), json!(g.backoff_up));
+        m.insert("backoffDown".into(), json!(g.backoff_down));
+        m.insert("ableToScaleReason".into(), g.backoff_condition.map_or(Value::Null, |(r, _)| json!(r)));
+        if let Some(gate::Blocked::Window { seconds_left, .. }) = &g.blocked {
+            m.insert("timeLeft".into(), json!(seconds_left));
+        }
     }
     m
 }
@@ -843,41 +882,70 @@ fn reconcile_decision(
     Ok(())
 }
 
+/// Upstream's tests build the reconciler without `SetupWithManager`, which sets its sync period: it is 0
+/// there, and a pass that waits for the next period returns an empty `reconcile.Result`.
+const TEST_SYNC_PERIOD: std::time::Duration = std::time::Duration::ZERO;
+
+/// Our controller result for a pass (the product's mapping of the engine's action), as JSON.
 fn action_json(a: Action) -> Value {
-    match a {
-        Action::Done => json!({}),
-        Action::Requeue => json!({"requeue": true}),
-        Action::RequeueAfter(d) => json!({"requeueAfter": d.as_secs_f64()}),
+    let r = a.controller_result(TEST_SYNC_PERIOD);
+    let mut o = serde_json::Map::new();
+    if r.requeue {
+        o.insert("requeue".into(), json!(true));
     }
+    if !r.requeue_after.is_zero() {
+        o.insert("requeueAfter".into(), json!(r.requeue_after.as_secs_f64()));
+    }
+    Value::Object(o)
+}
+
+/// A `reconcile.Result` as a vector may write it: `{}`, `{"requeue": true, "requeueAfter": "2m0s"}`, Go's
+/// field names (`Requeue`, `RequeueAfter` in nanoseconds), or its `%v` form `{false 2m0s}`.
+fn normalized_result(expected: &Value) -> Option<Value> {
+    let secs = |v: &Value| match v {
+        Value::String(s) => parse_go_duration(s),
+        Value::Number(n) if n.as_f64().unwrap_or(0.0) >= 1e6 => n.as_f64().map(|n| n / 1e9),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    };
+    let (requeue, after) = match expected {
+        Value::String(s) if s.starts_with('{') => {
+            let inner = s.trim_matches(|c| c == '{' || c == '}');
+            let mut parts = inner.split_whitespace();
+            (parts.next()? == "true", parts.next().and_then(parse_go_duration).unwrap_or(0.0))
+        }
+        Value::String(s) => (false, parse_go_duration(s)?),
+        Value::Object(o) => {
+            let get = |a: &str, b: &str| o.get(a).or_else(|| o.get(b));
+            (
+                get("requeue", "Requeue").and_then(Value::as_bool).unwrap_or(false),
+                get("requeueAfter", "RequeueAfter").map_or(Some(0.0), secs)?,
+            )
+        }
+        _ => return None,
+    };
+    let mut o = serde_json::Map::new();
+    if requeue {
+        o.insert("requeue".into(), json!(true));
+    }
+    if after != 0.0 {
+        o.insert("requeueAfter".into(), json!(after));
+    }
+    Some(Value::Object(o))
 }
 
 /// Compares an expected controller-runtime `Result` with ours.
 fn check_result(check: &mut Check, expected: &Value, ours: Action, spec_was_defaulted: bool) {
     let want = match expected {
-        Value::String(s) if s.contains("sync period") => {
-            json!({"requeueAfter": engine::SYNC_PERIOD.as_secs_f64()})
-        }
-        Value::String(s) => match parse_go_duration(s) {
-            Some(secs) => json!({"requeueAfter": secs}),
+        // Prose for the period of passes: in upstream's test that period is 0, so the Result is empty.
+        Value::String(s) if s.contains("sync period") => json!({}),
+        other => match normalized_result(other) {
+            Some(w) => w,
             None => {
-                check.diffs.push(format!("result: cannot read {s:?}"));
+                check.diffs.push(format!("result: cannot read {other}"));
                 return;
             }
         },
-        Value::Object(o) => {
-            let mut o = o.clone();
-            if let Some(v) = o.get("requeueAfter").cloned() {
-                let secs = match &v {
-                    Value::String(s) => parse_go_duration(s),
-                    Value::Number(n) if n.as_f64().unwrap_or(0.0) >= 1e6 => n.as_f64().map(|n| n / 1e9),
-                    Value::Number(n) => n.as_f64(),
-                    _ => None,
-                };
-                o.insert("requeueAfter".into(), secs.map_or(Value::Null, |s| json!(s)));
-            }
-            Value::Object(o)
-        }
-        other => other.clone(),
     };
     let got = action_json(ours);
     if want == got || matches(&want, &got) && matches(&got, &want) {
@@ -945,6 +1013,7 @@ fn reconcile_entry(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut C
     );
     let mut side_effects = Vec::new();
     let step = engine::finalizer_step(&wpa);
+    let plan = engine::Plan::new(&wpa);
     let decision = match step {
         FinalizerStep::Finalize | FinalizerStep::Skip => None,
         FinalizerStep::Add | FinalizerStep::Proceed => {
@@ -952,11 +1021,17 @@ fn reconcile_entry(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut C
                 side_effects.push(format!("finalizer '{}' added via object update", wpa::api::FINALIZER));
             }
             let monitor = match i.get("datadogMonitor") {
-                Some(m) if !m.is_null() => MonitorObservation::Found {
-                    state: m["status"]["monitorState"].as_str().map(str::to_string),
-                },
-                _ if engine::needs_monitor(&wpa) => {
-                    MonitorObservation::Unavailable("datadogmonitors.datadoghq.com not found".into())
+                Some(m) if !m.is_null() => MonitorObservation::Found(engine::MonitorState::parse(
+                    m["status"]["monitorState"].as_str(),
+                )),
+                // No such object: the API server's 404, through the reconciler's own reading of it.
+                _ if plan.lifecycle == engine::Lifecycle::Monitor => {
+                    let status: kube::core::Status = serde_json::from_value(json!({
+                        "status": "Failure", "reason": "NotFound", "code": 404,
+                        "message": format!("datadogmonitors.datadoghq.com \"{}\" not found", w["name"].as_str().unwrap_or_default()),
+                    }))
+                    .map_err(|e| e.to_string())?;
+                    wpa::vectors::monitor_observation(Err(kube::Error::Api(Box::new(status))))
                 }
                 _ => MonitorObservation::NotRequested,
             };
@@ -974,7 +1049,7 @@ fn reconcile_entry(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut C
                 monitor,
                 conflicts: &[],
             };
-            Some(Pass::settled(&wpa, engine::decide(&wpa, &obs, ctx.now)))
+            Some(Pass::settled(&wpa, engine::decide(&plan, &obs, ctx.now)))
         }
     };
     let action = decision.as_ref().map_or(Action::Done, |d| d.o.action);
@@ -1399,7 +1474,16 @@ fn response_parse(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Res
 
 async fn http_client(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
     let mut query = query_from(&i["request"], check)?;
-    let routes = i["server"]["routes"].clone();
+    // "T" stands for the server's now (upstream's tests answer with time.Now()): the reply carries a real
+    // time, so that it goes through the reconciler's checks of a recommendation as it would in production.
+    let now = Timestamp::now();
+    let now_text = jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", now).map_err(|e| e.to_string())?;
+    let mut routes = i["server"]["routes"].clone();
+    for route in routes.as_object_mut().into_iter().flat_map(|r| r.values_mut()) {
+        if route["body"]["timestamp"] == json!("T") {
+            route["body"]["timestamp"] = json!(now_text);
+        }
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
@@ -1430,16 +1514,25 @@ async fn http_client(i: &Value, exp: &Value, der: &Value, check: &mut Check) -> 
     }
     // The vectors test the protocol against a server on loopback: the local-address rule is not theirs.
     let client = RecommenderClient::new(None, Reach::Any).map_err(|e| e.to_string())?;
-    let out = client.recommend(&query).await;
+    let out = client.recommend(&query).await.map_err(|e| e.to_string()).and_then(|r| {
+        // The reconciler's path: a reply is also checked before it is used (the request's inverted
+        // watermarks are not judged, as upstream's client does not).
+        let max_age = Some(std::time::Duration::from_secs(300));
+        recommender::check_recommendation(&r, query.max_replicas, Timestamp::now(), max_age).map(|()| r)
+    });
     server.abort();
     let actual: BTreeMap<String, Value> = match out {
         Ok(r) => {
-            BTreeMap::from([("error".into(), json!(false)), ("response".into(), recommendation_json(&r))])
+            let mut response = recommendation_json(&r);
+            if response["timestamp"] == json!(now_text) {
+                response["timestamp"] = json!("T");
+            }
+            BTreeMap::from([("error".into(), json!(false)), ("response".into(), response)])
         }
         Err(e) => BTreeMap::from([
             ("error".into(), json!(true)),
             ("response".into(), Value::Null),
-            ("errorMessage".into(), json!(e.to_string())),
+            ("errorMessage".into(), json!(e)),
         ]),
     };
     simple(check, exp, der, actual);

@@ -10,12 +10,7 @@ use kube::{Api, ResourceExt};
 
 use crate::{
     api::WatermarkPodAutoscaler,
-    engine::{
-        self, Decision, Forced, MetricKind, MonitorObservation, ScaleResult,
-        gate::Blocked,
-        limits::{scale_down_limit, scale_up_limit},
-        pods,
-    },
+    engine::{self, Decision, Forced, MetricKind, MonitorObservation, ScaleResult, gate::Blocked, pods},
     reconciler::inputs::{Inputs, Sources},
     runtime::client::{ClientError, kube_client},
 };
@@ -89,9 +84,10 @@ pub(crate) async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
         cluster_name: args.cluster_name.clone(),
     };
     let now = Timestamp::now();
-    let inputs = sources.gather(&wpa, true, now).await;
-    let decision = engine::decide(&wpa, &inputs.observation(), now);
-    Ok(render(&wpa, &inputs, &decision, now))
+    let plan = engine::Plan::new(&wpa);
+    let inputs = sources.gather(&plan, true, now).await;
+    let decision = engine::decide(&plan, &inputs.observation(), now);
+    Ok(render(&plan, &inputs, &decision, now))
 }
 
 fn seconds(s: f64) -> String {
@@ -105,12 +101,8 @@ fn plain(milli: f64) -> String {
 }
 
 /// The trace, as text.
-pub(crate) fn render(
-    wpa: &WatermarkPodAutoscaler,
-    inputs: &Inputs,
-    d: &Decision<'_>,
-    now: Timestamp,
-) -> String {
+pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>, now: Timestamp) -> String {
+    let wpa = plan.wpa;
     let mut o = String::new();
     let spec = &d.spec;
     let ns = wpa.namespace().unwrap_or_default();
@@ -147,10 +139,12 @@ pub(crate) fn render(
         spec.tolerance.as_ref().map_or_else(|| "0".into(), |t| t.to_string()),
         spec.algorithm.as_deref().unwrap_or("absolute"),
     );
-    if engine::needs_monitor(wpa) {
+    if plan.lifecycle == engine::Lifecycle::Monitor {
         let state = match &inputs.monitor {
-            MonitorObservation::Found { state: Some(s) } => format!("state {s}"),
-            MonitorObservation::Found { state: None } => "no state".into(),
+            MonitorObservation::Found(s) => match s.as_str() {
+                Some(s) => format!("state {s}"),
+                None => "no state".into(),
+            },
             MonitorObservation::CrdMissing => "the DatadogMonitor CRD is not installed".into(),
             MonitorObservation::Unavailable(e) => format!("cannot be read: {e}"),
             MonitorObservation::NotRequested => "not read".into(),
@@ -196,11 +190,10 @@ pub(crate) fn render(
             );
         }
     }
-    match &inputs.pods {
-        Ok(p) => {
+    match (&inputs.pods, &d.pods) {
+        (Ok(p), Some(count)) => {
             let skip = pods::should_skip_owner_check(wpa.metadata.annotations.as_ref());
             let delay = spec.readiness_delay_seconds.unwrap_or(0);
-            let count = pods::count_ready_pods(p, &scale.name, delay, skip, now);
             let _ = writeln!(
                 o,
                 "  pods: {} selected, {} ready, {} not counted (other owner or finished); minAvailableReplicaPercentage {}, readinessDelaySeconds {delay}{}",
@@ -211,9 +204,10 @@ pub(crate) fn render(
                 if skip { ", owner check skipped" } else { "" },
             );
         }
-        Err(e) => {
+        (Err(e), _) => {
             let _ = writeln!(o, "  pods: cannot be listed: {e}");
         }
+        (Ok(_), None) => {}
     }
 
     let _ = writeln!(o, "\nMetrics (the highest proposal wins; one failing metric blocks the pass)");
@@ -281,9 +275,9 @@ pub(crate) fn render(
         let _ = writeln!(
             o,
             "\nLimits from {current}: up to {} (scaleUpLimitFactor {}%), down to {} (scaleDownLimitFactor {}%), within [{}, {}] → {} ({})",
-            scale_up_limit(spec.scale_up_limit_factor.as_ref(), current),
+            n.up_limit,
             spec.scale_up_limit_factor.as_ref().map_or_else(|| "-".into(), |q| q.to_string()),
-            scale_down_limit(spec.scale_down_limit_factor.as_ref(), current),
+            n.down_limit,
             spec.scale_down_limit_factor.as_ref().map_or_else(|| "-".into(), |q| q.to_string()),
             spec.min_replicas.unwrap_or(0),
             spec.max_replicas.unwrap_or(0),

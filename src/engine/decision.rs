@@ -1,7 +1,7 @@
 //! The engine's vocabulary: what one pass observes ([`Observation`]), what it decides ([`Decision`]), and
 //! what the reconciler applies once the `/scale` write is known ([`Outcome`], from [`Decision::settle`]).
 
-use std::{borrow::Cow, collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -12,7 +12,7 @@ use super::{
     conditions::{self, *},
     gate::Gate,
     limits::Normalized,
-    pods::PodInfo,
+    pods::{PodInfo, ReadyCount},
 };
 use crate::api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus};
 
@@ -36,9 +36,52 @@ pub enum MonitorObservation {
     Unavailable(String),
     /// The DatadogMonitor CRD is not installed in the cluster.
     CrdMissing,
-    Found {
-        state: Option<String>,
-    },
+    Found(MonitorState),
+}
+
+impl MonitorObservation {
+    /// Whether the monitor lets the WPA proceed (only a monitor in `OK` state does).
+    pub fn allows(&self) -> bool {
+        matches!(self, MonitorObservation::Found(MonitorState::Ok))
+    }
+}
+
+/// A DatadogMonitor's `status.monitorState`, as the Datadog Operator writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MonitorState {
+    Ok,
+    Alert,
+    Warn,
+    NoData,
+    /// Any other state (`Unknown`, `Skipped`, `Ignored`, ...), as written.
+    Other(String),
+    /// No state yet.
+    Unset,
+}
+
+impl MonitorState {
+    pub fn parse(state: Option<&str>) -> MonitorState {
+        match state {
+            None => MonitorState::Unset,
+            Some("OK") => MonitorState::Ok,
+            Some("Alert") => MonitorState::Alert,
+            Some("Warn") => MonitorState::Warn,
+            Some("No Data") => MonitorState::NoData,
+            Some(other) => MonitorState::Other(other.to_string()),
+        }
+    }
+
+    /// The state as the operator writes it (`None` when unset).
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            MonitorState::Ok => Some("OK"),
+            MonitorState::Alert => Some("Alert"),
+            MonitorState::Warn => Some("Warn"),
+            MonitorState::NoData => Some("No Data"),
+            MonitorState::Other(s) => Some(s),
+            MonitorState::Unset => None,
+        }
+    }
 }
 
 /// Why the target's `/scale` could not be read; the message carries upstream's words for the condition and
@@ -120,6 +163,28 @@ pub enum Action {
     /// At once.
     Requeue,
     RequeueAfter(Duration),
+}
+
+/// What a controller returns after a pass, in controller-runtime's terms (`reconcile.Result`): requeue at
+/// once, after a delay, or not (a zero delay without `requeue` is no requeue, as there).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ControllerResult {
+    pub requeue: bool,
+    pub requeue_after: Duration,
+}
+
+impl Action {
+    /// The controller's result with `sync_period` as the period of passes ([`SYNC_PERIOD`] stands for it).
+    pub fn controller_result(self, sync_period: Duration) -> ControllerResult {
+        match self {
+            Action::Done => ControllerResult::default(),
+            Action::Requeue => ControllerResult { requeue: true, requeue_after: Duration::ZERO },
+            Action::RequeueAfter(d) if d == SYNC_PERIOD => {
+                ControllerResult { requeue: false, requeue_after: sync_period }
+            }
+            Action::RequeueAfter(d) => ControllerResult { requeue: false, requeue_after: d },
+        }
+    }
 }
 
 /// A Kubernetes Event about the WPA.
@@ -360,8 +425,8 @@ pub struct Outcome {
 /// write of [`Decision::scale`] (if any) is known: [`Decision::settle`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision<'a> {
-    /// The spec as used: defaults and missing watermarks filled in, in memory only.
-    pub spec: Cow<'a, WatermarkPodAutoscalerSpec>,
+    /// The spec as used: the plan's (defaults and missing watermarks filled in, in memory only).
+    pub spec: &'a WatermarkPodAutoscalerSpec,
     /// Upstream's validation message when the spec is invalid.
     pub invalid: Option<String>,
     pub metrics: Vec<MetricOutcome>,
@@ -369,6 +434,8 @@ pub struct Decision<'a> {
     pub normalized: Option<Normalized>,
     pub gate: Option<Gate>,
     pub forced: Option<Forced>,
+    /// The target's pods as the readiness rules count them (when the target and its pods were read).
+    pub pods: Option<ReadyCount>,
     /// The final replica count (`status.desiredReplicas` unless the metrics failed).
     pub desired: i32,
     /// Whether a scale was decided (also in dry-run).
@@ -384,7 +451,7 @@ pub struct Decision<'a> {
 
 impl<'a> Decision<'a> {
     pub(super) fn new(
-        spec: Cow<'a, WatermarkPodAutoscalerSpec>,
+        spec: &'a WatermarkPodAutoscalerSpec,
         mut status: WatermarkPodAutoscalerStatus,
         now: Timestamp,
     ) -> Self {
@@ -398,6 +465,7 @@ impl<'a> Decision<'a> {
             normalized: None,
             gate: None,
             forced: None,
+            pods: None,
             desired: 0,
             rescale: false,
             scale: None,

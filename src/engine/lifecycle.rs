@@ -8,38 +8,35 @@ use kube::ResourceExt;
 
 use super::{
     conditions::{SCALING_BLOCKED, text},
-    decision::{Decision, MonitorObservation, Series},
+    decision::{Decision, MonitorObservation, MonitorState, Series},
+    plan::Lifecycle,
     validation,
 };
 use crate::api::{WatermarkPodAutoscaler, annotations};
 
 /// Whether lifecycle control is on, as upstream parses the annotation.
-fn enabled(wpa: &WatermarkPodAutoscaler) -> Result<bool, String> {
+pub(super) fn enabled(wpa: &WatermarkPodAutoscaler) -> Result<bool, String> {
     match wpa.annotations().get(annotations::LIFECYCLE_CONTROL).map(String::as_str) {
         None | Some("") => Ok(false),
         Some(v) => validation::parse_go_bool(v),
     }
 }
 
-/// Whether the reconciler must read the DatadogMonitor for this WPA.
-pub fn needs_monitor(wpa: &WatermarkPodAutoscaler) -> bool {
-    enabled(wpa) == Ok(true)
-}
-
 /// Applies the gate; `true` when the pass must stop here (blocked, with the requeue set).
 pub(super) fn blocks(
     d: &mut Decision<'_>,
     wpa: &WatermarkPodAutoscaler,
+    lifecycle: &Lifecycle,
     monitor: &MonitorObservation,
 ) -> bool {
-    match enabled(wpa) {
-        Err(e) => {
+    match lifecycle {
+        Lifecycle::Misconfigured(e) => {
             let msg = format!("Lifecycle Control is not correctly enabled: {e}");
             d.set(SCALING_BLOCKED, false, text::FAILED_GET_DATADOG_MONITOR, &msg);
             false
         }
-        Ok(false) => false,
-        Ok(true) => {
+        Lifecycle::Off => false,
+        Lifecycle::Monitor => {
             let monitor_name = format!("{}/{}", wpa.namespace().unwrap_or_default(), wpa.name_any());
             // The exporter adds monitor_name/monitor_namespace: the monitor is named after the WPA.
             let labels = Some(("lifecycle_status", "blocked"));
@@ -73,15 +70,18 @@ pub(super) fn blocks(
 /// The condition reason, message and requeue when `monitor` blocks the WPA.
 fn why_blocked(monitor: &MonitorObservation, name: &str) -> Option<(&'static str, String, Duration)> {
     match monitor {
-        MonitorObservation::Found { state: Some(s) } if s == "OK" => None,
-        MonitorObservation::Found { state: Some(s) } => Some((
-            text::DATADOG_MONITOR_NOT_OK,
-            format!("monitor {name} is in {s} state, blocking the WPA from proceeding"),
-            Duration::from_secs(60),
-        )),
-        MonitorObservation::Found { state: None } => Some((
+        MonitorObservation::Found(MonitorState::Ok) => None,
+        MonitorObservation::Found(MonitorState::Unset) => Some((
             text::DATADOG_MONITOR_NOT_OK,
             format!("monitor {name} state not found, blocking the WPA from proceeding"),
+            Duration::from_secs(60),
+        )),
+        MonitorObservation::Found(state) => Some((
+            text::DATADOG_MONITOR_NOT_OK,
+            format!(
+                "monitor {name} is in {} state, blocking the WPA from proceeding",
+                state.as_str().unwrap_or_default()
+            ),
             Duration::from_secs(60),
         )),
         MonitorObservation::CrdMissing => Some((

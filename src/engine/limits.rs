@@ -88,13 +88,20 @@ pub struct Normalized {
     pub replicas: i32,
     pub limit: Limit,
     /// Whether the result was returned from a branch that clamped the proposal.
-    pub(crate) clamped: bool,
+    pub clamped: bool,
+    /// The most replicas one upscale could reach from the current count ([`scale_up_limit`]).
+    pub up_limit: i32,
+    /// The fewest replicas one downscale could reach from the current count ([`scale_down_limit`]).
+    pub down_limit: i32,
 }
 
 /// Applies the rate limits and min/max to a proposal. `current` is the target's spec replicas; `ready` the
 /// winning metric's ready count (a downscale that would go below it is dropped entirely).
 pub fn normalize(bounds: &Bounds<'_>, current: i32, desired: i32, ready: i32) -> Normalized {
     let down = scale_down_limit(bounds.down_factor, current);
+    let up = scale_up_limit(bounds.up_factor, current);
+    let out =
+        |replicas, limit, clamped| Normalized { replicas, limit, clamped, up_limit: up, down_limit: down };
     let (min_allowed, limit) = if bounds.min == 0 {
         (1, Limit::Unset)
     } else if desired < down {
@@ -107,16 +114,15 @@ pub fn normalize(bounds: &Bounds<'_>, current: i32, desired: i32, ready: i32) ->
         (bounds.min, Limit::TooFewReplicas)
     };
     if desired < min_allowed {
-        return Normalized { replicas: min_allowed, limit, clamped: true };
+        return out(min_allowed, limit, true);
     }
-    let up = scale_up_limit(bounds.up_factor, current);
     let (max_allowed, limit) = if desired > up {
         (up.min(bounds.max), Limit::ScaleUpLimit)
     } else {
         (bounds.max, Limit::TooManyReplicas)
     };
     if desired > max_allowed {
-        return Normalized { replicas: max_allowed, limit, clamped: true };
+        return out(max_allowed, limit, true);
     }
-    Normalized { replicas: desired, limit: Limit::DesiredWithinRange, clamped: false }
+    out(desired, Limit::DesiredWithinRange, false)
 }

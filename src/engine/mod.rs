@@ -1,16 +1,18 @@
 //! The decision engine: pure (no I/O; the clock is an argument), shared by the reconciler, the webhook
 //! (validation and defaults), `wpa explain` and `wpa simulate`.
 //!
-//! One reconcile pass is [`decide`]: given a WPA and what the reconciler observed (the target's scale, its
-//! pods, the metric values, the DatadogMonitor), it returns the whole [`Decision`]: each metric's proposal and
+//! One reconcile pass is a [`Plan`] (computed once from the WPA: the effective spec, whether it is invalid,
+//! what must be read) and [`decide`]: given the plan and what the reconciler observed (the target's scale,
+//! its pods, the metric values, the DatadogMonitor), it returns the whole [`Decision`]: each metric's proposal and
 //! position, the winner, the normalized count and the limit that applied, whether scaling is allowed now and
 //! why not, the forced corrections, and the `/scale` write to make ([`ScaleIntent`]). Once the write's fate
 //! is known, [`Decision::settle`] gives the [`Outcome`] to apply: the status, the events, the gauge values and
 //! when to run again. The reconciler only gathers the inputs and applies the outcome.
 //!
 //! ```text
-//!   decide ─ validation ─ lifecycle gate ─ target ─ metrics (compute_outcomes) ─ pass::run ─┐
-//!            (invalid: done)  (blocked)     (error)                                         │
+//!   Plan::new ─ effective spec, validation, lifecycle ─→ the gatherer reads what it says
+//!   decide(plan) ─ invalid? ─ lifecycle gate ─ target ─ metrics (compute_outcomes) ─ pass::run ─┐
+//!                  (done)     (blocked)        (error)                                          │
 //!                                                     combine → limits → gate → forced → scale intent
 //!   settle(ScaleResult) → Outcome { status, events, gauges, counters, removals, action }
 //! ```
@@ -24,6 +26,7 @@ mod lifecycle;
 pub mod limits;
 mod metrics;
 mod pass;
+mod plan;
 pub mod pods;
 pub mod recommender;
 pub mod validation;
@@ -37,12 +40,12 @@ use crate::api::{MetricSpec, WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec,
 use calc::{CalcSpec, ScaleInfo};
 use conditions::*;
 pub use decision::{
-    Action, CombineError, Combined, Counter, Decision, Event, Forced, Increment, MetricKind,
-    MetricObservation, MetricOutcome, MonitorObservation, Observation, Outcome, Removal, Sample, ScaleIntent,
-    ScaleResult, Series, TargetError, TargetErrorKind,
+    Action, CombineError, Combined, ControllerResult, Counter, Decision, Event, Forced, Increment,
+    MetricKind, MetricObservation, MetricOutcome, MonitorObservation, MonitorState, Observation, Outcome,
+    Removal, Sample, ScaleIntent, ScaleResult, Series, TargetError, TargetErrorKind,
 };
-pub use lifecycle::needs_monitor;
 pub use metrics::{MetricContext, combine, compute_outcomes, valid_metric_message};
+pub use plan::{Lifecycle, Plan};
 
 /// An error of the replica calculator, with upstream's wording.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -92,24 +95,22 @@ pub(crate) fn effective_spec(spec: &WatermarkPodAutoscalerSpec) -> Cow<'_, Water
     Cow::Owned(s)
 }
 
-/// One reconcile pass (upstream's `Reconcile` from the status snapshot on, and `reconcileWPA`).
-pub fn decide<'a>(wpa: &'a WatermarkPodAutoscaler, obs: &Observation<'_>, now: Timestamp) -> Decision<'a> {
-    let namespace = wpa.namespace().unwrap_or_default();
-    // Difference "defaults in memory": defaults are applied in memory; the stored spec is never rewritten.
-    // Filling a missing watermark first does not change what validation accepts (it only copies a watermark
-    // that is set).
-    let spec = effective_spec(&wpa.spec);
-    let mut d = Decision::new(Cow::Borrowed(&wpa.spec), wpa.status.clone().unwrap_or_default(), now);
+/// One reconcile pass (upstream's `Reconcile` from the status snapshot on, and `reconcileWPA`), from the
+/// pass's [`Plan`] and what the reconciler observed.
+pub fn decide<'a>(plan: &'a Plan<'_>, obs: &Observation<'_>, now: Timestamp) -> Decision<'a> {
+    let wpa = plan.wpa;
+    let spec = plan.spec.as_ref();
+    let mut d = Decision::new(spec, wpa.status.clone().unwrap_or_default(), now);
     d.set(SCALING_ACTIVE, false, text::FAILED_PROCESS_WPA, text::FAILED_PROCESS_WPA_MSG);
     conflict::report(&mut d, wpa, obs.conflicts);
 
-    if let Err(msg) = validation::check_wpa_validity(&spec, &namespace, &wpa.name_any()) {
+    if let Some(msg) = &plan.invalid {
         d.set(ABLE_TO_SCALE, false, text::FAILED_SPEC_CHECK, &format!("Invalid WPA specification: {msg}"));
         d.event(true, text::FAILED_SPEC_CHECK, msg.clone(), Some(ABLE_TO_SCALE));
         d.reason = format!("Invalid WPA specification: {msg}");
-        d.invalid = Some(msg);
+        d.invalid = Some(msg.clone());
         d.done();
-    } else if lifecycle::blocks(&mut d, wpa, &obs.monitor) {
+    } else if lifecycle::blocks(&mut d, wpa, &plan.lifecycle, &obs.monitor) {
     } else {
         match &obs.target {
             Err(e) => {
@@ -120,24 +121,23 @@ pub fn decide<'a>(wpa: &'a WatermarkPodAutoscaler, obs: &Observation<'_>, now: T
             }
             Ok(scale) => {
                 let calc_spec = CalcSpec::from_spec(
-                    &spec,
+                    spec,
                     pods::should_skip_owner_check(wpa.metadata.annotations.as_ref()),
                 );
                 let cx = MetricContext {
-                    spec: &spec,
+                    spec,
                     calc_spec: &calc_spec,
-                    namespace: &namespace,
+                    namespace: &plan.namespace,
                     scale,
                     pods: obs.pods.as_ref().map(|p| *p).map_err(String::as_str),
                     now,
                 };
                 let recommendation = obs.recommendation.as_ref().map(|r| r.as_ref().map_err(String::as_str));
                 let outcomes = compute_outcomes(&cx, obs.metrics, recommendation);
-                pass::run(&mut d, wpa, &spec, scale, outcomes, now);
+                pass::run(&mut d, wpa, spec, scale, outcomes, now);
             }
         }
     }
-    d.spec = spec;
     d
 }
 
@@ -149,7 +149,7 @@ pub fn decide_from_results<'a>(
     outcomes: Vec<MetricOutcome>,
     now: Timestamp,
 ) -> Decision<'a> {
-    let mut d = Decision::new(Cow::Borrowed(&wpa.spec), wpa.status.clone().unwrap_or_default(), now);
+    let mut d = Decision::new(&wpa.spec, wpa.status.clone().unwrap_or_default(), now);
     pass::run(&mut d, wpa, &wpa.spec, scale, outcomes, now);
     d
 }

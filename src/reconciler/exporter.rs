@@ -496,7 +496,8 @@ mod tests {
             monitor: MonitorObservation::NotRequested,
             conflicts: &[],
         };
-        let decision = engine::decide(w, &obs, now);
+        let plan = engine::Plan::new(w);
+        let decision = engine::decide(&plan, &obs, now);
         e.record(w, &decision, &decision.settle(w, engine::ScaleResult::Written));
     }
 

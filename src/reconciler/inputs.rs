@@ -24,7 +24,8 @@ use crate::{
     api::selector::{self, Selector},
     api::{MetricSource, TlsConfig, WatermarkPodAutoscaler},
     engine::{
-        self, MetricObservation, MonitorObservation, Observation, TargetError, TargetErrorKind,
+        self, MetricObservation, MonitorObservation, MonitorState, Observation, Plan, TargetError,
+        TargetErrorKind,
         calc::{ExternalSample, Recommendation, ScaleInfo},
         pods::{self, PodInfo},
     },
@@ -237,16 +238,9 @@ pub(super) fn short_kube_error(e: &kube::Error) -> String {
 }
 
 impl Sources {
-    /// Reads everything one pass of `wpa` needs. `fresh_scale` bypasses the target cache (after a
-    /// conflict).
-    pub(crate) async fn gather(
-        &self,
-        wpa: &WatermarkPodAutoscaler,
-        fresh_scale: bool,
-        now: Timestamp,
-    ) -> Inputs {
-        let namespace = wpa.namespace().unwrap_or_default();
-        let spec = engine::effective_spec(&wpa.spec);
+    /// Reads what `plan` says one pass needs. `fresh_scale` bypasses the target cache (after a conflict).
+    pub(crate) async fn gather(&self, plan: &Plan<'_>, fresh_scale: bool, now: Timestamp) -> Inputs {
+        let (wpa, namespace) = (plan.wpa, plan.namespace.as_str());
         let mut inputs = Inputs {
             target: Err(TargetError::new(TargetErrorKind::ScaleUnavailable, "not read")),
             resolved: None,
@@ -254,36 +248,35 @@ impl Sources {
             metrics: Vec::new(),
             recommendation: None,
             monitor: MonitorObservation::NotRequested,
-            conflicts: self.conflicting_hpas(wpa, &namespace).await,
+            conflicts: self.conflicting_hpas(wpa, namespace).await,
         };
-        if engine::validation::check_wpa_validity(&spec, &namespace, &wpa.name_any()).is_err() {
-            // The engine reports the invalid spec; nothing else is read.
+        if !plan.reads_target() {
             return inputs;
         }
-        if engine::needs_monitor(wpa) {
-            inputs.monitor = self.monitor(&namespace, &wpa.name_any()).await;
-            if !matches!(&inputs.monitor, MonitorObservation::Found { state: Some(s) } if s == "OK") {
+        if plan.reads_monitor() {
+            inputs.monitor = self.monitor(namespace, &wpa.name_any()).await;
+            if !inputs.monitor.allows() {
                 return inputs;
             }
         }
-        let (target, resolved) = self.scale(wpa, &namespace, fresh_scale).await;
+        let (target, resolved) = self.scale(wpa, namespace, fresh_scale).await;
         inputs.target = target;
         inputs.resolved = resolved;
         let Ok(scale) = inputs.target.clone() else { return inputs };
         inputs.pods = self.pods(&scale).await;
-        if spec.recommender.is_some() {
+        if plan.recommender().is_some() {
             if let Ok(pods) = &inputs.pods {
-                inputs.recommendation = Some(self.recommend(wpa, &spec, &scale, pods, now).await);
+                inputs.recommendation = Some(self.recommend(wpa, &plan.spec, &scale, pods, now).await);
             }
             return inputs;
         }
-        for m in spec.metrics.iter().flatten() {
-            let obs = match m.source() {
+        for source in plan.metrics() {
+            let obs = match source {
                 Some(MetricSource::External(e)) => MetricObservation::External(
-                    self.external(&namespace, &e.metric_name, e.metric_selector.as_ref(), now).await,
+                    self.external(namespace, &e.metric_name, e.metric_selector.as_ref(), now).await,
                 ),
                 Some(MetricSource::Resource(r)) => MetricObservation::Resource(
-                    self.resource(&namespace, &r.name, r.metric_selector.as_ref()).await,
+                    self.resource(namespace, &r.name, r.metric_selector.as_ref()).await,
                 ),
                 None => MetricObservation::Skipped,
             };
@@ -568,12 +561,20 @@ impl Sources {
             Err(_) => return MonitorObservation::CrdMissing,
         };
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
-        match api.get(name).await {
-            Ok(m) => MonitorObservation::Found {
-                state: m.data.pointer("/status/monitorState").and_then(|s| s.as_str()).map(String::from),
-            },
-            Err(e) => MonitorObservation::Unavailable(short_kube_error(&e)),
-        }
+        monitor_observation(api.get(name).await)
+    }
+}
+
+/// What a GET of a WPA's DatadogMonitor tells lifecycle control. Upstream blocks on any error and reports
+/// its `err.Error()`, which for an API error is the Status message (`datadogmonitors.datadoghq.com "web" not
+/// found`).
+pub(crate) fn monitor_observation(got: Result<DynamicObject, kube::Error>) -> MonitorObservation {
+    match got {
+        Ok(m) => MonitorObservation::Found(MonitorState::parse(
+            m.data.pointer("/status/monitorState").and_then(|s| s.as_str()),
+        )),
+        Err(kube::Error::Api(s)) => MonitorObservation::Unavailable(s.message),
+        Err(e) => MonitorObservation::Unavailable(short_kube_error(&e)),
     }
 }
 

@@ -221,9 +221,10 @@ impl Context {
 
         let current = self.written.current(wpa);
         let wpa = current.as_ref();
+        let plan = engine::Plan::new(wpa);
         let now = Timestamp::now();
-        let mut inputs = self.sources.gather(wpa, false, now).await;
-        let mut decision = engine::decide(wpa, &inputs.observation(), now);
+        let mut inputs = self.sources.gather(&plan, false, now).await;
+        let mut decision = engine::decide(&plan, &inputs.observation(), now);
         self.log_decision(&inputs, &decision);
         // Record, then scale (record.rs): the status a scale leaves is written before the scale. Every status
         // write expects the lastScaleTime the pass decided from, or after a record, the one recorded.
@@ -244,8 +245,8 @@ impl Context {
                     conflicts += 1;
                     tracing::info!("the target's replica count changed since it was read: deciding again on fresh data");
                     let now = Timestamp::now();
-                    inputs = self.sources.gather(wpa, true, now).await;
-                    decision = engine::decide(wpa, &inputs.observation(), now);
+                    inputs = self.sources.gather(&plan, true, now).await;
+                    decision = engine::decide(&plan, &inputs.observation(), now);
                     self.log_decision(&inputs, &decision);
                     continue;
                 }
@@ -282,11 +283,11 @@ impl Context {
         }
         self.publish_events(wpa, &outcome.events).await;
         self.exporter.record(wpa, &decision, &outcome);
-        Ok(match outcome.action {
-            engine::Action::Done => Action::await_change(),
-            engine::Action::Requeue => Action::requeue(Duration::ZERO),
-            engine::Action::RequeueAfter(d) if d == engine::SYNC_PERIOD => Action::requeue(self.sync_period),
-            engine::Action::RequeueAfter(d) => Action::requeue(d),
+        let result = outcome.action.controller_result(self.sync_period);
+        Ok(if result.requeue || !result.requeue_after.is_zero() {
+            Action::requeue(result.requeue_after)
+        } else {
+            Action::await_change()
         })
     }
 

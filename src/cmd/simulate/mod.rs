@@ -316,10 +316,11 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
             pods: Ok(&pod_infos),
             metrics: &observations,
             recommendation: None,
-            monitor: MonitorObservation::Found { state: Some("OK".into()) },
+            monitor: MonitorObservation::Found(engine::MonitorState::Ok),
             conflicts: &[],
         };
-        let decision = engine::decide(&wpa, &obs, now);
+        let plan = engine::Plan::new(&wpa);
+        let decision = engine::decide(&plan, &obs, now);
         // The simulated target always takes the count it is given.
         let outcome = decision.settle(&wpa, ScaleResult::Written);
         let scaled = outcome.scaled_to.is_some();

@@ -141,7 +141,9 @@ fn decide_once(
         monitor: MonitorObservation::NotRequested,
         conflicts: &[],
     };
-    black_box(engine::decide(black_box(wpa), &obs, now));
+    // A pass plans, then decides.
+    let plan = engine::Plan::new(black_box(wpa));
+    black_box(engine::decide(&plan, &obs, now));
 }
 
 /// Exactly `n` decisions (or copies of their inputs), so that an instruction counter can divide.

@@ -239,7 +239,8 @@ fn first_pass_writes(i: usize) -> Result<(json_patch::Patch, Vec<crate::engine::
         monitor: MonitorObservation::NotRequested,
         conflicts: &[],
     };
-    let decision = engine::decide(&wpa, &obs, now);
+    let plan = engine::Plan::new(&wpa);
+    let decision = engine::decide(&plan, &obs, now);
     let result = if decision.scale.is_some() { ScaleResult::Written } else { ScaleResult::NotNeeded };
     let outcome = decision.settle(&wpa, result);
     let expected = crate::reconciler::record::Expected::of(&wpa);
