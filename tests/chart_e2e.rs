@@ -250,7 +250,9 @@ async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service
     assert_eq!(install["release"]["status"], "deployed", "{install:#}");
     let notes = install["release"]["notes"].as_str().expect("NOTES.txt");
     assert!(
-        notes.contains("kubectl label namespace kube-system wpa-system wpa.datadoghq.com/webhook=disabled"),
+        notes.contains(
+            "kubectl label --overwrite namespace kube-system wpa-system wpa.datadoghq.com/webhook=disabled"
+        ),
         "NOTES.txt tells a 1.20 cluster how to keep the webhooks away from kube-system:\n{notes}"
     );
 

@@ -35,8 +35,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import helm_python as helm
-from helm_python import _native
+try:
+    import helm_python as helm
+    from helm_python import _native
+except ModuleNotFoundError:
+    print(json.dumps({"ok": False, "error": "setup",
+                      "message": "the Helm library is missing: python3 -m pip install -r tests/helm/requirements.txt"}))
+    sys.exit(2)
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "wpa"
@@ -246,12 +251,23 @@ def webhooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return hooks
 
 
-def parse_values(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    values = json.loads(text)
+def parse_values(text: str | None, sets: list[str] | None = None) -> dict[str, Any]:
+    """--values-json, then each --set key.path=value on top (as `helm --set` does: dotted keys, the value
+    read as YAML, so 2 is a number and true a boolean)."""
+    values = json.loads(text) if text else {}
     if not isinstance(values, dict):
         raise ValueError("--values-json must be a JSON object")
+    for item in sets or []:
+        path, sep, raw = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--set {item!r}: expected key.path=value")
+        node = values
+        keys = path.split(".")
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {item!r}: {k} is not a map")
+        node[keys[-1]] = helm.values_from_yaml(f"v: {raw}").get("v") if raw else ""
     return values
 
 
@@ -484,7 +500,7 @@ def cmd_render(a: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "crds.yaml").write_text(crds_stream())
     try:
-        result = render_one(a.label, parse_values(a.values_json), out_dir, a.namespace, a.release, a.kube_version)
+        result = render_one(a.label, parse_values(a.values_json, a.set), out_dir, a.namespace, a.release, a.kube_version)
     except helm.HelmError as e:
         out({"error": type(e).__name__, "message": str(e)}, False)
         return 2
@@ -676,7 +692,7 @@ def release_summary(rel: dict[str, Any], notes: bool = False) -> dict[str, Any]:
 
 
 def cmd_release(a: argparse.Namespace) -> int:
-    values = parse_values(getattr(a, "values_json", None))
+    values = parse_values(getattr(a, "values_json", None), getattr(a, "set", None))
     try:
         with config(a) as cfg:
             if a.cmd == "install":
@@ -697,6 +713,9 @@ def cmd_release(a: argparse.Namespace) -> int:
     except helm.HelmError as e:
         print(json.dumps({"ok": False, "action": a.cmd, "error": type(e).__name__, "message": str(e)}, indent=2))
         return 2
+    if getattr(a, "print_notes", False):
+        # For a person at a terminal: NOTES.txt as Helm prints it, on stderr beside the JSON.
+        print(rel.get("notes") or "", file=sys.stderr)
     return out({"action": a.cmd, "release": release_summary(rel, getattr(a, "notes", False))}, True)
 
 
@@ -715,6 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     sp = sub.add_parser("render", help="render one values combination")
     common(sp)
     sp.add_argument("--values-json", default="{}")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="a value on top of --values-json (repeatable)")
     sp.add_argument("--out", required=True)
     sp.add_argument("--label", default="custom", help="file name (without .yaml) in --out")
     sp.add_argument("--kube-version", help="render as for this cluster version, e.g. v1.20.2")
@@ -741,8 +761,10 @@ def main(argv: list[str] | None = None) -> int:
                             help="wait for the objects to be ready (default: do not wait)")
         if name in ("install", "upgrade"):
             sp.add_argument("--values-json", default="{}")
+            sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="a value on top of --values-json (repeatable)")
             sp.add_argument("--dry-run", choices=["client", "server"], default=None)
             sp.add_argument("--notes", action="store_true", help="include NOTES.txt in the JSON")
+            sp.add_argument("--print-notes", action="store_true", help="print NOTES.txt as text on stderr")
         if name == "install":
             sp.add_argument("--create-namespace", action="store_true")
         if name == "upgrade":

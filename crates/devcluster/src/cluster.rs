@@ -438,21 +438,28 @@ impl LocalCluster {
             .unwrap_or_else(|e| panic!("running {}: {e}", self.bin("kubectl").display()))
     }
 
+    /// Runs kubectl with `input` on its stdin. Blocks the calling thread.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let run = || -> std::io::Result<Output> {
+            let mut child = self
+                .kubectl_command(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(input.as_bytes())?;
+            }
+            child.wait_with_output()
+        };
+        run().unwrap_or_else(|e| panic!("running {} with a stdin: {e}", self.bin("kubectl").display()))
+    }
+
     /// `kubectl apply -f -` with `yaml` on stdin. Blocks the calling thread. Ok(stdout) or
     /// Err(stderr and stdout).
     pub fn kubectl_apply(&self, yaml: &str) -> Result<String, String> {
-        use std::io::Write;
-        let mut child = self
-            .kubectl_command(&["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("running kubectl: {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(yaml.as_bytes()).map_err(|e| format!("writing the manifest to kubectl: {e}"))?;
-        }
-        let out = child.wait_with_output().map_err(|e| format!("waiting for kubectl: {e}"))?;
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], yaml);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success() {
             Ok(stdout)
