@@ -1,23 +1,29 @@
 //! `wpa`: a Watermark Pod Autoscaler for Kubernetes.
 //!
-//! The crate is layered; each layer only uses the ones above it:
+//! The crate is layered: each module uses only those drawn below it (`tests/layers.rs` checks every
+//! `crate::` path against this drawing).
 //!
 //! ```text
-//!   api         the WatermarkPodAutoscaler types, quantities, label selectors, durations, the CRD
+//!   cmd          the command line: serve (the wiring of the roles), explain, simulate, dry-run, crd, certs
+//!    │   devtools   wpa demo, wpa bench and the WPA test harness (feature `dev-tools`)
 //!    │
-//!   engine      the pure decision engine: validation, defaults, one reconcile pass (no I/O, time passed in)
+//!   webhook · reconciler · extender     the three roles, peers: none uses another
+//!    │         admission; watermark scaling with /scale, status, events and series; kube-scheduler's
+//!    │         filter/prioritize
 //!    │
-//!    ├── webhook      admission: AdmissionReview wire format, the rules, which autoscaler governs what
-//!    ├── reconciler   gathers the engine's inputs, writes /scale, status, events, Prometheus series
-//!    ├── extender     kube-scheduler's filter/prioritize: place a WPA target's replicas within its failure budget
+//!   state        the cluster from memory: watches, the one WPA feed and its sinks, which autoscaler governs
+//!    │           what, pods and targets, Nodes and ReplicaSets; one start and one readiness signal
 //!    │
-//!   runtime     services of the process: HTTP/TLS servers, the Kubernetes client, watches, logs, registry
+//!   engine       the pure decision engine: validation, defaults, one plan and one pass (no I/O, time passed in)
 //!    │
-//!   cmd         the command line: serve (the wiring of the roles), explain, simulate, crd, certs (+ demo, bench)
+//!   api          the WatermarkPodAutoscaler types, quantities, label selectors, durations, the CRD
+//!
+//!   runtime      services any layer may use and that use none: HTTP/TLS servers, the Kubernetes client,
+//!                logs, signals, the process's Prometheus registry
 //! ```
 //!
-//! `devtools` (feature `dev-tools`, on by default) holds `wpa demo`, `wpa bench` and the WPA-specific test
-//! harness on top of the `devcluster` crate; the image is built without it.
+//! `devtools` (feature `dev-tools`, on by default) sits beside `cmd` and uses every layer below it, on top
+//! of the `devcluster` crate; the image is built without it.
 #![forbid(unsafe_code)]
 pub mod api;
 pub mod cmd;
@@ -27,6 +33,7 @@ pub mod engine;
 pub(crate) mod extender;
 pub mod reconciler;
 pub mod runtime;
+pub mod state;
 #[doc(hidden)]
 pub mod vectors;
 pub mod webhook;

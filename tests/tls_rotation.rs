@@ -16,9 +16,10 @@ use rustls::pki_types::{CertificateDer, pem::PemObject};
 use tokio_util::sync::CancellationToken;
 use wpa::{
     runtime::http as server,
-    runtime::registry::Metrics,
+    runtime::registry::Registry,
     runtime::tls::{self, CertFiles, CertStore, SelfSigned},
-    webhook::{self, TargetIndex, WebhookState},
+    state::TargetIndex,
+    webhook::{self, WebhookState},
 };
 
 /// Writes a Secret volume revision the way kubelet does: files in a timestamped directory, swapped in by
@@ -86,17 +87,13 @@ async fn a_kubelet_symlink_swap_rotates_the_certificate_without_failing_a_reques
         .expect("first load");
     let listener = server::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let state = WebhookState {
-        index: TargetIndex::new(),
-        metrics: Arc::new(Metrics::new()),
-        limits: Default::default(),
-    };
+    let state = WebhookState::new(TargetIndex::new(), &Registry::new(), Default::default());
     let srv = tokio::spawn(server::serve_tls(
         listener,
         tls::server_config(store).expect("config"),
         vec![webhook::edge(state)],
         server::Limits::default(),
-        server::HttpStats::register(&Metrics::new()),
+        server::HttpStats::register(&Registry::new()),
         shutdown.clone(),
     ));
 

@@ -1,16 +1,15 @@
 //! Property tests over the AdmissionReview decoder and the rules: whatever arrives, the webhook answers with
 //! a well-formed response (an AdmissionReview echoing the uid, or a JSON error with 400) and never panics.
 
-use std::sync::Arc;
-
 use axum::{body::Body, http::Request};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use wpa::{
-    runtime::registry::Metrics,
-    webhook::{TargetIndex, WebhookState, router},
+    runtime::registry::Registry,
+    state::TargetIndex,
+    webhook::{WebhookState, router},
 };
 
 fn arb_json() -> impl Strategy<Value = Value> {
@@ -68,11 +67,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn call(rt: &tokio::runtime::Runtime, path: &str, body: Vec<u8>) -> (u16, Value) {
-    let state = WebhookState {
-        index: TargetIndex::new(),
-        metrics: Arc::new(Metrics::new()),
-        limits: Default::default(),
-    };
+    let state = WebhookState::new(TargetIndex::new(), &Registry::new(), Default::default());
     rt.block_on(async {
         let req = Request::post(path).body(Body::from(body)).expect("a request");
         let resp = router(state).oneshot(req).await.expect("an answer");

@@ -9,8 +9,10 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use wpa::{
     api::WatermarkPodAutoscaler,
-    runtime::registry::Metrics,
-    webhook::{TargetIndex, WebhookState, router},
+    engine::validation::AdmissionLimits,
+    runtime::registry::Registry,
+    state::TargetIndex,
+    webhook::{WebhookState, router},
 };
 
 fn wpa_obj(name: &str, spec: Value) -> Value {
@@ -46,7 +48,7 @@ fn review(version: &str, group: &str, kind: &str, op: &str, object: Value, old: 
 }
 
 fn state(index: Arc<TargetIndex>) -> WebhookState {
-    WebhookState { index, metrics: Arc::new(Metrics::new()), limits: Default::default() }
+    WebhookState::new(index, &Registry::new(), Default::default())
 }
 
 async fn call(state: WebhookState, path: &str, body: Vec<u8>) -> (u16, Value) {
@@ -675,8 +677,8 @@ async fn replica_counts_above_the_admission_bound_are_refused() {
         denial(&resp),
         "spec.minReplicas: 2147483647 is above the 10000 replicas this webhook admits (wpa serve --admission-max-replicas); spec.maxReplicas: 2147483647 is above the 10000 replicas this webhook admits (wpa serve --admission-max-replicas)"
     );
-    let mut raised = state(TargetIndex::new());
-    raised.limits.max_replicas = i32::MAX;
+    let limits = AdmissionLimits { max_replicas: i32::MAX, ..Default::default() };
+    let raised = WebhookState::new(TargetIndex::new(), &Registry::new(), limits);
     assert!(allowed(&admit(raised, "/validate", &create(huge)).await));
 }
 
@@ -713,8 +715,8 @@ async fn a_recommender_on_the_node_itself_or_the_metadata_address_is_refused_unl
             message.starts_with("spec.recommender.url: ") && message.contains("--allow-local-recommenders"),
             "{url}: {message}"
         );
-        let mut allowing = state(TargetIndex::new());
-        allowing.limits.allow_local_recommenders = true;
+        let limits = AdmissionLimits { allow_local_recommenders: true, ..Default::default() };
+        let allowing = WebhookState::new(TargetIndex::new(), &Registry::new(), limits);
         assert!(allowed(&admit(allowing, "/validate", &create(reco(url))).await), "{url}");
     }
     let service =

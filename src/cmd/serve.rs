@@ -7,14 +7,12 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{
-    admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
-    autoscaling::v1::HorizontalPodAutoscaler,
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
-    runtime::{WatchStreamExt, watcher},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -22,17 +20,16 @@ pub(crate) use crate::runtime::logging::LogFormat;
 use crate::runtime::signal::termination;
 use crate::{
     api::duration,
-    extender,
-    reconciler::{self, ReconcilerArgs, caches::Caches},
+    extender::{self, ClusterView},
+    reconciler::{self, ReconcilerArgs},
     runtime::{
         client::{ClientError, kube_client},
         http::{self as server, Limits, Readiness},
-        registry::Metrics,
+        registry::Registry,
         tls::{self, CertFiles, CertStore},
-        watch::Namespaces,
-        wpa_feed::WpaFeed,
     },
-    webhook::{self, TargetIndex, WebhookState},
+    state::{ClusterState, Needs, watch::Namespaces},
+    webhook::{self, WebhookState},
 };
 
 /// Flags of `wpa serve`; each can also be set through the `WPA_*` variable shown.
@@ -190,16 +187,6 @@ where
     Ok(())
 }
 
-/// Keeps `index` current from the WPA feed (returned: the reconciler's too) and a watch of the HPAs (the
-/// webhook's conflict lookups).
-fn watch_autoscalers(client: &Client, index: Arc<TargetIndex>, shutdown: CancellationToken) -> Arc<WpaFeed> {
-    let hpas = watcher(Api::<HorizontalPodAutoscaler>::all(client.clone()), watcher::Config::default())
-        .default_backoff();
-    let i = index.clone();
-    crate::runtime::watch::drive("HorizontalPodAutoscaler", hpas, shutdown.clone(), move |e| i.apply_hpa(&e));
-    WpaFeed::start(client, index, shutdown)
-}
-
 /// The open-files limit, raised to its hard limit first (the default soft limit of 1024 is below what a
 /// webhook under load and its watches need).
 fn open_files() -> u64 {
@@ -218,9 +205,9 @@ const RECONCILER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs until SIGTERM/SIGINT.
 pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
-    let metrics = Arc::new(Metrics::new());
+    let registry = Arc::new(Registry::new());
     let mut readiness = Readiness::default();
-    let client = kube_client(args.kubeconfig.as_deref(), Some(&metrics)).await?;
+    let client = kube_client(args.kubeconfig.as_deref(), Some(&registry)).await?;
 
     let (webhook_on, extender_on) = (!args.no_webhook, args.scheduler_extender);
     if !webhook_on && !extender_on && args.no_reconciler {
@@ -230,26 +217,24 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     if (webhook_on || extender_on) && args.tls_cert_file.is_none() && !args.self_signed {
         return Err(ServeError::NoCertificate);
     }
-    // Which autoscaler scales what: the webhook's conflict checks, the extender's WPAs, and the reconciler's
-    // report of an HPA created after a WPA on the same target.
-    let index = TargetIndex::new();
-    let feed = watch_autoscalers(&client, index.clone(), shutdown.clone());
+    // The cluster as the roles read it: which autoscaler scales what (every role), the pods and targets
+    // (the reconciler, the extender), the ReplicaSets and Nodes (the extender).
     let namespaces = Namespaces::parse(&args.reconciler.namespaces);
-    let caches = (!args.no_reconciler || extender_on)
-        .then(|| Arc::new(Caches::start(&client, &namespaces, shutdown.clone())));
+    let needs = Needs { workloads: !args.no_reconciler, placement: extender_on };
+    let state = ClusterState::start(&client, &namespaces, needs, shutdown.clone());
     let mut tasks = Vec::new();
     // Scaling stops at SIGTERM, not after the shutdown delay: the Lease is released at once, so the next
     // leader takes over while this process still answers admission requests.
     let scaling = CancellationToken::new();
     let mut reconciler = None;
-    if let (false, Some(caches)) = (args.no_reconciler, &caches) {
+    if let (false, Some(caches)) = (args.no_reconciler, &state.workloads) {
         let supervisor = reconciler::start(
             client.clone(),
             &args.reconciler,
-            feed,
+            state.wpas.clone(),
             caches.clone(),
-            index.clone(),
-            &metrics,
+            state.autoscalers.clone(),
+            &registry,
             scaling.clone(),
         )
         .await?;
@@ -262,33 +247,18 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
             }
         }));
     }
-    let extender = extender_on.then(|| {
-        let view = extender::ClusterView {
-            caches: caches
-                .clone()
-                .unwrap_or_else(|| Arc::new(Caches::start(&client, &namespaces, shutdown.clone()))),
-            index: index.clone(),
-            placement: extender::PlacementCaches::start(&client, &namespaces, shutdown.clone()),
-        };
+    let extender = ClusterView::of(&state).map(|view| {
         let reporter = kube::runtime::events::Reporter {
             controller: "wpa-scheduler-extender".into(),
             instance: args.reconciler.identity.clone(),
         };
-        let observer = extender::observer(&metrics, client.clone(), reporter, shutdown.clone());
-        let view = Arc::new(view);
-        (view.clone(), extender::ExtenderState::new(view).with_observer(observer))
+        let observer = extender::observer(&registry, client.clone(), reporter, shutdown.clone());
+        extender::ExtenderState::new(Arc::new(view)).with_observer(observer)
     });
-    let (caches_synced, synced_index, synced_view) =
-        (readiness.caches_synced.clone(), index.clone(), extender.as_ref().map(|e| e.0.clone()));
-    let synced_caches = caches.clone();
+    let autoscalers = state.autoscalers.clone();
+    let caches_synced = readiness.caches_synced.clone();
     tokio::spawn(async move {
-        use crate::extender::View as _;
-        while !synced_index.synced()
-            || synced_caches.as_ref().is_some_and(|c| !c.synced())
-            || synced_view.as_ref().is_some_and(|v| !v.synced())
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        state.synced().await;
         caches_synced.store(true, Ordering::Release);
         tracing::info!("caches synced");
     });
@@ -330,15 +300,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
         let listener = server::bind(args.listen).await?;
         let mut edges = Vec::new();
         if webhook_on {
-            edges.push(webhook::edge(WebhookState {
-                index: index.clone(),
-                metrics: metrics.clone(),
-                limits: args.admission.limits(args.reconciler.allow_local_recommenders),
-            }));
+            let limits = args.admission.limits(args.reconciler.allow_local_recommenders);
+            edges.push(webhook::edge(WebhookState::new(autoscalers, &registry, limits)));
             tracing::info!(addr = %args.listen, "admission webhook listening");
         }
-        if let Some((_, state)) = extender {
-            edges.push(extender::edge(state));
+        if let Some(extender) = extender {
+            edges.push(extender::edge(extender));
             tracing::info!(addr = %args.listen, "scheduler extender listening under /scheduler/");
         }
         let tls_config = tls::server_config(store)?;
@@ -351,7 +318,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
             idle_timeout: args.idle_timeout,
         }
         .fitted_to_open_files(open_files());
-        let stats = server::HttpStats::register(&metrics);
+        let stats = server::HttpStats::register(&registry);
         tasks.push(tokio::spawn(server::serve_tls(
             listener,
             tls_config,
@@ -366,7 +333,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     tracing::info!(addr = %args.health_listen, "health and metrics listening");
     let health_task = tokio::spawn(server::serve_health(
         health,
-        server::health_router(readiness.clone(), metrics.clone()),
+        server::health_router(readiness.clone(), registry.clone()),
         shutdown.clone(),
     ));
 

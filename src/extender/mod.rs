@@ -43,7 +43,7 @@ use policy::{Autoscaler, Level, NEUTRAL_SCORE, NodeState, Owner, Target, TargetP
 use policy::{FilterOutcome, Ledger, PrioritizeOutcome};
 pub(crate) use policy::{Infeasible, Mode, NoOpinion, View};
 pub(crate) use report::observer;
-pub(crate) use view::{ClusterView, PlacementCaches};
+pub(crate) use view::ClusterView;
 use wire::{ExtenderArgs, ExtenderFilterResult, HostPriority, NodeList, NodeListOut};
 
 /// The largest request body. With `nodeCacheCapable: true` a request is a pod and names (2.5 KB

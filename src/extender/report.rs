@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Infeasible, Report, policy::Level};
-use crate::runtime::registry::Metrics;
+use crate::runtime::registry::Registry;
 
 /// How often the same budget problem of one WPA is reported as an Event.
 const EVENT_INTERVAL: Duration = Duration::from_secs(300);
@@ -44,7 +44,7 @@ struct LevelLabels {
 /// The observer to hand to [`super::ExtenderState::with_observer`]: counts every decision and sends
 /// infeasible budgets to a task that records Events with `client` (until `stop`).
 pub(crate) fn observer(
-    metrics: &Metrics,
+    metrics: &Registry,
     client: Client,
     reporter: Reporter,
     stop: CancellationToken,

@@ -1,128 +1,18 @@
-//! The extender's [`View`] over `wpa serve`'s watch caches: pods and targets (the reconciler's caches), the
-//! WPAs by target (the webhook's index), and two caches of its own, ReplicaSet owners and Nodes.
+//! The extender's [`View`] over `wpa serve`'s cluster state: pods and targets, the WPAs by target, the
+//! ReplicaSets' owners and the Nodes.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex, RwLock,
-        atomic::{AtomicBool, Ordering},
-    },
-};
-
-use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Node};
-use kube::{Api, Client, ResourceExt, runtime::watcher};
-use tokio_util::sync::CancellationToken;
+use std::sync::Arc;
 
 use super::policy::{Autoscaler, MAX_PER_NODE_ANNOTATION, NodeState, Owner, Target, TargetPod, View};
 use crate::{
     api::selector::Selector,
-    reconciler::caches::Caches,
-    runtime::watch::{Namespaces, drive, events},
-    webhook::TargetIndex,
+    state::{
+        ClusterState,
+        caches::{CachedScale, Caches},
+        placement::PlacementCaches,
+        target_index::TargetIndex,
+    },
 };
-
-/// A map fed by a watch, a re-list applied at once (as the reconciler's caches do).
-struct Keyed<V> {
-    entries: RwLock<HashMap<String, V>>,
-    relist: Mutex<Option<HashMap<String, V>>>,
-    synced: AtomicBool,
-}
-
-impl<V> Default for Keyed<V> {
-    fn default() -> Self {
-        Keyed { entries: RwLock::default(), relist: Mutex::default(), synced: AtomicBool::new(false) }
-    }
-}
-
-impl<V> Keyed<V> {
-    fn apply<K>(&self, event: watcher::Event<K>, key: impl Fn(&K) -> String, value: impl Fn(&K) -> V) {
-        match event {
-            watcher::Event::Init => {
-                *self.relist.lock().unwrap_or_else(|p| p.into_inner()) = Some(HashMap::new())
-            }
-            watcher::Event::InitApply(o) => {
-                let mut relist = self.relist.lock().unwrap_or_else(|p| p.into_inner());
-                relist.get_or_insert_with(HashMap::new).insert(key(&o), value(&o));
-            }
-            watcher::Event::InitDone => {
-                let fresh = self.relist.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
-                *self.entries.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-                self.synced.store(true, Ordering::Release);
-            }
-            watcher::Event::Apply(o) => {
-                self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(key(&o), value(&o));
-            }
-            watcher::Event::Delete(o) => {
-                self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(&key(&o));
-            }
-        }
-    }
-
-    fn synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
-    }
-}
-
-/// The extender's own caches.
-#[derive(Default)]
-pub(crate) struct PlacementCaches {
-    /// `namespace/name` of a ReplicaSet → its controller.
-    replica_sets: Keyed<Option<Owner>>,
-    nodes: Keyed<NodeState>,
-}
-
-impl PlacementCaches {
-    /// Watches the ReplicaSets of `namespaces` and every Node, until `stop`.
-    pub(crate) fn start(
-        client: &Client,
-        namespaces: &Namespaces,
-        stop: CancellationToken,
-    ) -> Arc<PlacementCaches> {
-        let caches = Arc::new(PlacementCaches::default());
-        let c = caches.clone();
-        drive(
-            "ReplicaSet",
-            events(namespaces.api::<ReplicaSet>(client), namespaces),
-            stop.clone(),
-            move |e| c.replica_sets.apply(e, replica_set_key, controller),
-        );
-        let c = caches.clone();
-        let nodes = events(Api::<Node>::all(client.clone()), &Namespaces::default());
-        drive("Node", nodes, stop, move |e| c.nodes.apply(e, node_key, node_state));
-        caches
-    }
-}
-
-#[cfg(feature = "dev-tools")]
-impl PlacementCaches {
-    /// Caches holding fixed lists, as a first watch list fills them (benchmarks).
-    pub(crate) fn from_lists(replica_sets: Vec<ReplicaSet>, nodes: Vec<Node>) -> Arc<PlacementCaches> {
-        use crate::runtime::watch::replay_list;
-        let caches = PlacementCaches::default();
-        replay_list(replica_sets, |e| caches.replica_sets.apply(e, replica_set_key, controller));
-        replay_list(nodes, |e| caches.nodes.apply(e, node_key, node_state));
-        Arc::new(caches)
-    }
-}
-
-fn replica_set_key(rs: &ReplicaSet) -> String {
-    format!("{}/{}", rs.namespace().unwrap_or_default(), rs.name_any())
-}
-
-fn node_key(node: &Node) -> String {
-    node.name_any()
-}
-
-fn node_state(node: &Node) -> NodeState {
-    NodeState::from(node)
-}
-
-fn controller(rs: &ReplicaSet) -> Option<Owner> {
-    rs.owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true))
-        .map(|o| Owner { kind: o.kind.clone(), name: o.name.clone() })
-}
 
 /// What the extender reads, all from memory.
 pub(crate) struct ClusterView {
@@ -132,23 +22,30 @@ pub(crate) struct ClusterView {
 }
 
 impl ClusterView {
+    /// The view over `state`, if it holds what the extender reads (started with [`Needs::placement`]).
+    ///
+    /// [`Needs::placement`]: crate::state::Needs::placement
+    pub(crate) fn of(state: &ClusterState) -> Option<ClusterView> {
+        Some(ClusterView {
+            caches: state.workloads.clone()?,
+            index: state.autoscalers.clone(),
+            placement: state.placement.clone()?,
+        })
+    }
+
     /// The cached `/scale` of a Deployment or StatefulSet target.
-    fn scale(&self, target: &Target) -> Option<crate::reconciler::caches::CachedScale> {
+    fn scale(&self, target: &Target) -> Option<CachedScale> {
         self.caches.targets.get("apps", &target.kind, &target.namespace, &target.name).flatten()
     }
 }
 
 impl View for ClusterView {
     fn synced(&self) -> bool {
-        self.caches.synced()
-            && self.index.synced()
-            && self.placement.replica_sets.synced()
-            && self.placement.nodes.synced()
+        self.caches.synced() && self.index.synced() && self.placement.synced()
     }
 
     fn replica_set_owner(&self, namespace: &str, name: &str) -> Option<Owner> {
-        let entries = self.placement.replica_sets.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.get(&format!("{namespace}/{name}")).cloned().flatten()
+        self.placement.replica_sets.read().get(namespace, name)
     }
 
     fn autoscaler(&self, target: &Target) -> Option<Autoscaler> {
@@ -173,6 +70,7 @@ impl View for ClusterView {
         };
         self.caches
             .pods
+            .read()
             .placements(&target.namespace, &selector)
             .into_iter()
             .map(|p| TargetPod { uid: p.uid, node: p.node })
@@ -180,8 +78,7 @@ impl View for ClusterView {
     }
 
     fn for_each_node(&self, visit: &mut dyn FnMut(&str, &NodeState)) {
-        let nodes = self.placement.nodes.entries.read().unwrap_or_else(|p| p.into_inner());
-        for (name, node) in nodes.iter() {
+        for (name, node) in self.placement.nodes.read().iter() {
             visit(name, node);
         }
     }

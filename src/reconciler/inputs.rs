@@ -18,7 +18,7 @@ use kube::{
 };
 use serde::Deserialize;
 
-use super::caches::Caches;
+use crate::state::caches::Caches;
 use crate::{
     api::quantity::Quantity,
     api::selector::{self, Selector},
@@ -139,7 +139,7 @@ pub(crate) struct Sources {
     /// Watch caches; `None` reads everything from the API (`wpa explain`).
     pub(crate) caches: Option<Arc<Caches>>,
     /// Which autoscalers scale which target (the HPAs that fight a WPA); `None` lists them from the API.
-    pub(crate) autoscalers: Option<Arc<crate::webhook::TargetIndex>>,
+    pub(crate) autoscalers: Option<Arc<crate::state::TargetIndex>>,
     pub(crate) discovery: DiscoveryCache,
     pub(crate) recommenders: RecommenderClients,
     pub(crate) http: Option<Arc<dyn HttpObserver>>,
@@ -373,8 +373,8 @@ impl Sources {
     async fn pods(&self, scale: &ScaleInfo) -> Result<Vec<PodInfo>, String> {
         let selector = Selector::parse(&scale.selector).map_err(|e| e.to_string())?;
         // Until the pod watch has listed once, an empty cache would read as "no pods": ask the API instead.
-        if let Some(caches) = self.caches.as_ref().filter(|c| c.pods.synced()) {
-            return Ok(caches.pods.select(&scale.namespace, &selector));
+        if let Some(caches) = self.caches.as_ref().filter(|c| c.pods.synced().is_synced()) {
+            return Ok(caches.pods.read().select(&scale.namespace, &selector));
         }
         let api: Api<k8s_openapi::api::core::v1::Pod> =
             Api::namespaced(self.client.clone(), &scale.namespace);
@@ -382,7 +382,7 @@ impl Sources {
             .list(&kube::api::ListParams::default().labels(&scale.selector))
             .await
             .map_err(|e| format!("unable to list the pods of the target: {}", short_kube_error(&e)))?;
-        Ok(list.items.iter().map(super::caches::pod_info).collect())
+        Ok(list.items.iter().map(crate::state::caches::pod_info).collect())
     }
 
     /// `external.metrics.k8s.io/v1beta1`: the values of `metric` selected by `selector`.

@@ -8,10 +8,7 @@
 //! still hanging on an unreachable API server. Since `renew_deadline < lease_duration`, the old leader has
 //! stopped scaling before any other replica can take over.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::{
@@ -27,6 +24,7 @@ use prometheus_client::{
     encoding::{DescriptorEncoder, EncodeMetric},
     metrics::gauge::ConstGauge,
 };
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Timings, as client-go names them.
@@ -61,11 +59,12 @@ pub enum TimingsError {
     RetryPeriod,
 }
 
-/// Whether this process may scale now.
+/// Whether this process may scale now, and a way to await a change of it.
 #[derive(Clone, Debug)]
 pub(crate) struct Leadership {
-    /// `None`: leader election is off (always leader). Otherwise the instant leadership lapses.
-    valid_until: Option<Arc<Mutex<Option<Instant>>>>,
+    /// `None`: leader election is off (always leader). Otherwise the instant leadership lapses, as the
+    /// elector last set it.
+    valid_until: Option<watch::Receiver<Option<Instant>>>,
 }
 
 impl Leadership {
@@ -75,7 +74,35 @@ impl Leadership {
     }
 
     pub(crate) fn is_leader(&self) -> bool {
-        self.valid_until.as_deref().is_none_or(still_valid)
+        self.valid_until.as_ref().is_none_or(|v| still_valid(*v.borrow()))
+    }
+
+    /// Returns once this process leads.
+    pub(crate) async fn acquired(&mut self) {
+        let Some(valid_until) = self.valid_until.as_mut() else { return };
+        // A deadline already past when set never becomes valid by waiting: wait for the next renewal.
+        if valid_until.wait_for(|v| still_valid(*v)).await.is_err() {
+            // The elector ended (shutdown): this process will not lead again.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Returns once this process no longer leads: the elector says so, or the deadline it set passes
+    /// without a renewal (an API server that stopped answering must not leave two writers).
+    pub(crate) async fn lost(&mut self) {
+        let Some(valid_until) = self.valid_until.as_mut() else {
+            return std::future::pending().await;
+        };
+        loop {
+            let Some(deadline) = *valid_until.borrow_and_update() else { return };
+            if !still_valid(Some(deadline)) {
+                return;
+            }
+            tokio::select! {
+                changed = valid_until.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+        }
     }
 }
 
@@ -99,8 +126,8 @@ impl Collector for LeaderGauge {
 }
 
 /// Whether a leadership deadline is set and not yet passed.
-fn still_valid(valid_until: &Mutex<Option<Instant>>) -> bool {
-    valid_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t)
+fn still_valid(valid_until: Option<Instant>) -> bool {
+    valid_until.is_some_and(|t| Instant::now() < t)
 }
 
 /// One candidate for the lease.
@@ -109,7 +136,7 @@ pub(crate) struct Elector {
     name: String,
     identity: String,
     timings: Timings,
-    valid_until: Arc<Mutex<Option<Instant>>>,
+    valid_until: watch::Sender<Option<Instant>>,
     /// The last lease record seen, and when (this process's clock).
     observed: Option<(String, Option<MicroTime>, Instant)>,
 }
@@ -139,17 +166,17 @@ impl Elector {
             name: name.to_string(),
             identity: identity.to_string(),
             timings,
-            valid_until: Arc::default(),
+            valid_until: watch::Sender::new(None),
             observed: None,
         }
     }
 
     pub(crate) fn leadership(&self) -> Leadership {
-        Leadership { valid_until: Some(self.valid_until.clone()) }
+        Leadership { valid_until: Some(self.valid_until.subscribe()) }
     }
 
     fn holding(&self) -> bool {
-        still_valid(&self.valid_until)
+        still_valid(*self.valid_until.borrow())
     }
 
     /// One attempt; `Ok(true)` when this process holds the lease afterwards.
@@ -221,11 +248,10 @@ impl Elector {
                 tokio::time::timeout(self.timings.renew_deadline, self.try_acquire_or_renew()).await;
             match attempt {
                 Ok(Ok(true)) => {
-                    *self.valid_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(started + self.timings.renew_deadline);
+                    self.valid_until.send_replace(Some(started + self.timings.renew_deadline));
                 }
                 Ok(Ok(false)) => {
-                    *self.valid_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    self.valid_until.send_replace(None);
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(lease = %self.name, error = %e, "cannot acquire or renew the leader lease")
@@ -248,7 +274,7 @@ impl Elector {
                 _ = tokio::time::sleep(self.timings.retry_period) => {}
             }
         }
-        *self.valid_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.valid_until.send_replace(None);
         if was_leader {
             self.release().await;
         }
@@ -258,6 +284,41 @@ impl Elector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(5), f).await.unwrap_or_else(|_| panic!("{what} in time"))
+    }
+
+    #[tokio::test]
+    async fn acquired_wakes_when_the_elector_grants_leadership() {
+        let v = watch::Sender::new(None);
+        let mut l = Leadership { valid_until: Some(v.subscribe()) };
+        let waiter = tokio::spawn(async move { l.acquired().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "not leading yet");
+        v.send_replace(Some(Instant::now() + Duration::from_secs(60)));
+        within("acquired", waiter).await.expect("the waiter ran");
+    }
+
+    #[tokio::test]
+    async fn lost_wakes_when_the_deadline_passes_without_a_renewal() {
+        let v = watch::Sender::new(Some(Instant::now() + Duration::from_millis(100)));
+        let mut l = Leadership { valid_until: Some(v.subscribe()) };
+        within("lost", l.lost()).await;
+        assert!(!l.is_leader());
+    }
+
+    #[tokio::test]
+    async fn lost_follows_renewals_and_wakes_when_the_elector_steps_down() {
+        let v = watch::Sender::new(Some(Instant::now() + Duration::from_millis(200)));
+        let mut l = Leadership { valid_until: Some(v.subscribe()) };
+        let waiter = tokio::spawn(async move { l.lost().await });
+        v.send_replace(Some(Instant::now() + Duration::from_secs(60)));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!waiter.is_finished(), "a renewal moves the deadline");
+        v.send_replace(None);
+        within("lost", waiter).await.expect("the waiter ran");
+    }
 
     #[test]
     fn timings_must_nest() {
@@ -274,20 +335,20 @@ mod tests {
     #[test]
     fn leadership_lapses_at_its_deadline() {
         assert!(Leadership::always().is_leader());
-        let v = Arc::new(Mutex::new(Some(Instant::now() + Duration::from_secs(60))));
-        let l = Leadership { valid_until: Some(v.clone()) };
+        let v = watch::Sender::new(Some(Instant::now() + Duration::from_secs(60)));
+        let l = Leadership { valid_until: Some(v.subscribe()) };
         assert!(l.is_leader());
-        *v.lock().unwrap() = Some(Instant::now());
+        v.send_replace(Some(Instant::now()));
         assert!(!l.is_leader(), "a deadline in the past is not leadership");
-        *v.lock().unwrap() = None;
+        v.send_replace(None);
         assert!(!l.is_leader());
     }
 
     #[test]
     fn the_leader_gauge_follows_the_leadership_at_each_scrape() {
-        let v = Arc::new(Mutex::new(Some(Instant::now() + Duration::from_secs(60))));
+        let v = watch::Sender::new(Some(Instant::now() + Duration::from_secs(60)));
         let mut registry = prometheus_client::registry::Registry::default();
-        registry.register_collector(Box::new(LeaderGauge(Leadership { valid_until: Some(v.clone()) })));
+        registry.register_collector(Box::new(LeaderGauge(Leadership { valid_until: Some(v.subscribe()) })));
         let scrape = |r: &prometheus_client::registry::Registry| {
             let mut out = String::new();
             prometheus_client::encoding::text::encode(&mut out, r).unwrap();
@@ -298,7 +359,7 @@ mod tests {
             leading.contains("# TYPE wpa_reconciler_leader gauge\nwpa_reconciler_leader 1\n"),
             "{leading}"
         );
-        *v.lock().unwrap() = None;
+        v.send_replace(None);
         let lapsed = scrape(&registry);
         assert!(lapsed.contains("\nwpa_reconciler_leader 0\n"), "{lapsed}");
     }

@@ -7,7 +7,6 @@
 //! common targets come from watch caches ([`caches`]). Only the holder of the leader lease ([`leader`])
 //! reconciles.
 
-pub(crate) mod caches;
 pub(crate) mod exporter;
 pub(crate) mod inputs;
 pub(crate) mod leader;
@@ -36,13 +35,13 @@ use kube::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::runtime::{watch::Namespaces, wpa_feed::WpaFeed};
+use crate::state::caches::Caches;
+use crate::state::{watch::Namespaces, wpa_feed::WpaFeed};
 use crate::{
     api::{FINALIZER, WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus, annotations, duration},
     engine::{self, Decision, FinalizerStep, ScaleIntent, ScaleResult, conditions::text},
     runtime::logging::LOGS_ATTRIBUTES_FIELD,
 };
-use caches::Caches;
 use exporter::Exporter;
 use inputs::{Inputs, Sources};
 use leader::Leadership;
@@ -468,8 +467,8 @@ pub(crate) async fn start(
     args: &ReconcilerArgs,
     feed: Arc<WpaFeed>,
     caches: Arc<Caches>,
-    autoscalers: Arc<crate::webhook::TargetIndex>,
-    registry: &crate::runtime::registry::Metrics,
+    autoscalers: Arc<crate::state::TargetIndex>,
+    registry: &crate::runtime::registry::Registry,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, leader::TimingsError> {
     let namespaces = Namespaces::parse(&args.namespaces);
@@ -546,7 +545,7 @@ async fn supervise(
     namespaces: Namespaces,
     ctx: Arc<Context>,
     caches: Arc<Caches>,
-    leadership: Leadership,
+    mut leadership: Leadership,
     concurrency: u16,
     sync_period: Duration,
     stop: CancellationToken,
@@ -555,25 +554,19 @@ async fn supervise(
     // asks the API server instead (a LIST of the namespace's pods, read from etcd, per WPA), just when the
     // start's lists keep it busiest. Not beyond one period, so that a cache that cannot list (RBAC) does not
     // hold every WPA back.
-    let deadline = Instant::now() + sync_period;
-    while !caches.synced() && Instant::now() < deadline {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        listed = tokio::time::timeout(sync_period, caches.listed()) => if listed.is_err() {
+            tracing::warn!(
+                "the pod and target caches have not listed within one sync period; passes read them from the API meanwhile"
+            );
         }
-    }
-    if !caches.synced() {
-        tracing::warn!(
-            "the pod and target caches have not listed within one sync period; passes read them from the API meanwhile"
-        );
     }
     // The controller runs while this replica leads, and stops the moment it does not.
     loop {
-        while !leadership.is_leader() {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            () = leadership.acquired() => {}
         }
         let term = stop.child_token();
         let mut controller = tokio::spawn(run_controller(
@@ -583,12 +576,10 @@ async fn supervise(
             concurrency,
             term.clone(),
         ));
-        let ended = loop {
-            tokio::select! {
-                _ = stop.cancelled() => break None,
-                result = &mut controller => break Some(result),
-                _ = tokio::time::sleep(Duration::from_millis(200)) => if !leadership.is_leader() { break None },
-            }
+        let ended = tokio::select! {
+            _ = stop.cancelled() => None,
+            result = &mut controller => Some(result),
+            () = leadership.lost() => None,
         };
         term.cancel();
         match ended {

@@ -7,7 +7,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 
-use crate::runtime::registry::{KubeRequestLabels, Metrics};
+use crate::runtime::registry::{KubeRequestLabels, Registry};
 
 /// Why no client could be built. The kubeconfig errors keep kube's text only, as one line: kube's own
 /// messages already embed their causes (printing the chain repeated each of them), and a YAML error
@@ -71,7 +71,7 @@ fn first_line(e: &dyn std::fmt::Display) -> String {
 /// account). Its requests are counted in `wpa_kube_client_requests_total{method}` when `metrics` is given.
 pub(crate) async fn kube_client(
     kubeconfig: Option<&Path>,
-    metrics: Option<&Metrics>,
+    metrics: Option<&Registry>,
 ) -> Result<Client, ClientError> {
     let mut config = match kubeconfig {
         Some(path) => {

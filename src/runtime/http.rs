@@ -46,7 +46,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{registry::Metrics, tls::CertStore};
+use crate::runtime::{registry::Registry, tls::CertStore};
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,7 +141,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl HttpStats {
     /// Registers the series in `metrics`.
-    pub fn register(metrics: &Metrics) -> Arc<HttpStats> {
+    pub fn register(metrics: &Registry) -> Arc<HttpStats> {
         let stats = Arc::new(HttpStats {
             refused: Family::default(),
             connections: Gauge::default(),
@@ -625,11 +625,11 @@ impl Readiness {
 #[derive(Clone)]
 struct HealthState {
     readiness: Readiness,
-    metrics: Arc<Metrics>,
+    metrics: Arc<Registry>,
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
-pub(crate) fn health_router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
+pub(crate) fn health_router(readiness: Readiness, metrics: Arc<Registry>) -> Router {
     Router::new()
         .route(
             "/healthz",
@@ -695,7 +695,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_scrape_not_read_yet_does_not_hold_the_metrics_locks() {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Registry::new());
         let family = Family::<Labels, Gauge>::default();
         metrics.with_registry(|r| r.register("test_series", "Series", family.clone()));
         // Several chunks' worth of exposition.
@@ -725,7 +725,7 @@ mod tests {
     }
 
     async fn healthz(readiness: &Readiness) -> (StatusCode, String) {
-        let app = health_router(readiness.clone(), Arc::new(Metrics::new()));
+        let app = health_router(readiness.clone(), Arc::new(Registry::new()));
         let request = Request::get("/healthz").body(axum::body::Body::empty()).expect("a request");
         let response = tower::ServiceExt::oneshot(app, request).await.expect("an answer");
         let status = response.status();

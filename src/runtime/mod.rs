@@ -7,5 +7,3 @@ pub(crate) mod logging;
 pub mod registry;
 pub(crate) mod signal;
 pub mod tls;
-pub(crate) mod watch;
-pub(crate) mod wpa_feed;

@@ -6,7 +6,7 @@
 //! does not arrive in time is answered, never waited for. Dry-run requests get the same answer (the rules
 //! have no side effects).
 
-pub(crate) mod index;
+pub(crate) mod metrics;
 pub(crate) mod review;
 pub(crate) mod rules;
 
@@ -29,10 +29,11 @@ use crate::{
     engine::validation::AdmissionLimits,
     runtime::{
         http::{Rejection, json_error, read_body},
-        registry::{AdmissionLabels, Metrics},
+        registry::Registry,
     },
+    state::TargetIndex,
 };
-pub use index::TargetIndex;
+use metrics::{AdmissionLabels, AdmissionStats};
 use review::{ObjectIn, RequestIn, ResponseOut, ReviewIn, ReviewOut, StatusOut};
 pub(crate) use rules::{Op, Verdict};
 
@@ -68,10 +69,17 @@ impl AdmissionArgs {
 
 #[derive(Clone)]
 pub struct WebhookState {
-    pub index: Arc<TargetIndex>,
-    pub metrics: Arc<Metrics>,
+    index: Arc<TargetIndex>,
+    stats: Arc<AdmissionStats>,
     /// The bounds added to upstream's rules.
-    pub limits: AdmissionLimits,
+    limits: AdmissionLimits,
+}
+
+impl WebhookState {
+    /// The webhook reading `index`, with its series registered in `registry`.
+    pub fn new(index: Arc<TargetIndex>, registry: &Registry, limits: AdmissionLimits) -> WebhookState {
+        WebhookState { index, stats: AdmissionStats::register(registry), limits }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,7 +150,7 @@ async fn handle(State(state): State<WebhookState>, endpoint: Endpoint, request: 
         Ok(a) => a,
         Err(_) => rejected(endpoint, Rejection::Slow(budget)),
     };
-    state.metrics.admission.record(&answer.labels, started.elapsed().as_secs_f64());
+    state.stats.record(&answer.labels, started.elapsed().as_secs_f64());
     answer.response
 }
 

@@ -8,7 +8,7 @@ use json_patch::{AddOperation, PatchOperation, ReplaceOperation, jsonptr::Pointe
 use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
 
-use super::index::TargetIndex;
+use crate::state::target_index::TargetIndex;
 use crate::{
     api::{WatermarkPodAutoscalerSpec, annotations},
     engine::validation,

@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::WatermarkPodAutoscaler,
     runtime::http as server,
-    runtime::registry::Metrics,
+    runtime::registry::Registry,
     runtime::tls::{self, CertFiles, CertStore},
-    webhook::{self, TargetIndex, WebhookState},
+    state::TargetIndex,
+    webhook::{self, WebhookState},
 };
 
 pub(crate) const CONNECTIONS: usize = 32;
@@ -124,11 +125,8 @@ fn webhook_router() -> Result<Router, String> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let state = WebhookState {
-        index: TargetIndex::from_objects(&wpas, &[]),
-        metrics: Arc::new(Metrics::new()),
-        limits: Default::default(),
-    };
+    let state =
+        WebhookState::new(TargetIndex::from_objects(&wpas, &[]), &Registry::new(), Default::default());
     Ok(webhook::router(state))
 }
 
@@ -189,7 +187,7 @@ pub(crate) async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Resu
     let tls = tls::server_config(store).map_err(|e| e.to_string())?;
     // The webhook's own limit on both sides: the bare handler is measured through the same edge.
     let edge = server::Edge { router: app, max_body: crate::webhook::MAX_BODY };
-    let stats = server::HttpStats::register(&crate::runtime::registry::Metrics::new());
+    let stats = server::HttpStats::register(&crate::runtime::registry::Registry::new());
     server::serve_tls(listener, tls, vec![edge], server::Limits::default(), stats, shutdown).await;
     Ok(())
 }

@@ -24,9 +24,8 @@ use tower::ServiceExt;
 use super::Rng;
 use crate::{
     api::WatermarkPodAutoscaler,
-    extender::{self, ClusterView, ExtenderState, PlacementCaches},
-    reconciler::caches::Caches,
-    webhook::TargetIndex,
+    extender::{self, ClusterView, ExtenderState},
+    state::{TargetIndex, caches::Caches, placement::PlacementCaches},
 };
 
 const ZONES: usize = 3;

@@ -7,7 +7,6 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -18,8 +17,9 @@ use tower::ServiceExt;
 
 use super::{Rng, admission::workloads};
 use crate::{
-    runtime::registry::Metrics,
-    webhook::{self, TargetIndex, WebhookState},
+    runtime::registry::Registry,
+    state::TargetIndex,
+    webhook::{self, WebhookState},
 };
 
 fn odd_value(rng: &mut Rng) -> Value {
@@ -158,11 +158,7 @@ fn bytes_of(seed: &Value, rng: &mut Rng) -> Vec<u8> {
 
 /// Runs `reviews` requests; the report, or the first broken invariant.
 pub(crate) async fn run(reviews: usize, seed: u64) -> Result<String, String> {
-    let state = WebhookState {
-        index: TargetIndex::new(),
-        metrics: Arc::new(Metrics::new()),
-        limits: Default::default(),
-    };
+    let state = WebhookState::new(TargetIndex::new(), &Registry::new(), Default::default());
     let app = webhook::router(state);
     let seeds: Vec<(&str, Value)> = workloads()
         .into_iter()

@@ -418,7 +418,7 @@ where
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let listed = std::sync::Mutex::new(Some(tx));
-    crate::runtime::watch::drive("baseline", kube::runtime::watcher(api, config), stop, move |e| {
+    crate::state::watch::drive("baseline", kube::runtime::watcher(api, config), stop, move |e| {
         if let kube::runtime::watcher::Event::InitDone = e
             && let Some(l) = listed.lock().unwrap_or_else(|p| p.into_inner()).take()
         {

@@ -35,6 +35,7 @@ use std::{
 };
 
 use super::wire::Pod;
+pub(crate) use crate::state::placement::{NodeState, Owner, Taint};
 use assess::{Candidate, assess};
 pub(crate) use ledger::Ledger;
 use tiers::{Tier, over_reason, stable_hash, tiers};
@@ -69,13 +70,6 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// The controller of a ReplicaSet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner {
-    pub kind: String,
-    pub name: String,
-}
-
 /// What the policy needs of the WPA governing a target.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Autoscaler {
@@ -96,53 +90,6 @@ pub struct TargetPod {
     pub uid: String,
     /// `spec.nodeName`; `None` (or empty) while unbound.
     pub node: Option<String>,
-}
-
-/// A `NoSchedule` or `NoExecute` taint (the policy ignores `PreferNoSchedule`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Taint {
-    pub key: String,
-    pub value: String,
-    pub effect: String,
-}
-
-/// What the policy needs of a Node. [`NodeState::from`] a `k8s_openapi` Node fills it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeState {
-    /// The `Ready` condition is `True`.
-    pub ready: bool,
-    /// `spec.unschedulable` (cordoned).
-    pub unschedulable: bool,
-    pub taints: Vec<Taint>,
-    /// Read for the zone and to match the pod's `nodeSelector`.
-    pub labels: BTreeMap<String, String>,
-}
-
-impl From<&k8s_openapi::api::core::v1::Node> for NodeState {
-    fn from(node: &k8s_openapi::api::core::v1::Node) -> NodeState {
-        let spec = node.spec.as_ref();
-        NodeState {
-            ready: node
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-                .is_some_and(|c| c.status == "True"),
-            unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
-            taints: spec
-                .and_then(|s| s.taints.as_ref())
-                .into_iter()
-                .flatten()
-                .filter(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute"))
-                .map(|t| Taint {
-                    key: t.key.clone(),
-                    value: t.value.clone().unwrap_or_default(),
-                    effect: t.effect.clone(),
-                })
-                .collect(),
-            labels: node.metadata.labels.clone().unwrap_or_default(),
-        }
-    }
 }
 
 /// What the watch caches must answer. Every call reads memory; none may block on the API server.

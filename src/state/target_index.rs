@@ -6,16 +6,17 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{
-        Arc, RwLock,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
 };
 
 use jiff::Timestamp;
 use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use kube::{ResourceExt, runtime::watcher::Event};
 
+use super::{
+    store::{self, Synced, Watched},
+    wpa_feed::WpaSink,
+};
 use crate::api::WatermarkPodAutoscaler;
 
 /// A WPA that targets a workload.
@@ -72,7 +73,7 @@ impl<V> Default for Table<V> {
 }
 
 impl<V> Table<V> {
-    fn remove(&mut self, key: &Key) {
+    fn remove_key(&mut self, key: &Key) {
         let Some((ns, kind, name)) = self.by_object.remove(key) else { return };
         if let Some(names) = self.by_target.get_mut(&ns) {
             if let Some(entries) = names.get_mut(&name) {
@@ -87,8 +88,8 @@ impl<V> Table<V> {
         }
     }
 
-    fn upsert(&mut self, key: Key, target: Option<Target>, value: V) {
-        self.remove(&key);
+    fn insert_entry(&mut self, key: Key, target: Option<Target>, value: V) {
+        self.remove_key(&key);
         if let Some((ns, kind, name)) = target {
             let entries = self.by_target.entry(ns.clone()).or_default().entry(name.clone()).or_default();
             entries.insert((kind.clone(), key.1.clone()), value);
@@ -136,51 +137,29 @@ fn hpa_entry(h: &HorizontalPodAutoscaler) -> (Key, Option<Target>, Hpa) {
 /// The autoscalers of every workload, by target.
 #[derive(Debug, Default)]
 pub struct TargetIndex {
-    wpas: RwLock<Table<Governing>>,
-    hpas: RwLock<Table<Hpa>>,
-    /// Objects listed since a watch (re)started, swapped in when the list completes.
-    wpa_relist: RwLock<Option<Table<Governing>>>,
-    hpa_relist: RwLock<Option<Table<Hpa>>>,
-    wpas_synced: AtomicBool,
-    hpas_synced: AtomicBool,
+    wpas: Watched<Table<Governing>>,
+    hpas: Watched<Table<Hpa>>,
 }
 
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+impl store::Table<WatermarkPodAutoscaler> for Table<Governing> {
+    fn upsert(&mut self, w: &WatermarkPodAutoscaler) {
+        let (key, target, value) = wpa_entry(w);
+        self.insert_entry(key, target, value);
+    }
+
+    fn remove(&mut self, w: &WatermarkPodAutoscaler) {
+        self.remove_key(&(w.namespace().unwrap_or_default(), w.name_any()));
+    }
 }
 
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+impl store::Table<HorizontalPodAutoscaler> for Table<Hpa> {
+    fn upsert(&mut self, h: &HorizontalPodAutoscaler) {
+        let (key, target, value) = hpa_entry(h);
+        self.insert_entry(key, target, value);
+    }
 
-/// Applies one watch event to a table (with relist buffering).
-fn apply<K, V>(
-    table: &RwLock<Table<V>>,
-    relist: &RwLock<Option<Table<V>>>,
-    synced: &AtomicBool,
-    event: &Event<K>,
-    entry: impl Fn(&K) -> (Key, Option<Target>, V),
-) {
-    match event {
-        Event::Apply(obj) => {
-            let (key, target, value) = entry(obj);
-            write(table).upsert(key, target, value);
-        }
-        Event::Delete(obj) => {
-            let (key, _, _) = entry(obj);
-            write(table).remove(&key);
-        }
-        Event::Init => *write(relist) = Some(Table::default()),
-        Event::InitApply(obj) => {
-            let (key, target, value) = entry(obj);
-            write(relist).get_or_insert_with(Table::default).upsert(key, target, value);
-        }
-        Event::InitDone => {
-            if let Some(fresh) = write(relist).take() {
-                *write(table) = fresh;
-            }
-            synced.store(true, Ordering::Release);
-        }
+    fn remove(&mut self, h: &HorizontalPodAutoscaler) {
+        self.remove_key(&(h.namespace().unwrap_or_default(), h.name_any()));
     }
 }
 
@@ -195,38 +174,43 @@ impl TargetIndex {
         hpas: &[HorizontalPodAutoscaler],
     ) -> Arc<TargetIndex> {
         let index = TargetIndex::default();
-        for w in wpas {
-            index.apply_wpa(&Event::Apply(w.clone()));
-        }
-        for h in hpas {
-            index.apply_hpa(&Event::Apply(h.clone()));
-        }
-        index.wpas_synced.store(true, Ordering::Release);
-        index.hpas_synced.store(true, Ordering::Release);
+        index.wpas.fill(wpas.iter().cloned());
+        index.hpas.fill(hpas.iter().cloned());
         Arc::new(index)
     }
 
     pub(crate) fn apply_wpa(&self, event: &Event<WatermarkPodAutoscaler>) {
-        apply(&self.wpas, &self.wpa_relist, &self.wpas_synced, event, wpa_entry);
+        self.wpas.apply(event);
     }
 
     pub(crate) fn apply_hpa(&self, event: &Event<HorizontalPodAutoscaler>) {
-        apply(&self.hpas, &self.hpa_relist, &self.hpas_synced, event, hpa_entry);
+        self.hpas.apply(event);
     }
 
     /// Whether both watches have listed once.
     pub(crate) fn synced(&self) -> bool {
-        self.wpas_synced.load(Ordering::Acquire) && self.hpas_synced.load(Ordering::Acquire)
+        self.wpas.synced().is_synced() && self.hpas.synced().is_synced()
+    }
+
+    /// The first-list signals of its two watches.
+    pub(crate) fn signals(&self) -> [Synced; 2] {
+        [self.wpas.synced().clone(), self.hpas.synced().clone()]
     }
 
     /// The WPAs that target `kind`/`name` in `namespace`, by name.
     pub(crate) fn wpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<Governing> {
-        read(&self.wpas).get(namespace, kind, name).cloned().collect()
+        self.wpas.read().get(namespace, kind, name).cloned().collect()
     }
 
     /// The HPAs that target `kind`/`name` in `namespace`, by name.
     pub(crate) fn hpas_for(&self, namespace: &str, kind: &str, name: &str) -> Vec<Hpa> {
-        read(&self.hpas).get(namespace, kind, name).cloned().collect()
+        self.hpas.read().get(namespace, kind, name).cloned().collect()
+    }
+}
+
+impl WpaSink for TargetIndex {
+    fn apply(&self, event: &Event<WatermarkPodAutoscaler>) {
+        self.apply_wpa(event);
     }
 }
 

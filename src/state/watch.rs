@@ -1,5 +1,5 @@
-//! Watch streams shared by the webhook's target index and the reconciler's caches: which namespaces to
-//! watch, a watch filtered to them, and the task that feeds a watch into a cache.
+//! Watch streams of the state layer: which namespaces to watch, a watch filtered to them, and the task that
+//! feeds a watch into a cache.
 
 use futures::{Stream, StreamExt};
 use kube::{
@@ -73,17 +73,6 @@ where
         .default_backoff()
         // Errors go on (the watcher retries; drive logs them).
         .filter(move |e| std::future::ready(e.as_ref().map_or(true, |e| namespaces.keeps(e))))
-}
-
-/// Feeds `items` to `apply` as a watch's first list (Init, InitApply each, InitDone): caches filled from
-/// fixed lists for benchmarks go through the same code as a real watch.
-#[cfg(feature = "dev-tools")]
-pub(crate) fn replay_list<K>(items: Vec<K>, mut apply: impl FnMut(watcher::Event<K>)) {
-    apply(watcher::Event::Init);
-    for item in items {
-        apply(watcher::Event::InitApply(item));
-    }
-    apply(watcher::Event::InitDone);
 }
 
 /// Feeds a watch into `apply` until `stop`; errors are logged (the watcher retries with backoff).

@@ -7,17 +7,14 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    sync::{
-        Arc, RwLock,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
 };
 
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     core::v1::Pod,
 };
-use kube::{Client, ResourceExt, runtime::watcher};
+use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -26,7 +23,10 @@ use crate::{
         calc::ScaleInfo,
         pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
     },
-    runtime::watch::{Namespaces, drive, events},
+    state::{
+        store::{Synced, Table, Watched},
+        watch::{Namespaces, drive, events},
+    },
 };
 
 fn timestamp(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<jiff::Timestamp> {
@@ -129,13 +129,28 @@ impl NamespacePods {
     }
 }
 
-/// A cache of the pods of the watched namespaces.
+/// The pods of the watched namespaces, by namespace.
 #[derive(Debug, Default)]
-pub(crate) struct PodCache {
-    namespaces: RwLock<HashMap<String, NamespacePods>>,
-    relist: std::sync::Mutex<Option<HashMap<String, NamespacePods>>>,
-    synced: AtomicBool,
+pub(crate) struct PodTable(HashMap<String, NamespacePods>);
+
+impl Table<Pod> for PodTable {
+    fn upsert(&mut self, pod: &Pod) {
+        self.0.entry(pod.namespace().unwrap_or_default()).or_default().upsert(cached(pod));
+    }
+
+    fn remove(&mut self, pod: &Pod) {
+        let ns = pod.namespace().unwrap_or_default();
+        if let Some(n) = self.0.get_mut(&ns) {
+            n.remove(&pod.name_any());
+            if n.pods.is_empty() {
+                self.0.remove(&ns);
+            }
+        }
+    }
 }
+
+/// A cache of the pods of the watched namespaces.
+pub(crate) type PodCache = Watched<PodTable>;
 
 fn cached(pod: &Pod) -> CachedPod {
     CachedPod {
@@ -146,21 +161,15 @@ fn cached(pod: &Pod) -> CachedPod {
     }
 }
 
-impl PodCache {
-    pub(crate) fn synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
-    }
-
+impl PodTable {
     /// The pods of `namespace` that `selector` selects, ordered by name.
     pub(crate) fn select(&self, namespace: &str, selector: &Selector) -> Vec<PodInfo> {
-        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
-        namespaces.get(namespace).map(|ns| ns.select(selector)).unwrap_or_default()
+        self.0.get(namespace).map(|ns| ns.select(selector)).unwrap_or_default()
     }
 
     /// Where the pods `selector` selects in `namespace` are, leaving out pods being deleted.
     pub(crate) fn placements(&self, namespace: &str, selector: &Selector) -> Vec<Placement> {
-        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
-        let Some(ns) = namespaces.get(namespace) else { return Vec::new() };
+        let Some(ns) = self.0.get(namespace) else { return Vec::new() };
         ns.matching(selector)
             .filter(|p| !p.info.deleting)
             .map(|p| Placement { uid: p.uid.clone(), node: p.node.clone() })
@@ -170,41 +179,7 @@ impl PodCache {
     /// Number of pods cached.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
-        namespaces.values().map(|n| n.pods.len()).sum()
-    }
-
-    pub(crate) fn apply(&self, event: watcher::Event<Pod>) {
-        match event {
-            watcher::Event::Init => {
-                *self.relist.lock().unwrap_or_else(|p| p.into_inner()) = Some(HashMap::new());
-            }
-            watcher::Event::InitApply(pod) => {
-                let mut relist = self.relist.lock().unwrap_or_else(|p| p.into_inner());
-                let ns = pod.namespace().unwrap_or_default();
-                relist.get_or_insert_with(HashMap::new).entry(ns).or_default().upsert(cached(&pod));
-            }
-            watcher::Event::InitDone => {
-                let fresh = self.relist.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
-                *self.namespaces.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-                self.synced.store(true, Ordering::Release);
-            }
-            watcher::Event::Apply(pod) => {
-                let ns = pod.namespace().unwrap_or_default();
-                let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-                namespaces.entry(ns).or_default().upsert(cached(&pod));
-            }
-            watcher::Event::Delete(pod) => {
-                let ns = pod.namespace().unwrap_or_default();
-                let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-                if let Some(n) = namespaces.get_mut(&ns) {
-                    n.remove(&pod.name_any());
-                    if n.pods.is_empty() {
-                        namespaces.remove(&ns);
-                    }
-                }
-            }
-        }
+        self.0.values().map(|n| n.pods.len()).sum()
     }
 }
 
@@ -262,23 +237,30 @@ impl CachedTarget for StatefulSet {
     }
 }
 
-type TargetKey = (&'static str, String, String);
-
-/// The scale of every watched Deployment and StatefulSet, keyed by (kind, namespace, name).
+/// The scales of one kind, by (namespace, name).
 #[derive(Debug, Default)]
-pub(crate) struct TargetCache {
-    entries: RwLock<HashMap<TargetKey, CachedScale>>,
-    relists: std::sync::Mutex<HashMap<&'static str, HashMap<TargetKey, CachedScale>>>,
-    synced: RwLock<HashSet<&'static str>>,
+pub(crate) struct Scales(HashMap<(String, String), CachedScale>);
+
+impl<K: CachedTarget> Table<K> for Scales {
+    fn upsert(&mut self, o: &K) {
+        self.0.insert((o.namespace().unwrap_or_default(), o.name_any()), o.scale());
+    }
+
+    fn remove(&mut self, o: &K) {
+        self.0.remove(&(o.namespace().unwrap_or_default(), o.name_any()));
+    }
 }
 
-/// The kinds [`TargetCache`] holds.
-pub(crate) const CACHED_KINDS: [&str; 2] = ["Deployment", "StatefulSet"];
+/// The scale of every watched Deployment and StatefulSet.
+#[derive(Debug, Default)]
+pub(crate) struct TargetCache {
+    deployments: Watched<Scales>,
+    stateful_sets: Watched<Scales>,
+}
 
 impl TargetCache {
     pub(crate) fn synced(&self) -> bool {
-        let synced = self.synced.read().unwrap_or_else(|p| p.into_inner());
-        CACHED_KINDS.iter().all(|k| synced.contains(k))
+        self.deployments.synced().is_synced() && self.stateful_sets.synced().is_synced()
     }
 
     /// The cached scale of `group`/`kind` `namespace`/`name`; `None` when the kind is not cached (the
@@ -290,43 +272,19 @@ impl TargetCache {
         namespace: &str,
         name: &str,
     ) -> Option<Option<CachedScale>> {
-        let kind = CACHED_KINDS.into_iter().find(|k| *k == kind && group == "apps")?;
-        if !self.synced.read().unwrap_or_else(|p| p.into_inner()).contains(kind) {
+        let cache = match (group, kind) {
+            ("apps", "Deployment") => &self.deployments,
+            ("apps", "StatefulSet") => &self.stateful_sets,
+            _ => return None,
+        };
+        if !cache.synced().is_synced() {
             return None;
         }
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        Some(entries.get(&(kind, namespace.to_string(), name.to_string())).cloned())
-    }
-
-    fn apply<K: CachedTarget>(&self, kind: &'static str, event: watcher::Event<K>) {
-        let key = |o: &K| (kind, o.namespace().unwrap_or_default(), o.name_any());
-        match event {
-            watcher::Event::Init => {
-                self.relists.lock().unwrap_or_else(|p| p.into_inner()).insert(kind, HashMap::new());
-            }
-            watcher::Event::InitApply(o) => {
-                let mut relists = self.relists.lock().unwrap_or_else(|p| p.into_inner());
-                relists.entry(kind).or_default().insert(key(&o), o.scale());
-            }
-            watcher::Event::InitDone => {
-                let fresh =
-                    self.relists.lock().unwrap_or_else(|p| p.into_inner()).remove(kind).unwrap_or_default();
-                let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-                entries.retain(|k, _| k.0 != kind);
-                entries.extend(fresh);
-                self.synced.write().unwrap_or_else(|p| p.into_inner()).insert(kind);
-            }
-            watcher::Event::Apply(o) => {
-                self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(key(&o), o.scale());
-            }
-            watcher::Event::Delete(o) => {
-                self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(&key(&o));
-            }
-        }
+        Some(cache.read().0.get(&(namespace.to_string(), name.to_string())).cloned())
     }
 }
 
-/// The watches that feed the caches, running until `stop`.
+/// The pods and the targets of the watched namespaces, kept by watches running until `stop`.
 pub(crate) struct Caches {
     pub(crate) pods: Arc<PodCache>,
     pub(crate) targets: Arc<TargetCache>,
@@ -334,17 +292,32 @@ pub(crate) struct Caches {
 
 impl Caches {
     pub(crate) fn synced(&self) -> bool {
-        self.pods.synced() && self.targets.synced()
+        self.pods.synced().is_synced() && self.targets.synced()
+    }
+
+    /// The first-list signals of its three watches.
+    pub(crate) fn signals(&self) -> [Synced; 3] {
+        [
+            self.pods.synced().clone(),
+            self.targets.deployments.synced().clone(),
+            self.targets.stateful_sets.synced().clone(),
+        ]
+    }
+
+    /// Returns once the pods and both target kinds have listed.
+    pub(crate) async fn listed(&self) {
+        for signal in self.signals() {
+            signal.wait().await;
+        }
     }
 
     /// Caches holding fixed lists, as a first watch list fills them (benchmarks).
     #[cfg(feature = "dev-tools")]
     pub(crate) fn from_lists(pods: Vec<Pod>, deployments: Vec<Deployment>) -> Caches {
-        use crate::runtime::watch::replay_list;
         let caches = Caches { pods: Arc::default(), targets: Arc::default() };
-        replay_list(pods, |e| caches.pods.apply(e));
-        replay_list(deployments, |e| caches.targets.apply("Deployment", e));
-        replay_list(Vec::<StatefulSet>::new(), |e| caches.targets.apply("StatefulSet", e));
+        caches.pods.fill(pods);
+        caches.targets.deployments.fill(deployments);
+        caches.targets.stateful_sets.fill(Vec::<StatefulSet>::new());
         caches
     }
 
@@ -353,17 +326,19 @@ impl Caches {
         let caches = Caches { pods: Arc::default(), targets: Arc::default() };
         // Pods change status often; only the fields read here matter, the rest is dropped on arrival.
         let pods = caches.pods.clone();
-        drive("Pod", events(namespaces.api::<Pod>(client), namespaces), stop.clone(), move |e| pods.apply(e));
+        drive("Pod", events(namespaces.api::<Pod>(client), namespaces), stop.clone(), move |e| {
+            pods.apply(&e)
+        });
         let targets = caches.targets.clone();
         drive(
             "Deployment",
             events(namespaces.api::<Deployment>(client), namespaces),
             stop.clone(),
-            move |e| targets.apply("Deployment", e),
+            move |e| targets.deployments.apply(&e),
         );
         let targets = caches.targets.clone();
         drive("StatefulSet", events(namespaces.api::<StatefulSet>(client), namespaces), stop, move |e| {
-            targets.apply("StatefulSet", e)
+            targets.stateful_sets.apply(&e)
         });
         caches
     }
@@ -372,6 +347,7 @@ impl Caches {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::runtime::watcher;
 
     fn pod(name: &str, labels: &[(&str, &str)]) -> Pod {
         serde_json::from_value(serde_json::json!({
@@ -388,33 +364,25 @@ mod tests {
     #[test]
     fn selects_by_index_and_by_scan_and_follows_label_changes() {
         let cache = PodCache::default();
-        cache.apply(watcher::Event::Init);
-        cache.apply(watcher::Event::InitApply(pod("a", &[("app", "web"), ("tier", "1")])));
-        cache.apply(watcher::Event::InitApply(pod("b", &[("app", "web")])));
-        cache.apply(watcher::Event::InitApply(pod("c", &[("app", "db")])));
-        assert!(!cache.synced(), "not synced before InitDone");
-        assert!(
-            cache.select("ns", &Selector::parse("app=web").unwrap()).is_empty(),
-            "a re-list is applied at once"
-        );
-        cache.apply(watcher::Event::InitDone);
-        assert!(cache.synced());
-        assert_eq!(names(cache.select("ns", &Selector::parse("app=web").unwrap())), ["a", "b"]);
-        assert_eq!(names(cache.select("ns", &Selector::parse("app=web,tier=1").unwrap())), ["a"]);
-        assert_eq!(names(cache.select("ns", &Selector::parse("app in (db,web),!tier").unwrap())), ["b", "c"]);
-        assert!(cache.select("other", &Selector::parse("app=web").unwrap()).is_empty());
+        cache.fill([
+            pod("a", &[("app", "web"), ("tier", "1")]),
+            pod("b", &[("app", "web")]),
+            pod("c", &[("app", "db")]),
+        ]);
+        let select = |s: &str| names(cache.read().select("ns", &Selector::parse(s).unwrap()));
+        assert_eq!(select("app=web"), ["a", "b"]);
+        assert_eq!(select("app=web,tier=1"), ["a"]);
+        assert_eq!(select("app in (db,web),!tier"), ["b", "c"]);
+        assert!(cache.read().select("other", &Selector::parse("app=web").unwrap()).is_empty());
         // A label change moves the pod between index entries.
-        cache.apply(watcher::Event::Apply(pod("b", &[("app", "db")])));
-        assert_eq!(names(cache.select("ns", &Selector::parse("app=web").unwrap())), ["a"]);
-        assert_eq!(names(cache.select("ns", &Selector::parse("app=db").unwrap())), ["b", "c"]);
-        cache.apply(watcher::Event::Delete(pod("a", &[])));
-        assert!(cache.select("ns", &Selector::parse("app=web").unwrap()).is_empty());
-        // A re-list replaces everything.
-        cache.apply(watcher::Event::Init);
-        cache.apply(watcher::Event::InitApply(pod("z", &[("app", "web")])));
-        cache.apply(watcher::Event::InitDone);
-        assert_eq!(names(cache.select("ns", &Selector::parse("app=web").unwrap())), ["z"]);
-        assert_eq!(cache.len(), 1);
+        cache.apply(&watcher::Event::Apply(pod("b", &[("app", "db")])));
+        assert_eq!(select("app=web"), ["a"]);
+        assert_eq!(select("app=db"), ["b", "c"]);
+        cache.apply(&watcher::Event::Delete(pod("a", &[])));
+        assert!(select("app=web").is_empty());
+        cache.fill([pod("z", &[("app", "web")])]);
+        assert_eq!(select("app=web"), ["z"]);
+        assert_eq!(cache.read().len(), 1);
     }
 
     #[test]
@@ -429,18 +397,26 @@ mod tests {
             d.scale(),
             CachedScale { spec_replicas: 3, status_replicas: 4, selector: "app=web,tier=a".into() }
         );
+    }
+
+    #[test]
+    fn the_target_cache_answers_once_listed_and_only_for_apps_kinds() {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": {}}
+        }))
+        .unwrap();
         let cache = TargetCache::default();
         assert_eq!(cache.get("apps", "Deployment", "ns", "web"), None, "not synced: ask the API");
-        for kind in CACHED_KINDS {
-            cache.apply::<Deployment>(kind, watcher::Event::Init);
-            cache.apply::<Deployment>(kind, watcher::Event::InitDone);
-        }
-        cache.apply("Deployment", watcher::Event::Apply(d.clone()));
+        cache.deployments.fill(Vec::<Deployment>::new());
+        cache.stateful_sets.fill(Vec::<StatefulSet>::new());
+        cache.deployments.apply(&watcher::Event::Apply(d.clone()));
         assert_eq!(cache.get("apps", "Deployment", "ns", "web").flatten().map(|s| s.spec_replicas), Some(3));
         assert_eq!(cache.get("apps", "Deployment", "ns", "gone"), Some(None));
+        assert_eq!(cache.get("apps", "StatefulSet", "ns", "web"), Some(None), "kinds are kept apart");
         assert_eq!(cache.get("apps", "ReplicaSet", "ns", "web"), None, "ReplicaSets are read from the API");
         assert_eq!(cache.get("extensions", "Deployment", "ns", "web"), None);
-        cache.apply("Deployment", watcher::Event::Delete(d));
+        cache.deployments.apply(&watcher::Event::Delete(d));
         assert_eq!(cache.get("apps", "Deployment", "ns", "web"), Some(None));
     }
 }

@@ -1,15 +1,12 @@
-//! The process's one watch of the WPAs. The webhook's target index follows it from the start; the
-//! reconciler subscribes to it while it leads, and reads its store.
+//! The process's one watch of the WPAs. It fans out to sinks that know nothing of each other (the target
+//! index follows it from the start), and the reconciler subscribes to it while it leads, and reads its store.
 //!
 //! Each had its own watch before: the API server then sent every WPA write twice (two per first pass of
 //! each WPA), listed every WPA twice at start, and wpa decoded both. A subscriber that joins late (a new
 //! leadership term) gets the WPAs already listed as one relist, then the live events, so it never sees a
 //! partial list.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::{Arc, Mutex};
 
 use futures::Stream;
 use kube::{
@@ -23,16 +20,21 @@ use kube::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{api::WatermarkPodAutoscaler, webhook::TargetIndex};
+use super::store::Synced;
+use crate::api::WatermarkPodAutoscaler;
 
 type Wpa = WatermarkPodAutoscaler;
+
+/// A table kept from the WPA feed, given every event in order (from the watch's task: keep it short).
+pub(crate) trait WpaSink: Send + Sync {
+    fn apply(&self, event: &Event<Wpa>);
+}
 
 /// The shared WPA watch: its store (the reconciler's), and the subscriber its events go to.
 pub(crate) struct WpaFeed {
     store: Store<Wpa>,
     /// Set, under `subscriber`'s lock, when the first list is in the store.
-    listed: AtomicBool,
-    listed_notify: tokio::sync::Notify,
+    listed: Synced,
     /// At most one: the reconciler's controller of the current leadership term.
     subscriber: Mutex<Option<mpsc::UnboundedSender<Event<Wpa>>>>,
 }
@@ -49,31 +51,32 @@ fn strip(w: &mut Wpa) {
 impl WpaFeed {
     /// Watches every namespace's WPAs (the webhook checks conflicts in all of them), from the API server's
     /// watch cache, until `stop`.
-    pub(crate) fn start(client: &Client, index: Arc<TargetIndex>, stop: CancellationToken) -> Arc<WpaFeed> {
+    pub(crate) fn start(
+        client: &Client,
+        sinks: Vec<Arc<dyn WpaSink>>,
+        stop: CancellationToken,
+    ) -> Arc<WpaFeed> {
         let events =
             watcher::watcher(Api::<Wpa>::all(client.clone()), watcher::Config::default().any_semantic())
                 .default_backoff();
-        WpaFeed::spawn(events, index, stop)
+        WpaFeed::spawn(events, sinks, stop)
     }
 
-    /// Feeds `events` into the store, then the index, then the subscriber, until `stop` or their end.
-    pub(crate) fn spawn<S>(events: S, index: Arc<TargetIndex>, stop: CancellationToken) -> Arc<WpaFeed>
+    /// Feeds `events` into the store, then each sink, then the subscriber, until `stop` or their end.
+    pub(crate) fn spawn<S>(events: S, sinks: Vec<Arc<dyn WpaSink>>, stop: CancellationToken) -> Arc<WpaFeed>
     where
         S: Stream<Item = Result<Event<Wpa>, watcher::Error>> + Send + 'static,
     {
         let (store, writer) = reflector::store();
-        let feed = Arc::new(WpaFeed {
-            store,
-            listed: AtomicBool::new(false),
-            listed_notify: tokio::sync::Notify::new(),
-            subscriber: Mutex::new(None),
-        });
+        let feed = Arc::new(WpaFeed { store, listed: Synced::default(), subscriber: Mutex::new(None) });
         // The reflector updates the store before the event goes on: a subscriber's snapshot (taken under
         // the subscriber lock) holds every event it will not be sent.
         let events = events.modify(strip).reflect(writer);
         let f = feed.clone();
-        crate::runtime::watch::drive("WatermarkPodAutoscaler", events, stop, move |e| {
-            index.apply_wpa(&e);
+        super::watch::drive("WatermarkPodAutoscaler", events, stop, move |e| {
+            for sink in &sinks {
+                sink.apply(&e);
+            }
             f.forward(e);
         });
         feed
@@ -81,14 +84,19 @@ impl WpaFeed {
 
     fn forward(&self, event: Event<Wpa>) {
         let mut subscriber = self.subscriber.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(event, Event::InitDone) && !self.listed.swap(true, Ordering::AcqRel) {
-            self.listed_notify.notify_waiters();
+        if matches!(event, Event::InitDone) {
+            self.listed.mark();
         }
         if let Some(tx) = subscriber.as_ref()
             && tx.send(event).is_err()
         {
             *subscriber = None;
         }
+    }
+
+    /// Set once the first list is in the store.
+    pub(crate) fn synced(&self) -> &Synced {
+        &self.listed
     }
 
     /// Every WPA, as listed and kept current by the watch.
@@ -100,13 +108,7 @@ impl WpaFeed {
     /// as one relist (`Init`, `InitApply` each, `InitDone`). A new subscriber replaces the previous one,
     /// whose stream ends.
     pub(crate) async fn subscribe(&self) -> Subscription {
-        loop {
-            let listed = self.listed_notify.notified();
-            if self.listed.load(Ordering::Acquire) {
-                break;
-            }
-            listed.await;
-        }
+        self.listed.wait().await;
         let (tx, rx) = mpsc::unbounded_channel();
         let mut subscriber = self.subscriber.lock().unwrap_or_else(|p| p.into_inner());
         let snapshot = self.store.state();
@@ -138,6 +140,7 @@ impl Stream for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::target_index::TargetIndex;
     use futures::{SinkExt, StreamExt};
 
     fn wpa(name: &str, target: &str, generation: i64) -> Wpa {
@@ -184,7 +187,7 @@ mod tests {
         let (mut tx, rx) = futures::channel::mpsc::unbounded::<Result<Event<Wpa>, watcher::Error>>();
         let index = TargetIndex::new();
         let stop = CancellationToken::new();
-        let feed = WpaFeed::spawn(rx, index.clone(), stop.clone());
+        let feed = WpaFeed::spawn(rx, vec![index.clone()], stop.clone());
         for e in [Event::Init, Event::InitApply(wpa("a", "web", 1)), Event::InitApply(wpa("b", "api", 1))] {
             tx.send(Ok(e)).await.expect("sent");
         }
