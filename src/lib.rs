@@ -25,6 +25,8 @@
 //! `devtools` (feature `dev-tools`, on by default) sits beside `cmd` and uses every layer below it, on top
 //! of the `devcluster` crate; the image is built without it.
 #![forbid(unsafe_code)]
+// What is `pub` is what the binary, the tests and the dev tools reach; everything else says `pub(crate)`.
+#![warn(unreachable_pub)]
 pub mod api;
 pub mod cmd;
 #[cfg(feature = "dev-tools")]

@@ -11,6 +11,47 @@ use crate::{
     reconciler::{exporter::Exporter, inputs},
 };
 
+pub use crate::{
+    engine::{combine, decide_from_results, fill_missing_watermark, valid_metric_message},
+    reconciler::recommender_client::{Reach, RecommenderClient},
+};
+
+/// The replica calculator's three proposals (upstream's `replica_calculator.go`).
+pub mod calc {
+    pub use crate::engine::calc::{CalcSpec, MetricResult, external, recommender, resource};
+}
+
+/// Whether a proposal may be applied now (upstream's `shouldScale`).
+pub mod gate {
+    pub use crate::engine::gate::{Blocked, GateInput, WatermarkCondition, should_scale};
+}
+
+/// The rate limits and the min/max clamp (upstream's `normalizeDesiredReplicas`).
+pub mod limits {
+    pub use crate::engine::limits::{Bounds, normalize, scale_down_limit, scale_up_limit};
+}
+
+/// Pod readiness and ownership (upstream's `getReadyPodsCount`, `groupPods`, ...).
+pub mod pods {
+    pub use crate::engine::pods::{
+        count_ready_pods, group_pods, owner_matches, pod_condition_index, ready_pods_count,
+        remove_metrics_for_pods, should_skip_owner_check,
+    };
+}
+
+/// The recommender protocol (upstream's `recommender_client.go`).
+pub mod recommender {
+    pub use crate::engine::recommender::{
+        RecommendationReply, RecommenderQuery, build_request, check_recommendation, display_name, query,
+        recommendation_from_reply,
+    };
+}
+
+/// Upstream's `checkWPAValidity` and its defaulting check.
+pub mod validation {
+    pub use crate::engine::validation::{check_wpa_validity, is_defaulted, logs_attributes};
+}
+
 /// The exposition `wpa serve` would serve after this pass (the reconciler's exporter, from a fresh
 /// registry), with `labels_as_tags` as `--labels-as-tags`.
 pub fn exposition(

@@ -7,10 +7,9 @@ use jiff::Timestamp;
 use wpa::{
     api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec},
     engine::{
-        self, Action, Decision, MetricObservation, MonitorObservation, Observation, Outcome, ScaleResult,
-        calc::{ExternalSample, ScaleInfo},
+        self, Action, ConditionStatus, Decision, ExternalSample, MetricObservation, MonitorObservation,
+        Observation, Outcome, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition, ScaleInfo, ScaleResult,
         conditions::{self, get_condition},
-        pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
     },
 };
 

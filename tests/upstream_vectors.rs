@@ -26,14 +26,17 @@ use wpa::{
         WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus,
     },
     engine::{
-        self, Action, FinalizerStep, MetricKind, MetricObservation, MetricOutcome, MonitorObservation,
-        Observation,
-        calc::{self, CalcSpec, ExternalSample, MetricResult, Recommendation, ScaleInfo},
-        conditions, gate, limits, pods,
+        self, Action, ConditionStatus, ExternalSample, FinalizerStep, MetricKind, MetricObservation,
+        MetricOutcome, MonitorObservation, Observation, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition,
+        Recommendation, ScaleInfo, conditions,
+    },
+    vectors::{
+        self, Reach, RecommenderClient,
+        calc::{self, CalcSpec, MetricResult},
+        gate, limits, pods,
         recommender::{self, RecommendationReply, RecommenderQuery},
         validation,
     },
-    reconciler::recommender_client::{Reach, RecommenderClient},
 };
 
 /// Behaviours where "Our decisions" (the first section of docs/semantics.md) override upstream.
@@ -226,8 +229,8 @@ fn pod_from(ctx: &Ctx, v: &Value) -> Result<LabelledPod, String> {
     let ready = match pods::pod_condition_index(&cond_types, "Ready") {
         Some(i) => {
             let c = &v["conditions"][i];
-            Some(pods::ReadyCondition {
-                status: pods::ConditionStatus::parse(c["status"].as_str().unwrap_or_default()),
+            Some(ReadyCondition {
+                status: ConditionStatus::parse(c["status"].as_str().unwrap_or_default()),
                 last_transition: ctx.time(&c["lastTransitionTimeOffsetSeconds"])?,
             })
         }
@@ -240,9 +243,9 @@ fn pod_from(ctx: &Ctx, v: &Value) -> Result<LabelledPod, String> {
         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
         .collect();
     Ok((
-        pods::PodInfo {
+        PodInfo {
             name: v["name"].as_str().unwrap_or_default().to_string(),
-            phase: pods::PodPhase::parse(v["phase"].as_str().unwrap_or_default()),
+            phase: PodPhase::parse(v["phase"].as_str().unwrap_or_default()),
             ready,
             start_time: ctx.time(&v["startTimeOffsetSeconds"])?,
             deleting: v["deletionTimestampSet"].as_bool().unwrap_or(false),
@@ -252,19 +255,19 @@ fn pod_from(ctx: &Ctx, v: &Value) -> Result<LabelledPod, String> {
     ))
 }
 
-fn owners_from(v: &Value) -> Vec<pods::OwnerRef> {
+fn owners_from(v: &Value) -> Vec<OwnerRef> {
     v.as_array()
         .into_iter()
         .flatten()
-        .map(|o| pods::OwnerRef {
-            kind: pods::OwnerKind::parse(o["kind"].as_str().unwrap_or_default()),
+        .map(|o| OwnerRef {
+            kind: OwnerKind::parse(o["kind"].as_str().unwrap_or_default()),
             name: o["name"].as_str().unwrap_or_default().to_string(),
         })
         .collect()
 }
 
 /// A pod and its labels.
-type LabelledPod = (pods::PodInfo, BTreeMap<String, String>);
+type LabelledPod = (PodInfo, BTreeMap<String, String>);
 
 fn pods_from(ctx: &Ctx, v: &Value) -> Result<Vec<LabelledPod>, String> {
     v.as_array().into_iter().flatten().map(|p| pod_from(ctx, p)).collect()
@@ -331,7 +334,7 @@ fn replica_calculation(
     let calc_spec = CalcSpec::from_spec(&spec, skip);
     let scale = scale_from(&i["scale"]);
     let selector = Selector::parse(&scale.selector).map_err(|e| e.to_string())?;
-    let selected: Vec<pods::PodInfo> = pods_from(ctx, &i["pods"])?
+    let selected: Vec<PodInfo> = pods_from(ctx, &i["pods"])?
         .into_iter()
         .filter(|(_, l)| selector.matches(l))
         .map(|(p, _)| p)
@@ -484,7 +487,7 @@ fn has_negative(i: &Value) -> bool {
 }
 
 fn group_pods(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
-    let ps: Vec<pods::PodInfo> = pods_from(ctx, &i["pods"])?.into_iter().map(|(p, _)| p).collect();
+    let ps: Vec<PodInfo> = pods_from(ctx, &i["pods"])?.into_iter().map(|(p, _)| p).collect();
     let with: BTreeSet<&str> =
         i["podsWithMetrics"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let g = pods::group_pods(
@@ -520,7 +523,7 @@ fn group_pods(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut Check)
 }
 
 fn ready_pods_count(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut Check) -> Result<(), String> {
-    let ps: Vec<pods::PodInfo> = pods_from(ctx, &i["pods"])?.into_iter().map(|(p, _)| p).collect();
+    let ps: Vec<PodInfo> = pods_from(ctx, &i["pods"])?.into_iter().map(|(p, _)| p).collect();
     let target = i["targetName"].as_str().unwrap_or_default();
     let delay = i32_of(&i["readinessDelaySeconds"]);
     let skip = i["skipOwnerCheck"].as_bool().unwrap_or(false);
@@ -543,7 +546,7 @@ fn simple(check: &mut Check, exp: &Value, der: &Value, actual: BTreeMap<String, 
 
 fn outcome_for(index: usize, spec_metric: &MetricSpec, r: &Value) -> MetricOutcome {
     let mut m = spec_metric.clone();
-    engine::fill_missing_watermark(&mut m);
+    vectors::fill_missing_watermark(&mut m);
     let (kind, name, sel, high, low) = match (&m.external, &m.resource) {
         (Some(e), _) if m.type_ != "Resource" => (
             MetricKind::External,
@@ -607,7 +610,7 @@ struct Pass<'a> {
 impl<'a> Pass<'a> {
     fn settled(wpa: &WatermarkPodAutoscaler, d: engine::Decision<'a>) -> Self {
         let o = d.settle(wpa, engine::ScaleResult::Written);
-        let exposition = wpa::vectors::exposition(wpa, &d, &o, Vec::new()).unwrap_or_default();
+        let exposition = vectors::exposition(wpa, &d, &o, Vec::new()).unwrap_or_default();
         Pass { d, o, exposition }
     }
 }
@@ -876,7 +879,7 @@ fn reconcile_decision(
     if scale.name.is_empty() {
         scale.name = spec.scale_target_ref.name.clone();
     }
-    let d = Pass::settled(&wpa, engine::decide_from_results(&wpa, &scale, outcomes, ctx.now));
+    let d = Pass::settled(&wpa, vectors::decide_from_results(&wpa, &scale, outcomes, ctx.now));
     check_decision(ctx, check, &d, exp);
     check_decision(ctx, check, &d, der);
     Ok(())
@@ -1031,13 +1034,13 @@ fn reconcile_entry(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut C
                         "message": format!("datadogmonitors.datadoghq.com \"{}\" not found", w["name"].as_str().unwrap_or_default()),
                     }))
                     .map_err(|e| e.to_string())?;
-                    wpa::vectors::monitor_observation(Err(kube::Error::Api(Box::new(status))))
+                    vectors::monitor_observation(Err(kube::Error::Api(Box::new(status))))
                 }
                 _ => MonitorObservation::NotRequested,
             };
             let mut scale = scale_from(i.get("scale").unwrap_or(&Value::Null));
             scale.name = wpa.spec.scale_target_ref.name.clone();
-            let pod_list: Vec<pods::PodInfo> =
+            let pod_list: Vec<PodInfo> =
                 pods_from(ctx, &i["pods"])?.into_iter().map(|(p, _)| p).collect();
             let metric_obs: Vec<MetricObservation> =
                 wpa.spec.metrics.iter().flatten().map(|_| MetricObservation::Skipped).collect();
@@ -1125,13 +1128,13 @@ fn compute_replicas(
             })
             .collect(),
     };
-    let actual: BTreeMap<String, Value> = match engine::combine(&spec, &outcomes) {
+    let actual: BTreeMap<String, Value> = match vectors::combine(&spec, &outcomes) {
         Ok((c, statuses)) => BTreeMap::from([
             ("replicas".into(), json!(c.replicas)),
             ("metricName".into(), json!(c.display_name)),
             ("statusesCount".into(), json!(statuses.len())),
             ("error".into(), Value::Null),
-            ("conditionMessage".into(), json!(engine::valid_metric_message(&c.display_name, &c.details))),
+            ("conditionMessage".into(), json!(vectors::valid_metric_message(&c.display_name, &c.details))),
         ]),
         Err(e) => BTreeMap::from([
             ("replicas".into(), json!(0)),
@@ -1382,7 +1385,7 @@ fn fill_missing_watermark(i: &Value, exp: &Value, der: &Value, check: &mut Check
     } else {
         m.external = Some(serde_json::from_value(source).map_err(|e| e.to_string())?);
     }
-    engine::fill_missing_watermark(&mut m);
+    vectors::fill_missing_watermark(&mut m);
     let mut out = serde_json::to_value(
         m.external
             .as_ref()

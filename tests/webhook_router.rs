@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use wpa::{
     api::WatermarkPodAutoscaler,
-    engine::validation::AdmissionLimits,
+    engine::AdmissionLimits,
     runtime::registry::Registry,
     state::TargetIndex,
     webhook::{WebhookState, router},

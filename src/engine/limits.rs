@@ -38,6 +38,8 @@ fn saturating_i32(f: f64) -> i32 {
 /// Which rule gave the normalized count. Upstream reports the *last candidate limit examined* in the
 /// branch that returned, which is not always the one that bound (kept for dashboard compatibility).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// The variants are upstream's condition reasons (ScaleDownLimit, ScaleUpLimit), by name.
+#[allow(clippy::enum_variant_names)]
 pub enum Limit {
     /// minReplicas unset (only reachable without defaulting): no reason is reported.
     Unset,

@@ -17,19 +17,19 @@
 //!   settle(ScaleResult) → Outcome { status, events, gauges, counters, removals, action }
 //! ```
 
-pub mod calc;
+pub(crate) mod calc;
 pub mod conditions;
 mod conflict;
 mod decision;
-pub mod gate;
+pub(crate) mod gate;
 mod lifecycle;
-pub mod limits;
+pub(crate) mod limits;
 mod metrics;
 mod pass;
 mod plan;
-pub mod pods;
-pub mod recommender;
-pub mod validation;
+pub(crate) mod pods;
+pub(crate) mod recommender;
+pub(crate) mod validation;
 
 use std::{borrow::Cow, time::Duration};
 
@@ -37,15 +37,18 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::{MetricSpec, WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, quantity::Quantity};
-use calc::{CalcSpec, ScaleInfo};
+use calc::CalcSpec;
 use conditions::*;
 pub use decision::{
     Action, CombineError, Combined, ControllerResult, Counter, Decision, Event, Forced, Increment,
     MetricKind, MetricObservation, MetricOutcome, MonitorObservation, MonitorState, Observation, Outcome,
     Removal, Sample, ScaleIntent, ScaleResult, Series, TargetError, TargetErrorKind,
 };
+pub use calc::{ExternalSample, Recommendation, ScaleInfo};
 pub use metrics::{MetricContext, combine, compute_outcomes, valid_metric_message};
 pub use plan::{Lifecycle, Plan};
+pub use pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition};
+pub use validation::AdmissionLimits;
 
 /// An error of the replica calculator, with upstream's wording.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -278,7 +278,7 @@ pub fn check_recommendation(
 
 /// Whether `ip` is the machine's own (loopback, unspecified) or link-local (169.254.0.0/16, where clouds
 /// serve instance metadata and credentials; fe80::/10).
-pub fn is_local(ip: IpAddr) -> bool {
+pub(crate) fn is_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
         IpAddr::V6(v6) => {
@@ -296,7 +296,7 @@ fn ip_literal(host: &str) -> Option<IpAddr> {
 }
 
 /// Whether a URL's host is local by name or address: an IP literal that [`is_local`], or `localhost`.
-pub fn is_local_host(host: &str) -> bool {
+pub(crate) fn is_local_host(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     host == "localhost" || host.ends_with(".localhost") || ip_literal(&host).is_some_and(is_local)
 }

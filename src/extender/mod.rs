@@ -48,19 +48,19 @@ use wire::{ExtenderArgs, ExtenderFilterResult, HostPriority, NodeList, NodeListO
 
 /// The largest request body. With `nodeCacheCapable: true` a request is a pod and names (2.5 KB
 /// measured); with `false` 1.20 sends up to ~500 full Nodes of 5–20 KB each.
-pub const MAX_BODY: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
 /// The scheduler's default `httpTimeout`; a body slower than that is answered to nobody.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An extender verb.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verb {
+pub(crate) enum Verb {
     Filter,
     Prioritize,
 }
 
 impl Verb {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verb::Filter => "filter",
             Verb::Prioritize => "prioritize",
@@ -70,7 +70,7 @@ impl Verb {
 
 /// What one decision did, handed to the observer after every decided request (not after a 4xx).
 #[derive(Debug)]
-pub struct Report<'a> {
+pub(crate) struct Report<'a> {
     pub verb: Verb,
     pub namespace: &'a str,
     pub pod: &'a str,
@@ -81,37 +81,37 @@ pub struct Report<'a> {
 }
 
 /// Called with every [`Report`]; it runs on the request path, so it must not block.
-pub type Observer = Arc<dyn Fn(&Report<'_>) + Send + Sync>;
+pub(crate) type Observer = Arc<dyn Fn(&Report<'_>) + Send + Sync>;
 
 /// The extender's shared state: the caches, the ledger of recent placements, and the observer.
 #[derive(Clone)]
-pub struct ExtenderState {
+pub(crate) struct ExtenderState {
     view: Arc<dyn View>,
     ledger: Arc<Mutex<Ledger>>,
     observer: Option<Observer>,
 }
 
 impl ExtenderState {
-    pub fn new(view: Arc<dyn View>) -> ExtenderState {
+    pub(crate) fn new(view: Arc<dyn View>) -> ExtenderState {
         ExtenderState { view, ledger: Arc::new(Mutex::new(Ledger::default())), observer: None }
     }
 
     /// Calls `observer` after every decision, e.g. to count infeasible budgets and record Events.
-    pub fn with_observer(mut self, observer: impl Fn(&Report<'_>) + Send + Sync + 'static) -> ExtenderState {
+    pub(crate) fn with_observer(mut self, observer: impl Fn(&Report<'_>) + Send + Sync + 'static) -> ExtenderState {
         self.observer = Some(Arc::new(observer));
         self
     }
 }
 
 /// The extender's routes as an edge of the HTTPS port: ExtenderArgs up to [`MAX_BODY`].
-pub fn edge(state: ExtenderState) -> crate::runtime::http::Edge {
+pub(crate) fn edge(state: ExtenderState) -> crate::runtime::http::Edge {
     crate::runtime::http::Edge { router: router(state), max_body: MAX_BODY }
 }
 
 /// The extender's routes, to be merged into a server's router. Every path under `/scheduler/` is taken:
 /// the two verbs, in any slash variation, and a JSON 404 for any other (a misconfigured `bindVerb` or
 /// `preemptVerb` should be loud, not silently ignored).
-pub fn router(state: ExtenderState) -> Router {
+pub(crate) fn router(state: ExtenderState) -> Router {
     Router::new()
         .route("/scheduler/{*verb}", post(handle))
         // `urlPrefix: https://host/` with `filterVerb: /scheduler/filter` POSTs `//scheduler/filter`.

@@ -109,7 +109,7 @@ pub(crate) struct NodeList {
 
 impl NodeList {
     /// The name of a Node object, if it has one.
-    pub fn name_of(item: &serde_json::Value) -> Option<&str> {
+    pub(super) fn name_of(item: &serde_json::Value) -> Option<&str> {
         item.get("metadata")?.get("name")?.as_str().filter(|n| !n.is_empty())
     }
 }

@@ -52,7 +52,7 @@ impl Timings {
 
 /// Lease timings that cannot work.
 #[derive(Debug, thiserror::Error)]
-pub enum TimingsError {
+pub(crate) enum TimingsError {
     #[error("--lease-renew-deadline must be shorter than --lease-duration")]
     RenewDeadline,
     #[error("--lease-retry-period must be shorter than --lease-renew-deadline")]

@@ -11,7 +11,7 @@ pub(crate) mod exporter;
 pub(crate) mod inputs;
 pub(crate) mod leader;
 mod priority;
-pub mod recommender_client;
+pub(crate) mod recommender_client;
 pub(crate) mod record;
 pub(crate) mod scale;
 

@@ -34,7 +34,7 @@ pub(crate) const USER_AGENT: &str = "wpa-controller";
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest reply read: a recommendation is a few hundred bytes; a reply of hundreds of megabytes would
 /// otherwise be held in memory whole (the webhook runs in the same process).
-pub const MAX_REPLY: usize = 256 * 1024;
+pub(crate) const MAX_REPLY: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecommenderError {

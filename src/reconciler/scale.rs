@@ -61,7 +61,7 @@ fn api_code(e: &kube::Error) -> Option<u16> {
 }
 
 /// The target's `spec.replicas` as the API server has it now (after a write whose answer was lost).
-pub async fn read(client: &Client, target: &Target) -> Result<i32, String> {
+pub(crate) async fn read(client: &Client, target: &Target) -> Result<i32, String> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &target.namespace, &target.resource);
     match api.get_scale(&target.name).await {
         Ok(s) => Ok(s.spec.and_then(|s| s.replicas).unwrap_or(0)),

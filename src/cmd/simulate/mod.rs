@@ -100,7 +100,7 @@ pub(crate) struct Report {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Band {
+pub(crate) struct Band {
     pub(crate) high: f64,
     pub(crate) low: f64,
     pub(crate) adjusted_high: f64,

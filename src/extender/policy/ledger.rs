@@ -34,11 +34,11 @@ impl Default for Ledger {
 }
 
 impl Ledger {
-    pub fn new(ttl: Duration) -> Ledger {
+    pub(crate) fn new(ttl: Duration) -> Ledger {
         Ledger { ttl, by_target: HashMap::new() }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_target.values().map(HashMap::len).sum()
     }
 

@@ -43,22 +43,22 @@ use tiers::{Tier, over_reason, stable_hash, tiers};
 /// A WPA annotation that turns on a hard cap of replicas per node: a positive integer. Unlike the budget
 /// it is not relaxed by water-filling, only when every candidate is at the cap (a list with no node would
 /// leave the replica Pending).
-pub const MAX_PER_NODE_ANNOTATION: &str = crate::api::annotations::SCHEDULER_MAX_PER_NODE;
+pub(super) const MAX_PER_NODE_ANNOTATION: &str = crate::api::annotations::SCHEDULER_MAX_PER_NODE;
 /// `MaxExtenderPriority` of `k8s.io/kube-scheduler/extender/v1` (1.20 and newest).
-pub const MAX_PRIORITY: i64 = 10;
+pub(super) const MAX_PRIORITY: i64 = 10;
 /// The score of every node for a pod we have no opinion about: equal scores change no ranking.
-pub const NEUTRAL_SCORE: i64 = 0;
+pub(super) const NEUTRAL_SCORE: i64 = 0;
 /// How long a placement stays in the ledger when the caches never show the pod bound. Binding is
 /// normally seen within 50 ms, but it can wait for volumes; a deleted, never-bound pod over-counts one
 /// node until then.
-pub const DEFAULT_LEDGER_TTL: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_LEDGER_TTL: Duration = Duration::from_secs(30);
 pub(super) const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// The only zone label of nodes registered before 1.17, still read by 1.20.
 pub(super) const ZONE_LABEL_BETA: &str = "failure-domain.beta.kubernetes.io/zone";
 
 /// A WPA scale target: a Deployment, a StatefulSet or a ReplicaSet.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Target {
+pub(crate) struct Target {
     pub namespace: String,
     pub kind: String,
     pub name: String,
@@ -72,7 +72,7 @@ impl std::fmt::Display for Target {
 
 /// What the policy needs of the WPA governing a target.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Autoscaler {
+pub(crate) struct Autoscaler {
     /// The WPA's name, in the target's namespace (where the Event goes).
     pub name: String,
     /// `R`: the target's `spec.replicas` (WPA writes it before the pods exist), else the WPA's
@@ -86,14 +86,14 @@ pub struct Autoscaler {
 
 /// A pod of a target, as the caches see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetPod {
+pub(crate) struct TargetPod {
     pub uid: String,
     /// `spec.nodeName`; `None` (or empty) while unbound.
     pub node: Option<String>,
 }
 
 /// What the watch caches must answer. Every call reads memory; none may block on the API server.
-pub trait View: Send + Sync {
+pub(crate) trait View: Send + Sync {
     /// False until every cache has listed once (or while a watch is failing): the extender then has no
     /// opinion about any pod.
     fn synced(&self) -> bool;
@@ -112,7 +112,7 @@ pub trait View: Send + Sync {
 }
 
 /// The zone of a node, from its labels.
-pub fn zone_of(labels: &BTreeMap<String, String>) -> Option<&str> {
+pub(super) fn zone_of(labels: &BTreeMap<String, String>) -> Option<&str> {
     labels
         .get(ZONE_LABEL)
         .or_else(|| labels.get(ZONE_LABEL_BETA))
@@ -130,7 +130,7 @@ pub(crate) fn failure_budget(replicas: i64, min_available_percentage: i64) -> i6
 
 /// Why the extender has no opinion about a pod (it passes unchanged, scores are neutral).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NoOpinion {
+pub(crate) enum NoOpinion {
     /// The caches have not listed everything yet.
     NotSynced,
     /// The pod already has a node.
@@ -146,7 +146,7 @@ pub enum NoOpinion {
 }
 
 impl NoOpinion {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             NoOpinion::NotSynced => "not_synced",
             NoOpinion::Bound => "bound",
@@ -160,7 +160,7 @@ impl NoOpinion {
 
 /// How a request was decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     NoOpinion(NoOpinion),
     /// No sibling in flight: every node within budget passes.
     Steady,
@@ -169,7 +169,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Mode::NoOpinion(n) => n.as_str(),
             Mode::Steady => "steady",
@@ -180,7 +180,7 @@ impl Mode {
 
 /// Which rule could not be kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     /// No candidate was within the per-node budget; the nodes with the fewest replicas were kept.
     Node,
     /// The zone budget was relaxed, or the zones cannot hold `R` replicas within it at all.
@@ -190,7 +190,7 @@ pub enum Level {
 }
 
 impl Level {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Level::Node => "node",
             Level::Zone => "zone",
@@ -202,7 +202,7 @@ impl Level {
 /// A budget that could not be kept for one decision: what a caller turns into a metric and an Event on
 /// the WPA. Reported on every decision while it lasts, so Events need de-duplicating per (WPA, level).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Infeasible {
+pub(crate) struct Infeasible {
     pub target: Target,
     /// The WPA's name, in the target's namespace.
     pub autoscaler: String,
