@@ -27,8 +27,8 @@ use wpa::{
     },
     engine::{
         self, Action, ConditionStatus, ExternalSample, FinalizerStep, MetricKind, MetricObservation,
-        MetricOutcome, MonitorObservation, Observation, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition,
-        Recommendation, ScaleInfo, conditions,
+        MetricOutcome, MonitorObservation, Observation, OwnerKind, OwnerRef, PodInfo, PodPhase,
+        ReadyCondition, Recommendation, ScaleInfo, conditions,
     },
     vectors::{
         self, Reach, RecommenderClient,
@@ -1040,8 +1040,7 @@ fn reconcile_entry(ctx: &Ctx, i: &Value, exp: &Value, der: &Value, check: &mut C
             };
             let mut scale = scale_from(i.get("scale").unwrap_or(&Value::Null));
             scale.name = wpa.spec.scale_target_ref.name.clone();
-            let pod_list: Vec<PodInfo> =
-                pods_from(ctx, &i["pods"])?.into_iter().map(|(p, _)| p).collect();
+            let pod_list: Vec<PodInfo> = pods_from(ctx, &i["pods"])?.into_iter().map(|(p, _)| p).collect();
             let metric_obs: Vec<MetricObservation> =
                 wpa.spec.metrics.iter().flatten().map(|_| MetricObservation::Skipped).collect();
             let obs = Observation {

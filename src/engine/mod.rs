@@ -38,13 +38,13 @@ use kube::ResourceExt;
 
 use crate::api::{MetricSpec, WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, quantity::Quantity};
 use calc::CalcSpec;
+pub use calc::{ExternalSample, Recommendation, ScaleInfo};
 use conditions::*;
 pub use decision::{
     Action, CombineError, Combined, ControllerResult, Counter, Decision, Event, Forced, Increment,
     MetricKind, MetricObservation, MetricOutcome, MonitorObservation, MonitorState, Observation, Outcome,
     Removal, Sample, ScaleIntent, ScaleResult, Series, TargetError, TargetErrorKind,
 };
-pub use calc::{ExternalSample, Recommendation, ScaleInfo};
 pub use metrics::{MetricContext, combine, compute_outcomes, valid_metric_message};
 pub use plan::{Lifecycle, Plan};
 pub use pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition};
@@ -127,6 +127,11 @@ pub fn decide<'a>(plan: &'a Plan<'_>, obs: &Observation<'_>, now: Timestamp) -> 
                     spec,
                     pods::should_skip_owner_check(wpa.metadata.annotations.as_ref()),
                 );
+                // The count every metric's calculation starts from, kept for the readers (explain).
+                d.pods = obs.pods.as_ref().ok().map(|p| {
+                    let delay = calc_spec.readiness_delay_seconds;
+                    pods::count_ready_pods(p, &scale.name, delay, calc_spec.skip_owner_check, now)
+                });
                 let cx = MetricContext {
                     spec,
                     calc_spec: &calc_spec,

@@ -97,7 +97,10 @@ impl ExtenderState {
     }
 
     /// Calls `observer` after every decision, e.g. to count infeasible budgets and record Events.
-    pub(crate) fn with_observer(mut self, observer: impl Fn(&Report<'_>) + Send + Sync + 'static) -> ExtenderState {
+    pub(crate) fn with_observer(
+        mut self,
+        observer: impl Fn(&Report<'_>) + Send + Sync + 'static,
+    ) -> ExtenderState {
         self.observer = Some(Arc::new(observer));
         self
     }

@@ -39,7 +39,7 @@ use crate::state::caches::Caches;
 use crate::state::{watch::Namespaces, wpa_feed::WpaFeed};
 use crate::{
     api::{FINALIZER, WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus, annotations, duration},
-    engine::{self, Decision, FinalizerStep, ScaleIntent, ScaleResult, conditions::text},
+    engine::{self, Decision, FinalizerStep, ScaleIntent, conditions::text},
     runtime::logging::LOGS_ATTRIBUTES_FIELD,
 };
 use exporter::Exporter;
@@ -221,162 +221,30 @@ impl Context {
         let current = self.written.current(wpa);
         let wpa = current.as_ref();
         let plan = engine::Plan::new(wpa);
-        let now = Timestamp::now();
-        let mut inputs = self.sources.gather(&plan, false, now).await;
-        let mut decision = engine::decide(&plan, &inputs.observation(), now);
-        self.log_decision(&inputs, &decision);
-        // Record, then scale (record.rs): the status a scale leaves is written before the scale. Every status
-        // write expects the lastScaleTime the pass decided from, or after a record, the one recorded.
-        let mut expected = record::Expected::of(wpa);
-        let mut recorded = false;
-        let mut conflicts = 0;
-        let outcome = loop {
-            let Some(intent) = decision.scale else { break decision.settle(wpa, ScaleResult::NotNeeded) };
-            let scaled = decision.settle(wpa, ScaleResult::Written);
-            if !self.write_status(wpa, &expected, &scaled.status, "record").await? {
-                return Ok(Action::requeue(self.sync_period));
+        let steps = PassSteps { ctx: self, wpa };
+        let (inputs, decision) = steps.decide(&plan, false).await;
+        let carried = match record::carry_out(&steps, wpa, &plan, inputs, decision).await? {
+            record::Ending::Done(carried) => carried,
+            record::Ending::Yielded => return Ok(Action::requeue(self.sync_period)),
+            record::Ending::ResultFailed(carried, e) => {
+                self.exporter.record(wpa, &carried.decision, &carried.outcome);
+                return Err(e);
             }
-            expected = record::Expected::after(&scaled.status);
-            recorded = true;
-            let result = match self.write_scale(&inputs, intent).await {
-                ScaleWrite::Written => break scaled,
-                ScaleWrite::Conflict if conflicts == 0 => {
-                    conflicts += 1;
-                    tracing::info!("the target's replica count changed since it was read: deciding again on fresh data");
-                    let now = Timestamp::now();
-                    inputs = self.sources.gather(&plan, true, now).await;
-                    decision = engine::decide(&plan, &inputs.observation(), now);
-                    self.log_decision(&inputs, &decision);
-                    continue;
-                }
-                ScaleWrite::Conflict => ScaleResult::Failed(
-                    "the target's replica count changed again while it was being written (conflict); retrying next period".into(),
-                ),
-                ScaleWrite::Refused(e) => ScaleResult::Failed(e),
-                ScaleWrite::Unknown(e) => match self.read_back(&inputs).await {
-                    Ok(n) if n == intent.to => break scaled,
-                    // The count read back is no proof that the write will not land: the record stays.
-                    Ok(n) => ScaleResult::Unknown(format!("{e}; the target holds {n} for now")),
-                    Err(read) => ScaleResult::Unknown(format!("{e}; reading it back: {read}")),
-                },
-            };
-            break decision.settle(wpa, result);
         };
+        let (decision, outcome) = (&carried.decision, &carried.outcome);
         if let Some(to) = outcome.scaled_to {
             tracing::info!(replicas = to, reason = %decision.reason, "Successful rescale");
         } else if decision.rescale && decision.spec.dry_run.unwrap_or(false) {
             tracing::info!(replicas = decision.desired, reason = %decision.reason, "DryRun mode: scaling change was inhibited");
         }
-        // A scale that happened was written with its record; anything else is written now, and so is any
-        // status after a record of a scale that did not happen (undoing it) or may not have.
-        let already_written = recorded && outcome.scaled_to.is_some();
-        if (outcome.status_changed || recorded) && !already_written {
-            match self.write_status(wpa, &expected, &outcome.status, "result").await {
-                Ok(true) => {}
-                Ok(false) => return Ok(Action::requeue(self.sync_period)),
-                Err(e) => {
-                    self.exporter.record(wpa, &decision, &outcome);
-                    return Err(e);
-                }
-            }
-        }
         self.publish_events(wpa, &outcome.events).await;
-        self.exporter.record(wpa, &decision, &outcome);
+        self.exporter.record(wpa, decision, outcome);
         let result = outcome.action.controller_result(self.sync_period);
         Ok(if result.requeue || !result.requeue_after.is_zero() {
             Action::requeue(result.requeue_after)
         } else {
             Action::await_change()
         })
-    }
-
-    /// Writes the whole status if the stored `lastScaleTime` is still `expected` (record.rs, step 4) and this
-    /// replica still leads; remembers it. `Ok(false)`: not written, and the pass must stop (another writer, or
-    /// the lease was lost); the next pass decides on fresh data. A failure is counted, logged by the caller's
-    /// error policy, and reported on the WPA as an Event when the API takes one.
-    async fn write_status(
-        &self,
-        wpa: &WatermarkPodAutoscaler,
-        expected: &record::Expected,
-        status: &WatermarkPodAutoscalerStatus,
-        phase: &'static str,
-    ) -> Result<bool, ReconcileError> {
-        if !self.leadership.is_leader() {
-            tracing::info!(phase, "not the leader any more: the status is left to the new leader");
-            return Ok(false);
-        }
-        let (ns, name) = (wpa.namespace().unwrap_or_default(), wpa.name_any());
-        let patch = record::status_patch(expected, status);
-        match self.api(&ns).patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
-            Ok(_) => {
-                self.written.remember(wpa, status);
-                Ok(true)
-            }
-            // The `test` failed: someone else (a new leader, a user) wrote lastScaleTime since this pass read
-            // it. Nothing of this pass may be written over it.
-            Err(kube::Error::Api(s)) if s.code == 422 => {
-                self.exporter.status_write_failed(phase);
-                tracing::warn!(
-                    phase,
-                    "the WPA's lastScaleTime changed since this pass read it (another replica or a user wrote it): nothing written; the next pass decides on fresh data"
-                );
-                Ok(false)
-            }
-            Err(e) => {
-                self.exporter.status_write_failed(phase);
-                let message = match phase {
-                    "record" => format!(
-                        "the scale was not made, because its record could not be written to the WPA status: {e}"
-                    ),
-                    _ => format!("the WPA status could not be written: {e}"),
-                };
-                let event = engine::Event::warning(text::FAILED_UPDATE_STATUS, message);
-                self.publish_events(wpa, std::slice::from_ref(&event)).await;
-                Err(ReconcileError::Status(e))
-            }
-        }
-    }
-
-    async fn read_back(&self, inputs: &Inputs) -> Result<i32, String> {
-        let Some(target) = &inputs.resolved else { return Err("the target was not resolved".into()) };
-        scale::read(&self.client, target).await
-    }
-
-    async fn write_scale(&self, inputs: &Inputs, intent: ScaleIntent) -> ScaleWrite {
-        let (Some(target), Ok(scale)) = (&inputs.resolved, &inputs.target) else {
-            return ScaleWrite::Refused("the target was not resolved".into());
-        };
-        // A replica that lost the lease in the middle of a pass must not write.
-        if !self.leadership.is_leader() {
-            return ScaleWrite::Refused("this replica is not the leader any more".into());
-        }
-        if intent.to == scale.spec_replicas {
-            // Upstream's first pass "scales" to the current count (no lastScaleTime yet): the write would
-            // change nothing, so it is skipped; the status and event record it as upstream does.
-            return ScaleWrite::Written;
-        }
-        scale::write(&self.client, target, ScaleIntent { from: scale.spec_replicas, to: intent.to }).await
-    }
-
-    fn log_decision(&self, inputs: &Inputs, d: &Decision<'_>) {
-        match &inputs.target {
-            Ok(s) => tracing::debug!(
-                spec_replicas = s.spec_replicas,
-                status_replicas = s.status_replicas,
-                selector = %s.selector,
-                desired = d.desired,
-                rescale = d.rescale,
-                reason = %d.reason,
-                "Target deploy"
-            ),
-            Err(e) => tracing::warn!(error = %e, "Error during reconcileWPA"),
-        }
-        if let Some(Err(e)) = &d.combined {
-            tracing::warn!(error = %e.message, "Failed to compute desired number of replicas based on listed metrics.");
-        }
-        if let Some(msg) = &d.invalid {
-            tracing::warn!(error = %msg, "Got an invalid WPA spec");
-        }
     }
 
     fn forget(&self, wpa: &WatermarkPodAutoscaler) {
@@ -386,6 +254,120 @@ impl Context {
         if let Some(uid) = wpa.uid() {
             self.written.forget(&uid);
         }
+    }
+}
+
+/// One pass's writes, for the record protocol (record.rs).
+struct PassSteps<'c> {
+    ctx: &'c Context,
+    wpa: &'c WatermarkPodAutoscaler,
+}
+
+impl PassSteps<'_> {
+    /// Gathers the inputs `plan` asks for (`fresh`: the target read from the API, past the cache) and decides.
+    async fn decide<'p>(&self, plan: &'p engine::Plan<'_>, fresh: bool) -> (Inputs, Decision<'p>) {
+        let now = Timestamp::now();
+        let inputs = self.ctx.sources.gather(plan, fresh, now).await;
+        let decision = engine::decide(plan, &inputs.observation(), now);
+        log_decision(&inputs, &decision);
+        (inputs, decision)
+    }
+}
+
+impl record::Steps for PassSteps<'_> {
+    type Seen = Inputs;
+
+    async fn decide_again<'p>(&self, plan: &'p engine::Plan<'_>) -> (Inputs, Decision<'p>) {
+        self.decide(plan, true).await
+    }
+
+    /// Writes the whole status if the stored `lastScaleTime` is still `expected` (record.rs, step 4) and this
+    /// replica still leads; remembers it. `Ok(false)`: not written, and the pass must stop (another writer, or
+    /// the lease was lost); the next pass decides on fresh data. A failure is counted, logged by the caller's
+    /// error policy, and reported on the WPA as an Event when the API takes one.
+    async fn write_status(
+        &self,
+        expected: &record::Expected,
+        status: &WatermarkPodAutoscalerStatus,
+        phase: record::Phase,
+    ) -> Result<bool, ReconcileError> {
+        let (ctx, wpa, phase) = (self.ctx, self.wpa, phase.as_str());
+        if !ctx.leadership.is_leader() {
+            tracing::info!(phase, "not the leader any more: the status is left to the new leader");
+            return Ok(false);
+        }
+        let (ns, name) = (wpa.namespace().unwrap_or_default(), wpa.name_any());
+        let patch = record::status_patch(expected, status);
+        match ctx.api(&ns).patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+            Ok(_) => {
+                ctx.written.remember(wpa, status);
+                Ok(true)
+            }
+            // The `test` failed: someone else (a new leader, a user) wrote lastScaleTime since this pass read
+            // it. Nothing of this pass may be written over it.
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                ctx.exporter.status_write_failed(phase);
+                tracing::warn!(
+                    phase,
+                    "the WPA's lastScaleTime changed since this pass read it (another replica or a user wrote it): nothing written; the next pass decides on fresh data"
+                );
+                Ok(false)
+            }
+            Err(e) => {
+                ctx.exporter.status_write_failed(phase);
+                let message = match phase {
+                    "record" => format!(
+                        "the scale was not made, because its record could not be written to the WPA status: {e}"
+                    ),
+                    _ => format!("the WPA status could not be written: {e}"),
+                };
+                let event = engine::Event::warning(text::FAILED_UPDATE_STATUS, message);
+                ctx.publish_events(wpa, std::slice::from_ref(&event)).await;
+                Err(ReconcileError::Status(e))
+            }
+        }
+    }
+
+    async fn read_back(&self, inputs: &Inputs) -> Result<i32, String> {
+        let Some(target) = &inputs.resolved else { return Err("the target was not resolved".into()) };
+        scale::read(&self.ctx.client, target).await
+    }
+
+    async fn write_scale(&self, inputs: &Inputs, intent: ScaleIntent) -> ScaleWrite {
+        let (Some(target), Ok(scale)) = (&inputs.resolved, &inputs.target) else {
+            return ScaleWrite::Refused("the target was not resolved".into());
+        };
+        // A replica that lost the lease in the middle of a pass must not write.
+        if !self.ctx.leadership.is_leader() {
+            return ScaleWrite::Refused("this replica is not the leader any more".into());
+        }
+        if intent.to == scale.spec_replicas {
+            // Upstream's first pass "scales" to the current count (no lastScaleTime yet): the write would
+            // change nothing, so it is skipped; the status and event record it as upstream does.
+            return ScaleWrite::Written;
+        }
+        scale::write(&self.ctx.client, target, ScaleIntent { from: scale.spec_replicas, to: intent.to }).await
+    }
+}
+
+fn log_decision(inputs: &Inputs, d: &Decision<'_>) {
+    match &inputs.target {
+        Ok(s) => tracing::debug!(
+            spec_replicas = s.spec_replicas,
+            status_replicas = s.status_replicas,
+            selector = %s.selector,
+            desired = d.desired,
+            rescale = d.rescale,
+            reason = %d.reason,
+            "Target deploy"
+        ),
+        Err(e) => tracing::warn!(error = %e, "Error during reconcileWPA"),
+    }
+    if let Some(Err(e)) = &d.combined {
+        tracing::warn!(error = %e.message, "Failed to compute desired number of replicas based on listed metrics.");
+    }
+    if let Some(msg) = &d.invalid {
+        tracing::warn!(error = %msg, "Got an invalid WPA spec");
     }
 }
 

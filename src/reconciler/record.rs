@@ -25,6 +25,9 @@
 //!
 //! A new leader reads the status from the API server, where step 1 put the record before the scale, so it
 //! never repeats its predecessor's last scale.
+//!
+//! [`carry_out`] is steps 1 and 2 for one pass, over the writes a [`Steps`] makes; [`Written`] is step 3;
+//! [`status_patch`] is step 4.
 
 use std::{borrow::Cow, collections::HashMap, sync::Mutex};
 
@@ -32,7 +35,119 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde_json::Value;
 
-use crate::api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus};
+use super::{ReconcileError, scale::ScaleWrite};
+use crate::{
+    api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus},
+    engine::{Decision, Outcome, Plan, ScaleIntent, ScaleResult},
+};
+
+/// Which status write of a pass: the record before a scale, or the pass's result (an undo among them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Record,
+    Result,
+}
+
+impl Phase {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Phase::Record => "record",
+            Phase::Result => "result",
+        }
+    }
+}
+
+/// The writes and reads the protocol makes, for one pass over one WPA. `Seen` is what a decision was made
+/// from (the target as read).
+pub(crate) trait Steps {
+    type Seen;
+    /// Reads the target again past any cache, and decides again (after a conflict).
+    async fn decide_again<'p>(&self, plan: &'p Plan<'_>) -> (Self::Seen, Decision<'p>);
+    /// Writes `status` if the stored `lastScaleTime` is still `expected` (step 4) and this replica leads.
+    /// `Ok(false)`: not written, and nothing more of the pass may be.
+    async fn write_status(
+        &self,
+        expected: &Expected,
+        status: &WatermarkPodAutoscalerStatus,
+        phase: Phase,
+    ) -> Result<bool, ReconcileError>;
+    async fn write_scale(&self, seen: &Self::Seen, intent: ScaleIntent) -> ScaleWrite;
+    /// The target's `spec.replicas` as the API server has it now.
+    async fn read_back(&self, seen: &Self::Seen) -> Result<i32, String>;
+}
+
+/// A pass whose writes are made.
+pub(crate) struct Carried<'p> {
+    pub(crate) decision: Decision<'p>,
+    pub(crate) outcome: Outcome,
+}
+
+/// How the writes of a pass ended.
+pub(crate) enum Ending<'p> {
+    /// Every write the pass needed is made: publish its events and series.
+    Done(Carried<'p>),
+    /// A status write was not made (another writer got there first, or this replica stopped leading):
+    /// nothing more of this pass may be written; the next pass decides on fresh data.
+    Yielded,
+    /// The result's status write failed: publish the series, then hand the error to the error policy.
+    ResultFailed(Carried<'p>, ReconcileError),
+}
+
+/// Steps 1 and 2 for one pass: records a decided scale, makes it, and writes the result, which undoes the
+/// record of a scale that certainly failed and keeps the record of one that may have landed. A conflict on
+/// `/scale` (the target changed since it was read) decides again once on fresh data.
+pub(crate) async fn carry_out<'p, W: Steps>(
+    steps: &W,
+    wpa: &WatermarkPodAutoscaler,
+    plan: &'p Plan<'_>,
+    mut seen: W::Seen,
+    mut decision: Decision<'p>,
+) -> Result<Ending<'p>, ReconcileError> {
+    let mut expected = Expected::of(wpa);
+    let mut recorded = false;
+    let mut conflicts = 0;
+    let outcome = loop {
+        let Some(intent) = decision.scale else { break decision.settle(wpa, ScaleResult::NotNeeded) };
+        let scaled = decision.settle(wpa, ScaleResult::Written);
+        if !steps.write_status(&expected, &scaled.status, Phase::Record).await? {
+            return Ok(Ending::Yielded);
+        }
+        expected = Expected::after(&scaled.status);
+        recorded = true;
+        let result = match steps.write_scale(&seen, intent).await {
+            ScaleWrite::Written => break scaled,
+            ScaleWrite::Conflict if conflicts == 0 => {
+                conflicts += 1;
+                tracing::info!("the target's replica count changed since it was read: deciding again on fresh data");
+                (seen, decision) = steps.decide_again(plan).await;
+                continue;
+            }
+            ScaleWrite::Conflict => ScaleResult::Failed(
+                "the target's replica count changed again while it was being written (conflict); retrying next period".into(),
+            ),
+            ScaleWrite::Refused(e) => ScaleResult::Failed(e),
+            ScaleWrite::Unknown(e) => match steps.read_back(&seen).await {
+                Ok(n) if n == intent.to => break scaled,
+                // The count read back is no proof that the write will not land: the record stays.
+                Ok(n) => ScaleResult::Unknown(format!("{e}; the target holds {n} for now")),
+                Err(read) => ScaleResult::Unknown(format!("{e}; reading it back: {read}")),
+            },
+        };
+        break decision.settle(wpa, result);
+    };
+    // A scale that happened was written with its record; anything else is written now, and so is any
+    // status after a record of a scale that did not happen (undoing it) or may not have.
+    let already_written = recorded && outcome.scaled_to.is_some();
+    let carried = Carried { decision, outcome };
+    if (carried.outcome.status_changed || recorded) && !already_written {
+        match steps.write_status(&expected, &carried.outcome.status, Phase::Result).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(Ending::Yielded),
+            Err(e) => return Ok(Ending::ResultFailed(carried, e)),
+        }
+    }
+    Ok(Ending::Done(carried))
+}
 
 /// The statuses this replica wrote that the WPA watch may not have delivered yet, by WPA uid.
 #[derive(Default)]
@@ -204,5 +319,248 @@ mod tests {
         assert_eq!(test_of(&Expected::of(&bare)), ("/status".into(), Value::Null));
         let scaled = Expected::of(&wpa(Some("2026-01-01T12:00:00Z")));
         assert_eq!(test_of(&scaled), ("/status/lastScaleTime".into(), Value::from("2026-01-01T12:00:00Z")));
+    }
+
+    // The protocol (steps 1 and 2) over scripted writes: what is written, in which order, and what is kept.
+
+    use std::{collections::VecDeque, sync::Mutex as StdMutex};
+
+    use crate::engine::{
+        ConditionStatus, ExternalSample, MetricObservation, MonitorObservation, Observation, OwnerKind,
+        OwnerRef, PodInfo, PodPhase, ReadyCondition, ScaleInfo,
+    };
+
+    fn now() -> jiff::Timestamp {
+        "2026-01-01T12:00:00Z".parse().expect("a time")
+    }
+
+    /// A WPA at 4 replicas whose one metric (at 300 against a high watermark of 100) asks for a scale up
+    /// (a scale-up limit of +300 % does not bind).
+    fn busy() -> WatermarkPodAutoscaler {
+        let mut w: WatermarkPodAutoscaler = serde_json::from_value(serde_json::json!({
+            "apiVersion": "datadoghq.com/v1alpha1", "kind": "WatermarkPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u-1", "generation": 1},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 1, "maxReplicas": 20, "scaleUpLimitFactor": 300,
+                "metrics": [{"type": "External", "external": {"metricName": "qps",
+                    "metricSelector": {"matchLabels": {"app": "web"}}, "highWatermark": "100", "lowWatermark": "50"}}]}
+        }))
+        .expect("a WPA");
+        w.status = Some(WatermarkPodAutoscalerStatus {
+            last_scale_time: Some(Time("2026-01-01T11:00:00Z".parse().expect("a time"))),
+            ..Default::default()
+        });
+        w
+    }
+
+    fn decide_at<'p>(plan: &'p Plan<'_>, replicas: i32) -> Decision<'p> {
+        let pods: Vec<PodInfo> = (0..replicas)
+            .map(|i| PodInfo {
+                name: format!("web-{i}"),
+                phase: PodPhase::Running,
+                ready: Some(ReadyCondition {
+                    status: ConditionStatus::True,
+                    last_transition: Some(now() - std::time::Duration::from_secs(600)),
+                }),
+                start_time: Some(now() - std::time::Duration::from_secs(700)),
+                deleting: false,
+                owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "web-abc".into() }],
+            })
+            .collect();
+        let metrics = [MetricObservation::External(Ok(ExternalSample {
+            values: vec![300_000],
+            timestamp: Some(now()),
+        }))];
+        let obs = Observation {
+            target: Ok(ScaleInfo {
+                name: "web".into(),
+                namespace: "ns".into(),
+                spec_replicas: replicas,
+                status_replicas: replicas,
+                selector: "app=web".into(),
+            }),
+            pods: Ok(&pods),
+            metrics: &metrics,
+            recommendation: None,
+            monitor: MonitorObservation::NotRequested,
+            conflicts: &[],
+        };
+        crate::engine::decide(plan, &obs, now())
+    }
+
+    /// Writes answered from a script, and a log of what was asked.
+    #[derive(Default)]
+    struct Script {
+        status: StdMutex<VecDeque<Result<bool, u16>>>,
+        scale: StdMutex<VecDeque<ScaleWrite>>,
+        read_back: Option<Result<i32, String>>,
+        /// The target's count when deciding again after a conflict.
+        fresh_replicas: i32,
+        log: StdMutex<Vec<String>>,
+    }
+
+    impl Script {
+        fn log(&self) -> Vec<String> {
+            self.log.lock().expect("log").clone()
+        }
+    }
+
+    impl Steps for Script {
+        type Seen = ();
+
+        async fn decide_again<'p>(&self, plan: &'p Plan<'_>) -> ((), Decision<'p>) {
+            self.log.lock().expect("log").push(format!("decide again at {}", self.fresh_replicas));
+            ((), decide_at(plan, self.fresh_replicas))
+        }
+
+        async fn write_status(
+            &self,
+            expected: &Expected,
+            status: &WatermarkPodAutoscalerStatus,
+            phase: Phase,
+        ) -> Result<bool, ReconcileError> {
+            let answer = self.status.lock().expect("script").pop_front().unwrap_or(Ok(true));
+            let scaled = status.last_scale_time.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+            let tested = match expected {
+                Expected::NoStatus => "no status".to_string(),
+                Expected::LastScale(t) => t.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+            };
+            self.log.lock().expect("log").push(format!(
+                "{} status: lastScaleTime {scaled} over {tested}{}",
+                phase.as_str(),
+                if answer == Ok(true) { "" } else { " (not written)" }
+            ));
+            answer.map_err(|code| {
+                let status: kube::core::Status = serde_json::from_value(serde_json::json!(
+                    {"status": "Failure", "code": code, "message": "boom"}))
+                .expect("a status");
+                ReconcileError::Status(kube::Error::Api(Box::new(status)))
+            })
+        }
+
+        async fn write_scale(&self, _: &(), intent: ScaleIntent) -> ScaleWrite {
+            self.log.lock().expect("log").push(format!("scale to {}", intent.to));
+            self.scale.lock().expect("script").pop_front().unwrap_or(ScaleWrite::Written)
+        }
+
+        async fn read_back(&self, _: &()) -> Result<i32, String> {
+            self.log.lock().expect("log").push("read back".into());
+            self.read_back.clone().unwrap_or(Err("no read-back scripted".into()))
+        }
+    }
+
+    const BEFORE: &str = "2026-01-01T11:00:00Z";
+    const NOW: &str = "2026-01-01T12:00:00Z";
+
+    async fn run(script: &Script) -> Result<Option<Option<i32>>, ReconcileError> {
+        let wpa = busy();
+        let plan = Plan::new(&wpa);
+        let decision = decide_at(&plan, 4);
+        assert!(decision.scale.is_some(), "the fixture decides a scale");
+        Ok(match carry_out(script, &wpa, &plan, (), decision).await? {
+            Ending::Done(c) => Some(c.outcome.scaled_to),
+            Ending::Yielded => None,
+            Ending::ResultFailed(_, e) => return Err(e),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_scale_is_recorded_before_it_is_made_and_not_written_twice() {
+        let script = Script::default();
+        let scaled = run(&script).await.expect("no error");
+        assert_eq!(scaled, Some(Some(12)), "300 against 100 at 4 replicas: 12");
+        assert_eq!(
+            script.log(),
+            [format!("record status: lastScaleTime {NOW} over {BEFORE}"), "scale to 12".into()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_that_cannot_be_written_means_no_scale() {
+        let script = Script { status: StdMutex::new(VecDeque::from([Err(500)])), ..Default::default() };
+        assert!(run(&script).await.is_err(), "the error goes to the error policy");
+        assert_eq!(script.log(), [format!("record status: lastScaleTime {NOW} over {BEFORE} (not written)")]);
+    }
+
+    #[tokio::test]
+    async fn a_record_over_a_newer_one_stops_the_pass_without_a_scale() {
+        let script = Script { status: StdMutex::new(VecDeque::from([Ok(false)])), ..Default::default() };
+        assert_eq!(run(&script).await.expect("no error"), None, "yielded");
+        assert_eq!(script.log().len(), 1, "nothing after the refused record: {:?}", script.log());
+    }
+
+    #[tokio::test]
+    async fn a_refused_scale_is_undone_by_restoring_the_previous_record() {
+        let script = Script {
+            scale: StdMutex::new(VecDeque::from([ScaleWrite::Refused("403 forbidden".into())])),
+            ..Default::default()
+        };
+        assert_eq!(run(&script).await.expect("no error"), Some(None), "no scale happened");
+        assert_eq!(
+            script.log(),
+            [
+                format!("record status: lastScaleTime {NOW} over {BEFORE}"),
+                "scale to 12".into(),
+                format!("result status: lastScaleTime {BEFORE} over {NOW}"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_scale_without_an_answer_keeps_its_record_when_the_target_does_not_show_it() {
+        let script = Script {
+            scale: StdMutex::new(VecDeque::from([ScaleWrite::Unknown("504 timeout".into())])),
+            read_back: Some(Ok(4)),
+            ..Default::default()
+        };
+        assert_eq!(run(&script).await.expect("no error"), Some(None));
+        let log = script.log();
+        assert_eq!(log[2], "read back");
+        assert_eq!(log[3], format!("result status: lastScaleTime {NOW} over {NOW}"), "the record stays");
+    }
+
+    #[tokio::test]
+    async fn a_scale_without_an_answer_that_the_target_shows_is_a_scale() {
+        let script = Script {
+            scale: StdMutex::new(VecDeque::from([ScaleWrite::Unknown("connection reset".into())])),
+            read_back: Some(Ok(12)),
+            ..Default::default()
+        };
+        assert_eq!(run(&script).await.expect("no error"), Some(Some(12)));
+        assert_eq!(script.log().last().map(String::as_str), Some("read back"), "no second status write");
+    }
+
+    #[tokio::test]
+    async fn a_conflict_decides_again_once_on_fresh_data() {
+        let script = Script {
+            scale: StdMutex::new(VecDeque::from([ScaleWrite::Conflict])),
+            fresh_replicas: 5,
+            ..Default::default()
+        };
+        assert_eq!(run(&script).await.expect("no error"), Some(Some(15)), "300 against 100 at 5: 15");
+        assert_eq!(
+            script.log(),
+            [
+                format!("record status: lastScaleTime {NOW} over {BEFORE}"),
+                "scale to 12".into(),
+                "decide again at 5".into(),
+                format!("record status: lastScaleTime {NOW} over {NOW}"),
+                "scale to 15".into(),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_conflict_is_undone_and_left_to_the_next_period() {
+        let script = Script {
+            scale: StdMutex::new(VecDeque::from([ScaleWrite::Conflict, ScaleWrite::Conflict])),
+            fresh_replicas: 5,
+            ..Default::default()
+        };
+        assert_eq!(run(&script).await.expect("no error"), Some(None));
+        assert_eq!(
+            script.log().last().cloned(),
+            Some(format!("result status: lastScaleTime {BEFORE} over {NOW}"))
+        );
     }
 }
