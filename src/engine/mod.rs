@@ -24,6 +24,7 @@ mod lifecycle;
 pub mod limits;
 mod metrics;
 mod pass;
+pub mod plain;
 pub mod pods;
 pub mod recommender;
 pub mod validation;
@@ -43,6 +44,7 @@ pub use decision::{
 };
 pub use lifecycle::needs_monitor;
 pub use metrics::{MetricContext, combine, compute_outcomes, valid_metric_message};
+pub use plain::PlainStatus;
 
 /// An error of the replica calculator, with upstream's wording.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +92,22 @@ pub(crate) fn effective_spec(spec: &WatermarkPodAutoscalerSpec) -> Cow<'_, Water
         fill_missing_watermark(m);
     }
     Cow::Owned(s)
+}
+
+/// Each metric's band (External and Resource metrics, in spec order, by metric or resource name), as the
+/// calculator compares values with it: for readers that show the band without a pass (`wpa simulate`'s plot).
+pub(crate) fn metric_bands(spec: &WatermarkPodAutoscalerSpec) -> Vec<(String, calc::Band)> {
+    let spec = effective_spec(spec);
+    let tolerance = CalcSpec::from_spec(&spec, false).tolerance_milli;
+    let milli = |q: &Option<Quantity>| q.as_ref().map_or(0, Quantity::milli);
+    spec.metrics
+        .iter()
+        .flatten()
+        .filter_map(MetricSpec::source)
+        .map(|s| {
+            (s.name().to_string(), calc::band(milli(s.high_watermark()), milli(s.low_watermark()), tolerance))
+        })
+        .collect()
 }
 
 /// One reconcile pass (upstream's `Reconcile` from the status snapshot on, and `reconcileWPA`).
