@@ -594,3 +594,14 @@ fn a_long_metric_name_is_not_clipped_in_the_legend() {
     // 12 px sans-serif: no glyph of the name is wider than 7.2 px on average.
     assert!(x + name.len() as f64 * 7.2 <= width, "legend at x={x}, {} chars, width {width}", name.len());
 }
+
+#[test]
+fn demo_and_simulate_help_show_examples() {
+    for command in ["demo", "simulate"] {
+        let out = wpa().args([command, "--help"]).output().expect("run");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success());
+        let examples = help.split("Examples:\n").nth(1).unwrap_or_else(|| panic!("{command}: {help}"));
+        assert!(examples.contains(&format!("wpa {command}")), "{command}: {examples}");
+    }
+}

@@ -78,16 +78,8 @@ pub(crate) async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
             other => crate::runtime::client::describe(&other),
         },
     })?;
-    let sources = Sources {
-        client,
-        caches: None,
-        autoscalers: None,
-        discovery: Default::default(),
-        recommenders: Default::default(),
-        http: None,
-        metric_max_age: (!args.metric_max_age.is_zero()).then_some(args.metric_max_age),
-        cluster_name: args.cluster_name.clone(),
-    };
+    let max_age = (!args.metric_max_age.is_zero()).then_some(args.metric_max_age);
+    let sources = Sources::read_only(client, max_age, args.cluster_name.clone());
     let now = Timestamp::now();
     let inputs = sources.gather(&wpa, true, now).await;
     let decision = engine::decide(&wpa, &inputs.observation(), now);
@@ -232,7 +224,14 @@ pub(crate) fn render(
                 let _ = writeln!(o, ": ERROR {e}");
             }
             Some(Ok(res)) => {
-                let _ = writeln!(o, ": value {} over {} ready pods", plain(res.usage), res.ready_replicas);
+                // Labelled as the demo labels it: the value compared with the watermarks is per pod with
+                // `algorithm: average` (the metric's total over the ready pods), the total otherwise.
+                let per = match (m.kind, spec.algorithm.as_deref()) {
+                    (MetricKind::Recommender, _) => "",
+                    (_, Some("average")) => " per ready pod",
+                    _ => " in total",
+                };
+                let _ = writeln!(o, ": value {}{per} ({} ready pods)", plain(res.usage), res.ready_replicas);
                 match &res.band {
                     Some(b) => {
                         let _ = writeln!(

@@ -30,11 +30,13 @@ pub enum PlainStatus {
         dry_run: bool,
         cause: Cause,
     },
-    /// A change the metrics ask for, held back by a forbidden window or a delay.
+    /// A change the metrics ask for, held back by a forbidden window or a delay; `capped` is the limit
+    /// the change will have (not shown while waiting: the count may move before it is made).
     Waiting {
         wait: Wait,
         from: i32,
         to: i32,
+        capped: Option<Cap>,
     },
     Holding(Hold),
 }
@@ -128,20 +130,23 @@ impl PlainStatus {
             Some(Blocked::Unchanged) | None => None,
         };
         match (wait, cap) {
-            (Some(wait), _) => PlainStatus::Waiting { wait, from: current, to },
+            (Some(wait), capped) => PlainStatus::Waiting { wait, from: current, to, capped },
             (None, _) if stable => PlainStatus::Holding(Hold::WithinBand),
             (None, Some(cap)) => PlainStatus::Holding(Hold::Capped(cap)),
             (None, None) => PlainStatus::Holding(Hold::Asks { above: combined.is_above }),
         }
     }
 
-    /// Whether two statuses tell the same thing, countdowns and the metrics' moving numbers aside: a
-    /// display prints a status again only when this changes (or the count does).
+    /// Whether two statuses tell the same thing, countdowns and the metrics' moving numbers aside (a scale
+    /// is the same when it goes from and to the same counts): a display prints a status again only when
+    /// this changes (or the count does).
     pub fn same_kind(&self, other: &PlainStatus) -> bool {
         use PlainStatus::*;
         match (self, other) {
             (Invalid(a), Invalid(b)) | (Stopped(a), Stopped(b)) => a == b,
             (Off, Off) | (FirstPass { .. }, FirstPass { .. }) => true,
+            // The same scale, decided again before it is written.
+            (Scaling { from: a, to: x, .. }, Scaling { from: b, to: y, .. }) => (a, x) == (b, y),
             (Waiting { wait: a, .. }, Waiting { wait: b, .. }) => match (a, b) {
                 (Wait::Window { upscale: x, .. }, Wait::Window { upscale: y, .. })
                 | (Wait::Delay { upscale: x, .. }, Wait::Delay { upscale: y, .. }) => x == y,
@@ -154,6 +159,19 @@ impl PlainStatus {
                 _ => false,
             },
             _ => false,
+        }
+    }
+
+    /// The scale a wait ends in, once made: to tell a scale that happened between two looks at a live WPA.
+    pub fn scale_after_wait(&self, dry_run: bool) -> Option<PlainStatus> {
+        match self {
+            PlainStatus::Waiting { from, to, capped, .. } => Some(PlainStatus::Scaling {
+                from: *from,
+                to: *to,
+                dry_run,
+                cause: Cause::Metrics { capped: capped.clone() },
+            }),
+            _ => None,
         }
     }
 
@@ -246,7 +264,7 @@ impl fmt::Display for PlainStatus {
                     Cause::Forced(Forced::TargetAtZero) => Ok(()),
                 }
             }
-            PlainStatus::Waiting { wait, from, to } => {
+            PlainStatus::Waiting { wait, from, to, .. } => {
                 let then = format!("then {} {from} -> {to}", direction(from, to));
                 match wait {
                     Wait::Window { upscale, seconds_left } => write!(
@@ -286,15 +304,24 @@ mod tests {
     use super::*;
 
     fn window(seconds_left: f64) -> PlainStatus {
-        PlainStatus::Waiting { wait: Wait::Window { upscale: false, seconds_left }, from: 5, to: 4 }
+        PlainStatus::Waiting {
+            wait: Wait::Window { upscale: false, seconds_left },
+            from: 5,
+            to: 4,
+            capped: None,
+        }
     }
 
     #[test]
     fn a_countdown_is_not_a_new_status_but_another_wait_is() {
         assert!(window(8.0).same_kind(&window(7.0)));
         assert_eq!(window(7.2).to_string(), "waiting: downscale window, 8 s left, then down 5 -> 4");
-        let delay =
-            PlainStatus::Waiting { wait: Wait::Delay { upscale: false, seconds_left: 12 }, from: 5, to: 4 };
+        let delay = PlainStatus::Waiting {
+            wait: Wait::Delay { upscale: false, seconds_left: 12 },
+            from: 5,
+            to: 4,
+            capped: None,
+        };
         assert!(!window(8.0).same_kind(&delay));
         assert_eq!(
             delay.to_string(),
