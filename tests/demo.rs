@@ -119,56 +119,62 @@ fn the_demo_tells_its_story_in_plain_words_until_the_count_is_stable() {
     assert_nothing_left(tmp.path());
 }
 
-/// Reads a child's stdout on a thread, sending each line; the child never blocks on a full pipe.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let (send, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = send.send(line);
-        }
-    });
-    lines
+/// A demo running in the background, its stdout read line by line on a thread (a reader that stopped would
+/// make the demo's next line a broken pipe) and its stderr collected.
+struct Background {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
 }
 
-fn stderr_of(child: &mut Child) -> std::thread::JoinHandle<String> {
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>().join("\n")
-    })
-}
+impl Background {
+    fn start(tmp: &Path, args: &[&str]) -> Background {
+        let mut child =
+            demo(tmp, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run wpa demo");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let stderr = child.stderr.take().expect("stderr");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>().join("\n")
+        });
+        Background { child, lines, stderr }
+    }
 
-/// Waits for a line that starts with `prefix`, returning it.
-fn wait_line(lines: &mpsc::Receiver<String>, prefix: &str, within: Duration) -> String {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if line.trim_start().starts_with(prefix) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no line starting with {prefix:?}: {e}"),
+    /// Waits for a line that starts with `prefix`, returning it.
+    fn wait_line(&self, prefix: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.trim_start().starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line starting with {prefix:?}: {e}"),
+            }
         }
     }
-}
 
-fn terminate(child: &Child) {
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(killed.success());
+    /// SIGTERM, as a supervisor sends it (Ctrl-C is SIGINT, handled the same way): the exit code and stderr.
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let killed =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(killed.success());
+        let status = self.child.wait().expect("wait");
+        (status.code(), self.stderr.join().expect("stderr"))
+    }
 }
 
 #[test]
 fn with_keep_the_cluster_stays_up_until_interrupted() {
     let tmp = tempfile::tempdir().expect("a temp dir");
-    let mut child = demo(tmp.path(), &["--window-seconds", "3", "--keep"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run wpa demo --keep");
-    let stderr = stderr_of(&mut child);
-    let lines = lines_of(&mut child);
-    let kubeconfig = wait_line(&lines, "export KUBECONFIG=", Duration::from_secs(600));
+    let mut demo = Background::start(tmp.path(), &["--window-seconds", "3", "--keep"]);
+    let kubeconfig = demo.wait_line("export KUBECONFIG=", Duration::from_secs(600));
     let kubeconfig = kubeconfig.trim().trim_start_matches("export KUBECONFIG=").to_string();
-    let path = wait_line(&lines, "export PATH=", Duration::from_secs(5));
+    let path = demo.wait_line("export PATH=", Duration::from_secs(5));
     let bin_dir =
         path.trim().trim_start_matches("export PATH=").split(':').next().expect("a directory").to_string();
     assert!(Path::new(&kubeconfig).exists(), "{kubeconfig}");
@@ -188,11 +194,9 @@ fn with_keep_the_cluster_stays_up_until_interrupted() {
     assert!(String::from_utf8_lossy(&explain.stdout).contains("Decision: stays at 4"));
     // Still up a while later: it waits for the signal.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(child.try_wait().expect("wait").is_none(), "the demo ended without being asked");
-    terminate(&child);
-    let status = child.wait().expect("wait");
-    let stderr = stderr.join().expect("stderr");
-    assert_eq!(status.code(), Some(0), "Ctrl-C is how a kept demo ends: {stderr}");
+    assert!(demo.child.try_wait().expect("wait").is_none(), "the demo ended without being asked");
+    let (code, stderr) = demo.terminate();
+    assert_eq!(code, Some(0), "a signal is how a kept demo ends: {stderr}");
     assert!(stderr.contains("tearing everything down"), "{stderr}");
     assert_nothing_left(tmp.path());
 }
@@ -200,20 +204,10 @@ fn with_keep_the_cluster_stays_up_until_interrupted() {
 #[test]
 fn an_interrupted_demo_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().expect("a temp dir");
-    let mut child = demo(tmp.path(), &["--window-seconds", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    let stderr = stderr_of(&mut child);
-    // Read all of stdout (a reader that stopped would make the demo's next line a broken pipe).
-    let lines = lines_of(&mut child);
-    wait_line(&lines, "wpa serve is running", Duration::from_secs(300));
-    // Ctrl-C as a terminal sends it, or a SIGTERM from a supervisor: both end the demo the same way.
-    terminate(&child);
-    let status = child.wait().expect("wait");
-    let stderr = stderr.join().expect("stderr");
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    let demo = Background::start(tmp.path(), &["--window-seconds", "3"]);
+    demo.wait_line("wpa serve is running", Duration::from_secs(300));
+    let (code, stderr) = demo.terminate();
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert_nothing_left(tmp.path());
 }

@@ -550,17 +550,7 @@ fn unix_milliseconds_are_read_as_milliseconds() {
 fn the_plot_shows_min_max_and_the_proposal_on_the_tables_clock() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let plot = dir.path().join("day.svg");
-    let out = wpa()
-        .args(["simulate", "--ready-after", "30", "-o", "json"])
-        .arg("--wpa")
-        .arg(root().join("examples/wpa.yaml"))
-        .arg("--series")
-        .arg(root().join("examples/series.csv"))
-        .arg("--plot")
-        .arg(&plot)
-        .output()
-        .expect("run wpa");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    example_piped(&["-o", "json", "--plot", &plot.to_string_lossy()]);
     let svg = std::fs::read_to_string(&plot).expect("the plot");
     for legend in [">maxReplicas (40)<", ">minReplicas (3)<", ">proposal (before limits)<", ">replicas<"] {
         assert!(svg.contains(legend), "{legend}");

@@ -98,7 +98,7 @@ fn parse_time(raw: &str) -> Result<(f64, TimeForm), String> {
     }
     raw.parse::<Timestamp>().map(|t| (t.as_millisecond() as f64 / 1000.0, TimeForm::Rfc3339)).map_err(|_| {
         format!(
-            "timestamp {raw:?} is neither RFC 3339 (2024-05-01T12:00:00Z), Unix seconds or milliseconds, nor seconds from 0"
+            "timestamp {raw:?} is not RFC 3339 (2024-05-01T12:00:00Z), Unix seconds or milliseconds, or seconds from 0"
         )
     })
 }
@@ -223,6 +223,18 @@ mod tests {
     }
 
     #[test]
+    fn a_timestamp_number_is_read_by_its_size() {
+        let at = |raw| parse_time(raw).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(at("15"), (15.0, TimeForm::Seconds));
+        assert_eq!(at("1714521600"), (1714521600.0, TimeForm::UnixSeconds));
+        assert_eq!(at("1714521600500"), (1714521600.5, TimeForm::UnixMilliseconds));
+        let s = parse("timestamp,metric,value\n1714521600000,qps,1\n1714521660000,qps,2\n").unwrap();
+        assert!(s.wall_clock);
+        assert_eq!(s.last() - s.first(), 60.0);
+        assert!(!parse("timestamp,metric,value\n0,qps,1\n60,qps,2\n").unwrap().wall_clock);
+    }
+
+    #[test]
     fn errors_name_the_file_and_line() {
         assert_eq!(
             parse("timestamp,metric,value\n0,qps,1\n10,nope,2\n").unwrap_err(),
@@ -250,7 +262,7 @@ mod tests {
         );
         assert_eq!(
             parse("timestamp,metric,value\nyesterday,qps,1\n").unwrap_err(),
-            "s.csv:2: timestamp \"yesterday\" is neither RFC 3339 (2024-05-01T12:00:00Z) nor a number of seconds"
+            "s.csv:2: timestamp \"yesterday\" is not RFC 3339 (2024-05-01T12:00:00Z), Unix seconds or milliseconds, or seconds from 0"
         );
         assert_eq!(
             parse("timestamp,metric,value\n0,qps\n").unwrap_err(),
