@@ -195,6 +195,11 @@ fn bad_input_is_one_clear_line_with_exit_code_2() {
             "wpa simulate: wpa.yaml: invalid WPA: spec.metrics[0].external.highWaterMark: unknown field (did you mean highWatermark?); the API server would drop it",
         ),
         (
+            &WPA.replace("datadoghq.com/v1alpha1", "datadoghq.com/v1"),
+            "timestamp,metric,value\n0,qps,1\n",
+            "wpa simulate: wpa.yaml: apiVersion datadoghq.com/v1: the API server serves WatermarkPodAutoscaler as datadoghq.com/v1alpha1 only",
+        ),
+        (
             &WPA.replace("      highWatermark: \"100\"\n", ""),
             "timestamp,metric,value\n0,qps,1\n",
             "wpa simulate: wpa.yaml: invalid WPA: spec.metrics[0].external.highWatermark: required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling)",

@@ -433,7 +433,7 @@ async fn events(client: &kube::Client, story_start: Timestamp) -> Result<Vec<Str
 fn next_steps(kept: bool) -> String {
     let mut out = String::from(
         "next:
-  wpa simulate --wpa examples/wpa.yaml --series examples/series.csv --ready-after 30 --plot day.svg
+  wpa simulate --wpa examples/wpa.yaml --series examples/series.csv --ready-after 30 --plot simulation.svg
       replay a day of traffic against the example WPA, offline, no root; then your own WPA (--wpa FILE, or -
       for stdin) and your own metric (CSV timestamp,metric,value): docs/simulate.md
   helm install wpa charts/wpa -n wpa-system --create-namespace --set image.repository=REGISTRY/wpa

@@ -231,6 +231,20 @@ pub(crate) fn parse_wpa(path: &Path, text: &str) -> Result<WatermarkPodAutoscale
     }
     let value = found
         .ok_or_else(|| InputError::new(path, None, "no WatermarkPodAutoscaler document in this file"))?;
+    let served = format!("{}/{}", crate::api::GROUP, crate::api::VERSION);
+    match value.get("apiVersion").and_then(|v| v.as_str()) {
+        Some(v) if v == served => {}
+        other => {
+            return Err(InputError::new(
+                path,
+                None,
+                format!(
+                    "apiVersion {}: the API server serves WatermarkPodAutoscaler as {served} only",
+                    other.unwrap_or("missing")
+                ),
+            ));
+        }
+    }
     let UnknownFields { mut problems, meant } = UnknownFields::of(&value);
     let mut wpa: WatermarkPodAutoscaler =
         serde_yaml_ng::from_value(value).map_err(|e| yaml_error(e, "not a valid WatermarkPodAutoscaler"))?;
@@ -517,7 +531,7 @@ fn svg_file(s: &str) -> Result<PathBuf, String> {
   wpa simulate --wpa examples/wpa.yaml --series examples/series.csv --ready-after 30
 
   # The same day as a picture: each metric against its band, the replicas, the proposal, min and max
-  wpa simulate --wpa examples/wpa.yaml --series examples/series.csv --ready-after 30 --plot day.svg
+  wpa simulate --wpa examples/wpa.yaml --series examples/series.csv --ready-after 30 --plot simulation.svg
 
   # Every step as CSV, for a spreadsheet
   wpa simulate --wpa examples/wpa.yaml --series examples/series.csv -o csv > steps.csv
