@@ -31,6 +31,23 @@ fn assert_nothing_left(tmp: &Path) {
     }
 }
 
+/// The in-memory data directory of the etcd the demo process `pid` started.
+fn etcd_data_dir(pid: u32) -> std::path::PathBuf {
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let parent = status.lines().find_map(|l| l.strip_prefix("PPid:")).map(str::trim);
+        if parent != Some(&pid.to_string()) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).to_string();
+        if let Some(dir) = cmdline.split('\0').find_map(|a| a.strip_prefix("--data-dir=")) {
+            return dir.into();
+        }
+    }
+    panic!("no etcd started by the demo (pid {pid}) is running");
+}
+
 /// The story: what the demo prints before `wpa explain`'s trace.
 fn story(stdout: &str) -> &str {
     stdout.split("The decision trace now").next().unwrap_or_default()
@@ -195,7 +212,9 @@ fn with_keep_the_cluster_stays_up_until_interrupted() {
     // Still up a while later: it waits for the signal.
     std::thread::sleep(Duration::from_secs(3));
     assert!(demo.child.try_wait().expect("wait").is_none(), "the demo ended without being asked");
+    let etcd_data = etcd_data_dir(demo.child.id());
     let (code, stderr) = demo.terminate();
+    assert!(!etcd_data.exists(), "{} is removed", etcd_data.display());
     assert_eq!(code, Some(0), "a signal is how a kept demo ends: {stderr}");
     assert!(stderr.contains("tearing everything down"), "{stderr}");
     assert_nothing_left(tmp.path());
@@ -206,7 +225,9 @@ fn an_interrupted_demo_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().expect("a temp dir");
     let demo = Background::start(tmp.path(), &["--window-seconds", "3"]);
     demo.wait_line("wpa serve is running", Duration::from_secs(300));
+    let etcd_data = etcd_data_dir(demo.child.id());
     let (code, stderr) = demo.terminate();
+    assert!(!etcd_data.exists(), "{} is removed", etcd_data.display());
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert_nothing_left(tmp.path());
