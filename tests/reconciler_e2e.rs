@@ -175,7 +175,7 @@ async fn a_delay_above_the_watermark_is_obeyed_and_dry_run_writes_only_the_statu
         "WatermarkPodAutoscaler delay/slow",
         "spec.replicas 1",
         "1 selected, 1 ready",
-        "slow-qps{map[app:slow]} (External): value 300 over 1 ready pods",
+        "slow-qps{map[app:slow]} (External): value 300 in total (1 ready pods)",
         "low 50 (with tolerance 45), high 100 (with tolerance 110): above → proposal 3",
         "→ 2 (ScaleUpLimit)",
         "Delays: above the high watermark 8s",

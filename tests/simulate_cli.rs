@@ -195,6 +195,11 @@ fn bad_input_is_one_clear_line_with_exit_code_2() {
             "wpa simulate: wpa.yaml: invalid WPA: spec.metrics[0].external.highWaterMark: unknown field (did you mean highWatermark?); the API server would drop it",
         ),
         (
+            &WPA.replace("datadoghq.com/v1alpha1", "datadoghq.com/v1"),
+            "timestamp,metric,value\n0,qps,1\n",
+            "wpa simulate: wpa.yaml: apiVersion datadoghq.com/v1: the API server serves WatermarkPodAutoscaler as datadoghq.com/v1alpha1 only",
+        ),
+        (
             &WPA.replace("      highWatermark: \"100\"\n", ""),
             "timestamp,metric,value\n0,qps,1\n",
             "wpa simulate: wpa.yaml: invalid WPA: spec.metrics[0].external.highWatermark: required: both watermarks must be set (a missing one would be copied from the other, a band of zero width; check the spelling)",
@@ -280,4 +285,318 @@ fn certs_keep_the_key_private_and_never_replace_a_ca_unasked() {
     assert_eq!(std::fs::read(dir.path().join("ca.crt")).expect("ca.crt"), ca, "the CA is left alone");
     assert!(certs(&["--force"]).status.success());
     assert_ne!(std::fs::read(dir.path().join("ca.crt")).expect("ca.crt"), ca, "--force replaces it");
+}
+
+/// Runs `wpa simulate ARGS` with the WPA and series texts, returns (exit code, stdout, stderr).
+fn simulate(wpa_text: &str, series_text: &str, args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let w = write(&dir, "wpa.yaml", wpa_text);
+    let s = write(&dir, "series.csv", series_text);
+    let out = wpa()
+        .arg("simulate")
+        .arg("--wpa")
+        .arg(&w)
+        .arg("--series")
+        .arg(&s)
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("run wpa");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn json_of(wpa_text: &str, series_text: &str, args: &[&str]) -> Value {
+    let (code, stdout, stderr) = simulate(wpa_text, series_text, &[&["-o", "json"], args].concat());
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).expect("JSON output")
+}
+
+/// `wpa simulate` on the shipped example with its stdout on a terminal (`script` gives it a pty).
+fn example_on_a_terminal(extra: &str) -> String {
+    let root = root();
+    let command = format!(
+        "{} simulate --wpa {} --series {} --ready-after 30 {extra}",
+        env!("CARGO_BIN_EXE_wpa"),
+        root.join("examples/wpa.yaml").display(),
+        root.join("examples/series.csv").display()
+    );
+    let out = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .output()
+        .expect("run script (util-linux)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
+}
+
+#[test]
+fn a_terminal_gets_the_steps_where_something_changes_and_all_steps_on_request() {
+    let changes = example_on_a_terminal("");
+    let all = example_on_a_terminal("--all-steps");
+    // A day at a 15 s step: a header, 5757 steps, a blank line and the summary.
+    assert!(all.lines().count() > 5757, "{} lines", all.lines().count());
+    assert!(changes.lines().count() < 200, "{changes}");
+    assert!(changes.contains("of 5757 steps: the first, the last, each change of the count"), "{changes}");
+    // Every change of the count is a row of both.
+    let scales = |text: &str| {
+        text.lines().filter(|l| l.contains("scaling up:") || l.contains("scaling down:")).count()
+    };
+    assert_eq!(scales(&changes), 17 + 21, "{changes}");
+    assert_eq!(scales(&changes), scales(&all));
+    // Piped, the table has every step unless asked otherwise.
+    let (_, piped, _) = (0, example_piped(&[]), ());
+    assert!(piped.lines().count() > 5757);
+    assert!(example_piped(&["--changes-only"]).lines().count() < 200);
+}
+
+fn example_piped(extra: &[&str]) -> String {
+    let out = wpa()
+        .args(["simulate", "--ready-after", "30"])
+        .arg("--wpa")
+        .arg(root().join("examples/wpa.yaml"))
+        .arg("--series")
+        .arg(root().join("examples/series.csv"))
+        .args(extra)
+        .output()
+        .expect("run wpa");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn a_step_held_back_by_a_limit_names_it() {
+    // 1300 qps (absolute) from 2 pods asks for 26: +50 % per step allows 3, then 4, 6, 9, and maxReplicas
+    // caps the next step at 10.
+    let v = json_of(WPA, "timestamp,metric,value\n0,qps,1300\n600,qps,1300\n", &[]);
+    let steps = v["steps"].as_array().expect("steps");
+    assert_eq!(steps[0]["limit"], "ScaleUpLimit");
+    assert_eq!(
+        steps[0]["status"],
+        "scaling up: 2 -> 3 (limited to +50 % per step, ScaleUpLimit; the metrics ask for 26)"
+    );
+    let capped = steps.iter().find(|s| s["replicas"] == 10).expect("a step reaches maxReplicas");
+    assert_eq!(capped["limit"], "TooManyReplicas", "{capped}");
+    assert!(capped["status"].as_str().expect("status").contains("capped at maxReplicas 10"), "{capped}");
+    let last = steps.last().expect("a last step");
+    assert_eq!(
+        last["status"], "holding: capped at maxReplicas 10, TooManyReplicas; the metrics ask for 130",
+        "{last}"
+    );
+    // The upstream words stay in `reason`.
+    assert_eq!(steps[0]["reason"], "qps{map[app:web]} above target");
+}
+
+#[test]
+fn a_wait_says_what_for_and_how_long() {
+    let v = json_of(WPA, "timestamp,metric,value\n0,qps,300\n30,qps,300\n", &[]);
+    let steps = v["steps"].as_array().expect("steps");
+    assert_eq!(steps[1]["status"], "waiting: upscale window, 45 s left, then up 3 -> 4");
+}
+
+#[test]
+fn the_summary_tells_the_tolerance_band_from_the_watermarks_and_time_at_max() {
+    // 2 pods, absolute: 105 is above the high watermark (100) but inside the band (up to 110) for 10 min;
+    // then 40 (below the band's 45) from t=600, which scales down at once.
+    let v = json_of(
+        WPA,
+        "timestamp,metric,value\n0,qps,105\n585,qps,105\n600,qps,40\n885,qps,40\n900,qps,40\n",
+        &["--replicas", "10"],
+    );
+    let s = &v["summary"];
+    assert_eq!(s["seconds_above_high_watermark"], 600.0, "{s}");
+    assert_eq!(s["seconds_above_band"], 0.0, "{s}");
+    assert_eq!(s["seconds_below_band"], 315.0, "{s}");
+    assert_eq!(s["seconds_at_max_replicas"], 600.0, "{s}");
+    let (_, table, _) = simulate(
+        WPA,
+        "timestamp,metric,value\n0,qps,105\n585,qps,105\n600,qps,40\n885,qps,40\n900,qps,40\n",
+        &["--replicas", "10"],
+    );
+    assert!(
+        table.contains("outside the tolerance band (where the WPA acts): above it (over 110) for 0 s, below it (under 45) for 5 min 15 s"),
+        "{table}"
+    );
+    assert!(
+        table.contains("outside the watermarks themselves: above the high watermark (100) for 10 min, below the low watermark (50) for 5 min 15 s"),
+        "{table}"
+    );
+    assert!(table.contains("at maxReplicas 10 for 10 min (the metrics asked for up to 10)"), "{table}");
+}
+
+#[test]
+fn dry_run_steps_are_counted_as_would_be_scales() {
+    let dry = WPA.replace("  maxReplicas: 10\n", "  maxReplicas: 10\n  dryRun: true\n");
+    let series = "timestamp,metric,value\n0,qps,300\n600,qps,300\n";
+    let v = json_of(&dry, series, &[]);
+    let s = &v["summary"];
+    assert_eq!((s["scale_ups"].as_u64(), s["scale_downs"].as_u64()), (Some(0), Some(0)), "{s}");
+    assert!(s["dry_run_scale_ups"].as_u64().is_some_and(|n| n >= 3), "{s}");
+    assert_eq!(
+        v["steps"][0]["status"],
+        "dry run: would scale up 2 -> 3 (limited to +50 % per step, ScaleUpLimit; the metrics ask for 6)"
+    );
+    let (_, table, _) = simulate(&dry, series, &[]);
+    assert!(table.contains("dry run: the target was never changed; the WPA would have made"), "{table}");
+}
+
+#[test]
+fn metric_columns_follow_the_spec_order() {
+    let two = WPA.replace(
+        "      lowWatermark: \"50\"\n",
+        "      lowWatermark: \"50\"\n  - type: External\n    external:\n      metricName: apdex\n      metricSelector: {matchLabels: {app: web}}\n      highWatermark: \"9\"\n      lowWatermark: \"5\"\n",
+    );
+    let series = "timestamp,metric,value\n0,qps,60\n0,apdex,7\n15,qps,60\n";
+    let (code, stdout, stderr) = simulate(&two, series, &["-o", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(r#""metrics":{"qps":60.0,"apdex":7.0}"#), "{stdout}");
+    let (_, csv, _) = simulate(&two, series, &["-o", "csv"]);
+    assert!(csv.starts_with("t,qps,apdex,proposal,"), "{csv}");
+    let (_, table, _) = simulate(&two, series, &[]);
+    let header = table.lines().next().expect("a header");
+    assert!(header.find("qps") < header.find("apdex"), "{header}");
+}
+
+#[test]
+fn every_problem_of_the_wpa_is_listed_and_a_misspelled_field_says_what_was_meant() {
+    let bad = WPA
+        .replace("minReplicas: 2", "minReplicas: 20\n  tolerance: \"2\"")
+        .replace("lowWatermark: \"50\"", "lowWatermark: \"500\"");
+    let (code, stderr) = run_err(&bad, "timestamp,metric,value\n0,qps,1\n");
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for path in ["spec.maxReplicas:", "spec.tolerance:", "spec.metrics[0].external.lowWatermark:"] {
+        assert!(stderr.contains(path), "{path} in {stderr}");
+    }
+    assert!(!stderr.contains("more problem"), "{stderr}");
+    let (code, stderr) =
+        run_err(&WPA.replace("maxReplicas: 10", "maxReplica: 10"), "timestamp,metric,value\n0,qps,1\n");
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "wpa simulate: wpa.yaml: invalid WPA: spec.maxReplica: unknown field (did you mean maxReplicas?); the API server would drop it"
+    );
+}
+
+#[test]
+fn the_wpa_can_come_from_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let s = write(&dir, "series.csv", "timestamp,metric,value\n0,qps,300\n60,qps,300\n");
+    let mut child = wpa()
+        .args(["simulate", "--wpa", "-", "-o", "json", "--series"])
+        .arg(&s)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wpa");
+    child.stdin.take().expect("stdin").write_all(WPA.as_bytes()).expect("write the WPA");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["steps"][0]["replicas"], 3);
+    let both = wpa().args(["simulate", "--wpa", "-", "--series", "-"]).output().expect("run wpa");
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot both be read from stdin"));
+}
+
+#[test]
+fn bad_flags_are_refused_by_name_with_what_to_give() {
+    let series = "timestamp,metric,value\n0,qps,1\n";
+    for (flag, value, says) in [
+        ("--step", "0", "must be more than 0 seconds"),
+        ("--ready-after", "-1", "cannot be negative"),
+        ("--replicas", "0", "a WPA leaves a target at 0 replicas alone"),
+        ("--plot", "out.png", "the plot is an SVG image: name it FILE.svg"),
+    ] {
+        let (code, stdout, stderr) = simulate(WPA, series, &[flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {stderr}");
+        assert!(stdout.is_empty());
+        assert!(stderr.starts_with(&format!("error: invalid value '{value}' for '{flag}")), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("series.csv"), "a flag error is not the CSV's: {stderr}");
+    }
+    assert!(!std::path::Path::new("out.png").exists());
+    // Durations are accepted too; -o is --format's conventional name.
+    let a = json_of(
+        WPA,
+        "timestamp,metric,value\n0,qps,1\n60,qps,1\n",
+        &["--step", "30s", "--ready-after", "1m"],
+    );
+    assert_eq!(a["summary"]["steps"], 3);
+    let (code, by_format, _) = simulate(WPA, series, &["--format", "json"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&by_format).expect("JSON"), json_of(WPA, series, &[]));
+}
+
+#[test]
+fn unix_milliseconds_are_read_as_milliseconds() {
+    let ms = "timestamp,metric,value\n1714521600000,qps,300\n1714521660000,qps,300\n1714521720000,qps,300\n";
+    let v = json_of(WPA, ms, &[]);
+    assert_eq!(v["summary"]["duration_seconds"], 120.0);
+    assert_eq!(v["summary"]["steps"], 9);
+    let (_, table, _) = simulate(WPA, ms, &["--all-steps"]);
+    assert!(table.contains("2024-05-01 00:02:00"), "clock times, as for RFC 3339: {table}");
+    let seconds = "timestamp,metric,value\n1714521600,qps,300\n1714521660,qps,300\n";
+    let (_, table, _) = simulate(WPA, seconds, &["--all-steps"]);
+    assert!(table.contains("2024-05-01 00:01:00"), "Unix seconds: {table}");
+    let (code, stderr) = run_err(WPA, "timestamp,metric,value\n1714521600,qps,300\n1714521660000,qps,300\n");
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "wpa simulate: series.csv:3: timestamp 1714521660000 is Unix milliseconds (100000000000 or more), but the file's first timestamp is Unix seconds: use one form for the whole file"
+    );
+}
+
+#[test]
+fn the_plot_shows_min_max_and_the_proposal_on_the_tables_clock() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let plot = dir.path().join("day.svg");
+    example_piped(&["-o", "json", "--plot", &plot.to_string_lossy()]);
+    let svg = std::fs::read_to_string(&plot).expect("the plot");
+    for legend in [">maxReplicas (40)<", ">minReplicas (3)<", ">proposal (before limits)<", ">replicas<"] {
+        assert!(svg.contains(legend), "{legend}");
+    }
+    // The table prints 2024-05-01 00:00:00 ... 23:59:00: the axis is that clock, every 3 hours.
+    assert!(svg.contains(">time (UTC), 2024-05-01<"));
+    for tick in [">00:00<", ">03:00<", ">21:00<"] {
+        assert!(svg.contains(tick), "{tick}");
+    }
+    assert!(!svg.contains("since the first sample"));
+}
+
+#[test]
+fn a_long_metric_name_is_not_clipped_in_the_legend() {
+    let name = "trace.servlet.request.hits.by_http_status.sum";
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let w = write(&dir, "wpa.yaml", &WPA.replace("metricName: qps", &format!("metricName: {name}")));
+    let s = write(&dir, "s.csv", &format!("timestamp,metric,value\n0,{name},10\n60,{name},10\n"));
+    let plot = dir.path().join("p.svg");
+    let out =
+        wpa().arg("simulate").arg("--wpa").arg(&w).arg("--series").arg(&s).arg("--plot").arg(&plot).output();
+    assert!(out.expect("run wpa").status.success());
+    let svg = std::fs::read_to_string(&plot).expect("the plot");
+    let number = |attr: &str, within: &str| -> f64 {
+        let at = within.find(&format!("{attr}=\"")).expect(attr) + attr.len() + 2;
+        within[at..].split('"').next().and_then(|v| v.parse().ok()).expect("a number")
+    };
+    let width = number("width", &svg);
+    let text = &svg[..svg.find(&format!(">{name}</text>")).expect("the legend entry")];
+    let x = number("x", &text[text.rfind("<text").expect("its text element")..]);
+    // 12 px sans-serif: no glyph of the name is wider than 7.2 px on average.
+    assert!(x + name.len() as f64 * 7.2 <= width, "legend at x={x}, {} chars, width {width}", name.len());
+}
+
+#[test]
+fn demo_and_simulate_help_show_examples() {
+    for command in ["demo", "simulate"] {
+        let out = wpa().args([command, "--help"]).output().expect("run");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success());
+        let examples = help.split("Examples:\n").nth(1).unwrap_or_else(|| panic!("{command}: {help}"));
+        assert!(examples.contains(&format!("wpa {command}")), "{command}: {examples}");
+    }
 }

@@ -73,16 +73,8 @@ pub(crate) async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
             other => crate::runtime::client::describe(&other),
         },
     })?;
-    let sources = Sources {
-        client,
-        caches: None,
-        autoscalers: None,
-        discovery: Default::default(),
-        recommenders: Default::default(),
-        http: None,
-        metric_max_age: (!args.metric_max_age.is_zero()).then_some(args.metric_max_age),
-        cluster_name: args.cluster_name.clone(),
-    };
+    let max_age = (!args.metric_max_age.is_zero()).then_some(args.metric_max_age);
+    let sources = Sources::read_only(client, max_age, args.cluster_name.clone());
     let now = Timestamp::now();
     let plan = engine::Plan::new(&wpa);
     let inputs = sources.gather(&plan, true, now).await;
@@ -226,7 +218,14 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
                 let _ = writeln!(o, ": ERROR {e}");
             }
             Some(Ok(res)) => {
-                let _ = writeln!(o, ": value {} over {} ready pods", plain(res.usage), res.ready_replicas);
+                // Labelled as the demo labels it: the value compared with the watermarks is per pod with
+                // `algorithm: average` (the metric's total over the ready pods), the total otherwise.
+                let per = match (m.kind, spec.algorithm.as_deref()) {
+                    (MetricKind::Recommender, _) => "",
+                    (_, Some("average")) => " per ready pod",
+                    _ => " in total",
+                };
+                let _ = writeln!(o, ": value {}{per} ({} ready pods)", plain(res.usage), res.ready_replicas);
                 match &res.band {
                     Some(b) => {
                         let _ = writeln!(
@@ -328,15 +327,16 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
 
 fn finish(mut o: String, wpa: &WatermarkPodAutoscaler, d: &Decision<'_>) -> String {
     let _ = writeln!(o, "\nConditions the next pass writes (when its scale, if any, is written):");
-    for c in &d.settle(wpa, ScaleResult::Written).status.conditions {
-        let _ = writeln!(
-            o,
-            "  {:<20} {:<5} {:<32} {}",
-            c.type_,
-            c.status,
-            c.reason.as_deref().unwrap_or(""),
-            c.message.as_deref().unwrap_or("")
-        );
+    let conditions = d.settle(wpa, ScaleResult::Written).status.conditions;
+    // Columns as wide as their longest cell; a message that repeats its reason (some of upstream's do)
+    // is printed once.
+    let type_width = conditions.iter().map(|c| c.type_.len()).max().unwrap_or(0);
+    let reason_width = conditions.iter().map(|c| c.reason.as_deref().unwrap_or("").len()).max().unwrap_or(0);
+    for c in &conditions {
+        let reason = c.reason.as_deref().unwrap_or("");
+        let message = c.message.as_deref().filter(|m| *m != reason).unwrap_or("");
+        let line = format!("  {:<type_width$} {:<5} {reason:<reason_width$} {message}", c.type_, c.status);
+        let _ = writeln!(o, "{}", line.trim_end());
     }
     o
 }
@@ -353,6 +353,75 @@ mod tests {
             metric_max_age: std::time::Duration::ZERO,
             cluster_name: String::new(),
         }
+    }
+
+    /// The decision of a pass where 3 ready pods serve `total` of the example WPA's metric (watermarks 70
+    /// and 100 per pod).
+    fn conditions_table(total: i64) -> String {
+        use crate::engine::{
+            MetricObservation, MonitorObservation, Observation,
+            calc::{ExternalSample, ScaleInfo},
+            pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
+        };
+        let text = include_str!("../../examples/wpa.yaml");
+        let wpa =
+            crate::cmd::simulate::parse_wpa(std::path::Path::new("wpa.yaml"), text).expect("the example");
+        let now = Timestamp::from_second(1_714_521_600).expect("a time");
+        let long_ago = Timestamp::from_second(1_714_500_000).expect("a time");
+        let pods: Vec<PodInfo> = (0..3)
+            .map(|i| PodInfo {
+                name: format!("web-{i}"),
+                phase: PodPhase::Running,
+                ready: Some(ReadyCondition {
+                    status: ConditionStatus::True,
+                    last_transition: Some(long_ago),
+                }),
+                start_time: Some(long_ago),
+                deleting: false,
+                owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "web-1".into() }],
+            })
+            .collect();
+        let metrics = [MetricObservation::External(Ok(ExternalSample {
+            values: vec![total * 1000],
+            timestamp: Some(now),
+        }))];
+        let obs = Observation {
+            target: Ok(ScaleInfo {
+                name: "web".into(),
+                namespace: "default".into(),
+                spec_replicas: 3,
+                status_replicas: 3,
+                selector: "app=web".into(),
+            }),
+            pods: Ok(&pods),
+            metrics: &metrics,
+            recommendation: None,
+            monitor: MonitorObservation::Found(engine::MonitorState::Ok),
+            conflicts: &[],
+        };
+        let plan = engine::Plan::new(&wpa);
+        finish(String::new(), &wpa, &engine::decide(&plan, &obs, now))
+    }
+
+    #[test]
+    fn the_conditions_table_fits_its_cells_and_says_a_repeated_message_once() {
+        // 60 req/s over 3 pods, 20 per pod: below the band, where upstream's ConvergeToWatermark reason
+        // is also its message.
+        let table = conditions_table(60);
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert!(rows.len() >= 5, "{table}");
+        let converge = rows.iter().find(|r| r.contains("ConvergeToWatermark")).expect("the converge row");
+        assert_eq!(
+            converge.matches("Converging to Watermark only allowed in stable regime").count(),
+            1,
+            "{table}"
+        );
+        // The status column starts at the same place on every row, however long a type is.
+        let status_at: Vec<usize> = rows
+            .iter()
+            .map(|r| [r.find(" True "), r.find(" False ")].into_iter().flatten().min().expect("a status"))
+            .collect();
+        assert!(status_at.windows(2).all(|w| w[0] == w[1]), "{table}");
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub(crate) enum Command {
     Serve(Box<ServeArgs>),
     /// The whole product on this machine, with no cluster of yours: a private Kubernetes control plane,
     /// `wpa serve`, the example Deployment and WPA, a synthetic metric through a burst and a lull, and the
-    /// scaling shown live, then the decision trace. Builds the control plane the first time (minutes).
+    /// scaling told as it happens until the count is stable, then the decision trace and what to try next.
+    /// Builds the control plane the first time (minutes).
     /// Needs root (apt-get the first time; a network namespace for the synthetic metrics provider).
     #[cfg(feature = "dev-tools")]
     Demo(crate::devtools::demo::DemoArgs),
@@ -59,10 +60,10 @@ pub(crate) enum Command {
     Certs(certs::CertsArgs),
     /// Replay a metric series against a WPA offline, to tune its watermarks before deploying.
     ///
-    /// The series is CSV with the header `timestamp,metric,value`; timestamps are RFC 3339 or seconds,
-    /// and `metric` is the WPA's metricName (External) or resource name (Resource). The engine runs every
-    /// --step seconds with the latest value of each metric. Bad input is reported as FILE:LINE: problem,
-    /// with exit code 2.
+    /// The series is CSV with the header `timestamp,metric,value`; timestamps are RFC 3339, Unix seconds
+    /// or milliseconds, or seconds from 0, and `metric` is the WPA's metricName (External) or resource name
+    /// (Resource). The engine runs every --step seconds with the latest value of each metric; each step is
+    /// told in plain words, then a summary. Bad input is reported as FILE:LINE: problem, with exit code 2.
     Simulate(simulate::SimulateArgs),
     /// Benchmarks, each against a baseline measured in the same run: the engine, the admission webhook,
     /// the reconciler at scale.

@@ -32,7 +32,7 @@ pub struct ScalingCluster {
     kubelet: Arc<Kubelet>,
     _server: HttpsServer,
     // Dropped last: the server inside it must stop first.
-    _host: NetnsHost,
+    host: NetnsHost,
 }
 
 /// The namespaces whose pods the stand-in kubelet keeps ready.
@@ -121,7 +121,12 @@ impl ScalingCluster {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
-        Ok(ScalingCluster { cluster, metrics, kubelet, _server: server, _host: host })
+        Ok(ScalingCluster { cluster, metrics, kubelet, _server: server, host })
+    }
+
+    /// The network namespace the synthetic metrics provider serves in.
+    pub fn metrics_netns(&self) -> &str {
+        self.host.name()
     }
 
     pub fn kubelet(&self) -> &Kubelet {

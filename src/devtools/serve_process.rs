@@ -18,6 +18,8 @@ pub struct WpaServe {
     /// Where the health port listens: loopback, or the namespace's address for [`Self::start_in_netns`].
     health_ip: IpAddr,
     pub(crate) log_path: PathBuf,
+    /// From the start of the process to its first `/readyz` 200.
+    pub ready_in: Duration,
 }
 
 fn free_port() -> Result<u16> {
@@ -96,14 +98,15 @@ impl WpaServe {
             .stdin(Stdio::null())
             .spawn()
             .context("starting wpa serve")?;
-        let mut serve = WpaServe { child, webhook_port, health_port, health_ip: ip, log_path };
+        let mut serve =
+            WpaServe { child, webhook_port, health_port, health_ip: ip, log_path, ready_in: Duration::ZERO };
         let started = Instant::now();
         loop {
             if let Some(status) = serve.child.try_wait()? {
                 bail!("wpa serve exited with {status}:\n{}", serve.log());
             }
             if let Ok((200, _)) = serve.health("/readyz") {
-                eprintln!("wpa serve ({name}) ready in {:?}", started.elapsed());
+                serve.ready_in = started.elapsed();
                 return Ok(serve);
             }
             if started.elapsed() > Duration::from_secs(30) {

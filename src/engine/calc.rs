@@ -86,13 +86,27 @@ pub struct ConvergeCondition {
     pub(crate) message: &'static str,
 }
 
-/// The adjusted band a value was compared with.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The watermarks of a metric and the tolerance band a value is compared with (milli-units): a value above
+/// `adjusted_high` is above the band, below `adjusted_low` below it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Band {
     pub(crate) high_milli: i64,
     pub(crate) low_milli: i64,
     pub(crate) adjusted_high: f64,
     pub(crate) adjusted_low: f64,
+}
+
+/// The band of watermarks `high_milli`/`low_milli` with `tolerance_milli` (docs/semantics.md §6.6): integer
+/// arithmetic in milli-units, widened so that no product overflows.
+pub(crate) fn band(high_milli: i64, low_milli: i64, tolerance_milli: i64) -> Band {
+    let tol = i128::from(tolerance_milli);
+    let (hw, lw) = (i128::from(high_milli), i128::from(low_milli));
+    Band {
+        high_milli,
+        low_milli,
+        adjusted_high: (hw + hw * tol / 1000) as f64,
+        adjusted_low: (lw - lw * tol / 1000) as f64,
+    }
 }
 
 /// One metric's outcome (upstream's `ReplicaCalculation`).
@@ -233,10 +247,8 @@ pub(crate) fn replica_count_for_usage(
     low_milli: i64,
     high_milli: i64,
 ) -> MetricResult {
-    let tol = i128::from(spec.tolerance_milli);
-    let (hw, lw) = (i128::from(high_milli), i128::from(low_milli));
-    let adjusted_high = (hw + hw * tol / 1000) as f64;
-    let adjusted_low = (lw - lw * tol / 1000) as f64;
+    let band = band(high_milli, low_milli, spec.tolerance_milli);
+    let (adjusted_high, adjusted_low) = (band.adjusted_high, band.adjusted_low);
     let ready_f = f64::from(ready);
     let (replica_count, is_above, is_below, converge_cond) = if usage > adjusted_high {
         let rc = go_f64_to_i32((ready_f * usage / high_milli as f64).ceil());
@@ -280,7 +292,7 @@ pub(crate) fn replica_count_for_usage(
         is_below,
         details: String::new(),
         converge: Some(converge_cond),
-        band: Some(Band { high_milli, low_milli, adjusted_high, adjusted_low }),
+        band: Some(band),
     }
 }
 

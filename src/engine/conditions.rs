@@ -50,6 +50,8 @@ pub fn status_str(b: bool) -> &'static str {
 
 /// Reasons and messages, verbatim from upstream (except the BelowLowWatermark reason, fixed on purpose).
 pub(crate) mod text {
+    /// The reason of upstream's first scale, made when there is no lastScaleTime (even to the same count).
+    pub(crate) const FIRST_SCALE: &str = "No timestamp for the lastScale event";
     pub(crate) const FAILED_PROCESS_WPA: &str = "FailedProcessWPA";
     pub(crate) const FAILED_PROCESS_WPA_MSG: &str = "Error happened while processing the WPA";
     pub(crate) const VALID_METRIC_FOUND: &str = "ValidMetricFound";

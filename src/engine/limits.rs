@@ -74,6 +74,22 @@ impl Limit {
     }
 }
 
+/// What really held a proposal back. [`Limit`] is upstream's reported reason, which names the last limit
+/// examined: a proposal above both the rate limit and maxReplicas is reported as `ScaleUpLimit` even when
+/// maxReplicas is the lower of the two. This names the one that bound, for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// scaleUpLimitFactor: the most one upscale may add.
+    UpRate,
+    /// scaleDownLimitFactor: the most one downscale may remove.
+    DownRate,
+    MaxReplicas,
+    /// minReplicas (1 when unset).
+    MinReplicas,
+    /// A downscale past the rate limit to fewer pods than are ready is dropped (upstream's rule).
+    ReadyPods,
+}
+
 /// The inputs of normalization.
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds<'a> {
@@ -89,6 +105,8 @@ pub struct Bounds<'a> {
 pub struct Normalized {
     pub replicas: i32,
     pub limit: Limit,
+    /// What held the proposal back, when it was clamped.
+    pub bound: Option<Bound>,
     /// Whether the result was returned from a branch that clamped the proposal.
     pub clamped: bool,
     /// The most replicas one upscale could reach from the current count ([`scale_up_limit`]).
@@ -102,29 +120,42 @@ pub struct Normalized {
 pub fn normalize(bounds: &Bounds<'_>, current: i32, desired: i32, ready: i32) -> Normalized {
     let down = scale_down_limit(bounds.down_factor, current);
     let up = scale_up_limit(bounds.up_factor, current);
-    let out =
-        |replicas, limit, clamped| Normalized { replicas, limit, clamped, up_limit: up, down_limit: down };
-    let (min_allowed, limit) = if bounds.min == 0 {
-        (1, Limit::Unset)
+    let out = |replicas, limit, bound: Option<Bound>| Normalized {
+        replicas,
+        limit,
+        clamped: bound.is_some(),
+        bound,
+        up_limit: up,
+        down_limit: down,
+    };
+    let (min_allowed, limit, bound) = if bounds.min == 0 {
+        (1, Limit::Unset, Bound::MinReplicas)
     } else if desired < down {
-        let mut m = down.max(bounds.min);
+        let m = down.max(bounds.min);
         if ready > 0 && ready < m {
-            m = current;
+            (current, Limit::ScaleDownLimit, Bound::ReadyPods)
+        } else if bounds.min > down {
+            (m, Limit::ScaleDownLimit, Bound::MinReplicas)
+        } else {
+            (m, Limit::ScaleDownLimit, Bound::DownRate)
         }
-        (m, Limit::ScaleDownLimit)
     } else {
-        (bounds.min, Limit::TooFewReplicas)
+        (bounds.min, Limit::TooFewReplicas, Bound::MinReplicas)
     };
     if desired < min_allowed {
-        return out(min_allowed, limit, true);
+        return out(min_allowed, limit, Some(bound));
     }
-    let (max_allowed, limit) = if desired > up {
-        (up.min(bounds.max), Limit::ScaleUpLimit)
+    let (max_allowed, limit, bound) = if desired > up {
+        if bounds.max < up {
+            (bounds.max, Limit::ScaleUpLimit, Bound::MaxReplicas)
+        } else {
+            (up, Limit::ScaleUpLimit, Bound::UpRate)
+        }
     } else {
-        (bounds.max, Limit::TooManyReplicas)
+        (bounds.max, Limit::TooManyReplicas, Bound::MaxReplicas)
     };
     if desired > max_allowed {
-        return out(max_allowed, limit, true);
+        return out(max_allowed, limit, Some(bound));
     }
-    out(desired, Limit::DesiredWithinRange, false)
+    out(desired, Limit::DesiredWithinRange, None)
 }

@@ -26,6 +26,7 @@ mod lifecycle;
 pub(crate) mod limits;
 mod metrics;
 mod pass;
+pub(crate) mod plain;
 mod plan;
 pub(crate) mod pods;
 pub(crate) mod recommender;
@@ -46,6 +47,7 @@ pub use decision::{
     Removal, Sample, ScaleIntent, ScaleResult, Series, TargetError, TargetErrorKind,
 };
 pub use metrics::{MetricContext, combine, compute_outcomes, valid_metric_message};
+pub(crate) use plain::PlainStatus;
 pub use plan::{Lifecycle, Plan};
 pub use pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition};
 pub use validation::AdmissionLimits;
@@ -96,6 +98,22 @@ pub(crate) fn effective_spec(spec: &WatermarkPodAutoscalerSpec) -> Cow<'_, Water
         fill_missing_watermark(m);
     }
     Cow::Owned(s)
+}
+
+/// Each metric's band (External and Resource metrics, in spec order, by metric or resource name), as the
+/// calculator compares values with it: for readers that show the band without a pass (`wpa simulate`'s plot).
+pub(crate) fn metric_bands(spec: &WatermarkPodAutoscalerSpec) -> Vec<(String, calc::Band)> {
+    let spec = effective_spec(spec);
+    let tolerance = CalcSpec::from_spec(&spec, false).tolerance_milli;
+    let milli = |q: &Option<Quantity>| q.as_ref().map_or(0, Quantity::milli);
+    spec.metrics
+        .iter()
+        .flatten()
+        .filter_map(MetricSpec::source)
+        .map(|s| {
+            (s.name().to_string(), calc::band(milli(s.high_watermark()), milli(s.low_watermark()), tolerance))
+        })
+        .collect()
 }
 
 /// One reconcile pass (upstream's `Reconcile` from the status snapshot on, and `reconcileWPA`), from the

@@ -286,7 +286,7 @@ fn decide_scale(
 ) {
     if reason.is_empty() {
         // Upstream allows the first scale before comparing counts, so it can "scale" to the same count.
-        *reason = "No timestamp for the lastScale event".into();
+        *reason = text::FIRST_SCALE.into();
     }
     d.set(ABLE_TO_SCALE, true, text::READY_FOR_SCALE, text::READY_FOR_SCALE_MSG);
     if spec.dry_run.unwrap_or(false) {

@@ -149,6 +149,27 @@ pub(crate) struct Sources {
     pub(crate) cluster_name: String,
 }
 
+impl Sources {
+    /// Sources that read everything from the API server, for a one-off look at a WPA (`wpa explain`,
+    /// `wpa demo`): no caches, no recommender client, nothing observed.
+    pub(crate) fn read_only(
+        client: Client,
+        metric_max_age: Option<Duration>,
+        cluster_name: String,
+    ) -> Sources {
+        Sources {
+            client,
+            caches: None,
+            autoscalers: None,
+            discovery: Default::default(),
+            recommenders: Default::default(),
+            http: None,
+            metric_max_age,
+            cluster_name,
+        }
+    }
+}
+
 /// The resolved target: what `/scale` writes go to.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {

@@ -43,6 +43,9 @@ pub struct Options {
     /// The directory with etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
     /// [default: [`find_binaries`]].
     pub bin_dir: Option<PathBuf>,
+    /// No `[test-cluster] ... ready` / `stopped` lines on stderr: for a program that tells its own story
+    /// (`wpa demo`), where the harness's lines and its temporary paths are noise.
+    pub quiet: bool,
 }
 
 impl Options {
@@ -200,13 +203,15 @@ impl LocalCluster {
             cluster.wait_for_default_service_account("default").await?;
         }
         cluster.total_startup_time = begin.elapsed();
-        eprintln!(
-            "[test-cluster] {} ready: kube-apiserver in {} ms, whole control plane in {} ms (dir {})",
-            cluster.server_url,
-            cluster.startup_time.as_millis(),
-            cluster.total_startup_time.as_millis(),
-            cluster.dir_path.display()
-        );
+        if !options.quiet {
+            eprintln!(
+                "[test-cluster] {} ready: kube-apiserver in {} ms, whole control plane in {} ms (dir {})",
+                cluster.server_url,
+                cluster.startup_time.as_millis(),
+                cluster.total_startup_time.as_millis(),
+                cluster.dir_path.display()
+            );
+        }
         Ok(cluster)
     }
 
@@ -882,7 +887,9 @@ impl Drop for LocalCluster {
                 c.kill();
             }
         }
-        eprintln!("[test-cluster] {} stopped in {} ms", self.server_url, begin.elapsed().as_millis());
+        if !self.options.quiet {
+            eprintln!("[test-cluster] {} stopped in {} ms", self.server_url, begin.elapsed().as_millis());
+        }
         if std::env::var_os("WPA_KEEP_TEST_CLUSTER").is_some()
             && let Some(dir) = self.dir.take()
         {

@@ -8,10 +8,12 @@
 //! evenly over its running pods.
 
 pub(crate) mod plot;
+pub(crate) mod render;
 pub(crate) mod series;
 
 use std::{
     collections::BTreeMap,
+    io::IsTerminal,
     path::{Path, PathBuf},
 };
 
@@ -19,13 +21,13 @@ use clap::ValueEnum;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use serde::Serialize;
+use serde::{Serialize, ser::SerializeMap};
 
 use crate::{
     api::{MetricSource, WatermarkPodAutoscaler},
     engine::{
-        self, Decision, MetricObservation, MonitorObservation, Observation, ScaleResult,
-        calc::{ExternalSample, ScaleInfo},
+        self, MetricObservation, MonitorObservation, Observation, PlainStatus, ScaleResult,
+        calc::{Band, ExternalSample, ScaleInfo},
         pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
         validation,
     },
@@ -48,13 +50,26 @@ impl Default for Options {
     }
 }
 
+/// The latest value of each metric, in spec order (a JSON object with the keys in that order).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct MetricValues(pub(crate) Vec<(String, Option<f64>)>);
+
+impl Serialize for MetricValues {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
 /// One engine run.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub(crate) struct Step {
     /// Seconds since the first sample.
     pub(crate) t: f64,
-    /// The latest value of each metric (by metric name).
-    pub(crate) metrics: BTreeMap<String, Option<f64>>,
+    pub(crate) metrics: MetricValues,
     /// The combined proposal of the metrics, before limits (null when the metrics could not be used).
     pub(crate) proposal: Option<i32>,
     /// The engine's final count for this step.
@@ -62,16 +77,17 @@ pub(crate) struct Step {
     /// Replicas after the step.
     pub(crate) replicas: i32,
     pub(crate) scaled: bool,
+    /// The engine's words (upstream's).
     pub(crate) reason: String,
-    /// The value each metric was compared with (per ready pod with `algorithm: average`).
+    /// The limit that held the proposal back (`ScaleUpLimit`, `TooManyReplicas`, ...), if any.
+    pub(crate) limit: Option<&'static str>,
+    /// What happened, in plain words.
+    pub(crate) status: String,
+    #[serde(skip)]
+    pub(crate) plain: PlainStatus,
+    /// The value each metric was compared with (per ready pod with `algorithm: average`), metric units.
     #[serde(skip)]
     pub(crate) compared: BTreeMap<String, f64>,
-    #[serde(skip)]
-    pub(crate) above: bool,
-    #[serde(skip)]
-    pub(crate) below: bool,
-    #[serde(skip)]
-    pub(crate) ready: i32,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -80,8 +96,18 @@ pub(crate) struct Summary {
     pub(crate) duration_seconds: f64,
     pub(crate) scale_ups: usize,
     pub(crate) scale_downs: usize,
+    /// Scales a WPA in dry-run mode would have made (it never changes the target).
+    pub(crate) dry_run_scale_ups: usize,
+    pub(crate) dry_run_scale_downs: usize,
     pub(crate) min_replicas_seen: i32,
     pub(crate) max_replicas_seen: i32,
+    pub(crate) seconds_at_max_replicas: f64,
+    /// The highest proposal of the metrics, before limits.
+    pub(crate) highest_proposal: Option<i32>,
+    /// Outside the tolerance band (what makes the engine act), any metric.
+    pub(crate) seconds_above_band: f64,
+    pub(crate) seconds_below_band: f64,
+    /// Outside the watermarks themselves, any metric.
     pub(crate) seconds_above_high_watermark: f64,
     pub(crate) seconds_below_low_watermark: f64,
 }
@@ -92,19 +118,20 @@ pub(crate) struct Report {
     pub(crate) summary: Summary,
     #[serde(skip)]
     pub(crate) wall_clock_start: Option<f64>,
-    /// Per metric: high and low watermark, and the tolerance-adjusted band.
+    /// Seconds between two steps.
     #[serde(skip)]
-    pub(crate) watermarks: BTreeMap<String, Band>,
+    pub(crate) step: f64,
+    /// Each metric's band, as the engine compares values with it, in spec order.
+    #[serde(skip)]
+    pub(crate) bands: Vec<(String, Band)>,
     #[serde(skip)]
     pub(crate) average: bool,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct Band {
-    pub(crate) high: f64,
-    pub(crate) low: f64,
-    pub(crate) adjusted_high: f64,
-    pub(crate) adjusted_low: f64,
+    #[serde(skip)]
+    pub(crate) min_replicas: i32,
+    #[serde(skip)]
+    pub(crate) max_replicas: i32,
+    #[serde(skip)]
+    pub(crate) dry_run: bool,
 }
 
 /// The names a series may use for the WPA's metrics, in spec order.
@@ -112,38 +139,80 @@ pub(crate) fn metric_names(wpa: &WatermarkPodAutoscaler) -> Vec<String> {
     wpa.spec.metrics.iter().flatten().filter_map(|m| m.source().map(|s| s.name().to_string())).collect()
 }
 
-/// Reads the WPA a user would `kubectl apply`, defaulted and validated as the admission webhook would.
-/// A key of a metric's source that the API server would drop (a misspelled watermark, typically), with its
-/// path: the typed parse would read such a watermark as missing.
-fn unknown_metric_field(wpa: &serde_yaml_ng::Value) -> Option<String> {
-    let metrics = wpa.get("spec")?.get("metrics")?.as_sequence()?;
-    for (i, m) in metrics.iter().enumerate() {
-        for (source, known) in [
-            ("external", ["metricName", "metricSelector", "highWatermark", "lowWatermark"]),
-            ("resource", ["name", "metricSelector", "highWatermark", "lowWatermark"]),
-        ] {
-            let Some(fields) = m.get(source).and_then(|s| s.as_mapping()) else { continue };
-            for key in fields.keys().filter_map(|k| k.as_str()) {
-                if !known.contains(&key) {
-                    let hint = known
-                        .iter()
-                        .find(|k| k.eq_ignore_ascii_case(key))
-                        .map(|k| format!(" (did you mean {k}?)"))
-                        .unwrap_or_default();
-                    return Some(format!(
-                        "spec.metrics[{i}].{source}.{key}: unknown field{hint}; the API server would drop it"
-                    ));
-                }
-            }
-        }
-    }
-    None
+/// The fields of a spec that the API server would drop (its structural schema prunes unknown fields).
+#[derive(Default)]
+struct UnknownFields {
+    /// Each with its path and the known field it most resembles, if any.
+    problems: Vec<String>,
+    /// The paths of the known fields they resemble: the typed parse reads a misspelled field as missing,
+    /// which need not be said twice.
+    meant: Vec<String>,
 }
 
+impl UnknownFields {
+    fn of(wpa: &serde_yaml_ng::Value) -> UnknownFields {
+        let mut found = UnknownFields::default();
+        let crd = serde_json::to_value(crate::api::crd()).unwrap_or_default();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        if let Some(spec) = wpa.get("spec") {
+            found.walk(spec, schema, "spec");
+        }
+        found
+    }
+
+    fn walk(&mut self, value: &serde_yaml_ng::Value, schema: &serde_json::Value, path: &str) {
+        use serde_yaml_ng::Value;
+        match value {
+            Value::Mapping(fields) => {
+                // A map without declared properties (labels, preserved fields) takes any key.
+                let Some(known) = schema.get("properties").and_then(|p| p.as_object()) else { return };
+                for (key, v) in fields.iter().filter_map(|(k, v)| Some((k.as_str()?, v))) {
+                    if let Some(s) = known.get(key) {
+                        self.walk(v, s, &format!("{path}.{key}"));
+                        continue;
+                    }
+                    let closest = known
+                        .keys()
+                        .map(|k| (strsim::damerau_levenshtein(&k.to_lowercase(), &key.to_lowercase()), k))
+                        .filter(|(d, _)| *d <= 2)
+                        .min();
+                    let hint = match closest {
+                        Some((_, k)) => {
+                            self.meant.push(format!("{path}.{k}"));
+                            format!(" (did you mean {k}?)")
+                        }
+                        None => String::new(),
+                    };
+                    self.problems
+                        .push(format!("{path}.{key}: unknown field{hint}; the API server would drop it"));
+                }
+            }
+            Value::Sequence(items) => {
+                if let Some(item) = schema.get("items") {
+                    for (i, v) in items.iter().enumerate() {
+                        self.walk(v, item, &format!("{path}[{i}]"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The text of an input file, or of stdin for `-`.
+pub(crate) fn read_input(path: &Path) -> Result<String, InputError> {
+    let read = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    read.map_err(|e| InputError::new(path, None, format!("cannot read: {e}")))
+}
+
+/// Reads the WPA a user would `kubectl apply` (`-`: stdin), defaulted and validated as the admission
+/// webhook would.
 pub(crate) fn read_wpa(path: &Path) -> Result<WatermarkPodAutoscaler, InputError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError::new(path, None, format!("cannot read: {e}")))?;
-    parse_wpa(path, &text)
+    parse_wpa(path, &read_input(path)?)
 }
 
 pub(crate) fn parse_wpa(path: &Path, text: &str) -> Result<WatermarkPodAutoscaler, InputError> {
@@ -162,28 +231,41 @@ pub(crate) fn parse_wpa(path: &Path, text: &str) -> Result<WatermarkPodAutoscale
     }
     let value = found
         .ok_or_else(|| InputError::new(path, None, "no WatermarkPodAutoscaler document in this file"))?;
-    if let Some(problem) = unknown_metric_field(&value) {
-        return Err(InputError::new(path, None, format!("invalid WPA: {problem}")));
+    let served = format!("{}/{}", crate::api::GROUP, crate::api::VERSION);
+    match value.get("apiVersion").and_then(|v| v.as_str()) {
+        Some(v) if v == served => {}
+        other => {
+            return Err(InputError::new(
+                path,
+                None,
+                format!(
+                    "apiVersion {}: the API server serves WatermarkPodAutoscaler as {served} only",
+                    other.unwrap_or("missing")
+                ),
+            ));
+        }
     }
+    let UnknownFields { mut problems, meant } = UnknownFields::of(&value);
     let mut wpa: WatermarkPodAutoscaler =
         serde_yaml_ng::from_value(value).map_err(|e| yaml_error(e, "not a valid WatermarkPodAutoscaler"))?;
     if wpa.metadata.namespace.is_none() {
         wpa.metadata.namespace = Some("default".into());
     }
-    let violations = validation::admission_violations(
-        &wpa.spec,
-        wpa.annotations(),
-        &wpa.namespace().unwrap_or_default(),
-        &wpa.name_any(),
-        &validation::AdmissionLimits::default(),
+    // Every problem at once, as the webhook lists them (a misspelled field is also a missing one).
+    problems.extend(
+        validation::admission_violations(
+            &wpa.spec,
+            wpa.annotations(),
+            &wpa.namespace().unwrap_or_default(),
+            &wpa.name_any(),
+            &validation::AdmissionLimits::default(),
+        )
+        .iter()
+        .filter(|v| !meant.contains(&v.path))
+        .map(ToString::to_string),
     );
-    if let Some(v) = violations.first() {
-        let more = if violations.len() > 1 {
-            format!(" (and {} more problem(s))", violations.len() - 1)
-        } else {
-            String::new()
-        };
-        return Err(InputError::new(path, None, format!("invalid WPA: {v}{more}")));
+    if !problems.is_empty() {
+        return Err(InputError::new(path, None, format!("invalid WPA: {}", problems.join("; "))));
     }
     if wpa.spec.recommender.is_some() {
         return Err(InputError::new(
@@ -214,6 +296,7 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
     let names = metric_names(&wpa);
     let target = wpa.spec.scale_target_ref.name.clone();
     let min = wpa.spec.min_replicas.unwrap_or(1);
+    let max = wpa.spec.max_replicas.unwrap_or(0);
     let initial = opts.replicas.unwrap_or(min).max(0);
     let start = series.first();
     // Pods that exist before the replay are ready from its first instant.
@@ -227,29 +310,6 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
     let mut steps = Vec::new();
     let mut summary =
         Summary { min_replicas_seen: replicas, max_replicas_seen: replicas, ..Default::default() };
-    let effective = engine::effective_spec(&wpa.spec);
-    let tol = effective.tolerance.as_ref().map_or(0, |q| q.milli());
-    let watermarks: BTreeMap<String, Band> = effective
-        .metrics
-        .iter()
-        .flatten()
-        .filter_map(|m| {
-            let (n, h, l) = match (&m.external, &m.resource) {
-                (Some(e), _) => (e.metric_name.clone(), e.high_watermark.clone(), e.low_watermark.clone()),
-                (_, Some(r)) => (r.name.clone(), r.high_watermark.clone(), r.low_watermark.clone()),
-                _ => return None,
-            };
-            let (h, l) = (h.map_or(0, |q| q.milli()), l.map_or(0, |q| q.milli()));
-            // The engine's integer adjustment (docs/semantics.md §6.6), in metric units.
-            let band = Band {
-                high: h as f64 / 1000.0,
-                low: l as f64 / 1000.0,
-                adjusted_high: (h + h * tol / 1000) as f64 / 1000.0,
-                adjusted_low: (l - l * tol / 1000) as f64 / 1000.0,
-            };
-            Some((n, band))
-        })
-        .collect();
 
     let step = if opts.step > 0.0 { opts.step } else { 15.0 };
     let total = ((series.last() - start) / step).floor() as usize;
@@ -321,9 +381,17 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         };
         let plan = engine::Plan::new(&wpa);
         let decision = engine::decide(&plan, &obs, now);
+        let plain = PlainStatus::of(&decision, replicas);
         // The simulated target always takes the count it is given.
         let outcome = decision.settle(&wpa, ScaleResult::Written);
         let scaled = outcome.scaled_to.is_some();
+        if let PlainStatus::Scaling { from, to, dry_run: true, .. } = plain {
+            if to > from {
+                summary.dry_run_scale_ups += 1;
+            } else {
+                summary.dry_run_scale_downs += 1;
+            }
+        }
         if let Some(n) = outcome.scaled_to {
             if n > replicas {
                 summary.scale_ups += 1;
@@ -339,25 +407,38 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         }
         summary.min_replicas_seen = summary.min_replicas_seen.min(replicas);
         summary.max_replicas_seen = summary.max_replicas_seen.max(replicas);
-        let (above, below, proposal, ready) = match &decision.combined {
-            Some(Ok(c)) => (c.is_above, c.is_below, Some(c.replicas), c.ready_replicas),
-            _ => (false, false, None, 0),
+        if replicas == max {
+            summary.seconds_at_max_replicas += step;
+        }
+        let proposal = match &decision.combined {
+            Some(Ok(c)) => Some(c.replicas),
+            _ => None,
         };
-        if above {
-            summary.seconds_above_high_watermark += step;
+        summary.highest_proposal = summary.highest_proposal.max(proposal);
+        let mut compared = BTreeMap::new();
+        let (mut above_band, mut below_band, mut above_high, mut below_low) = (false, false, false, false);
+        for m in &decision.metrics {
+            let Some(Ok(r)) = &m.result else { continue };
+            compared.insert(m.name.clone(), r.usage / 1000.0);
+            above_band |= r.is_above;
+            below_band |= r.is_below;
+            if let Some(b) = &r.band {
+                above_high |= r.usage > b.high_milli as f64;
+                below_low |= r.usage < b.low_milli as f64;
+            }
         }
-        if below {
-            summary.seconds_below_low_watermark += step;
+        for (outside, seconds) in [
+            (above_band, &mut summary.seconds_above_band),
+            (below_band, &mut summary.seconds_below_band),
+            (above_high, &mut summary.seconds_above_high_watermark),
+            (below_low, &mut summary.seconds_below_low_watermark),
+        ] {
+            if outside {
+                *seconds += step;
+            }
         }
-        let metrics = names.iter().map(|n| (n.clone(), latest.get(n).map(|(v, _)| *v))).collect();
-        let compared = decision
-            .metrics
-            .iter()
-            .filter_map(|m| match &m.result {
-                Some(Ok(r)) => Some((m.name.clone(), r.usage / 1000.0)),
-                _ => None,
-            })
-            .collect();
+        let metrics =
+            MetricValues(names.iter().map(|n| (n.clone(), latest.get(n).map(|(v, _)| *v))).collect());
         steps.push(Step {
             t: now_s - start,
             metrics,
@@ -367,132 +448,128 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
             replicas,
             scaled,
             reason: step_reason(&decision),
-            above,
-            below,
-            ready,
+            limit: plain.limit(),
+            status: plain.to_string(),
+            plain,
         });
         wpa.status = Some(outcome.status);
     }
     summary.steps = steps.len();
     summary.duration_seconds = steps.last().map_or(0.0, |s| s.t);
-    let average = effective.algorithm.as_deref() == Some("average");
-    Report { steps, summary, wall_clock_start: series.wall_clock.then_some(start), watermarks, average }
+    let effective = validation::with_defaults(&wpa.spec);
+    Report {
+        steps,
+        summary,
+        wall_clock_start: series.wall_clock.then_some(start),
+        step,
+        bands: engine::metric_bands(&wpa.spec),
+        average: effective.algorithm.as_deref() == Some("average"),
+        min_replicas: min,
+        max_replicas: max,
+        dry_run: effective.dry_run.unwrap_or(false),
+    }
 }
 
-fn step_reason(d: &Decision) -> String {
+fn step_reason(d: &engine::Decision<'_>) -> String {
     if d.rescale && d.scale.is_none() && d.spec.dry_run == Some(true) {
         return format!("dry run: would scale to {} ({})", d.desired, d.reason);
     }
     if d.reason.is_empty() { "replicas unchanged".into() } else { d.reason.clone() }
 }
 
-fn clock(report: &Report, t: f64) -> String {
-    match report.wall_clock_start {
-        Some(start) => ts(start + t).strftime("%Y-%m-%d %H:%M:%S").to_string(),
-        None => format!("{t}"),
+/// A number of seconds on the command line: `15`, `0.5`, or a duration such as `15s` or `1m`.
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err(format!("{s} is not a number of seconds")),
+        Err(_) => crate::api::duration::arg(s).map(|d| d.as_secs_f64()),
     }
 }
 
-fn fmt_value(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    })
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match seconds(s)? {
+        v if v > 0.0 => Ok(v),
+        _ => Err("must be more than 0 seconds (the engine runs every --step seconds)".into()),
+    }
 }
 
-/// The human-readable table.
-pub(crate) fn render_table(report: &Report) -> String {
-    let names: Vec<String> =
-        report.steps.first().map(|s| s.metrics.keys().cloned().collect()).unwrap_or_default();
-    let mut header =
-        vec![if report.wall_clock_start.is_some() { "time".to_string() } else { "t(s)".to_string() }];
-    header.extend(names.iter().cloned());
-    header.extend(["proposal", "desired", "replicas", "scaled", "reason"].map(String::from));
-    let mut rows: Vec<Vec<String>> = vec![header];
-    for s in &report.steps {
-        let mut row = vec![clock(report, s.t)];
-        row.extend(names.iter().map(|n| fmt_value(s.metrics.get(n).copied().flatten())));
-        row.push(s.proposal.map_or("-".into(), |p| p.to_string()));
-        row.push(s.desired.to_string());
-        row.push(s.replicas.to_string());
-        row.push(if s.scaled { "yes".into() } else { "".into() });
-        row.push(s.reason.clone());
-        rows.push(row);
+fn non_negative_seconds(s: &str) -> Result<f64, String> {
+    match seconds(s)? {
+        v if v >= 0.0 => Ok(v),
+        _ => Err(
+            "cannot be negative: a new pod becomes ready this many seconds after it is created (0: at once)"
+                .into(),
+        ),
     }
-    let cols = rows[0].len();
-    let widths: Vec<usize> =
-        (0..cols - 1).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for r in &rows {
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 == cols {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  ", w = widths[c]));
-            }
+}
+
+fn initial_replicas(s: &str) -> Result<i32, String> {
+    match s.trim().parse::<i32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => {
+            Err("a WPA leaves a target at 0 replicas alone (scaling is off until something else scales it \
+                      up), so there is nothing to simulate: give 1 or more"
+                .into())
         }
-        out.push('\n');
+        Err(_) => Err(format!("{s:?} is not a replica count")),
     }
-    let s = &report.summary;
-    out.push_str(&format!(
-        "\nsummary: {} steps over {}s; {} scale-ups, {} scale-downs; replicas between {} and {}; {}s above the high watermark, {}s below the low watermark\n",
-        s.steps, s.duration_seconds, s.scale_ups, s.scale_downs, s.min_replicas_seen, s.max_replicas_seen,
-        s.seconds_above_high_watermark, s.seconds_below_low_watermark
-    ));
-    out
 }
 
-/// CSV: `t,<metric>...,proposal,desired,replicas,scaled,reason`.
-pub(crate) fn render_csv(report: &Report) -> String {
-    let names: Vec<String> =
-        report.steps.first().map(|s| s.metrics.keys().cloned().collect()).unwrap_or_default();
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header = vec!["t".to_string()];
-    header.extend(names.iter().cloned());
-    header.extend(["proposal", "desired", "replicas", "scaled", "reason"].map(String::from));
-    let _ = w.write_record(&header);
-    for s in &report.steps {
-        let mut row = vec![s.t.to_string()];
-        row.extend(
-            names
-                .iter()
-                .map(|n| s.metrics.get(n).copied().flatten().map_or(String::new(), |v| v.to_string())),
-        );
-        row.push(s.proposal.map_or(String::new(), |p| p.to_string()));
-        row.extend([s.desired.to_string(), s.replicas.to_string(), s.scaled.to_string(), s.reason.clone()]);
-        let _ = w.write_record(&row);
+fn svg_file(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("svg") => Ok(path),
+        _ => Err(format!(
+            "the plot is an SVG image: name it FILE.svg (for a PNG, convert it, e.g. rsvg-convert -o {} FILE.svg)",
+            path.with_extension("png").display()
+        )),
     }
-    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
-}
-
-/// `{"steps":[...],"summary":{...}}`.
-pub(crate) fn render_json(report: &Report) -> String {
-    serde_json::to_string(report).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  # A day of traffic against the example WPA; on a terminal, only the steps where something changes
+  wpa simulate --wpa examples/wpa.yaml --series examples/series.csv --ready-after 30
+
+  # The same day as a picture: each metric against its band, the replicas, the proposal, min and max
+  wpa simulate --wpa examples/wpa.yaml --series examples/series.csv --ready-after 30 --plot simulation.svg
+
+  # Every step as CSV, for a spreadsheet
+  wpa simulate --wpa examples/wpa.yaml --series examples/series.csv -o csv > steps.csv
+
+  # The WPA of a live cluster against your own export
+  kubectl get wpa web -o yaml | wpa simulate --wpa - --series my-metric.csv")]
 pub(crate) struct SimulateArgs {
     /// The WatermarkPodAutoscaler YAML, as you would `kubectl apply` it (defaults are applied as the webhook
-    /// applies them).
+    /// applies them); `-` reads it from stdin.
     #[arg(long, env = "WPA_SIMULATE_WPA")]
     pub(crate) wpa: PathBuf,
-    /// The metric series (CSV: timestamp,metric,value).
+    /// The metric series: CSV `timestamp,metric,value`; timestamps in RFC 3339, in Unix seconds or
+    /// milliseconds, or in seconds from 0. `-` reads it from stdin.
     #[arg(long, env = "WPA_SIMULATE_SERIES")]
     pub(crate) series: PathBuf,
-    /// Initial replica count [default: the WPA's minReplicas].
-    #[arg(long, env = "WPA_SIMULATE_REPLICAS")]
+    /// Initial replica count, 1 or more [default: the WPA's minReplicas].
+    #[arg(long, env = "WPA_SIMULATE_REPLICAS", value_parser = initial_replicas)]
     pub(crate) replicas: Option<i32>,
-    /// Seconds a new pod takes to become ready.
-    #[arg(long, default_value_t = 0.0, env = "WPA_SIMULATE_READY_AFTER")]
+    /// Seconds a new pod takes to become ready (a number, or a duration such as 30s).
+    #[arg(long, default_value = "0", env = "WPA_SIMULATE_READY_AFTER", value_parser = non_negative_seconds, allow_negative_numbers = true)]
     pub(crate) ready_after: f64,
-    /// Seconds between two engine runs (the reconcile period).
-    #[arg(long, default_value_t = 15.0, env = "WPA_SIMULATE_STEP")]
+    /// Seconds between two engine runs, the reconcile period (a number, or a duration such as 15s).
+    #[arg(long, default_value = "15", env = "WPA_SIMULATE_STEP", value_parser = positive_seconds, allow_negative_numbers = true)]
     pub(crate) step: f64,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table, env = "WPA_SIMULATE_FORMAT")]
-    pub(crate) format: Format,
-    /// Also draw the metrics, both watermarks and the replica count over time into this SVG file.
-    #[arg(long, env = "WPA_SIMULATE_PLOT")]
+    #[arg(short = 'o', long = "output", visible_alias = "format", value_enum, default_value_t = Format::Table, env = "WPA_SIMULATE_OUTPUT")]
+    pub(crate) output: Format,
+    /// Only the steps where something changes: a scale, or a new reason to wait or hold (the default for
+    /// the table on a terminal). The summary always covers every step.
+    #[arg(long, conflicts_with = "all_steps")]
+    pub(crate) changes_only: bool,
+    /// Every step (the default, except for the table on a terminal).
+    #[arg(long)]
+    pub(crate) all_steps: bool,
+    /// Also draw each metric against its band, the replicas, the metrics' proposal and min/max into this SVG
+    /// file.
+    #[arg(long, env = "WPA_SIMULATE_PLOT", value_parser = svg_file)]
     pub(crate) plot: Option<PathBuf>,
 }
 
@@ -503,26 +580,45 @@ pub(crate) enum Format {
     Csv,
 }
 
+/// Which steps to print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rows {
+    All,
+    Changes,
+}
+
+impl SimulateArgs {
+    fn rows(&self, terminal: bool) -> Rows {
+        if self.changes_only || (!self.all_steps && terminal && self.output == Format::Table) {
+            Rows::Changes
+        } else {
+            Rows::All
+        }
+    }
+}
+
 /// `wpa simulate`: reads the WPA and the series, replays it, prints the report (and draws the plot).
 pub(crate) fn command(args: &SimulateArgs) -> Result<(), InputError> {
+    if args.wpa == Path::new("-") && args.series == Path::new("-") {
+        return Err(InputError::new(
+            Path::new("-"),
+            None,
+            "--wpa and --series cannot both be read from stdin: give one of them as a file",
+        ));
+    }
     let wpa = read_wpa(&args.wpa)?;
-    let series = read_series(&args.series, &metric_names(&wpa))?;
-    if args.step.is_nan() || args.step <= 0.0 {
-        return Err(InputError::new(&args.series, None, "--step must be a positive number of seconds"));
-    }
-    if args.ready_after < 0.0 {
-        return Err(InputError::new(&args.series, None, "--ready-after cannot be negative"));
-    }
+    let series = read_series(&args.series, &metric_names(&wpa), args.step)?;
     let opts = Options { replicas: args.replicas, ready_after: args.ready_after, step: args.step };
     let report = run(&wpa, &series, &opts);
     if let Some(plot) = &args.plot {
         std::fs::write(plot, plot::render_svg(&report))
             .map_err(|e| InputError::new(plot, None, format!("cannot write the plot: {e}")))?;
     }
-    let text = match args.format {
-        Format::Table => render_table(&report),
-        Format::Json => render_json(&report) + "\n",
-        Format::Csv => render_csv(&report),
+    let rows = args.rows(std::io::stdout().is_terminal());
+    let text = match args.output {
+        Format::Table => render::table(&report, rows),
+        Format::Json => render::json(&report, rows) + "\n",
+        Format::Csv => render::csv(&report, rows),
     };
     super::stdout(&text).map_err(|e| InputError::new(Path::new("stdout"), None, format!("cannot write: {e}")))
 }

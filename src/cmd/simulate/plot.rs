@@ -1,16 +1,21 @@
-//! The simulation as an SVG: one panel per metric (value against both watermarks) and one panel for the
-//! replica count, sharing the time axis.
+//! The simulation as an SVG: one panel per metric (the value the engine compared against both watermarks
+//! and the tolerance band) and one panel for the replica count (with the metrics' proposal before limits,
+//! minReplicas and maxReplicas), sharing the time axis: UTC clock times when the series has them, as the
+//! table prints them.
 //!
 //! Written by hand: Rust plotting crates need a bundled font to lay text out, and this chart needs only
 //! lines, ticks and labels.
 
 use std::fmt::Write;
 
-use super::Report;
+use super::{Report, ts};
 
-const WIDTH: f64 = 960.0;
+const PLOT_WIDTH: f64 = 690.0;
 const LEFT: f64 = 80.0;
+/// The legend's least width, and the width of a character of its 12 px sans-serif text (an upper bound
+/// of the average, so that a long metric name is never clipped).
 const RIGHT: f64 = 190.0;
+const CHAR_WIDTH: f64 = 7.2;
 const PANEL: f64 = 190.0;
 const GAP: f64 = 60.0;
 const TOP: f64 = 50.0;
@@ -62,8 +67,8 @@ enum Line {
     Dotted,
 }
 
-/// A legend entry, its colour, its stroke and its points.
-type Series<'a> = (String, &'a str, Line, Vec<(f64, f64)>);
+/// A legend entry, its colour, its stroke and its points (in segments: a gap where there is no value).
+type Series<'a> = (String, &'a str, Line, Vec<Vec<(f64, f64)>>);
 
 struct Panel<'a> {
     title: String,
@@ -73,76 +78,157 @@ struct Panel<'a> {
     hi: f64,
 }
 
-/// Renders the report; the time axis is in minutes or hours since the first sample.
+/// The time axis: ticks (seconds since the first sample, label) and its title.
+struct TimeAxis {
+    ticks: Vec<(f64, String)>,
+    title: String,
+}
+
+/// Clock ticks at round UTC times when the series has real timestamps; otherwise seconds, minutes or
+/// hours since the first sample.
+fn time_axis(report: &Report, duration: f64) -> TimeAxis {
+    let Some(start) = report.wall_clock_start else {
+        let (unit, div) = if duration > 3.0 * 3600.0 {
+            ("h", 3600.0)
+        } else if duration > 180.0 {
+            ("min", 60.0)
+        } else {
+            ("s", 1.0)
+        };
+        return TimeAxis {
+            ticks: ticks(0.0, duration / div, 10.0).into_iter().map(|t| (t * div, label(t))).collect(),
+            title: format!("time since the first sample ({unit})"),
+        };
+    };
+    const STEPS: [f64; 20] = [
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0,
+        21600.0, 43200.0, 86400.0, 172800.0, 604800.0,
+    ];
+    let day = |t: f64| ts(t).strftime("%Y-%m-%d").to_string();
+    let one_day = day(start) == day(start + duration);
+    // Labels with a date are wider: fewer of them.
+    let most = if one_day { 10.0 } else { 6.0 };
+    let step = STEPS.iter().copied().find(|s| duration / s <= most).unwrap_or(604800.0);
+    let format = if step >= 86400.0 {
+        "%Y-%m-%d"
+    } else if !one_day {
+        "%m-%d %H:%M"
+    } else if step < 60.0 {
+        "%H:%M:%S"
+    } else {
+        "%H:%M"
+    };
+    let mut at = (start / step).ceil() * step;
+    let mut out = Vec::new();
+    while at <= start + duration + 1e-6 && out.len() < 50 {
+        out.push((at - start, ts(at).strftime(format).to_string()));
+        at += step;
+    }
+    let title = if one_day { format!("time (UTC), {}", day(start)) } else { "time (UTC)".to_string() };
+    TimeAxis { ticks: out, title }
+}
+
+/// A count over time as a step function: each value holds until the next step. `None` leaves a gap.
+fn stairs(points: impl Iterator<Item = (f64, Option<f64>)>) -> Vec<Vec<(f64, f64)>> {
+    let mut segments: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut current: Vec<(f64, f64)> = Vec::new();
+    for (t, v) in points {
+        match v {
+            Some(v) => {
+                if let Some(&(_, prev)) = current.last() {
+                    current.push((t, prev));
+                }
+                current.push((t, v));
+            }
+            None if !current.is_empty() => segments.push(std::mem::take(&mut current)),
+            None => {}
+        }
+    }
+    if !current.is_empty() {
+        segments.push(current);
+    }
+    segments
+}
+
+/// Renders the report.
 pub(crate) fn render_svg(report: &Report) -> String {
     let steps = &report.steps;
     let duration = steps.last().map_or(1.0, |s| s.t).max(1.0);
-    let (unit, div) = if duration > 3.0 * 3600.0 {
-        ("h", 3600.0)
-    } else if duration > 180.0 {
-        ("min", 60.0)
-    } else {
-        ("s", 1.0)
-    };
-    let names: Vec<String> = steps.first().map(|s| s.metrics.keys().cloned().collect()).unwrap_or_default();
+    let axis = time_axis(report, duration);
 
     let mut panels: Vec<Panel> = Vec::new();
-    for name in &names {
+    for (name, band) in &report.bands {
         // What the engine compared with the watermarks: per ready pod with `average`.
         let points: Vec<(f64, f64)> =
             steps.iter().filter_map(|s| s.compared.get(name).map(|v| (s.t, *v))).collect();
-        let band = report.watermarks.get(name).copied().unwrap_or_default();
-        let max_v = points.iter().map(|p| p.1).fold(band.adjusted_high.max(band.high), f64::max);
+        let unit = |milli: f64| milli / 1000.0;
+        let (high, low) = (unit(band.high_milli as f64), unit(band.low_milli as f64));
+        let (adjusted_high, adjusted_low) = (unit(band.adjusted_high), unit(band.adjusted_low));
+        let max_v = points.iter().map(|p| p.1).fold(adjusted_high.max(high), f64::max);
         let hi = if max_v > 0.0 { max_v * 1.1 } else { 1.0 };
-        let edge = |y: f64| vec![(0.0, y), (duration, y)];
+        let edge = |y: f64| vec![vec![(0.0, y), (duration, y)]];
         let what = if report.average { "value per ready pod" } else { "value" };
         panels.push(Panel {
             title: format!("{name}: {what} against the watermarks"),
             y_label: if report.average { "per ready pod (metric units)" } else { "value (metric units)" },
             series: vec![
-                (name.clone(), "#1f77b4", Line::Solid, points),
-                (format!("high watermark ({})", label(band.high)), "#d62728", Line::Dashed, edge(band.high)),
+                (name.clone(), "#1f77b4", Line::Solid, vec![points]),
+                (format!("high watermark ({})", label(high)), "#d62728", Line::Dashed, edge(high)),
                 (
-                    format!("  + tolerance ({})", label(band.adjusted_high)),
+                    format!("  + tolerance ({})", label(adjusted_high)),
                     "#d62728",
                     Line::Dotted,
-                    edge(band.adjusted_high),
+                    edge(adjusted_high),
                 ),
-                (format!("low watermark ({})", label(band.low)), "#2ca02c", Line::Dashed, edge(band.low)),
+                (format!("low watermark ({})", label(low)), "#2ca02c", Line::Dashed, edge(low)),
                 (
-                    format!("  − tolerance ({})", label(band.adjusted_low)),
+                    format!("  − tolerance ({})", label(adjusted_low)),
                     "#2ca02c",
                     Line::Dotted,
-                    edge(band.adjusted_low),
+                    edge(adjusted_low),
                 ),
             ],
             lo: 0.0,
             hi,
         });
     }
-    // Replicas as a step function: the count holds until the next step.
-    let mut stairs = Vec::new();
-    for (i, s) in steps.iter().enumerate() {
-        if i > 0 {
-            stairs.push((s.t, steps[i - 1].replicas as f64));
-        }
-        stairs.push((s.t, s.replicas as f64));
-    }
-    let max_r = steps.iter().map(|s| s.replicas).max().unwrap_or(1).max(1) as f64;
+    let (min, max) = (f64::from(report.min_replicas), f64::from(report.max_replicas));
+    let top = steps.iter().map(|s| f64::from(s.replicas)).fold(max, f64::max).max(1.0);
+    // A proposal beyond maxReplicas is in view up to twice the top count, and drawn at the edge above it.
+    let asked = report.summary.highest_proposal.map_or(0.0, f64::from).min(2.0 * top);
+    let line = |y: f64| vec![vec![(0.0, y), (duration, y)]];
     panels.push(Panel {
-        title: "replicas after each step".into(),
+        title: "replicas after each step, and what the metrics asked for".into(),
         y_label: "replicas",
-        series: vec![("replicas".into(), "#111111", Line::Solid, stairs)],
+        series: vec![
+            (
+                "replicas".into(),
+                "#111111",
+                Line::Solid,
+                stairs(steps.iter().map(|s| (s.t, Some(f64::from(s.replicas))))),
+            ),
+            (
+                "proposal (before limits)".into(),
+                "#ff7f0e",
+                Line::Dotted,
+                stairs(steps.iter().map(|s| (s.t, s.proposal.map(f64::from)))),
+            ),
+            (format!("maxReplicas ({max})"), "#9467bd", Line::Dashed, line(max)),
+            (format!("minReplicas ({min})"), "#8c564b", Line::Dashed, line(min)),
+        ],
         lo: 0.0,
-        hi: (max_r * 1.15).ceil().max(max_r + 1.0),
+        hi: (top.max(asked) * 1.1).ceil().max(top + 1.0),
     });
 
+    let longest = panels.iter().flat_map(|p| &p.series).map(|s| s.0.chars().count()).max().unwrap_or(0);
+    let right = RIGHT.max(14.0 + 28.0 + longest as f64 * CHAR_WIDTH + 10.0);
+    let width = LEFT + PLOT_WIDTH + right;
     let height = TOP + panels.len() as f64 * (PANEL + GAP) + 20.0;
-    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_w = PLOT_WIDTH;
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = write!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let s = &report.summary;
@@ -172,22 +258,23 @@ pub(crate) fn render_svg(report: &Report) -> String {
                 label(t)
             );
         }
-        for t in ticks(0.0, duration / div, 10.0) {
-            let xx = x(t * div);
+        for (t, text) in &axis.ticks {
+            let xx = x(*t);
             let _ = write!(
                 svg,
                 r##"<line x1="{xx}" y1="{}" x2="{xx}" y2="{}" stroke="#888"/><text x="{xx}" y="{}" text-anchor="middle">{}</text>"##,
                 y0 + PANEL,
                 y0 + PANEL + 5.0,
                 y0 + PANEL + 18.0,
-                label(t)
+                esc(text)
             );
         }
         let _ = write!(
             svg,
-            r#"<text x="{}" y="{}" text-anchor="middle">time since the first sample ({unit})</text>"#,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
             LEFT + plot_w / 2.0,
-            y0 + PANEL + 34.0
+            y0 + PANEL + 34.0,
+            esc(&axis.title)
         );
         let (lx, ly) = (18.0, y0 + PANEL / 2.0);
         let _ = write!(
@@ -195,15 +282,15 @@ pub(crate) fn render_svg(report: &Report) -> String {
             r#"<text x="{lx}" y="{ly}" text-anchor="middle" transform="rotate(-90 {lx} {ly})">{}</text>"#,
             esc(p.y_label)
         );
-        for (j, (name, color, dashed, pts)) in p.series.iter().enumerate() {
-            let path: Vec<String> =
-                pts.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(v.clamp(p.lo, p.hi)))).collect();
+        for (j, (name, color, dashed, segments)) in p.series.iter().enumerate() {
             let dash = match dashed {
                 Line::Solid => "",
                 Line::Dashed => r#" stroke-dasharray="6 4""#,
                 Line::Dotted => r#" stroke-dasharray="2 3""#,
             };
-            if !path.is_empty() {
+            for pts in segments.iter().filter(|s| !s.is_empty()) {
+                let path: Vec<String> =
+                    pts.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(v.clamp(p.lo, p.hi)))).collect();
                 let _ = write!(
                     svg,
                     r#"<polyline fill="none" stroke="{color}" stroke-width="1.5"{dash} points="{}"/>"#,

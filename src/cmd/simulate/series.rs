@@ -16,8 +16,10 @@ pub(crate) struct InputError {
 }
 
 impl InputError {
+    /// A problem with `file` (`-`: stdin) at `line`, if known.
     pub(crate) fn new(file: &Path, line: Option<u64>, problem: impl Into<String>) -> Self {
-        InputError { file: file.display().to_string(), line, problem: problem.into() }
+        let file = if file == Path::new("-") { "<stdin>".to_string() } else { file.display().to_string() };
+        InputError { file, line, problem: problem.into() }
     }
 }
 
@@ -48,23 +50,78 @@ impl Series {
     }
 }
 
-fn parse_time(raw: &str) -> Result<(f64, bool), String> {
-    let raw = raw.trim();
-    if let Ok(secs) = raw.parse::<f64>()
-        && secs.is_finite()
-    {
-        return Ok((secs, false));
+/// How a file writes its timestamps: decided by its first one, and the same for every other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimeForm {
+    Rfc3339,
+    /// Seconds from any origin (such as 0): no clock.
+    Seconds,
+    UnixSeconds,
+    UnixMilliseconds,
+}
+
+/// Numbers at least this large are Unix seconds (from 2001-09-09 on): a series counted from 0 would have to
+/// span 31 years to reach it.
+const UNIX_SECONDS_FROM: f64 = 1e9;
+/// Numbers at least this large are Unix milliseconds (from 1973-03-03 on): read as seconds, they would be
+/// past the year 5000.
+const UNIX_MILLISECONDS_FROM: f64 = 1e11;
+
+impl TimeForm {
+    fn name(self) -> &'static str {
+        match self {
+            TimeForm::Rfc3339 => "an RFC 3339 time",
+            TimeForm::Seconds => "seconds counted from 0 (below 1000000000)",
+            TimeForm::UnixSeconds => "Unix seconds",
+            TimeForm::UnixMilliseconds => "Unix milliseconds (100000000000 or more)",
+        }
     }
-    raw.parse::<Timestamp>().map(|t| (t.as_millisecond() as f64 / 1000.0, true)).map_err(|_| {
-        format!("timestamp {raw:?} is neither RFC 3339 (2024-05-01T12:00:00Z) nor a number of seconds")
+
+    fn wall_clock(self) -> bool {
+        self != TimeForm::Seconds
+    }
+}
+
+/// Seconds since the Unix epoch (or since 0 for [`TimeForm::Seconds`]), and the form the timestamp is in.
+fn parse_time(raw: &str) -> Result<(f64, TimeForm), String> {
+    let raw = raw.trim();
+    if let Ok(n) = raw.parse::<f64>()
+        && n.is_finite()
+    {
+        return Ok(if n >= UNIX_MILLISECONDS_FROM {
+            (n / 1000.0, TimeForm::UnixMilliseconds)
+        } else if n >= UNIX_SECONDS_FROM {
+            (n, TimeForm::UnixSeconds)
+        } else {
+            (n, TimeForm::Seconds)
+        });
+    }
+    raw.parse::<Timestamp>().map(|t| (t.as_millisecond() as f64 / 1000.0, TimeForm::Rfc3339)).map_err(|_| {
+        format!(
+            "timestamp {raw:?} is not RFC 3339 (2024-05-01T12:00:00Z), Unix seconds or milliseconds, or seconds from 0"
+        )
     })
 }
 
-/// Reads and checks a series. `metrics` are the names the WPA knows (metricName or resource name).
-pub(crate) fn read_series(path: &Path, metrics: &[String]) -> Result<Series, InputError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError::new(path, None, format!("cannot read: {e}")))?;
-    parse_series(path, &text, metrics)
+/// The most engine runs a simulation makes: a year at the default 15 s step is 2.1 million.
+const MAX_STEPS: f64 = 10_000_000.0;
+
+/// Reads and checks a series (`-`: stdin). `metrics` are the names the WPA knows (metricName or resource
+/// name); `step` the seconds between two engine runs.
+pub(crate) fn read_series(path: &Path, metrics: &[String], step: f64) -> Result<Series, InputError> {
+    let series = parse_series(path, &super::read_input(path)?, metrics)?;
+    let steps = (series.last() - series.first()) / step;
+    if steps > MAX_STEPS {
+        return Err(InputError::new(
+            path,
+            None,
+            format!(
+                "the series spans {:.0} s, {steps:.0} steps of {step} s (at most {MAX_STEPS:.0}): check the timestamps' unit, or give a larger --step",
+                series.last() - series.first()
+            ),
+        ));
+    }
+    Ok(series)
 }
 
 pub(crate) fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Result<Series, InputError> {
@@ -80,7 +137,8 @@ pub(crate) fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Resul
         ));
     }
     let mut samples: Vec<Sample> = Vec::new();
-    let mut wall_clock = None;
+    let mut time_form = None;
+    let mut previous_time = String::new();
     let mut last_per_metric: BTreeMap<String, f64> = BTreeMap::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
@@ -95,9 +153,15 @@ pub(crate) fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Resul
         if record.len() != 3 {
             return Err(err(format!("expected 3 fields (timestamp,metric,value), found {}", record.len())));
         }
-        let (at, is_wall) = parse_time(&record[0]).map_err(err)?;
-        if *wall_clock.get_or_insert(is_wall) != is_wall {
-            return Err(err("mixes RFC 3339 timestamps and seconds; use one form for the whole file".into()));
+        let (at, form) = parse_time(&record[0]).map_err(err)?;
+        let first = *time_form.get_or_insert(form);
+        if form != first {
+            return Err(err(format!(
+                "timestamp {} is {}, but the file's first timestamp is {}: use one form for the whole file",
+                record[0].trim(),
+                form.name(),
+                first.name()
+            )));
         }
         let metric = record[1].to_string();
         if !metrics.contains(&metric) {
@@ -115,9 +179,8 @@ pub(crate) fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Resul
             && at < prev.at
         {
             return Err(err(format!(
-                "time goes backwards ({} is before the previous sample's {})",
+                "time goes backwards ({} is before the previous sample's {previous_time})",
                 record[0].trim(),
-                fmt_time(prev.at, is_wall)
             )));
         }
         if let Some(prev) = last_per_metric.get(&metric)
@@ -130,21 +193,12 @@ pub(crate) fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Resul
         }
         last_per_metric.insert(metric.clone(), at);
         samples.push(Sample { at, metric, value: q.as_f64(), milli: q.milli() });
+        previous_time = record[0].trim().to_string();
     }
     if samples.is_empty() {
         return Err(InputError::new(path, None, "no samples"));
     }
-    Ok(Series { samples, wall_clock: wall_clock.unwrap_or(false) })
-}
-
-fn fmt_time(at: f64, wall: bool) -> String {
-    if wall {
-        Timestamp::from_millisecond((at * 1000.0) as i64)
-            .map(|t| t.to_string())
-            .unwrap_or_else(|_| at.to_string())
-    } else {
-        at.to_string()
-    }
+    Ok(Series { samples, wall_clock: time_form.is_some_and(TimeForm::wall_clock) })
 }
 
 #[cfg(test)]
@@ -166,6 +220,18 @@ mod tests {
             .unwrap();
         assert!(s.wall_clock);
         assert_eq!(s.last() - s.first(), 60.0);
+    }
+
+    #[test]
+    fn a_timestamp_number_is_read_by_its_size() {
+        let at = |raw| parse_time(raw).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(at("15"), (15.0, TimeForm::Seconds));
+        assert_eq!(at("1714521600"), (1714521600.0, TimeForm::UnixSeconds));
+        assert_eq!(at("1714521600500"), (1714521600.5, TimeForm::UnixMilliseconds));
+        let s = parse("timestamp,metric,value\n1714521600000,qps,1\n1714521660000,qps,2\n").unwrap();
+        assert!(s.wall_clock);
+        assert_eq!(s.last() - s.first(), 60.0);
+        assert!(!parse("timestamp,metric,value\n0,qps,1\n60,qps,2\n").unwrap().wall_clock);
     }
 
     #[test]
@@ -196,7 +262,7 @@ mod tests {
         );
         assert_eq!(
             parse("timestamp,metric,value\nyesterday,qps,1\n").unwrap_err(),
-            "s.csv:2: timestamp \"yesterday\" is neither RFC 3339 (2024-05-01T12:00:00Z) nor a number of seconds"
+            "s.csv:2: timestamp \"yesterday\" is not RFC 3339 (2024-05-01T12:00:00Z), Unix seconds or milliseconds, or seconds from 0"
         );
         assert_eq!(
             parse("timestamp,metric,value\n0,qps\n").unwrap_err(),
