@@ -49,6 +49,11 @@ lint() {
   cargo clippy --workspace --all-targets --locked -- -D warnings
   say "cargo clippy --no-default-features (the image's build)"
   cargo clippy --lib --bins --no-default-features --locked -- -D warnings
+  # Licenses and duplicate crates as deny.toml accepts them. `check advisories` needs the RustSec database,
+  # which this machine cannot fetch: a user's CI runs it.
+  say "cargo deny check licenses bans"
+  command -v cargo-deny >/dev/null || cargo install --locked --quiet cargo-deny
+  cargo deny --locked check licenses bans
 }
 
 unit() {
