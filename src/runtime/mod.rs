@@ -5,6 +5,7 @@ pub(crate) mod client;
 pub mod http;
 pub(crate) mod logging;
 pub mod registry;
+pub(crate) mod shared_ca;
 pub(crate) mod signal;
 pub mod tls;
 pub(crate) mod watch;

@@ -2,13 +2,15 @@
 //! bench reconciler`: etcd and kube-apiserver (plus kube-controller-manager and kube-scheduler on request) on free
 //! loopback ports in a temporary directory, torn down on drop. Helpers act as the kubelet (Nodes, ready
 //! pods), install CRDs, and route Services into network namespaces so the API server can reach servers we
-//! start (aggregated APIs, webhooks by Service). The binaries come from `scripts/k8s-test-env.sh`
+//! start (aggregated APIs, webhooks by Service). [`node`] adds a real node (containerd, kubelet, kube-proxy)
+//! where pods run for real. The binaries come from `scripts/k8s-test-env.sh`
 //! (`WPA_K8S_BIN_DIR` or `KUBEBUILDER_ASSETS` to use your own); docs/control-plane.md has the details.
 
 mod cluster;
 pub mod fault_proxy;
 pub mod https;
 pub mod netns;
+pub mod node;
 pub mod pki;
 pub mod process;
 pub mod synthetic_metrics;

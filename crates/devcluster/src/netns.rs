@@ -154,6 +154,14 @@ impl NetnsHost {
         Ok(relay)
     }
 
+    /// Routes `address` of the host into the namespace's veth, so that servers inside answer it. Needed when
+    /// the host's clients connect from an address outside the /30, e.g. the API server of a real node
+    /// (listening on the node's bridge) reaching a Service through kube-proxy.
+    pub fn route_to_host(&self, address: Ipv4Addr) -> Result<()> {
+        ip(&["-n", &self.name, "route", "add", &format!("{address}/32"), "via", &self.host_ip.to_string()])
+            .map(drop)
+    }
+
     /// `ip netns exec <ns> program`: a command that runs inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("ip");
@@ -264,20 +272,7 @@ fn claim_slot() -> Result<(u32, File)> {
 }
 
 fn ip(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .with_context(|| format!("running `ip {}` (is iproute2 installed?)", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "`ip {}` failed ({}): {}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::process::run("ip", args)
 }
 
 fn quiet_ip(args: &[&str]) -> std::io::Result<std::process::ExitStatus> {

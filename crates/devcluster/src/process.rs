@@ -27,6 +27,17 @@ pub struct Component {
 impl Component {
     /// Starts `program args`, appending its stdout and stderr to `log_path`.
     pub fn spawn(name: &str, program: &Path, args: Vec<OsString>, log_path: PathBuf) -> Result<Self> {
+        Self::spawn_with_env(name, program, args, &[], log_path)
+    }
+
+    /// [`Self::spawn`] with extra environment variables.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: Vec<OsString>,
+        env: &[(&str, &str)],
+        log_path: PathBuf,
+    ) -> Result<Self> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -36,6 +47,7 @@ impl Component {
         let mut cmd = Command::new(program);
         without_proxy_settings(&mut cmd);
         cmd.args(&args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -204,6 +216,25 @@ fn spawn_from_long_lived_thread(cmd: Command) -> io::Result<Child> {
         .send(SpawnRequest { cmd, reply })
         .map_err(|_| io::Error::other("the process-spawner thread is gone"))?;
     result.recv().map_err(|_| io::Error::other("the process-spawner thread dropped the request"))?
+}
+
+/// Runs `program args` to completion: its stdout, or an error with the exact command and what it printed.
+pub fn run(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running `{program} {}` (is it installed?)", args.join(" ")))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`{program} {}` failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// (utime + stime in seconds) of a process.
