@@ -7,6 +7,9 @@
 // Every integration test compiles its own copy of this module and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod helm;
+pub mod node;
+
 pub use devcluster::{
     HttpsServer, LocalCluster as TestCluster, NetnsHost, Options, TlsIdentity, http_get, is_pod_ready, pki,
     wait_for,
@@ -110,4 +113,23 @@ pub async fn request_service_account_token(
         .status
         .map(|s| s.token)
         .ok_or_else(|| anyhow::anyhow!("no token in the TokenRequest answer for {namespace}/{name}"))
+}
+
+/// `kubectl ARGS` that must succeed: its stdout.
+pub fn kubectl_ok(cluster: &TestCluster, args: &[&str]) -> String {
+    let out = cluster.kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `kubectl ARGS -o json`, parsed.
+pub fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl_ok(cluster, &all)).expect("kubectl -o json")
 }

@@ -314,6 +314,11 @@ impl RealNode {
         containerd::task_pid(container_id.trim_start_matches("containerd://"))
     }
 
+    /// `ctr` against the node's containerd, in the CRI's namespace (images, content, tasks).
+    pub fn ctr(&self, args: &[&str]) -> Result<String> {
+        containerd::ctr(args)
+    }
+
     /// SIGKILLs a container's main process, as a crash or the OOM killer would.
     pub fn kill_container(&self, container_id: &str) -> Result<()> {
         let id = container_id.trim_start_matches("containerd://");
