@@ -19,7 +19,6 @@ use base64::Engine;
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::Pod};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use support::helm::chart_py;
 use support::node::{AdmissionProbe, Release, TlsMode, Turn, dockerfile_contract, turn};
 use support::{kubectl_json, kubectl_ok, wait_for};
 
@@ -69,23 +68,6 @@ async fn refusals(t: &Turn, release: &Release) -> f64 {
             .sum::<f64>();
     }
     sum
-}
-
-fn helm_upgrade(t: &Turn, release: &Release, values: &Value) {
-    let kubeconfig = t.cluster().kubeconfig_path().display().to_string();
-    let values = values.to_string();
-    let (ok, report) = chart_py(&[
-        "upgrade",
-        "--kubeconfig",
-        &kubeconfig,
-        "--namespace",
-        &release.namespace,
-        "--release",
-        &release.name,
-        "--values-json",
-        &values,
-    ]);
-    assert!(ok, "helm upgrade {}: {report:#}", release.name);
 }
 
 // ---- Ready through the probes -------------------------------------------------------------------------
@@ -342,7 +324,7 @@ async fn upgrades_and_restarts_refuse_no_admission(mode: TlsMode, test: &str) {
     let mut values = release.values.clone();
     values["podAnnotations"] = json!({"wpa.test/upgrade": test});
     let begin = Instant::now();
-    helm_upgrade(&t, &release, &values);
+    t.helm("upgrade", &release, &values);
     t.wait_rollout(&release, 180 * SECOND).await.unwrap_or_else(|e| panic!("{e}\n{}", t.describe(&release)));
     let upgrade = begin.elapsed();
     let begin = Instant::now();
@@ -512,28 +494,10 @@ async fn self_signed_replicas_serve_certificates_of_the_installations_ca() {
     assert_eq!(pods.len(), 2);
     for pod in &pods {
         let addr = SocketAddr::new(pod_ip(pod), 8443);
-        tls_handshake(addr, &release.service_dns(), &bundle)
+        support::tls_handshake(addr, &release.service_dns(), &bundle)
             .await
             .unwrap_or_else(|e| panic!("{}: {e:#}", pod.name_any()));
     }
-}
-
-/// A TLS handshake with `addr` for `name` that trusts only `ca_pem`.
-async fn tls_handshake(addr: SocketAddr, name: &str, ca_pem: &str) -> anyhow::Result<()> {
-    use std::sync::Arc;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())?;
-    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(server_name, stream).await?;
-    Ok(())
 }
 
 /// Failed before `--inject-ca` waited: the new pod exited at once (CrashLoopBackOff) because a webhook

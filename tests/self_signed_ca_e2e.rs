@@ -8,7 +8,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -77,19 +76,7 @@ async fn serve(cluster: &TestCluster, name: &str, port: u16, extra: &[&str]) -> 
 
 /// A TLS handshake with 127.0.0.1:`port` that trusts only `ca_pem`.
 async fn handshake(port: u16, ca_pem: &str) -> anyhow::Result<()> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let stream = tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
-    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await?;
-    Ok(())
+    support::tls_handshake(SocketAddr::from(([127, 0, 0, 1], port)), "127.0.0.1", ca_pem).await
 }
 
 /// A CA valid from `days_ago` days ago for `days_left` more days (PEM certificate, PEM key).

@@ -134,22 +134,9 @@ impl ScalingCluster {
         count: usize,
         timeout: Duration,
     ) -> Result<()> {
-        let api: Api<Pod> = Api::namespaced(self.cluster.client(), namespace);
-        let selector = format!("app={name}");
-        devcluster::wait_for(timeout, || {
-            let (api, selector) = (api.clone(), selector.clone());
-            async move {
-                let pods =
-                    api.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?;
-                let ready = pods
-                    .iter()
-                    .filter(|p| p.metadata.deletion_timestamp.is_none() && devcluster::is_pod_ready(p))
-                    .count();
-                if ready == count { Ok(()) } else { Err(format!("{ready} ready pods, want {count}")) }
-            }
-        })
-        .await
-        .map_err(anyhow::Error::msg)
+        devcluster::wait_ready_pods(&self.cluster.client(), namespace, &format!("app={name}"), count, timeout)
+            .await
+            .map_err(anyhow::Error::msg)
     }
 
     /// Applies a WPA (YAML or JSON text) through the API.

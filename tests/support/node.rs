@@ -59,6 +59,8 @@ impl Release {
 }
 
 static TURNS: AsyncMutex<Option<Release>> = AsyncMutex::const_new(None);
+/// Releases installed so far: a reinstall gets a new name, so it never waits for the old namespace to go.
+static INSTALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static FIXTURE: tokio::sync::OnceCell<Arc<RealNode>> = tokio::sync::OnceCell::const_new();
 
 /// A test's exclusive use of the node: its own namespace, and the one release installed at a time.
@@ -152,10 +154,16 @@ impl Turn {
         self.install(name, mode, values, false).await
     }
 
-    async fn install(&mut self, name: &str, mode: TlsMode, extra: Value, shared: bool) -> Release {
+    async fn install(&mut self, base: &str, mode: TlsMode, extra: Value, shared: bool) -> Release {
         if let Some(old) = self.current.take() {
-            self.uninstall(&old);
+            self.uninstall(&old).await;
         }
+        let n = INSTALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = if n == 0 { base.to_string() } else { format!("{base}-{n}") };
+        self.install_as(&name, mode, extra, shared).await
+    }
+
+    async fn install_as(&mut self, name: &str, mode: TlsMode, extra: Value, shared: bool) -> Release {
         let cluster = self.node.cluster();
         let mut values = json!({
             "image": {"repository": WPA_REPOSITORY, "tag": WPA_TAG, "pullPolicy": "Never"},
@@ -180,20 +188,7 @@ impl Turn {
         if mode == TlsMode::CertManager {
             release.ca_pem = Some(self.issue_serving_secret(&release));
         }
-        let kubeconfig = cluster.kubeconfig_path().display().to_string();
-        let values_json = values.to_string();
-        let (ok, report) = chart_py(&[
-            "install",
-            "--kubeconfig",
-            &kubeconfig,
-            "--namespace",
-            name,
-            "--release",
-            name,
-            "--values-json",
-            &values_json,
-        ]);
-        assert!(ok, "helm install {name}: {report:#}");
+        self.helm("install", &release, &values);
         if let Some(ca) = &release.ca_pem {
             inject_ca_bundle(cluster, name, ca);
         }
@@ -206,20 +201,45 @@ impl Turn {
         release
     }
 
-    fn uninstall(&self, release: &Release) {
+    /// `helm install` or `helm upgrade` of `release` with `values` (through chart.py); must succeed.
+    pub fn helm(&self, action: &str, release: &Release, values: &Value) {
+        let (ok, report) = self.chart_py_release(action, release, &["--values-json", &values.to_string()]);
+        assert!(ok, "helm {action} {}: {report:#}", release.name);
+    }
+
+    /// `chart.py ACTION` on `release` against the node's cluster, with `extra` arguments.
+    fn chart_py_release(&self, action: &str, release: &Release, extra: &[&str]) -> (bool, Value) {
         let kubeconfig = self.cluster().kubeconfig_path().display().to_string();
-        let (ok, report) = chart_py(&[
-            "uninstall",
+        let mut args = vec![
+            action,
             "--kubeconfig",
             &kubeconfig,
             "--namespace",
             &release.namespace,
             "--release",
             &release.name,
-            "--ignore-not-found",
-        ]);
+        ];
+        args.extend(extra);
+        chart_py(&args)
+    }
+
+    /// Uninstalls `release` and waits until its pods are gone: their reconciler must not act on the next
+    /// release's tests.
+    async fn uninstall(&self, release: &Release) {
+        let (ok, report) = self.chart_py_release("uninstall", release, &["--ignore-not-found"]);
         if !ok {
             eprintln!("[turn] helm uninstall {}: {report:#}", release.name);
+        }
+        let api: Api<Pod> = Api::namespaced(self.client(), &release.namespace);
+        let selector = selector(&release.name);
+        let gone = wait_for(Duration::from_secs(90), || async {
+            // Terminating ones included: they still serve and reconcile until they exit.
+            let left = api.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?;
+            if left.items.is_empty() { Ok(()) } else { Err(format!("{} pods left", left.items.len())) }
+        })
+        .await;
+        if let Err(e) = gone {
+            eprintln!("[turn] helm uninstall {}: {e}", release.name);
         }
         // The pods made Secrets (the self-signed CA) and the Lease; the namespace takes them along.
         let _ = self.cluster().kubectl(&["delete", "namespace", &release.namespace, "--wait=false"]);
@@ -343,17 +363,8 @@ impl Turn {
 
     /// Until exactly `count` pods of `app=<name>` are Ready (as the kubelet reports it).
     pub async fn wait_ready_pods(&self, name: &str, count: usize, timeout: Duration) -> Result<(), String> {
-        let api: Api<Pod> = Api::namespaced(self.client(), &self.namespace);
-        let selector = format!("app={name}");
-        wait_for(timeout, || async {
-            let pods = api.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?;
-            let ready = pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none() && devcluster::is_pod_ready(p))
-                .count();
-            if ready == count { Ok(()) } else { Err(format!("{ready} ready pods of {name}, want {count}")) }
-        })
-        .await
+        devcluster::wait_ready_pods(&self.client(), &self.namespace, &format!("app={name}"), count, timeout)
+            .await
     }
 
     /// The spec.replicas of Deployment `name` in the turn's namespace.

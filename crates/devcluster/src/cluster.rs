@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::pki::{ADMIN_USER, ClusterPki};
-use super::process::{Component, without_proxy_settings};
+use super::process::{Component, lock, without_proxy_settings};
 
 /// What to run besides etcd and kube-apiserver.
 #[derive(Clone, Debug, Default)]
@@ -850,12 +850,7 @@ impl LocalCluster {
         let mut out = String::new();
         for component in [&self.etcd, &self.apiserver, &self.controller_manager, &self.scheduler] {
             if let Some(c) = lock(component).as_ref() {
-                out.push_str(&format!(
-                    "----- {} ({}) -----\n{}\n",
-                    c.name,
-                    c.log_path.display(),
-                    c.log_tail(lines)
-                ));
+                out.push_str(&c.log_section(lines));
             }
         }
         out
@@ -925,11 +920,6 @@ pub fn is_pod_ready(pod: &Pod) -> bool {
 
 fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere must not stop the teardown.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The directory with the five binaries, as `scripts/k8s-test-env.sh` resolves it (without building).

@@ -30,6 +30,27 @@ pub use netns::{LoopbackRelay, NetnsHost};
 pub use pki::TlsIdentity;
 pub use synthetic_metrics::SyntheticMetrics;
 
+/// Waits until exactly `count` pods of `namespace` matching `selector` are Ready and not being deleted;
+/// the error says how many were.
+pub async fn wait_ready_pods(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::Pod;
+    let api: kube::Api<Pod> = kube::Api::namespaced(client.clone(), namespace);
+    wait_for(timeout, || async {
+        let pods =
+            api.list(&kube::api::ListParams::default().labels(selector)).await.map_err(|e| e.to_string())?;
+        let ready =
+            pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && is_pod_ready(p)).count();
+        if ready == count { Ok(()) } else { Err(format!("{ready} ready pods {selector}, want {count}")) }
+    })
+    .await
+}
+
 /// A plain HTTP GET on loopback: the status code and the body.
 pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
     http_get_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), path)

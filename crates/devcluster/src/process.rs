@@ -101,6 +101,11 @@ impl Component {
         tail(&self.log_path, lines)
     }
 
+    /// The last `lines` lines of the log under a heading with the component's name and log file.
+    pub fn log_section(&self, lines: usize) -> String {
+        format!("----- {} ({}) -----\n{}\n", self.name, self.log_path.display(), self.log_tail(lines))
+    }
+
     fn signal_group(&mut self, signal: libc::c_int) {
         // Until it is reaped (a zombie at worst) the leader's pid stays reserved, so the group id below
         // can only name the group this harness created.
@@ -216,6 +221,11 @@ fn spawn_from_long_lived_thread(cmd: Command) -> io::Result<Child> {
         .send(SpawnRequest { cmd, reply })
         .map_err(|_| io::Error::other("the process-spawner thread is gone"))?;
     result.recv().map_err(|_| io::Error::other("the process-spawner thread dropped the request"))?
+}
+
+/// Locks a mutex even if a panic elsewhere poisoned it: a teardown must go on.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs `program args` to completion: its stdout, or an error with the exact command and what it printed.

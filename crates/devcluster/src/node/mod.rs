@@ -28,7 +28,7 @@ use kube::api::{Api, Patch, PatchParams};
 pub use image::{Image, Rootfs, RuntimeConfig};
 pub use shared::shared;
 
-use crate::process::{Component, run};
+use crate::process::{Component, lock, run};
 use crate::synthetic_metrics::{Provider, SyntheticMetrics};
 use crate::{LocalCluster, Options, find_binaries, wait_for};
 use egress::EgressGuard;
@@ -330,12 +330,7 @@ impl RealNode {
         let mut out = self.cluster.as_ref().map(|c| c.log_tails(lines)).unwrap_or_default();
         for component in [&self.containerd, &self.kubelet, &self.kube_proxy] {
             if let Some(c) = lock(component).as_ref() {
-                out.push_str(&format!(
-                    "----- {} ({}) -----\n{}\n",
-                    c.name,
-                    c.log_path.display(),
-                    c.log_tail(lines)
-                ));
+                out.push_str(&c.log_section(lines));
             }
         }
         out
@@ -383,11 +378,6 @@ impl Drop for RealNode {
         }
         self.stop();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere must not stop the teardown.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The programs the node runs, with how to get them.

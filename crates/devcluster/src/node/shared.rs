@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::{Result, anyhow};
 
 use super::{NodeOptions, RealNode};
+use crate::process::lock;
 
 struct Slot {
     runtime: tokio::runtime::Runtime,
@@ -35,7 +36,7 @@ pub async fn shared(options: impl FnOnce() -> NodeOptions + Send + 'static) -> R
         start: tokio::sync::Mutex::new(None),
     });
     let mut start = slot.start.lock().await;
-    if let Some(node) = super::lock(&slot.node).clone() {
+    if let Some(node) = lock(&slot.node).clone() {
         return Ok(node);
     }
     if let Some(error) = start.as_ref() {
@@ -45,7 +46,7 @@ pub async fn shared(options: impl FnOnce() -> NodeOptions + Send + 'static) -> R
     match started {
         Ok(Ok(node)) => {
             let node = Arc::new(node);
-            *super::lock(&slot.node) = Some(node.clone());
+            *lock(&slot.node) = Some(node.clone());
             // SAFETY: registers a plain function with no captured state.
             unsafe { libc::atexit(stop_at_exit) };
             Ok(node)
@@ -63,7 +64,7 @@ pub async fn shared(options: impl FnOnce() -> NodeOptions + Send + 'static) -> R
 
 extern "C" fn stop_at_exit() {
     let Some(slot) = SLOT.get() else { return };
-    let Some(node) = super::lock(&slot.node).take() else { return };
+    let Some(node) = lock(&slot.node).take() else { return };
     let report = node.stop();
     // The last reference drops the control plane too (a test that leaked one leaves it to the kernel:
     // its processes die with this one).
