@@ -48,7 +48,8 @@ pub(crate) struct ServeArgs {
     /// Private key (PEM) of the serving certificate.
     #[arg(long, env = "WPA_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub(crate) tls_key_file: Option<PathBuf>,
-    /// Generate a CA and a serving certificate at start (for a cluster without cert-manager).
+    /// Make the serving certificate here, for a cluster without cert-manager: from a CA of this process, or
+    /// with --inject-ca from the installation's CA (--ca-secret).
     #[arg(long, env = "WPA_SELF_SIGNED")]
     pub(crate) self_signed: bool,
     /// DNS name or IP of the serving certificate with --self-signed (repeatable or comma-separated);

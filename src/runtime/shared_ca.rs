@@ -54,13 +54,13 @@ pub(crate) enum CaError {
     )]
     MissingConfiguration { kind: &'static str, name: String },
     #[error("cannot inject the CA bundle into {kind} {name}: {source}")]
-    Configuration { kind: &'static str, name: String, source: kube::Error },
+    Configuration { kind: &'static str, name: String, source: Box<kube::Error> },
     #[error(
         "cannot {action} Secret {namespace}/{name}, which holds the installation's CA: {source} (with --inject-ca \
          the ServiceAccount needs create on secrets and get, update on this one in its namespace: \
          webhook-config/rbac-self-signed.yaml)"
     )]
-    Secret { action: &'static str, namespace: String, name: String, source: kube::Error },
+    Secret { action: &'static str, namespace: String, name: String, source: Box<kube::Error> },
     #[error(
         "Secret {namespace}/{name} does not hold a usable CA (tls.crt, tls.key): {problem}; delete it and a new \
          CA is made"
@@ -171,7 +171,7 @@ impl SharedCa {
             action,
             namespace: self.namespace.clone(),
             name: self.secret.clone(),
-            source,
+            source: Box::new(source),
         };
         for _ in 0..RACE_ATTEMPTS {
             let Some(existing) = api.get_opt(&self.secret).await.map_err(|e| secret_err("read", e))? else {
@@ -320,7 +320,7 @@ where
 {
     let kind = <K as k8s_openapi::Resource>::KIND;
     let api: Api<K> = Api::all(client.clone());
-    let err = |source| CaError::Configuration { kind, name: name.to_string(), source };
+    let err = |source| CaError::Configuration { kind, name: name.to_string(), source: Box::new(source) };
     let config = api
         .get_opt(name)
         .await

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
@@ -429,8 +429,8 @@ pub fn wpa_image() -> Result<Image> {
 }
 
 /// The image's binary: `WPA_IMAGE_BINARY`, or the release build next to this test's (`cargo build --release
-/// --locked --no-default-features --bin wpa`, as the Dockerfile builds it). A binary older than the sources
-/// would test old code: refused.
+/// --locked --no-default-features --bin wpa`, as the Dockerfile builds it). A binary older than one of the
+/// sources it was built from (cargo's dep-info file beside it lists them) would test old code: refused.
 pub fn release_binary() -> Result<PathBuf> {
     const BUILD: &str =
         "cargo build --release --locked --no-default-features --bin wpa (bash scripts/test.sh e2e does it)";
@@ -445,43 +445,29 @@ pub fn release_binary() -> Result<PathBuf> {
     let built = std::fs::metadata(&binary)
         .and_then(|m| m.modified())
         .map_err(|e| anyhow!("{}: {e}; build it: {BUILD}", binary.display()))?;
-    let (newest, source) = newest_source()?;
-    if newest > built {
-        bail!("{} is older than {}: rebuild it: {BUILD}", binary.display(), source.display());
+    let dep_info = binary.with_extension("d");
+    let Ok(sources) = std::fs::read_to_string(&dep_info) else {
+        eprintln!("[node] {} has no {}: its freshness is not checked", binary.display(), dep_info.display());
+        return Ok(binary);
+    };
+    let listed = sources.split_once(": ").map_or("", |(_, files)| files);
+    for source in listed.split_whitespace().map(Path::new) {
+        if std::fs::metadata(source).and_then(|m| m.modified()).is_ok_and(|m| m > built) {
+            bail!("{} is older than {}: rebuild it: {BUILD}", binary.display(), source.display());
+        }
     }
     Ok(binary)
 }
 
-fn newest_source() -> Result<(SystemTime, PathBuf)> {
-    let mut newest = (SystemTime::UNIX_EPOCH, PathBuf::new());
-    let mut dirs = vec![repo().join("src")];
-    for file in ["Cargo.toml", "Cargo.lock"] {
-        let path = repo().join(file);
-        let modified = std::fs::metadata(&path)?.modified()?;
-        if modified > newest.0 {
-            newest = (modified, path);
-        }
-    }
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if meta.is_dir() {
-                dirs.push(entry.path());
-            } else if meta.modified()? > newest.0 {
-                newest = (meta.modified()?, entry.path());
-            }
-        }
-    }
-    Ok(newest)
-}
-
 /// WPAs created every `period` in `namespace` while it runs, as a user or a CD system would; records each
 /// refusal that is not the webhook's own answer to a valid object (there is none: they are valid).
+/// When a create was sent (since the probe's start), and how it ended.
+type Attempt = (Duration, Result<(), String>);
+
 pub struct AdmissionProbe {
     stop: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    results: Arc<Mutex<Vec<(Duration, Result<(), String>)>>>,
+    results: Arc<Mutex<Vec<Attempt>>>,
     began: Instant,
 }
 
@@ -490,7 +476,7 @@ impl AdmissionProbe {
         use wpa::api::WatermarkPodAutoscaler;
         let api: Api<WatermarkPodAutoscaler> = Api::namespaced(client, namespace);
         let stop = tokio_util::sync::CancellationToken::new();
-        let results: Arc<Mutex<Vec<(Duration, Result<(), String>)>>> = Arc::default();
+        let results: Arc<Mutex<Vec<Attempt>>> = Arc::default();
         let began = Instant::now();
         let (s, r, ns) = (stop.clone(), results.clone(), namespace.to_string());
         let task = tokio::spawn(async move {
