@@ -108,18 +108,8 @@ impl NetnsHost {
     /// Like [`Self::bind_tcp`], on any address of the namespace (e.g. its own loopback).
     pub fn bind_tcp_at(&self, addr: SocketAddr) -> Result<TcpListener> {
         let netns_path = PathBuf::from("/run/netns").join(&self.name);
-        // setns(2) changes the namespace of the calling thread only, so do it on a throwaway thread.
-        std::thread::spawn(move || -> Result<TcpListener> {
-            let ns = File::open(&netns_path).with_context(|| format!("opening {}", netns_path.display()))?;
-            // SAFETY: plain syscall on a valid fd; it affects only this thread, which ends below.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("setns into {}", netns_path.display()));
-            }
-            TcpListener::bind(addr).with_context(|| format!("binding {addr} inside the namespace"))
-        })
-        .join()
-        .map_err(|_| anyhow!("the thread binding inside the namespace panicked"))?
+        in_netns(&netns_path, move || TcpListener::bind(addr))
+            .with_context(|| format!("binding {addr} inside the namespace"))
     }
 
     /// Makes the host's `127.0.0.1:port` reachable at `127.0.0.1:port` inside the namespace, by relaying TCP
@@ -207,6 +197,28 @@ impl NetnsHost {
             .with_context(|| format!("creating Endpoints {namespace}/{service_name}"))?;
         Ok((service, endpoints))
     }
+}
+
+/// Runs `f` on a thread inside the network namespace `netns` (a bind mount under /run/netns, or a process's
+/// /proc/PID/ns/net). A socket belongs to the namespace it was created in, so one made by `f` keeps working
+/// there from any thread afterwards.
+pub fn in_netns<T: Send + 'static>(
+    netns: &std::path::Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    let netns = netns.to_path_buf();
+    // setns(2) changes the namespace of the calling thread only, so do it on a throwaway thread.
+    std::thread::spawn(move || -> Result<T> {
+        let ns = File::open(&netns).with_context(|| format!("opening {}", netns.display()))?;
+        // SAFETY: plain syscall on a valid fd; it affects only this thread, which ends below.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setns into {}", netns.display()));
+        }
+        Ok(f()?)
+    })
+    .join()
+    .map_err(|_| anyhow!("the thread inside the namespace panicked"))?
 }
 
 /// A running [`NetnsHost::relay_host_loopback`]; dropping it stops accepting and cuts the open connections.
