@@ -440,8 +440,9 @@ async fn cert_manager_a_force_deleted_leader_is_replaced_within_the_lease_withou
     let takeover = killed.elapsed();
     eprintln!("{new_leader} took over from {leader} {:.1} s after the kill", takeover.as_secs_f64());
     // The others take over once they have seen the Lease unrenewed for its duration: its last renewal was at
-    // most a retry period before the kill, and they look once per retry period.
-    assert!(takeover <= LEASE + 2 * RETRY + SECOND, "taken over within the lease: {takeover:?}");
+    // most a retry period before the kill, they see a renewal up to a retry period late, and they look once per
+    // retry period (LEASE + 2 × RETRY), plus 3 s for timers and API calls on a loaded machine.
+    assert!(takeover <= LEASE + 2 * RETRY + 3 * SECOND, "taken over within the lease: {takeover:?}");
 
     // Two more steps under the new leader.
     steps(3).await.unwrap_or_else(|e| panic!("{e}\n{}", t.describe(&release)));

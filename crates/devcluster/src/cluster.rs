@@ -845,6 +845,29 @@ impl LocalCluster {
         .collect()
     }
 
+    /// Stops every component at once (SIGKILL, not SIGTERM: the data is thrown away, and a graceful
+    /// kube-apiserver shutdown can take seconds per test). Dropping the cluster does it; a real node's teardown
+    /// does it first, so that the API server stops calling the Services it tears down.
+    pub fn kill(&self) {
+        let begin = Instant::now();
+        let components = [&self.scheduler, &self.controller_manager, &self.apiserver, &self.etcd];
+        if components.iter().all(|c| lock(c).is_none()) {
+            return;
+        }
+        // Signal all first, then reap each.
+        for component in components {
+            if let Some(c) = lock(component).as_mut() {
+                c.request_kill();
+            }
+        }
+        for component in components {
+            if let Some(mut c) = lock(component).take() {
+                c.kill();
+            }
+        }
+        eprintln!("[test-cluster] {} stopped in {} ms", self.server_url, begin.elapsed().as_millis());
+    }
+
     /// The last `lines` lines of each component's log.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
@@ -866,21 +889,7 @@ impl Drop for LocalCluster {
                 self.log_tails(25)
             );
         }
-        let begin = Instant::now();
-        let components = [&self.scheduler, &self.controller_manager, &self.apiserver, &self.etcd];
-        // SIGKILL, not SIGTERM: the data is thrown away, and a graceful kube-apiserver shutdown can
-        // take seconds per test. Signal all first, then reap each.
-        for component in components {
-            if let Some(c) = lock(component).as_mut() {
-                c.request_kill();
-            }
-        }
-        for component in components {
-            if let Some(mut c) = lock(component).take() {
-                c.kill();
-            }
-        }
-        eprintln!("[test-cluster] {} stopped in {} ms", self.server_url, begin.elapsed().as_millis());
+        self.kill();
         if std::env::var_os("WPA_KEEP_TEST_CLUSTER").is_some()
             && let Some(dir) = self.dir.take()
         {

@@ -99,7 +99,6 @@ pub struct RealNode {
     cluster: Option<Arc<LocalCluster>>,
     provider: Mutex<Option<Provider>>,
     metrics: Option<SyntheticMetrics>,
-    // Stopped in this order: kube-proxy and the kubelet would re-create what the teardown removes.
     kube_proxy: Mutex<Option<Component>>,
     kubelet: Mutex<Option<Component>>,
     containerd: Mutex<Option<Component>>,
@@ -336,21 +335,30 @@ impl RealNode {
         out
     }
 
-    /// Tears the node down (once; later calls return the same report): the metrics provider, kube-proxy and
-    /// the kubelet, containerd, then every host change (pods' processes, mounts, network namespaces,
-    /// iptables, the bridge, cgroups, kernel settings, files), and checks the host against its baseline.
-    /// The control plane goes when the node is dropped.
+    /// Tears the node down (once; later calls return the same report): kube-proxy and the kubelet, the control
+    /// plane's processes, the metrics provider, containerd, then every host change (pods' processes, mounts,
+    /// network namespaces, iptables, the bridge, cgroups, kernel settings, files), and checks the host
+    /// against its baseline. The control plane's files go when the node is dropped.
     pub fn stop(&self) -> NodeReport {
         let mut report = lock(&self.report);
         if let Some(r) = report.as_ref() {
             return r.clone();
         }
         let begin = Instant::now();
-        lock(&self.provider).take();
-        for component in [&self.kube_proxy, &self.kubelet, &self.containerd] {
+        // kube-proxy and the kubelet would re-create what the teardown removes; the API server would keep
+        // calling the metrics provider's Service, whose address leads nowhere but the default route once the
+        // provider's namespace is gone.
+        for component in [&self.kube_proxy, &self.kubelet] {
             if let Some(mut c) = lock(component).take() {
                 c.kill();
             }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.kill();
+        }
+        lock(&self.provider).take();
+        if let Some(mut c) = lock(&self.containerd).take() {
+            c.kill();
         }
         let (outbound, outbound_detail) = match &self.egress {
             Some(guard) => match guard.count() {
