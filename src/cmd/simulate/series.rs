@@ -241,6 +241,12 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_value_is_an_outage_not_an_error() {
+        let s = parse("timestamp,metric,value\n0,qps,1\n60,qps,\n").expect("parsed");
+        assert_eq!(s.samples[1].value, None);
+    }
+
+    #[test]
     fn errors_name_the_file_and_line() {
         assert_eq!(
             parse("timestamp,metric,value\n0,qps,1\n10,nope,2\n").unwrap_err(),
@@ -248,7 +254,7 @@ mod tests {
         );
         assert_eq!(
             parse("timestamp,metric,value\n0,qps,abc\n").unwrap_err(),
-            "s.csv:2: value \"abc\" is not a number"
+            "s.csv:2: value \"abc\" is not a number (leave it empty for an outage)"
         );
         assert_eq!(
             parse("timestamp,metric,value\n0,qps,1\n0,qps,2\n").unwrap_err(),
