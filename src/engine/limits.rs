@@ -128,3 +128,7 @@ pub fn normalize(bounds: &Bounds<'_>, current: i32, desired: i32, ready: i32) ->
     }
     out(desired, Limit::DesiredWithinRange, false)
 }
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod tests;
