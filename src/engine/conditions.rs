@@ -224,3 +224,7 @@ pub fn get_condition<'a>(status: &'a WatermarkPodAutoscalerStatus, type_: &str) 
 pub(crate) fn is_true(status: &WatermarkPodAutoscalerStatus, type_: &str) -> bool {
     get_condition(status, type_).is_some_and(|c| c.status == "True")
 }
+
+#[cfg(test)]
+#[path = "conditions_tests.rs"]
+mod tests;

@@ -689,3 +689,7 @@ fn keep_transition_times(status: &mut WatermarkPodAutoscalerStatus, original: &W
         });
     }
 }
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

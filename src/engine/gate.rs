@@ -136,3 +136,7 @@ pub fn should_scale(input: &GateInput) -> Gate {
     }
     gate
 }
+
+#[cfg(test)]
+#[path = "gate_tests.rs"]
+mod tests;

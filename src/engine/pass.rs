@@ -419,3 +419,7 @@ fn go_time(t: Option<&Time>) -> String {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pass_tests.rs"]
+mod tests;

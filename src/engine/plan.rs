@@ -74,3 +74,7 @@ impl<'a> Plan<'a> {
         self.spec.metrics.iter().flatten().map(|m| m.source())
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
