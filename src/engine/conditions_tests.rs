@@ -138,7 +138,7 @@ fn the_below_low_watermark_reason_says_below() {
 
 #[test]
 fn every_condition_type_a_pass_sets_is_upstreams_word_or_ours_listed_once() {
-    // §3's types, plus ConflictingAutoscaler (ours); `TYPES` sizes the status' condition list.
+    // §3's types, plus ConflictingAutoscaler and Fallback (ours); `TYPES` sizes the status' condition list.
     let mut all = TYPES.to_vec();
     all.sort_unstable();
     all.dedup();
@@ -152,6 +152,7 @@ fn every_condition_type_a_pass_sets_is_upstreams_word_or_ours_listed_once() {
             "ConflictingAutoscaler",
             "ConvergeToWatermark",
             "DryRun",
+            "Fallback",
             "ScalingActive",
             "ScalingBlocked",
             "ScalingLimited",

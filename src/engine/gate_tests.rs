@@ -215,7 +215,6 @@ fn a_condition_true_since_gos_zero_time_satisfies_any_delay() {
 }
 
 #[test]
-#[ignore = "bug: a True AboveHighWatermark/BelowLowWatermark condition without lastTransitionTime counts as 0 s out of bounds; since set_condition only stamps the time on a status change, the delayed scale is refused for as long as the value stays out of bounds (upstream reads the missing time as Go's zero time: the delay is met)"]
 fn a_true_condition_without_a_transition_time_does_not_block_a_delayed_scale_forever() {
     // §6.11: remaining = delay − int32(now − cond.lastTransitionTime); a condition read without the field has
     // Go's zero time there (§18's ZERO_TIME), so the delay is long over. Only a *missing condition* blocks.

@@ -82,7 +82,7 @@ fn within(replicas: i32) -> MetricOutcome {
 
 fn pass<'a>(w: &'a WatermarkPodAutoscaler, target: ScaleInfo, outcomes: Vec<MetricOutcome>) -> Decision<'a> {
     let mut d = Decision::new(&w.spec, w.status.clone().unwrap_or_default(), now());
-    run(&mut d, w, &w.spec, &target, outcomes, now());
+    run(&mut d, w, &w.spec, &target, outcomes, None, now());
     d
 }
 
