@@ -202,6 +202,7 @@ impl PlainStatus {
     }
 
     /// The scale a wait ends in, once made: to tell a scale that happened between two looks at a live WPA.
+    #[cfg(feature = "dev-tools")]
     pub(crate) fn scale_after_wait(&self, dry_run: bool) -> Option<PlainStatus> {
         match self {
             PlainStatus::Waiting { from, to, capped, .. } => Some(PlainStatus::Scaling {
