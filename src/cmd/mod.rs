@@ -9,6 +9,7 @@ pub(crate) mod dryrun;
 pub(crate) mod explain;
 pub(crate) mod serve;
 pub(crate) mod simulate;
+pub(crate) mod status;
 pub(crate) mod upstream_flags;
 
 use std::{ffi::OsString, path::Path, process::ExitCode};
@@ -48,6 +49,20 @@ pub(crate) enum Command {
     /// Reads the WPA, its target's /scale, its pods and its metrics with your kubeconfig, runs the same
     /// engine as the reconciler, and writes nothing.
     Explain(explain::ExplainArgs),
+    /// Every WPA of a namespace (-n) or of the cluster (-A) at a glance: one line each, with its state
+    /// (in-band, above/below with the delay left, window, limited, at-max/at-min, scaling, failing,
+    /// fallback, blocked, invalid, off; flags dry-run and conflict), its value against the watermarks,
+    /// the replicas and when the next scale could happen.
+    ///
+    /// The same engine and readings as `wpa explain`, for every WPA, listing the WPAs, HPAs, Deployments,
+    /// StatefulSets and pods once. Writes nothing. `--fail-on blocked,failing` exits with 1 for CI and cron.
+    ///
+    /// Examples:
+    ///   wpa status -n shop
+    ///   wpa status -A -o wide
+    ///   wpa status -A -l team=web -o json
+    ///   wpa status -A --fail-on blocked,failing,fallback
+    Status(status::StatusArgs),
     /// Enable, disable, list or restore the dry-run mode of WPAs, as upstream's `kubectl wpa dry-run`.
     ///
     /// Select one WPA by NAME, or several with --all or -l SELECTOR, in the namespace of -n (or of the
@@ -78,6 +93,7 @@ impl Command {
             #[cfg(feature = "dev-tools")]
             Command::Demo(_) => "demo",
             Command::Explain(_) => "explain",
+            Command::Status(_) => "status",
             Command::DryRun(_) => "dry-run",
             Command::Crd => "crd",
             Command::Certs(_) => "certs",
@@ -106,6 +122,8 @@ pub(crate) enum PluginCommand {
     DryRun(dryrun::DryRunArgs),
     /// Explain a live WPA's decision at this instant (the same as `wpa explain`).
     Explain(explain::ExplainArgs),
+    /// Every WPA at a glance, one line each (the same as `wpa status`).
+    Status(status::StatusArgs),
 }
 
 /// How the binary was started: as `wpa`, or as kubectl's plugin `kubectl-wpa`.
@@ -139,6 +157,7 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<(Command, Invocation), clap::
         Invocation::KubectlPlugin => match PluginCli::try_parse_from(argv)?.command {
             PluginCommand::DryRun(args) => Command::DryRun(args),
             PluginCommand::Explain(args) => Command::Explain(args),
+            PluginCommand::Status(args) => Command::Status(args),
         },
     };
     Ok((command, invocation))
@@ -181,6 +200,14 @@ fn run(command: Command) -> anyhow::Result<()> {
             runtime()?.block_on(crate::devtools::demo::run_until_interrupted(&args, bin_dir))?;
         }
         Command::Explain(args) => stdout(&runtime()?.block_on(explain::run(&args))?)?,
+        Command::Status(args) => {
+            let report = runtime()?.block_on(status::run(&args))?;
+            stdout(&report.render(args.output, args.all_namespaces))?;
+            let lines = report.matching(&args.fail_on);
+            if !lines.is_empty() {
+                return Err(status::StatusError::FailOn { lines }.into());
+            }
+        }
         Command::DryRun(args) => runtime()?.block_on(dryrun::run(&args))?,
         Command::Crd => stdout(&crate::api::crd_yaml())?,
         Command::Certs(args) => certs::run(&args)?,
