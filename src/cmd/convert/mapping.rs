@@ -354,7 +354,7 @@ pub(crate) fn convert(
     if converted.iter().any(|c| c.resource) {
         r.approximate(
             "spec.metrics",
-            "Resource metrics: the HPA leaves out pods that are not ready and counts pods without a measurement as idle on a scale-up and as busy on a scale-down; the WPA averages the ready pods that report",
+            "Resource metrics: the HPA counts a pod without a measurement as at its target when it would scale down and as idle when it would scale up, and a cpu pod not ready yet as idle when it would scale up; the WPA averages the ready pods that report",
         );
     }
     r.approximate(
