@@ -26,7 +26,7 @@ use kube::{
     discovery::ApiResource,
     runtime::{WatchStreamExt, watcher},
 };
-use support::{Options, ScalingCluster};
+use support::{Options, Run, ScalingCluster, run};
 use wpa::api::WatermarkPodAutoscaler;
 
 const NS: &str = "convert";
@@ -54,22 +54,6 @@ spec:
       stabilizationWindowSeconds: 20
       policies: [{type: Percent, value: 50, periodSeconds: 10}]
 "#;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(mut cmd: Command) -> Run {
-    devcluster::process::without_proxy_settings(&mut cmd);
-    let out = cmd.output().expect("run the command");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn wpa_command(kubeconfig: &Path, args: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wpa"));

@@ -86,8 +86,8 @@ fn whole_seconds_or_off(s: &str) -> Result<i32, String> {
 pub(crate) enum ConvertError {
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("{given} names namespace {from_name}, and -n names {flag}: give one of them")]
-    TwoNamespaces { given: String, from_name: String, flag: String },
+    #[error(transparent)]
+    TwoNamespaces(#[from] crate::cmd::namespaced::TwoNamespaces),
     #[error("cannot read HorizontalPodAutoscaler {namespace}/{name}: {error}")]
     Read { namespace: String, name: String, error: String },
     #[error("HorizontalPodAutoscaler {hpa} cannot be converted:{}", lines(.reasons))]
@@ -107,21 +107,6 @@ impl ConvertError {
     /// What the HPA asks cannot be said by a WPA (exit status 2, as bad input).
     pub(crate) fn is_refusal(&self) -> bool {
         matches!(self, ConvertError::Refused { .. })
-    }
-}
-
-/// The namespace and name asked for: `NAME` with `-n`, or `NAMESPACE/NAME` as kubectl prints them.
-fn namespaced(given: &str, flag: Option<&str>, default: &str) -> Result<(String, String), ConvertError> {
-    match given.split_once('/') {
-        Some((ns, name)) => match flag {
-            Some(flag) if flag != ns => Err(ConvertError::TwoNamespaces {
-                given: given.to_string(),
-                from_name: ns.to_string(),
-                flag: flag.to_string(),
-            }),
-            _ => Ok((ns.to_string(), name.to_string())),
-        },
-        None => Ok((flag.unwrap_or(default).to_string(), given.to_string())),
     }
 }
 
@@ -185,8 +170,11 @@ pub(crate) struct Outcome {
 /// Reads, converts, and creates the WPA with `--apply`.
 pub(crate) async fn run(args: &ConvertArgs) -> Result<Outcome, ConvertError> {
     let client = kube_client(args.connection.kubeconfig.as_deref(), None).await?;
-    let (namespace, name) =
-        namespaced(&args.from_hpa, args.connection.namespace.as_deref(), client.default_namespace())?;
+    let (namespace, name) = crate::cmd::namespaced::parse(
+        &args.from_hpa,
+        args.connection.namespace.as_deref(),
+        client.default_namespace(),
+    )?;
     let hpa = read_hpa(&client, &namespace, &name).await?;
     let workload = read_workload(&client, &hpa).await;
     let settings = Settings {
@@ -354,18 +342,6 @@ mod tests {
         let read =
             ConvertError::Read { namespace: "shop".into(), name: "web".into(), error: "not found".into() };
         assert!(!read.is_refusal());
-    }
-
-    #[test]
-    fn an_hpa_is_named_as_kubectl_prints_it_or_with_n() {
-        let ok = |given: &str, flag: Option<&str>| namespaced(given, flag, "ctx").map_err(|e| e.to_string());
-        assert_eq!(ok("web", None), Ok(("ctx".into(), "web".into())));
-        assert_eq!(ok("web", Some("shop")), Ok(("shop".into(), "web".into())));
-        assert_eq!(ok("shop/web", Some("shop")), Ok(("shop".into(), "web".into())));
-        assert_eq!(
-            ok("shop/web", Some("other")),
-            Err("shop/web names namespace shop, and -n names other: give one of them".into())
-        );
     }
 
     #[derive(clap::Parser, Debug)]

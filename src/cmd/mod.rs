@@ -8,6 +8,7 @@ pub(crate) mod certs;
 pub(crate) mod convert;
 pub(crate) mod dryrun;
 pub(crate) mod explain;
+pub(crate) mod namespaced;
 pub(crate) mod serve;
 pub(crate) mod simulate;
 pub(crate) mod upstream_flags;
