@@ -48,19 +48,19 @@ pub(crate) struct ConvertArgs {
     pub(crate) name: Option<String>,
     /// The HPA controller's tolerance (kube-controller-manager --horizontal-pod-autoscaler-tolerance), from
     /// 0 to below 1: the band around each target.
-    #[arg(long, default_value = "0.1", value_parser = tolerance)]
+    #[arg(long, default_value = "0.1", value_name = "RATIO", env = "WPA_HPA_TOLERANCE", value_parser = tolerance)]
     pub(crate) hpa_tolerance: i64,
     /// The HPA controller's --horizontal-pod-autoscaler-downscale-stabilization: the window of an HPA that
     /// sets none.
-    #[arg(long, default_value = "5m", value_parser = whole_seconds_or_off)]
+    #[arg(long, default_value = "5m", value_name = "DURATION", env = "WPA_HPA_DOWNSCALE_STABILIZATION", value_parser = whole_seconds_or_off)]
     pub(crate) hpa_downscale_stabilization: i32,
     /// The HPA controller's --horizontal-pod-autoscaler-sync-period: the period of the limits of an HPA
     /// without behavior.
-    #[arg(long, default_value = "15s", value_parser = whole_seconds)]
+    #[arg(long, default_value = "15s", value_name = "DURATION", env = "WPA_HPA_SYNC_PERIOD", value_parser = whole_seconds)]
     pub(crate) hpa_sync_period: i32,
     /// The replica count at which a Pods policy (a number of replicas) becomes the WPA's percentage
     /// [default: the target's count now].
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(i32).range(1..))]
     pub(crate) reference_replicas: Option<i32>,
 }
 

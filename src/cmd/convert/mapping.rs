@@ -809,14 +809,14 @@ fn limit(
     let f = fields(direction);
     let c = i128::from(reference.count.max(1));
     let (stabilization, factor, window, mut why) = match rules {
-        Rules::Policies { select: Select::Disabled, stabilization, policies } => {
+        Rules::Policies { select: Select::Disabled, policies, .. } => {
             // Exact: a factor of 0 disables the direction, as selectPolicy Disabled does, and both still
-            // enforce minReplicas and maxReplicas.
+            // enforce minReplicas and maxReplicas. A delay would change nothing.
             let window = policies.iter().map(|p| p.period_seconds).filter(|p| *p > 0).min();
             return Limit {
                 factor_milli: 0,
                 window: window.unwrap_or(settings.sync_period).max(1),
-                delay: *stabilization,
+                delay: 0,
             };
         }
         Rules::Legacy { stabilization } => {
