@@ -1,6 +1,7 @@
 //! `wpa convert --from-hpa` on a real control plane: an autoscaling/v2beta2 HPA with `behavior` on an
 //! External metric of the synthetic provider, scaled by kube-controller-manager's own HPA controller, is
-//! converted (YAML, then `kubectl wpa convert --apply` through the webhook); the dry-run WPA and the HPA then
+//! converted (YAML, then `kubectl wpa convert --apply` through the webhook; an HPA with metrics a WPA cannot
+//! read is refused with exit status 2); the dry-run WPA and the HPA then
 //! go side by side through a burst and a lull, and the WPA's decisions follow the HPA's as docs/convert.md
 //! says they do.
 //!
@@ -60,6 +61,27 @@ fn wpa_command(kubeconfig: &Path, args: &[&str]) -> Run {
     cmd.args(args).env("KUBECONFIG", kubeconfig).env_remove("WPA_NAMESPACE");
     run(cmd)
 }
+
+/// An HPA whose metrics a WPA cannot read.
+const UNCONVERTIBLE: &str = r#"apiVersion: autoscaling/v2beta2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: api
+  namespace: convert
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: api}
+  maxReplicas: 5
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: queue_depth}
+      target: {type: AverageValue, averageValue: "10"}
+  - type: Object
+    object:
+      describedObject: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: api}
+      metric: {name: hits_per_second}
+      target: {type: Value, value: "100"}
+"#;
 
 /// A decision seen in a status: when it was seen, from the start of the burst, and the count decided.
 #[derive(Clone, Copy, Debug)]
@@ -171,6 +193,19 @@ async fn a_converted_hpa_and_its_dry_run_wpa_decide_alike_through_a_burst_and_a_
         (s.upscale_delay_above_watermark_seconds, s.downscale_delay_below_watermark_seconds),
         (None, Some(20))
     );
+    // What a WPA cannot say is refused, one line a reason, with the exit status of bad input.
+    c.cluster.kubectl_apply(UNCONVERTIBLE).expect("the second HPA");
+    let refused = wpa_command(&kubeconfig, &["convert", "--from-hpa", "api", "-n", NS]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    let lines: Vec<&str> = refused.stderr.lines().collect();
+    assert_eq!(
+        lines[0], "wpa convert: HorizontalPodAutoscaler convert/api cannot be converted:",
+        "{}",
+        refused.stderr
+    );
+    assert!(lines[1].starts_with("  spec.metrics[0]: a Pods metric"), "{}", refused.stderr);
+    assert!(lines[2].starts_with("  spec.metrics[1]: an Object metric"), "{}", refused.stderr);
+    assert_eq!((lines.len(), refused.stdout.as_str()), (3, ""));
     let file = c.cluster.dir().join("web-wpa.yaml");
     std::fs::write(&file, &r.stdout).expect("write the YAML");
     let series = c.cluster.dir().join("web-rps.csv");
