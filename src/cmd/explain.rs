@@ -42,25 +42,13 @@ pub(crate) enum ExplainError {
     Client(#[from] ClientError),
     #[error("cannot read WatermarkPodAutoscaler {namespace}/{name}: {error}")]
     Get { namespace: String, name: String, error: String },
-    #[error("{given} names namespace {from_name}, and -n names {flag}: give one of them")]
-    TwoNamespaces { given: String, from_name: String, flag: String },
+    #[error(transparent)]
+    TwoNamespaces(#[from] crate::cmd::namespaced::TwoNamespaces),
 }
 
 /// The namespace and name asked for: `NAME` with `-n`, or `NAMESPACE/NAME` as kubectl prints them.
 fn target(args: &ExplainArgs, default_namespace: &str) -> Result<(String, String), ExplainError> {
-    match args.name.split_once('/') {
-        Some((ns, name)) => match &args.namespace {
-            Some(flag) if flag != ns => Err(ExplainError::TwoNamespaces {
-                given: args.name.clone(),
-                from_name: ns.to_string(),
-                flag: flag.clone(),
-            }),
-            _ => Ok((ns.to_string(), name.to_string())),
-        },
-        None => {
-            Ok((args.namespace.clone().unwrap_or_else(|| default_namespace.to_string()), args.name.clone()))
-        }
-    }
+    Ok(crate::cmd::namespaced::parse(&args.name, args.namespace.as_deref(), default_namespace)?)
 }
 
 /// Reads everything and returns the trace.

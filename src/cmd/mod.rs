@@ -5,8 +5,10 @@
 //! the arguments after `wpa`).
 
 pub(crate) mod certs;
+pub(crate) mod convert;
 pub(crate) mod dryrun;
 pub(crate) mod explain;
+pub(crate) mod namespaced;
 pub(crate) mod serve;
 pub(crate) mod simulate;
 pub(crate) mod status;
@@ -22,8 +24,9 @@ use serve::ServeArgs;
 /// Watermark Pod Autoscaler for Kubernetes: scales a workload between the watermarks of its metrics.
 ///
 /// One binary: the admission webhook and the reconciler (`wpa serve`), the decision trace of a live WPA
-/// (`wpa explain`), an offline simulator (`wpa simulate`), the whole product on a local control plane
-/// (`wpa demo`), the CRD (`wpa crd`), development certificates (`wpa certs`) and benchmarks (`wpa bench`).
+/// (`wpa explain`), the WPA closest to an HPA (`wpa convert`), an offline simulator (`wpa simulate`), the
+/// whole product on a local control plane (`wpa demo`), the CRD (`wpa crd`), development certificates
+/// (`wpa certs`) and benchmarks (`wpa bench`).
 #[derive(Parser, Debug)]
 #[command(name = "wpa", version, about, long_about)]
 pub(crate) struct Cli {
@@ -69,6 +72,12 @@ pub(crate) enum Command {
     /// kubeconfig context), or in every namespace with -A. Each change is a JSON merge patch of
     /// spec.dryRun alone.
     DryRun(dryrun::DryRunArgs),
+    /// Write the WPA that behaves closest to a live HorizontalPodAutoscaler, in dry run beside it.
+    ///
+    /// Reads the HPA (autoscaling/v2, v2beta2 or v1) and its target with your kubeconfig: its targets and
+    /// the HPA controller's tolerance become watermarks, its behavior limit factors, forbidden windows and
+    /// delays. Each approximation is named; what a WPA cannot say is refused with the reason (exit code 2).
+    Convert(convert::ConvertArgs),
     /// Print the WatermarkPodAutoscaler CustomResourceDefinition (YAML), as generated from the code.
     Crd,
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
@@ -95,6 +104,7 @@ impl Command {
             Command::Explain(_) => "explain",
             Command::Status(_) => "status",
             Command::DryRun(_) => "dry-run",
+            Command::Convert(_) => "convert",
             Command::Crd => "crd",
             Command::Certs(_) => "certs",
             Command::Simulate(_) => "simulate",
@@ -124,6 +134,8 @@ pub(crate) enum PluginCommand {
     Explain(explain::ExplainArgs),
     /// Every WPA at a glance, one line each (the same as `wpa status`).
     Status(status::StatusArgs),
+    /// Write the WPA closest to a live HorizontalPodAutoscaler (the same as `wpa convert`).
+    Convert(convert::ConvertArgs),
 }
 
 /// How the binary was started: as `wpa`, or as kubectl's plugin `kubectl-wpa`.
@@ -158,14 +170,15 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<(Command, Invocation), clap::
             PluginCommand::DryRun(args) => Command::DryRun(args),
             PluginCommand::Explain(args) => Command::Explain(args),
             PluginCommand::Status(args) => Command::Status(args),
+            PluginCommand::Convert(args) => Command::Convert(args),
         },
     };
     Ok((command, invocation))
 }
 
 /// Parses the arguments and runs the command. Errors are printed once, as `wpa COMMAND: cause: cause...`
-/// (`kubectl wpa COMMAND: ...` as the plugin); bad input to `wpa simulate` exits with 2, every other
-/// failure with 1.
+/// (`kubectl wpa COMMAND: ...` as the plugin); bad input to `wpa simulate` and an HPA that `wpa convert`
+/// cannot convert exit with 2, every other failure with 1.
 pub fn main() -> ExitCode {
     let argv = upstream_flags::apply(std::env::args_os().collect());
     let (command, invocation) = parse(argv).unwrap_or_else(|e| e.exit());
@@ -176,7 +189,9 @@ pub fn main() -> ExitCode {
             use std::io::Write;
             // A reader of stderr that went away (`wpa serve 2>&1 | head`) is not worth a panic.
             let _ = writeln!(std::io::stderr(), "{} {name}: {e:#}", invocation.program());
-            if e.downcast_ref::<simulate::InputError>().is_some() {
+            if e.downcast_ref::<simulate::InputError>().is_some()
+                || e.downcast_ref::<convert::ConvertError>().is_some_and(convert::ConvertError::is_refusal)
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -209,6 +224,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::DryRun(args) => runtime()?.block_on(dryrun::run(&args))?,
+        Command::Convert(args) => convert::write(&runtime()?.block_on(convert::run(&args))?)?,
         Command::Crd => stdout(&crate::api::crd_yaml())?,
         Command::Certs(args) => certs::run(&args)?,
         Command::Simulate(args) => simulate::command(&args)?,
@@ -295,6 +311,17 @@ mod tests {
         ] {
             let e = parse_args(args).expect_err(&format!("{args:?} must be refused"));
             assert_ne!(e.exit_code(), 0, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn convert_parses_as_wpa_and_as_the_kubectl_plugin() {
+        for argv0 in ["wpa", "kubectl-wpa"] {
+            let parsed = parse_args(&[argv0, "convert", "--from-hpa", "shop/web", "--apply"]);
+            assert!(
+                matches!(&parsed, Ok((Command::Convert(a), _)) if a.from_hpa == "shop/web" && a.apply),
+                "{parsed:?}"
+            );
         }
     }
 

@@ -57,7 +57,12 @@ impl Drop for ScalingCluster {
 impl ScalingCluster {
     /// The whole control plane. Panics with the reason if it does not start.
     pub async fn start() -> ScalingCluster {
-        match Self::try_start(Options::full()).await {
+        Self::start_with(Options::full()).await
+    }
+
+    /// With `options` (e.g. more kube-controller-manager flags); panics as [`ScalingCluster::start`] does.
+    pub async fn start_with(options: Options) -> ScalingCluster {
+        match Self::try_start(options).await {
             Ok(c) => c,
             Err(e) => panic!("the scaling test cluster did not start: {e:#}"),
         }

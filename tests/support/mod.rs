@@ -17,6 +17,24 @@ pub use devcluster::{
 };
 pub use wpa::devtools::{ScalingCluster, WpaServe, webhook_configurations, wpa_yaml};
 
+/// What a command printed, and how it ended.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to its end, without the environment's proxy settings (the clusters are on loopback).
+pub fn run(mut cmd: std::process::Command) -> Run {
+    devcluster::process::without_proxy_settings(&mut cmd);
+    let out = cmd.output().expect("run the command");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// Lease timings short enough for a test to see a handover (`wpa serve` flags).
 pub const FAST_LEASE: [&str; 6] =
     ["--lease-duration", "6s", "--lease-renew-deadline", "4s", "--lease-retry-period", "1s"];

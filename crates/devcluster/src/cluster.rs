@@ -40,6 +40,9 @@ pub struct Options {
     /// `metricsBindAddress` with a free loopback port (1.20 defaults them to the fixed port 10251, which
     /// would collide between parallel tests).
     pub scheduler_config: Option<String>,
+    /// More kube-controller-manager flags, after the harness's own (e.g.
+    /// `--horizontal-pod-autoscaler-sync-period=2s`, so that an HPA acts within a short test).
+    pub controller_manager_args: Vec<String>,
     /// The directory with etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
     /// [default: [`find_binaries`]].
     pub bin_dir: Option<PathBuf>,
@@ -283,6 +286,8 @@ impl LocalCluster {
             format!("--port={}", ports.controller_manager_healthz).into(),
             "--secure-port=0".into(),
         ];
+        let args =
+            args.into_iter().chain(self.options.controller_manager_args.iter().map(OsString::from)).collect();
         let cm = Component::spawn(
             "kube-controller-manager",
             &self.bin("kube-controller-manager"),
