@@ -105,7 +105,8 @@ async fn pods_become_ready_through_their_probes(mode: TlsMode, test: &str) {
     wait_for(30 * SECOND, || async {
         let answers: Vec<u16> = (0..8)
             .map(|_| {
-                devcluster::http_get_at(SocketAddr::new(cluster_ip, 8080), "/readyz").map_or(0, |(code, _)| code)
+                devcluster::http_get_at(SocketAddr::new(cluster_ip, 8080), "/readyz")
+                    .map_or(0, |(code, _)| code)
             })
             .collect();
         if answers.iter().all(|&c| c == 200) { Ok(()) } else { Err(format!("answers {answers:?}")) }

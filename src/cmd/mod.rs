@@ -24,7 +24,7 @@ use serve::ServeArgs;
 /// Watermark Pod Autoscaler for Kubernetes: scales a workload between the watermarks of its metrics.
 ///
 /// One binary: the admission webhook and the reconciler (`wpa serve`), the decision trace of a live WPA
-/// (`wpa explain`), the WPA closest to an HPA (`wpa convert`), an offline simulator (`wpa simulate`), the
+/// (`wpa explain`), every WPA at a glance (`wpa status`), the WPA closest to an HPA (`wpa convert`), an offline simulator (`wpa simulate`), the
 /// whole product on a local control plane (`wpa demo`), the CRD (`wpa crd`), development certificates
 /// (`wpa certs`) and benchmarks (`wpa bench`).
 #[derive(Parser, Debug)]

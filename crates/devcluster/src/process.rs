@@ -270,3 +270,11 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Runs `teardown` when the process exits. A fixture that the tests of one binary share lives in a static,
+/// and a static is never dropped: its processes would die with the process (see pdeathsig above), but
+/// network namespaces, mounts and temporary directories would stay.
+pub fn at_exit(teardown: extern "C" fn()) {
+    // SAFETY: registers a plain function with no captured state.
+    unsafe { libc::atexit(teardown) };
+}

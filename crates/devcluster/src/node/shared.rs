@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::{Result, anyhow};
 
 use super::{NodeOptions, RealNode};
-use crate::process::lock;
+use crate::process::{at_exit, lock};
 
 struct Slot {
     runtime: tokio::runtime::Runtime,
@@ -47,8 +47,7 @@ pub async fn shared(options: impl FnOnce() -> NodeOptions + Send + 'static) -> R
         Ok(Ok(node)) => {
             let node = Arc::new(node);
             *lock(&slot.node) = Some(node.clone());
-            // SAFETY: registers a plain function with no captured state.
-            unsafe { libc::atexit(stop_at_exit) };
+            at_exit(stop_at_exit);
             Ok(node)
         }
         Ok(Err(e)) => {
