@@ -95,7 +95,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "WPA_KUBECONFIG")]
     pub(crate) kubeconfig: Option<PathBuf>,
     /// After SIGTERM, keep serving this long with /readyz answering 503 (so the Service stops sending
-    /// requests here first), then stop accepting and drain in-flight requests (at most 20 s).
+    /// requests here first) while asking each client to move off its connection once answered (HTTP/1:
+    /// close; HTTP/2: GOAWAY), then stop accepting and drain in-flight requests (at most 20 s).
     #[arg(long, env = "WPA_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration::arg_or_off)]
     pub(crate) shutdown_delay: Duration,
     /// HTTPS connections served at once; more wait in the kernel's queue (lowered to fit the open-files
@@ -207,6 +208,8 @@ fn self_signed(
 /// Runs until SIGTERM/SIGINT.
 pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
+    // Cancelled at SIGTERM, before the shutdown delay: the HTTPS server asks its clients to move off.
+    let closing = CancellationToken::new();
     let registry = Arc::new(Registry::new());
     let mut readiness = Readiness::default();
     let client = kube_client(args.kubeconfig.as_deref(), Some(&registry)).await?;
@@ -305,14 +308,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
         }
         .fitted_to_open_files(open_files());
         let stats = server::HttpStats::register(&registry);
-        tasks.push(tokio::spawn(server::serve_tls(
-            listener,
-            tls_config,
-            edges,
-            limits,
-            stats,
-            shutdown.clone(),
-        )));
+        let stop = server::Stop { closing: closing.clone(), shutdown: shutdown.clone() };
+        tasks.push(tokio::spawn(server::serve_tls_until(listener, tls_config, edges, limits, stats, stop)));
     }
 
     let health = server::bind(args.health_listen).await?;
@@ -327,6 +324,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     // Kubernetes removes the pod from the Service's endpoints asynchronously: keep answering (with /readyz
     // at 503) until the API server has stopped calling, then drain. A second signal cuts the wait short.
     readiness.stopping.store(true, Ordering::Release);
+    closing.cancel();
     scaling.cancel();
     tracing::info!(delay = ?args.shutdown_delay, "shutting down: scaling stopped, /readyz answers 503, then the servers drain");
     let delay = async {

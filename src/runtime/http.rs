@@ -9,9 +9,17 @@
 //! declared over its own limit with 413 before anything is reserved, and a body that makes no progress for
 //! [`BODY_STALL`] is answered 408. One peer (an IP address) may hold at most half of the connections, the
 //! requests and the body bytes, so that one client cannot deny the port to the API server; every refusal is
-//! counted in `wpa_http_refused_total{reason}` and logged (at most once per reason every 10 s). On shutdown the
-//! listener closes, in-flight requests finish, and idle keep-alive connections are closed (the API server
-//! otherwise keeps using connections to a terminating pod), with a deadline.
+//! counted in `wpa_http_refused_total{reason}` and logged (at most once per reason every 10 s).
+//!
+//! Stopping has two steps ([`Stop`]). When `closing` comes (SIGTERM), the listener still accepts (the
+//! endpoints' removal takes a moment to reach kube-proxy), but every client is asked to move off its
+//! connection: an HTTP/1 connection closes after its next response (at once if idle), an HTTP/2 one gets a
+//! GOAWAY, and a connection opened after `closing` gets the same once it has been answered. A client's
+//! keep-alive connection would otherwise stay pinned to this pod (conntrack keeps its NAT) until the pod
+//! dies, and a request on it at that instant fails: a pod force-deleted gets SIGKILL 2 s after SIGTERM.
+//! Asking only after a first answer keeps a fresh connection usable: a client retries a request on a
+//! reused connection that the server closed, not on a new one. When `shutdown` comes, the listener closes
+//! and in-flight requests finish, with a deadline.
 
 use std::{
     collections::HashMap,
@@ -35,7 +43,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::conn::auto,
     service::TowerToHyperService,
 };
 use prometheus_client::{
@@ -398,6 +406,15 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
 }
 
+/// When a server stops (see the module's documentation).
+#[derive(Clone, Debug, Default)]
+pub struct Stop {
+    /// Keep accepting, but ask each client to move off its connection once it has been answered.
+    pub closing: CancellationToken,
+    /// Stop accepting and drain (also moves every client off at once).
+    pub shutdown: CancellationToken,
+}
+
 /// Serves `edges` over TLS on `listener` within `limits` until `shutdown` is cancelled, then drains.
 pub async fn serve_tls(
     listener: TcpListener,
@@ -407,14 +424,28 @@ pub async fn serve_tls(
     stats: Arc<HttpStats>,
     shutdown: CancellationToken,
 ) {
+    let stop = Stop { closing: shutdown.clone(), shutdown };
+    serve_tls_until(listener, tls, edges, limits, stats, stop).await
+}
+
+/// As [`serve_tls`], closing connections from `stop.closing` on and draining at `stop.shutdown`.
+pub async fn serve_tls_until(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    edges: Vec<Edge>,
+    limits: Limits,
+    stats: Arc<HttpStats>,
+    stop: Stop,
+) {
     let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
     let budget = Budget::new(limits, stats.clone());
     let app = edges.into_iter().fold(Router::new(), |app, edge| {
         let state = (budget.clone(), edge.max_body.min(limits.max_request_body));
         app.merge(edge.router.layer(axum::middleware::from_fn_with_state(state, within_budget)))
     });
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let connections = Arc::new(Semaphore::new(slots));
+    let shutdown = stop.shutdown.clone();
     loop {
         // A connection slot first: past the cap, new connections wait in the kernel's queue.
         let slot = tokio::select! {
@@ -445,7 +476,9 @@ pub async fn serve_tls(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, watcher, stats) = (acceptor.clone(), graceful.watcher(), stats.clone());
+        let (acceptor, stop, stats) = (acceptor.clone(), stop.clone(), stats.clone());
+        // Whether the connection has answered a request: from then on it may be asked to close.
+        let (answered, mut answered_rx) = tokio::sync::watch::channel(false);
         let app = tower::ServiceExt::map_request(
             app.clone(),
             move |mut r: http::Request<hyper::body::Incoming>| {
@@ -453,6 +486,10 @@ pub async fn serve_tls(
                 r
             },
         );
+        let app = tower::ServiceExt::map_response(app, move |response: Response| {
+            answered.send_replace(true);
+            response
+        });
         tokio::spawn(async move {
             let (_slot, _held, _open) = (slot, held, Open::count(stats));
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -471,20 +508,46 @@ pub async fn serve_tls(
             builder.http2().timer(TokioTimer::new()).max_concurrent_streams(H2_MAX_STREAMS);
             let activity = Activity::default();
             let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
-            let conn = watcher.watch(builder.serve_connection(io, TowerToHyperService::new(app)));
-            tokio::select! {
-                result = conn => if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
-                () = activity.idle_for(limits.idle_timeout) => {
-                    tracing::debug!(%peer, "idle connection closed");
+            let mut conn = std::pin::pin!(builder.serve_connection(io, TowerToHyperService::new(app)));
+            let idle = std::pin::pin!(activity.idle_for(limits.idle_timeout));
+            let mut move_off = std::pin::pin!(async {
+                tokio::select! {
+                    () = stop.shutdown.cancelled() => {}
+                    () = async {
+                        stop.closing.cancelled().await;
+                        // An error: the service is gone, and so is the connection.
+                        let _ = answered_rx.wait_for(|answered| *answered).await;
+                    } => {}
+                }
+            });
+            let (mut idle, mut asked) = (idle, false);
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = idle.as_mut() => {
+                        tracing::debug!(%peer, "idle connection closed");
+                        break;
+                    }
+                    () = move_off.as_mut(), if !asked => {
+                        // HTTP/1: no keep-alive after the response in flight (closed now if idle);
+                        // HTTP/2: GOAWAY, the open streams finish.
+                        conn.as_mut().graceful_shutdown();
+                        asked = true;
+                    }
                 }
             }
         });
     }
     drop(listener);
+    // Every connection holds a slot until it ends: all slots back means drained.
+    let drained = connections.acquire_many(u32::try_from(slots).unwrap_or(u32::MAX));
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("webhook server drained"),
+        _ = drained => tracing::info!("webhook server drained"),
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("webhook server drain timed out"),
     }
 }
