@@ -13,13 +13,13 @@
 //!
 //! Stopping has two steps ([`Stop`]). When `closing` comes (SIGTERM), the listener still accepts (the
 //! endpoints' removal takes a moment to reach kube-proxy), but every client is asked to move off its
-//! connection: an HTTP/1 connection closes after its next response (at once if idle), an HTTP/2 one gets a
-//! GOAWAY, and a connection opened after `closing` gets the same once it has been answered. A client's
-//! keep-alive connection would otherwise stay pinned to this pod (conntrack keeps its NAT) until the pod
-//! dies, and a request on it at that instant fails: a pod force-deleted gets SIGKILL 2 s after SIGTERM.
-//! Asking only after a first answer keeps a fresh connection usable: a client retries a request on a
-//! reused connection that the server closed, not on a new one. When `shutdown` comes, the listener closes
-//! and in-flight requests finish, with a deadline.
+//! connection: an HTTP/1 answer says `Connection: close` (the connection ends after it), an HTTP/2
+//! connection gets a GOAWAY. A client's keep-alive connection would otherwise stay pinned to this pod
+//! (conntrack keeps its NAT) until the pod dies, and a request on it at that instant fails: a pod
+//! force-deleted gets SIGKILL 2 s after SIGTERM. An idle HTTP/1 connection is not closed then: a client
+//! that writes a request on it at that moment would not retry it (a POST is not replayable), which is why
+//! the answer carries the close. When `shutdown` comes, the listener closes, idle connections close, and
+//! in-flight requests finish, with a deadline.
 
 use std::{
     collections::HashMap,
@@ -344,6 +344,21 @@ pub(crate) async fn read_body(
     }
 }
 
+/// While closing, an HTTP/1 answer ends its connection (`Connection: close`), so that the client opens its
+/// next one where the Service sends it now.
+async fn close_when_closing(
+    State(closing): State<CancellationToken>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let http1 = request.version() < http::Version::HTTP_2;
+    let mut response = next.run(request).await;
+    if http1 && closing.is_cancelled() {
+        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// The middleware that enforces a [`Budget`] for an [`Edge`] taking bodies up to `max_body`: admission
 /// first, before a byte of the body is read.
 async fn within_budget(
@@ -439,10 +454,13 @@ pub async fn serve_tls_until(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let budget = Budget::new(limits, stats.clone());
-    let app = edges.into_iter().fold(Router::new(), |app, edge| {
-        let state = (budget.clone(), edge.max_body.min(limits.max_request_body));
-        app.merge(edge.router.layer(axum::middleware::from_fn_with_state(state, within_budget)))
-    });
+    let app = edges
+        .into_iter()
+        .fold(Router::new(), |app, edge| {
+            let state = (budget.clone(), edge.max_body.min(limits.max_request_body));
+            app.merge(edge.router.layer(axum::middleware::from_fn_with_state(state, within_budget)))
+        })
+        .layer(axum::middleware::from_fn_with_state(stop.closing.clone(), close_when_closing));
     let slots = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let connections = Arc::new(Semaphore::new(slots));
     let shutdown = stop.shutdown.clone();
@@ -477,19 +495,18 @@ pub async fn serve_tls_until(
         };
         let _ = tcp.set_nodelay(true);
         let (acceptor, stop, stats) = (acceptor.clone(), stop.clone(), stats.clone());
-        // Whether the connection has answered a request: from then on it may be asked to close.
-        let (answered, mut answered_rx) = tokio::sync::watch::channel(false);
+        // Whether the connection speaks HTTP/2 (known from its first request): a GOAWAY may then be sent.
+        let (speaks_h2, mut speaks_h2_rx) = tokio::sync::watch::channel(false);
         let app = tower::ServiceExt::map_request(
             app.clone(),
             move |mut r: http::Request<hyper::body::Incoming>| {
                 r.extensions_mut().insert(Peer(peer.ip()));
+                if r.version() == http::Version::HTTP_2 {
+                    speaks_h2.send_replace(true);
+                }
                 r
             },
         );
-        let app = tower::ServiceExt::map_response(app, move |response: Response| {
-            answered.send_replace(true);
-            response
-        });
         tokio::spawn(async move {
             let (_slot, _held, _open) = (slot, held, Open::count(stats));
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -510,13 +527,16 @@ pub async fn serve_tls_until(
             let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
             let mut conn = std::pin::pin!(builder.serve_connection(io, TowerToHyperService::new(app)));
             let idle = std::pin::pin!(activity.idle_for(limits.idle_timeout));
+            // HTTP/1 connections are closed by their answers while closing (see `close_when_closing`).
             let mut move_off = std::pin::pin!(async {
                 tokio::select! {
                     () = stop.shutdown.cancelled() => {}
                     () = async {
                         stop.closing.cancelled().await;
-                        // An error: the service is gone, and so is the connection.
-                        let _ = answered_rx.wait_for(|answered| *answered).await;
+                        if speaks_h2_rx.wait_for(|h2| *h2).await.is_err() {
+                            // The service is gone, and so is the connection.
+                            std::future::pending::<()>().await;
+                        }
                     } => {}
                 }
             });
@@ -534,8 +554,8 @@ pub async fn serve_tls_until(
                         break;
                     }
                     () = move_off.as_mut(), if !asked => {
-                        // HTTP/1: no keep-alive after the response in flight (closed now if idle);
-                        // HTTP/2: GOAWAY, the open streams finish.
+                        // HTTP/2: GOAWAY, the open streams finish. HTTP/1 (at shutdown): no keep-alive
+                        // after the response in flight, closed now if idle.
                         conn.as_mut().graceful_shutdown();
                         asked = true;
                     }
