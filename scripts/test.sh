@@ -10,8 +10,8 @@
 #
 # Several tiers may be named at once (`bash scripts/test.sh lint unit`). The e2e tier installs, the first
 # time, the control-plane binaries (scripts/k8s-test-env.sh: Debian's etcd and kubectl,
-# kube-apiserver/controller-manager/scheduler built once from Debian's source package and cached; ~5 minutes
-# the first time, nothing afterwards), the Helm library the chart tests use (tests/helm/requirements.txt),
+# kube-apiserver/controller-manager/scheduler built once from Debian's source package and cached; 5 to 10
+# minutes the first time on 2 cores, nothing afterwards), the Helm library the chart tests use (tests/helm/requirements.txt),
 # Debian's prometheus package (promtool and the server, unpacked into a cache; prometheus_tools below), and
 # for the real node (docs/real-node.md) Debian's containerd, runc, CNI plugins, iptables and conntrack plus the
 # image's release binary (`cargo build --release --no-default-features`, as the Dockerfile builds it).
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\n== %s\n' "$*" >&2; }
 
 # Integration tests that need no control plane.
-PURE_TESTS=(engine_decisions webhook_router webhook_fuzz tls_rotation simulate_cli api_roundtrip layers)
+PURE_TESTS=(engine_decisions webhook_router webhook_fuzz tls_rotation simulate_cli api_roundtrip layers doc_links)
 # Integration tests against a real control plane.
 E2E_TESTS=(control_plane crd_e2e webhook_e2e hardening_e2e reconciler_e2e recommender_e2e scaling_safety_e2e scheduler_extender_e2e rbac_e2e chart_e2e dry_run_e2e convert_e2e demo alert_rules observability_e2e examples_e2e self_signed_ca_e2e node_e2e node_host_e2e)
 

@@ -14,6 +14,9 @@ pub(crate) mod simulate;
 pub(crate) mod status;
 pub(crate) mod upstream_flags;
 
+#[cfg(all(test, feature = "dev-tools"))]
+mod reference_tests;
+
 use std::{ffi::OsString, path::Path, process::ExitCode};
 
 use clap::{Parser, Subcommand};
@@ -23,10 +26,12 @@ use serve::ServeArgs;
 
 /// Watermark Pod Autoscaler for Kubernetes: scales a workload between the watermarks of its metrics.
 ///
-/// One binary: the admission webhook and the reconciler (`wpa serve`), the decision trace of a live WPA
-/// (`wpa explain`), the WPA closest to an HPA (`wpa convert`), an offline simulator (`wpa simulate`), the
-/// whole product on a local control plane (`wpa demo`), the CRD (`wpa crd`), development certificates
-/// (`wpa certs`) and benchmarks (`wpa bench`).
+/// One binary. In the cluster, `wpa serve`: the admission webhook, the reconciler and, optionally,
+/// kube-scheduler's extender. For people: the whole product on a private local control plane (`wpa demo`,
+/// as root), an offline simulator to tune a WPA (`wpa simulate`), a live WPA's decision (`wpa explain`),
+/// every WPA at a glance (`wpa status`), the incident switch that stops a WPA scaling (`wpa dry-run`) and
+/// the WPA closest to an HPA (`wpa convert`). Also the CRD (`wpa crd`), development certificates (`wpa
+/// certs`) and benchmarks (`wpa bench`). New here? Start with `wpa demo` or `wpa simulate --help`.
 #[derive(Parser, Debug)]
 #[command(name = "wpa", version, about, long_about)]
 pub(crate) struct Cli {
@@ -46,6 +51,13 @@ pub(crate) enum Command {
     /// Needs root (apt-get the first time; a network namespace for the synthetic metrics provider).
     #[cfg(feature = "dev-tools")]
     Demo(crate::devtools::demo::DemoArgs),
+    /// Replay a metric series against a WPA offline, to tune its watermarks before deploying.
+    ///
+    /// The series is CSV with the header `timestamp,metric,value`; timestamps are RFC 3339, Unix seconds
+    /// or milliseconds, or seconds from 0, and `metric` is the WPA's metricName (External) or resource name
+    /// (Resource). The engine runs every --step seconds with the latest value of each metric; each step is
+    /// told in plain words, then a summary. Bad input is reported as FILE:LINE: problem, with exit code 2.
+    Simulate(simulate::SimulateArgs),
     /// Explain a live WPA's decision at this instant: each metric against its watermarks, the proposal,
     /// the limits, the windows and delays with the time left, the readiness gate, and the final answer.
     ///
@@ -82,13 +94,6 @@ pub(crate) enum Command {
     Crd,
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
     Certs(certs::CertsArgs),
-    /// Replay a metric series against a WPA offline, to tune its watermarks before deploying.
-    ///
-    /// The series is CSV with the header `timestamp,metric,value`; timestamps are RFC 3339, Unix seconds
-    /// or milliseconds, or seconds from 0, and `metric` is the WPA's metricName (External) or resource name
-    /// (Resource). The engine runs every --step seconds with the latest value of each metric; each step is
-    /// told in plain words, then a summary. Bad input is reported as FILE:LINE: problem, with exit code 2.
-    Simulate(simulate::SimulateArgs),
     /// Benchmarks, each against a baseline measured in the same run: the engine, the admission webhook,
     /// the reconciler at scale.
     #[cfg(feature = "dev-tools")]

@@ -1,0 +1,211 @@
+//! The documentation of the command line cannot drift from clap: docs/reference.md's flag section is
+//! generated from the commands' own `--help`, and every `wpa` command line printed in a shell block of the
+//! README or docs/ must parse (flags that exist, values the flags accept).
+
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+
+use super::{Cli, parse, upstream_flags};
+
+const REFERENCE: &str = "docs/reference.md";
+const BEGIN: &str = "<!-- BEGIN GENERATED: every command's --help (src/cmd/reference_tests.rs) -->";
+const END: &str = "<!-- END GENERATED -->";
+/// Set to rewrite the generated section of docs/reference.md after a change of a flag or its help.
+const UPDATE: &str = "WPA_UPDATE_REFERENCE";
+
+/// `wpa bench` is left to docs/performance.md: benchmark flags are for the people who run them.
+const NOT_IN_REFERENCE: &[&str] = &["bench"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Each command's long help (what `wpa COMMAND --help` prints), at a fixed width, with the names of the
+/// environment variables but not their values in this process (a KUBECONFIG set here is nobody's default).
+fn generated() -> String {
+    let mut cli = Cli::command().term_width(110).max_term_width(110);
+    cli = cli.mut_args(|a| a.hide_env_values(true));
+    cli.build();
+    let mut out = format!("{BEGIN}\n");
+    out.push_str(&section("wpa", &mut cli));
+    for sub in cli.get_subcommands_mut() {
+        if !NOT_IN_REFERENCE.contains(&sub.get_name()) {
+            walk(sub, &mut out);
+        }
+    }
+    out.push_str(END);
+    out
+}
+
+fn walk(cmd: &mut clap::Command, out: &mut String) {
+    let mut cmd = cmd.clone().mut_args(|a| a.hide_env_values(true));
+    let name = cmd.get_bin_name().unwrap_or(cmd.get_name()).to_string();
+    out.push_str(&section(&name, &mut cmd));
+    for sub in cmd.get_subcommands_mut() {
+        walk(sub, out);
+    }
+}
+
+fn section(name: &str, cmd: &mut clap::Command) -> String {
+    let help = cmd.render_long_help().to_string();
+    let help: Vec<&str> = help.lines().map(str::trim_end).collect();
+    format!("### `{name}`\n\n```text\n{}\n```\n\n", help.join("\n").trim_end())
+}
+
+#[test]
+fn the_flag_reference_is_every_commands_help() {
+    let path = repo().join(REFERENCE);
+    let doc = std::fs::read_to_string(&path).expect("docs/reference.md");
+    let (Some(start), Some(end)) = (doc.find(BEGIN), doc.find(END)) else {
+        panic!("{REFERENCE} has no generated section: put the lines\n{BEGIN}\n{END}\nwhere it goes");
+    };
+    let committed = &doc[start..end + END.len()];
+    let fresh = generated();
+    if committed == fresh {
+        return;
+    }
+    if std::env::var_os(UPDATE).is_some() {
+        let rewritten = format!("{}{fresh}{}", &doc[..start], &doc[end + END.len()..]);
+        std::fs::write(&path, rewritten).expect("rewrite docs/reference.md");
+        return;
+    }
+    let first = committed.lines().zip(fresh.lines()).find(|(a, b)| a != b);
+    panic!(
+        "{REFERENCE} no longer matches the commands' --help (first difference: {first:?}); \
+         rewrite it with `{UPDATE}=1 cargo test --lib the_flag_reference` and commit it"
+    );
+}
+
+/// The Markdown files a user reads.
+fn documents() -> Vec<PathBuf> {
+    let mut files = vec![repo().join("README.md"), repo().join("charts/wpa/README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
+        .expect("docs/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    files
+}
+
+/// The command lines of a shell block (`sh`, `bash`, `console` with `$ `), continuation lines joined and
+/// comments cut.
+fn shell_lines(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_shell = None;
+    let mut pending = String::new();
+    for line in text.lines() {
+        if let Some(lang) = line.trim_start().strip_prefix("```") {
+            in_shell = match in_shell {
+                None => Some(matches!(lang.trim(), "sh" | "bash" | "shell" | "console")),
+                Some(_) => None,
+            };
+            continue;
+        }
+        if in_shell != Some(true) {
+            continue;
+        }
+        let line = line.trim();
+        let line = line.strip_prefix("$ ").unwrap_or(line);
+        if let Some(head) = line.strip_suffix('\\') {
+            pending.push_str(head);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        out.push(std::mem::take(&mut pending));
+    }
+    out
+}
+
+/// The `wpa` invocations of a command line: `wpa`, `target/release/wpa`, `kubectl wpa` or `cargo run
+/// --release --` as a command, up to a pipe, `&&`, `;`, a redirection or a comment.
+fn invocations(line: &str) -> Vec<Vec<String>> {
+    let Some(words) = shlex::split(line.split(" #").next().unwrap_or(line)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i].as_str();
+        // A command starts a line or follows a separator or a prefix: `helm install wpa ...` runs helm.
+        let at_start = i == 0
+            || ["sudo", "time", "exec", "&&", "||", ";", "|"].contains(&words[i - 1].as_str());
+        let start = match w {
+            _ if !at_start => None,
+            "wpa" | "target/release/wpa" | "./target/release/wpa" => Some(("wpa", i + 1)),
+            "kubectl" if words.get(i + 1).is_some_and(|n| n == "wpa") => Some(("kubectl-wpa", i + 2)),
+            "cargo" if words.get(i + 1).is_some_and(|n| n == "run") => {
+                words[i..].iter().position(|w| w == "--").map(|p| ("wpa", i + p + 1))
+            }
+            _ => None,
+        };
+        let Some((argv0, from)) = start else {
+            i += 1;
+            continue;
+        };
+        let end = words[from..]
+            .iter()
+            .position(|w| ["|", "&&", "||", ";", ">", "2>&1", ")"].contains(&w.as_str()) || w.starts_with('>'))
+            .map_or(words.len(), |p| from + p);
+        let mut argv = vec![argv0.to_string()];
+        argv.extend(words[from..end].iter().cloned());
+        out.push(argv);
+        i = end;
+    }
+    out
+}
+
+#[test]
+fn every_wpa_command_line_in_the_docs_parses() {
+    let mut checked = 0;
+    let mut refused = Vec::new();
+    for file in documents() {
+        let text = std::fs::read_to_string(&file).expect("a Markdown file");
+        let name = file.strip_prefix(repo()).unwrap_or(&file).display().to_string();
+        for line in shell_lines(&text) {
+            for argv in invocations(&line) {
+                checked += 1;
+                let args = upstream_flags::apply(argv.iter().map(Into::into).collect());
+                if let Err(e) = parse(args) {
+                    let help = matches!(
+                        e.kind(),
+                        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+                    );
+                    if !help {
+                        refused.push(format!("{name}: `{line}`: {}", e.render().to_string().trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} wpa command lines found: is the extraction broken?");
+    assert!(refused.is_empty(), "command lines the docs print that wpa refuses:\n{}", refused.join("\n"));
+}
+
+#[test]
+fn the_shell_extraction_finds_wpa_in_every_form_it_is_written() {
+    let text = "```sh\nwpa explain -n shop web   # a comment\nsudo target/release/wpa demo --keep\n\
+                cargo run --release -- simulate --wpa a.yaml \\\n  --series b.csv | head\n\
+                kubectl wpa dry-run list --all\nhelm install wpa charts/wpa -n wpa-system\n```\n```text\nwpa not --a-shell-block\n```\n";
+    let found: Vec<Vec<String>> = shell_lines(text).iter().flat_map(|l| invocations(l)).collect();
+    let joined: Vec<String> = found.iter().map(|a| a.join(" ")).collect();
+    assert_eq!(
+        joined,
+        [
+            "wpa explain -n shop web",
+            "wpa demo --keep",
+            "wpa simulate --wpa a.yaml --series b.csv",
+            "kubectl-wpa dry-run list --all",
+        ]
+    );
+}
+
+#[test]
+fn a_refused_value_in_a_doc_line_is_caught() {
+    let argv = invocations("wpa serve --max-body-bytes-in-flight 32Mi").remove(0);
+    assert!(parse(argv.iter().map(Into::into).collect()).is_err());
+}
