@@ -16,7 +16,8 @@ const PENDING: &[&str] = &["docs/performance.md", "docs/status.md"];
 
 /// The Markdown files a user reads: the README, docs/, and the other READMEs.
 fn documents() -> Vec<PathBuf> {
-    let mut files = vec![repo().join("README.md"), repo().join("charts/wpa/README.md"), repo().join("certs/README.md")];
+    let mut files =
+        vec![repo().join("README.md"), repo().join("charts/wpa/README.md"), repo().join("certs/README.md")];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
         .expect("docs/")
         .flatten()
@@ -98,7 +99,8 @@ fn broken_links() -> Vec<String> {
                 continue;
             }
             let (path, fragment) = target.split_once('#').unwrap_or((&target, ""));
-            let dest = if path.is_empty() { file.clone() } else { file.parent().expect("a folder").join(path) };
+            let dest =
+                if path.is_empty() { file.clone() } else { file.parent().expect("a folder").join(path) };
             let Ok(dest) = dest.canonicalize() else {
                 let relative = Path::new(&name).parent().unwrap_or(Path::new("")).join(path);
                 let relative = relative.to_string_lossy().replace("docs/../", "");

@@ -30,7 +30,7 @@ fn generated() -> String {
     let mut out = format!("{BEGIN}\n");
     out.push_str(&section("wpa", &mut cli));
     for sub in cli.get_subcommands_mut() {
-        if !NOT_IN_REFERENCE.contains(&sub.get_name()) {
+        if !NOT_IN_REFERENCE.contains(&sub.get_name()) && sub.get_name() != "help" {
             walk(sub, &mut out);
         }
     }
@@ -43,7 +43,9 @@ fn walk(cmd: &mut clap::Command, out: &mut String) {
     let name = cmd.get_bin_name().unwrap_or(cmd.get_name()).to_string();
     out.push_str(&section(&name, &mut cmd));
     for sub in cmd.get_subcommands_mut() {
-        walk(sub, out);
+        if sub.get_name() != "help" {
+            walk(sub, out);
+        }
     }
 }
 
@@ -121,6 +123,35 @@ fn shell_lines(text: &str) -> Vec<String> {
     out
 }
 
+/// The code spans of a Markdown text's prose that are whole `wpa` command lines: a command with flags, not
+/// just a command's name, and without placeholders (`<svc>`, `[--san NAME]...`, `a|b`) or quoted output (`wpa dry-run: ... not found`).
+fn inline_lines(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        for span in line.split('`').skip(1).step_by(2) {
+            let words: Vec<&str> = span.split_whitespace().collect();
+            let command = match words.as_slice() {
+                ["wpa", sub, ..] | ["kubectl", "wpa", sub, ..] => sub.chars().all(|c| !c.is_uppercase()),
+                _ => false,
+            };
+            let placeholder = ['<', '[', '|', ':'].iter().any(|c| span.contains(*c)) || span.contains("...");
+            let has_flag = words.iter().any(|w| w.starts_with('-'));
+            if command && has_flag && !placeholder {
+                out.push(span.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// The `wpa` invocations of a command line: `wpa`, `target/release/wpa`, `kubectl wpa` or `cargo run
 /// --release --` as a command, up to a pipe, `&&`, `;`, a redirection or a comment.
 fn invocations(line: &str) -> Vec<Vec<String>> {
@@ -132,8 +163,8 @@ fn invocations(line: &str) -> Vec<Vec<String>> {
     while i < words.len() {
         let w = words[i].as_str();
         // A command starts a line or follows a separator or a prefix: `helm install wpa ...` runs helm.
-        let at_start = i == 0
-            || ["sudo", "time", "exec", "&&", "||", ";", "|"].contains(&words[i - 1].as_str());
+        let at_start =
+            i == 0 || ["sudo", "time", "exec", "&&", "||", ";", "|"].contains(&words[i - 1].as_str());
         let start = match w {
             _ if !at_start => None,
             "wpa" | "target/release/wpa" | "./target/release/wpa" => Some(("wpa", i + 1)),
@@ -149,7 +180,9 @@ fn invocations(line: &str) -> Vec<Vec<String>> {
         };
         let end = words[from..]
             .iter()
-            .position(|w| ["|", "&&", "||", ";", ">", "2>&1", ")"].contains(&w.as_str()) || w.starts_with('>'))
+            .position(|w| {
+                ["|", "&&", "||", ";", ">", "2>&1", ")"].contains(&w.as_str()) || w.starts_with('>')
+            })
             .map_or(words.len(), |p| from + p);
         let mut argv = vec![argv0.to_string()];
         argv.extend(words[from..end].iter().cloned());
@@ -166,7 +199,7 @@ fn every_wpa_command_line_in_the_docs_parses() {
     for file in documents() {
         let text = std::fs::read_to_string(&file).expect("a Markdown file");
         let name = file.strip_prefix(repo()).unwrap_or(&file).display().to_string();
-        for line in shell_lines(&text) {
+        for line in shell_lines(&text).into_iter().chain(inline_lines(&text)) {
             for argv in invocations(&line) {
                 checked += 1;
                 let args = upstream_flags::apply(argv.iter().map(Into::into).collect());
@@ -202,6 +235,13 @@ fn the_shell_extraction_finds_wpa_in_every_form_it_is_written() {
             "kubectl-wpa dry-run list --all",
         ]
     );
+}
+
+#[test]
+fn whole_command_lines_in_prose_are_checked_and_placeholders_are_not() {
+    let text = "Run `wpa explain -n shop web` or `wpa serve --tls-san <svc>.<ns>.svc`, see `wpa dry-run enable`, \
+                `kubectl wpa dry-run list -A`, `wpa COMMAND --help`, `wpa dry-run: WatermarkPodAutoscaler x not found`.";
+    assert_eq!(inline_lines(text), ["wpa explain -n shop web", "kubectl wpa dry-run list -A"]);
 }
 
 #[test]
