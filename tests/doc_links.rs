@@ -149,3 +149,44 @@ fn links_in_code_are_not_links() {
     let text = "see [a](docs/a.md#x) and `[b](nope.md)`\n```\n[c](nope2.md)\n```\n";
     assert_eq!(links(text), ["docs/a.md#x"]);
 }
+
+/// The README's plot (docs/simulation.svg) is what `wpa simulate` draws today for the README's command; set
+/// WPA_UPDATE_REFERENCE=1 to redraw it after a change of the plot or the examples.
+#[test]
+fn the_readme_plot_is_what_simulate_draws_for_the_readme_command() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let fresh = dir.path().join("simulation.svg");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wpa"))
+        .args([
+            "simulate",
+            "--wpa",
+            "examples/wpa.yaml",
+            "--series",
+            "examples/series.csv",
+            "--ready-after",
+            "30",
+        ])
+        .arg("--plot")
+        .arg(&fresh)
+        .current_dir(repo())
+        .output()
+        .expect("wpa simulate");
+    assert!(out.status.success(), "wpa simulate: {}", String::from_utf8_lossy(&out.stderr));
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    assert!(
+        readme.contains("--series examples/series.csv --ready-after 30 --plot simulation.svg")
+            && readme.contains("](docs/simulation.svg)"),
+        "the README shows the plot of this command"
+    );
+    let fresh = std::fs::read_to_string(&fresh).expect("the plot");
+    let committed = repo().join("docs/simulation.svg");
+    if std::env::var_os("WPA_UPDATE_REFERENCE").is_some() {
+        std::fs::write(&committed, &fresh).expect("rewrite docs/simulation.svg");
+    }
+    let committed = std::fs::read_to_string(&committed).expect("docs/simulation.svg");
+    assert!(
+        committed == fresh,
+        "docs/simulation.svg is not what wpa simulate draws today: redraw it with \
+         `WPA_UPDATE_REFERENCE=1 cargo test --test doc_links`"
+    );
+}
