@@ -63,6 +63,9 @@ pub(crate) enum Command {
     ///
     /// Reads the WPA, its target's /scale, its pods and its metrics with your kubeconfig, runs the same
     /// engine as the reconciler, and writes nothing.
+    #[command(after_help = "Examples:
+  wpa explain -n shop web
+  wpa explain shop/web --kubeconfig ~/.kube/prod")]
     Explain(explain::ExplainArgs),
     /// Every WPA of a namespace (-n) or of the cluster (-A) at a glance: one line each, with its state
     /// (in-band, above/below with the delay left, window, limited, at-max/at-min, scaling, failing,
@@ -71,18 +74,23 @@ pub(crate) enum Command {
     ///
     /// The same engine and readings as `wpa explain`, for every WPA, listing the WPAs, HPAs, Deployments,
     /// StatefulSets and pods once. Writes nothing. `--fail-on blocked,failing` exits with 1 for CI and cron.
-    ///
-    /// Examples:
-    ///   wpa status -n shop
-    ///   wpa status -A -o wide
-    ///   wpa status -A -l team=web -o json
-    ///   wpa status -A --fail-on blocked,failing,fallback
+    // The examples go in after_help: clap joins a doc comment's lines into one paragraph.
+    #[command(after_help = "Examples:
+  wpa status -n shop
+  wpa status -A -o wide
+  wpa status -A -l team=web -o json
+  wpa status -A --fail-on blocked,failing,fallback")]
     Status(status::StatusArgs),
     /// Enable, disable, list or restore the dry-run mode of WPAs, as upstream's `kubectl wpa dry-run`.
     ///
     /// Select one WPA by NAME, or several with --all or -l SELECTOR, in the namespace of -n (or of the
     /// kubeconfig context), or in every namespace with -A. Each change is a JSON merge patch of
-    /// spec.dryRun alone.
+    /// spec.dryRun alone, which the webhook never refuses.
+    #[command(after_help = "Examples:
+  wpa dry-run enable web -n shop
+  wpa dry-run list --all -A -o csv > saved.csv
+  wpa dry-run enable --all -A
+  wpa dry-run revert -f saved.csv")]
     DryRun(dryrun::DryRunArgs),
     /// Write the WPA that behaves closest to a live HorizontalPodAutoscaler, in dry run beside it.
     ///

@@ -1,6 +1,6 @@
 //! The documentation of the command line cannot drift from clap: docs/reference.md's flag section is
-//! generated from the commands' own `--help`, and every `wpa` command line printed in a shell block of the
-//! README or docs/ must parse (flags that exist, values the flags accept).
+//! generated from the commands' own `--help`, and every `wpa` command line printed in the README, docs/ or a
+//! command's `Examples:` must parse (flags that exist, values the flags accept).
 
 use std::path::PathBuf;
 
@@ -193,7 +193,7 @@ fn invocations(line: &str) -> Vec<Vec<String>> {
 }
 
 #[test]
-fn every_wpa_command_line_in_the_docs_parses() {
+fn every_wpa_command_line_in_the_docs_and_help_examples_parses() {
     let mut checked = 0;
     let mut refused = Vec::new();
     for file in documents() {
@@ -215,7 +215,26 @@ fn every_wpa_command_line_in_the_docs_parses() {
             }
         }
     }
-    assert!(checked >= 20, "only {checked} wpa command lines found: is the extraction broken?");
+    // The examples each command's --help ends with.
+    let mut in_examples = false;
+    for line in generated().lines() {
+        in_examples = match line.trim() {
+            "Examples:" => true,
+            l if l.starts_with("```") => false,
+            _ => in_examples,
+        };
+        let line = line.trim();
+        if !in_examples || line.starts_with('#') {
+            continue;
+        }
+        for argv in invocations(line) {
+            checked += 1;
+            if let Err(e) = parse(upstream_flags::apply(argv.iter().map(Into::into).collect())) {
+                refused.push(format!("--help's example `{line}`: {}", e.render().to_string().trim()));
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} wpa command lines found: is the extraction broken?");
     assert!(refused.is_empty(), "command lines the docs print that wpa refuses:\n{}", refused.join("\n"));
 }
 
