@@ -15,7 +15,7 @@ pub(crate) mod status;
 pub(crate) mod upstream_flags;
 
 #[cfg(all(test, feature = "dev-tools"))]
-mod reference_tests;
+mod docs_tests;
 
 use std::{ffi::OsString, path::Path, process::ExitCode};
 
