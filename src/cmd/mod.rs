@@ -14,6 +14,9 @@ pub(crate) mod simulate;
 pub(crate) mod status;
 pub(crate) mod upstream_flags;
 
+#[cfg(all(test, feature = "dev-tools"))]
+mod docs_tests;
+
 use std::{ffi::OsString, path::Path, process::ExitCode};
 
 use clap::{Parser, Subcommand};
@@ -23,10 +26,12 @@ use serve::ServeArgs;
 
 /// Watermark Pod Autoscaler for Kubernetes: scales a workload between the watermarks of its metrics.
 ///
-/// One binary: the admission webhook and the reconciler (`wpa serve`), the decision trace of a live WPA
-/// (`wpa explain`), every WPA at a glance (`wpa status`), the WPA closest to an HPA (`wpa convert`), an offline simulator (`wpa simulate`), the
-/// whole product on a local control plane (`wpa demo`), the CRD (`wpa crd`), development certificates
-/// (`wpa certs`) and benchmarks (`wpa bench`).
+/// One binary. In the cluster, `wpa serve`: the admission webhook, the reconciler and, optionally,
+/// kube-scheduler's extender. For people: the whole product on a private local control plane (`wpa demo`,
+/// as root), an offline simulator to tune a WPA (`wpa simulate`), a live WPA's decision (`wpa explain`),
+/// every WPA at a glance (`wpa status`), the incident switch that stops a WPA scaling (`wpa dry-run`) and
+/// the WPA closest to an HPA (`wpa convert`). Also the CRD (`wpa crd`), development certificates (`wpa
+/// certs`) and benchmarks (`wpa bench`). New here? Start with `wpa demo` or `wpa simulate --help`.
 #[derive(Parser, Debug)]
 #[command(name = "wpa", version, about, long_about)]
 pub(crate) struct Cli {
@@ -46,11 +51,21 @@ pub(crate) enum Command {
     /// Needs root (apt-get the first time; a network namespace for the synthetic metrics provider).
     #[cfg(feature = "dev-tools")]
     Demo(crate::devtools::demo::DemoArgs),
+    /// Replay a metric series against a WPA offline, to tune its watermarks before deploying.
+    ///
+    /// The series is CSV with the header `timestamp,metric,value`; timestamps are RFC 3339, Unix seconds
+    /// or milliseconds, or seconds from 0, and `metric` is the WPA's metricName (External) or resource name
+    /// (Resource). The engine runs every --step seconds with the latest value of each metric; each step is
+    /// told in plain words, then a summary. Bad input is reported as FILE:LINE: problem, with exit code 2.
+    Simulate(simulate::SimulateArgs),
     /// Explain a live WPA's decision at this instant: each metric against its watermarks, the proposal,
     /// the limits, the windows and delays with the time left, the readiness gate, and the final answer.
     ///
     /// Reads the WPA, its target's /scale, its pods and its metrics with your kubeconfig, runs the same
     /// engine as the reconciler, and writes nothing.
+    #[command(after_help = "Examples:
+  wpa explain -n shop web
+  wpa explain shop/web --kubeconfig ~/.kube/prod")]
     Explain(explain::ExplainArgs),
     /// Every WPA of a namespace (-n) or of the cluster (-A) at a glance: one line each, with its state
     /// (in-band, above/below with the delay left, window, limited, at-max/at-min, scaling, failing,
@@ -59,18 +74,23 @@ pub(crate) enum Command {
     ///
     /// The same engine and readings as `wpa explain`, for every WPA, listing the WPAs, HPAs, Deployments,
     /// StatefulSets and pods once. Writes nothing. `--fail-on blocked,failing` exits with 1 for CI and cron.
-    ///
-    /// Examples:
-    ///   wpa status -n shop
-    ///   wpa status -A -o wide
-    ///   wpa status -A -l team=web -o json
-    ///   wpa status -A --fail-on blocked,failing,fallback
+    // The examples go in after_help: clap joins a doc comment's lines into one paragraph.
+    #[command(after_help = "Examples:
+  wpa status -n shop
+  wpa status -A -o wide
+  wpa status -A -l team=web -o json
+  wpa status -A --fail-on blocked,failing,fallback")]
     Status(status::StatusArgs),
     /// Enable, disable, list or restore the dry-run mode of WPAs, as upstream's `kubectl wpa dry-run`.
     ///
     /// Select one WPA by NAME, or several with --all or -l SELECTOR, in the namespace of -n (or of the
     /// kubeconfig context), or in every namespace with -A. Each change is a JSON merge patch of
-    /// spec.dryRun alone.
+    /// spec.dryRun alone, which the webhook never refuses.
+    #[command(after_help = "Examples:
+  wpa dry-run enable web -n shop
+  wpa dry-run list --all -A -o csv > saved.csv
+  wpa dry-run enable --all -A
+  wpa dry-run revert -f saved.csv")]
     DryRun(dryrun::DryRunArgs),
     /// Write the WPA that behaves closest to a live HorizontalPodAutoscaler, in dry run beside it.
     ///
@@ -82,13 +102,6 @@ pub(crate) enum Command {
     Crd,
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
     Certs(certs::CertsArgs),
-    /// Replay a metric series against a WPA offline, to tune its watermarks before deploying.
-    ///
-    /// The series is CSV with the header `timestamp,metric,value`; timestamps are RFC 3339, Unix seconds
-    /// or milliseconds, or seconds from 0, and `metric` is the WPA's metricName (External) or resource name
-    /// (Resource). The engine runs every --step seconds with the latest value of each metric; each step is
-    /// told in plain words, then a summary. Bad input is reported as FILE:LINE: problem, with exit code 2.
-    Simulate(simulate::SimulateArgs),
     /// Benchmarks, each against a baseline measured in the same run: the engine, the admission webhook,
     /// the reconciler at scale.
     #[cfg(feature = "dev-tools")]
