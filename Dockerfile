@@ -3,8 +3,8 @@
 #
 #   docker build -t wpa:0.1.0 .
 #
-# The product crate's default features (the coming `dev-tools`, for `wpa demo`/`bench`/the local control
-# plane) stay off: `--no-default-features`.
+# The product crate's default feature `dev-tools` (`wpa demo`, `wpa bench` and the local control plane)
+# stays off: `--no-default-features`.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src

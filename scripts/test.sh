@@ -5,14 +5,16 @@
 #   bash scripts/test.sh lint       # cargo fmt --check, cargo clippy -D warnings (also without dev-tools)
 #   bash scripts/test.sh unit       # in-crate unit tests and the tests that need no cluster (seconds)
 #   bash scripts/test.sh vectors    # upstream's vectors and the independent reference vectors
-#   bash scripts/test.sh e2e        # the tests against a private Kubernetes v1.20.2 control plane, and the
-#                                   # chart's alerts and dashboard through Debian's promtool and Prometheus
+#   bash scripts/test.sh e2e        # the tests against a private Kubernetes v1.20.2 control plane and a real
+#                                   # node, and the chart's alerts and dashboard through Debian's promtool
 #
 # Several tiers may be named at once (`bash scripts/test.sh lint unit`). The e2e tier installs, the first
 # time, the control-plane binaries (scripts/k8s-test-env.sh: Debian's etcd and kubectl,
 # kube-apiserver/controller-manager/scheduler built once from Debian's source package and cached; ~5 minutes
-# the first time, nothing afterwards), the Helm library the chart tests use (tests/helm/requirements.txt) and
-# Debian's prometheus package (promtool and the server, unpacked into a cache; prometheus_tools below).
+# the first time, nothing afterwards), the Helm library the chart tests use (tests/helm/requirements.txt),
+# Debian's prometheus package (promtool and the server, unpacked into a cache; prometheus_tools below), and
+# for the real node (docs/real-node.md) Debian's containerd, runc, CNI plugins, iptables and conntrack plus the
+# image's release binary (`cargo build --release --no-default-features`, as the Dockerfile builds it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +23,7 @@ say() { printf '\n== %s\n' "$*" >&2; }
 # Integration tests that need no control plane.
 PURE_TESTS=(engine_decisions webhook_router webhook_fuzz tls_rotation simulate_cli api_roundtrip layers)
 # Integration tests against a real control plane.
-E2E_TESTS=(control_plane crd_e2e webhook_e2e hardening_e2e reconciler_e2e recommender_e2e scaling_safety_e2e scheduler_extender_e2e rbac_e2e chart_e2e dry_run_e2e demo alert_rules observability_e2e examples_e2e)
+E2E_TESTS=(control_plane crd_e2e webhook_e2e hardening_e2e reconciler_e2e recommender_e2e scaling_safety_e2e scheduler_extender_e2e rbac_e2e chart_e2e dry_run_e2e convert_e2e demo alert_rules observability_e2e examples_e2e self_signed_ca_e2e node_e2e node_host_e2e)
 
 # Every file of tests/ belongs to a tier, so that none is left out of the whole suite.
 for f in tests/*.rs; do
@@ -49,6 +51,11 @@ lint() {
   cargo clippy --workspace --all-targets --locked -- -D warnings
   say "cargo clippy --no-default-features (the image's build)"
   cargo clippy --lib --bins --no-default-features --locked -- -D warnings
+  # Licenses and duplicate crates as deny.toml accepts them. `check advisories` needs the RustSec database,
+  # which this machine cannot fetch: a user's CI runs it.
+  say "cargo deny check licenses bans"
+  command -v cargo-deny >/dev/null || cargo install --locked --quiet cargo-deny
+  cargo deny --locked check licenses bans
 }
 
 unit() {
@@ -97,6 +104,22 @@ prometheus_tools() {
   echo "prometheus: $("$WPA_PROMETHEUS_BIN_DIR/prometheus" --version 2>&1 | head -n 1)" >&2
 }
 
+# The real node's runtime (Debian packages; the node starts them itself, no service) and the image's binary.
+node_prerequisites() {
+  say "the real node: containerd, runc, CNI plugins, iptables, conntrack, binutils (strip)"
+  local pkgs=(containerd runc containernetworking-plugins iptables conntrack binutils) missing=() p
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+      || { $sudo apt-get update -qq >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+             --no-install-recommends "${missing[@]}" >&2; }
+  fi
+  say "the wpa image's binary: cargo build --release --no-default-features (the Dockerfile's build)"
+  cargo build --release --locked --no-default-features --bin wpa
+}
+
 e2e() {
   say "control-plane binaries"
   WPA_K8S_BIN_DIR=$(bash scripts/k8s-test-env.sh | tail -n 1)
@@ -107,6 +130,7 @@ e2e() {
     python3 -m pip install --quiet --disable-pip-version-check -r tests/helm/requirements.txt
   fi
   prometheus_tools
+  node_prerequisites
   say "tests against a real control plane"
   # shellcheck disable=SC2046
   cargo test --locked $(args_for "${E2E_TESTS[@]}")

@@ -7,11 +7,11 @@ mod support;
 use std::{
     os::unix::fs::symlink,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
 };
 
 use serde_json::Value;
-use support::TestCluster;
+use support::{Run, TestCluster, run};
 
 fn wpa(namespace: &str, name: &str, team: &str) -> String {
     format!(
@@ -20,22 +20,6 @@ fn wpa(namespace: &str, name: &str, team: &str) -> String {
          \x20 tolerance: 200m\n  metrics:\n  - type: External\n    external:\n      metricName: qps\n\
          \x20     metricSelector: {{matchLabels: {{app: {name}}}}}\n      highWatermark: \"100\"\n      lowWatermark: \"50\"\n---\n"
     )
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(mut cmd: Command) -> Run {
-    devcluster::process::without_proxy_settings(&mut cmd);
-    let Output { status, stdout, stderr } = cmd.output().expect("run the command");
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
 }
 
 /// Exit 1 and exactly one line on stderr, which is returned.

@@ -555,3 +555,183 @@ fn cpu_pods_that_became_ready_within_the_readiness_delay_are_named_as_such() {
     );
     assert!(!message.contains("pending or failed"), "{message}");
 }
+
+// The fallback (ours, issue 26): `fallback-replicas` once every metric has failed for `fallback-after`.
+
+fn with_fallback(replicas: &str, after: &str, extra: serde_json::Value) -> WatermarkPodAutoscaler {
+    let mut w = wpa(extra);
+    w.metadata.annotations = Some(
+        [
+            ("wpa.datadoghq.com/fallback-replicas".to_string(), replicas.to_string()),
+            ("wpa.datadoghq.com/fallback-after".to_string(), after.to_string()),
+        ]
+        .into(),
+    );
+    w
+}
+
+fn outage() -> Vec<MetricObservation> {
+    vec![MetricObservation::External(Err("unable to fetch metrics from external metrics API: 503".into()))]
+}
+
+/// Passes every 15 s from `now()` at `replicas`, each starting from the status the previous one wrote;
+/// returns the last.
+fn passes(w: &mut WatermarkPodAutoscaler, replicas: i32, metrics: &[MetricObservation], n: u64) -> Outcome {
+    let mut last = None;
+    for i in 0..n {
+        let d = run(w, replicas, metrics, now() + Duration::from_secs(15 * i));
+        let outcome = d.outcome.clone();
+        w.status = Some(outcome.status.clone());
+        last = Some(outcome);
+    }
+    last.expect("at least one pass")
+}
+
+#[test]
+fn before_fallback_after_an_outage_holds_the_count_and_says_when_the_fallback_comes() {
+    let w = with_fallback("8", "10m", serde_json::json!({}));
+    let d = run(&w, 4, &outage(), now());
+    assert_eq!(d.scaled_to, None);
+    assert_eq!(
+        d.decision.fallback,
+        Some(engine::FallbackState::Pending {
+            since: now(),
+            due: now() + Duration::from_secs(600),
+            replicas: 8,
+        })
+    );
+    let (status, reason, message) = condition(&d.outcome, "Fallback");
+    assert_eq!((status, reason), ("Unknown", "MetricsFailing"));
+    assert!(
+        message.contains("keeps at least 8 replicas (fallback-replicas) from 2026-01-01T12:10:00Z"),
+        "{message}"
+    );
+    assert!(d.gauges.iter().any(|g| g.series.metric_name() == "wpa_fallback_active" && g.value == 0.0));
+}
+
+#[test]
+fn once_every_metric_has_failed_for_fallback_after_the_count_goes_up_to_the_fallback() {
+    let mut w = with_fallback("6", "1m", serde_json::json!({}));
+    passes(&mut w, 4, &outage(), 4); // 0 s, 15 s, 30 s, 45 s: still waiting
+    assert_eq!(condition(&passes(&mut w.clone(), 4, &outage(), 1), "Fallback").0, "Unknown");
+    let d = run(&w, 4, &outage(), now() + Duration::from_secs(60));
+    assert_eq!(d.scaled_to, Some(6), "max(current 4, fallback 6), within the +50 % limit of 4");
+    let (status, reason, _) = condition(&d.outcome, "Fallback");
+    assert_eq!((status, reason), ("True", "FallbackActive"));
+    let fallback_events: Vec<_> = d.events.iter().filter(|e| e.reason == "FallbackActive").collect();
+    assert_eq!(fallback_events.len(), 1, "{:?}", d.events);
+    assert!(fallback_events[0].warning);
+    assert!(d.gauges.iter().any(|g| g.series.metric_name() == "wpa_fallback_active" && g.value == 1.0));
+    assert_eq!(condition(&d.outcome, "ScalingActive").0, "False", "the metrics still fail");
+}
+
+#[test]
+fn a_fallback_scale_obeys_the_scale_up_limit_and_max_replicas() {
+    let mut w = with_fallback("10", "30s", serde_json::json!({"maxReplicas": 10}));
+    passes(&mut w, 4, &outage(), 2);
+    let d = run(&w, 4, &outage(), now() + Duration::from_secs(30));
+    assert_eq!(d.scaled_to, Some(6), "4 + 50 % per step, not 10 at once");
+    assert_eq!(condition(&d.outcome, "ScalingLimited").1, "ScaleUpLimit");
+}
+
+#[test]
+fn a_fallback_waits_for_the_upscale_forbidden_window() {
+    let mut w = with_fallback("8", "30s", serde_json::json!({"upscaleForbiddenWindowSeconds": 300}));
+    passes(&mut w, 4, &outage(), 2);
+    if let Some(s) = w.status.as_mut() {
+        s.last_scale_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+    }
+    let d = run(&w, 4, &outage(), now() + Duration::from_secs(30));
+    assert_eq!(d.scaled_to, None, "the window after the last scale holds");
+    assert_eq!(condition(&d.outcome, "Fallback").0, "True", "the fallback is active, waiting for the window");
+    assert!(d.decision.reason.starts_with("Too early to upscale"), "{}", d.decision.reason);
+}
+
+#[test]
+fn a_fallback_never_scales_down() {
+    let mut w = with_fallback("3", "30s", serde_json::json!({}));
+    passes(&mut w, 5, &outage(), 2);
+    let d = run(&w, 5, &outage(), now() + Duration::from_secs(30));
+    assert_eq!(d.scaled_to, None);
+    assert_eq!(d.status.desired_replicas, 5);
+    assert!(d.decision.reason.contains("never scales down"), "{}", d.decision.reason);
+}
+
+#[test]
+fn when_a_metric_answers_again_the_fallback_ends_with_an_event_and_normal_scaling_resumes() {
+    let mut w = with_fallback("6", "30s", serde_json::json!({}));
+    let active = passes(&mut w, 4, &outage(), 3);
+    assert_eq!(condition(&active, "Fallback").0, "True");
+    // The fallback scaled to 6; the metric is back, within its band at 6 pods (6 × 75 = 450).
+    let d = run(&w, 6, &external(450_000), now() + Duration::from_secs(60));
+    let (status, reason, _) = condition(&d.outcome, "Fallback");
+    assert_eq!((status, reason), ("False", "MetricsAvailable"));
+    let ended: Vec<_> = d.events.iter().filter(|e| e.reason == "FallbackEnded").collect();
+    assert_eq!(ended.len(), 1, "{:?}", d.events);
+    assert!(!ended[0].warning);
+    assert_eq!(d.decision.fallback, Some(engine::FallbackState::Off));
+    assert_eq!(d.scaled_to, None, "within the band: no scale");
+}
+
+#[test]
+fn one_failing_metric_among_several_is_not_an_outage() {
+    let metrics = serde_json::json!({"metrics": [
+        {"type": "External", "external": {"metricName": "qps", "metricSelector": {"matchLabels": {"app": "web"}},
+            "highWatermark": "100", "lowWatermark": "50"}},
+        {"type": "External", "external": {"metricName": "lag", "metricSelector": {"matchLabels": {"app": "web"}},
+            "highWatermark": "100", "lowWatermark": "50"}}]});
+    let mut w = with_fallback("8", "30s", metrics);
+    let mut half = external(300_000);
+    half.extend(outage());
+    let last = passes(&mut w, 4, &half, 4);
+    assert_eq!(last.scaled_to, None, "one failing metric blocks the pass, as upstream");
+    assert_eq!(condition(&last, "Fallback").0, "False");
+}
+
+#[test]
+fn metrics_failing_because_no_pod_is_ready_are_not_an_outage() {
+    let mut w = with_fallback("8", "30s", serde_json::json!({}));
+    let p: Vec<PodInfo> = pods(4)
+        .into_iter()
+        .map(|mut p| {
+            p.ready = Some(ReadyCondition { status: ConditionStatus::False, last_transition: Some(now()) });
+            p
+        })
+        .collect();
+    for i in 0..4 {
+        let obs = Observation {
+            target: Ok(scale(4)),
+            pods: Ok(&p),
+            metrics: &external(300_000),
+            recommendation: None,
+            monitor: MonitorObservation::NotRequested,
+            conflicts: &[],
+        };
+        let d = decide(&w, &obs, now() + Duration::from_secs(15 * i));
+        assert_eq!(d.scaled_to, None);
+        assert_eq!(condition(&d.outcome, "Fallback").0, "False", "the readiness gate is not an outage");
+        w.status = Some(d.outcome.status.clone());
+    }
+}
+
+#[test]
+fn the_fallback_condition_leaves_upstreams_last_condition_type_alone() {
+    let plain = wpa(serde_json::json!({}));
+    let with = with_fallback("8", "10m", serde_json::json!({}));
+    for metrics in [outage(), external(300_000)] {
+        let a = run(&plain, 4, &metrics, now());
+        let b = run(&with, 4, &metrics, now());
+        assert_eq!(a.status.last_condition_type, b.status.last_condition_type);
+        assert_eq!(a.status.last_condition_state, b.status.last_condition_state);
+    }
+}
+
+#[test]
+fn unreadable_fallback_annotations_turn_the_fallback_off_and_say_why() {
+    let w = with_fallback("lots", "10m", serde_json::json!({}));
+    let d = run(&w, 4, &outage(), now());
+    let (status, reason, message) = condition(&d.outcome, "Fallback");
+    assert_eq!((status, reason), ("False", "InvalidFallback"));
+    assert!(message.contains("\"lots\" is not a positive whole number"), "{message}");
+    assert_eq!(d.decision.fallback, None);
+}

@@ -671,3 +671,62 @@ async fn a_leader_stopped_by_sigterm_releases_its_lease_at_once_and_scales_no_mo
     assert!(!after_sigterm.contains("Successful rescale"), "a scaled after SIGTERM: {after_sigterm}");
     assert!(b.log().contains("Successful rescale"), "b made the next scale");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_outage_longer_than_fallback_after_scales_up_to_the_fallback_and_recovery_resumes_scaling()
+{
+    let c = ScalingCluster::start().await;
+    c.deployment("outage", "api", 2).await.expect("deployment");
+    // 75 within the band [50, 100]: 2 replicas hold.
+    c.metrics.set("api-qps", 75.0);
+    // Short windows: the first pass records a (no-op) scale, and the fallback's scale opens a downscale window.
+    let extra = "  scaleUpLimitFactor: \"200\"\n  upscaleForbiddenWindowSeconds: 1\n  downscaleForbiddenWindowSeconds: 2\n";
+    let wpa = wpa_yaml("outage", "api", "api", "api-qps", "100", "50", extra)
+        .replacen(
+            "  namespace: outage\n",
+            "  namespace: outage\n  annotations:\n    wpa.datadoghq.com/fallback-replicas: \"5\"\n    wpa.datadoghq.com/fallback-after: \"8s\"\n",
+            1,
+        );
+    c.apply_wpa(&wpa).await.expect("apply the WPA with a fallback");
+    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    c.wait_condition("outage", "api", "Fallback", "False", "MetricsAvailable", 30 * SECOND)
+        .await
+        .expect("a first pass with the metric");
+
+    // The provider answers 503: the fallback waits out fallback-after, holding the count.
+    c.metrics.answer("api-qps", Answer::Error(503));
+    let pending = c
+        .wait_condition("outage", "api", "Fallback", "Unknown", "MetricsFailing", 15 * SECOND)
+        .await
+        .expect("the outage is seen");
+    assert!(pending.contains("keeps at least 5 replicas (fallback-replicas) from"), "{pending}");
+    holds(&c, "outage", "api", 2, 5 * SECOND).await;
+
+    // Then the count goes to the fallback, and stays there (never down) while the outage lasts.
+    let active = c
+        .wait_condition("outage", "api", "Fallback", "True", "FallbackActive", 20 * SECOND)
+        .await
+        .expect("the fallback takes over");
+    assert!(active.contains("has failed for more than 8s"), "{active}");
+    c.wait_scale("outage", "api", 5, 20 * SECOND).await.expect("a scale to fallback-replicas");
+    c.wait_ready_pods("outage", "api", 5, 30 * SECOND).await.expect("5 ready pods");
+    holds(&c, "outage", "api", 5, 4 * SECOND).await;
+    let (_, metrics) = serve.health("/metrics").expect("scrape /metrics");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("wpa_fallback_active{")
+            && l.contains("wpa_name=\"api\"")
+            && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(1.0)),
+        "wpa_fallback_active is 1 during the fallback"
+    );
+
+    // The metric answers again, low: the fallback ends and normal scaling resumes from 5 (−20 % per step).
+    c.metrics.set("api-qps", 10.0);
+    c.wait_condition("outage", "api", "Fallback", "False", "MetricsAvailable", 20 * SECOND)
+        .await
+        .expect("the fallback ends");
+    c.wait_scale("outage", "api", 4, 20 * SECOND).await.expect("a downscale on the metric again");
+    let events = c.cluster.kubectl(&["get", "events", "-n", "outage", "-o", "jsonpath={.items[*].reason}"]);
+    let reasons = String::from_utf8_lossy(&events.stdout).to_string();
+    assert!(reasons.contains("FallbackActive") && reasons.contains("FallbackEnded"), "{reasons}");
+    drop(serve);
+}

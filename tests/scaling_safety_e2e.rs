@@ -171,7 +171,16 @@ async fn a_new_leader_does_not_repeat_the_scale_its_cut_off_predecessor_just_mad
         watch_replicas(&c, "handover", "app", Duration::from_secs(27).saturating_sub(scaled.elapsed())).await;
     assert_eq!(seen, [3], "the new leader does not repeat the scale");
     c.wait_scale("handover", "app", 4, 30 * SECOND).await.expect("the new leader scales after the window");
-    assert!(second.log().contains("Successful rescale"), "the new leader made the next scale");
+    // The log line follows the scale write: wait for it rather than read the log at once.
+    support::wait_for(10 * SECOND, || async {
+        if second.log().contains("Successful rescale") {
+            Ok(())
+        } else {
+            Err("no rescale logged yet".to_string())
+        }
+    })
+    .await
+    .expect("the new leader made the next scale");
 }
 
 /// `wpa serve` (reconciler only) reaching the API server through `proxy`.

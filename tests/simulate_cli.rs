@@ -171,7 +171,7 @@ fn bad_input_is_one_clear_line_with_exit_code_2() {
         (
             WPA,
             "timestamp,metric,value\n0,qps,fast\n",
-            "wpa simulate: series.csv:2: value \"fast\" is not a number",
+            "wpa simulate: series.csv:2: value \"fast\" is not a number (leave it empty for an outage)",
         ),
         (
             WPA,
@@ -599,4 +599,33 @@ fn demo_and_simulate_help_show_examples() {
         let examples = help.split("Examples:\n").nth(1).unwrap_or_else(|| panic!("{command}: {help}"));
         assert!(examples.contains(&format!("wpa {command}")), "{command}: {examples}");
     }
+}
+
+#[test]
+fn an_empty_value_is_an_outage_that_the_fallback_answers_after_its_delay() {
+    let wpa_text = WPA.replace(
+        "metadata: {name: web}",
+        "metadata:\n  name: web\n  annotations:\n    wpa.datadoghq.com/fallback-replicas: \"6\"\n    wpa.datadoghq.com/fallback-after: \"2m\"",
+    );
+    // 75: within the band at 4 pods; then the metric goes silent for 10 minutes.
+    let series = "timestamp,metric,value\n0,qps,75\n60,qps,\n660,qps,75\n";
+    let v = json_of(&wpa_text, series, &["--replicas", "4"]);
+    let steps = v["steps"].as_array().expect("steps");
+    let at = |t: f64| steps.iter().find(|s| s["t"] == t).unwrap_or_else(|| panic!("no step at {t}"));
+    assert_eq!(at(165.0)["replicas"], 4, "before fallback-after (2 min from 60 s): no change");
+    let first_fallback =
+        steps.iter().find(|s| s["status"].as_str().is_some_and(|x| x.starts_with("fallback: scaling up")));
+    let first_fallback = first_fallback.expect("a fallback scale");
+    assert_eq!(first_fallback["t"], 180.0, "at 60 s + 2 min");
+    assert_eq!(at(600.0)["replicas"], 6, "at least fallback-replicas during the outage");
+    assert!(
+        at(600.0)["status"].as_str().is_some_and(|s| s.starts_with("fallback: holding at 6")),
+        "{}",
+        at(600.0)
+    );
+    assert!(
+        at(660.0)["status"].as_str().is_some_and(|s| s.starts_with("holding: value within the band")),
+        "the metric is back: {}",
+        at(660.0)
+    );
 }

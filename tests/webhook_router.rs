@@ -739,3 +739,47 @@ async fn a_zero_width_band_and_a_resource_metric_without_selector_say_how_to_fix
         "spec.metrics[0].resource.metricSelector: missing Labels for the Resource metric cpu (add metricSelector: {matchLabels: {...}} with the labels of the target's pods (its spec.selector.matchLabels): their usage is what the watermarks are compared with)"
     );
 }
+
+async fn validate_create(obj: Value) -> Value {
+    admit(
+        state(TargetIndex::new()),
+        "/validate",
+        &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", obj, None),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_fallback_within_the_bounds_is_admitted() {
+    let obj = with_annotations(
+        wpa_obj("w", valid_spec()),
+        json!({"wpa.datadoghq.com/fallback-replicas": "8", "wpa.datadoghq.com/fallback-after": "10m"}),
+    );
+    let resp = validate_create(obj).await;
+    assert!(allowed(&resp), "{resp}");
+}
+
+#[tokio::test]
+async fn a_fallback_that_cannot_work_is_refused_saying_how_to_fix_it() {
+    for (ann, want) in [
+        (
+            json!({"wpa.datadoghq.com/fallback-replicas": "8"}),
+            "metadata.annotations[wpa.datadoghq.com/fallback-after]: missing: set both wpa.datadoghq.com/fallback-replicas and wpa.datadoghq.com/fallback-after (a replica count, and how long every metric must have failed), or neither",
+        ),
+        (
+            json!({"wpa.datadoghq.com/fallback-replicas": "12", "wpa.datadoghq.com/fallback-after": "10m"}),
+            "metadata.annotations[wpa.datadoghq.com/fallback-replicas]: 12 is outside minReplicas..maxReplicas (2..10): give a count the WPA may scale to",
+        ),
+        (
+            json!({"wpa.datadoghq.com/fallback-replicas": "8", "wpa.datadoghq.com/fallback-after": "10"}),
+            "metadata.annotations[wpa.datadoghq.com/fallback-after]: \"10\" is not a duration such as \"10m\", \"90s\" or \"1h\"",
+        ),
+        (
+            json!({"wpa.datadoghq.com/fallback-replicas": "many", "wpa.datadoghq.com/fallback-after": "10m"}),
+            "metadata.annotations[wpa.datadoghq.com/fallback-replicas]: \"many\" is not a positive whole number of replicas (e.g. \"10\")",
+        ),
+    ] {
+        let resp = validate_create(with_annotations(wpa_obj("w", valid_spec()), ann)).await;
+        assert_eq!(denial(&resp), want);
+    }
+}

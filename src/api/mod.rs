@@ -39,6 +39,10 @@ pub mod annotations {
     pub const PREFIX: &str = "wpa.datadoghq.com/";
     /// A positive integer: the scheduler extender never places more of the target's replicas on one node.
     pub const SCHEDULER_MAX_PER_NODE: &str = "wpa.datadoghq.com/scheduler-max-per-node";
+    /// With [`FALLBACK_AFTER`]: the least replicas while every metric has failed for that long.
+    pub const FALLBACK_REPLICAS: &str = "wpa.datadoghq.com/fallback-replicas";
+    /// A duration (`10m`): how long every metric must have failed before [`FALLBACK_REPLICAS`] applies.
+    pub const FALLBACK_AFTER: &str = "wpa.datadoghq.com/fallback-after";
 }
 
 /// Scales a workload between two watermarks of one or more metrics (or on an external recommender's advice).

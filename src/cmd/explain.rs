@@ -10,7 +10,10 @@ use kube::{Api, ResourceExt};
 
 use crate::{
     api::WatermarkPodAutoscaler,
-    engine::{self, Decision, Forced, MetricKind, MonitorObservation, ScaleResult, gate::Blocked, pods},
+    engine::{
+        self, Decision, FallbackState, Forced, MetricKind, MonitorObservation, ScaleResult, gate::Blocked,
+        pods,
+    },
     reconciler::inputs::{Inputs, Sources},
     runtime::client::{ClientError, kube_client},
 };
@@ -39,25 +42,13 @@ pub(crate) enum ExplainError {
     Client(#[from] ClientError),
     #[error("cannot read WatermarkPodAutoscaler {namespace}/{name}: {error}")]
     Get { namespace: String, name: String, error: String },
-    #[error("{given} names namespace {from_name}, and -n names {flag}: give one of them")]
-    TwoNamespaces { given: String, from_name: String, flag: String },
+    #[error(transparent)]
+    TwoNamespaces(#[from] crate::cmd::namespaced::TwoNamespaces),
 }
 
 /// The namespace and name asked for: `NAME` with `-n`, or `NAMESPACE/NAME` as kubectl prints them.
 fn target(args: &ExplainArgs, default_namespace: &str) -> Result<(String, String), ExplainError> {
-    match args.name.split_once('/') {
-        Some((ns, name)) => match &args.namespace {
-            Some(flag) if flag != ns => Err(ExplainError::TwoNamespaces {
-                given: args.name.clone(),
-                from_name: ns.to_string(),
-                flag: flag.clone(),
-            }),
-            _ => Ok((ns.to_string(), name.to_string())),
-        },
-        None => {
-            Ok((args.namespace.clone().unwrap_or_else(|| default_namespace.to_string()), args.name.clone()))
-        }
-    }
+    Ok(crate::cmd::namespaced::parse(&args.name, args.namespace.as_deref(), default_namespace)?)
 }
 
 /// Reads everything and returns the trace.
@@ -250,8 +241,13 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
         }
     }
 
+    if let Some(line) = fallback_line(plan, d, now) {
+        let _ = writeln!(o, "{line}");
+    }
     match &d.combined {
         None => {}
+        // The fallback decides the count: its limits, windows and decision follow.
+        Some(Err(_)) if matches!(d.fallback, Some(FallbackState::Active { .. })) => {}
         Some(Err(e)) => {
             let _ = writeln!(o, "\nDecision: no scaling. {}", e.message);
             return finish(o, wpa, d);
@@ -323,6 +319,26 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
         let _ = writeln!(o, "\nDecision: stays at {}{forced}: {}", scale.spec_replicas, d.reason);
     }
     finish(o, wpa, d)
+}
+
+/// The WPA's fallback (annotations `fallback-replicas` and `fallback-after`), where one is set.
+fn fallback_line(plan: &engine::Plan<'_>, d: &Decision<'_>, now: Timestamp) -> Option<String> {
+    let fallback = match &plan.fallback {
+        Ok(f) => (*f)?,
+        Err(e) => return Some(format!("Fallback: off, its annotations cannot be read: {e}")),
+    };
+    let after = engine::fallback::human(fallback.after);
+    let setting = format!("at least {} replicas once every metric has failed for {after}", fallback.replicas);
+    Some(match d.fallback? {
+        FallbackState::Off => format!("Fallback: {setting}; off (a metric answers)"),
+        FallbackState::Pending { since, due, .. } => format!(
+            "Fallback: {setting}; every metric has failed since {since}: from {due} ({}s from now) unless one answers",
+            due.duration_since(now).as_secs().max(0)
+        ),
+        FallbackState::Active { since, .. } => {
+            format!("Fallback: {setting}; active since {since}: the fallback sets the count (up only)")
+        }
+    })
 }
 
 fn finish(mut o: String, wpa: &WatermarkPodAutoscaler, d: &Decision<'_>) -> String {

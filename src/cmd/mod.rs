@@ -5,10 +5,13 @@
 //! the arguments after `wpa`).
 
 pub(crate) mod certs;
+pub(crate) mod convert;
 pub(crate) mod dryrun;
 pub(crate) mod explain;
+pub(crate) mod namespaced;
 pub(crate) mod serve;
 pub(crate) mod simulate;
+pub(crate) mod status;
 pub(crate) mod upstream_flags;
 
 use std::{ffi::OsString, path::Path, process::ExitCode};
@@ -21,8 +24,9 @@ use serve::ServeArgs;
 /// Watermark Pod Autoscaler for Kubernetes: scales a workload between the watermarks of its metrics.
 ///
 /// One binary: the admission webhook and the reconciler (`wpa serve`), the decision trace of a live WPA
-/// (`wpa explain`), an offline simulator (`wpa simulate`), the whole product on a local control plane
-/// (`wpa demo`), the CRD (`wpa crd`), development certificates (`wpa certs`) and benchmarks (`wpa bench`).
+/// (`wpa explain`), the WPA closest to an HPA (`wpa convert`), an offline simulator (`wpa simulate`), the
+/// whole product on a local control plane (`wpa demo`), the CRD (`wpa crd`), development certificates
+/// (`wpa certs`) and benchmarks (`wpa bench`).
 #[derive(Parser, Debug)]
 #[command(name = "wpa", version, about, long_about)]
 pub(crate) struct Cli {
@@ -48,12 +52,32 @@ pub(crate) enum Command {
     /// Reads the WPA, its target's /scale, its pods and its metrics with your kubeconfig, runs the same
     /// engine as the reconciler, and writes nothing.
     Explain(explain::ExplainArgs),
+    /// Every WPA of a namespace (-n) or of the cluster (-A) at a glance: one line each, with its state
+    /// (in-band, above/below with the delay left, window, limited, at-max/at-min, scaling, failing,
+    /// fallback, blocked, invalid, off; flags dry-run and conflict), its value against the watermarks,
+    /// the replicas and when the next scale could happen.
+    ///
+    /// The same engine and readings as `wpa explain`, for every WPA, listing the WPAs, HPAs, Deployments,
+    /// StatefulSets and pods once. Writes nothing. `--fail-on blocked,failing` exits with 1 for CI and cron.
+    ///
+    /// Examples:
+    ///   wpa status -n shop
+    ///   wpa status -A -o wide
+    ///   wpa status -A -l team=web -o json
+    ///   wpa status -A --fail-on blocked,failing,fallback
+    Status(status::StatusArgs),
     /// Enable, disable, list or restore the dry-run mode of WPAs, as upstream's `kubectl wpa dry-run`.
     ///
     /// Select one WPA by NAME, or several with --all or -l SELECTOR, in the namespace of -n (or of the
     /// kubeconfig context), or in every namespace with -A. Each change is a JSON merge patch of
     /// spec.dryRun alone.
     DryRun(dryrun::DryRunArgs),
+    /// Write the WPA that behaves closest to a live HorizontalPodAutoscaler, in dry run beside it.
+    ///
+    /// Reads the HPA (autoscaling/v2, v2beta2 or v1) and its target with your kubeconfig: its targets and
+    /// the HPA controller's tolerance become watermarks, its behavior limit factors, forbidden windows and
+    /// delays. Each approximation is named; what a WPA cannot say is refused with the reason (exit code 2).
+    Convert(convert::ConvertArgs),
     /// Print the WatermarkPodAutoscaler CustomResourceDefinition (YAML), as generated from the code.
     Crd,
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
@@ -78,7 +102,9 @@ impl Command {
             #[cfg(feature = "dev-tools")]
             Command::Demo(_) => "demo",
             Command::Explain(_) => "explain",
+            Command::Status(_) => "status",
             Command::DryRun(_) => "dry-run",
+            Command::Convert(_) => "convert",
             Command::Crd => "crd",
             Command::Certs(_) => "certs",
             Command::Simulate(_) => "simulate",
@@ -106,6 +132,10 @@ pub(crate) enum PluginCommand {
     DryRun(dryrun::DryRunArgs),
     /// Explain a live WPA's decision at this instant (the same as `wpa explain`).
     Explain(explain::ExplainArgs),
+    /// Every WPA at a glance, one line each (the same as `wpa status`).
+    Status(status::StatusArgs),
+    /// Write the WPA closest to a live HorizontalPodAutoscaler (the same as `wpa convert`).
+    Convert(convert::ConvertArgs),
 }
 
 /// How the binary was started: as `wpa`, or as kubectl's plugin `kubectl-wpa`.
@@ -139,14 +169,16 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<(Command, Invocation), clap::
         Invocation::KubectlPlugin => match PluginCli::try_parse_from(argv)?.command {
             PluginCommand::DryRun(args) => Command::DryRun(args),
             PluginCommand::Explain(args) => Command::Explain(args),
+            PluginCommand::Status(args) => Command::Status(args),
+            PluginCommand::Convert(args) => Command::Convert(args),
         },
     };
     Ok((command, invocation))
 }
 
 /// Parses the arguments and runs the command. Errors are printed once, as `wpa COMMAND: cause: cause...`
-/// (`kubectl wpa COMMAND: ...` as the plugin); bad input to `wpa simulate` exits with 2, every other
-/// failure with 1.
+/// (`kubectl wpa COMMAND: ...` as the plugin); bad input to `wpa simulate` and an HPA that `wpa convert`
+/// cannot convert exit with 2, every other failure with 1.
 pub fn main() -> ExitCode {
     let argv = upstream_flags::apply(std::env::args_os().collect());
     let (command, invocation) = parse(argv).unwrap_or_else(|e| e.exit());
@@ -157,7 +189,9 @@ pub fn main() -> ExitCode {
             use std::io::Write;
             // A reader of stderr that went away (`wpa serve 2>&1 | head`) is not worth a panic.
             let _ = writeln!(std::io::stderr(), "{} {name}: {e:#}", invocation.program());
-            if e.downcast_ref::<simulate::InputError>().is_some() {
+            if e.downcast_ref::<simulate::InputError>().is_some()
+                || e.downcast_ref::<convert::ConvertError>().is_some_and(convert::ConvertError::is_refusal)
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -181,7 +215,16 @@ fn run(command: Command) -> anyhow::Result<()> {
             runtime()?.block_on(crate::devtools::demo::run_until_interrupted(&args, bin_dir))?;
         }
         Command::Explain(args) => stdout(&runtime()?.block_on(explain::run(&args))?)?,
+        Command::Status(args) => {
+            let report = runtime()?.block_on(status::run(&args))?;
+            stdout(&report.render(args.output, args.all_namespaces))?;
+            let lines = report.matching(&args.fail_on);
+            if !lines.is_empty() {
+                return Err(status::StatusError::FailOn { lines }.into());
+            }
+        }
         Command::DryRun(args) => runtime()?.block_on(dryrun::run(&args))?,
+        Command::Convert(args) => convert::write(&runtime()?.block_on(convert::run(&args))?)?,
         Command::Crd => stdout(&crate::api::crd_yaml())?,
         Command::Certs(args) => certs::run(&args)?,
         Command::Simulate(args) => simulate::command(&args)?,
@@ -268,6 +311,17 @@ mod tests {
         ] {
             let e = parse_args(args).expect_err(&format!("{args:?} must be refused"));
             assert_ne!(e.exit_code(), 0, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn convert_parses_as_wpa_and_as_the_kubectl_plugin() {
+        for argv0 in ["wpa", "kubectl-wpa"] {
+            let parsed = parse_args(&[argv0, "convert", "--from-hpa", "shop/web", "--apply"]);
+            assert!(
+                matches!(&parsed, Ok((Command::Convert(a), _)) if a.from_hpa == "shop/web" && a.apply),
+                "{parsed:?}"
+            );
         }
     }
 

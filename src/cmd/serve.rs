@@ -7,13 +7,7 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-};
-use kube::{
-    Api, Client,
-    api::{Patch, PatchParams},
-};
+use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use crate::runtime::logging::LogFormat;
@@ -26,6 +20,7 @@ use crate::{
         client::{ClientError, kube_client},
         http::{self as server, Limits, Readiness},
         registry::Registry,
+        shared_ca::SharedCa,
         tls::{self, CertFiles, CertStore},
     },
     state::{ClusterState, Needs, watch::Namespaces},
@@ -48,7 +43,8 @@ pub(crate) struct ServeArgs {
     /// Private key (PEM) of the serving certificate.
     #[arg(long, env = "WPA_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub(crate) tls_key_file: Option<PathBuf>,
-    /// Generate a CA and a serving certificate at start (for a cluster without cert-manager).
+    /// Make the serving certificate here, for a cluster without cert-manager: from a CA of this process, or
+    /// with --inject-ca from the installation's CA (--ca-secret).
     #[arg(long, env = "WPA_SELF_SIGNED")]
     pub(crate) self_signed: bool,
     /// DNS name or IP of the serving certificate with --self-signed (repeatable or comma-separated);
@@ -59,12 +55,28 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "WPA_CA_BUNDLE_OUT", requires = "self_signed")]
     pub(crate) ca_bundle_out: Option<PathBuf>,
     /// With --self-signed, write the CA bundle into the caBundle of our Validating and Mutating
-    /// WebhookConfigurations (named by --webhook-config-name).
+    /// WebhookConfigurations (named by --webhook-config-name). The CA is then the installation's, shared by
+    /// every replica and restart through the Secret --ca-secret (created by the first pod, rotated when a
+    /// third of its five years is left, the bundle keeping the old CA until it expires); each pod issues
+    /// its own serving certificate from it. The pod is not ready until the bundle is in both
+    /// configurations; a missing configuration is waited for, not fatal.
     #[arg(long, env = "WPA_INJECT_CA", requires = "self_signed")]
     pub(crate) inject_ca: bool,
     /// Name of our ValidatingWebhookConfiguration and MutatingWebhookConfiguration (for --inject-ca).
     #[arg(long, env = "WPA_WEBHOOK_CONFIG_NAME", default_value = "wpa")]
     pub(crate) webhook_config_name: String,
+    /// With --inject-ca, the Secret (kubernetes.io/tls) that holds the installation's CA: tls.crt, tls.key and
+    /// the trust bundle ca.crt [default: <webhook-config-name>-webhook-ca].
+    #[arg(long, env = "WPA_CA_SECRET", requires = "inject_ca")]
+    pub(crate) ca_secret: Option<String>,
+    /// Namespace of --ca-secret [default: POD_NAMESPACE, else the namespace of the kubeconfig context or
+    /// service account].
+    #[arg(long, env = "WPA_CA_SECRET_NAMESPACE", requires = "inject_ca")]
+    pub(crate) ca_secret_namespace: Option<String>,
+    /// With --inject-ca, how often the CA Secret and the webhook configurations are checked again: another
+    /// replica's CA rotation is followed and an overwritten caBundle written back (Go duration).
+    #[arg(long, env = "WPA_INJECT_CA_INTERVAL", default_value = "1m", value_parser = duration::arg)]
+    pub(crate) inject_ca_interval: Duration,
     /// How often the certificate files are checked for a rotation (Go duration: 2s, 500ms, 1m).
     #[arg(long, env = "WPA_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = duration::arg)]
     pub(crate) tls_reload_interval: Duration,
@@ -123,8 +135,6 @@ pub(crate) enum ServeError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Server(#[from] server::ServerError),
-    #[error("cannot inject the CA bundle into {kind} {name}: {source}")]
-    InjectCa { kind: String, name: String, source: kube::Error },
     #[error("nothing to run: --no-webhook and --no-reconciler without --scheduler-extender")]
     NothingToRun,
     #[error(
@@ -133,58 +143,6 @@ pub(crate) enum ServeError {
     NoCertificate,
     #[error("cannot start the reconciler: {0}")]
     Reconciler(#[from] reconciler::leader::TimingsError),
-}
-
-/// Writes `ca_pem` into every webhook's `clientConfig.caBundle` of our two configurations.
-pub(crate) async fn inject_ca(client: &Client, name: &str, ca_pem: &str) -> Result<(), ServeError> {
-    use base64::Engine;
-    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    inject_ca_into::<ValidatingWebhookConfiguration>(client, name, &bundle, |c| {
-        c.webhooks.as_ref().map_or(0, Vec::len)
-    })
-    .await?;
-    inject_ca_into::<MutatingWebhookConfiguration>(client, name, &bundle, |c| {
-        c.webhooks.as_ref().map_or(0, Vec::len)
-    })
-    .await?;
-    tracing::info!(name, "CA bundle injected into the webhook configurations");
-    Ok(())
-}
-
-/// Sets `caBundle` on each of the `webhooks(config)` webhooks of one configuration.
-async fn inject_ca_into<K>(
-    client: &Client,
-    name: &str,
-    bundle: &str,
-    webhooks: impl Fn(&K) -> usize,
-) -> Result<(), ServeError>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let err =
-        |source| ServeError::InjectCa { kind: K::kind(&()).to_string(), name: name.to_string(), source };
-    let api: Api<K> = Api::all(client.clone());
-    let config = api.get(name).await.map_err(err)?;
-    let ops: Vec<json_patch::PatchOperation> = (0..webhooks(&config))
-        .map(|i| {
-            json_patch::PatchOperation::Add(json_patch::AddOperation {
-                path: json_patch::jsonptr::PointerBuf::from_tokens([
-                    "webhooks",
-                    &i.to_string(),
-                    "clientConfig",
-                    "caBundle",
-                ]),
-                value: serde_json::Value::String(bundle.to_string()),
-            })
-        })
-        .collect();
-    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(json_patch::Patch(ops)))
-        .await
-        .map_err(err)?;
-    Ok(())
 }
 
 /// The open-files limit, raised to its hard limit first (the default soft limit of 1024 is below what a
@@ -201,6 +159,50 @@ fn open_files() -> u64 {
 
 /// How long shutdown waits for the reconciler's in-flight passes and the release of its Lease.
 const RECONCILER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `--self-signed`: with `--inject-ca` the installation's CA from its Secret, kept in step in the background
+/// (the store is filled once the webhook configurations trust it); otherwise a CA of this process alone.
+fn self_signed(
+    args: &ServeArgs,
+    client: &Client,
+    store: Arc<CertStore>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let sans = if args.tls_san.is_empty() {
+        vec!["localhost".into(), "127.0.0.1".into()]
+    } else {
+        args.tls_san.clone()
+    };
+    if args.inject_ca {
+        let namespace = args
+            .ca_secret_namespace
+            .clone()
+            .or_else(|| args.reconciler.lease_namespace.clone())
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let shared = SharedCa {
+            client: client.clone(),
+            namespace,
+            secret: args
+                .ca_secret
+                .clone()
+                .unwrap_or_else(|| format!("{}-webhook-ca", args.webhook_config_name)),
+            webhook_config: args.webhook_config_name.clone(),
+            sans,
+            interval: args.inject_ca_interval,
+            bundle_out: args.ca_bundle_out.clone(),
+        };
+        shared.start(store, shutdown);
+        return Ok(());
+    }
+    let generated = tls::generate_self_signed(&sans)?;
+    store.set(generated.certified_key()?);
+    if let Some(out) = &args.ca_bundle_out {
+        tls::write_file(out, &generated.ca_pem)?;
+        tracing::info!(path = %out.display(), "CA bundle written");
+    }
+    tracing::info!(sans = ?sans, "self-signed serving certificate generated");
+    Ok(())
+}
 
 /// Runs until SIGTERM/SIGINT.
 pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
@@ -278,23 +280,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
                     )
                     .await?;
             }
-            (_, _, true) => {
-                let sans = if args.tls_san.is_empty() {
-                    vec!["localhost".into(), "127.0.0.1".into()]
-                } else {
-                    args.tls_san.clone()
-                };
-                let generated = tls::generate_self_signed(&sans)?;
-                store.set(generated.certified_key()?);
-                if let Some(out) = &args.ca_bundle_out {
-                    tls::write_file(out, &generated.ca_pem)?;
-                    tracing::info!(path = %out.display(), "CA bundle written");
-                }
-                if args.inject_ca {
-                    inject_ca(&client, &args.webhook_config_name, &generated.ca_pem).await?;
-                }
-                tracing::info!(sans = ?sans, "self-signed serving certificate generated");
-            }
+            (_, _, true) => self_signed(&args, &client, store.clone(), shutdown.clone())?,
             _ => return Err(ServeError::NoCertificate),
         }
         let listener = server::bind(args.listen).await?;

@@ -13,26 +13,21 @@ use std::{
 
 use crate::api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerStatus};
 use anyhow::{Context, Result};
-use devcluster::SyntheticMetrics;
-use k8s_openapi::{
-    api::{apps::v1::Deployment, autoscaling::v1::Scale, core::v1::Pod},
-    kube_aggregator::pkg::apis::apiregistration::v1::APIService,
-};
+use devcluster::{SyntheticMetrics, synthetic_metrics::Provider};
+use k8s_openapi::api::{apps::v1::Deployment, autoscaling::v1::Scale, core::v1::Pod};
 use kube::{
     Api, ResourceExt,
     api::{ListParams, Patch, PatchParams},
 };
 use serde_json::json;
 
-use devcluster::{HttpsServer, LocalCluster, NetnsHost, Options, TlsIdentity};
+use devcluster::{LocalCluster, Options};
 
 pub struct ScalingCluster {
     pub cluster: Arc<LocalCluster>,
     pub metrics: SyntheticMetrics,
     kubelet: Arc<Kubelet>,
-    _server: HttpsServer,
-    // Dropped last: the server inside it must stop first.
-    host: NetnsHost,
+    _provider: Provider,
 }
 
 /// The namespaces whose pods the stand-in kubelet keeps ready.
@@ -62,7 +57,12 @@ impl Drop for ScalingCluster {
 impl ScalingCluster {
     /// The whole control plane. Panics with the reason if it does not start.
     pub async fn start() -> ScalingCluster {
-        match Self::try_start(Options::full()).await {
+        Self::start_with(Options::full()).await
+    }
+
+    /// With `options` (e.g. more kube-controller-manager flags); panics as [`ScalingCluster::start`] does.
+    pub async fn start_with(options: Options) -> ScalingCluster {
+        match Self::try_start(options).await {
             Ok(c) => c,
             Err(e) => panic!("the scaling test cluster did not start: {e:#}"),
         }
@@ -70,34 +70,10 @@ impl ScalingCluster {
 
     /// With `options` (e.g. no controller-manager when the caller makes pods itself).
     pub(crate) async fn try_start(options: Options) -> Result<ScalingCluster> {
-        let host = NetnsHost::create().context("the synthetic metrics provider needs a network namespace")?;
         let cluster = Arc::new(LocalCluster::try_start_with(options).await?);
         cluster.create_node("node-a", "zone-a", "64", "256Gi", 500).await?;
         cluster.install_crd(crate::api::crd()).await?;
-
-        let metrics = SyntheticMetrics::new();
-        let ns_ip = host.ns_ip().to_string();
-        let identity = TlsIdentity::new(&["external-metrics.wpa-metrics.svc", &ns_ip])?;
-        let server = HttpsServer::start(host.bind_tcp(443)?, &identity, metrics.router())?;
-        cluster.create_namespace("wpa-metrics", &[]).await?;
-        host.register_service(&cluster.client(), "wpa-metrics", "external-metrics", 443).await?;
-        // The provider serves both metrics APIs the reconciler reads.
-        for (group, version) in [("external.metrics.k8s.io", "v1beta1"), ("metrics.k8s.io", "v1beta1")] {
-            let api_service: APIService = serde_json::from_value(json!({
-                "apiVersion": "apiregistration.k8s.io/v1",
-                "kind": "APIService",
-                "metadata": { "name": format!("{version}.{group}") },
-                "spec": {
-                    "group": group, "version": version,
-                    "service": { "namespace": "wpa-metrics", "name": "external-metrics", "port": 443 },
-                    "insecureSkipTLSVerify": true, "groupPriorityMinimum": 100, "versionPriority": 100
-                }
-            }))?;
-            cluster.create_cluster_object(&api_service).await?;
-            cluster
-                .wait_api_service_available(&format!("{version}.{group}"), Duration::from_secs(60))
-                .await?;
-        }
+        let provider = Provider::register(&cluster).await?;
 
         let kubelet = Arc::new(Kubelet::default());
         let (k, c) = (kubelet.clone(), cluster.clone());
@@ -121,12 +97,12 @@ impl ScalingCluster {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
-        Ok(ScalingCluster { cluster, metrics, kubelet, _server: server, host })
+        Ok(ScalingCluster { cluster, metrics: provider.metrics.clone(), kubelet, _provider: provider })
     }
 
     /// The network namespace the synthetic metrics provider serves in.
     pub fn metrics_netns(&self) -> &str {
-        self.host.name()
+        self._provider.netns()
     }
 
     pub fn kubelet(&self) -> &Kubelet {
@@ -168,22 +144,9 @@ impl ScalingCluster {
         count: usize,
         timeout: Duration,
     ) -> Result<()> {
-        let api: Api<Pod> = Api::namespaced(self.cluster.client(), namespace);
-        let selector = format!("app={name}");
-        devcluster::wait_for(timeout, || {
-            let (api, selector) = (api.clone(), selector.clone());
-            async move {
-                let pods =
-                    api.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?;
-                let ready = pods
-                    .iter()
-                    .filter(|p| p.metadata.deletion_timestamp.is_none() && devcluster::is_pod_ready(p))
-                    .count();
-                if ready == count { Ok(()) } else { Err(format!("{ready} ready pods, want {count}")) }
-            }
-        })
-        .await
-        .map_err(anyhow::Error::msg)
+        devcluster::wait_ready_pods(&self.cluster.client(), namespace, &format!("app={name}"), count, timeout)
+            .await
+            .map_err(anyhow::Error::msg)
     }
 
     /// Applies a WPA (YAML or JSON text) through the API.

@@ -37,10 +37,21 @@ impl WpaServe {
         webhook_port: Option<u16>,
         args: &[&str],
     ) -> Result<WpaServe> {
+        let serve = Self::launch_binary(binary, cluster, name, webhook_port, args)?;
+        serve.wait_ready(name).await
+    }
+
+    /// [`Self::start_binary`] without waiting for readiness (e.g. to watch a process that cannot be ready yet).
+    pub fn launch_binary(
+        binary: &std::path::Path,
+        cluster: &LocalCluster,
+        name: &str,
+        webhook_port: Option<u16>,
+        args: &[&str],
+    ) -> Result<WpaServe> {
         let (webhook_port, health_port) = (webhook_port.map_or_else(free_port, Ok)?, free_port()?);
         let command = Command::new(binary);
         Self::spawn(command, cluster, name, Ipv4Addr::LOCALHOST.into(), webhook_port, health_port, args, &[])
-            .await
     }
 
     /// Starts `binary serve` inside the network namespace of `host` (`ip netns exec`), the webhook on
@@ -60,11 +71,13 @@ impl WpaServe {
     ) -> Result<WpaServe> {
         // `ip netns exec` execs the program in place: the child's pid is wpa serve's, for SIGTERM.
         let command = host.command(&binary.display().to_string());
-        Self::spawn(command, cluster, name, host.ns_ip().into(), webhook_port, 8080, args, envs).await
+        Self::spawn(command, cluster, name, host.ns_ip().into(), webhook_port, 8080, args, envs)?
+            .wait_ready(name)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn spawn(
+    fn spawn(
         mut command: Command,
         cluster: &LocalCluster,
         name: &str,
@@ -98,19 +111,22 @@ impl WpaServe {
             .stdin(Stdio::null())
             .spawn()
             .context("starting wpa serve")?;
-        let mut serve =
-            WpaServe { child, webhook_port, health_port, health_ip: ip, log_path, ready_in: Duration::ZERO };
+        Ok(WpaServe { child, webhook_port, health_port, health_ip: ip, log_path, ready_in: Duration::ZERO })
+    }
+
+    /// Waits until `/readyz` answers 200 (at most 30 s); fails with the log if the process exits first.
+    pub async fn wait_ready(mut self, _name: &str) -> Result<WpaServe> {
         let started = Instant::now();
         loop {
-            if let Some(status) = serve.child.try_wait()? {
-                bail!("wpa serve exited with {status}:\n{}", serve.log());
+            if let Some(status) = self.child.try_wait()? {
+                bail!("wpa serve exited with {status}:\n{}", self.log());
             }
-            if let Ok((200, _)) = serve.health("/readyz") {
-                serve.ready_in = started.elapsed();
-                return Ok(serve);
+            if let Ok((200, _)) = self.health("/readyz") {
+                self.ready_in = started.elapsed();
+                return Ok(self);
             }
             if started.elapsed() > Duration::from_secs(30) {
-                bail!("wpa serve was not ready within 30 s:\n{}", serve.log());
+                bail!("wpa serve was not ready within 30 s:\n{}", self.log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -569,3 +569,7 @@ pub fn recommender(
         band: None,
     })
 }
+
+#[cfg(test)]
+#[path = "calc_tests.rs"]
+mod tests;

@@ -17,9 +17,12 @@ pub(crate) const CONVERGE_TO_WATERMARK: &str = "ConvergeToWatermark";
 pub(crate) const SCALING_BLOCKED: &str = "ScalingBlocked";
 /// Ours: another autoscaler (an HPA) scales the same target.
 pub(crate) const CONFLICTING_AUTOSCALER: &str = "ConflictingAutoscaler";
+/// Ours: the fallback of a WPA with `fallback-replicas` (False: a metric answers; Unknown: every metric fails
+/// and the fallback waits; True: the fallback decides the count).
+pub const FALLBACK: &str = "Fallback";
 
 /// Every condition type a pass may set.
-pub(crate) const TYPES: [&str; 9] = [
+pub(crate) const TYPES: [&str; 10] = [
     SCALING_ACTIVE,
     ABLE_TO_SCALE,
     SCALING_LIMITED,
@@ -29,6 +32,7 @@ pub(crate) const TYPES: [&str; 9] = [
     CONVERGE_TO_WATERMARK,
     SCALING_BLOCKED,
     CONFLICTING_AUTOSCALER,
+    FALLBACK,
 ];
 
 const LONGEST_TYPE: usize = {
@@ -85,6 +89,15 @@ pub(crate) mod text {
     pub(crate) const NO_CONFLICT_MSG: &str = "no other autoscaler scales the target";
     pub(crate) const CONFLICT_ACCEPTED: &str = "ConflictAccepted";
     pub(crate) const CONFLICT_ACCEPTED_MSG: &str = "another autoscaler scales the target, and the WPA's allow-conflicting-autoscaler annotation accepts it";
+    /// Ours: the Fallback condition and its events.
+    pub(crate) const METRICS_AVAILABLE: &str = "MetricsAvailable";
+    pub(crate) const METRICS_AVAILABLE_MSG: &str = "a metric of the WPA answers: it scales on its metrics";
+    pub(crate) const METRICS_FAILING: &str = "MetricsFailing";
+    pub(crate) const FALLBACK_ACTIVE: &str = "FallbackActive";
+    pub(crate) const FALLBACK_ENDED: &str = "FallbackEnded";
+    pub(crate) const INVALID_FALLBACK: &str = "InvalidFallback";
+    pub(crate) const FALLBACK_ENDED_MSG: &str =
+        "a metric of the WPA answers again: it scales on its metrics from the current count";
     /// Ours (the HPA's word): a status write failed.
     pub(crate) const FAILED_UPDATE_STATUS: &str = "FailedUpdateStatus";
     /// Our event: `status.lastScaleTime` lay in the future and was reset to now.
@@ -138,7 +151,18 @@ pub fn set_condition(
     message: &str,
     now: Timestamp,
 ) {
-    let new_status = status_str(value);
+    set_condition_to(status, type_, status_str(value), reason, message, now);
+}
+
+/// [`set_condition`] with any status (`Unknown` too).
+pub(crate) fn set_condition_to(
+    status: &mut WatermarkPodAutoscalerStatus,
+    type_: &str,
+    new_status: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
     let conditions = &mut status.conditions;
     match conditions.iter().position(|c| c.type_ == type_) {
         Some(i) => {
@@ -200,3 +224,7 @@ pub fn get_condition<'a>(status: &'a WatermarkPodAutoscalerStatus, type_: &str) 
 pub(crate) fn is_true(status: &WatermarkPodAutoscalerStatus, type_: &str) -> bool {
     get_condition(status, type_).is_some_and(|c| c.status == "True")
 }
+
+#[cfg(test)]
+#[path = "conditions_tests.rs"]
+mod tests;

@@ -10,6 +10,7 @@ use super::{
     SYNC_PERIOD,
     calc::{ExternalSample, MetricResult, Recommendation, ScaleInfo},
     conditions::{self, *},
+    fallback::FallbackState,
     gate::Gate,
     limits::Normalized,
     pods::{PodInfo, ReadyCount},
@@ -228,10 +229,12 @@ pub enum Series {
     LifecycleControlStatus,
     /// Ours (`wpa_current_replicas`): the target's status.replicas, which upstream exports nowhere.
     CurrentReplicas,
+    /// Ours (`wpa_fallback_active`): 1 while the fallback decides the count (WPAs with a fallback only).
+    FallbackActive,
 }
 
 impl Series {
-    pub(crate) const ALL: [Series; 15] = [
+    pub(crate) const ALL: [Series; 16] = [
         Series::Value,
         Series::HighWatermark,
         Series::LowWatermark,
@@ -247,6 +250,7 @@ impl Series {
         Series::LabelsInfo,
         Series::LifecycleControlStatus,
         Series::CurrentReplicas,
+        Series::FallbackActive,
     ];
 
     /// The exported name: upstream's under `wpa_controller_`, ours under `wpa_` (kept out of the
@@ -254,6 +258,7 @@ impl Series {
     pub fn metric_name(self) -> String {
         match self {
             Series::CurrentReplicas => "wpa_current_replicas".into(),
+            Series::FallbackActive => "wpa_fallback_active".into(),
             upstream => format!("wpa_controller_{}", upstream.name()),
         }
     }
@@ -276,6 +281,7 @@ impl Series {
             Series::LabelsInfo => "labels_info",
             Series::LifecycleControlStatus => "lifecycle_control_status",
             Series::CurrentReplicas => "current_replicas",
+            Series::FallbackActive => "fallback_active",
         }
     }
 
@@ -305,6 +311,9 @@ impl Series {
             Series::LabelsInfo => "The WPA's labels listed in --labels-as-tags",
             Series::LifecycleControlStatus => "1 while the DatadogMonitor blocks the WPA, 0 when it is OK",
             Series::CurrentReplicas => "The target's status.replicas at the WPA's last pass",
+            Series::FallbackActive => {
+                "1 while every metric has failed for longer than fallback-after and the fallback sets the count"
+            }
         }
     }
 }
@@ -436,6 +445,8 @@ pub struct Decision<'a> {
     pub forced: Option<Forced>,
     /// The target's pods as the readiness rules count them (when the target and its pods were read).
     pub pods: Option<ReadyCount>,
+    /// Where a WPA with a fallback stands (`None`: no fallback, or the pass did not get to the metrics).
+    pub fallback: Option<FallbackState>,
     /// The final replica count (`status.desiredReplicas` unless the metrics failed).
     pub desired: i32,
     /// Whether a scale was decided (also in dry-run).
@@ -466,6 +477,7 @@ impl<'a> Decision<'a> {
             gate: None,
             forced: None,
             pods: None,
+            fallback: None,
             desired: 0,
             rescale: false,
             scale: None,
@@ -495,6 +507,11 @@ impl<'a> Decision<'a> {
 
     pub(super) fn set(&mut self, type_: &'static str, value: bool, reason: &str, message: &str) {
         set_condition(&mut self.draft.status, type_, value, reason, message, self.now);
+    }
+
+    /// [`Self::set`] with any status (`Unknown`).
+    pub(super) fn set_to(&mut self, type_: &'static str, value: &str, reason: &str, message: &str) {
+        conditions::set_condition_to(&mut self.draft.status, type_, value, reason, message, self.now);
     }
 
     pub(super) fn gauge(&mut self, series: Series, label: Option<(&'static str, &'static str)>, value: f64) {
@@ -672,3 +689,7 @@ fn keep_transition_times(status: &mut WatermarkPodAutoscalerStatus, original: &W
         });
     }
 }
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

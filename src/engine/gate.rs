@@ -121,7 +121,8 @@ pub fn should_scale(input: &GateInput) -> Gate {
     if delay != 0 && !input.stable {
         // A missing condition blocks; the delay counts from the condition's last transition.
         let cond = cond.unwrap_or(WatermarkCondition { is_true: false, last_transition: None });
-        let elapsed = cond.last_transition.map_or(0, |t| input.now.duration_since(t).as_secs());
+        // A condition without its time reads as Go's zero time (upstream's struct default): long ago.
+        let elapsed = cond.last_transition.map_or(i64::MAX, |t| input.now.duration_since(t).as_secs());
         let remaining =
             i64::from(delay) - i64::from(elapsed.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
         if remaining > 0 || !cond.is_true {
@@ -136,3 +137,7 @@ pub fn should_scale(input: &GateInput) -> Gate {
     }
     gate
 }
+
+#[cfg(test)]
+#[path = "gate_tests.rs"]
+mod tests;

@@ -98,3 +98,7 @@ fn why_blocked(monitor: &MonitorObservation, name: &str) -> Option<(&'static str
         )),
     }
 }
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;

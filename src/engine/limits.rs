@@ -159,3 +159,7 @@ pub fn normalize(bounds: &Bounds<'_>, current: i32, desired: i32, ready: i32) ->
     }
     out(desired, Limit::DesiredWithinRange, None)
 }
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod tests;

@@ -249,3 +249,7 @@ pub fn valid_metric_message(display_name: &str, details: &str) -> String {
     }
     m
 }
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;

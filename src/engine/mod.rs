@@ -21,6 +21,7 @@ pub(crate) mod calc;
 pub mod conditions;
 mod conflict;
 mod decision;
+pub(crate) mod fallback;
 pub(crate) mod gate;
 mod lifecycle;
 pub(crate) mod limits;
@@ -46,6 +47,7 @@ pub use decision::{
     MetricKind, MetricObservation, MetricOutcome, MonitorObservation, MonitorState, Observation, Outcome,
     Removal, Sample, ScaleIntent, ScaleResult, Series, TargetError, TargetErrorKind,
 };
+pub use fallback::{Fallback, FallbackError, FallbackState};
 pub use metrics::{MetricContext, combine, compute_outcomes, valid_metric_message};
 pub(crate) use plain::PlainStatus;
 pub use plan::{Lifecycle, Plan};
@@ -160,7 +162,22 @@ pub fn decide<'a>(plan: &'a Plan<'_>, obs: &Observation<'_>, now: Timestamp) -> 
                 };
                 let recommendation = obs.recommendation.as_ref().map(|r| r.as_ref().map_err(String::as_str));
                 let outcomes = compute_outcomes(&cx, obs.metrics, recommendation);
-                pass::run(&mut d, wpa, spec, scale, outcomes, now);
+                let fallback = match &plan.fallback {
+                    Ok(f) => f.as_ref().map(|fallback| pass::FallbackInput {
+                        fallback,
+                        // A failure of every metric is an outage only if the pods are not its cause.
+                        pods_fine: obs.pods.as_ref().is_ok_and(|p| {
+                            calc::ready_replicas_for_target(&calc_spec, scale, p, now).is_ok()
+                        }),
+                    }),
+                    Err(e) => {
+                        let message = format!("the fallback is off: {e}");
+                        d.event(true, text::INVALID_FALLBACK, message.clone(), Some(FALLBACK));
+                        d.set(FALLBACK, false, text::INVALID_FALLBACK, &message);
+                        None
+                    }
+                };
+                pass::run(&mut d, wpa, spec, scale, outcomes, fallback, now);
             }
         }
     }
@@ -176,7 +193,7 @@ pub fn decide_from_results<'a>(
     now: Timestamp,
 ) -> Decision<'a> {
     let mut d = Decision::new(&wpa.spec, wpa.status.clone().unwrap_or_default(), now);
-    pass::run(&mut d, wpa, &wpa.spec, scale, outcomes, now);
+    pass::run(&mut d, wpa, &wpa.spec, scale, outcomes, None, now);
     d
 }
 

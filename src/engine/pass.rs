@@ -10,6 +10,7 @@ use super::{
     calc::ScaleInfo,
     conditions::{self, *},
     decision::{Combined, Decision, Forced, MetricKind, MetricOutcome, ScaleIntent, Series},
+    fallback::{self, Fallback, FallbackState},
     gate::{self, Gate, GateInput, WatermarkCondition},
     limits::{self, Bounds, Limit, Normalized},
     metrics::{combine, valid_metric_message},
@@ -19,6 +20,13 @@ use crate::api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, WatermarkPo
 const GAUGES_PER_PASS: usize = 13;
 const GAUGES_PER_METRIC: usize = 4;
 
+/// A WPA's fallback, for one pass.
+pub(super) struct FallbackInput<'f> {
+    pub(super) fallback: &'f Fallback,
+    /// The pods were listed and pass the readiness gate: a failure of every metric is theirs alone.
+    pub(super) pods_fine: bool,
+}
+
 /// One pass over computed metric results, with `spec` the effective spec.
 pub(super) fn run(
     d: &mut Decision<'_>,
@@ -26,10 +34,19 @@ pub(super) fn run(
     spec: &WatermarkPodAutoscalerSpec,
     scale: &ScaleInfo,
     outcomes: Vec<MetricOutcome>,
+    fallback: Option<FallbackInput<'_>>,
     now: Timestamp,
 ) {
     // A full pass writes about a dozen gauges plus four per metric: one allocation instead of four.
     d.reserve_gauges(GAUGES_PER_PASS + GAUGES_PER_METRIC * outcomes.len());
+    // First, so that upstream's conditions set after it still decide `lastConditionType`.
+    let fallback = fallback.map(|f| {
+        let every_metric_failed =
+            !outcomes.is_empty() && outcomes.iter().all(|o| matches!(o.result, Some(Err(_))));
+        let state = fallback::assess(d, f.fallback, every_metric_failed && f.pods_fine, now);
+        d.fallback = Some(state);
+        state
+    });
     check_last_scale_time(d, now);
     record_spec(d, spec);
     report_metrics(d, &outcomes);
@@ -43,6 +60,9 @@ pub(super) fn run(
             d.reason = e.message.clone();
             d.desired = d.status().desired_replicas;
             d.combined = Some(Err(e));
+            if let Some(FallbackState::Active { replicas, .. }) = fallback {
+                fall_back(d, wpa, spec, scale, replicas, now);
+            }
             return;
         }
     };
@@ -83,6 +103,71 @@ pub(super) fn run(
     d.gate = Some(gate);
     d.normalized = Some(normalized);
     d.combined = Some(Ok(combined));
+}
+
+/// The fallback's pass: every metric has failed for longer than `fallback-after`, so the proposal is
+/// `max(current, replicas)`, through maxReplicas, the scale-up limit and the forbidden windows (not the
+/// delays above a watermark: no value is above one, and `fallback-after` was the wait). Never down.
+fn fall_back(
+    d: &mut Decision<'_>,
+    wpa: &WatermarkPodAutoscaler,
+    spec: &WatermarkPodAutoscalerSpec,
+    scale: &ScaleInfo,
+    replicas: i32,
+    now: Timestamp,
+) {
+    let current = scale.spec_replicas;
+    if current == 0 {
+        // Scaling is off for a target at zero (upstream): a fallback does not turn it back on.
+        return;
+    }
+    let proposal = replicas.max(current);
+    let bounds = Bounds {
+        min: spec.min_replicas.unwrap_or(0),
+        max: spec.max_replicas.unwrap_or(0),
+        up_factor: spec.scale_up_limit_factor.as_ref(),
+        down_factor: spec.scale_down_limit_factor.as_ref(),
+    };
+    let normalized = limits::normalize(&bounds, current, proposal, 0);
+    let desired = normalized.replicas.max(current);
+    d.set(SCALING_LIMITED, desired != proposal, normalized.limit.reason(), normalized.limit.message());
+    let gate = gate::should_scale(&GateInput {
+        current,
+        desired,
+        stable: false,
+        last_scale_time: d.status().last_scale_time.as_ref().map(|t| t.0),
+        downscale_forbidden_window_seconds: spec.downscale_forbidden_window_seconds.unwrap_or(0),
+        upscale_forbidden_window_seconds: spec.upscale_forbidden_window_seconds.unwrap_or(0),
+        upscale_delay_above_watermark_seconds: 0,
+        downscale_delay_below_watermark_seconds: 0,
+        above: None,
+        below: None,
+        now,
+    });
+    if let Some((r, m)) = gate.backoff_condition {
+        d.set(ABLE_TO_SCALE, false, r, m);
+    }
+    let mut reason = format!(
+        "fallback: every metric has failed for longer than fallback-after; fallback-replicas is {replicas}"
+    );
+    // Unlike upstream's first pass, a fallback never "scales" to the count the target has.
+    if gate.allowed && desired != current {
+        decide_scale(d, spec, current, desired, &mut reason, now);
+        d.desired = desired;
+        d.rescale = true;
+    } else {
+        d.desired = hold(d, wpa, spec, current, desired);
+        reason = match gate.blocked.as_ref().filter(|_| desired != current) {
+            Some(gate::Blocked::Unchanged) | None => format!(
+                "fallback: the target has {current} replicas, at least fallback-replicas ({replicas}); a fallback never scales down"
+            ),
+            Some(blocked) => blocked.describe(),
+        };
+    }
+    d.gauge(Series::ReplicasScalingEffective, None, f64::from(d.desired));
+    d.reason = reason;
+    d.gate = Some(gate);
+    d.normalized = Some(normalized);
 }
 
 /// How far ahead of this controller's clock a `lastScaleTime` may be before it is taken for a clock that ran
@@ -334,3 +419,7 @@ fn go_time(t: Option<&Time>) -> String {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pass_tests.rs"]
+mod tests;

@@ -6,6 +6,7 @@ use std::fmt;
 
 use super::{
     Decision, Forced,
+    fallback::FallbackState,
     gate::Blocked,
     limits::{Bound, Limit},
 };
@@ -39,6 +40,21 @@ pub(crate) enum PlainStatus {
         capped: Option<Cap>,
     },
     Holding(Hold),
+    /// Every metric fails (the engine's words in `reason`); unless one answers, the fallback keeps at least
+    /// `replicas` in `seconds_left`.
+    FallbackPending {
+        reason: String,
+        seconds_left: f64,
+        replicas: i32,
+    },
+    /// Every metric has failed for longer than `fallback-after`: the fallback sets the count, up only.
+    Fallback {
+        from: i32,
+        to: i32,
+        replicas: i32,
+        dry_run: bool,
+        wait: Option<Wait>,
+    },
 }
 
 /// Why a pass scales.
@@ -90,6 +106,27 @@ impl PlainStatus {
         }
         if d.forced == Some(Forced::TargetAtZero) {
             return PlainStatus::Off;
+        }
+        match d.fallback {
+            Some(FallbackState::Pending { due, replicas, .. }) => {
+                return PlainStatus::FallbackPending {
+                    reason: d.reason.clone(),
+                    seconds_left: due.duration_since(d.now).as_secs_f64(),
+                    replicas,
+                };
+            }
+            Some(FallbackState::Active { replicas, .. }) => {
+                let wait = match d.gate.as_ref().and_then(|g| g.blocked.as_ref()) {
+                    Some(Blocked::Window { upscale, seconds_left }) => {
+                        Some(Wait::Window { upscale: *upscale, seconds_left: *seconds_left })
+                    }
+                    _ => None,
+                };
+                let to = if d.rescale { d.desired } else { d.normalized.map_or(current, |n| n.replicas) };
+                let dry_run = d.spec.dry_run.unwrap_or(false);
+                return PlainStatus::Fallback { from: current, to: to.max(current), replicas, dry_run, wait };
+            }
+            Some(FallbackState::Off) | None => {}
         }
         let Some(Ok(combined)) = &d.combined else { return PlainStatus::Stopped(d.reason.clone()) };
         let spec = &d.spec;
@@ -144,6 +181,8 @@ impl PlainStatus {
         use PlainStatus::*;
         match (self, other) {
             (Invalid(a), Invalid(b)) | (Stopped(a), Stopped(b)) => a == b,
+            (FallbackPending { reason: a, .. }, FallbackPending { reason: b, .. }) => a == b,
+            (Fallback { from: a, to: x, .. }, Fallback { from: b, to: y, .. }) => (a, x) == (b, y),
             (Off, Off) | (FirstPass { .. }, FirstPass { .. }) => true,
             // The same scale, decided again before it is written.
             (Scaling { from: a, to: x, .. }, Scaling { from: b, to: y, .. }) => (a, x) == (b, y),
@@ -163,6 +202,7 @@ impl PlainStatus {
     }
 
     /// The scale a wait ends in, once made: to tell a scale that happened between two looks at a live WPA.
+    #[cfg(feature = "dev-tools")]
     pub(crate) fn scale_after_wait(&self, dry_run: bool) -> Option<PlainStatus> {
         match self {
             PlainStatus::Waiting { from, to, capped, .. } => Some(PlainStatus::Scaling {
@@ -286,6 +326,27 @@ impl fmt::Display for PlainStatus {
                             write!(f, "waiting: {which} delay starts ({band} the band), {then}")
                         }
                     }
+                }
+            }
+            PlainStatus::FallbackPending { reason, seconds_left, replicas } => write!(
+                f,
+                "cannot scale: {reason}; unless a metric answers, the fallback keeps at least {replicas} replicas in {}",
+                duration_words(seconds_left.ceil())
+            ),
+            PlainStatus::Fallback { from, to, replicas, dry_run, wait } => {
+                let why =
+                    format!("every metric has failed for longer than fallback-after: at least {replicas}");
+                match (wait, to > from) {
+                    (_, false) => write!(f, "fallback: holding at {from} ({why}; never down)"),
+                    (Some(Wait::Window { seconds_left, .. }), true) => write!(
+                        f,
+                        "fallback: waiting: upscale window, {} left, then up {from} -> {to} ({why})",
+                        duration_words(seconds_left.ceil())
+                    ),
+                    (_, true) if *dry_run => {
+                        write!(f, "dry run: fallback would scale up {from} -> {to} ({why})")
+                    }
+                    (_, true) => write!(f, "fallback: scaling up {from} -> {to} ({why})"),
                 }
             }
             PlainStatus::Holding(Hold::WithinBand) => write!(f, "holding: value within the band"),

@@ -7,7 +7,11 @@ use std::borrow::Cow;
 
 use kube::ResourceExt;
 
-use super::{effective_spec, lifecycle, validation};
+use super::{
+    effective_spec,
+    fallback::{Fallback, FallbackError},
+    lifecycle, validation,
+};
 use crate::api::{MetricSource, RecommenderSpec, WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec};
 
 /// How lifecycle control applies to a WPA (`wpa.datadoghq.com/lifecycle-control.enabled`).
@@ -30,6 +34,8 @@ pub struct Plan<'a> {
     /// Upstream's validation message when the spec is invalid: the pass reads nothing and stops.
     pub invalid: Option<String>,
     pub lifecycle: Lifecycle,
+    /// The fallback of the annotations, or why they cannot be read (the fallback is then off).
+    pub fallback: Result<Option<Fallback>, FallbackError>,
 }
 
 impl<'a> Plan<'a> {
@@ -44,7 +50,8 @@ impl<'a> Plan<'a> {
             Ok(true) => Lifecycle::Monitor,
             Err(e) => Lifecycle::Misconfigured(e),
         };
-        Plan { wpa, namespace, spec, invalid, lifecycle }
+        let fallback = Fallback::from_annotations(wpa.metadata.annotations.as_ref());
+        Plan { wpa, namespace, spec, invalid, lifecycle, fallback }
     }
 
     /// Whether the pass reads the WPA's DatadogMonitor first (and stops there unless it is OK).
@@ -67,3 +74,7 @@ impl<'a> Plan<'a> {
         self.spec.metrics.iter().flatten().map(|m| m.source())
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

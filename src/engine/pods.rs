@@ -253,3 +253,7 @@ pub fn group_pods(
 pub fn remove_metrics_for_pods(metrics: &mut BTreeMap<String, i64>, pods: &BTreeSet<String>) {
     metrics.retain(|name, _| !pods.contains(name));
 }
+
+#[cfg(test)]
+#[path = "pods_tests.rs"]
+mod tests;

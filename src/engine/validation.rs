@@ -494,6 +494,10 @@ pub(crate) fn admission_violations(
         }
     }
     out.extend(annotation_violations(annotations, true));
+    let (min, max) = (spec.min_replicas.unwrap_or(1), spec.max_replicas.unwrap_or(0));
+    if let Some(e) = super::fallback::Fallback::check(Some(annotations), min, max) {
+        out.push(Violation { path: format!("metadata.annotations[{}]", e.annotation), message: e.problem });
+    }
     out
 }
 

@@ -37,9 +37,13 @@ pub(crate) fn init(format: LogFormat, filter: Option<&str>) {
         LogFormat::Json => {
             tracing_subscriber::registry().with(JsonLines.with_filter(filter)).try_init().is_ok()
         }
-        LogFormat::Text => {
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init().is_ok()
-        }
+        // Colour codes only for a terminal: a container log, a file or a pipe would keep them as text.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+            .is_ok(),
     };
 }
 

@@ -5,5 +5,6 @@ pub(crate) mod client;
 pub mod http;
 pub(crate) mod logging;
 pub mod registry;
+pub(crate) mod shared_ca;
 pub(crate) mod signal;
 pub mod tls;

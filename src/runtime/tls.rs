@@ -189,12 +189,23 @@ impl SelfSigned {
 /// A certificate authority that issues serving certificates (as cert-manager's CA issuer does).
 pub struct CertAuthority {
     pub ca_pem: String,
+    key_pem: String,
+    not_before: ::time::OffsetDateTime,
+    not_after: ::time::OffsetDateTime,
     issuer: Issuer<'static, KeyPair>,
 }
+
+/// A serving certificate's lifetime (never beyond its CA's).
+const LEAF_LIFETIME: ::time::Duration = ::time::Duration::days(365);
 
 impl CertAuthority {
     /// A new CA, valid one year.
     pub fn new() -> Result<CertAuthority, TlsError> {
+        Self::generate(::time::Duration::days(365))
+    }
+
+    /// A new CA valid for `lifetime` (from an hour ago, for clocks slightly behind).
+    pub fn generate(lifetime: ::time::Duration) -> Result<CertAuthority, TlsError> {
         let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
         let now = time_now();
         let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
@@ -203,13 +214,58 @@ impl CertAuthority {
         ca.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         ca.not_before = now - ::time::Duration::hours(1);
-        ca.not_after = now + ::time::Duration::days(365);
+        ca.not_after = now + lifetime;
         let ca_key = KeyPair::generate().map_err(gen_err)?;
         let ca_cert = ca.self_signed(&ca_key).map_err(gen_err)?;
-        Ok(CertAuthority { ca_pem: ca_cert.pem(), issuer: Issuer::new(ca, ca_key) })
+        Ok(CertAuthority {
+            ca_pem: ca_cert.pem(),
+            key_pem: ca_key.serialize_pem(),
+            not_before: ca.not_before,
+            not_after: ca.not_after,
+            issuer: Issuer::new(ca, ca_key),
+        })
     }
 
-    /// A serving certificate (valid one year) for `sans`: DNS names and IP addresses.
+    /// A CA read back from its certificate and private key (PEM), e.g. from a Secret.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<CertAuthority, TlsError> {
+        let origin = Path::new("<CA certificate>");
+        let pem_err = |problem: String| TlsError::Pem { path: origin.to_path_buf(), problem };
+        let key = KeyPair::from_pem(key_pem).map_err(|e| pem_err(format!("the CA key: {e}")))?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| pem_err(e.to_string()))?;
+        let (not_before, not_after) = validity(cert_pem.as_bytes())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| pem_err("no PEM certificate found".into()))?;
+        if rcgen::PublicKeyData::subject_public_key_info(issuer.key()) != public_key_of(cert_pem.as_bytes())?
+        {
+            return Err(TlsError::Mismatch("the CA key does not belong to the CA certificate".into()));
+        }
+        Ok(CertAuthority {
+            ca_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+            not_before,
+            not_after,
+            issuer,
+        })
+    }
+
+    /// The CA's private key (PEM), to store it.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    pub fn not_after(&self) -> ::time::OffsetDateTime {
+        self.not_after
+    }
+
+    /// Whether less than a third of the CA's lifetime is left: time to make the next one while every
+    /// certificate this one signed stays trusted (the old CA stays in the bundle until it expires).
+    pub fn needs_rotation(&self) -> bool {
+        renewal_due(self.not_before, self.not_after)
+    }
+
+    /// A serving certificate for `sans` (DNS names and IP addresses), valid one year but never beyond
+    /// the CA.
     pub fn issue(&self, sans: &[String]) -> Result<SelfSigned, TlsError> {
         let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
         let now = time_now();
@@ -219,7 +275,7 @@ impl CertAuthority {
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         leaf.not_before = now - ::time::Duration::hours(1);
-        leaf.not_after = now + ::time::Duration::days(365);
+        leaf.not_after = (now + LEAF_LIFETIME).min(self.not_after);
         let leaf_key = KeyPair::generate().map_err(gen_err)?;
         let leaf_cert = leaf.signed_by(&leaf_key, &self.issuer).map_err(gen_err)?;
         Ok(SelfSigned {
@@ -228,6 +284,42 @@ impl CertAuthority {
             key_pem: leaf_key.serialize_pem(),
         })
     }
+}
+
+/// Whether less than a third of the `not_before`..`not_after` lifetime is left.
+pub(crate) fn renewal_due(not_before: ::time::OffsetDateTime, not_after: ::time::OffsetDateTime) -> bool {
+    not_after - time_now() < (not_after - not_before) / 3
+}
+
+/// (notBefore, notAfter) of every certificate of a PEM bundle, in order.
+pub(crate) fn validity(
+    pem: &[u8],
+) -> Result<Vec<(::time::OffsetDateTime, ::time::OffsetDateTime)>, TlsError> {
+    parse_each(pem, |cert| {
+        let v = cert.validity();
+        (v.not_before.to_datetime(), v.not_after.to_datetime())
+    })
+}
+
+fn public_key_of(pem: &[u8]) -> Result<Vec<u8>, TlsError> {
+    parse_each(pem, |cert| cert.public_key().raw.to_vec())?.into_iter().next().ok_or_else(|| TlsError::Pem {
+        path: "<CA certificate>".into(),
+        problem: "no PEM certificate found".into(),
+    })
+}
+
+fn parse_each<T>(
+    pem: &[u8],
+    f: impl Fn(&x509_parser::certificate::X509Certificate<'_>) -> T,
+) -> Result<Vec<T>, TlsError> {
+    let pem_err = |problem: String| TlsError::Pem { path: "<certificate>".into(), problem };
+    rustls_pemfile::certs(&mut &pem[..])
+        .map(|der| {
+            let der = der.map_err(|e| pem_err(e.to_string()))?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| pem_err(e.to_string()))?;
+            Ok(f(&cert))
+        })
+        .collect()
 }
 
 /// Generates a CA and a serving certificate it signed for `sans` (`--self-signed`, `wpa certs`).

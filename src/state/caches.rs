@@ -311,13 +311,16 @@ impl Caches {
         }
     }
 
-    /// Caches holding fixed lists, as a first watch list fills them (benchmarks).
-    #[cfg(feature = "dev-tools")]
-    pub(crate) fn from_lists(pods: Vec<Pod>, deployments: Vec<Deployment>) -> Caches {
+    /// Caches holding lists read once, as a first watch list fills them (`wpa status`, benchmarks).
+    pub(crate) fn from_lists(
+        pods: Vec<Pod>,
+        deployments: Vec<Deployment>,
+        stateful_sets: Vec<StatefulSet>,
+    ) -> Caches {
         let caches = Caches { pods: Arc::default(), targets: Arc::default() };
         caches.pods.fill(pods);
         caches.targets.deployments.fill(deployments);
-        caches.targets.stateful_sets.fill(Vec::<StatefulSet>::new());
+        caches.targets.stateful_sets.fill(stateful_sets);
         caches
     }
 

@@ -163,7 +163,6 @@ SCHEMA_REJECTS: dict[str, dict[str, Any]] = {
     "healthPort=0": {"healthPort": 0},
 }
 RENDER_REJECTS: dict[str, dict[str, Any]] = {
-    "selfSigned with replicaCount=2": {"tls": {"mode": "selfSigned"}, "replicaCount": 2},
     "serviceAccount.create=false without a name": {"serviceAccount": {"create": False}},
     "watchAllNamespaces with watchNamespaces": {"watchAllNamespaces": False, "watchNamespaces": ["team-a"]},
 }
@@ -349,14 +348,18 @@ def expectations(
     want(len(svc_docs) == 1 and {(p["port"], p["targetPort"]) for p in svc_docs[0]["spec"]["ports"]} == {(port, "webhook"), (metrics_port, "http")}, f"Service {port}->webhook, {metrics_port}->http")
     self_signed = name.endswith("self-signed")
     if self_signed:
-        want(dep["spec"]["replicas"] == 1, "self-signed runs 1 replica")
-        want(not find(docs, "PodDisruptionBudget"), "no PDB with one replica")
+        want(dep["spec"]["replicas"] == 2, "self-signed runs 2 replicas (they share the CA Secret)")
+        pdb = find(docs, "PodDisruptionBudget")
+        want(len(pdb) == 1 and pdb[0]["spec"]["minAvailable"] == 1, "PDB minAvailable 1")
         want("--self-signed" in args and "--inject-ca" in args, "--self-signed --inject-ca")
+        want(f"--ca-secret={svc}-webhook-ca" in args, "--ca-secret <fullname>-webhook-ca")
+        ca_roles = find(docs, "Role", f"{svc}-webhook-ca")
+        want(len(ca_roles) == 1 and any(r.get("resourceNames") == [f"{svc}-webhook-ca"] for r in ca_roles[0]["rules"]), "Role on the CA Secret")
         want(f"--tls-san={svc}.{ns}.svc" in args, "--tls-san <svc>.<ns>.svc")
         want(f"--webhook-config-name={svc}" in args, "--webhook-config-name")
         want(not certs and not issuers, "no cert-manager objects")
         want(len(admission_rules) == 1 and admission_rules[0]["resourceNames"] == [svc], "webhook-config RBAC rule")
-        want(values.get("schedulerExtender", {}).get("enabled") is not True or "NOT supported for an external kube-scheduler" in notes, "NOTES: the extender is not supported with selfSigned")
+        want(values.get("schedulerExtender", {}).get("enabled") is not True or f"secret {svc}-webhook-ca -o jsonpath='{{.data.ca\\.crt}}'" in notes, "NOTES: caData from the CA Secret's ca.crt")
         want(all("caBundle" not in h["clientConfig"] for h in hooks), "no caBundle in the chart")
         for cfg in find(docs, "ValidatingWebhookConfiguration") + find(docs, "MutatingWebhookConfiguration"):
             want("cert-manager.io/inject-ca-from" not in cfg["metadata"].get("annotations", {}), "no inject-ca-from")
@@ -368,6 +371,7 @@ def expectations(
         want("--tls-cert-file=/tls/tls.crt" in args and "--tls-key-file=/tls/tls.key" in args, "cert files")
         want(not any(a.startswith("--self-signed") or a == "--inject-ca" for a in args), "no --self-signed")
         want(not admission_rules, "no webhook-config RBAC rule")
+        want(not find(docs, "Role", f"{svc}-webhook-ca") and "--ca-secret" not in " ".join(args), "no CA Secret")
         want(c["volumeMounts"] == [{"name": "tls", "mountPath": "/tls", "readOnly": True}], "TLS mount")
         serving = [x for x in certs if x["metadata"]["name"] == f"{svc}-serving-cert"]
         want(len(serving) == 1 and serving[0]["spec"]["dnsNames"] == [f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"], "serving Certificate DNS names")
@@ -586,7 +590,8 @@ def plain_docs(name: str) -> list[dict[str, Any]]:
 
 def cmd_check_rbac(a: argparse.Namespace) -> int:
     """The chart's ClusterRole/Role equal webhook-config/rbac.yaml's (release wpa in wpa-system, self-signed on);
-    with cert-manager the webhook-configuration rule is the only difference; resourceNames follow the names."""
+    with cert-manager the webhook-configuration rule and the CA Secret's Role are the only difference; resourceNames
+    follow the names."""
     plain = plain_docs("rbac.yaml")
     want_cr = find(plain, "ClusterRole")[0]["rules"]
     inject = find(plain_docs("rbac-self-signed.yaml"), "ClusterRole")[0]["rules"]
@@ -605,16 +610,28 @@ def cmd_check_rbac(a: argparse.Namespace) -> int:
     checks["certManager ClusterRole has no admissionregistration rule"] = not any(is_admission(r) for r in got_cm)
     checks["rbac.yaml has no admissionregistration rule"] = not any(map(is_admission, want_cr))
     checks["rbac-self-signed.yaml has exactly the admissionregistration rule"] = len(inject) == 1 and is_admission(inject[0])
+    plain_ss = plain_docs("rbac-self-signed.yaml")
+    want_ca_role = find(plain_ss, "Role")[0]
+    got_ca_role = find(ss, "Role", "wpa-webhook-ca")
+    checks["selfSigned CA Role == rbac-self-signed.yaml's"] = bool(got_ca_role) and got_ca_role[0]["rules"] == want_ca_role["rules"]
+    checks["selfSigned CA RoleBinding == rbac-self-signed.yaml's"] = find(ss, "RoleBinding", "wpa-webhook-ca") != [] and (
+        find(ss, "RoleBinding", "wpa-webhook-ca")[0]["subjects"] == find(plain_ss, "RoleBinding")[0]["subjects"]
+        and find(ss, "RoleBinding", "wpa-webhook-ca")[0]["roleRef"] == find(plain_ss, "RoleBinding")[0]["roleRef"]
+    )
+    checks["rbac-self-signed.yaml's CA Role names --ca-secret of the chart"] = "--ca-secret=wpa-webhook-ca" in container(ss)["args"] and any(
+        r.get("resourceNames") == ["wpa-webhook-ca"] for r in want_ca_role["rules"]
+    )
+    checks["certManager has no CA Role"] = not find(cm, "Role", "wpa-webhook-ca") and not find(cm, "RoleBinding", "wpa-webhook-ca")
     for mode, docs in (("selfSigned", ss), ("certManager", cm)):
-        checks[f"{mode} leader-election Role rules == rbac.yaml"] = find(docs, "Role")[0]["rules"] == want_role
+        checks[f"{mode} leader-election Role rules == rbac.yaml"] = find(docs, "Role", "wpa-leader-election")[0]["rules"] == want_role
         crb = find(docs, "ClusterRoleBinding")[0]
-        rb = find(docs, "RoleBinding")[0]
+        rb = find(docs, "RoleBinding", "wpa-leader-election")[0]
         sa = find(docs, "ServiceAccount")[0]["metadata"]
         subject = {"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]}
         checks[f"{mode} bindings name the chart's ServiceAccount and roles"] = (
             crb["subjects"] == [subject] and rb["subjects"] == [subject]
             and crb["roleRef"]["name"] == find(docs, "ClusterRole")[0]["metadata"]["name"]
-            and rb["roleRef"]["name"] == find(docs, "Role")[0]["metadata"]["name"]
+            and rb["roleRef"]["name"] == find(docs, "Role", "wpa-leader-election")[0]["metadata"]["name"]
             and container(docs).get("name") == "wpa"
             and find(docs, "Deployment")[0]["spec"]["template"]["spec"]["serviceAccountName"] == sa["name"]
         )
@@ -626,8 +643,10 @@ def cmd_check_rbac(a: argparse.Namespace) -> int:
     checks["webhook-config resourceNames == --webhook-config-name == configuration names"] = (
         cfg_names == {"team-wpa"} and rule["resourceNames"] == ["team-wpa"] and "--webhook-config-name=team-wpa" in args
     )
-    lease_rule = [r for r in find(other, "Role")[0]["rules"] if r.get("resourceNames")][0]
+    lease_rule = [r for r in find(other, "Role", "team-wpa-leader-election")[0]["rules"] if r.get("resourceNames")][0]
     checks["lease resourceNames == --lease-name"] = lease_rule["resourceNames"] == ["my-lock"] and "--lease-name=my-lock" in args
+    ca_rule = [r for r in find(other, "Role", "team-wpa-webhook-ca")[0]["rules"] if r.get("resourceNames")][0]
+    checks["CA Secret resourceNames == --ca-secret"] = ca_rule["resourceNames"] == ["team-wpa-webhook-ca"] and "--ca-secret=team-wpa-webhook-ca" in args
     # The scheduler extender adds exactly the rules of rbac-scheduler-extender.yaml, after rbac.yaml's.
     ext = extender_rules()
     ss_ext = find(manifests(render({"tls": {"mode": "selfSigned"}, "schedulerExtender": {"enabled": True}}, name="wpa", namespace="wpa-system")), "ClusterRole")[0]["rules"]

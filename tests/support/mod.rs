@@ -7,6 +7,8 @@
 // Every integration test compiles its own copy of this module and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod helm;
+pub mod node;
 pub mod prometheus;
 
 pub use devcluster::{
@@ -14,6 +16,24 @@ pub use devcluster::{
     wait_for,
 };
 pub use wpa::devtools::{ScalingCluster, WpaServe, webhook_configurations, wpa_yaml};
+
+/// What a command printed, and how it ended.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to its end, without the environment's proxy settings (the clusters are on loopback).
+pub fn run(mut cmd: std::process::Command) -> Run {
+    devcluster::process::without_proxy_settings(&mut cmd);
+    let out = cmd.output().expect("run the command");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
 
 /// Lease timings short enough for a test to see a handover (`wpa serve` flags).
 pub const FAST_LEASE: [&str; 6] =
@@ -154,4 +174,41 @@ pub async fn start_with_webhook(
             .concat();
     let serve = WpaServe::start(cluster, name, Some(port), &args).await?;
     Ok((serve, ca))
+}
+
+/// `kubectl ARGS` that must succeed: its stdout.
+pub fn kubectl_ok(cluster: &TestCluster, args: &[&str]) -> String {
+    let out = cluster.kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `kubectl ARGS -o json`, parsed.
+pub fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl_ok(cluster, &all)).expect("kubectl -o json")
+}
+
+/// A TLS handshake with `addr` for `name` (a DNS name or an IP address) that trusts only `ca_pem`.
+pub async fn tls_handshake(addr: std::net::SocketAddr, name: &str, ca_pem: &str) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(server_name, stream).await?;
+    Ok(())
 }

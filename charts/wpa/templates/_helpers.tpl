@@ -62,17 +62,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if eq .Values.tls.mode "selfSigned" }}true{{ end }}
 {{- end }}
 
-{{/* Replicas: replicaCount, or 2 (certManager) / 1 (selfSigned). selfSigned refuses more than one. */}}
+{{/* Replicas: replicaCount, or 2 in both TLS modes (selfSigned replicas share the CA Secret). */}}
 {{- define "wpa.replicas" -}}
-{{- if include "wpa.selfSigned" . }}
-{{- $n := int (default 1 .Values.replicaCount) }}
-{{- if gt $n 1 }}
-{{- fail (printf "tls.mode=selfSigned runs a single replica (each replica would generate its own CA, and the webhook configurations trust only one); got replicaCount=%d. Use tls.mode=certManager for more replicas." $n) }}
-{{- end }}
-{{- $n }}
-{{- else }}
 {{- int (default 2 .Values.replicaCount) }}
 {{- end }}
+
+{{/* Name of the Secret holding the installation's CA in selfSigned mode (--ca-secret). */}}
+{{- define "wpa.caSecretName" -}}
+{{- printf "%s-webhook-ca" (include "wpa.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/* Name of the Secret holding the serving certificate (certManager mode). */}}

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Debug;
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::pki::{ADMIN_USER, ClusterPki};
-use super::process::{Component, without_proxy_settings};
+use super::process::{Component, lock, without_proxy_settings};
 
 /// What to run besides etcd and kube-apiserver.
 #[derive(Clone, Debug, Default)]
@@ -40,12 +40,19 @@ pub struct Options {
     /// `metricsBindAddress` with a free loopback port (1.20 defaults them to the fixed port 10251, which
     /// would collide between parallel tests).
     pub scheduler_config: Option<String>,
+    /// More kube-controller-manager flags, after the harness's own (e.g.
+    /// `--horizontal-pod-autoscaler-sync-period=2s`, so that an HPA acts within a short test).
+    pub controller_manager_args: Vec<String>,
     /// The directory with etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
     /// [default: [`find_binaries`]].
     pub bin_dir: Option<PathBuf>,
     /// No `[test-cluster] ... ready` / `stopped` lines on stderr: for a program that tells its own story
     /// (`wpa demo`), where the harness's lines and its temporary paths are noise.
     pub quiet: bool,
+    /// For a real node ([`crate::node`]): kube-apiserver listens on and advertises this address of the
+    /// host (the node's bridge) instead of 127.0.0.1, so that pods reach it through the `kubernetes`
+    /// Service; it reaches kubelets by their InternalIP and leaves Service routing to kube-proxy.
+    pub node_address: Option<Ipv4Addr>,
 }
 
 impl Options {
@@ -155,10 +162,11 @@ impl LocalCluster {
             .tempdir()
             .context("creating the cluster's temporary directory")?;
         let dir_path = dir.path().to_path_buf();
-        let pki = ClusterPki::generate(&dir_path.join("pki"))?;
+        let address = options.node_address.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4);
+        let pki = ClusterPki::generate(&dir_path.join("pki"), address)?;
         std::fs::create_dir_all(dir_path.join("logs")).context("creating the log directory")?;
         let ports = Ports::pick()?;
-        let server_url = format!("https://127.0.0.1:{}", ports.apiserver);
+        let server_url = format!("https://{address}:{}", ports.apiserver);
 
         let kubeconfig = dir_path.join("admin.kubeconfig");
         std::fs::write(&kubeconfig, admin_kubeconfig(&server_url, &pki))
@@ -166,7 +174,7 @@ impl LocalCluster {
         let client = kube_client(&kubeconfig).await?;
         let http = readiness_client(&pki)?;
 
-        let apiserver_args = apiserver_args(&dir_path, &pki, &ports);
+        let apiserver_args = apiserver_args(&dir_path, &pki, &ports, options.node_address);
         let mut cluster = LocalCluster {
             bin_dir: bin_dir.to_path_buf(),
             dir: Some(dir),
@@ -278,6 +286,8 @@ impl LocalCluster {
             format!("--port={}", ports.controller_manager_healthz).into(),
             "--secure-port=0".into(),
         ];
+        let args =
+            args.into_iter().chain(self.options.controller_manager_args.iter().map(OsString::from)).collect();
         let cm = Component::spawn(
             "kube-controller-manager",
             &self.bin("kube-controller-manager"),
@@ -403,9 +413,14 @@ impl LocalCluster {
         &self.kubeconfig
     }
 
-    /// `https://127.0.0.1:PORT`
+    /// `https://127.0.0.1:PORT` (or the node address of [`Options::node_address`])
     pub fn server_url(&self) -> &str {
         &self.server_url
+    }
+
+    /// The address the API server listens on (loopback, or [`Options::node_address`]).
+    pub fn address(&self) -> IpAddr {
+        IpAddr::V4(self.options.node_address.unwrap_or(Ipv4Addr::LOCALHOST))
     }
 
     pub fn bin_dir(&self) -> &Path {
@@ -847,17 +862,37 @@ impl LocalCluster {
         .collect()
     }
 
+    /// Stops every component at once (SIGKILL, not SIGTERM: the data is thrown away, and a graceful
+    /// kube-apiserver shutdown can take seconds per test). Dropping the cluster does it; a real node's teardown
+    /// does it first, so that the API server stops calling the Services it tears down.
+    pub fn kill(&self) {
+        let begin = Instant::now();
+        let components = [&self.scheduler, &self.controller_manager, &self.apiserver, &self.etcd];
+        if components.iter().all(|c| lock(c).is_none()) {
+            return;
+        }
+        // Signal all first, then reap each.
+        for component in components {
+            if let Some(c) = lock(component).as_mut() {
+                c.request_kill();
+            }
+        }
+        for component in components {
+            if let Some(mut c) = lock(component).take() {
+                c.kill();
+            }
+        }
+        if !self.options.quiet {
+            eprintln!("[test-cluster] {} stopped in {} ms", self.server_url, begin.elapsed().as_millis());
+        }
+    }
+
     /// The last `lines` lines of each component's log.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
         for component in [&self.etcd, &self.apiserver, &self.controller_manager, &self.scheduler] {
             if let Some(c) = lock(component).as_ref() {
-                out.push_str(&format!(
-                    "----- {} ({}) -----\n{}\n",
-                    c.name,
-                    c.log_path.display(),
-                    c.log_tail(lines)
-                ));
+                out.push_str(&c.log_section(lines));
             }
         }
         out
@@ -873,23 +908,7 @@ impl Drop for LocalCluster {
                 self.log_tails(25)
             );
         }
-        let begin = Instant::now();
-        let components = [&self.scheduler, &self.controller_manager, &self.apiserver, &self.etcd];
-        // SIGKILL, not SIGTERM: the data is thrown away, and a graceful kube-apiserver shutdown can
-        // take seconds per test. Signal all first, then reap each.
-        for component in components {
-            if let Some(c) = lock(component).as_mut() {
-                c.request_kill();
-            }
-        }
-        for component in components {
-            if let Some(mut c) = lock(component).take() {
-                c.kill();
-            }
-        }
-        if !self.options.quiet {
-            eprintln!("[test-cluster] {} stopped in {} ms", self.server_url, begin.elapsed().as_millis());
-        }
+        self.kill();
         if std::env::var_os("WPA_KEEP_TEST_CLUSTER").is_some()
             && let Some(dir) = self.dir.take()
         {
@@ -929,11 +948,6 @@ pub fn is_pod_ready(pod: &Pod) -> bool {
 
 fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere must not stop the teardown.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The directory with the five binaries, as `scripts/k8s-test-env.sh` resolves it (without building).
@@ -988,12 +1002,23 @@ fn missing_binaries(dir: &Path) -> Vec<&'static str> {
         .collect()
 }
 
-fn apiserver_args(dir: &Path, pki: &ClusterPki, ports: &Ports) -> Vec<OsString> {
+fn apiserver_args(dir: &Path, pki: &ClusterPki, ports: &Ports, node: Option<Ipv4Addr>) -> Vec<OsString> {
     let p = |path: &Path| path.display().to_string();
+    let network = match node {
+        // The `kubernetes` Service's endpoint is the advertised address; `kubectl logs` reaches the kubelet
+        // by the Node's InternalIP instead of resolving its name through the host's resolver.
+        Some(ip) => vec![
+            format!("--bind-address={ip}"),
+            format!("--advertise-address={ip}"),
+            "--kubelet-preferred-address-types=InternalIP".into(),
+        ],
+        // Aggregated APIs and Service-referenced webhooks: resolve Services through their Endpoints
+        // (there is no kube-proxy to make ClusterIPs work).
+        None => vec!["--bind-address=127.0.0.1".into(), "--enable-aggregator-routing=true".into()],
+    };
     [
         format!("--etcd-servers=http://127.0.0.1:{}", ports.etcd_client),
         format!("--secure-port={}", ports.apiserver),
-        "--bind-address=127.0.0.1".into(),
         format!("--cert-dir={}", p(&dir.join("apiserver-certs"))),
         format!("--tls-cert-file={}", p(&pki.apiserver_cert)),
         format!("--tls-private-key-file={}", p(&pki.apiserver_key)),
@@ -1003,11 +1028,8 @@ fn apiserver_args(dir: &Path, pki: &ClusterPki, ports: &Ports) -> Vec<OsString> 
         format!("--service-account-signing-key-file={}", p(&pki.service_account_key)),
         "--service-account-issuer=https://kubernetes.default.svc".into(),
         "--service-cluster-ip-range=10.0.0.0/24".into(),
-        // Aggregated APIs and Service-referenced webhooks: resolve Services through their Endpoints
-        // (there is no kube-proxy to make ClusterIPs work) ...
-        "--enable-aggregator-routing=true".into(),
-        // ... and let the aggregator authenticate to extension API servers as front-proxy-client,
-        // passing the user in these headers.
+        // The aggregator authenticates to extension API servers as front-proxy-client, passing the user in
+        // these headers.
         format!("--requestheader-client-ca-file={}", p(&pki.front_proxy_ca_cert)),
         "--requestheader-allowed-names=front-proxy-client".into(),
         "--requestheader-username-headers=X-Remote-User".into(),
@@ -1017,6 +1039,7 @@ fn apiserver_args(dir: &Path, pki: &ClusterPki, ports: &Ports) -> Vec<OsString> 
         format!("--proxy-client-key-file={}", p(&pki.front_proxy_client_key)),
     ]
     .into_iter()
+    .chain(network)
     .map(OsString::from)
     .collect()
 }

@@ -2,13 +2,15 @@
 //! bench reconciler`: etcd and kube-apiserver (plus kube-controller-manager and kube-scheduler on request) on free
 //! loopback ports in a temporary directory, torn down on drop. Helpers act as the kubelet (Nodes, ready
 //! pods), install CRDs, and route Services into network namespaces so the API server can reach servers we
-//! start (aggregated APIs, webhooks by Service). The binaries come from `scripts/k8s-test-env.sh`
+//! start (aggregated APIs, webhooks by Service). [`node`] adds a real node (containerd, kubelet, kube-proxy)
+//! where pods run for real. The binaries come from `scripts/k8s-test-env.sh`
 //! (`WPA_K8S_BIN_DIR` or `KUBEBUILDER_ASSETS` to use your own); docs/control-plane.md has the details.
 
 mod cluster;
 pub mod fault_proxy;
 pub mod https;
 pub mod netns;
+pub mod node;
 pub mod pki;
 pub mod process;
 pub mod synthetic_metrics;
@@ -27,6 +29,27 @@ pub use https::HttpsServer;
 pub use netns::{LoopbackRelay, NetnsHost};
 pub use pki::TlsIdentity;
 pub use synthetic_metrics::SyntheticMetrics;
+
+/// Waits until exactly `count` pods of `namespace` matching `selector` are Ready and not being deleted;
+/// the error says how many were.
+pub async fn wait_ready_pods(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::Pod;
+    let api: kube::Api<Pod> = kube::Api::namespaced(client.clone(), namespace);
+    wait_for(timeout, || async {
+        let pods =
+            api.list(&kube::api::ListParams::default().labels(selector)).await.map_err(|e| e.to_string())?;
+        let ready =
+            pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && is_pod_ready(p)).count();
+        if ready == count { Ok(()) } else { Err(format!("{ready} ready pods {selector}, want {count}")) }
+    })
+    .await
+}
 
 /// A plain HTTP GET on loopback: the status code and the body.
 pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {

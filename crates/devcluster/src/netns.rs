@@ -108,18 +108,8 @@ impl NetnsHost {
     /// Like [`Self::bind_tcp`], on any address of the namespace (e.g. its own loopback).
     pub fn bind_tcp_at(&self, addr: SocketAddr) -> Result<TcpListener> {
         let netns_path = PathBuf::from("/run/netns").join(&self.name);
-        // setns(2) changes the namespace of the calling thread only, so do it on a throwaway thread.
-        std::thread::spawn(move || -> Result<TcpListener> {
-            let ns = File::open(&netns_path).with_context(|| format!("opening {}", netns_path.display()))?;
-            // SAFETY: plain syscall on a valid fd; it affects only this thread, which ends below.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("setns into {}", netns_path.display()));
-            }
-            TcpListener::bind(addr).with_context(|| format!("binding {addr} inside the namespace"))
-        })
-        .join()
-        .map_err(|_| anyhow!("the thread binding inside the namespace panicked"))?
+        in_netns(&netns_path, move || TcpListener::bind(addr))
+            .with_context(|| format!("binding {addr} inside the namespace"))
     }
 
     /// Makes the host's `127.0.0.1:port` reachable at `127.0.0.1:port` inside the namespace, by relaying TCP
@@ -152,6 +142,14 @@ impl NetnsHost {
             }
         });
         Ok(relay)
+    }
+
+    /// Routes `address` of the host into the namespace's veth, so that servers inside answer it. Needed when
+    /// the host's clients connect from an address outside the /30, e.g. the API server of a real node
+    /// (listening on the node's bridge) reaching a Service through kube-proxy.
+    pub fn route_to_host(&self, address: Ipv4Addr) -> Result<()> {
+        ip(&["-n", &self.name, "route", "add", &format!("{address}/32"), "via", &self.host_ip.to_string()])
+            .map(drop)
     }
 
     /// `ip netns exec <ns> program`: a command that runs inside the namespace.
@@ -199,6 +197,28 @@ impl NetnsHost {
             .with_context(|| format!("creating Endpoints {namespace}/{service_name}"))?;
         Ok((service, endpoints))
     }
+}
+
+/// Runs `f` on a thread inside the network namespace `netns` (a bind mount under /run/netns, or a process's
+/// /proc/PID/ns/net). A socket belongs to the namespace it was created in, so one made by `f` keeps working
+/// there from any thread afterwards.
+pub fn in_netns<T: Send + 'static>(
+    netns: &std::path::Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    let netns = netns.to_path_buf();
+    // setns(2) changes the namespace of the calling thread only, so do it on a throwaway thread.
+    std::thread::spawn(move || -> Result<T> {
+        let ns = File::open(&netns).with_context(|| format!("opening {}", netns.display()))?;
+        // SAFETY: plain syscall on a valid fd; it affects only this thread, which ends below.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setns into {}", netns.display()));
+        }
+        Ok(f()?)
+    })
+    .join()
+    .map_err(|_| anyhow!("the thread inside the namespace panicked"))?
 }
 
 /// A running [`NetnsHost::relay_host_loopback`]; dropping it stops accepting and cuts the open connections.
@@ -264,20 +284,7 @@ fn claim_slot() -> Result<(u32, File)> {
 }
 
 fn ip(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .with_context(|| format!("running `ip {}` (is iproute2 installed?)", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "`ip {}` failed ({}): {}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::process::run("ip", args)
 }
 
 fn quiet_ip(args: &[&str]) -> std::io::Result<std::process::ExitStatus> {

@@ -121,7 +121,9 @@ pub struct ClusterPki {
 pub const ADMIN_USER: &str = "admin";
 
 impl ClusterPki {
-    pub fn generate(dir: &Path) -> Result<Self> {
+    /// `address` is where the API server listens (a SAN of its certificate besides loopback and the
+    /// `kubernetes` Service's names).
+    pub fn generate(dir: &Path, address: IpAddr) -> Result<Self> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let write = |name: &str, contents: &str| -> Result<PathBuf> {
             let path = dir.join(name);
@@ -131,18 +133,20 @@ impl ClusterPki {
 
         let ca = Authority::new("wpa-test-cluster-ca")?;
         // The names a client inside or outside the cluster may use for the API server.
-        let apiserver = ca.issue_server(
-            "kube-apiserver",
-            &[
-                "127.0.0.1",
-                "localhost",
-                "10.0.0.1",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ],
-        )?;
+        let address = address.to_string();
+        let mut names = vec![
+            "127.0.0.1",
+            "localhost",
+            "10.0.0.1",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ];
+        if !names.contains(&address.as_str()) {
+            names.push(&address);
+        }
+        let apiserver = ca.issue_server("kube-apiserver", &names)?;
 
         let service_account = KeyPair::generate().context("generating the service-account key")?;
 

@@ -27,6 +27,17 @@ pub struct Component {
 impl Component {
     /// Starts `program args`, appending its stdout and stderr to `log_path`.
     pub fn spawn(name: &str, program: &Path, args: Vec<OsString>, log_path: PathBuf) -> Result<Self> {
+        Self::spawn_with_env(name, program, args, &[], log_path)
+    }
+
+    /// [`Self::spawn`] with extra environment variables.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: Vec<OsString>,
+        env: &[(&str, &str)],
+        log_path: PathBuf,
+    ) -> Result<Self> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -36,6 +47,7 @@ impl Component {
         let mut cmd = Command::new(program);
         without_proxy_settings(&mut cmd);
         cmd.args(&args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -87,6 +99,11 @@ impl Component {
     /// The last `lines` lines of the component's log.
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.log_path, lines)
+    }
+
+    /// The last `lines` lines of the log under a heading with the component's name and log file.
+    pub fn log_section(&self, lines: usize) -> String {
+        format!("----- {} ({}) -----\n{}\n", self.name, self.log_path.display(), self.log_tail(lines))
     }
 
     fn signal_group(&mut self, signal: libc::c_int) {
@@ -204,6 +221,30 @@ fn spawn_from_long_lived_thread(cmd: Command) -> io::Result<Child> {
         .send(SpawnRequest { cmd, reply })
         .map_err(|_| io::Error::other("the process-spawner thread is gone"))?;
     result.recv().map_err(|_| io::Error::other("the process-spawner thread dropped the request"))?
+}
+
+/// Locks a mutex even if a panic elsewhere poisoned it: a teardown must go on.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `program args` to completion: its stdout, or an error with the exact command and what it printed.
+pub fn run(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running `{program} {}` (is it installed?)", args.join(" ")))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`{program} {}` failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// (utime + stime in seconds) of a process.

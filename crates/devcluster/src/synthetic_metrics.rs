@@ -23,6 +23,11 @@ use axum::{
 };
 use serde_json::{Value, json};
 
+use anyhow::{Context, Result};
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+
+use crate::{HttpsServer, LocalCluster, NetnsHost, TlsIdentity};
+
 pub const GROUP_VERSION: &str = "external.metrics.k8s.io/v1beta1";
 pub const POD_METRICS_GROUP_VERSION: &str = "metrics.k8s.io/v1beta1";
 
@@ -84,6 +89,57 @@ impl Gaps {
         }
         let i = ((n as f64 * q).ceil() as usize).clamp(1, n) - 1;
         self.longest[i]
+    }
+}
+
+/// A [`SyntheticMetrics`] served from a network namespace this machine made and registered with a cluster as
+/// both metrics APIs (`v1beta1.external.metrics.k8s.io`, `v1beta1.metrics.k8s.io`, Service
+/// `wpa-metrics/external-metrics`), so clients read it through the API server as they read a real provider.
+pub struct Provider {
+    pub metrics: SyntheticMetrics,
+    _server: HttpsServer,
+    // Dropped after the server, which serves inside it.
+    _host: NetnsHost,
+}
+
+impl Provider {
+    /// The network namespace the provider serves in.
+    pub fn netns(&self) -> &str {
+        self._host.name()
+    }
+
+    /// Registers the provider and waits until the API server routes both groups to it.
+    pub async fn register(cluster: &LocalCluster) -> Result<Provider> {
+        let host = NetnsHost::create().context("the synthetic metrics provider needs a network namespace")?;
+        let metrics = SyntheticMetrics::new();
+        let ns_ip = host.ns_ip().to_string();
+        let identity = TlsIdentity::new(&["external-metrics.wpa-metrics.svc", &ns_ip])?;
+        let server = HttpsServer::start(host.bind_tcp(443)?, &identity, metrics.router())?;
+        // An API server on a real node's bridge reaches the Service through kube-proxy, from its own address.
+        if let std::net::IpAddr::V4(address) = cluster.address()
+            && !address.is_loopback()
+        {
+            host.route_to_host(address)?;
+        }
+        cluster.create_namespace("wpa-metrics", &[]).await?;
+        host.register_service(&cluster.client(), "wpa-metrics", "external-metrics", 443).await?;
+        for (group, version) in [("external.metrics.k8s.io", "v1beta1"), ("metrics.k8s.io", "v1beta1")] {
+            let api_service: APIService = serde_json::from_value(json!({
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": { "name": format!("{version}.{group}") },
+                "spec": {
+                    "group": group, "version": version,
+                    "service": { "namespace": "wpa-metrics", "name": "external-metrics", "port": 443 },
+                    "insecureSkipTLSVerify": true, "groupPriorityMinimum": 100, "versionPriority": 100
+                }
+            }))?;
+            cluster.create_cluster_object(&api_service).await?;
+            cluster
+                .wait_api_service_available(&format!("{version}.{group}"), std::time::Duration::from_secs(60))
+                .await?;
+        }
+        Ok(Provider { metrics, _server: server, _host: host })
     }
 }
 

@@ -134,6 +134,9 @@ pub(crate) struct Report {
     pub(crate) dry_run: bool,
 }
 
+/// Why a metric fails where the series has an empty value.
+const OUTAGE: &str = "no value: the series marks an outage of this metric";
+
 /// The names a series may use for the WPA's metrics, in spec order.
 pub(crate) fn metric_names(wpa: &WatermarkPodAutoscaler) -> Vec<String> {
     wpa.spec.metrics.iter().flatten().filter_map(|m| m.source().map(|s| s.name().to_string())).collect()
@@ -305,7 +308,8 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         .collect();
     let mut next_pod = initial;
     let mut replicas = initial;
-    let mut latest: BTreeMap<String, (f64, i64)> = BTreeMap::new();
+    // A metric's last sample: its value, or `None` during an outage (an empty value in the series).
+    let mut latest: BTreeMap<String, Option<(f64, i64)>> = BTreeMap::new();
     let mut cursor = 0;
     let mut steps = Vec::new();
     let mut summary =
@@ -317,7 +321,7 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         let now_s = start + k as f64 * step;
         while cursor < series.samples.len() && series.samples[cursor].at <= now_s {
             let s = &series.samples[cursor];
-            latest.insert(s.metric.clone(), (s.value, s.milli));
+            latest.insert(s.metric.clone(), s.value);
             cursor += 1;
         }
         let now = ts(now_s);
@@ -349,7 +353,13 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
                 let Some(source) = m.source() else { return MetricObservation::Skipped };
                 match (source, latest.get(source.name())) {
                     (_, None) => MetricObservation::External(Err("no sample of this metric yet".into())),
-                    (MetricSource::Resource(_), Some((_, milli))) => {
+                    (MetricSource::Resource(_), Some(None)) => {
+                        MetricObservation::Resource(Err(OUTAGE.into()))
+                    }
+                    (MetricSource::External(_), Some(None)) => {
+                        MetricObservation::External(Err(OUTAGE.into()))
+                    }
+                    (MetricSource::Resource(_), Some(Some((_, milli)))) => {
                         // The workload's total usage, spread over its running pods.
                         let share = if running.is_empty() { 0 } else { milli / running.len() as i64 };
                         MetricObservation::Resource(Ok(running
@@ -357,10 +367,12 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
                             .map(|p| (p.name.clone(), share))
                             .collect()))
                     }
-                    (_, Some((_, milli))) => MetricObservation::External(Ok(ExternalSample {
-                        values: vec![*milli],
-                        timestamp: Some(now),
-                    })),
+                    (MetricSource::External(_), Some(Some((_, milli)))) => {
+                        MetricObservation::External(Ok(ExternalSample {
+                            values: vec![*milli],
+                            timestamp: Some(now),
+                        }))
+                    }
                 }
             })
             .collect();
@@ -437,8 +449,9 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
                 *seconds += step;
             }
         }
-        let metrics =
-            MetricValues(names.iter().map(|n| (n.clone(), latest.get(n).map(|(v, _)| *v))).collect());
+        let metrics = MetricValues(
+            names.iter().map(|n| (n.clone(), latest.get(n).copied().flatten().map(|(v, _)| v))).collect(),
+        );
         steps.push(Step {
             t: now_s - start,
             metrics,

@@ -29,9 +29,9 @@ pub(crate) struct Sample {
     /// Seconds since the Unix epoch (fractional allowed).
     pub(crate) at: f64,
     pub(crate) metric: String,
-    pub(crate) value: f64,
-    /// The exact value, as the metrics API would serve it (milli-units).
-    pub(crate) milli: i64,
+    /// The value, and exactly as the metrics API would serve it (milli-units); `None`: an empty value field,
+    /// the metric's outage from this sample to its next one.
+    pub(crate) value: Option<(f64, i64)>,
 }
 
 /// A parsed series: samples in file order, and whether timestamps were wall-clock times.
@@ -170,11 +170,17 @@ pub(crate) fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Resul
                 metrics.join(", ")
             )));
         }
-        let raw = &record[2];
-        let q = Quantity::parse(raw).map_err(|_| err(format!("value {raw:?} is not a number")))?;
-        if q.milli() < 0 {
-            return Err(err(format!("value {raw} is negative; metric values cannot be negative")));
-        }
+        let raw = record[2].trim();
+        let value = if raw.is_empty() {
+            None
+        } else {
+            let q = Quantity::parse(raw)
+                .map_err(|_| err(format!("value {raw:?} is not a number (leave it empty for an outage)")))?;
+            if q.milli() < 0 {
+                return Err(err(format!("value {raw} is negative; metric values cannot be negative")));
+            }
+            Some((q.as_f64(), q.milli()))
+        };
         if let Some(prev) = samples.last()
             && at < prev.at
         {
@@ -192,7 +198,7 @@ pub(crate) fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Resul
             )));
         }
         last_per_metric.insert(metric.clone(), at);
-        samples.push(Sample { at, metric, value: q.as_f64(), milli: q.milli() });
+        samples.push(Sample { at, metric, value });
         previous_time = record[0].trim().to_string();
     }
     if samples.is_empty() {
@@ -214,7 +220,7 @@ mod tests {
     fn reads_both_time_forms() {
         let s = parse("timestamp,metric,value\n0,qps,10\n15,qps,12.5\n15,cpu,250m\n").unwrap();
         assert_eq!(s.samples.len(), 3);
-        assert_eq!(s.samples[2].milli, 250);
+        assert_eq!(s.samples[2].value.map(|(_, milli)| milli), Some(250));
         assert!(!s.wall_clock);
         let s = parse("timestamp,metric,value\n2024-05-01T00:00:00Z,qps,1\n2024-05-01T00:01:00Z,qps,2\n")
             .unwrap();
@@ -235,6 +241,12 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_value_is_an_outage_not_an_error() {
+        let s = parse("timestamp,metric,value\n0,qps,1\n60,qps,\n").expect("parsed");
+        assert_eq!(s.samples[1].value, None);
+    }
+
+    #[test]
     fn errors_name_the_file_and_line() {
         assert_eq!(
             parse("timestamp,metric,value\n0,qps,1\n10,nope,2\n").unwrap_err(),
@@ -242,7 +254,7 @@ mod tests {
         );
         assert_eq!(
             parse("timestamp,metric,value\n0,qps,abc\n").unwrap_err(),
-            "s.csv:2: value \"abc\" is not a number"
+            "s.csv:2: value \"abc\" is not a number (leave it empty for an outage)"
         );
         assert_eq!(
             parse("timestamp,metric,value\n0,qps,1\n0,qps,2\n").unwrap_err(),

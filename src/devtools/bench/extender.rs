@@ -93,7 +93,7 @@ fn view(nodes: usize, pods: usize) -> Result<ClusterView, String> {
         }
     }
     Ok(ClusterView {
-        caches: Arc::new(Caches::from_lists(pod_list, deployments)),
+        caches: Arc::new(Caches::from_lists(pod_list, deployments, Vec::new())),
         index: TargetIndex::from_objects(&wpas, &[]),
         placement: PlacementCaches::from_lists(replica_sets, node_list),
     })

@@ -1,0 +1,239 @@
+//! `wpa status`'s lines from real engine decisions, and its table and JSON as golden outputs.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::json;
+
+use super::*;
+use crate::{
+    api::{WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus},
+    engine::{
+        ConditionStatus, ExternalSample, MetricObservation, MonitorObservation, OwnerKind, OwnerRef, PodInfo,
+        PodPhase, ReadyCondition, ScaleInfo, TargetError, TargetErrorKind,
+    },
+};
+
+fn now() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().expect("a time")
+}
+
+/// A WPA `name` on Deployment `name` (1..10 replicas, one External metric `qps` with watermarks 50..100)
+/// with `extra` spec fields, last scaled `scaled_ago` (if ever).
+fn wpa(name: &str, extra: serde_json::Value, scaled_ago: Option<u64>) -> WatermarkPodAutoscaler {
+    let mut spec = json!({
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+        "minReplicas": 1, "maxReplicas": 10,
+        "metrics": [{"type": "External", "external": {"metricName": "qps",
+            "metricSelector": {"matchLabels": {"app": name}}, "highWatermark": "100", "lowWatermark": "50"}}]
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    let spec: WatermarkPodAutoscalerSpec = serde_json::from_value(spec).expect("a spec");
+    let mut w = WatermarkPodAutoscaler::new(name, spec);
+    w.metadata.namespace = Some("shop".into());
+    w.status = Some(WatermarkPodAutoscalerStatus {
+        last_scale_time: scaled_ago.map(|s| Time(now() - Duration::from_secs(s))),
+        ..Default::default()
+    });
+    w
+}
+
+/// The inputs of a target at `replicas` ready pods whose metric reads `value` (or fails).
+fn inputs(name: &str, replicas: i32, value: Result<i64, &str>, conflicts: &[&str]) -> Inputs {
+    let pods = (0..replicas)
+        .map(|i| PodInfo {
+            name: format!("{name}-abc-{i}"),
+            phase: PodPhase::Running,
+            ready: Some(ReadyCondition {
+                status: ConditionStatus::True,
+                last_transition: Some(now() - Duration::from_secs(600)),
+            }),
+            start_time: Some(now() - Duration::from_secs(700)),
+            deleting: false,
+            owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: format!("{name}-abc") }],
+        })
+        .collect();
+    Inputs {
+        target: Ok(ScaleInfo {
+            name: name.into(),
+            namespace: "shop".into(),
+            spec_replicas: replicas,
+            status_replicas: replicas,
+            selector: format!("app={name}"),
+        }),
+        resolved: None,
+        pods: Ok(pods),
+        metrics: vec![MetricObservation::External(
+            value
+                .map(|v| ExternalSample { values: vec![v * 1000], timestamp: Some(now()) })
+                .map_err(String::from),
+        )],
+        recommendation: None,
+        monitor: MonitorObservation::NotRequested,
+        conflicts: conflicts.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+fn line(w: &WatermarkPodAutoscaler, inputs: &Inputs) -> Line {
+    let plan = engine::Plan::new(w);
+    let d = engine::decide(&plan, &inputs.observation(), now());
+    Line::of(&plan, inputs, &d, now())
+}
+
+fn report(items: Vec<Line>) -> Report {
+    Report { schema_version: SCHEMA_VERSION, generated_at: now(), scope: "namespace shop".into(), items }
+}
+
+#[test]
+fn every_value_within_its_band_is_in_band() {
+    let l = line(&wpa("web", json!({}), Some(3600)), &inputs("web", 4, Ok(75), &[]));
+    assert_eq!(l.state, State::InBand);
+    assert_eq!(l.replicas, Some(Replicas { current: 4, desired: 4 }));
+    assert_eq!(l.next_scale, None, "nothing is waited for");
+}
+
+#[test]
+fn a_scale_decided_now_is_scaling_to_its_count() {
+    // 300 against 100: 12 proposed, +50 % per step from 4 gives 6.
+    let l = line(&wpa("web", json!({}), Some(3600)), &inputs("web", 4, Ok(300), &[]));
+    assert_eq!(l.state, State::Scaling);
+    assert_eq!(l.replicas, Some(Replicas { current: 4, desired: 6 }));
+    assert_eq!(l.next_scale, Some(now()));
+}
+
+#[test]
+fn a_change_waiting_for_its_window_says_when_it_ends() {
+    let w = wpa("web", json!({"upscaleForbiddenWindowSeconds": 60}), Some(20));
+    let l = line(&w, &inputs("web", 4, Ok(300), &[]));
+    assert_eq!(l.state, State::Window);
+    assert_eq!(l.next_scale, Some(now() + Duration::from_secs(40)));
+    assert_eq!(l.replicas, Some(Replicas { current: 4, desired: 6 }));
+}
+
+#[test]
+fn a_change_waiting_for_the_delay_above_the_watermark_is_above() {
+    let mut w = wpa("web", json!({"upscaleDelayAboveWatermarkSeconds": 120}), Some(3600));
+    // Above the high watermark for 30 s.
+    if let Some(s) = w.status.as_mut() {
+        s.conditions.push(crate::api::Condition {
+            type_: "AboveHighWatermark".into(),
+            status: "True".into(),
+            last_transition_time: Some(Time(now() - Duration::from_secs(30))),
+            reason: Some("Value above High Watermark".into()),
+            message: Some(String::new()),
+        });
+    }
+    let l = line(&w, &inputs("web", 4, Ok(300), &[]));
+    assert_eq!(l.state, State::Above);
+    assert_eq!(l.next_scale, Some(now() + Duration::from_secs(90)));
+}
+
+#[test]
+fn metrics_asking_for_more_than_max_replicas_at_max_are_at_max() {
+    let l = line(&wpa("web", json!({"maxReplicas": 4}), Some(3600)), &inputs("web", 4, Ok(300), &[]));
+    assert_eq!(l.state, State::AtMax);
+}
+
+#[test]
+fn a_failing_metric_is_failing_with_no_value() {
+    let l = line(&wpa("web", json!({}), Some(3600)), &inputs("web", 4, Err("503 Service Unavailable"), &[]));
+    assert_eq!(l.state, State::Failing);
+    assert_eq!(l.metrics[0].value, None);
+    assert_eq!(l.metrics[0].position, "failed");
+}
+
+#[test]
+fn an_unreadable_target_is_blocked() {
+    let mut i = inputs("web", 4, Ok(75), &[]);
+    i.target = Err(TargetError::new(TargetErrorKind::ScaleUnavailable, "deployments.apps \"web\" not found"));
+    let l = line(&wpa("web", json!({}), Some(3600)), &i);
+    assert_eq!(l.state, State::Blocked);
+    assert_eq!(l.replicas, None);
+}
+
+#[test]
+fn dry_run_and_a_conflicting_hpa_are_flags_on_any_state() {
+    let l =
+        line(&wpa("web", json!({"dryRun": true}), Some(3600)), &inputs("web", 4, Ok(75), &["shop/web-hpa"]));
+    assert_eq!(l.state, State::InBand);
+    assert_eq!(l.flags, [State::DryRun, State::Conflict]);
+}
+
+#[test]
+fn fail_on_names_the_lines_in_those_states_or_flags() {
+    let r = report(vec![
+        line(&wpa("a", json!({}), Some(3600)), &inputs("a", 4, Ok(75), &[])),
+        line(&wpa("b", json!({}), Some(3600)), &inputs("b", 4, Err("503"), &[])),
+        line(&wpa("c", json!({"dryRun": true}), Some(3600)), &inputs("c", 4, Ok(75), &[])),
+    ]);
+    assert_eq!(r.matching(&[State::Blocked, State::Failing]), ["shop/b (failing)"]);
+    assert_eq!(r.matching(&[State::DryRun]), ["shop/c (in-band, dry-run)"]);
+    assert!(r.matching(&[]).is_empty());
+}
+
+/// A report with one WPA per common state.
+fn fleet() -> Report {
+    report(vec![
+        line(&wpa("api", json!({}), Some(3600)), &inputs("api", 4, Ok(300), &[])),
+        line(
+            &wpa("cart", json!({"upscaleForbiddenWindowSeconds": 60}), Some(20)),
+            &inputs("cart", 4, Ok(300), &[]),
+        ),
+        line(&wpa("front", json!({}), Some(3600)), &inputs("front", 4, Ok(75), &[])),
+        line(&wpa("jobs", json!({}), Some(3600)), &inputs("jobs", 3, Err("503 Service Unavailable"), &[])),
+        line(
+            &wpa("search", json!({"maxReplicas": 4, "dryRun": true}), Some(3600)),
+            &inputs("search", 4, Ok(300), &["shop/search-hpa"]),
+        ),
+    ])
+}
+
+#[test]
+fn the_table_is_one_aligned_line_per_wpa() {
+    assert_eq!(
+        fleet().render(Output::Table, false),
+        "\
+NAME     TARGET              REPLICAS   STATE                     VALUE (LOW..HIGH)   NEXT SCALE
+api      Deployment/api      4 -> 6     scaling                   qps 300 (50..100)   now
+cart     Deployment/cart     4 -> 6     window                    qps 300 (50..100)   in 40 s
+front    Deployment/front    4          in-band                   qps 75 (50..100)    -
+jobs     Deployment/jobs     3          failing                   qps failed          -
+search   Deployment/search   4          at-max+dry-run+conflict   qps 300 (50..100)   -
+"
+    );
+}
+
+#[test]
+fn the_json_is_the_documented_schema() {
+    let v: serde_json::Value =
+        serde_json::from_str(&fleet().render(Output::Json, false)).expect("the output is JSON");
+    assert_eq!(v["schemaVersion"], 1);
+    assert_eq!(v["generatedAt"], "2026-06-01T12:00:00Z");
+    assert_eq!(v["scope"], "namespace shop");
+    let cart = &v["items"][1];
+    assert_eq!(
+        cart,
+        &json!({
+            "namespace": "shop", "name": "cart", "target": "Deployment/cart", "state": "window", "flags": [],
+            "detail": "waiting: upscale window, 40 s left, then up 4 -> 6",
+            "reason": "Too early to upscale: forbidden window ends in 40s",
+            "replicas": {"current": 4, "desired": 6},
+            "metrics": [{"name": "qps", "displayName": "qps{map[app:cart]}", "value": 300.0, "lowWatermark": 50.0,
+                "highWatermark": 100.0, "position": "above"}],
+            "nextScale": "2026-06-01T12:00:40Z"
+        })
+    );
+    assert_eq!(v["items"][4]["flags"], json!(["dry-run", "conflict"]));
+    assert_eq!(v["items"][3]["metrics"][0]["value"], serde_json::Value::Null);
+}
+
+#[test]
+fn no_wpa_says_where_it_looked() {
+    assert_eq!(
+        report(Vec::new()).render(Output::Table, false),
+        "No WatermarkPodAutoscaler in namespace shop.\n"
+    );
+}
