@@ -235,15 +235,18 @@ impl<'a> Rejections<'a> {
         self.entries.push((name, reason));
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Each rejected name and its reason, in the scheduler's order.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&'a str, &str)> + '_ {
         self.entries.iter().map(|(name, r)| (*name, self.reasons[*r].as_str()))
     }
