@@ -237,7 +237,7 @@ fn in_flight_siblings_get_exactly_one_node_and_the_ledger_spreads_the_burst() {
             assert_ne!(Some(&chosen), previous.as_ref());
         }
         for other in NODES4.iter().filter(|n| **n != chosen) {
-            assert!(out.failed.contains_key(*other));
+            assert!(out.failed.contains_key(other));
         }
         *per_node.entry(chosen.clone()).or_default() += 1;
         previous = Some(chosen);
