@@ -44,7 +44,7 @@ use policy::{FilterOutcome, Ledger, PrioritizeOutcome};
 pub(crate) use policy::{Infeasible, Mode, NoOpinion, View};
 pub(crate) use report::observer;
 pub(crate) use view::ClusterView;
-use wire::{ExtenderArgs, ExtenderFilterResult, HostPriority, NodeList, NodeListOut};
+use wire::{ExtenderArgs, HostPriority, NodeList, NodeListOut};
 
 /// The largest request body. With `nodeCacheCapable: true` a request is a pod and names (2.5 KB
 /// measured); with `false` 1.20 sends up to ~500 full Nodes of 5–20 KB each.
@@ -256,14 +256,7 @@ fn filter(state: &ExtenderState, decoded: Decoded, started: Instant) -> Response
                 .collect(),
         }
     });
-    let result = ExtenderFilterResult {
-        nodes,
-        node_names: Some(&outcome.passed),
-        failed_and_unresolvable_nodes: &outcome.failed,
-        failed_nodes: &outcome.failed,
-        error: "",
-    };
-    let body = serde_json::to_vec(&result);
+    let body = wire::encode_filter_result(nodes.as_ref(), &outcome.passed, &outcome.failed);
     observe(
         state,
         Report {

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::policy::Rejections;
+
 /// `null` and a missing key both read as the type's default.
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -121,21 +123,46 @@ pub(crate) struct NodeListOut {
     pub items: Vec<serde_json::Value>,
 }
 
-/// `ExtenderFilterResult`. Every field is always present, as Go marshals it.
+/// `ExtenderFilterResult`, encoded. Every field is always present, as Go marshals it.
 ///
 /// `NodeNames` is never `null`: with `nodeCacheCapable: true` a null `NodeNames` and a null `Nodes` filter
 /// out every node. Rejections go in `FailedNodes`, the only map 1.20 reads, and also in
 /// `FailedAndUnresolvableNodes` (1.21+), so that preemption does not try nodes that no eviction can make
 /// acceptable (a sibling of the same priority is never a victim).
-/// Both maps are the same rejections, borrowed rather than copied (thousands of entries on a large cluster).
-#[derive(Serialize, Debug)]
-#[serde(rename_all = "PascalCase")]
-pub(crate) struct ExtenderFilterResult<'a> {
-    pub nodes: Option<NodeListOut>,
-    pub node_names: Option<&'a [String]>,
-    pub failed_nodes: &'a BTreeMap<String, String>,
-    pub failed_and_unresolvable_nodes: &'a BTreeMap<String, String>,
-    pub error: &'a str,
+///
+/// The two maps are the same thousands of entries on a large cluster, which made the encoding most of a
+/// filter's cost: the map is encoded once (each distinct reason escaped once) and its bytes written twice.
+/// Its keys are in the scheduler's order; Go reads a JSON object into a map, where order means nothing.
+pub(crate) fn encode_filter_result(
+    nodes: Option<&NodeListOut>,
+    node_names: &[String],
+    failed: &Rejections<'_>,
+) -> serde_json::Result<Vec<u8>> {
+    let (reasons, entries) = failed.parts();
+    let reasons: Vec<Vec<u8>> = reasons.iter().map(serde_json::to_vec).collect::<Result<_, _>>()?;
+    let mut map =
+        Vec::with_capacity(2 + entries.iter().map(|(n, r)| n.len() + reasons[*r].len() + 4).sum::<usize>());
+    map.push(b'{');
+    for (i, (name, reason)) in entries.iter().enumerate() {
+        if i > 0 {
+            map.push(b',');
+        }
+        serde_json::to_writer(&mut map, name)?;
+        map.push(b':');
+        map.extend_from_slice(&reasons[*reason]);
+    }
+    map.push(b'}');
+    let mut out = Vec::with_capacity(2 * map.len() + 16 * node_names.len() + 128);
+    out.extend_from_slice(b"{\"Nodes\":");
+    serde_json::to_writer(&mut out, &nodes)?;
+    out.extend_from_slice(b",\"NodeNames\":");
+    serde_json::to_writer(&mut out, node_names)?;
+    out.extend_from_slice(b",\"FailedNodes\":");
+    out.extend_from_slice(&map);
+    out.extend_from_slice(b",\"FailedAndUnresolvableNodes\":");
+    out.extend_from_slice(&map);
+    out.extend_from_slice(b",\"Error\":\"\"}");
+    Ok(out)
 }
 
 /// One entry of a `HostPriorityList`, the top-level JSON array prioritize answers.
@@ -144,4 +171,36 @@ pub(crate) struct ExtenderFilterResult<'a> {
 pub(crate) struct HostPriority<'a> {
     pub host: &'a str,
     pub score: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_result_escapes_names_and_reasons_and_repeats_the_map() {
+        let mut failed = Rejections::default();
+        let shared = failed.reason("wpa: placement chose \"n1\"".into());
+        failed.reject("n\\2", shared);
+        failed.reject("n3", shared);
+        let other = failed.reason("line\nbreak".into());
+        failed.reject("n4", other);
+        let body = encode_filter_result(None, &["n1".to_owned()], &failed).expect("encodes");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("the answer is JSON");
+        let map = serde_json::json!({"n\\2": "wpa: placement chose \"n1\"", "n3": "wpa: placement chose \"n1\"", "n4": "line\nbreak"});
+        assert_eq!(
+            v,
+            serde_json::json!({"Nodes": null, "NodeNames": ["n1"], "FailedNodes": map,
+                               "FailedAndUnresolvableNodes": map, "Error": ""})
+        );
+    }
+
+    #[test]
+    fn a_filter_result_without_rejections_has_two_empty_maps() {
+        let body = encode_filter_result(None, &[], &Rejections::default()).expect("encodes");
+        assert_eq!(
+            String::from_utf8(body).expect("UTF-8"),
+            r#"{"Nodes":null,"NodeNames":[],"FailedNodes":{},"FailedAndUnresolvableNodes":{},"Error":""}"#
+        );
+    }
 }

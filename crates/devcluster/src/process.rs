@@ -259,6 +259,18 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / hz)
 }
 
+/// The CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID, nanosecond resolution): what a
+/// request costs on a benchmark's own thread, whatever else the host runs (preemption is not counted).
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
 /// Sends SIGTERM to a child process of ours.
 pub fn terminate(child: &Child) {
     // SAFETY: kill(2) has no memory preconditions; the pid is our own child's.
@@ -277,4 +289,26 @@ pub fn is_root() -> bool {
 pub fn at_exit(teardown: extern "C" fn()) {
     // SAFETY: registers a plain function with no captured state.
     unsafe { libc::atexit(teardown) };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::thread_cpu_time;
+
+    #[test]
+    fn thread_cpu_time_counts_work_and_not_sleep() {
+        let before = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(200));
+        let slept = thread_cpu_time() - before;
+        assert!(slept < Duration::from_millis(50), "sleeping 200 ms used {slept:?} of CPU");
+        let started = Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(100) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let worked = thread_cpu_time() - before - slept;
+        assert!(worked > Duration::from_millis(1), "100 ms of spinning used only {worked:?} of CPU");
+    }
 }

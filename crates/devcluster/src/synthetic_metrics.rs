@@ -8,9 +8,10 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -55,6 +56,40 @@ pub struct SyntheticMetrics {
     answers: Arc<RwLock<HashMap<String, (Answer, jiff::Timestamp)>>>,
     pods: Arc<RwLock<PodUsage>>,
     requests: Arc<AtomicU64>,
+    /// When each external series was asked for, once [`SyntheticMetrics::record_requests`] has been called.
+    log: Arc<Mutex<Option<RequestLog>>>,
+}
+
+/// The instants of the external metric requests, per series (namespace and label selector).
+#[derive(Default)]
+struct RequestLog {
+    since: Option<Instant>,
+    series: HashMap<String, Vec<Instant>>,
+}
+
+/// How regularly the series were asked for since an instant: see [`SyntheticMetrics::longest_gaps`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gaps {
+    /// Per series, the longest interval between two requests that ended after the instant, or from its
+    /// last request to now; sorted, longest last.
+    pub longest: Vec<Duration>,
+}
+
+impl Gaps {
+    /// Series whose longest interval is over `limit`.
+    pub fn over(&self, limit: Duration) -> usize {
+        self.longest.iter().filter(|g| **g > limit).count()
+    }
+
+    /// The `q` quantile of the series' longest intervals (0 when there is none).
+    pub fn quantile(&self, q: f64) -> Duration {
+        let n = self.longest.len();
+        if n == 0 {
+            return Duration::ZERO;
+        }
+        let i = ((n as f64 * q).ceil() as usize).clamp(1, n) - 1;
+        self.longest[i]
+    }
 }
 
 /// A [`SyntheticMetrics`] served from a network namespace this machine made and registered with a cluster as
@@ -142,6 +177,45 @@ impl SyntheticMetrics {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// From now on, notes when each external series (a namespace and a label selector: one WPA's metric) is
+    /// asked for, so that [`SyntheticMetrics::longest_gaps`] can tell how regularly each was read.
+    pub fn record_requests(&self) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        *log = Some(RequestLog { since: Some(Instant::now()), series: HashMap::new() });
+    }
+
+    /// For each of `expected` series (names as `namespace?labelSelector`), the longest interval between two
+    /// of its requests that ended at or after `from`, or from its last request (or, never asked for, from
+    /// the start of the recording) to now. `None` unless recording.
+    pub fn longest_gaps(&self, from: Instant, expected: impl IntoIterator<Item = String>) -> Option<Gaps> {
+        let now = Instant::now();
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let log = log.as_ref()?;
+        let start = log.since.unwrap_or(now);
+        let mut longest: Vec<Duration> = expected
+            .into_iter()
+            .map(|key| {
+                let times = log.series.get(&key).map(Vec::as_slice).unwrap_or_default();
+                let tail = now.duration_since(times.last().copied().unwrap_or(start));
+                times
+                    .windows(2)
+                    .filter(|w| w[1] >= from)
+                    .map(|w| w[1].duration_since(w[0]))
+                    .fold(tail, Duration::max)
+            })
+            .collect();
+        longest.sort();
+        Some(Gaps { longest })
+    }
+
+    fn note_request(&self, namespace: &str, selector: Option<&String>) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = log.as_mut() {
+            let key = format!("{namespace}?{}", selector.map_or("", String::as_str));
+            log.series.entry(key).or_default().push(Instant::now());
+        }
+    }
+
     /// The API the aggregator proxies to (discovery and the metric values).
     pub fn router(&self) -> Router {
         Router::new()
@@ -201,10 +275,11 @@ fn item(metric: &str, labels: &BTreeMap<String, String>, value: Value, at: jiff:
 
 async fn value(
     State(s): State<SyntheticMetrics>,
-    Path((_namespace, metric)): Path<(String, String)>,
+    Path((namespace, metric)): Path<(String, String)>,
     axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
 ) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
+    s.note_request(&namespace, query.get("labelSelector"));
     let answer = s.answers.read().unwrap_or_else(|p| p.into_inner()).get(&metric).cloned();
     let now = jiff::Timestamp::now();
     // The selector's equalities come back as the series' labels, as an adapter reports what it matched.
@@ -254,6 +329,28 @@ mod tests {
         let code = resp.status().as_u16();
         let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
         (code, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn longest_gaps_measure_each_series_between_its_requests_and_to_now() {
+        let m = SyntheticMetrics::new();
+        m.set("qps", 1.0);
+        assert_eq!(m.longest_gaps(Instant::now(), ["a?app=x".to_string()]), None, "not recording yet");
+        m.record_requests();
+        std::thread::sleep(Duration::from_millis(150));
+        let path = "/apis/external.metrics.k8s.io/v1beta1/namespaces/a/qps?labelSelector=app%3Dx";
+        get_json(m.router(), path).await;
+        std::thread::sleep(Duration::from_millis(50));
+        let from = Instant::now();
+        get_json(m.router(), path).await;
+        let gaps =
+            m.longest_gaps(from, ["a?app=x".to_string(), "b?app=never".to_string()]).expect("recording");
+        assert_eq!(gaps.longest.len(), 2);
+        // Asked for twice: the 50 ms between its requests; never asked for: all 200 ms of the recording.
+        assert!(gaps.longest[0] >= Duration::from_millis(50), "{gaps:?}");
+        assert!(gaps.longest[1] >= Duration::from_millis(200), "{gaps:?}");
+        assert_eq!(gaps.over(Duration::from_millis(190)), 1, "{gaps:?}");
+        assert_eq!(gaps.quantile(1.0), gaps.longest[1]);
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
-//! `wpa bench admission`: the webhook over TLS keep-alive, against a bare axum+rustls handler that returns a
-//! fixed AdmissionReview, both served by a child process and loaded by this one over the same 32 connections.
+//! `wpa bench admission`: the webhook over TLS keep-alive, loaded by wrk (a separate process), against a bare
+//! axum + rustls server outside wpa's stack that answers a fixed AdmissionReview (`examples/bare-webhook.rs`),
+//! and against that fixed answer served through wpa's stack (`runtime::http::serve_tls` with every limit
+//! on), so that the stack's cost and the handlers' are reported apart. Every server is a child process.
 
 use std::{
     path::{Path, PathBuf},
@@ -33,8 +35,9 @@ pub(crate) const LATENCY_RATE: f64 = 2000.0;
 pub(crate) enum Mode {
     /// The real webhook with an in-memory index of 1,000 WPAs.
     Webhook,
-    /// A handler that reads the body and returns a fixed AdmissionReview.
-    Bare,
+    /// A handler that reads the body and returns a fixed AdmissionReview, through wpa's stack: what the
+    /// stack costs.
+    Stack,
 }
 
 fn wpa_json(name: &str, target: &str, defaulted: bool) -> Value {
@@ -179,13 +182,13 @@ pub(crate) async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Resu
         .map_err(|e| e.to_string())?;
     let app = match mode {
         Mode::Webhook => webhook_router()?,
-        Mode::Bare => bare_router(),
+        Mode::Stack => bare_router(),
     };
     let listener =
         server::bind("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?).await.map_err(|e| e.to_string())?;
     println!("{}", listener.local_addr().map_err(|e| e.to_string())?.port());
     let tls = tls::server_config(store).map_err(|e| e.to_string())?;
-    // The webhook's own limit on both sides: the bare handler is measured through the same edge.
+    // The webhook's own limit on both: the fixed answer is measured through the same edge.
     let edge = server::Edge { router: app, max_body: crate::webhook::MAX_BODY };
     let stats = server::HttpStats::register(&crate::runtime::registry::Registry::new());
     server::serve_tls(listener, tls, vec![edge], server::Limits::default(), stats, shutdown).await;
@@ -233,38 +236,6 @@ async fn send(sender: &mut Sender, path: &str, body: &Bytes) -> Result<(), Strin
         return Err(format!("status {status}"));
     }
     Ok(())
-}
-
-/// Closed loop: every connection sends back to back for `seconds`. The connections are handed back.
-async fn throughput(
-    senders: Vec<Sender>,
-    path: &'static str,
-    body: Bytes,
-    seconds: f64,
-) -> Result<(f64, Vec<Sender>), String> {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = senders
-        .into_iter()
-        .map(|mut s| {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    send(&mut s, path, &body).await?;
-                    n += 1;
-                }
-                Ok::<(u64, Sender), String>((n, s))
-            })
-        })
-        .collect();
-    let (mut total, mut back) = (0, Vec::new());
-    for t in tasks {
-        let (n, s) = t.await.map_err(|e| e.to_string())??;
-        total += n;
-        back.push(s);
-    }
-    Ok((total as f64 / started.elapsed().as_secs_f64(), back))
 }
 
 /// Open loop at `rate` requests per second spread over the connections; latency counts from the scheduled
@@ -346,17 +317,14 @@ struct Child {
     port: u16,
 }
 
-async fn spawn_child(exe: &Path, mode: &str, dir: &Path) -> Result<Child, String> {
-    let mut child = tokio::process::Command::new(exe)
-        .args(["bench", "admission-server", "--mode", mode, "--cert"])
-        .arg(dir.join("tls.crt"))
-        .arg("--key")
-        .arg(dir.join("tls.key"))
+/// Starts a server that prints its port on the first line of its stdout.
+async fn spawn_server(mut command: tokio::process::Command) -> Result<Child, String> {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start the benchmark server: {e}"))?;
+        .map_err(|e| format!("cannot start the benchmark server {command:?}: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
     tokio::io::BufReader::new(stdout).read_line(&mut line).await.map_err(|e| e.to_string())?;
@@ -365,117 +333,237 @@ async fn spawn_child(exe: &Path, mode: &str, dir: &Path) -> Result<Child, String
     Ok(Child { child, port })
 }
 
-/// Runs the benchmark: interleaved throughput rounds of every case (both servers up, so the bare baseline
-/// and the webhook share the machine's state), then interleaved latency rounds of each case at 2,000
-/// requests/s. The host's load comes in bursts that swamp a difference of a few microseconds: a case is
-/// compared with the bare handler of the same round, and medians over rounds are reported. `seconds` per
-/// case and phase.
-pub(crate) async fn run(seconds: f64) -> Result<String, String> {
-    const ROUNDS: usize = 10;
-    const LATENCY_ROUNDS: usize = 5;
+/// `wpa bench admission-server --mode MODE`: the webhook, or a fixed answer, through wpa's own stack.
+fn wpa_server(exe: &Path, mode: &str, dir: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(exe);
+    command.args(["bench", "admission-server", "--mode", mode, "--cert"]);
+    command.arg(dir.join("tls.crt")).arg("--key").arg(dir.join("tls.key"));
+    command
+}
+
+/// The baseline: the `bare-webhook` example (axum + tokio-rustls, none of wpa's stack), built beside this
+/// binary.
+fn bare_server(exe: &Path, dir: &Path) -> Result<tokio::process::Command, String> {
+    let path = exe.parent().ok_or("the wpa binary has no directory")?.join("examples").join("bare-webhook");
+    if !path.is_file() {
+        return Err(format!(
+            "{} is missing: build it with `cargo build --release --example bare-webhook` \
+             (scripts/admission-bench.sh builds both and runs the benchmark)",
+            path.display()
+        ));
+    }
+    let mut command = tokio::process::Command::new(path);
+    command.arg("--cert").arg(dir.join("tls.crt")).arg("--key").arg(dir.join("tls.key"));
+    Ok(command)
+}
+
+/// wrk's threads: the issue's setup (2 threads × 32 keep-alive connections), on the same 2 cores.
+const WRK_THREADS: usize = 2;
+
+/// A wrk script that POSTs the file `body` as JSON.
+fn wrk_script(body: &Path) -> String {
+    format!(
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+         local f = assert(io.open([[{}]], \"rb\"))\nwrk.body = f:read(\"*a\")\nf:close()\n",
+        body.display()
+    )
+}
+
+/// Requests per second from wrk's report; an error when an answer was not a 2xx, or the report has no rate.
+fn parse_wrk(report: &str) -> Result<f64, String> {
+    if let Some(line) = report.lines().find(|l| l.trim_start().starts_with("Non-2xx")) {
+        return Err(format!("wrk: {}:\n{report}", line.trim()));
+    }
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk's report:\n{report}"))
+}
+
+/// One closed-loop run of wrk, a separate process: requests per second.
+async fn wrk(url: &str, script: &Path, seconds: u64) -> Result<f64, String> {
+    let out = tokio::process::Command::new("wrk")
+        .args(["-t", &WRK_THREADS.to_string(), "-c", &CONNECTIONS.to_string()])
+        .args(["-d", &format!("{seconds}s"), "-s"])
+        .arg(script)
+        .arg(url)
+        .output()
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "wrk is needed: apt-get install wrk".to_string(),
+            _ => format!("cannot run wrk: {e}"),
+        })?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("wrk failed: {report}{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    parse_wrk(&report)
+}
+
+/// One row of the benchmark: a request sent to one server.
+struct Case {
+    name: &'static str,
+    path: &'static str,
+    body: Bytes,
+    port: u16,
+    script: PathBuf,
+    senders: Vec<Sender>,
+}
+
+/// A few requests on each connection, so that the latency rounds start on warm connections.
+async fn warm(case: &mut Case) -> Result<(), String> {
+    for s in &mut case.senders {
+        for _ in 0..4 {
+            send(s, case.path, &case.body).await?;
+        }
+    }
+    Ok(())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// What `wpa bench admission` measures, besides its defaults.
+pub(crate) struct Plan {
+    /// Seconds of each wrk run.
+    pub(crate) seconds: u64,
+    /// Interleaved throughput rounds.
+    pub(crate) rounds: usize,
+    /// Latency rounds of 1 s per case.
+    pub(crate) latency_rounds: usize,
+}
+
+/// Runs the benchmark. Throughput: wrk, a separate process, against the bare server (the baseline), wpa's
+/// stack around a fixed answer (the stack's cost), and the webhook's three requests, in interleaved rounds
+/// (forward, then backward; the host's load comes in bursts that swamp a difference of a few
+/// microseconds), each compared with the bare server of its round; medians over the rounds. Latency: an
+/// open loop at 2,000 requests/s from this process (wrk keeps a closed loop), counted from each request's
+/// scheduled send time.
+pub(crate) async fn run(plan: Plan) -> Result<String, String> {
+    const BARE: usize = 0;
+    const STACK: usize = 1;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = tempfile_dir()?;
     let certs = tls::generate_self_signed(&["127.0.0.1".into()]).map_err(|e| e.to_string())?;
     tls::write_file(&dir.join("tls.crt"), &certs.cert_pem).map_err(|e| e.to_string())?;
     tls::write_file(&dir.join("tls.key"), &certs.key_pem).map_err(|e| e.to_string())?;
-    let mut bare = spawn_child(&exe, "bare", &dir).await?;
-    let mut hook = spawn_child(&exe, "webhook", &dir).await?;
-    let mut cases: Vec<(&'static str, &'static str, Bytes, u16, Vec<Sender>)> = Vec::new();
+    let mut bare = spawn_server(bare_server(&exe, &dir)?).await?;
+    let mut stack = spawn_server(wpa_server(&exe, "stack", &dir)).await?;
+    let mut hook = spawn_server(wpa_server(&exe, "webhook", &dir)).await?;
     let work = workloads();
-    cases.push(("bare handler", "/validate", Bytes::from(work[0].2.clone()), bare.port, Vec::new()));
-    for (name, path, body) in work {
-        cases.push((name, path, Bytes::from(body), hook.port, Vec::new()));
+    let mut rows: Vec<(&'static str, &'static str, Vec<u8>, u16)> = vec![
+        ("bare server", "/validate", work[0].2.clone(), bare.port),
+        ("wpa's stack, fixed answer", "/validate", work[0].2.clone(), stack.port),
+    ];
+    rows.extend(work.into_iter().map(|(name, path, body)| (name, path, body, hook.port)));
+    let mut cases = Vec::new();
+    for (i, (name, path, body, port)) in rows.into_iter().enumerate() {
+        let (body_file, script) = (dir.join(format!("body-{i}.json")), dir.join(format!("post-{i}.lua")));
+        std::fs::write(&body_file, &body).map_err(|e| e.to_string())?;
+        std::fs::write(&script, wrk_script(&body_file)).map_err(|e| e.to_string())?;
+        cases.push(Case { name, path, body: Bytes::from(body), port, script, senders: Vec::new() });
     }
-    for case in &mut cases {
-        for _ in 0..CONNECTIONS {
-            case.4.push(connect(case.3, &certs.ca_pem).await?);
-        }
-        let (_, warm) = throughput(std::mem::take(&mut case.4), case.1, case.2.clone(), 0.5).await?;
-        case.4 = warm;
+    let url = |c: &Case| format!("https://127.0.0.1:{}{}?timeout=10s", c.port, c.path);
+    for case in &cases {
+        wrk(&url(case), &case.script, 1).await?;
     }
-    let mut rps: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    for round in 0..ROUNDS {
-        let mut this = vec![0.0; cases.len()];
-        // Forward, then backward: a drift over a round weighs on every case alike.
-        let order: Vec<usize> =
-            if round % 2 == 0 { (0..cases.len()).collect() } else { (0..cases.len()).rev().collect() };
+    let n = cases.len();
+    let (mut rps, mut vs_bare, mut vs_stack) =
+        (vec![Vec::new(); n], vec![Vec::new(); n], vec![Vec::new(); n]);
+    for round in 0..plan.rounds {
+        let mut this = vec![0.0; n];
+        let order: Vec<usize> = if round % 2 == 0 { (0..n).collect() } else { (0..n).rev().collect() };
         for i in order {
-            let case = &mut cases[i];
-            let (r, back) =
-                throughput(std::mem::take(&mut case.4), case.1, case.2.clone(), seconds / ROUNDS as f64)
-                    .await?;
-            this[i] = r;
-            case.4 = back;
+            this[i] = wrk(&url(&cases[i]), &cases[i].script, plan.seconds).await?;
         }
         for (i, r) in this.iter().enumerate() {
             rps[i].push(*r);
-            ratios[i].push(r / this[0]);
+            vs_bare[i].push(r / this[BARE]);
+            vs_stack[i].push(r / this[STACK]);
         }
     }
-    // Fresh, warmed connections: the server closes keep-alive connections idle for longer than its header
-    // timeout (10 s).
     for case in &mut cases {
-        let mut fresh = Vec::with_capacity(CONNECTIONS);
         for _ in 0..CONNECTIONS {
-            fresh.push(connect(case.3, &certs.ca_pem).await?);
+            case.senders.push(connect(case.port, &certs.ca_pem).await?);
         }
-        let (_, warm) = throughput(fresh, case.1, case.2.clone(), 0.2).await?;
-        case.4 = warm;
+        warm(case).await?;
     }
-    let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    let mut p99s: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    for _ in 0..LATENCY_ROUNDS {
+    let (mut p50s, mut p99s) = (vec![Vec::new(); n], vec![Vec::new(); n]);
+    for _ in 0..plan.latency_rounds {
         for (i, case) in cases.iter_mut().enumerate() {
-            let (p50, p99, back) = latency(
-                std::mem::take(&mut case.4),
-                case.1,
-                case.2.clone(),
-                LATENCY_RATE,
-                seconds / LATENCY_ROUNDS as f64,
-            )
-            .await?;
+            let (p50, p99, back) =
+                latency(std::mem::take(&mut case.senders), case.path, case.body.clone(), LATENCY_RATE, 1.0)
+                    .await?;
             p50s[i].push(p50);
             p99s[i].push(p99);
-            case.4 = back;
+            case.senders = back;
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let mut out = format!(
-        "admission over TLS keep-alive, {CONNECTIONS} connections; the load generator runs on the same machine\n\
-         throughput: {ROUNDS} interleaved rounds, median req/s, median of each round's ratio to the bare handler\n\
-         latency: open loop at {LATENCY_RATE:.0} requests/s, {LATENCY_ROUNDS} interleaved rounds of {:.1}s, median of the rounds' p50 and p99 (worst round's p99 in brackets)\n\
-         {:<20} {:>12} {:>10} {:>14} {:>14} {:>12}\n",
-        seconds / LATENCY_ROUNDS as f64,
+        "admission over TLS keep-alive. Throughput: wrk ({WRK_THREADS} threads, {CONNECTIONS} connections, a separate \
+         process on the same 2 cores), {} interleaved rounds of {} s per row, median req/s and the median of each \
+         round's ratio to the bare server and to wpa's stack around a fixed answer.\n\
+         Baseline: examples/bare-webhook (axum + tokio-rustls, reads the body, fixed AdmissionReview; none of wpa's \
+         stack). Latency: open loop at {LATENCY_RATE:.0} requests/s from the benchmark's process, {} interleaved \
+         rounds of 1 s, median of the rounds' p50 and p99 (worst round's p99 in brackets).\n\
+         {:<26} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}\n",
+        plan.rounds,
+        plan.seconds,
+        plan.latency_rounds,
         "request",
-        "req/s (max)",
+        "req/s",
         "vs bare",
-        "p50 @2000/s",
-        "p99 @2000/s",
+        "vs stack",
+        "p50 ms",
+        "p99 ms",
         "(worst)"
     );
-    for i in 0..cases.len() {
+    for i in 0..n {
         let worst = p99s[i].iter().copied().fold(0.0, f64::max);
         out.push_str(&format!(
-            "{:<20} {:>12.0} {:>9.2}× {:>11.3} ms {:>11.3} ms {:>9.3} ms\n",
-            cases[i].0,
-            median(&mut rps[i]),
-            median(&mut ratios[i]),
-            median(&mut p50s[i]),
-            median(&mut p99s[i]),
+            "{:<26} {:>9.0} {:>8.2}× {:>8.2}× {:>10.3} {:>10.3} {:>10.3}\n",
+            cases[i].name,
+            median(&rps[i]),
+            median(&vs_bare[i]),
+            median(&vs_stack[i]),
+            median(&p50s[i]),
+            median(&p99s[i]),
             worst,
         ));
     }
+    out.push_str("rounds' ratios to the bare server:\n");
+    for i in 1..n {
+        let each: Vec<String> = vs_bare[i].iter().map(|r| format!("{r:.2}")).collect();
+        out.push_str(&format!("  {:<24} {}\n", cases[i].name, each.join(" ")));
+    }
+    let goal = |i: usize, want: f64| {
+        let got = median(&vs_bare[i]);
+        format!(
+            "{} {got:.2}× (goal ≥ {want}×: {})",
+            cases[i].name,
+            if got >= want { "met" } else { "NOT met" }
+        )
+    };
+    let worst_p99 = (2..n).map(|i| median(&p99s[i])).fold(0.0, f64::max);
+    out.push_str(&format!(
+        "goals: {}; {}; {}; webhook p99 at {LATENCY_RATE:.0}/s {worst_p99:.3} ms at worst (goal ≤ 1 ms: {})\n",
+        goal(2, 0.75),
+        goal(3, 0.7),
+        goal(4, 0.7),
+        if worst_p99 <= 1.0 { "met" } else { "NOT met" }
+    ));
     if let Some((rss, peak)) = hook.child.id().and_then(peak_rss_mib) {
         out.push_str(&format!(
             "webhook server memory: {rss:.1} MiB resident after the run, {peak:.1} MiB peak (VmHWM)\n"
         ));
     }
-    let _ = bare.child.kill().await;
-    let _ = hook.child.kill().await;
+    for child in [&mut bare, &mut stack, &mut hook] {
+        let _ = child.child.kill().await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(out)
 }
@@ -484,4 +572,31 @@ fn tempfile_dir() -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("wpa-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPORT: &str = "Running 2s test @ https://127.0.0.1:4443/validate?timeout=10s\n  2 threads and 32 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   620.11us  300.2us   9.87ms   88.21%\n    Req/Sec    25.10k     1.20k   27.90k    71.00%\n  100200 requests in 2.00s, 21.40MB read\nRequests/sec:  50087.42\nTransfer/sec:     10.70MB\n";
+
+    #[test]
+    fn wrk_report_gives_requests_per_second() {
+        assert_eq!(parse_wrk(REPORT), Ok(50087.42));
+    }
+
+    #[test]
+    fn wrk_report_with_non_2xx_answers_is_an_error() {
+        let report = REPORT.replace("Requests/sec", "  Non-2xx or 3xx responses: 12\nRequests/sec");
+        let err = parse_wrk(&report).expect_err("non-2xx answers are refused");
+        assert!(err.contains("Non-2xx or 3xx responses: 12"), "{err}");
+    }
+
+    #[test]
+    fn wrk_script_posts_the_body_file_as_json() {
+        let script = wrk_script(Path::new("/tmp/x/body-0.json"));
+        assert!(script.contains("wrk.method = \"POST\""));
+        assert!(script.contains("io.open([[/tmp/x/body-0.json]], \"rb\")"));
+        assert!(script.contains("wrk.headers[\"Content-Type\"] = \"application/json\""));
+    }
 }

@@ -200,14 +200,22 @@ pub(crate) enum BenchTarget {
         #[arg(long, requires = "count")]
         baseline: bool,
     },
-    /// Requests per second and p50/p99 latency of a WPA validate, a WPA mutate and a Deployment mutate over
-    /// TLS keep-alive with 32 connections, against a bare axum+rustls handler returning a fixed
-    /// AdmissionReview, in interleaved rounds of the same run (each case against the bare handler of its
-    /// round); and the webhook process's memory.
+    /// Requests per second (wrk, 2 threads × 32 keep-alive connections, a separate process) and p50/p99
+    /// latency at 2,000 requests/s of a WPA validate, a WPA mutate and a Deployment mutate over TLS, against
+    /// a bare axum + rustls server outside wpa's stack (examples/bare-webhook.rs, built with `cargo build
+    /// --release --example bare-webhook`) and against a fixed answer through wpa's stack, in interleaved
+    /// rounds (each row against the bare server of its round); and the webhook process's memory. Needs
+    /// Debian's `wrk`.
     Admission {
-        /// Seconds of throughput rounds per case, and as many of latency rounds.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
+        /// Seconds of each wrk run (one per row and round).
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+        /// Interleaved throughput rounds (forward, then backward).
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Latency rounds of 1 s per row, at 2,000 requests/s.
+        #[arg(long, default_value_t = 5)]
+        latency_rounds: usize,
         /// Instead: exactly this many requests of one kind through the router in process (no TLS, no
         /// network), for an instruction counter (`scripts/admission-instructions.sh`).
         #[arg(long)]
@@ -288,10 +296,11 @@ pub(crate) fn command(
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             println!("{}", rt.block_on(admission::count(n, case, bare)).map_err(anyhow::Error::msg)?);
         }
-        BenchTarget::Admission { seconds, count: None, .. } => {
-            // The load generator runs on one thread, leaving the cores to the servers it measures.
+        BenchTarget::Admission { seconds, rounds, latency_rounds, count: None, .. } => {
+            // wrk loads the servers; this process only starts them and sends the latency rounds, on one thread.
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            print!("{}", rt.block_on(admission::run(seconds)).map_err(anyhow::Error::msg)?);
+            let plan = admission::Plan { seconds: seconds.max(1), rounds: rounds.max(1), latency_rounds };
+            print!("{}", rt.block_on(admission::run(plan)).map_err(anyhow::Error::msg)?);
         }
         BenchTarget::Reconciler { wpas, steady_seconds, concurrency, rounds } => {
             let steady = Duration::from_secs(steady_seconds.max(15));

@@ -210,16 +210,91 @@ pub(crate) struct Infeasible {
     pub message: String,
 }
 
+/// Rejected candidates and why, in the scheduler's order. Thousands of names share a handful of reasons
+/// (every node within budget but not chosen gets the same one), so each reason is kept once and the
+/// names borrow the request's: a filter over 5,000 candidates neither copies a name nor a reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rejections<'a> {
+    entries: Vec<(&'a str, usize)>,
+    reasons: Vec<String>,
+}
+
+impl<'a> Rejections<'a> {
+    /// Adds a reason and returns its handle for [`Rejections::reject`]; the same text as the last one
+    /// shares its handle.
+    pub(super) fn reason(&mut self, why: String) -> usize {
+        if self.reasons.last() == Some(&why) {
+            return self.reasons.len() - 1;
+        }
+        self.reasons.push(why);
+        self.reasons.len() - 1
+    }
+
+    /// Rejects `name`, which is not rejected yet (the assessment's candidates are distinct).
+    pub(super) fn reject(&mut self, name: &'a str, reason: usize) {
+        self.entries.push((name, reason));
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Each rejected name and its reason, in the scheduler's order.
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'a str, &str)> + '_ {
+        self.entries.iter().map(|(name, r)| (*name, self.reasons[*r].as_str()))
+    }
+
+    /// The distinct reasons, and each rejected name with the position of its reason: what the wire
+    /// encodes, each reason once.
+    pub(crate) fn parts(&self) -> (&[String], &[(&'a str, usize)]) {
+        (&self.reasons, &self.entries)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, why)| why)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.entries.iter().map(|(name, _)| *name)
+    }
+}
+
+#[cfg(test)]
+impl std::ops::Index<&str> for Rejections<'_> {
+    type Output = String;
+
+    fn index(&self, name: &str) -> &String {
+        match self.entries.iter().find(|(n, _)| *n == name) {
+            Some((_, r)) => &self.reasons[*r],
+            None => panic!("{name} is not rejected"),
+        }
+    }
+}
+
 /// What `filter` decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct FilterOutcome {
+pub(crate) struct FilterOutcome<'a> {
     /// What the scheduler gets: for a governed pod the one node chosen among `allowed`; otherwise every
     /// candidate. Never empty when there were candidates.
     pub passed: Vec<String>,
     /// The candidates within budget (or, when none is, the water-fill set), in their order.
     pub allowed: Vec<String>,
     /// Rejected candidates and why.
-    pub failed: BTreeMap<String, String>,
+    pub failed: Rejections<'a>,
     pub mode: Mode,
     pub infeasible: Vec<Infeasible>,
 }
@@ -238,13 +313,13 @@ pub(super) fn distinct<'a>(candidates: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// Decides which candidates may receive the pod. `candidates` are the scheduler's, in its order.
-pub(crate) fn filter<V: View + ?Sized>(
+pub(crate) fn filter<'a, V: View + ?Sized>(
     view: &V,
     ledger: &mut Ledger,
     pod: &Pod,
-    candidates: &[&str],
+    candidates: &[&'a str],
     now: Instant,
-) -> FilterOutcome {
+) -> FilterOutcome<'a> {
     let a = match assess(view, ledger, pod, candidates, now) {
         Ok(a) => a,
         Err(reason) => {
@@ -252,20 +327,21 @@ pub(crate) fn filter<V: View + ?Sized>(
             return FilterOutcome {
                 passed: all.clone(),
                 allowed: all,
-                failed: BTreeMap::new(),
+                failed: Rejections::default(),
                 mode: Mode::NoOpinion(reason),
                 infeasible: Vec::new(),
             };
         }
     };
     let (tiers, infeasible) = tiers(&a);
-    let mut failed = BTreeMap::new();
+    let mut failed = Rejections::default();
     let mut set: Vec<&Candidate> = Vec::new();
     for (c, tier) in a.candidates.iter().zip(&tiers) {
         match tier {
             Tier::Within { .. } | Tier::Fill { first: true, .. } => set.push(c),
             Tier::Fill { .. } | Tier::Out => {
-                failed.insert(c.name.to_owned(), over_reason(&a, c));
+                let why = failed.reason(over_reason(&a, c));
+                failed.reject(c.name, why);
             }
         }
     }
@@ -276,7 +352,7 @@ pub(crate) fn filter<V: View + ?Sized>(
         return FilterOutcome {
             passed: all.clone(),
             allowed: all,
-            failed: BTreeMap::new(),
+            failed: Rejections::default(),
             mode: Mode::NoOpinion(NoOpinion::Internal),
             infeasible,
         };
@@ -287,10 +363,10 @@ pub(crate) fn filter<V: View + ?Sized>(
         .min_by_key(|c| (c.count, zone_key(c), stable_hash(&a.key, c.name)))
         .map(|c| c.name)
         .unwrap_or(set[0].name);
-    let chose = format!("wpa: placement chose {best}");
+    let chose = failed.reason(format!("wpa: placement chose {best}"));
     for c in &set {
         if c.name != best {
-            failed.insert(c.name.to_owned(), chose.clone());
+            failed.reject(c.name, chose);
         }
     }
     ledger.record(&a.gov.target, &a.key, best.to_owned(), now);

@@ -126,13 +126,13 @@ pub(crate) fn web_pod(uid: &str) -> Pod {
 
 const NODES4: [&str; 4] = ["n1", "n2", "n3", "n4"];
 
-fn run_filter(
+fn run_filter<'a>(
     v: &FakeView,
     ledger: &mut Ledger,
     uid: &str,
-    candidates: &[&str],
+    candidates: &[&'a str],
     now: Instant,
-) -> FilterOutcome {
+) -> FilterOutcome<'a> {
     filter(v, ledger, &web_pod(uid), candidates, now)
 }
 
@@ -180,7 +180,7 @@ fn nodes_at_the_budget_are_rejected_with_a_reason_in_failed_nodes() {
         out.passed.len() == 1 && out.allowed.contains(&out.passed[0]),
         "one node, among the allowed: {out:?}"
     );
-    let over: Vec<&String> = out
+    let over: Vec<&str> = out
         .failed
         .iter()
         .filter(|(_, why)| !why.starts_with("wpa: placement chose"))
@@ -237,7 +237,7 @@ fn in_flight_siblings_get_exactly_one_node_and_the_ledger_spreads_the_burst() {
             assert_ne!(Some(&chosen), previous.as_ref());
         }
         for other in NODES4.iter().filter(|n| **n != chosen) {
-            assert!(out.failed.contains_key(*other));
+            assert!(out.failed.contains_key(other));
         }
         *per_node.entry(chosen.clone()).or_default() += 1;
         previous = Some(chosen);
@@ -724,7 +724,7 @@ proptest! {
             prop_assert!(!out.passed.is_empty());
             prop_assert!(out.passed.iter().all(|p| candidates.contains(&p.as_str())));
             prop_assert!(out.passed.iter().all(|p| !out.failed.contains_key(p)));
-            prop_assert!(out.failed.keys().all(|f| candidates.contains(&f.as_str())));
+            prop_assert!(out.failed.keys().all(|f| candidates.contains(&f)));
             let s = prioritize(&v, &mut ledger, &web_pod(&uid), &candidates, now);
             prop_assert_eq!(s.scores.len(), candidates.len());
             prop_assert!(s.scores.iter().all(|(_, x)| (0..=MAX_PRIORITY).contains(x)));
