@@ -61,17 +61,6 @@ async fn tls_from(source: &str, port: u16, ca: &str, alpn: &[u8]) -> std::io::Re
         .await
 }
 
-/// The peak resident memory of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
-}
-
 fn review_of_size(bytes: usize) -> Vec<u8> {
     let padding = "x".repeat(bytes);
     serde_json::to_vec(&serde_json::json!({
@@ -121,7 +110,7 @@ async fn many_large_bodies_over_http2_stay_under_the_memory_ceiling() {
     for r in requests {
         *codes.entry(r.await.unwrap_or(0)).or_default() += 1;
     }
-    let peak = peak_rss_mib(serve.pid());
+    let peak = support::peak_rss_mib(serve.pid());
     eprintln!("{codes:?} in {:?}; peak RSS {peak} MiB", started.elapsed());
     assert!(codes.get(&200).copied().unwrap_or(0) > 0, "some are answered: {codes:?}");
     assert!(codes.keys().all(|c| [200, 503].contains(c)), "answered or refused, nothing else: {codes:?}");

@@ -143,17 +143,6 @@ async fn replicas_over(c: &ScalingCluster, ns: &str, period: Duration) -> Vec<i3
     seen
 }
 
-/// The peak resident memory of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_of_hundreds_of_megabytes_is_refused_and_never_held_in_memory() {
     let s = setup("huge", Answer::Huge(300)).await;
@@ -170,7 +159,7 @@ async fn a_reply_of_hundreds_of_megabytes_is_refused_and_never_held_in_memory() 
     })
     .await
     .expect("the recommender is asked again");
-    let peak = peak_rss_mib(s.serve.pid());
+    let peak = support::peak_rss_mib(s.serve.pid());
     eprintln!("peak RSS after {} replies of 300 MiB: {peak} MiB", s.stub.calls.load(Ordering::SeqCst));
     assert!(peak < 100, "peak RSS {peak} MiB (the pod's limit is 256 Mi; the reply was 300 MiB)");
 }

@@ -2,9 +2,9 @@
 //! `..data` itself is atomically replaced by a rename. New connections must get the new certificate, and no
 //! request may fail during the swap.
 
+mod support;
+
 use std::{
-    os::unix::fs::symlink,
-    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -13,6 +13,7 @@ use std::{
 };
 
 use rustls::pki_types::{CertificateDer, pem::PemObject};
+use support::tls::kubelet_write;
 use tokio_util::sync::CancellationToken;
 use wpa::{
     runtime::http as server,
@@ -21,24 +22,6 @@ use wpa::{
     state::TargetIndex,
     webhook::{self, WebhookState},
 };
-
-/// Writes a Secret volume revision the way kubelet does: files in a timestamped directory, swapped in by
-/// renaming a fresh `..data` symlink over the old one.
-fn kubelet_write(dir: &Path, revision: &str, pair: &SelfSigned) {
-    let rev = dir.join(revision);
-    std::fs::create_dir_all(&rev).expect("revision dir");
-    std::fs::write(rev.join("tls.crt"), &pair.cert_pem).expect("write cert");
-    std::fs::write(rev.join("tls.key"), &pair.key_pem).expect("write key");
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    symlink(revision, &tmp).expect("tmp link");
-    std::fs::rename(&tmp, dir.join("..data")).expect("atomic swap");
-    for f in ["tls.crt", "tls.key"] {
-        if std::fs::symlink_metadata(dir.join(f)).is_err() {
-            symlink(format!("..data/{f}"), dir.join(f)).expect("file link");
-        }
-    }
-}
 
 fn leaf_der(pem: &str) -> Vec<u8> {
     CertificateDer::pem_slice_iter(pem.as_bytes()).next().expect("a cert").expect("parses").to_vec()

@@ -5,8 +5,6 @@
 mod support;
 
 use std::{
-    os::unix::fs::symlink,
-    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -19,7 +17,9 @@ use kube::{
     api::{DeleteParams, PostParams},
 };
 use serde_json::Value;
-use support::{StartWpa, TestCluster, WpaServe, wait_for, webhook_configurations};
+use support::{
+    StartWpa, TestCluster, WEB_WPA, WpaServe, tls::kubelet_write, wait_for, webhook_configurations,
+};
 use wpa::{
     api::WatermarkPodAutoscaler,
     runtime::tls::{CertAuthority, SelfSigned},
@@ -56,23 +56,6 @@ fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> Value {
     assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("kubectl -o json")
 }
-
-const WEB_WPA: &str = r#"
-apiVersion: datadoghq.com/v1alpha1
-kind: WatermarkPodAutoscaler
-metadata: {name: web, namespace: default}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
-  maxReplicas: 10
-  minReplicas: 2
-  metrics:
-  - type: External
-    external:
-      metricName: qps
-      metricSelector: {matchLabels: {app: web}}
-      highWatermark: "100"
-      lowWatermark: "50"
-"#;
 
 fn deployment(name: &str, replicas: u32, annotations: &str) -> String {
     format!(
@@ -269,23 +252,6 @@ spec:
     assert_eq!(code, 200);
     assert!(metrics.contains(r#"wpa_webhook_requests_total{webhook="validate",kind="WatermarkPodAutoscaler",operation="CREATE",allowed="false",reason="invalid"}"#), "{metrics}");
     assert!(metrics.contains("wpa_webhook_request_duration_seconds_bucket"));
-}
-
-/// Writes a Secret volume revision as kubelet does (see tests/tls_rotation.rs).
-fn kubelet_write(dir: &Path, revision: &str, pair: &SelfSigned) {
-    let rev = dir.join(revision);
-    std::fs::create_dir_all(&rev).expect("revision dir");
-    std::fs::write(rev.join("tls.crt"), &pair.cert_pem).expect("write cert");
-    std::fs::write(rev.join("tls.key"), &pair.key_pem).expect("write key");
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    symlink(revision, &tmp).expect("tmp link");
-    std::fs::rename(&tmp, dir.join("..data")).expect("atomic swap");
-    for f in ["tls.crt", "tls.key"] {
-        if std::fs::symlink_metadata(dir.join(f)).is_err() {
-            symlink(format!("..data/{f}"), dir.join(f)).expect("file link");
-        }
-    }
 }
 
 fn served_leaf(port: u16, ca_pem: &str) -> Vec<u8> {

@@ -10,10 +10,11 @@
 pub mod helm;
 pub mod node;
 pub mod prometheus;
+pub mod tls;
 
 pub use devcluster::{
-    HttpsServer, LocalCluster as TestCluster, NetnsHost, Options, TlsIdentity, http_get, is_pod_ready, pki,
-    wait_for,
+    HttpsServer, LocalCluster as TestCluster, NetnsHost, Options, Shared, TestNamespace, TlsIdentity,
+    find_binaries, http_get, is_pod_ready, pki, wait_for,
 };
 pub use wpa::devtools::{ScalingCluster, WpaServe, webhook_configurations, wpa_yaml};
 
@@ -33,6 +34,20 @@ pub fn run(mut cmd: std::process::Command) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The WPA of tests/data/fixtures/web-wpa.yaml: Deployment web in namespace default, External metric qps.
+pub const WEB_WPA: &str = include_str!("../data/fixtures/web-wpa.yaml");
+
+/// The peak resident memory of a process, in MiB.
+pub fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmHWM")
+        / 1024
 }
 
 /// Lease timings short enough for a test to see a handover (`wpa serve` flags).
