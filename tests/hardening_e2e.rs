@@ -1,5 +1,7 @@
 //! No client can exhaust `wpa serve`'s HTTPS port: each limit is tried against the real process on loopback,
 //! with a bounded test (a stated ceiling, a stated deadline), and the process never panics.
+//!
+//! One control plane for the binary: each test starts its own `wpa serve`, which is all it tries.
 
 mod support;
 
@@ -12,25 +14,39 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use support::{StartWpa, TestCluster, WpaServe};
+use support::{Shared, StartWpa, TestCluster, WpaServe};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
+static CLUSTER: Shared<TestCluster> = Shared::new();
+
+/// The binary's control plane, with the WPA CRD.
+async fn cluster() -> Arc<TestCluster> {
+    CLUSTER
+        .get(|| async {
+            let cluster = TestCluster::start().await;
+            cluster.install_crd(wpa::api::crd()).await.expect("the CRD");
+            cluster
+        })
+        .await
+}
+
 /// `wpa serve` (webhook only) with `extra` flags, and the CA that signed its certificate.
 async fn serve(cluster: &TestCluster, extra: &[&str]) -> (WpaServe, String) {
-    cluster.install_crd(wpa::api::crd()).await.expect("the CRD");
-    let ca_out = cluster.dir().join("hardening-ca.crt");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Named by port: the tests of this binary share the cluster's directory.
+    let ca_out = cluster.dir().join(format!("hardening-{port}-ca.crt"));
     let ca_arg = ca_out.display().to_string();
     let args = [
         &["--self-signed", "--tls-san", "127.0.0.1", "--ca-bundle-out", &ca_arg, "--no-reconciler"][..],
         extra,
     ]
     .concat();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let serve = WpaServe::start(cluster, "hardened", Some(port), &args).await.expect("wpa serve");
+    let serve =
+        WpaServe::start(cluster, &format!("hardened-{port}"), Some(port), &args).await.expect("wpa serve");
     let ca = std::fs::read_to_string(&ca_out).expect("the CA");
     (serve, ca)
 }
@@ -74,7 +90,7 @@ fn review_of_size(bytes: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_large_bodies_over_http2_stay_under_the_memory_ceiling() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     let body = Bytes::from(review_of_size(3 * 1024 * 1024 - 4096));
     // 4 connections × 200 streams × 3 MiB: 2.4 GB if every body were buffered (the review measured 3.17 GB).
@@ -122,7 +138,7 @@ async fn many_large_bodies_over_http2_stay_under_the_memory_ceiling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outlives_a_flood() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) =
         serve(&cluster, &["--header-read-timeout", "2s", "--idle-timeout", "3s", "--max-connections", "40"])
             .await;
@@ -194,7 +210,7 @@ async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outliv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denial_does_not_echo_a_megabyte_value() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     let huge = "y".repeat(1024 * 1024);
     let review = serde_json::json!({
@@ -259,7 +275,7 @@ fn metric(health_port: u16, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_review_declared_over_the_webhooks_limit_is_refused_at_once() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     // 4 MiB: under the port's largest body (the extender's 16 MiB), over an AdmissionReview's 3 MiB.
     let mut s = tls(serve.webhook_port, &ca, b"http/1.1").await;
@@ -278,7 +294,7 @@ async fn a_review_declared_over_the_webhooks_limit_is_refused_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_arriving_is_given_up_within_seconds() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     let mut s = tls(serve.webhook_port, &ca, b"http/1.1").await;
     let begin = Instant::now();
@@ -297,7 +313,7 @@ async fn a_body_that_stops_arriving_is_given_up_within_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_peer_holding_requests_leaves_the_api_server_its_share() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     // 64 requests (the whole default budget) that declare a small body and never send it, from another peer.
     let mut held = Vec::new();
@@ -320,7 +336,7 @@ async fn one_peer_holding_requests_leaves_the_api_server_its_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_peer_declaring_large_bodies_leaves_the_api_server_its_share() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     // 3 MiB declared (the largest review) on 12 requests: 36 MiB, more than the 32 MiB byte budget.
     let mut held = Vec::new();
@@ -339,7 +355,7 @@ async fn one_peer_declaring_large_bodies_leaves_the_api_server_its_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_peer_holding_connections_leaves_the_api_server_its_share() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &["--max-connections", "64"]).await;
     let mut held = Vec::new();
     for _ in 0..64 {
