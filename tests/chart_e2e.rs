@@ -367,6 +367,13 @@ async fn install_release() -> Release {
     Release { serve, _relay: relay, _host: host, cluster, install, chart_args, injected }
 }
 
+impl Release {
+    /// `kubectl apply` that must succeed (else the error and wpa serve's log).
+    fn apply(&self, yaml: &str) {
+        self.cluster.kubectl_apply(yaml).unwrap_or_else(|e| panic!("{e}\n{}", self.serve.log()));
+    }
+}
+
 static RELEASE_INSTALLED: Shared<Release> = Shared::new();
 
 /// The binary's installed release: only tests that leave it working use it.
@@ -439,10 +446,7 @@ async fn the_webhooks_call_the_charts_service() {
 async fn through_the_charts_service_a_wpa_without_defaults_is_stored_defaulted() {
     let release = release().await;
     let ns = TestNamespace::create(&release.cluster).await;
-    release
-        .cluster
-        .kubectl_apply(&wpa(&ns, "web", ""))
-        .unwrap_or_else(|e| panic!("{e}\n{}", release.serve.log()));
+    release.apply(&wpa(&ns, "web", ""));
     let stored = kubectl_json(&release.cluster, &["-n", &ns, "get", "wpa", "web"]);
     assert_eq!(stored["spec"]["tolerance"], "100m", "defaulted at admission: {stored:#}");
     assert_eq!(stored["spec"]["minReplicas"], 1);
@@ -489,10 +493,7 @@ async fn wait_for_finalizer(cluster: &TestCluster, serve: &WpaServe, namespace: 
 async fn the_reconciler_with_the_charts_rbac_puts_its_finalizer_on_wpas() {
     let release = release().await;
     let ns = TestNamespace::create(&release.cluster).await;
-    release
-        .cluster
-        .kubectl_apply(&wpa(&ns, "web", ""))
-        .unwrap_or_else(|e| panic!("{e}\n{}", release.serve.log()));
+    release.apply(&wpa(&ns, "web", ""));
     wait_for_finalizer(&release.cluster, &release.serve, &ns, "web").await;
 }
 

@@ -19,13 +19,7 @@ static CLUSTER: Shared<TestCluster> = Shared::new();
 
 /// The binary's control plane, with the WPA CRD.
 async fn cluster() -> Arc<TestCluster> {
-    CLUSTER
-        .get(|| async {
-            let cluster = TestCluster::start().await;
-            cluster.install_crd(wpa::api::crd()).await.expect("the CRD");
-            cluster
-        })
-        .await
+    CLUSTER.get(support::cluster_with_crd).await
 }
 
 fn wpa_with_selector(namespace: &str, labels: Value) -> Value {

@@ -21,12 +21,7 @@ static CLUSTER: Shared<TestCluster> = Shared::new();
 
 /// The binary's control plane, with the WPA CRD.
 async fn cluster() -> Arc<TestCluster> {
-    CLUSTER.get(|| async { with_crd(TestCluster::start().await).await }).await
-}
-
-async fn with_crd(cluster: TestCluster) -> TestCluster {
-    cluster.install_crd(wpa::api::crd()).await.expect("the CRD");
-    cluster
+    CLUSTER.get(support::cluster_with_crd).await
 }
 
 /// A WPA labelled `team` (and `test`: the namespace, so that a selector can stay inside one test), with
@@ -263,7 +258,7 @@ async fn revert_from_a_saved_csv_writes_only_what_differs() {
 /// Its own cluster: `--all --all-namespaces` writes to every WPA of the cluster, other tests' included.
 #[tokio::test]
 async fn enable_all_in_all_namespaces_enables_every_wpa_and_says_which_already_were() {
-    let cluster = with_crd(TestCluster::start().await).await;
+    let cluster = support::cluster_with_crd().await;
     for ns in ["team-a", "team-b"] {
         cluster.create_namespace(ns, &[]).await.expect("a namespace");
     }

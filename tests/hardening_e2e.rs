@@ -13,7 +13,7 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::pki_types::ServerName;
 use support::{Shared, StartWpa, TestCluster, WpaServe};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -25,13 +25,7 @@ static CLUSTER: Shared<TestCluster> = Shared::new();
 
 /// The binary's control plane, with the WPA CRD.
 async fn cluster() -> Arc<TestCluster> {
-    CLUSTER
-        .get(|| async {
-            let cluster = TestCluster::start().await;
-            cluster.install_crd(wpa::api::crd()).await.expect("the CRD");
-            cluster
-        })
-        .await
+    CLUSTER.get(support::cluster_with_crd).await
 }
 
 /// `wpa serve` (webhook only) with `extra` flags, and the CA that signed its certificate.
@@ -58,16 +52,7 @@ async fn tls(port: u16, ca: &str, alpn: &[u8]) -> TlsStream<TcpStream> {
 /// A TLS connection from the loopback address `source` (another 127.0.0.0/8 address is another peer to the
 /// server: the attacker of the tests below).
 async fn tls_from(source: &str, port: u16, ca: &str, alpn: &[u8]) -> std::io::Result<TlsStream<TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        roots.add(c.expect("a certificate")).expect("trust the CA");
-    }
-    let mut config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut config = support::tls::client_config(&[ca]);
     config.alpn_protocols = vec![alpn.to_vec()];
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind(format!("{source}:0").parse().expect("an address"))?;

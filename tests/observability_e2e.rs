@@ -196,17 +196,7 @@ fn without_grafana_variables(expr: &str) -> String {
 
 /// An HTTPS client trusting the CA in `ca_pem` (wpa serve's `--ca-bundle-out`).
 fn https_client(ca_pem: &str) -> reqwest::Client {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.expect("a CA certificate")).expect("a root");
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = support::tls::client_config(&[ca_pem]);
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .timeout(10 * SECOND)

@@ -12,8 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rustls::pki_types::{CertificateDer, pem::PemObject};
-use support::tls::kubelet_write;
+use support::tls::{kubelet_write, leaf_der};
 use tokio_util::sync::CancellationToken;
 use wpa::{
     runtime::http as server,
@@ -23,23 +22,9 @@ use wpa::{
     webhook::{self, WebhookState},
 };
 
-fn leaf_der(pem: &str) -> Vec<u8> {
-    CertificateDer::pem_slice_iter(pem.as_bytes()).next().expect("a cert").expect("parses").to_vec()
-}
-
 fn client(cas: &[&SelfSigned], reuse_connections: bool) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in cas {
-        for c in CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
-            roots.add(c.expect("a CA cert")).expect("add a root");
-        }
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let pems: Vec<&str> = cas.iter().map(|ca| ca.ca_pem.as_str()).collect();
+    let config = support::tls::client_config(&pems);
     let mut b = reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .tls_info(true)

@@ -21,8 +21,9 @@ use kube::{
 };
 use serde_json::Value;
 use support::{
-    Shared, StartWpa, TestCluster, TestNamespace, WEB_WPA, WpaServe, tls::kubelet_write, wait_for,
-    webhook_configurations,
+    Shared, StartWpa, TestCluster, TestNamespace, WEB_WPA, WpaServe,
+    tls::{kubelet_write, leaf_der},
+    wait_for, webhook_configurations,
 };
 use wpa::{api::WatermarkPodAutoscaler, runtime::tls::CertAuthority};
 
@@ -403,17 +404,8 @@ async fn the_webhooks_metrics_count_what_it_answered() {
 }
 
 fn served_leaf(port: u16, ca_pem: &str) -> Vec<u8> {
-    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.expect("a CA")).expect("a root");
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    use rustls::pki_types::ServerName;
+    let config = support::tls::client_config(&[ca_pem]);
     let mut conn =
         rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("127.0.0.1").expect("name"))
             .expect("a connection");
@@ -422,11 +414,6 @@ fn served_leaf(port: u16, ca_pem: &str) -> Vec<u8> {
         conn.complete_io(&mut sock).expect("handshake");
     }
     conn.peer_certificates().and_then(|c| c.first()).expect("a peer certificate").to_vec()
-}
-
-fn leaf_der(pem: &str) -> Vec<u8> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    CertificateDer::pem_slice_iter(pem.as_bytes()).next().expect("a cert").expect("parses").to_vec()
 }
 
 /// Its own cluster: its webhook configurations point at its own server, with a CA of its own.

@@ -21,3 +21,25 @@ pub fn kubelet_write(dir: &Path, revision: &str, pair: &SelfSigned) {
         }
     }
 }
+
+/// A TLS client configuration (ring) that trusts only the certificates of `ca_pems`.
+pub fn client_config(ca_pems: &[&str]) -> rustls::ClientConfig {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in ca_pems {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.expect("a CA certificate")).expect("trust the CA");
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// The DER of the first certificate of `pem` (a leaf, as a server presents it).
+pub fn leaf_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    CertificateDer::pem_slice_iter(pem.as_bytes()).next().expect("a cert").expect("parses").to_vec()
+}
