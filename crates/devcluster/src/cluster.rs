@@ -492,7 +492,7 @@ impl LocalCluster {
         }
     }
 
-    fn kubectl_command(&self, args: &[&str]) -> Command {
+    pub(crate) fn kubectl_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(self.bin("kubectl"));
         cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             // A private discovery cache: the shared ~/.kube/cache is keyed by host:port, and ports are

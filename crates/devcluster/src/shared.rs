@@ -17,10 +17,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{
-    LocalCluster,
-    process::{lock, without_proxy_settings},
-};
+use crate::{LocalCluster, process::lock};
 
 /// One `T` per test process, started by the first caller of [`Shared::get`].
 pub struct Shared<T> {
@@ -133,8 +130,8 @@ extern "C" fn run_teardowns() {
 /// and deleted when dropped, so that tests sharing a cluster see only their own objects.
 pub struct TestNamespace {
     name: String,
-    kubectl: std::path::PathBuf,
-    kubeconfig: std::path::PathBuf,
+    /// `kubectl delete namespace NAME --wait=false` on its cluster, run when the test ends.
+    delete: Option<std::process::Command>,
 }
 
 impl TestNamespace {
@@ -154,11 +151,8 @@ impl TestNamespace {
             .create_namespace(&name, labels)
             .await
             .unwrap_or_else(|e| panic!("create the test's namespace {name}: {e:#}"));
-        TestNamespace {
-            name,
-            kubectl: cluster.bin_dir().join("kubectl"),
-            kubeconfig: cluster.kubeconfig_path().to_path_buf(),
-        }
+        let delete = cluster.kubectl_command(&["delete", "namespace", &name, "--wait=false"]);
+        TestNamespace { name, delete: Some(delete) }
     }
 
     pub fn name(&self) -> &str {
@@ -184,16 +178,9 @@ impl Drop for TestNamespace {
         if std::env::var_os("WPA_KEEP_TEST_CLUSTER").is_some() {
             return;
         }
-        // Without waiting: the namespace controller empties it in the background; its name is this test's.
-        let mut cmd = std::process::Command::new(&self.kubectl);
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args([
-            "delete",
-            "namespace",
-            &self.name,
-            "--wait=false",
-        ]);
-        without_proxy_settings(&mut cmd);
-        match cmd.output() {
+        let Some(mut delete) = self.delete.take() else { return };
+        // Without waiting for the namespace to empty: the test is over, and the name is its own.
+        match delete.output() {
             Ok(out) if out.status.success() => {}
             Ok(out) => eprintln!(
                 "[test-namespace] delete {}: {}",
