@@ -121,25 +121,44 @@ async fn many_large_bodies_over_http2_stay_under_the_memory_ceiling() {
     assert!(!serve.log().contains("panicked"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outlives_a_flood() {
-    let cluster = cluster().await;
-    let (serve, ca) =
-        serve(&cluster, &["--header-read-timeout", "2s", "--idle-timeout", "3s", "--max-connections", "40"])
-            .await;
-    let port = serve.webhook_port;
+/// `wpa serve` with a 2 s header deadline, a 3 s idle timeout and at most 40 connections.
+async fn serve_with_deadlines(cluster: &TestCluster) -> (WpaServe, String) {
+    serve(cluster, &["--header-read-timeout", "2s", "--idle-timeout", "3s", "--max-connections", "40"]).await
+}
 
-    // Slowloris: a header line, then nothing. Closed by the header deadline, not held for minutes.
-    let mut slow = tls(port, &ca, b"http/1.1").await;
+/// An HTTP/1.1 connection to the webhook port, its driver spawned.
+async fn http1(port: u16, ca: &str) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let io = TokioIo::new(tls(port, ca, b"http/1.1").await);
+    let (sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+fn assert_no_panic(serve: &WpaServe) {
+    assert!(!serve.log().contains("panicked"), "{}", serve.log());
+}
+
+/// Slowloris: a header line, then nothing. Closed by the header deadline, not held for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_header_is_cut_by_the_header_deadline() {
+    let cluster = cluster().await;
+    let (serve, ca) = serve_with_deadlines(&cluster).await;
+    let mut slow = tls(serve.webhook_port, &ca, b"http/1.1").await;
     slow.write_all(b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.expect("write");
     let begin = Instant::now();
     let mut buf = [0u8; 1024];
     let closed = tokio::time::timeout(Duration::from_secs(8), slow.read(&mut buf)).await;
     assert!(closed.is_ok(), "a slow header is cut within 8 s");
     eprintln!("slow header closed after {:?}", begin.elapsed());
+    assert_no_panic(&serve);
+}
 
-    // An idle keep-alive connection after one request: closed by the idle timeout.
-    let io = TokioIo::new(tls(port, &ca, b"http/1.1").await);
+/// An idle keep-alive connection after one request: closed by the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout() {
+    let cluster = cluster().await;
+    let (serve, ca) = serve_with_deadlines(&cluster).await;
+    let io = TokioIo::new(tls(serve.webhook_port, &ca, b"http/1.1").await);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
     let conn = tokio::spawn(conn);
     let req = http::Request::post("/validate?timeout=10s")
@@ -152,12 +171,18 @@ async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outliv
     let begin = Instant::now();
     tokio::time::timeout(Duration::from_secs(8), conn).await.expect("the idle connection is closed").ok();
     eprintln!("idle connection closed after {:?}", begin.elapsed());
+    assert_no_panic(&serve);
+}
 
-    // A flood of connections that never finish their handshake: past the cap they wait in the kernel's
-    // queue, the process keeps its descriptors, and the health port answers throughout.
+/// A flood of connections that never finish their handshake: past the cap they wait in the kernel's
+/// queue, the process keeps its descriptors, and the health port answers throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_port_answers_through_a_flood_of_unfinished_handshakes() {
+    let cluster = cluster().await;
+    let (serve, _) = serve_with_deadlines(&cluster).await;
     let mut flood = Vec::new();
     for _ in 0..300 {
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)).await {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", serve.webhook_port)).await {
             flood.push(s);
         }
     }
@@ -167,10 +192,15 @@ async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outliv
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(flood);
-    // A client-chosen timeout beyond any duration: answered, not a panic.
-    let io = TokioIo::new(tls(port, &ca, b"http/1.1").await);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
-    tokio::spawn(conn);
+    assert_no_panic(&serve);
+}
+
+/// A client-chosen timeout beyond any duration: answered, not a panic, and the connection is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_timeout_beyond_any_duration_is_answered_and_the_connection_kept() {
+    let cluster = cluster().await;
+    let (serve, ca) = serve_with_deadlines(&cluster).await;
+    let mut sender = http1(serve.webhook_port, &ca).await;
     let req = http::Request::post("/validate?timeout=99999999999999999999999s")
         .header("host", "127.0.0.1")
         .body(Full::new(Bytes::from(review_of_size(10))))
@@ -181,7 +211,15 @@ async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outliv
     // "not ready").
     let _ = answer.into_body().collect().await;
     sender.ready().await.expect("the connection is kept after an answer");
-    // A declared body over the limit: 413 at once, not after reading it.
+    assert_no_panic(&serve);
+}
+
+/// A declared body over the limit: 413 at once, not after reading it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_body_over_the_limit_gets_413_at_once() {
+    let cluster = cluster().await;
+    let (serve, ca) = serve_with_deadlines(&cluster).await;
+    let mut sender = http1(serve.webhook_port, &ca).await;
     let req = http::Request::post("/validate")
         .header("host", "127.0.0.1")
         .header("content-length", 64 * 1024 * 1024)
@@ -190,7 +228,7 @@ async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outliv
     let begin = Instant::now();
     assert_eq!(sender.send_request(req).await.expect("an answer").status(), 413);
     assert!(begin.elapsed() < Duration::from_secs(2));
-    assert!(!serve.log().contains("panicked"), "{}", serve.log());
+    assert_no_panic(&serve);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
