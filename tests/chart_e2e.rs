@@ -10,37 +10,87 @@
 //!    chart's RBAC) and reached by the API server only through the chart's Service; then a `helm upgrade`
 //!    and a `helm uninstall` that leaves no webhook configuration behind.
 //!
+//! One behaviour per test. The rendering checks need no cluster; the server-side dry runs share one
+//! control plane; the tests of an installed release share one release (cluster, `helm install`, `wpa
+//! serve`); the uninstall test installs its own release, because while it runs a `Fail` webhook with no
+//! server behind it refuses every WPA of its cluster.
+//!
 //! Nothing is skipped: without python3 or the Helm library the tests fail and say how to install them
 //! (`bash scripts/test.sh e2e` does).
 
 mod support;
 
-use std::{collections::BTreeSet, path::Path, process::Command, time::Duration};
+use std::{collections::BTreeSet, path::Path, process::Command, sync::Arc, time::Duration};
 
 use base64::Engine;
+use devcluster::LoopbackRelay;
 use k8s_openapi::api::core::v1::Endpoints;
 use kube::Api;
 use serde_json::{Value, json};
 use support::helm::{chart_py, require_helm_library, stub_crd, yaml_docs};
-use support::{NetnsHost, TestCluster, WpaServe, kubectl_json, kubectl_ok, wait_for};
+use support::{NetnsHost, Shared, TestCluster, TestNamespace, WpaServe, kubectl_json, kubectl_ok, wait_for};
 
 const RELEASE: &str = "wpa";
 const NAMESPACE: &str = "wpa-system";
 
-#[tokio::test]
-async fn chart_lints_renders_and_every_manifest_passes_the_api_servers_dry_run() {
+#[test]
+fn the_chart_lints() {
     require_helm_library();
     let (ok, lint) = chart_py(&["lint"]);
     assert!(ok, "chart.py lint: {lint:#}");
-    for check in ["check-rbac", "check-webhooks"] {
-        let (ok, report) = chart_py(&[check]);
-        assert!(ok, "chart.py {check}: {report:#}");
+}
+
+#[test]
+fn the_charts_rbac_is_webhook_configs() {
+    require_helm_library();
+    let (ok, report) = chart_py(&["check-rbac"]);
+    assert!(ok, "chart.py check-rbac: {report:#}");
+}
+
+#[test]
+fn the_charts_webhooks_are_webhook_configs() {
+    require_helm_library();
+    let (ok, report) = chart_py(&["check-webhooks"]);
+    assert!(ok, "chart.py check-webhooks: {report:#}");
+}
+
+/// Every meaningful combination of values, rendered for 1.20.2 (chart.py matrix) into a directory that
+/// lives as long as the process.
+struct Matrix {
+    /// Holds the rendered files.
+    _dir: tempfile::TempDir,
+    report: Value,
+}
+
+static MATRIX: Shared<Matrix> = Shared::new();
+
+async fn matrix() -> Arc<Matrix> {
+    MATRIX
+        .get(|| async {
+            tokio::task::spawn_blocking(|| {
+                require_helm_library();
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let out_dir = dir.path().display().to_string();
+                let (ok, report) = chart_py(&["matrix", "--kube-version", "v1.20.2", "--out", &out_dir]);
+                assert!(ok, "chart.py matrix: {report:#}");
+                Matrix { _dir: dir, report }
+            })
+            .await
+            .expect("chart.py matrix")
+        })
+        .await
+}
+
+impl Matrix {
+    fn combinations(&self) -> &serde_json::Map<String, Value> {
+        self.report["combinations"].as_object().expect("combinations")
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let out_dir = dir.path().display().to_string();
-    let (ok, matrix) = chart_py(&["matrix", "--kube-version", "v1.20.2", "--out", &out_dir]);
-    assert!(ok, "chart.py matrix: {matrix:#}");
-    let combinations = matrix["combinations"].as_object().expect("combinations");
+}
+
+#[tokio::test]
+async fn the_matrix_renders_every_named_combination() {
+    let matrix = matrix().await;
+    let combinations = matrix.combinations();
     assert!(combinations.len() >= 20, "{} combinations", combinations.len());
     for name in [
         "default",
@@ -55,16 +105,13 @@ async fn chart_lints_renders_and_every_manifest_passes_the_api_servers_dry_run()
     ] {
         assert!(combinations.contains_key(name), "the matrix renders {name}");
     }
+}
 
-    let cluster = TestCluster::start().await;
-    // The chart's own CRD (crds/), as Helm installs it.
-    let crds = std::fs::read_to_string(matrix["crds"].as_str().expect("crds path")).expect("crds.yaml");
-    for crd in yaml_docs(&crds) {
-        cluster.install_crd(serde_json::from_value(crd).expect("a CRD")).await.expect("the chart's CRD");
-    }
-    // Stubs for the kinds of other projects the chart renders (chart.py's needs_foreign_crds).
+/// The (group, version, kind) of the other projects' objects the matrix renders (chart.py's
+/// needs_foreign_crds).
+fn foreign_kinds(matrix: &Matrix) -> BTreeSet<(String, String, String)> {
     let mut foreign = BTreeSet::new();
-    for (name, combo) in combinations {
+    for (name, combo) in matrix.combinations() {
         let groups: Vec<&str> = combo["needs_foreign_crds"]
             .as_array()
             .expect("needs_foreign_crds")
@@ -86,16 +133,36 @@ async fn chart_lints_renders_and_every_manifest_passes_the_api_servers_dry_run()
         }
         eprintln!("{name}: {} objects, foreign groups {groups:?}", combo["documents"]);
     }
+    foreign
+}
+
+#[tokio::test]
+async fn the_matrix_needs_cert_manager_and_prometheus_operator_kinds() {
+    let matrix = matrix().await;
+    let foreign = foreign_kinds(&matrix);
     assert!(foreign.iter().any(|(g, _, k)| g == "cert-manager.io" && k == "Certificate"), "{foreign:?}");
     for kind in ["ServiceMonitor", "PrometheusRule"] {
         assert!(foreign.iter().any(|(g, _, k)| g == "monitoring.coreos.com" && k == kind), "{foreign:?}");
     }
-    for (group, version, kind) in &foreign {
+}
+
+#[tokio::test]
+async fn every_rendered_manifest_passes_the_api_servers_dry_run() {
+    let matrix = matrix().await;
+    let cluster = TestCluster::start().await;
+    // The chart's own CRD (crds/), as Helm installs it.
+    let crds =
+        std::fs::read_to_string(matrix.report["crds"].as_str().expect("crds path")).expect("crds.yaml");
+    for crd in yaml_docs(&crds) {
+        cluster.install_crd(serde_json::from_value(crd).expect("a CRD")).await.expect("the chart's CRD");
+    }
+    // Stubs for the kinds of other projects the chart renders.
+    for (group, version, kind) in &foreign_kinds(&matrix) {
         cluster.install_crd(stub_crd(group, version, kind)).await.expect("a stub CRD");
     }
     cluster.create_namespace(NAMESPACE, &[]).await.expect("the release namespace");
 
-    for (name, combo) in combinations {
+    for (name, combo) in matrix.combinations() {
         let file = combo["file"].as_str().expect("file");
         let out = kubectl_ok(&cluster, &["apply", "--dry-run=server", "-f", file]);
         let applied = out.lines().filter(|l| l.ends_with("(server dry run)")).count();
@@ -105,12 +172,15 @@ async fn chart_lints_renders_and_every_manifest_passes_the_api_servers_dry_run()
             "{name}: every object passes the API server's dry run:\n{out}"
         );
     }
+}
 
-    // The extender's KubeSchedulerConfiguration, through kube-scheduler 1.20.2 itself (it parses and
-    // validates the file, writes what it understood and exits): refused while caData is the placeholder,
-    // accepted once it holds a base64 PEM.
-    let values =
-        json!({"schedulerExtender": {"enabled": true, "schedulerKubeconfig": cluster.kubeconfig_path()}});
+/// The extender's KubeSchedulerConfiguration as the chart renders it, and a directory for kube-scheduler's
+/// files.
+fn scheduler_config(kubeconfig: &Path) -> (tempfile::TempDir, String) {
+    require_helm_library();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out_dir = dir.path().display().to_string();
+    let values = json!({"schedulerExtender": {"enabled": true, "schedulerKubeconfig": kubeconfig}});
     let (ok, render) =
         chart_py(&["render", "--values-json", &values.to_string(), "--out", &out_dir, "--label", "sched"]);
     assert!(ok, "chart.py render: {render:#}");
@@ -118,60 +188,115 @@ async fn chart_lints_renders_and_every_manifest_passes_the_api_servers_dry_run()
     let cm =
         yaml_docs(&text).into_iter().find(|d| d["kind"] == "ConfigMap").expect("the scheduler ConfigMap");
     let config = cm["data"]["scheduler-config.yaml"].as_str().expect("scheduler-config.yaml").to_string();
-    let scheduler = |config: &str, file: &str| {
-        let (path, written) = (dir.path().join(file), dir.path().join(format!("{file}.out")));
-        std::fs::write(&path, config).expect("write the scheduler config");
-        let out = Command::new(cluster.bin_dir().join("kube-scheduler"))
-            .arg(format!("--config={}", path.display()))
-            .arg(format!("--write-config-to={}", written.display()))
-            .output()
-            .expect("run kube-scheduler");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            std::fs::read_to_string(written),
-        )
-    };
-    let (ok, stderr, _) = scheduler(&config, "placeholder.yaml");
+    (dir, config)
+}
+
+/// kube-scheduler 1.20.2 itself on `config` (it parses and validates the file, writes what it understood
+/// and exits): whether it succeeded, its stderr, and what it wrote.
+fn kube_scheduler(dir: &Path, config: &str, file: &str) -> (bool, String, std::io::Result<String>) {
+    let bin_dir = support::find_binaries().expect("the control-plane binaries");
+    let (path, written) = (dir.join(file), dir.join(format!("{file}.out")));
+    std::fs::write(&path, config).expect("write the scheduler config");
+    let out = Command::new(bin_dir.join("kube-scheduler"))
+        .arg(format!("--config={}", path.display()))
+        .arg(format!("--write-config-to={}", written.display()))
+        .output()
+        .expect("run kube-scheduler");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        std::fs::read_to_string(written),
+    )
+}
+
+/// A kubeconfig that kube-scheduler can read. No cluster: kube-scheduler reads the files, writes what it
+/// understood and exits, without calling the server.
+fn unused_kubeconfig() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("a kubeconfig file");
+    std::fs::write(
+        file.path(),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:9\"}\n\
+         users:\n- name: u\n  user: {token: unused}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\n\
+         current-context: c\n",
+    )
+    .expect("write the kubeconfig");
+    file
+}
+
+#[test]
+fn kube_scheduler_refuses_the_extender_config_while_ca_data_is_the_placeholder() {
+    let kubeconfig = unused_kubeconfig();
+    let (dir, config) = scheduler_config(kubeconfig.path());
+    let (ok, stderr, _) = kube_scheduler(dir.path(), &config, "placeholder.yaml");
     assert!(!ok && stderr.contains("CAData: decode base64"), "an unfilled caData is refused:\n{stderr}");
-    let ca = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(cluster.ca_cert_path()).expect("a CA"));
-    let (ok, stderr, written) = scheduler(&config.replace("<base64 of the CA PEM>", &ca), "filled.yaml");
+}
+
+#[test]
+fn kube_scheduler_reads_the_filled_extender_config_with_the_services_url() {
+    let kubeconfig = unused_kubeconfig();
+    let (dir, config) = scheduler_config(kubeconfig.path());
+    let ca = support::pki::Authority::new("chart test CA").expect("a CA");
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+    let (ok, stderr, written) =
+        kube_scheduler(dir.path(), &config.replace("<base64 of the CA PEM>", &ca), "filled.yaml");
     assert!(ok, "kube-scheduler 1.20.2 reads the filled configuration:\n{stderr}");
     let written = written.expect("kube-scheduler wrote its configuration");
     assert!(written.contains("urlPrefix: https://wpa.wpa-system.svc:443/scheduler"), "{written}");
     assert!(written.contains("serverName: wpa.wpa-system.svc"), "{written}");
 }
 
-#[tokio::test]
-async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service() {
+/// A release installed with `helm install` (selfSigned mode) and this build's `wpa serve` playing its pod.
+///
+/// etcd and kube-apiserver only: no kubelet, so the chart's pods never run, and no endpoints controller, so
+/// the Endpoints of the chart's Service (which has a selector) are ours to write: they lead into a network
+/// namespace where `wpa serve` runs with the chart's arguments (listen addresses aside: the namespace's
+/// address, as a pod's), its environment and its ServiceAccount; the API server's loopback port is relayed
+/// into it so that the token kubeconfig works unchanged.
+struct Release {
+    // Dropped in this order: wpa serve, then its relay and namespace, then the cluster.
+    serve: WpaServe,
+    _relay: LoopbackRelay,
+    _host: NetnsHost,
+    cluster: TestCluster,
+    /// chart.py's report of the install.
+    install: Value,
+    /// The arguments of the chart's container.
+    chart_args: Vec<String>,
+    /// The caBundle of each validating webhook once `wpa serve` is ready.
+    injected: Vec<String>,
+}
+
+fn release_args(cluster: &TestCluster, verb: &'static str) -> Vec<String> {
+    let kubeconfig = cluster.kubeconfig_path().display().to_string();
+    [verb, "--kubeconfig", &kubeconfig, "--namespace", NAMESPACE, "--release", RELEASE]
+        .map(String::from)
+        .to_vec()
+}
+
+fn chart(args: &[String]) -> (bool, Value) {
+    chart_py(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn ca_bundles(config: &Value) -> Vec<String> {
+    config["webhooks"]
+        .as_array()
+        .expect("webhooks")
+        .iter()
+        .map(|h| h["clientConfig"]["caBundle"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn install_release() -> Release {
     require_helm_library();
     let host = NetnsHost::create().unwrap_or_else(|e| panic!("this test needs a network namespace: {e:#}"));
-    // etcd and kube-apiserver only: no kubelet, so the chart's pods never run, and no endpoints controller,
-    // so the Endpoints of the chart's Service (which has a selector) are ours to write: they lead into the
-    // network namespace where this build's `wpa serve` plays the chart's pod.
     let cluster = TestCluster::start().await;
-    let kubeconfig = cluster.kubeconfig_path().display().to_string();
-    let release = ["--kubeconfig", &kubeconfig, "--namespace", NAMESPACE, "--release", RELEASE];
-    let self_signed = json!({"tls": {"mode": "selfSigned"}});
 
-    // helm install
-    let mut args = vec!["install"];
-    args.extend(release);
-    let values = self_signed.to_string();
-    args.extend(["--create-namespace", "--notes", "--values-json", &values]);
-    let (ok, install) = chart_py(&args);
+    let mut args = release_args(&cluster, "install");
+    let values = json!({"tls": {"mode": "selfSigned"}}).to_string();
+    args.extend(["--create-namespace", "--notes", "--values-json", &values].map(String::from));
+    let (ok, install) = chart(&args);
     assert!(ok, "helm install: {install:#}");
-    assert_eq!(install["release"]["status"], "deployed", "{install:#}");
-    let notes = install["release"]["notes"].as_str().expect("NOTES.txt");
-    assert!(
-        notes.contains(
-            "kubectl label --overwrite namespace kube-system wpa-system wpa.datadoghq.com/webhook=disabled"
-        ),
-        "NOTES.txt tells a 1.20 cluster how to keep the webhooks away from kube-system:\n{notes}"
-    );
 
-    // The pod the chart asks for, as the chart describes it.
     let deployment = kubectl_json(&cluster, &["-n", NAMESPACE, "get", "deployment", RELEASE]);
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let chart_args: Vec<String> = container["args"]
@@ -180,15 +305,6 @@ async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service
         .iter()
         .map(|a| a.as_str().expect("arg").to_string())
         .collect();
-    for wanted in
-        ["--self-signed", "--inject-ca", "--tls-san=wpa.wpa-system.svc", "--webhook-config-name=wpa"]
-    {
-        assert!(
-            chart_args.iter().any(|a| a == wanted),
-            "the chart runs wpa serve with {wanted}: {chart_args:?}"
-        );
-    }
-    assert_eq!(chart_args[0], "serve");
     let service = kubectl_json(&cluster, &["-n", NAMESPACE, "get", "service", RELEASE]);
     let port_of = |target: &str| -> u16 {
         container["ports"]
@@ -220,12 +336,9 @@ async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service
         .await
         .expect("the Endpoints of the chart's Service");
 
-    // `wpa serve` with the chart's arguments (listen addresses aside: the namespace's address, as a pod's),
-    // its environment and its ServiceAccount, inside the namespace; the API server's loopback port is
-    // relayed into it so that the token kubeconfig works unchanged.
     let api_port: u16 =
         cluster.server_url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("API port");
-    let _relay = host.relay_host_loopback(api_port).expect("relay the API server into the namespace");
+    let relay = host.relay_host_loopback(api_port).expect("relay the API server into the namespace");
     let token = support::request_service_account_token(&cluster, NAMESPACE, RELEASE).await.expect("a token");
     let sa_kubeconfig = support::token_kubeconfig(&cluster, "chart-sa.kubeconfig", &token, NAMESPACE);
     let sa_kubeconfig = sa_kubeconfig.display().to_string();
@@ -239,7 +352,7 @@ async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service
         })
         .collect();
     serve_args.extend(["--kubeconfig", &sa_kubeconfig]);
-    let mut serve = WpaServe::start_in_netns(
+    let serve = WpaServe::start_in_netns(
         Path::new(env!("CARGO_BIN_EXE_wpa")),
         &cluster,
         &host,
@@ -250,21 +363,75 @@ async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service
     )
     .await
     .expect("wpa serve with the chart's arguments and RBAC");
+    let injected = ca_bundles(&kubectl_json(&cluster, &["get", "validatingwebhookconfiguration", RELEASE]));
+    Release { serve, _relay: relay, _host: host, cluster, install, chart_args, injected }
+}
 
-    let config = kubectl_json(&cluster, &["get", "validatingwebhookconfiguration", RELEASE]);
-    let bundle = |config: &Value| -> Vec<String> {
-        config["webhooks"]
-            .as_array()
-            .expect("webhooks")
-            .iter()
-            .map(|h| h["clientConfig"]["caBundle"].as_str().unwrap_or_default().to_string())
-            .collect()
-    };
-    let injected = bundle(&config);
+impl Release {
+    /// `kubectl apply` that must succeed (else the error and wpa serve's log).
+    fn apply(&self, yaml: &str) {
+        self.cluster.kubectl_apply(yaml).unwrap_or_else(|e| panic!("{e}\n{}", self.serve.log()));
+    }
+}
+
+static RELEASE_INSTALLED: Shared<Release> = Shared::new();
+
+/// The binary's installed release: only tests that leave it working use it.
+async fn release() -> Arc<Release> {
+    RELEASE_INSTALLED.get(install_release).await
+}
+
+/// A WPA without defaults (and `extra` spec lines).
+fn wpa(namespace: &str, name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: datadoghq.com/v1alpha1\nkind: WatermarkPodAutoscaler\nmetadata: {{name: {name}, namespace: {namespace}}}\n\
+         spec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}\n  maxReplicas: 10\n{extra}  metrics:\n\
+         \x20 - type: External\n    external:\n      metricName: qps\n      metricSelector: {{matchLabels: {{app: {name}}}}}\n\
+         \x20     highWatermark: \"100\"\n      lowWatermark: \"50\"\n"
+    )
+}
+
+#[tokio::test]
+async fn helm_install_deploys_with_notes_that_keep_the_webhooks_away_from_kube_system() {
+    let release = release().await;
+    assert_eq!(release.install["release"]["status"], "deployed", "{:#}", release.install);
+    let notes = release.install["release"]["notes"].as_str().expect("NOTES.txt");
     assert!(
-        injected.iter().all(|b| !b.is_empty()),
+        notes.contains(
+            "kubectl label --overwrite namespace kube-system wpa-system wpa.datadoghq.com/webhook=disabled"
+        ),
+        "NOTES.txt tells a 1.20 cluster how to keep the webhooks away from kube-system:\n{notes}"
+    );
+}
+
+#[tokio::test]
+async fn the_charts_pod_runs_wpa_serve_self_signed_with_ca_injection_for_its_service() {
+    let release = release().await;
+    let chart_args = &release.chart_args;
+    for wanted in
+        ["--self-signed", "--inject-ca", "--tls-san=wpa.wpa-system.svc", "--webhook-config-name=wpa"]
+    {
+        assert!(
+            chart_args.iter().any(|a| a == wanted),
+            "the chart runs wpa serve with {wanted}: {chart_args:?}"
+        );
+    }
+    assert_eq!(chart_args[0], "serve");
+}
+
+#[tokio::test]
+async fn inject_ca_fills_every_ca_bundle_with_the_charts_rbac() {
+    let release = release().await;
+    assert!(
+        release.injected.iter().all(|b| !b.is_empty()),
         "--inject-ca filled every caBundle with the chart's RBAC"
     );
+}
+
+#[tokio::test]
+async fn the_webhooks_call_the_charts_service() {
+    let release = release().await;
+    let config = kubectl_json(&release.cluster, &["get", "validatingwebhookconfiguration", RELEASE]);
     assert!(
         config["webhooks"]
             .as_array()
@@ -273,64 +440,44 @@ async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service
             .all(|h| h["clientConfig"]["service"]["name"] == RELEASE),
         "the webhooks call the chart's Service"
     );
+}
 
-    // Through the Service: a WPA without defaults is stored defaulted, an invalid one is refused.
-    let wpa = |name: &str, extra: &str| {
-        format!(
-            "apiVersion: datadoghq.com/v1alpha1\nkind: WatermarkPodAutoscaler\nmetadata: {{name: {name}, namespace: default}}\n\
-             spec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}\n  maxReplicas: 10\n{extra}  metrics:\n\
-             \x20 - type: External\n    external:\n      metricName: qps\n      metricSelector: {{matchLabels: {{app: {name}}}}}\n\
-             \x20     highWatermark: \"100\"\n      lowWatermark: \"50\"\n"
-        )
-    };
-    cluster.kubectl_apply(&wpa("web", "")).unwrap_or_else(|e| panic!("{e}\n{}", serve.log()));
-    let stored = kubectl_json(&cluster, &["-n", "default", "get", "wpa", "web"]);
+#[tokio::test]
+async fn through_the_charts_service_a_wpa_without_defaults_is_stored_defaulted() {
+    let release = release().await;
+    let ns = TestNamespace::create(&release.cluster).await;
+    release.apply(&wpa(&ns, "web", ""));
+    let stored = kubectl_json(&release.cluster, &["-n", &ns, "get", "wpa", "web"]);
     assert_eq!(stored["spec"]["tolerance"], "100m", "defaulted at admission: {stored:#}");
     assert_eq!(stored["spec"]["minReplicas"], 1);
     assert_eq!(stored["spec"]["algorithm"], "absolute");
-    let refused =
-        cluster.kubectl_apply(&wpa("bad", "  minReplicas: 20\n")).expect_err("an invalid WPA is refused");
+}
+
+#[tokio::test]
+async fn through_the_charts_service_an_invalid_wpa_is_refused_by_this_wpa_serve() {
+    let release = release().await;
+    let ns = TestNamespace::create(&release.cluster).await;
+    let refused = release
+        .cluster
+        .kubectl_apply(&wpa(&ns, "bad", "  minReplicas: 20\n"))
+        .expect_err("an invalid WPA is refused");
     assert!(
         refused.contains(r#"admission webhook "validate-wpa.datadoghq.com" denied the request: spec.maxReplicas: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum"#),
         "{refused}"
     );
-    let (_, metrics) = serve.health("/metrics").expect("/metrics");
+    let (_, metrics) = release.serve.health("/metrics").expect("/metrics");
     assert!(
         metrics
             .lines()
             .any(|l| l.starts_with("wpa_webhook_requests_total{") && l.contains("allowed=\"false\"")),
         "the refusal was answered by this wpa serve:\n{metrics}"
     );
+}
 
-    // helm upgrade: a changed value is live, and the injected CA survives (the chart never sets caBundle).
-    let mut args = vec!["upgrade"];
-    args.extend(release);
-    let values = json!({"tls": {"mode": "selfSigned"}, "webhook": {"timeoutSeconds": 7}}).to_string();
-    args.extend(["--values-json", &values]);
-    let (ok, upgrade) = chart_py(&args);
-    assert!(ok, "helm upgrade: {upgrade:#}");
-    assert_eq!(upgrade["release"]["revision"], 2, "{upgrade:#}");
-    let config = kubectl_json(&cluster, &["get", "validatingwebhookconfiguration", RELEASE]);
-    let timeouts: Vec<(&str, u64)> = config["webhooks"]
-        .as_array()
-        .expect("webhooks")
-        .iter()
-        .map(|h| (h["name"].as_str().expect("name"), h["timeoutSeconds"].as_u64().expect("timeout")))
-        .collect();
-    assert!(timeouts.contains(&("validate-wpa.datadoghq.com", 7)), "{timeouts:?}");
-    assert!(timeouts.contains(&("validate-workloads.wpa.datadoghq.com", 5)), "{timeouts:?}");
-    let mutating = kubectl_json(&cluster, &["get", "mutatingwebhookconfiguration", RELEASE]);
-    assert_eq!(mutating["webhooks"][0]["timeoutSeconds"], 7);
-    assert_eq!(bundle(&config), injected, "the upgrade kept the injected caBundle");
-    cluster
-        .kubectl_apply(&wpa("api", ""))
-        .unwrap_or_else(|e| panic!("after the upgrade: {e}\n{}", serve.log()));
-    let stored = kubectl_json(&cluster, &["-n", "default", "get", "wpa", "api"]);
-    assert_eq!(stored["spec"]["tolerance"], "100m", "still defaulted after the upgrade");
-
-    // The reconciler ran with the chart's RBAC too: it took the leader Lease and put its finalizer on WPAs.
+/// The reconciler runs with the chart's RBAC: it takes the leader Lease and puts its finalizer on WPAs.
+async fn wait_for_finalizer(cluster: &TestCluster, serve: &WpaServe, namespace: &str, name: &str) {
     wait_for(Duration::from_secs(30), || async {
-        let wpa = kubectl_json(&cluster, &["-n", "default", "get", "wpa", "web"]);
+        let wpa = kubectl_json(cluster, &["-n", namespace, "get", "wpa", name]);
         let finalizers = wpa["metadata"]["finalizers"].to_string();
         if finalizers.contains("finalizer.watermarkpodautoscaler.datadoghq.com") {
             Ok(())
@@ -339,20 +486,69 @@ async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service
         }
     })
     .await
-    .unwrap_or_else(|e| panic!("no finalizer on WPA web: {e}\n{}", serve.log()));
+    .unwrap_or_else(|e| panic!("no finalizer on WPA {namespace}/{name}: {e}\n{}", serve.log()));
+}
+
+#[tokio::test]
+async fn the_reconciler_with_the_charts_rbac_puts_its_finalizer_on_wpas() {
+    let release = release().await;
+    let ns = TestNamespace::create(&release.cluster).await;
+    release.apply(&wpa(&ns, "web", ""));
+    wait_for_finalizer(&release.cluster, &release.serve, &ns, "web").await;
+}
+
+/// helm upgrade on the shared release: a changed value is live, the injected CA survives (the chart never
+/// sets caBundle), and admission still defaults. The other tests of the release keep working meanwhile,
+/// which is what an upgrade must allow.
+#[tokio::test]
+async fn helm_upgrade_makes_a_changed_value_live_and_keeps_the_injected_ca() {
+    let release = release().await;
+    let cluster = &release.cluster;
+    let mut args = release_args(cluster, "upgrade");
+    let values = json!({"tls": {"mode": "selfSigned"}, "webhook": {"timeoutSeconds": 7}}).to_string();
+    args.extend(["--values-json".to_string(), values]);
+    let (ok, upgrade) = chart(&args);
+    assert!(ok, "helm upgrade: {upgrade:#}");
+    assert_eq!(upgrade["release"]["revision"], 2, "{upgrade:#}");
+    let config = kubectl_json(cluster, &["get", "validatingwebhookconfiguration", RELEASE]);
+    let timeouts: Vec<(&str, u64)> = config["webhooks"]
+        .as_array()
+        .expect("webhooks")
+        .iter()
+        .map(|h| (h["name"].as_str().expect("name"), h["timeoutSeconds"].as_u64().expect("timeout")))
+        .collect();
+    assert!(timeouts.contains(&("validate-wpa.datadoghq.com", 7)), "{timeouts:?}");
+    assert!(timeouts.contains(&("validate-workloads.wpa.datadoghq.com", 5)), "{timeouts:?}");
+    let mutating = kubectl_json(cluster, &["get", "mutatingwebhookconfiguration", RELEASE]);
+    assert_eq!(mutating["webhooks"][0]["timeoutSeconds"], 7);
+    assert_eq!(ca_bundles(&config), release.injected, "the upgrade kept the injected caBundle");
+    let ns = TestNamespace::create(cluster).await;
+    cluster
+        .kubectl_apply(&wpa(&ns, "api", ""))
+        .unwrap_or_else(|e| panic!("after the upgrade: {e}\n{}", release.serve.log()));
+    let stored = kubectl_json(cluster, &["-n", &ns, "get", "wpa", "api"]);
+    assert_eq!(stored["spec"]["tolerance"], "100m", "still defaulted after the upgrade");
+}
+
+/// Its own release: with no wpa serve, the release's `Fail` webhook refuses every WPA of the cluster.
+#[tokio::test]
+async fn helm_uninstall_leaves_no_webhook_configuration_behind_and_keeps_the_crd_wpas_and_lease() {
+    let mut release = install_release().await;
+    let cluster = &release.cluster;
+    cluster
+        .kubectl_apply(&wpa("default", "web", ""))
+        .unwrap_or_else(|e| panic!("{e}\n{}", release.serve.log()));
+    wait_for_finalizer(cluster, &release.serve, "default", "web").await;
 
     // With no wpa serve, the dangling Fail webhook refuses every WPA: what the uninstall must not leave behind.
-    serve.terminate();
-    let refused = cluster.kubectl_apply(&wpa("while-down", "")).expect_err("no webhook answers");
+    release.serve.terminate();
+    let refused = cluster.kubectl_apply(&wpa("default", "while-down", "")).expect_err("no webhook answers");
     assert!(refused.contains("failed calling webhook"), "{refused}");
 
-    // helm uninstall: no webhook configuration of the release remains; the cluster works without wpa.
-    let mut args = vec!["uninstall"];
-    args.extend(release);
-    let (ok, uninstall) = chart_py(&args);
+    let (ok, uninstall) = chart(&release_args(cluster, "uninstall"));
     assert!(ok, "helm uninstall: {uninstall:#}");
     for kind in ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"] {
-        let list = kubectl_json(&cluster, &["get", kind]);
+        let list = kubectl_json(cluster, &["get", kind]);
         let left: Vec<&Value> = list["items"]
             .as_array()
             .expect("items")
@@ -364,8 +560,11 @@ async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service
             .collect();
         assert!(left.is_empty(), "{kind} left behind: {left:?}");
     }
-    cluster.kubectl_apply(&wpa("after", "")).expect("a WPA is accepted once the webhooks are gone");
-    let stored = kubectl_json(&cluster, &["-n", "default", "get", "wpa", "after"]);
+    // The cluster works without wpa.
+    cluster
+        .kubectl_apply(&wpa("default", "after", ""))
+        .expect("a WPA is accepted once the webhooks are gone");
+    let stored = kubectl_json(cluster, &["-n", "default", "get", "wpa", "after"]);
     assert!(stored["spec"].get("tolerance").is_none(), "nothing defaults it any more: {stored:#}");
     cluster
         .kubectl_apply(
@@ -375,12 +574,12 @@ async fn helm_install_upgrade_uninstall_with_wpa_serve_behind_the_charts_service
         )
         .expect("a plain Deployment is created after the uninstall");
     // What the chart's README says stays: the CRD, the WPAs with their finalizer, the Lease.
-    kubectl_ok(&cluster, &["get", "crd", "watermarkpodautoscalers.datadoghq.com"]);
-    let web = kubectl_json(&cluster, &["-n", "default", "get", "wpa", "web"]);
+    kubectl_ok(cluster, &["get", "crd", "watermarkpodautoscalers.datadoghq.com"]);
+    let web = kubectl_json(cluster, &["-n", "default", "get", "wpa", "web"]);
     assert!(
         web["metadata"]["finalizers"].to_string().contains("finalizer.watermarkpodautoscaler.datadoghq.com")
     );
-    kubectl_ok(&cluster, &["-n", NAMESPACE, "get", "lease", "watermarkpodautoscaler-lock"]);
+    kubectl_ok(cluster, &["-n", NAMESPACE, "get", "lease", "watermarkpodautoscaler-lock"]);
     let gone = cluster.kubectl(&["-n", NAMESPACE, "get", "deployment,service,serviceaccount", "-o", "name"]);
     let names = String::from_utf8_lossy(&gone.stdout);
     assert!(!names.contains("deployment.apps/wpa") && !names.contains("service/wpa"), "{names}");

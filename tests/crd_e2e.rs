@@ -1,20 +1,31 @@
 //! The CRD behaves as upstream's on a real API server: server-side apply replaces a metric's selector whole,
 //! explicit nulls are pruned rather than stored, and status metrics need their type and name.
+//!
+//! One control plane for the binary (with the CRD), a namespace per test.
 
 mod support;
+
+use std::sync::Arc;
 
 use kube::{
     Api,
     api::{Patch, PatchParams},
 };
-use serde_json::json;
-use support::TestCluster;
+use serde_json::{Value, json};
+use support::{Shared, TestCluster, TestNamespace};
 use wpa::api::WatermarkPodAutoscaler;
 
-fn wpa_with_selector(labels: serde_json::Value) -> serde_json::Value {
+static CLUSTER: Shared<TestCluster> = Shared::new();
+
+/// The binary's control plane, with the WPA CRD.
+async fn cluster() -> Arc<TestCluster> {
+    CLUSTER.get(support::cluster_with_crd).await
+}
+
+fn wpa_with_selector(namespace: &str, labels: Value) -> Value {
     json!({
         "apiVersion": "datadoghq.com/v1alpha1", "kind": "WatermarkPodAutoscaler",
-        "metadata": {"name": "web", "namespace": "default"},
+        "metadata": {"name": "web", "namespace": namespace},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
             "maxReplicas": 5,
@@ -24,12 +35,17 @@ fn wpa_with_selector(labels: serde_json::Value) -> serde_json::Value {
     })
 }
 
+/// WPA `name` of `ns`, without metrics.
+fn plain_wpa(ns: &str, name: &str) -> String {
+    format!(
+        "apiVersion: datadoghq.com/v1alpha1\nkind: WatermarkPodAutoscaler\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}\n  maxReplicas: 5\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn selectors_are_atomic_nulls_are_pruned_and_status_metrics_are_strict() {
-    let cluster = TestCluster::start().await;
-    cluster.install_crd(wpa::api::crd()).await.expect("the CRD");
-    let served = cluster.kubectl(&["get", "crd", "watermarkpodautoscalers.datadoghq.com", "-o", "json"]);
-    let served: serde_json::Value = serde_json::from_slice(&served.stdout).expect("the CRD as served");
+async fn the_served_schema_marks_selectors_atomic_and_names_the_list_kind() {
+    let cluster = cluster().await;
+    let served = support::kubectl_json(&cluster, &["get", "crd", "watermarkpodautoscalers.datadoghq.com"]);
     let selector = &served["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
         ["metrics"]["items"]["properties"]["external"]["properties"]["metricSelector"];
     assert_eq!(selector["x-kubernetes-map-type"], "atomic", "{selector}");
@@ -39,12 +55,17 @@ async fn selectors_are_atomic_nulls_are_pruned_and_status_metrics_are_strict() {
         "atomic"
     );
     assert_eq!(served["spec"]["names"]["listKind"], "WatermarkPodAutoscalerList");
+}
 
-    // Two managers apply the WPA: the second one's selector replaces the first's, labels are not merged.
-    let api: Api<WatermarkPodAutoscaler> = Api::namespaced(cluster.client(), "default");
-    let first = wpa_with_selector(json!({"app": "web", "tier": "front"}));
+/// Two managers apply the WPA: the second one's selector replaces the first's, labels are not merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_replaces_a_selector_whole_after_a_conflict() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster).await;
+    let api: Api<WatermarkPodAutoscaler> = Api::namespaced(cluster.client(), &ns);
+    let first = wpa_with_selector(&ns, json!({"app": "web", "tier": "front"}));
     api.patch("web", &PatchParams::apply("team-a"), &Patch::Apply(&first)).await.expect("first apply");
-    let second = wpa_with_selector(json!({"app": "web"}));
+    let second = wpa_with_selector(&ns, json!({"app": "web"}));
     let conflict = api.patch("web", &PatchParams::apply("team-b"), &Patch::Apply(&second)).await;
     assert!(
         matches!(&conflict, Err(kube::Error::Api(s)) if s.code == 409),
@@ -59,44 +80,67 @@ async fn selectors_are_atomic_nulls_are_pruned_and_status_metrics_are_strict() {
             ["metricSelector"]["matchLabels"]
             .clone();
     assert_eq!(labels, json!({"app": "web"}), "the selector is replaced whole");
+}
 
-    // An explicit null (what a Helm value left empty renders) is pruned, as by upstream's CRD.
+/// An explicit null (what a Helm value left empty renders) is pruned, as by upstream's CRD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_nulls_are_pruned_not_stored() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster).await;
     cluster
-        .kubectl_apply(
-            "apiVersion: datadoghq.com/v1alpha1\nkind: WatermarkPodAutoscaler\nmetadata: {name: nulls, namespace: default}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 5\n  minReplicas: null\n  tolerance: null\n",
-        )
+        .kubectl_apply(&(plain_wpa(&ns, "nulls") + "  minReplicas: null\n  tolerance: null\n"))
         .expect("apply with nulls");
-    let stored = cluster.kubectl(&["get", "wpa", "nulls", "-n", "default", "-o", "json"]);
-    let stored: serde_json::Value = serde_json::from_slice(&stored.stdout).expect("the stored WPA");
+    let stored = support::kubectl_json(&cluster, &["get", "wpa", "nulls", "-n", &ns]);
     let spec = stored["spec"].as_object().expect("spec");
     assert!(!spec.contains_key("minReplicas") && !spec.contains_key("tolerance"), "nulls pruned: {spec:?}");
+}
 
-    // `kubectl get wpa` shows the value of Resource metrics too (upstream's column shows External ones only).
-    for (name, status_metric, want) in [
-        ("web", json!({"type": "External", "external": {"metricName": "qps", "currentValue": "7"}}), "7"),
-        (
-            "nulls",
-            json!({"type": "Resource", "resource": {"name": "cpu", "currentAverageValue": "250m"}}),
-            "250m",
-        ),
-    ] {
-        let status = json!({"status": {"currentReplicas": 1, "desiredReplicas": 1, "currentMetrics": [status_metric]}});
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("status");
-        let table = cluster.kubectl(&["get", "wpa", name, "-n", "default"]);
-        let table = String::from_utf8_lossy(&table.stdout).to_string();
-        // Columns are aligned on the header; empty cells are blanks.
-        let column = table.lines().next().and_then(|h| h.find("VALUE")).unwrap_or(0);
-        let value = table
-            .lines()
-            .nth(1)
-            .and_then(|row| row.get(column..))
-            .and_then(|cell| cell.split_whitespace().next())
-            .unwrap_or_default()
-            .to_string();
-        assert_eq!(value, want, "the value column of {name}:\n{table}");
-    }
+/// The VALUE cell of `kubectl get wpa NAME` once the status holds `status_metric`.
+async fn value_column(cluster: &TestCluster, ns: &str, name: &str, status_metric: Value) -> String {
+    cluster.kubectl_apply(&plain_wpa(ns, name)).expect("a WPA");
+    let api: Api<WatermarkPodAutoscaler> = Api::namespaced(cluster.client(), ns);
+    let status =
+        json!({"status": {"currentReplicas": 1, "desiredReplicas": 1, "currentMetrics": [status_metric]}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("status");
+    let table = cluster.kubectl(&["get", "wpa", name, "-n", ns]);
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    eprintln!("{table}");
+    // Columns are aligned on the header; empty cells are blanks.
+    let column = table.lines().next().and_then(|h| h.find("VALUE")).unwrap_or(0);
+    table
+        .lines()
+        .nth(1)
+        .and_then(|row| row.get(column..))
+        .and_then(|cell| cell.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string()
+}
 
-    // A status metric without its type, or an external one without its metric name, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_wpa_shows_an_external_metrics_value() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster).await;
+    let metric = json!({"type": "External", "external": {"metricName": "qps", "currentValue": "7"}});
+    assert_eq!(value_column(&cluster, &ns, "web", metric).await, "7");
+}
+
+/// Upstream's column shows External metrics only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_wpa_shows_a_resource_metrics_value_too() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster).await;
+    let metric = json!({"type": "Resource", "resource": {"name": "cpu", "currentAverageValue": "250m"}});
+    assert_eq!(value_column(&cluster, &ns, "cpu", metric).await, "250m");
+}
+
+/// A status metric without its type, or an external one without its metric name, or a resource one without
+/// its name, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_metric_without_its_type_or_name_is_refused_naming_the_field() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster).await;
+    cluster.kubectl_apply(&plain_wpa(&ns, "web")).expect("a WPA");
+    let api: Api<WatermarkPodAutoscaler> = Api::namespaced(cluster.client(), &ns);
     for (entry, field) in [
         (json!({"external": {"metricName": "qps", "currentValue": "1"}}), "type"),
         (json!({"type": "External", "external": {"currentValue": "1"}}), "metricName"),

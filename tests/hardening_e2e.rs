@@ -1,5 +1,7 @@
 //! No client can exhaust `wpa serve`'s HTTPS port: each limit is tried against the real process on loopback,
 //! with a bounded test (a stated ceiling, a stated deadline), and the process never panics.
+//!
+//! One control plane for the binary: each test starts its own `wpa serve`, which is all it tries.
 
 mod support;
 
@@ -11,26 +13,34 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use support::{StartWpa, TestCluster, WpaServe};
+use rustls::pki_types::ServerName;
+use support::{Shared, StartWpa, TestCluster, WpaServe};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
+static CLUSTER: Shared<TestCluster> = Shared::new();
+
+/// The binary's control plane, with the WPA CRD.
+async fn cluster() -> Arc<TestCluster> {
+    CLUSTER.get(support::cluster_with_crd).await
+}
+
 /// `wpa serve` (webhook only) with `extra` flags, and the CA that signed its certificate.
 async fn serve(cluster: &TestCluster, extra: &[&str]) -> (WpaServe, String) {
-    cluster.install_crd(wpa::api::crd()).await.expect("the CRD");
-    let ca_out = cluster.dir().join("hardening-ca.crt");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Named by port: the tests of this binary share the cluster's directory.
+    let ca_out = cluster.dir().join(format!("hardening-{port}-ca.crt"));
     let ca_arg = ca_out.display().to_string();
     let args = [
         &["--self-signed", "--tls-san", "127.0.0.1", "--ca-bundle-out", &ca_arg, "--no-reconciler"][..],
         extra,
     ]
     .concat();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let serve = WpaServe::start(cluster, "hardened", Some(port), &args).await.expect("wpa serve");
+    let serve =
+        WpaServe::start(cluster, &format!("hardened-{port}"), Some(port), &args).await.expect("wpa serve");
     let ca = std::fs::read_to_string(&ca_out).expect("the CA");
     (serve, ca)
 }
@@ -42,16 +52,7 @@ async fn tls(port: u16, ca: &str, alpn: &[u8]) -> TlsStream<TcpStream> {
 /// A TLS connection from the loopback address `source` (another 127.0.0.0/8 address is another peer to the
 /// server: the attacker of the tests below).
 async fn tls_from(source: &str, port: u16, ca: &str, alpn: &[u8]) -> std::io::Result<TlsStream<TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        roots.add(c.expect("a certificate")).expect("trust the CA");
-    }
-    let mut config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut config = support::tls::client_config(&[ca]);
     config.alpn_protocols = vec![alpn.to_vec()];
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind(format!("{source}:0").parse().expect("an address"))?;
@@ -59,17 +60,6 @@ async fn tls_from(source: &str, port: u16, ca: &str, alpn: &[u8]) -> std::io::Re
     TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("127.0.0.1").expect("a name"), tcp)
         .await
-}
-
-/// The peak resident memory of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
 }
 
 fn review_of_size(bytes: usize) -> Vec<u8> {
@@ -85,7 +75,7 @@ fn review_of_size(bytes: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_large_bodies_over_http2_stay_under_the_memory_ceiling() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     let body = Bytes::from(review_of_size(3 * 1024 * 1024 - 4096));
     // 4 connections × 200 streams × 3 MiB: 2.4 GB if every body were buffered (the review measured 3.17 GB).
@@ -121,7 +111,7 @@ async fn many_large_bodies_over_http2_stay_under_the_memory_ceiling() {
     for r in requests {
         *codes.entry(r.await.unwrap_or(0)).or_default() += 1;
     }
-    let peak = peak_rss_mib(serve.pid());
+    let peak = support::peak_rss_mib(serve.pid());
     eprintln!("{codes:?} in {:?}; peak RSS {peak} MiB", started.elapsed());
     assert!(codes.get(&200).copied().unwrap_or(0) > 0, "some are answered: {codes:?}");
     assert!(codes.keys().all(|c| [200, 503].contains(c)), "answered or refused, nothing else: {codes:?}");
@@ -131,25 +121,44 @@ async fn many_large_bodies_over_http2_stay_under_the_memory_ceiling() {
     assert!(!serve.log().contains("panicked"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outlives_a_flood() {
-    let cluster = TestCluster::start().await;
-    let (serve, ca) =
-        serve(&cluster, &["--header-read-timeout", "2s", "--idle-timeout", "3s", "--max-connections", "40"])
-            .await;
-    let port = serve.webhook_port;
+/// `wpa serve` with a 2 s header deadline, a 3 s idle timeout and at most 40 connections.
+async fn serve_with_deadlines(cluster: &TestCluster) -> (WpaServe, String) {
+    serve(cluster, &["--header-read-timeout", "2s", "--idle-timeout", "3s", "--max-connections", "40"]).await
+}
 
-    // Slowloris: a header line, then nothing. Closed by the header deadline, not held for minutes.
-    let mut slow = tls(port, &ca, b"http/1.1").await;
+/// An HTTP/1.1 connection to the webhook port, its driver spawned.
+async fn http1(port: u16, ca: &str) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let io = TokioIo::new(tls(port, ca, b"http/1.1").await);
+    let (sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+fn assert_no_panic(serve: &WpaServe) {
+    assert!(!serve.log().contains("panicked"), "{}", serve.log());
+}
+
+/// Slowloris: a header line, then nothing. Closed by the header deadline, not held for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_header_is_cut_by_the_header_deadline() {
+    let cluster = cluster().await;
+    let (serve, ca) = serve_with_deadlines(&cluster).await;
+    let mut slow = tls(serve.webhook_port, &ca, b"http/1.1").await;
     slow.write_all(b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.expect("write");
     let begin = Instant::now();
     let mut buf = [0u8; 1024];
     let closed = tokio::time::timeout(Duration::from_secs(8), slow.read(&mut buf)).await;
     assert!(closed.is_ok(), "a slow header is cut within 8 s");
     eprintln!("slow header closed after {:?}", begin.elapsed());
+    assert_no_panic(&serve);
+}
 
-    // An idle keep-alive connection after one request: closed by the idle timeout.
-    let io = TokioIo::new(tls(port, &ca, b"http/1.1").await);
+/// An idle keep-alive connection after one request: closed by the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout() {
+    let cluster = cluster().await;
+    let (serve, ca) = serve_with_deadlines(&cluster).await;
+    let io = TokioIo::new(tls(serve.webhook_port, &ca, b"http/1.1").await);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
     let conn = tokio::spawn(conn);
     let req = http::Request::post("/validate?timeout=10s")
@@ -162,12 +171,18 @@ async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outliv
     let begin = Instant::now();
     tokio::time::timeout(Duration::from_secs(8), conn).await.expect("the idle connection is closed").ok();
     eprintln!("idle connection closed after {:?}", begin.elapsed());
+    assert_no_panic(&serve);
+}
 
-    // A flood of connections that never finish their handshake: past the cap they wait in the kernel's
-    // queue, the process keeps its descriptors, and the health port answers throughout.
+/// A flood of connections that never finish their handshake: past the cap they wait in the kernel's
+/// queue, the process keeps its descriptors, and the health port answers throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_port_answers_through_a_flood_of_unfinished_handshakes() {
+    let cluster = cluster().await;
+    let (serve, _) = serve_with_deadlines(&cluster).await;
     let mut flood = Vec::new();
     for _ in 0..300 {
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)).await {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", serve.webhook_port)).await {
             flood.push(s);
         }
     }
@@ -177,10 +192,15 @@ async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outliv
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(flood);
-    // A client-chosen timeout beyond any duration: answered, not a panic.
-    let io = TokioIo::new(tls(port, &ca, b"http/1.1").await);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
-    tokio::spawn(conn);
+    assert_no_panic(&serve);
+}
+
+/// A client-chosen timeout beyond any duration: answered, not a panic, and the connection is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_timeout_beyond_any_duration_is_answered_and_the_connection_kept() {
+    let cluster = cluster().await;
+    let (serve, ca) = serve_with_deadlines(&cluster).await;
+    let mut sender = http1(serve.webhook_port, &ca).await;
     let req = http::Request::post("/validate?timeout=99999999999999999999999s")
         .header("host", "127.0.0.1")
         .body(Full::new(Bytes::from(review_of_size(10))))
@@ -191,7 +211,15 @@ async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outliv
     // "not ready").
     let _ = answer.into_body().collect().await;
     sender.ready().await.expect("the connection is kept after an answer");
-    // A declared body over the limit: 413 at once, not after reading it.
+    assert_no_panic(&serve);
+}
+
+/// A declared body over the limit: 413 at once, not after reading it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_body_over_the_limit_gets_413_at_once() {
+    let cluster = cluster().await;
+    let (serve, ca) = serve_with_deadlines(&cluster).await;
+    let mut sender = http1(serve.webhook_port, &ca).await;
     let req = http::Request::post("/validate")
         .header("host", "127.0.0.1")
         .header("content-length", 64 * 1024 * 1024)
@@ -200,12 +228,12 @@ async fn slow_headers_and_idle_connections_are_closed_and_the_health_port_outliv
     let begin = Instant::now();
     assert_eq!(sender.send_request(req).await.expect("an answer").status(), 413);
     assert!(begin.elapsed() < Duration::from_secs(2));
-    assert!(!serve.log().contains("panicked"), "{}", serve.log());
+    assert_no_panic(&serve);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denial_does_not_echo_a_megabyte_value() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     let huge = "y".repeat(1024 * 1024);
     let review = serde_json::json!({
@@ -270,7 +298,7 @@ fn metric(health_port: u16, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_review_declared_over_the_webhooks_limit_is_refused_at_once() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     // 4 MiB: under the port's largest body (the extender's 16 MiB), over an AdmissionReview's 3 MiB.
     let mut s = tls(serve.webhook_port, &ca, b"http/1.1").await;
@@ -289,7 +317,7 @@ async fn a_review_declared_over_the_webhooks_limit_is_refused_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_arriving_is_given_up_within_seconds() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     let mut s = tls(serve.webhook_port, &ca, b"http/1.1").await;
     let begin = Instant::now();
@@ -308,7 +336,7 @@ async fn a_body_that_stops_arriving_is_given_up_within_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_peer_holding_requests_leaves_the_api_server_its_share() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     // 64 requests (the whole default budget) that declare a small body and never send it, from another peer.
     let mut held = Vec::new();
@@ -331,7 +359,7 @@ async fn one_peer_holding_requests_leaves_the_api_server_its_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_peer_declaring_large_bodies_leaves_the_api_server_its_share() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &[]).await;
     // 3 MiB declared (the largest review) on 12 requests: 36 MiB, more than the 32 MiB byte budget.
     let mut held = Vec::new();
@@ -350,7 +378,7 @@ async fn one_peer_declaring_large_bodies_leaves_the_api_server_its_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_peer_holding_connections_leaves_the_api_server_its_share() {
-    let cluster = TestCluster::start().await;
+    let cluster = cluster().await;
     let (serve, ca) = serve(&cluster, &["--max-connections", "64"]).await;
     let mut held = Vec::new();
     for _ in 0..64 {

@@ -2,20 +2,32 @@
 //! and replicas with `-o wide`), the Prometheus series across a `dryRun` toggle, and a real Prometheus
 //! scraping `wpa serve` through a scaling scenario, which every alert of the chart's PrometheusRule and every
 //! query of its Grafana dashboard must parse in and name only series it has.
+//!
+//! The `kubectl get` and dryRun tests share one scaling cluster, each in its own namespace with its own
+//! metric name; the Prometheus test has a cluster of its own (it registers the webhooks cluster-wide and
+//! stops their server when it ends).
 
 mod support;
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use support::{ScalingCluster, StartWpa, WpaServe, wpa_yaml};
+use support::{ScalingCluster, Shared, StartWpa, TestNamespace, WpaServe, wpa_yaml};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// `wpa serve` running the reconciler only, passing over each WPA every second.
-async fn reconciler(c: &ScalingCluster, name: &str) -> WpaServe {
-    WpaServe::start(&c.cluster, name, None, &["--no-webhook", "--sync-period", "1s", "--leader-elect=false"])
-        .await
-        .expect("start wpa serve")
+static CLUSTER: Shared<ScalingCluster> = Shared::new();
+
+async fn cluster() -> Arc<ScalingCluster> {
+    CLUSTER.get(ScalingCluster::start).await
+}
+
+/// `wpa serve` running the reconciler only for namespace `ns`, passing over each WPA every second, with
+/// `extra` flags.
+async fn reconciler(c: &ScalingCluster, ns: &str, extra: &[&str]) -> WpaServe {
+    let args =
+        [&["--no-webhook", "--sync-period", "1s", "--leader-elect=false", "--namespace", ns][..], extra]
+            .concat();
+    WpaServe::start(&c.cluster, &format!("{ns}-a"), None, &args).await.expect("start wpa serve")
 }
 
 /// The cells of a `kubectl get` table line (columns are apart by at least two spaces; header names have
@@ -33,28 +45,36 @@ fn kubectl_table(c: &ScalingCluster, args: &[&str]) -> (Vec<String>, Vec<String>
     (cells(lines.next().expect("a header")), cells(lines.next().expect("a row")))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_get_wpa_wide_shows_the_target_and_replicas_and_the_default_stays_upstreams() {
-    let c = ScalingCluster::start().await;
-    c.deployment("shop", "web", 2).await.expect("deployment");
-    c.metrics.set("web-qps", 300.0);
+/// A WPA web in `ns` (maxReplicas 3) that has scaled its Deployment to 3, and the reconciler that did it.
+async fn scaled_to_three(c: &ScalingCluster, ns: &str) -> WpaServe {
+    c.deployment(ns, "web", 2).await.expect("deployment");
+    // A metric of this namespace's own.
+    let metric = format!("{ns}-qps");
+    c.metrics.set(&metric, 300.0);
     let extra = "  upscaleForbiddenWindowSeconds: 1\n";
-    let text = wpa_yaml("shop", "web", "web", "web-qps", "100", "50", extra)
-        .replace("maxReplicas: 10", "maxReplicas: 3");
+    let text =
+        wpa_yaml(ns, "web", "web", &metric, "100", "50", extra).replace("maxReplicas: 10", "maxReplicas: 3");
     c.apply_wpa(&text).await.expect("the WPA");
-    let _serve = reconciler(&c, "a").await;
+    let serve = reconciler(c, ns, &[]).await;
     // ceil(2 × 300 / 100) = 6, limited to +50 % and to the maximum: 3.
-    c.wait_scale("shop", "web", 3, 30 * SECOND).await.expect("an upscale");
+    c.wait_scale(ns, "web", 3, 30 * SECOND).await.expect("an upscale");
     let st = support::wait_for(20 * SECOND, || async {
-        let st = c.wpa_status("shop", "web").await.map_err(|e| e.to_string())?;
+        let st = c.wpa_status(ns, "web").await.map_err(|e| e.to_string())?;
         if st.desired_replicas == 3 && st.current_replicas == 3 { Ok(st) } else { Err(format!("{st:?}")) }
     })
     .await
     .expect("the status shows 3 desired and 3 current");
     assert_eq!(st.desired_replicas, 3);
+    serve
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_wpa_shows_upstreams_twelve_columns() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    let _serve = scaled_to_three(&c, &ns).await;
     // Upstream's twelve columns, in its order, and nothing more.
-    let (header, row) = kubectl_table(&c, &["get", "wpa", "-n", "shop"]);
+    let (header, row) = kubectl_table(&c, &["get", "wpa", "-n", &ns]);
     assert_eq!(
         header,
         [
@@ -73,8 +93,14 @@ async fn kubectl_get_wpa_wide_shows_the_target_and_replicas_and_the_default_stay
         ]
     );
     assert_eq!(row[0], "web");
+}
 
-    let (header, row) = kubectl_table(&c, &["get", "wpa", "-n", "shop", "-o", "wide"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_wpa_wide_shows_the_target_and_its_replicas() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    let _serve = scaled_to_three(&c, &ns).await;
+    let (header, row) = kubectl_table(&c, &["get", "wpa", "-n", &ns, "-o", "wide"]);
     let column = |name: &str| {
         let i = header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no {name} in {header:?}"));
         row[i].clone()
@@ -106,21 +132,17 @@ fn value_of(text: &str, metric: &str, name: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn toggling_dry_run_on_a_live_wpa_keeps_the_same_series_and_flips_the_gauge() {
-    let c = ScalingCluster::start().await;
-    c.deployment("dry", "api", 2).await.expect("deployment");
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "api", 2).await.expect("deployment");
     // Within the band: nothing scales, so no series comes or goes for another reason.
-    c.metrics.set("api-qps", 80.0);
-    let text = wpa_yaml("dry", "api", "api", "api-qps", "100", "50", "")
-        .replace("  namespace: dry\n", "  namespace: dry\n  labels:\n    team: payments\n");
+    c.metrics.set("toggle-qps", 80.0);
+    let text = wpa_yaml(&ns, "api", "api", "toggle-qps", "100", "50", "").replace(
+        &format!("  namespace: {ns}\n"),
+        &format!("  namespace: {ns}\n  labels:\n    team: payments\n"),
+    );
     c.apply_wpa(&text).await.expect("the WPA");
-    let serve = WpaServe::start(
-        &c.cluster,
-        "a",
-        None,
-        &["--no-webhook", "--sync-period", "1s", "--leader-elect=false", "--labels-as-tags", "team"],
-    )
-    .await
-    .expect("start wpa serve");
+    let serve = reconciler(&c, &ns, &["--labels-as-tags", "team"]).await;
     let scrape = || support::http_get(serve.health_port, "/metrics").expect("GET /metrics").1;
     // Two scrapes a few passes apart agree: the set is settled.
     let before = support::wait_for(30 * SECOND, || async {
@@ -144,7 +166,7 @@ async fn toggling_dry_run_on_a_live_wpa_keeps_the_same_series_and_flips_the_gaug
         "wpa",
         "api",
         "-n",
-        "dry",
+        &ns,
         "--type=merge",
         "-p",
         r#"{"spec":{"dryRun":true}}"#,
@@ -174,17 +196,7 @@ fn without_grafana_variables(expr: &str) -> String {
 
 /// An HTTPS client trusting the CA in `ca_pem` (wpa serve's `--ca-bundle-out`).
 fn https_client(ca_pem: &str) -> reqwest::Client {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.expect("a CA certificate")).expect("a root");
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = support::tls::client_config(&[ca_pem]);
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .timeout(10 * SECOND)
@@ -192,6 +204,7 @@ fn https_client(ca_pem: &str) -> reqwest::Client {
         .expect("a client")
 }
 
+/// Its own cluster: its webhooks are cluster-wide, with a Fail policy once its server stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scraping_wpa_serve_has_every_series_the_alerts_and_dashboard_query() {
     use support::prometheus::{Prometheus, dashboard, dashboard_queries, rules_file, selectors};

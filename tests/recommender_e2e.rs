@@ -2,6 +2,8 @@
 //! a reply of hundreds of megabytes, a redirect to another host, an error page full of secrets, garbage
 //! counts and timestamps. The recommender is a stub in a network namespace (an address that is neither
 //! loopback nor link-local, as a recommender Service's would be), driven by the test.
+//!
+//! One scaling cluster for the binary; each test has its namespace, its stub and its `wpa serve`.
 
 mod support;
 
@@ -22,7 +24,7 @@ use axum::{
     routing::any,
 };
 use devcluster::NetnsHost;
-use support::{ScalingCluster, StartWpa, WpaServe};
+use support::{ScalingCluster, Shared, StartWpa, TestNamespace, WpaServe};
 
 const SECOND: Duration = Duration::from_secs(1);
 /// What an internal service answers: credentials.
@@ -81,17 +83,23 @@ fn reply(replicas: i64) -> serde_json::Value {
         "reason": "stub"})
 }
 
+static CLUSTER: Shared<ScalingCluster> = Shared::new();
+
 struct Setup {
-    c: ScalingCluster,
+    c: Arc<ScalingCluster>,
     stub: Stub,
     serve: WpaServe,
     // Dropped after the servers it hosts.
     _host: NetnsHost,
+    ns: TestNamespace,
 }
 
-/// A Deployment of 2 under a WPA whose recommender is the stub (answering `first`), and `wpa serve`.
-async fn setup(ns: &str, first: Answer) -> Setup {
-    let c = ScalingCluster::start().await;
+/// In the test's namespace of the binary's cluster, a Deployment of 2 under a WPA whose recommender is the
+/// stub (answering `first`), and `wpa serve` for that namespace.
+async fn setup(first: Answer) -> Setup {
+    let c = CLUSTER.get(ScalingCluster::start).await;
+    let namespace = TestNamespace::create(&c.cluster).await;
+    let ns: &str = &namespace;
     let host = NetnsHost::create().expect("a network namespace");
     let stub = Stub { answer: Arc::new(Mutex::new(first)), calls: Arc::default() };
     let url = serve_in(&host, Router::new().route("/recommend", any(answer)).with_state(stub.clone()));
@@ -115,16 +123,16 @@ spec:
         &c.cluster,
         ns,
         None,
-        &["--no-webhook", "--sync-period", "1s", "--leader-elect=false"],
+        &["--no-webhook", "--sync-period", "1s", "--leader-elect=false", "--namespace", ns],
     )
     .await
     .expect("wpa serve");
-    Setup { c, stub, serve, _host: host }
+    Setup { c, stub, serve, _host: host, ns: namespace }
 }
 
 /// The message of the WPA's ScalingActive condition once it is False.
-async fn inactive_because(s: &Setup, ns: &str) -> String {
-    s.c.wait_condition(ns, "app", "ScalingActive", "False", "FailedGetResourceMetric", 30 * SECOND)
+async fn inactive_because(s: &Setup) -> String {
+    s.c.wait_condition(&s.ns, "app", "ScalingActive", "False", "FailedGetResourceMetric", 30 * SECOND)
         .await
         .unwrap_or_else(|e| panic!("ScalingActive never turned False: {e:#}\n{}", s.serve.log()))
 }
@@ -143,21 +151,10 @@ async fn replicas_over(c: &ScalingCluster, ns: &str, period: Duration) -> Vec<i3
     seen
 }
 
-/// The peak resident memory of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_of_hundreds_of_megabytes_is_refused_and_never_held_in_memory() {
-    let s = setup("huge", Answer::Huge(300)).await;
-    let message = inactive_because(&s, "huge").await;
+    let s = setup(Answer::Huge(300)).await;
+    let message = inactive_because(&s).await;
     assert!(message.contains("the reply is larger than 262144 bytes"), "{message}");
     // A few more passes, each answered with 300 MiB.
     let calls = s.stub.calls.load(Ordering::SeqCst);
@@ -170,7 +167,7 @@ async fn a_reply_of_hundreds_of_megabytes_is_refused_and_never_held_in_memory() 
     })
     .await
     .expect("the recommender is asked again");
-    let peak = peak_rss_mib(s.serve.pid());
+    let peak = support::peak_rss_mib(s.serve.pid());
     eprintln!("peak RSS after {} replies of 300 MiB: {peak} MiB", s.stub.calls.load(Ordering::SeqCst));
     assert!(peak < 100, "peak RSS {peak} MiB (the pod's limit is 256 Mi; the reply was 300 MiB)");
 }
@@ -185,18 +182,15 @@ async fn a_redirect_to_another_host_is_not_followed_and_no_answer_body_reaches_t
         async { (StatusCode::NOT_FOUND, SECRET_PAGE) }
     }));
     let internal = serve_in(&host, secret);
-    let s = setup(
-        "redirected",
-        Answer::Redirect(format!("{internal}/latest/meta-data/iam/security-credentials/node")),
-    )
-    .await;
-    let message = inactive_because(&s, "redirected").await;
+    let s =
+        setup(Answer::Redirect(format!("{internal}/latest/meta-data/iam/security-credentials/node"))).await;
+    let message = inactive_because(&s).await;
     assert!(message.contains("unexpected response code: 302 (Found)"), "{message}");
     assert_eq!(secret_calls.load(Ordering::SeqCst), 0, "the other host was never called");
     // The recommender itself answers an error page with secrets in it: its code is reported, never its body.
     *s.stub.answer.lock().unwrap() = Answer::Error(StatusCode::NOT_FOUND, SECRET_PAGE);
     support::wait_for(20 * SECOND, || async {
-        let st = s.c.wpa_status("redirected", "app").await.map_err(|e| e.to_string())?;
+        let st = s.c.wpa_status(&s.ns, "app").await.map_err(|e| e.to_string())?;
         let m = st.conditions.iter().find(|c| c.type_ == "ScalingActive").and_then(|c| c.message.clone());
         if m.as_deref().is_some_and(|m| m.contains("unexpected response code: 404 (Not Found)")) {
             Ok(())
@@ -206,15 +200,15 @@ async fn a_redirect_to_another_host_is_not_followed_and_no_answer_body_reaches_t
     })
     .await
     .expect("the 404 is reported");
-    let status = serde_json::to_string(&s.c.wpa_status("redirected", "app").await.unwrap()).unwrap();
-    let events = s.c.cluster.kubectl(&["get", "events", "-n", "redirected", "-o", "json"]);
+    let status = serde_json::to_string(&s.c.wpa_status(&s.ns, "app").await.unwrap()).unwrap();
+    let events = s.c.cluster.kubectl(&["get", "events", "-n", &s.ns, "-o", "json"]);
     let everything = format!("{status}{}{}", String::from_utf8_lossy(&events.stdout), s.serve.log());
     assert!(!everything.contains("AKIA"), "a body reached the status, events or log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_recommendations_never_scale() {
-    let s = setup("garbage", Answer::Reply(reply(-5))).await;
+    let s = setup(Answer::Reply(reply(-5))).await;
     for (garbage, why) in [
         (reply(-5), "negative count"),
         (reply(2_147_483_647), "more than 10 times maxReplicas 20"),
@@ -226,7 +220,7 @@ async fn garbage_recommendations_never_scale() {
     ] {
         *s.stub.answer.lock().unwrap() = Answer::Reply(garbage);
         support::wait_for(20 * SECOND, || async {
-            let st = s.c.wpa_status("garbage", "app").await.map_err(|e| e.to_string())?;
+            let st = s.c.wpa_status(&s.ns, "app").await.map_err(|e| e.to_string())?;
             let active = st.conditions.iter().find(|c| c.type_ == "ScalingActive");
             match active.and_then(|c| c.message.clone()) {
                 Some(m) if m.contains(why) => Ok(()),
@@ -235,9 +229,9 @@ async fn garbage_recommendations_never_scale() {
         })
         .await
         .unwrap_or_else(|e| panic!("{why}: {e}"));
-        assert_eq!(replicas_over(&s.c, "garbage", 3 * SECOND).await, [2], "{why}: no scale");
+        assert_eq!(replicas_over(&s.c, &s.ns, 3 * SECOND).await, [2], "{why}: no scale");
     }
     // An honest answer scales: the setup could.
     *s.stub.answer.lock().unwrap() = Answer::Reply(reply(4));
-    s.c.wait_scale("garbage", "app", 3, 30 * SECOND).await.expect("an honest recommendation scales");
+    s.c.wait_scale(&s.ns, "app", 3, 30 * SECOND).await.expect("an honest recommendation scales");
 }

@@ -2,19 +2,33 @@
 //! it, and an external metric served by a synthetic provider that the API server reaches through its
 //! aggregator (an APIService routed into a network namespace), as a real cluster serves the Datadog
 //! Cluster Agent's or KEDA's metrics.
+//!
+//! One scaling cluster for the binary and a namespace per test, with a `wpa serve` of its own that watches
+//! only that namespace and keeps its leader Lease there. The provider's values are per metric name, so each
+//! test's metric has a name of its own. The API server restart test has a cluster of its own.
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use devcluster::synthetic_metrics::Answer;
-use support::{ScalingCluster, StartWpa, WpaServe, wpa_yaml};
+use support::{ScalingCluster, Shared, StartWpa, TestNamespace, WpaServe, wpa_yaml};
 
-/// `wpa serve` running the reconciler only, passing over each WPA every second.
-async fn reconciler(c: &ScalingCluster, name: &str, extra: &[&str]) -> WpaServe {
-    let mut args = vec!["--no-webhook", "--sync-period", "1s"];
+static CLUSTER: Shared<ScalingCluster> = Shared::new();
+
+async fn cluster() -> Arc<ScalingCluster> {
+    CLUSTER.get(ScalingCluster::start).await
+}
+
+/// `wpa serve` running the reconciler only for namespace `ns` (its Lease there too), passing over each WPA
+/// every second.
+async fn reconciler(c: &ScalingCluster, ns: &str, name: &str, extra: &[&str]) -> WpaServe {
+    let mut args = vec!["--no-webhook", "--sync-period", "1s", "--namespace", ns, "--lease-namespace", ns];
     args.extend_from_slice(extra);
-    WpaServe::start(&c.cluster, name, None, &args).await.expect("start wpa serve")
+    WpaServe::start(&c.cluster, &format!("{ns}-{name}"), None, &args).await.expect("start wpa serve")
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -29,71 +43,126 @@ async fn holds(c: &ScalingCluster, ns: &str, name: &str, want: i32, period: Dura
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scales_up_within_the_limit_then_waits_out_the_window_then_scales_down_with_floor() {
-    let c = ScalingCluster::start().await;
-    c.deployment("shop", "web", 2).await.expect("deployment");
-    c.metrics.set("requests", 40.0);
-    let extra = "  scaleUpLimitFactor: \"50\"\n  scaleDownLimitFactor: \"99\"\n  upscaleForbiddenWindowSeconds: 15\n  downscaleForbiddenWindowSeconds: 4\n  tolerance: \"100m\"\n";
-    c.apply_wpa(&wpa_yaml("shop", "web", "web", "requests", "100", "50", extra))
-        .await
-        .expect("apply the WPA");
-    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
-
-    // 40 is below the low watermark (50 × 0.9 = 45): floor(2 × 40 / 50) = 1, within the down limit.
-    c.wait_scale("shop", "web", 1, Duration::from_secs(30)).await.expect("a first downscale to 1");
-    let st = support::wait_for(Duration::from_secs(10), || async {
-        let st = c.wpa_status("shop", "web").await.map_err(|e| e.to_string())?;
-        if st.scaling_events_count == 1 { Ok(st) } else { Err(format!("{st:?}")) }
+/// Waits until the WPA's status satisfies `check`, and returns it.
+async fn wait_status(
+    c: &ScalingCluster,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+    check: impl Fn(&wpa::api::WatermarkPodAutoscalerStatus) -> bool,
+) -> wpa::api::WatermarkPodAutoscalerStatus {
+    support::wait_for(timeout, || async {
+        let st = c.wpa_status(ns, name).await.map_err(|e| e.to_string())?;
+        if check(&st) { Ok(st) } else { Err(format!("{st:?}")) }
     })
     .await
-    .expect("the status records the scale");
+    .unwrap_or_else(|e| panic!("the status of {ns}/{name}: {e}"))
+}
+
+/// The reasons of the namespace's events, as (object, reason).
+async fn event_reasons(c: &ScalingCluster, ns: &str) -> Vec<(String, String)> {
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(c.cluster.client(), ns);
+    let list = events.list(&Default::default()).await.expect("list events");
+    list.items
+        .iter()
+        .map(|e| {
+            let who = e.regarding.as_ref().and_then(|r| r.name.clone()).unwrap_or_default();
+            (who, e.reason.clone().unwrap_or_default())
+        })
+        .collect()
+}
+
+/// `wpa explain -n NS NAME` on the cluster: its stdout.
+fn explain(c: &ScalingCluster, ns: &str, name: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wpa"))
+        .args(["explain", "-n", ns, name, "--kubeconfig"])
+        .arg(c.cluster.kubeconfig_path())
+        .output()
+        .expect("run wpa explain");
+    let trace = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("{trace}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+    trace
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downscale_rounds_down_and_is_recorded_in_the_status_and_printer_columns() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "web", 3).await.expect("deployment");
+    // 70 is within [45, 110]: nothing moves.
+    c.metrics.set("floor-requests", 70.0);
+    let extra =
+        "  scaleDownLimitFactor: \"99\"\n  downscaleForbiddenWindowSeconds: 4\n  tolerance: \"100m\"\n";
+    // minReplicas 2 keeps the count at 2 once there (at 2 replicas, 35 asks for 1).
+    let text = wpa_yaml(&ns, "web", "web", "floor-requests", "100", "50", extra)
+        .replace("  minReplicas: 1\n", "  minReplicas: 2\n");
+    c.apply_wpa(&text).await.expect("apply the WPA");
+    let serve = reconciler(&c, &ns, "a", &["--leader-elect=false"]).await;
+    // The first pass records itself as a scale to the same count.
+    let first = wait_status(&c, &ns, "web", 30 * SECOND, |st| st.last_scale_time.is_some()).await;
+    holds(&c, &ns, "web", 3, 5 * SECOND).await;
+
+    // 35 is below: floor(3 × 35 / 50) = floor(2.1) = 2 (a ceiling would keep 3).
+    c.metrics.set("floor-requests", 35.0);
+    c.wait_scale(&ns, "web", 2, 30 * SECOND).await.expect("a floor-rounded downscale");
+    // The status is written right after the scale.
+    let st = wait_status(&c, &ns, "web", 10 * SECOND, |st| {
+        st.scaling_events_count == first.scaling_events_count + 1
+    })
+    .await;
+    let metric = st.current_metrics[0].external.as_ref().expect("an External metric status");
+    assert_eq!(metric.current_value.milli(), 35_000);
+    assert_eq!(st.desired_replicas, 2);
+    assert!(st.last_scale_time > first.last_scale_time);
+    // What the API server's printer columns show.
+    let out = c.cluster.kubectl(&["get", "wpa", "-n", &ns, "web", "--no-headers"]);
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("kubectl get wpa: {line}");
+    assert!(line.contains("True") && line.contains("35"), "printer columns: {line}");
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upscale_is_limited_by_the_factor_and_waits_out_the_upscale_window() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "web", 2).await.expect("deployment");
+    c.metrics.set("window-requests", 40.0);
+    let extra = "  scaleUpLimitFactor: \"50\"\n  scaleDownLimitFactor: \"99\"\n  upscaleForbiddenWindowSeconds: 15\n  downscaleForbiddenWindowSeconds: 4\n  tolerance: \"100m\"\n";
+    c.apply_wpa(&wpa_yaml(&ns, "web", "web", "window-requests", "100", "50", extra))
+        .await
+        .expect("apply the WPA");
+    let serve = reconciler(&c, &ns, "a", &["--leader-elect=false"]).await;
+
+    // A scale opens the upscale window: 40 is below the low watermark (50 × 0.9 = 45): floor(2 × 40 / 50) = 1,
+    // within the down limit.
+    c.wait_scale(&ns, "web", 1, 30 * SECOND).await.expect("a first downscale to 1");
+    let st = wait_status(&c, &ns, "web", 10 * SECOND, |st| st.scaling_events_count == 1).await;
     assert_eq!(st.desired_replicas, 1);
     assert!(st.last_scale_time.is_some());
-    c.wait_ready_pods("shop", "web", 1, Duration::from_secs(30)).await.unwrap();
+    c.wait_ready_pods(&ns, "web", 1, 30 * SECOND).await.unwrap();
 
     // Far above the high watermark: ceil(1 × 600 / 100) = 6 proposed, but the limit (+50 %, at least +1)
     // allows 2, and only after the downscale's upscale window (15 s) has passed.
-    c.metrics.set("requests", 600.0);
+    c.metrics.set("window-requests", 600.0);
     let msg = c
-        .wait_condition("shop", "web", "AbleToScale", "False", "BackoffUpscale", Duration::from_secs(20))
+        .wait_condition(&ns, "web", "AbleToScale", "False", "BackoffUpscale", 20 * SECOND)
         .await
         .expect("the upscale window holds the scale back");
     assert_eq!(msg, "the time since the previous scale is still within the upscale forbidden window");
     let crossed = Instant::now();
-    c.wait_scale("shop", "web", 2, Duration::from_secs(30)).await.expect("an upscale to 2");
-    let limited = c.wpa_status("shop", "web").await.unwrap();
+    c.wait_scale(&ns, "web", 2, 30 * SECOND).await.expect("an upscale to 2");
+    let limited = c.wpa_status(&ns, "web").await.unwrap();
     let lim = limited.conditions.iter().find(|c| c.type_ == "ScalingLimited").expect("ScalingLimited");
     assert_eq!((lim.status.as_str(), lim.reason.as_deref()), ("True", Some("ScaleUpLimit")));
     eprintln!("upscale to 2 {:?} after the metric crossed", crossed.elapsed());
 
     // No further rise inside the upscale window, although the metric still asks for 12.
-    holds(&c, "shop", "web", 2, Duration::from_secs(10)).await;
+    holds(&c, &ns, "web", 2, 10 * SECOND).await;
     // Then +1 (50 % of 2).
-    c.wait_scale("shop", "web", 3, Duration::from_secs(20)).await.expect("an upscale to 3 after the window");
-    c.wait_ready_pods("shop", "web", 3, Duration::from_secs(30)).await.unwrap();
-
-    // 70 is within [45, 110]: nothing moves. 35 is below: floor(3 × 35 / 50) = floor(2.1) = 2 (a ceiling
-    // would keep 3).
-    c.metrics.set("requests", 70.0);
-    holds(&c, "shop", "web", 3, 5 * SECOND).await;
-    c.metrics.set("requests", 35.0);
-    c.wait_scale("shop", "web", 2, Duration::from_secs(30)).await.expect("a floor-rounded downscale");
-    // The status is written right after the scale.
-    let st = support::wait_for(Duration::from_secs(10), || async {
-        let st = c.wpa_status("shop", "web").await.map_err(|e| e.to_string())?;
-        if st.scaling_events_count == 4 { Ok(st) } else { Err(format!("{st:?}")) }
-    })
-    .await
-    .expect("the status records the fourth scale");
-    let metric = st.current_metrics[0].external.as_ref().expect("an External metric status");
-    assert_eq!(metric.current_value.milli(), 35_000);
-    assert_eq!(st.desired_replicas, 2);
-    // What the API server's printer columns show.
-    let out = c.cluster.kubectl(&["get", "wpa", "-n", "shop", "web", "--no-headers"]);
-    let line = String::from_utf8_lossy(&out.stdout).to_string();
-    eprintln!("kubectl get wpa: {line}");
-    assert!(line.contains("True") && line.contains("35"), "printer columns: {line}");
+    c.wait_scale(&ns, "web", 3, 20 * SECOND).await.expect("an upscale to 3 after the window");
     drop(serve);
 }
 
@@ -127,85 +196,51 @@ fn metrics_text(serve: &WpaServe) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delay_above_the_watermark_is_obeyed_and_dry_run_writes_only_the_status() {
-    let c = ScalingCluster::start().await;
-    c.deployment("delay", "slow", 1).await.expect("deployment");
-    c.deployment("delay", "dry", 2).await.expect("deployment");
+async fn a_delay_above_the_watermark_is_obeyed_and_explained() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "slow", 1).await.expect("deployment");
     c.metrics.set("slow-qps", 60.0);
-    c.metrics.set("dry-qps", 500.0);
     let slow = "  upscaleForbiddenWindowSeconds: 1\n  upscaleDelayAboveWatermarkSeconds: 8\n";
-    c.apply_wpa(&wpa_yaml("delay", "slow", "slow", "slow-qps", "100", "50", slow)).await.unwrap();
-    let dry = "  upscaleForbiddenWindowSeconds: 1\n  dryRun: true\n";
-    c.apply_wpa(&wpa_yaml("delay", "dry", "dry", "dry-qps", "100", "50", dry)).await.unwrap();
-    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    c.apply_wpa(&wpa_yaml(&ns, "slow", "slow", "slow-qps", "100", "50", slow)).await.unwrap();
+    let serve = reconciler(&c, &ns, "a", &["--leader-elect=false"]).await;
 
     // Within the band: the first pass "scales" to the same count (no lastScaleTime yet), nothing moves.
-    c.wait_condition(
-        "delay",
-        "slow",
-        "AboveHighWatermark",
-        "False",
-        "Value above High Watermark",
-        30 * SECOND,
-    )
-    .await
-    .expect("the first pass");
+    c.wait_condition(&ns, "slow", "AboveHighWatermark", "False", "Value above High Watermark", 30 * SECOND)
+        .await
+        .expect("the first pass");
     c.metrics.set("slow-qps", 300.0);
     let crossed = Instant::now();
-    c.wait_condition(
-        "delay",
-        "slow",
-        "AboveHighWatermark",
-        "True",
-        "Value above High Watermark",
-        10 * SECOND,
-    )
-    .await
-    .expect("the metric is seen above");
+    c.wait_condition(&ns, "slow", "AboveHighWatermark", "True", "Value above High Watermark", 10 * SECOND)
+        .await
+        .expect("the metric is seen above");
     // `wpa explain` says why nothing happens yet, with the time left.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wpa"))
-        .args(["explain", "-n", "delay", "slow", "--kubeconfig"])
-        .arg(c.cluster.kubeconfig_path())
-        .output()
-        .expect("run wpa explain");
-    let trace = String::from_utf8_lossy(&out.stdout).to_string();
-    eprintln!("{trace}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success());
+    let trace = explain(&c, &ns, "slow");
     for expected in [
-        "WatermarkPodAutoscaler delay/slow",
-        "spec.replicas 1",
-        "1 selected, 1 ready",
-        "slow-qps{map[app:slow]} (External): value 300 in total (1 ready pods)",
-        "low 50 (with tolerance 45), high 100 (with tolerance 110): above → proposal 3",
-        "→ 2 (ScaleUpLimit)",
-        "Delays: above the high watermark 8s",
-        "Decision: stays at 1: Will not scale: value has not been out of bounds for long enough (above the high watermark for",
-        "AboveHighWatermark",
+        format!("WatermarkPodAutoscaler {ns}/slow"),
+        "spec.replicas 1".into(),
+        "1 selected, 1 ready".into(),
+        "slow-qps{map[app:slow]} (External): value 300 in total (1 ready pods)".into(),
+        "low 50 (with tolerance 45), high 100 (with tolerance 110): above → proposal 3".into(),
+        "→ 2 (ScaleUpLimit)".into(),
+        "Delays: above the high watermark 8s".into(),
+        "Decision: stays at 1: Will not scale: value has not been out of bounds for long enough (above the high watermark for".into(),
+        "AboveHighWatermark".into(),
     ] {
-        assert!(trace.contains(expected), "explain lacks {expected:?}:\n{trace}");
+        assert!(trace.contains(&expected), "explain lacks {expected:?}:\n{trace}");
     }
     // 8 s above before an upscale; the pass period is 1 s, so allow a pass of slack on the early side.
-    holds(&c, "delay", "slow", 1, Duration::from_secs(7).saturating_sub(crossed.elapsed())).await;
-    c.wait_scale("delay", "slow", 2, 20 * SECOND).await.expect("the upscale after the delay");
+    holds(&c, &ns, "slow", 1, Duration::from_secs(7).saturating_sub(crossed.elapsed())).await;
+    c.wait_scale(&ns, "slow", 2, 20 * SECOND).await.expect("the upscale after the delay");
     let waited = crossed.elapsed();
     eprintln!("upscale {waited:?} after the metric went above");
     assert!(waited >= Duration::from_secs(7), "scaled after {waited:?}, before the 8 s delay");
     // Back within the band (for 2 or 3 replicas) so that the count settles.
     c.metrics.set("slow-qps", 80.0);
 
-    // Dry run: the decision (2 → 3, the +50 % limit) is recorded; /scale never changes.
-    let st = support::wait_for(20 * SECOND, || async {
-        let st = c.wpa_status("delay", "dry").await.map_err(|e| e.to_string())?;
-        if st.desired_replicas == 3 && st.last_scale_time.is_some() { Ok(st) } else { Err(format!("{st:?}")) }
-    })
-    .await
-    .expect("the dry-run decision is in the status");
-    let dry_run = st.conditions.iter().find(|c| c.type_ == "DryRun").expect("DryRun condition");
-    assert_eq!((dry_run.status.as_str(), dry_run.reason.as_deref()), ("True", Some("DryRun mode enabled")));
-    holds(&c, "delay", "dry", 2, 5 * SECOND).await;
-    let (slow_replicas, _) = c.scale("delay", "slow").await.unwrap();
+    // The series of a real scale, and its Scaling event.
+    let (slow_replicas, _) = c.scale(&ns, "slow").await.unwrap();
     let text = metrics_text(&serve);
-    assert_eq!(sample(&text, "wpa_controller_dry_run", &[("wpa_name", "dry")]), Some(1.0));
     assert_eq!(sample(&text, "wpa_controller_dry_run", &[("wpa_name", "slow")]), Some(0.0));
     assert_eq!(
         sample(&text, "wpa_controller_replicas_scaling_effective", &[("wpa_name", "slow")]),
@@ -221,78 +256,115 @@ async fn a_delay_above_the_watermark_is_obeyed_and_dry_run_writes_only_the_statu
         sample(&text, "wpa_controller_upscale_replicas_total", &[("wpa_name", "slow")]),
         Some(f64::from(slow_replicas - 1))
     );
-    assert_eq!(sample(&text, "wpa_controller_upscale_replicas_total", &[("wpa_name", "dry")]), None);
-    // Events: one Scaling for the real scale, DryRunScaling for the other.
-    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
-        kube::Api::namespaced(c.cluster.client(), "delay");
-    let list = events.list(&Default::default()).await.expect("list events");
-    let reasons: Vec<(String, String)> = list
-        .items
-        .iter()
-        .map(|e| {
-            let who = e.regarding.as_ref().and_then(|r| r.name.clone()).unwrap_or_default();
-            (who, e.reason.clone().unwrap_or_default())
-        })
-        .collect();
+    let reasons = event_reasons(&c, &ns).await;
     assert!(reasons.contains(&("slow".into(), "Scaling".into())), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_records_the_decision_in_the_status_and_never_scales() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "dry", 2).await.expect("deployment");
+    c.metrics.set("dry-qps", 500.0);
+    let dry = "  upscaleForbiddenWindowSeconds: 1\n  dryRun: true\n";
+    c.apply_wpa(&wpa_yaml(&ns, "dry", "dry", "dry-qps", "100", "50", dry)).await.unwrap();
+    let serve = reconciler(&c, &ns, "a", &["--leader-elect=false"]).await;
+
+    // The decision (2 → 3, the +50 % limit) is recorded; /scale never changes.
+    let st = wait_status(&c, &ns, "dry", 20 * SECOND, |st| {
+        st.desired_replicas == 3 && st.last_scale_time.is_some()
+    })
+    .await;
+    let dry_run = st.conditions.iter().find(|c| c.type_ == "DryRun").expect("DryRun condition");
+    assert_eq!((dry_run.status.as_str(), dry_run.reason.as_deref()), ("True", Some("DryRun mode enabled")));
+    holds(&c, &ns, "dry", 2, 5 * SECOND).await;
+    let text = metrics_text(&serve);
+    assert_eq!(sample(&text, "wpa_controller_dry_run", &[("wpa_name", "dry")]), Some(1.0));
+    assert_eq!(sample(&text, "wpa_controller_upscale_replicas_total", &[("wpa_name", "dry")]), None);
+    // A DryRunScaling event, never a Scaling one.
+    let reasons = event_reasons(&c, &ns).await;
     assert!(reasons.contains(&("dry".into(), "DryRunScaling".into())), "{reasons:?}");
     assert!(!reasons.contains(&("dry".into(), "Scaling".into())), "{reasons:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unready_pods_block_scaling_and_a_manual_scale_outside_the_bounds_is_corrected() {
-    let c = ScalingCluster::start().await;
-    c.deployment("gate", "api", 4).await.expect("deployment");
+async fn unready_pods_block_scaling_until_they_are_ready() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "api", 4).await.expect("deployment");
     // Two of four pods fail their readiness probe: 50 % ready, under the 60 % the WPA requires.
-    c.kubelet().pause("gate");
-    c.make_pods_unready("gate", "api", 2).await.expect("make pods unready");
-    c.metrics.set("api-qps", 200.0);
+    c.kubelet().pause(&ns);
+    c.make_pods_unready(&ns, "api", 2).await.expect("make pods unready");
+    c.metrics.set("gate-qps", 200.0);
     let extra = "  minReplicas: 2\n  maxReplicas: 6\n  minAvailableReplicaPercentage: 60\n  upscaleForbiddenWindowSeconds: 1\n  downscaleForbiddenWindowSeconds: 1\n";
-    let text = wpa_yaml("gate", "api", "api", "api-qps", "100", "50", extra)
+    let text = wpa_yaml(&ns, "api", "api", "gate-qps", "100", "50", extra)
         .replace("  minReplicas: 1\n  maxReplicas: 10\n", "");
     c.apply_wpa(&text).await.unwrap();
-    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    let serve = reconciler(&c, &ns, "a", &["--leader-elect=false"]).await;
     let msg = c
-        .wait_condition("gate", "api", "ScalingActive", "False", "FailedGetExternalMetric", 30 * SECOND)
+        .wait_condition(&ns, "api", "ScalingActive", "False", "FailedGetExternalMetric", 30 * SECOND)
         .await
         .expect("scaling is blocked");
-    assert!(msg.contains("50 % of the pods are unready, will not autoscale gate/api"), "{msg}");
-    holds(&c, "gate", "api", 4, 4 * SECOND).await;
+    assert!(msg.contains(&format!("50 % of the pods are unready, will not autoscale {ns}/api")), "{msg}");
+    holds(&c, &ns, "api", 4, 4 * SECOND).await;
 
     // Ready again: ceil(4 × 200 / 100) = 8, limited to +50 % = 6, which is also the maximum.
-    c.kubelet().serve("gate");
-    c.wait_scale("gate", "api", 6, 30 * SECOND).await.expect("the upscale once pods are ready");
-
-    // A user scales past the maximum: corrected at once, windows notwithstanding.
-    c.set_scale("gate", "api", 9).await.unwrap();
-    c.wait_scale("gate", "api", 6, 15 * SECOND).await.expect("corrected to the maximum");
-    // Below the minimum.
-    c.metrics.set("api-qps", 70.0);
-    c.set_scale("gate", "api", 1).await.unwrap();
-    c.wait_scale("gate", "api", 2, 15 * SECOND).await.expect("corrected to the minimum");
-    // At 0 the WPA stands aside, as the HPA does: it never scales a workload back up from zero. (Upstream
-    // reports ScalingDisabled only while pods remain; once they are gone the metric pass already fails on
-    // "no pods", and that is the condition shown.)
-    c.set_scale("gate", "api", 0).await.unwrap();
-    c.wait_condition("gate", "api", "ScalingActive", "False", "FailedGetExternalMetric", 15 * SECOND)
-        .await
-        .expect("a condition says why nothing happens");
-    holds(&c, "gate", "api", 0, 4 * SECOND).await;
+    c.kubelet().serve(&ns);
+    c.wait_scale(&ns, "api", 6, 30 * SECOND).await.expect("the upscale once pods are ready");
     drop(serve);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metric_errors_block_scaling_and_never_fall_back_to_the_minimum() {
-    let c = ScalingCluster::start().await;
-    c.deployment("bad", "jobs", 3).await.expect("deployment");
-    let extra = "  upscaleForbiddenWindowSeconds: 1\n  downscaleForbiddenWindowSeconds: 1\n";
-    let text = wpa_yaml("bad", "jobs", "jobs", "queue", "100", "50", extra)
-        .replace("  namespace: bad\n", "  namespace: bad\n  annotations:\n    wpa.datadoghq.com/logs-attributes: '{\"team\":\"payments\"}'\n");
-    c.metrics.answer("queue", Answer::Error(503));
+async fn a_manual_scale_outside_the_bounds_is_corrected_and_zero_is_left_alone() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "api", 4).await.expect("deployment");
+    // 70 is within the band: only the bounds move the count.
+    c.metrics.set("bounds-qps", 70.0);
+    let extra = "  minReplicas: 2\n  maxReplicas: 6\n  upscaleForbiddenWindowSeconds: 1\n  downscaleForbiddenWindowSeconds: 1\n";
+    let text = wpa_yaml(&ns, "api", "api", "bounds-qps", "100", "50", extra)
+        .replace("  minReplicas: 1\n  maxReplicas: 10\n", "");
     c.apply_wpa(&text).await.unwrap();
-    let serve =
-        reconciler(&c, "a", &["--leader-elect=false", "--metric-max-age", "2m", "--log-format", "json"])
-            .await;
+    let serve = reconciler(&c, &ns, "a", &["--leader-elect=false"]).await;
+    wait_status(&c, &ns, "api", 30 * SECOND, |st| st.observed_generation.is_some()).await;
+
+    // A user scales past the maximum: corrected at once, windows notwithstanding.
+    c.set_scale(&ns, "api", 9).await.unwrap();
+    c.wait_scale(&ns, "api", 6, 15 * SECOND).await.expect("corrected to the maximum");
+    // Below the minimum.
+    c.set_scale(&ns, "api", 1).await.unwrap();
+    c.wait_scale(&ns, "api", 2, 15 * SECOND).await.expect("corrected to the minimum");
+    // At 0 the WPA stands aside, as the HPA does: it never scales a workload back up from zero. (Upstream
+    // reports ScalingDisabled only while pods remain; once they are gone the metric pass already fails on
+    // "no pods", and that is the condition shown.)
+    c.set_scale(&ns, "api", 0).await.unwrap();
+    c.wait_condition(&ns, "api", "ScalingActive", "False", "FailedGetExternalMetric", 15 * SECOND)
+        .await
+        .expect("a condition says why nothing happens");
+    holds(&c, &ns, "api", 0, 4 * SECOND).await;
+    drop(serve);
+}
+
+/// A WPA `jobs` on 3 pods whose metric `metric` answers `first`, with logs-attributes, and the reconciler
+/// (JSON logs, metrics older than 2 minutes refused).
+async fn failing_metric(c: &ScalingCluster, ns: &str, metric: &str, first: Answer) -> WpaServe {
+    c.deployment(ns, "jobs", 3).await.expect("deployment");
+    let extra = "  upscaleForbiddenWindowSeconds: 1\n  downscaleForbiddenWindowSeconds: 1\n";
+    let text = wpa_yaml(ns, "jobs", "jobs", metric, "100", "50", extra).replacen(
+        &format!("  namespace: {ns}\n"),
+        &format!("  namespace: {ns}\n  annotations:\n    wpa.datadoghq.com/logs-attributes: '{{\"team\":\"payments\"}}'\n"),
+        1,
+    );
+    c.metrics.answer(metric, first);
+    c.apply_wpa(&text).await.unwrap();
+    reconciler(c, ns, "a", &["--leader-elect=false", "--metric-max-age", "2m", "--log-format", "json"]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_errors_block_scaling_and_never_fall_back_to_the_minimum() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    let _serve = failing_metric(&c, &ns, "queue", Answer::Error(503)).await;
     let cases: [(Answer, &str); 4] = [
         (Answer::Error(503), "unable to fetch metrics from external metrics API"),
         (Answer::Raw(serde_json::json!("NaN")), "invalid value \"NaN\""),
@@ -302,7 +374,7 @@ async fn metric_errors_block_scaling_and_never_fall_back_to_the_minimum() {
     for (answer, expected) in cases {
         c.metrics.answer("queue", answer.clone());
         let found = support::wait_for(20 * SECOND, || async {
-            let st = c.wpa_status("bad", "jobs").await.map_err(|e| e.to_string())?;
+            let st = c.wpa_status(&ns, "jobs").await.map_err(|e| e.to_string())?;
             let active =
                 st.conditions.iter().find(|c| c.type_ == "ScalingActive").ok_or("no ScalingActive")?;
             let msg = active.message.clone().unwrap_or_default();
@@ -318,18 +390,13 @@ async fn metric_errors_block_scaling_and_never_fall_back_to_the_minimum() {
         .await
         .unwrap_or_else(|e| panic!("{answer:?} blocks scaling: {e}"));
         eprintln!("{answer:?}: {found}");
-        holds(&c, "bad", "jobs", 3, 3 * SECOND).await;
+        holds(&c, &ns, "jobs", 3, 3 * SECOND).await;
     }
     // One Warning event for the failing state, not one per pass.
-    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
-        kube::Api::namespaced(c.cluster.client(), "bad");
-    let warnings = events
-        .list(&Default::default())
+    let warnings = event_reasons(&c, &ns)
         .await
-        .unwrap()
-        .items
         .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("FailedGetExternalMetric"))
+        .filter(|(_, reason)| reason == "FailedGetExternalMetric")
         .count();
     assert!(
         (4..=6).contains(&warnings),
@@ -338,9 +405,17 @@ async fn metric_errors_block_scaling_and_never_fall_back_to_the_minimum() {
 
     // A sane value again: floor(3 × 10 / 50) = 0 → 1 (the minimum), within the 20 % limit of 3 → 2.
     c.metrics.set("queue", 10.0);
-    c.wait_scale("bad", "jobs", 2, 20 * SECOND).await.expect("scaling resumes");
+    c.wait_scale(&ns, "jobs", 2, 20 * SECOND).await.expect("scaling resumes");
+}
 
-    // JSON logs carry the WPA and its logs-attributes on every line about it (the line follows the write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_wpa_and_its_logs_attributes() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    // floor(3 × 10 / 50) = 0 → 1 (the minimum), within the 20 % limit of 3 → 2.
+    let serve = failing_metric(&c, &ns, "logged-queue", Answer::Value("10".into())).await;
+    c.wait_scale(&ns, "jobs", 2, 20 * SECOND).await.expect("a scale");
+    // The line follows the write.
     let line = support::wait_for(5 * SECOND, || async {
         let log = serve.log();
         log.lines()
@@ -351,12 +426,26 @@ async fn metric_errors_block_scaling_and_never_fall_back_to_the_minimum() {
     .await
     .expect("a rescale log line");
     assert_eq!(line["wpa_name"], "jobs");
-    assert_eq!(line["wpa_namespace"], "bad");
+    assert_eq!(line["wpa_namespace"], ns.name());
     assert_eq!(line["team"], "payments");
+}
 
-    // Deleting the WPA: the finalizer is removed, and its series go away.
-    assert!(metrics_text(&serve).contains("wpa_name=\"jobs\""));
-    let out = c.cluster.kubectl(&["delete", "wpa", "-n", "bad", "jobs", "--timeout=30s"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_wpa_loses_its_finalizer_and_its_series() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    let serve = failing_metric(&c, &ns, "deleted-queue", Answer::Value("75".into())).await;
+    support::wait_for(20 * SECOND, || async {
+        if metrics_text(&serve).contains("wpa_name=\"jobs\"") {
+            Ok(())
+        } else {
+            Err("no series yet".to_string())
+        }
+    })
+    .await
+    .expect("the WPA's series are exported");
+    // kubectl delete waits until the finalizer is removed.
+    let out = c.cluster.kubectl(&["delete", "wpa", "-n", &ns, "jobs", "--timeout=30s"]);
     assert!(out.status.success(), "kubectl delete: {}", String::from_utf8_lossy(&out.stderr));
     support::wait_for(10 * SECOND, || async {
         let text = metrics_text(&serve);
@@ -366,96 +455,122 @@ async fn metric_errors_block_scaling_and_never_fall_back_to_the_minimum() {
     .expect("the deleted WPA's series are gone");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_elect_one_leader_that_alone_scales_and_a_killed_leader_is_replaced() {
-    let c = ScalingCluster::start().await;
-    c.deployment("ha", "svc", 1).await.expect("deployment");
-    c.metrics.set("svc-qps", 150.0);
+/// Two replicas with short Lease timings, and the Lease's holder.
+struct Pair {
+    a: WpaServe,
+    b: WpaServe,
+}
+
+async fn two_replicas(c: &ScalingCluster, ns: &str, metric: &str) -> Pair {
+    c.deployment(ns, "svc", 1).await.expect("deployment");
+    c.metrics.set(metric, 150.0);
     let extra = "  upscaleForbiddenWindowSeconds: 1\n";
-    c.apply_wpa(&wpa_yaml("ha", "svc", "svc", "svc-qps", "100", "50", extra)).await.unwrap();
-    let lease = [&support::FAST_LEASE[..], &["--lease-namespace", "default"]].concat();
-    let mut a = reconciler(&c, "a", &[&lease[..], &["--identity", "replica-a"]].concat()).await;
-    let mut b = reconciler(&c, "b", &[&lease[..], &["--identity", "replica-b"]].concat()).await;
+    c.apply_wpa(&wpa_yaml(ns, "svc", "svc", metric, "100", "50", extra)).await.unwrap();
+    let a = reconciler(c, ns, "a", &[&support::FAST_LEASE[..], &["--identity", "replica-a"]].concat()).await;
+    let b = reconciler(c, ns, "b", &[&support::FAST_LEASE[..], &["--identity", "replica-b"]].concat()).await;
+    Pair { a, b }
+}
+
+async fn lease_holder(c: &ScalingCluster, ns: &str) -> Result<String, String> {
     let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
-        kube::Api::namespaced(c.cluster.client(), "default");
-    let holder = || async {
-        let l = leases.get("watermarkpodautoscaler-lock").await.map_err(|e| e.to_string())?;
-        l.spec.and_then(|s| s.holder_identity).ok_or_else(|| "no holder".to_string())
-    };
-    let first = support::wait_for(20 * SECOND, holder).await.expect("a leader is elected");
+        kube::Api::namespaced(c.cluster.client(), ns);
+    let l = leases.get("watermarkpodautoscaler-lock").await.map_err(|e| e.to_string())?;
+    l.spec.and_then(|s| s.holder_identity).ok_or_else(|| "no holder".to_string())
+}
+
+fn leading(serve: &WpaServe) -> Option<f64> {
+    sample(&metrics_text(serve), "wpa_reconciler_leader", &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_replicas_only_the_elected_leader_scales_and_exports_wpa_series() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    let mut pair = two_replicas(&c, &ns, "elected-qps").await;
+    let first = support::wait_for(20 * SECOND, || lease_holder(&c, &ns)).await.expect("a leader is elected");
     // ceil(1 × 150 / 100) = 2.
-    c.wait_scale("ha", "svc", 2, 30 * SECOND).await.expect("the leader scales");
-    let (ra, rb) = (passes(&a), passes(&b));
+    c.wait_scale(&ns, "svc", 2, 30 * SECOND).await.expect("the leader scales");
+    let (ra, rb) = (passes(&pair.a), passes(&pair.b));
     eprintln!("leader {first}; passes: a {ra}, b {rb}");
-    let (leader, follower) = if first == "replica-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    let (leader, follower) =
+        if first == "replica-a" { (&mut pair.a, &mut pair.b) } else { (&mut pair.b, &mut pair.a) };
     wait_counted(leader).await;
     assert_eq!(passes(follower), 0.0, "only the leader reconciles");
-    let leading = |serve: &WpaServe| sample(&metrics_text(serve), "wpa_reconciler_leader", &[]);
     assert_eq!((leading(leader), leading(follower)), (Some(1.0), Some(0.0)));
     let follower_series = metrics_text(follower);
     assert!(
         !follower_series.lines().any(|l| l.starts_with("wpa_controller_")),
         "a follower exports no WPA series:\n{follower_series}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_once_its_lease_expires() {
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    let mut pair = two_replicas(&c, &ns, "killed-qps").await;
+    let first = support::wait_for(20 * SECOND, || lease_holder(&c, &ns)).await.expect("a leader is elected");
+    c.wait_scale(&ns, "svc", 2, 30 * SECOND).await.expect("the leader scales");
+    let (leader, follower) =
+        if first == "replica-a" { (&mut pair.a, &mut pair.b) } else { (&mut pair.b, &mut pair.a) };
 
     // The leader dies without releasing its lease: the other takes over once the lease expires.
     leader.kill();
     let killed = Instant::now();
-    c.wait_ready_pods("ha", "svc", 2, 30 * SECOND).await.unwrap();
-    c.metrics.set("svc-qps", 280.0);
-    c.wait_scale("ha", "svc", 3, 30 * SECOND).await.expect("the new leader scales");
+    c.wait_ready_pods(&ns, "svc", 2, 30 * SECOND).await.unwrap();
+    c.metrics.set("killed-qps", 280.0);
+    c.wait_scale(&ns, "svc", 3, 30 * SECOND).await.expect("the new leader scales");
     eprintln!("handover and scale {:?} after the kill", killed.elapsed());
-    let second = holder().await.unwrap();
+    let second = lease_holder(&c, &ns).await.unwrap();
     assert_ne!(second, first);
     wait_counted(follower).await;
     assert_eq!(leading(follower), Some(1.0), "the new leader says so");
 }
 
+/// Its own cluster: it restarts the API server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_server_restart_is_survived_without_a_lost_or_doubled_scale() {
     let c = ScalingCluster::start().await;
-    c.deployment("restart", "app", 2).await.expect("deployment");
+    let ns = "restart";
+    c.deployment(ns, "app", 2).await.expect("deployment");
     c.metrics.set("app-qps", 300.0);
     let extra = "  upscaleForbiddenWindowSeconds: 25\n";
-    c.apply_wpa(&wpa_yaml("restart", "app", "app", "app-qps", "100", "50", extra)).await.unwrap();
-    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    c.apply_wpa(&wpa_yaml(ns, "app", "app", "app-qps", "100", "50", extra)).await.unwrap();
+    let serve = reconciler(&c, ns, "a", &["--leader-elect=false"]).await;
     // ceil(2 × 300 / 100) = 6, limited to +1.
-    c.wait_scale("restart", "app", 3, 30 * SECOND).await.expect("the first upscale");
+    c.wait_scale(ns, "app", 3, 30 * SECOND).await.expect("the first upscale");
     let scaled = Instant::now();
     let took = c.cluster.restart_apiserver().await.expect("restart the API server");
     eprintln!("API server back in {took:?}");
     // Inside the 25 s window: no second scale, however the watches came back.
-    holds(&c, "restart", "app", 3, Duration::from_secs(20).saturating_sub(scaled.elapsed())).await;
-    c.wait_scale("restart", "app", 4, 30 * SECOND).await.expect("the next upscale after the window");
-    let st = support::wait_for(10 * SECOND, || async {
-        let st = c.wpa_status("restart", "app").await.map_err(|e| e.to_string())?;
-        if st.desired_replicas == 4 { Ok(st) } else { Err(format!("{st:?}")) }
-    })
-    .await
-    .unwrap();
+    holds(&c, ns, "app", 3, Duration::from_secs(20).saturating_sub(scaled.elapsed())).await;
+    c.wait_scale(ns, "app", 4, 30 * SECOND).await.expect("the next upscale after the window");
+    let st = wait_status(&c, ns, "app", 10 * SECOND, |st| st.desired_replicas == 4).await;
     assert_eq!(st.scaling_events_count, 2, "one event per scale: {st:?}");
     drop(serve);
 }
 
+/// It installs the DatadogMonitor CRD, which no other test of this binary needs absent or present.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_control_gates_scaling_on_the_datadog_monitor() {
-    let c = ScalingCluster::start().await;
-    c.deployment("lc", "app", 1).await.expect("deployment");
-    c.metrics.set("app-qps", 300.0);
-    let text = wpa_yaml("lc", "app", "app", "app-qps", "100", "50", "  upscaleForbiddenWindowSeconds: 1\n")
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "app", 1).await.expect("deployment");
+    c.metrics.set("lc-qps", 300.0);
+    let text = wpa_yaml(&ns, "app", "app", "lc-qps", "100", "50", "  upscaleForbiddenWindowSeconds: 1\n")
         .replace(
-            "  namespace: lc\n",
-            "  namespace: lc\n  annotations:\n    wpa.datadoghq.com/lifecycle-control.enabled: \"true\"\n",
+            &format!("  namespace: {ns}\n"),
+            &format!("  namespace: {ns}\n  annotations:\n    wpa.datadoghq.com/lifecycle-control.enabled: \"true\"\n"),
         );
     c.apply_wpa(&text).await.unwrap();
-    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    let serve = reconciler(&c, &ns, "a", &["--leader-elect=false"]).await;
     // No DatadogMonitor CRD in the cluster: blocked, and the condition says why.
     let msg = c
-        .wait_condition("lc", "app", "ScalingBlocked", "True", "FailedGetDatadogMonitor", 30 * SECOND)
+        .wait_condition(&ns, "app", "ScalingBlocked", "True", "FailedGetDatadogMonitor", 30 * SECOND)
         .await
         .expect("blocked without the CRD");
     assert!(msg.contains("DatadogMonitor CRD (datadogmonitors.datadoghq.com) is not installed"), "{msg}");
-    holds(&c, "lc", "app", 1, 3 * SECOND).await;
+    holds(&c, &ns, "app", 1, 3 * SECOND).await;
 
     // The CRD and a monitor in Alert.
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
@@ -471,7 +586,7 @@ async fn lifecycle_control_gates_scaling_on_the_datadog_monitor() {
     c.cluster.install_crd(crd).await.expect("install the DatadogMonitor CRD");
     let monitor = |state: &str| {
         format!(
-            "apiVersion: datadoghq.com/v1alpha1\nkind: DatadogMonitor\nmetadata: {{name: app, namespace: lc}}\nstatus: {{monitorState: {state}}}\n"
+            "apiVersion: datadoghq.com/v1alpha1\nkind: DatadogMonitor\nmetadata: {{name: app, namespace: {ns}}}\nstatus: {{monitorState: {state}}}\n"
         )
     };
     c.cluster.kubectl_apply(&monitor("Alert")).expect("a monitor in Alert");
@@ -479,8 +594,9 @@ async fn lifecycle_control_gates_scaling_on_the_datadog_monitor() {
     // upstream); discovery forgets a missing kind after 30 s.
     let bump = |max: i32| {
         let client = c.cluster.client();
+        let ns = ns.to_string();
         async move {
-            let api: kube::Api<wpa::api::WatermarkPodAutoscaler> = kube::Api::namespaced(client, "lc");
+            let api: kube::Api<wpa::api::WatermarkPodAutoscaler> = kube::Api::namespaced(client, &ns);
             let patch = serde_json::json!({"spec": {"maxReplicas": max}});
             api.patch("app", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
                 .await
@@ -490,20 +606,20 @@ async fn lifecycle_control_gates_scaling_on_the_datadog_monitor() {
     tokio::time::sleep(Duration::from_secs(31)).await;
     bump(11).await;
     let msg = c
-        .wait_condition("lc", "app", "ScalingBlocked", "True", "DatadogMonitorNotOK", 30 * SECOND)
+        .wait_condition(&ns, "app", "ScalingBlocked", "True", "DatadogMonitorNotOK", 30 * SECOND)
         .await
         .expect("blocked by a monitor in Alert");
-    assert_eq!(msg, "monitor lc/app is in Alert state, blocking the WPA from proceeding");
-    holds(&c, "lc", "app", 1, 3 * SECOND).await;
+    assert_eq!(msg, format!("monitor {ns}/app is in Alert state, blocking the WPA from proceeding"));
+    holds(&c, &ns, "app", 1, 3 * SECOND).await;
 
     c.cluster.kubectl_apply(&monitor("OK")).expect("the monitor recovers");
     bump(12).await;
-    c.wait_scale("lc", "app", 2, 30 * SECOND).await.expect("scaling resumes once the monitor is OK");
+    c.wait_scale(&ns, "app", 2, 30 * SECOND).await.expect("scaling resumes once the monitor is OK");
     let msg = c
-        .wait_condition("lc", "app", "ScalingBlocked", "False", "DatadogMonitorOK", 10 * SECOND)
+        .wait_condition(&ns, "app", "ScalingBlocked", "False", "DatadogMonitorOK", 10 * SECOND)
         .await
         .unwrap();
-    assert_eq!(msg, "monitor lc/app is in a OK state, allowing the WPA from proceeding");
+    assert_eq!(msg, format!("monitor {ns}/app is in a OK state, allowing the WPA from proceeding"));
     let text = metrics_text(&serve);
     assert_eq!(
         sample(
@@ -517,9 +633,10 @@ async fn lifecycle_control_gates_scaling_on_the_datadog_monitor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_metrics_from_metrics_k8s_io_scale_on_the_average_usage_of_ready_pods() {
-    let c = ScalingCluster::start().await;
-    c.deployment("res", "cpu", 2).await.expect("deployment");
-    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(c.cluster.client(), "res");
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "cpu", 2).await.expect("deployment");
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(c.cluster.client(), &ns);
     let names: Vec<String> = pods
         .list(&kube::api::ListParams::default().labels("app=cpu"))
         .await
@@ -530,11 +647,11 @@ async fn resource_metrics_from_metrics_k8s_io_scale_on_the_average_usage_of_read
         .collect();
     assert_eq!(names.len(), 2);
     for n in &names {
-        c.metrics.set_pod_usage("res", n, "cpu", "150m");
+        c.metrics.set_pod_usage(&ns, n, "cpu", "150m");
     }
     let wpa = r#"apiVersion: datadoghq.com/v1alpha1
 kind: WatermarkPodAutoscaler
-metadata: {name: cpu, namespace: res}
+metadata: {name: cpu, namespace: NAMESPACE}
 spec:
   scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: cpu}
   minReplicas: 1
@@ -549,19 +666,19 @@ spec:
       highWatermark: "200m"
       lowWatermark: "100m"
 "#;
-    c.apply_wpa(wpa).await.unwrap();
-    let _serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    c.apply_wpa(&wpa.replace("NAMESPACE", &ns)).await.unwrap();
+    let _serve = reconciler(&c, &ns, "a", &["--leader-elect=false"]).await;
     // 150m per pod is within [90m, 220m]: the first pass records itself and nothing moves.
-    c.wait_condition("res", "cpu", "ScalingActive", "True", "NotScaling", 30 * SECOND).await.expect("a pass");
-    holds(&c, "res", "cpu", 2, 3 * SECOND).await;
+    c.wait_condition(&ns, "cpu", "ScalingActive", "True", "NotScaling", 30 * SECOND).await.expect("a pass");
+    holds(&c, &ns, "cpu", 2, 3 * SECOND).await;
     // 500m per pod: ceil(2 × 500 / 200) = 5, limited to +50 % = 3.
     for n in &names {
-        c.metrics.set_pod_usage("res", n, "cpu", "500m");
+        c.metrics.set_pod_usage(&ns, n, "cpu", "500m");
     }
-    c.wait_scale("res", "cpu", 3, 30 * SECOND).await.expect("an upscale on CPU");
+    c.wait_scale(&ns, "cpu", 3, 30 * SECOND).await.expect("an upscale on CPU");
     // Written right after the scale: the average over the ready pods that report the metric.
     support::wait_for(10 * SECOND, || async {
-        let st = c.wpa_status("res", "cpu").await.map_err(|e| e.to_string())?;
+        let st = c.wpa_status(&ns, "cpu").await.map_err(|e| e.to_string())?;
         let r = st.current_metrics.first().and_then(|m| m.resource.clone()).ok_or("no Resource status")?;
         if r.name == "cpu" && r.current_average_value.milli() == 500 { Ok(()) } else { Err(format!("{r:?}")) }
     })
@@ -571,13 +688,14 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hpa_created_after_the_wpa_is_reported_as_a_conflict() {
-    let c = ScalingCluster::start().await;
-    c.deployment("fight", "app", 2).await.expect("deployment");
-    c.metrics.set("app-qps", 150.0);
-    c.apply_wpa(&wpa_yaml("fight", "app", "app", "app-qps", "100", "50", "")).await.unwrap();
-    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "app", 2).await.expect("deployment");
+    c.metrics.set("fight-qps", 150.0);
+    c.apply_wpa(&wpa_yaml(&ns, "app", "app", "fight-qps", "100", "50", "")).await.unwrap();
+    let serve = reconciler(&c, &ns, "a", &["--leader-elect=false"]).await;
     support::wait_for(30 * SECOND, || async {
-        let st = c.wpa_status("fight", "app").await.map_err(|e| e.to_string())?;
+        let st = c.wpa_status(&ns, "app").await.map_err(|e| e.to_string())?;
         if st.observed_generation.is_some() { Ok(()) } else { Err("not reconciled yet".to_string()) }
     })
     .await
@@ -585,12 +703,12 @@ async fn an_hpa_created_after_the_wpa_is_reported_as_a_conflict() {
     // The webhook refuses a WPA on a target an HPA scales, but not an HPA created afterwards.
     c.cluster
         .kubectl_apply(
-            "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: app-hpa, namespace: fight}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: app}\n  minReplicas: 1\n  maxReplicas: 10\n",
+            &format!("apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {{name: app-hpa, namespace: {ns}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: app}}\n  minReplicas: 1\n  maxReplicas: 10\n"),
         )
         .expect("the HPA");
     let msg = c
         .wait_condition(
-            "fight",
+            &ns,
             "app",
             "ConflictingAutoscaler",
             "True",
@@ -599,22 +717,20 @@ async fn an_hpa_created_after_the_wpa_is_reported_as_a_conflict() {
         )
         .await
         .expect("the conflict is reported");
-    assert!(msg.starts_with("HorizontalPodAutoscaler fight/app-hpa also scales Deployment/app"), "{msg}");
-    let events = c.cluster.kubectl(&["get", "events", "-n", "fight", "-o", "jsonpath={.items[*].reason}"]);
-    assert!(String::from_utf8_lossy(&events.stdout).contains("HorizontalPodAutoscalerFound"));
-    let trace = std::process::Command::new(env!("CARGO_BIN_EXE_wpa"))
-        .args(["explain", "-n", "fight", "app", "--kubeconfig"])
-        .arg(c.cluster.kubeconfig_path())
-        .output()
-        .expect("run wpa explain");
-    let trace = String::from_utf8_lossy(&trace.stdout);
     assert!(
-        trace.contains("Conflict: HorizontalPodAutoscaler fight/app-hpa also scales Deployment/app"),
+        msg.starts_with(&format!("HorizontalPodAutoscaler {ns}/app-hpa also scales Deployment/app")),
+        "{msg}"
+    );
+    let events = c.cluster.kubectl(&["get", "events", "-n", &ns, "-o", "jsonpath={.items[*].reason}"]);
+    assert!(String::from_utf8_lossy(&events.stdout).contains("HorizontalPodAutoscalerFound"));
+    let trace = explain(&c, &ns, "app");
+    assert!(
+        trace.contains(&format!("Conflict: HorizontalPodAutoscaler {ns}/app-hpa also scales Deployment/app")),
         "{trace}"
     );
     // The HPA goes: so does the conflict.
-    c.cluster.kubectl(&["delete", "hpa", "app-hpa", "-n", "fight"]);
-    c.wait_condition("fight", "app", "ConflictingAutoscaler", "False", "NoOtherAutoscaler", 30 * SECOND)
+    c.cluster.kubectl(&["delete", "hpa", "app-hpa", "-n", &ns]);
+    c.wait_condition(&ns, "app", "ConflictingAutoscaler", "False", "NoOtherAutoscaler", 30 * SECOND)
         .await
         .expect("the conflict is over");
     drop(serve);
@@ -622,18 +738,15 @@ async fn an_hpa_created_after_the_wpa_is_reported_as_a_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_stopped_by_sigterm_releases_its_lease_at_once_and_scales_no_more() {
-    let c = ScalingCluster::start().await;
-    c.deployment("handoff", "svc", 1).await.expect("deployment");
-    c.metrics.set("svc-qps", 150.0);
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "svc", 1).await.expect("deployment");
+    c.metrics.set("handoff-qps", 150.0);
     let extra = "  upscaleForbiddenWindowSeconds: 1\n";
-    c.apply_wpa(&wpa_yaml("handoff", "svc", "svc", "svc-qps", "100", "50", extra)).await.unwrap();
+    c.apply_wpa(&wpa_yaml(&ns, "svc", "svc", "handoff-qps", "100", "50", extra)).await.unwrap();
     // The default Lease timings: without a release, the follower waits out 15 s after the last renewal.
-    let lease = ["--lease-namespace", "default"];
-    let a = reconciler(&c, "a", &[&lease[..], &["--identity", "replica-a"]].concat()).await;
-    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
-        kube::Api::namespaced(c.cluster.client(), "default");
-    let holder =
-        async || leases.get("watermarkpodautoscaler-lock").await.ok().and_then(|l| l.spec?.holder_identity);
+    let a = reconciler(&c, &ns, "a", &["--identity", "replica-a"]).await;
+    let holder = async || lease_holder(&c, &ns).await.ok();
     support::wait_for(20 * SECOND, || async {
         if holder().await.as_deref() == Some("replica-a") {
             Ok(())
@@ -643,13 +756,13 @@ async fn a_leader_stopped_by_sigterm_releases_its_lease_at_once_and_scales_no_mo
     })
     .await
     .expect("replica-a leads");
-    c.wait_scale("handoff", "svc", 2, 30 * SECOND).await.expect("a scales");
-    let b = reconciler(&c, "b", &[&lease[..], &["--identity", "replica-b"]].concat()).await;
+    c.wait_scale(&ns, "svc", 2, 30 * SECOND).await.expect("a scales");
+    let b = reconciler(&c, &ns, "b", &["--identity", "replica-b"]).await;
     // A metric that asks for more: whoever leads scales at once (1 s window).
-    c.wait_ready_pods("handoff", "svc", 2, 30 * SECOND).await.unwrap();
+    c.wait_ready_pods(&ns, "svc", 2, 30 * SECOND).await.unwrap();
     a.signal_terminate();
     let stopped = Instant::now();
-    c.metrics.set("svc-qps", 280.0);
+    c.metrics.set("handoff-qps", 280.0);
     support::wait_for(10 * SECOND, || async {
         if holder().await.as_deref() == Some("replica-b") {
             Ok(())
@@ -662,7 +775,7 @@ async fn a_leader_stopped_by_sigterm_releases_its_lease_at_once_and_scales_no_mo
     let handover = stopped.elapsed();
     eprintln!("handover {handover:?} after SIGTERM");
     assert!(handover < 8 * SECOND, "handover took {handover:?}");
-    c.wait_scale("handoff", "svc", 3, 30 * SECOND).await.expect("the new leader scales");
+    c.wait_scale(&ns, "svc", 3, 30 * SECOND).await.expect("the new leader scales");
     let log = a.log();
     assert!(log.contains("leader lease released"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
@@ -675,42 +788,43 @@ async fn a_leader_stopped_by_sigterm_releases_its_lease_at_once_and_scales_no_mo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_outage_longer_than_fallback_after_scales_up_to_the_fallback_and_recovery_resumes_scaling()
 {
-    let c = ScalingCluster::start().await;
-    c.deployment("outage", "api", 2).await.expect("deployment");
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "api", 2).await.expect("deployment");
     // 75 within the band [50, 100]: 2 replicas hold.
-    c.metrics.set("api-qps", 75.0);
+    c.metrics.set("outage-qps", 75.0);
     // Short windows: the first pass records a (no-op) scale, and the fallback's scale opens a downscale window.
     let extra = "  scaleUpLimitFactor: \"200\"\n  upscaleForbiddenWindowSeconds: 1\n  downscaleForbiddenWindowSeconds: 2\n";
-    let wpa = wpa_yaml("outage", "api", "api", "api-qps", "100", "50", extra)
+    let wpa = wpa_yaml(&ns, "api", "api", "outage-qps", "100", "50", extra)
         .replacen(
-            "  namespace: outage\n",
-            "  namespace: outage\n  annotations:\n    wpa.datadoghq.com/fallback-replicas: \"5\"\n    wpa.datadoghq.com/fallback-after: \"8s\"\n",
+            &format!("  namespace: {ns}\n"),
+            &format!("  namespace: {ns}\n  annotations:\n    wpa.datadoghq.com/fallback-replicas: \"5\"\n    wpa.datadoghq.com/fallback-after: \"8s\"\n"),
             1,
         );
     c.apply_wpa(&wpa).await.expect("apply the WPA with a fallback");
-    let serve = reconciler(&c, "a", &["--leader-elect=false"]).await;
-    c.wait_condition("outage", "api", "Fallback", "False", "MetricsAvailable", 30 * SECOND)
+    let serve = reconciler(&c, &ns, "a", &["--leader-elect=false"]).await;
+    c.wait_condition(&ns, "api", "Fallback", "False", "MetricsAvailable", 30 * SECOND)
         .await
         .expect("a first pass with the metric");
 
     // The provider answers 503: the fallback waits out fallback-after, holding the count.
-    c.metrics.answer("api-qps", Answer::Error(503));
+    c.metrics.answer("outage-qps", Answer::Error(503));
     let pending = c
-        .wait_condition("outage", "api", "Fallback", "Unknown", "MetricsFailing", 15 * SECOND)
+        .wait_condition(&ns, "api", "Fallback", "Unknown", "MetricsFailing", 15 * SECOND)
         .await
         .expect("the outage is seen");
     assert!(pending.contains("keeps at least 5 replicas (fallback-replicas) from"), "{pending}");
-    holds(&c, "outage", "api", 2, 5 * SECOND).await;
+    holds(&c, &ns, "api", 2, 5 * SECOND).await;
 
     // Then the count goes to the fallback, and stays there (never down) while the outage lasts.
     let active = c
-        .wait_condition("outage", "api", "Fallback", "True", "FallbackActive", 20 * SECOND)
+        .wait_condition(&ns, "api", "Fallback", "True", "FallbackActive", 20 * SECOND)
         .await
         .expect("the fallback takes over");
     assert!(active.contains("has failed for more than 8s"), "{active}");
-    c.wait_scale("outage", "api", 5, 20 * SECOND).await.expect("a scale to fallback-replicas");
-    c.wait_ready_pods("outage", "api", 5, 30 * SECOND).await.expect("5 ready pods");
-    holds(&c, "outage", "api", 5, 4 * SECOND).await;
+    c.wait_scale(&ns, "api", 5, 20 * SECOND).await.expect("a scale to fallback-replicas");
+    c.wait_ready_pods(&ns, "api", 5, 30 * SECOND).await.expect("5 ready pods");
+    holds(&c, &ns, "api", 5, 4 * SECOND).await;
     let (_, metrics) = serve.health("/metrics").expect("scrape /metrics");
     assert!(
         metrics.lines().any(|l| l.starts_with("wpa_fallback_active{")
@@ -720,12 +834,12 @@ async fn a_metrics_outage_longer_than_fallback_after_scales_up_to_the_fallback_a
     );
 
     // The metric answers again, low: the fallback ends and normal scaling resumes from 5 (−20 % per step).
-    c.metrics.set("api-qps", 10.0);
-    c.wait_condition("outage", "api", "Fallback", "False", "MetricsAvailable", 20 * SECOND)
+    c.metrics.set("outage-qps", 10.0);
+    c.wait_condition(&ns, "api", "Fallback", "False", "MetricsAvailable", 20 * SECOND)
         .await
         .expect("the fallback ends");
-    c.wait_scale("outage", "api", 4, 20 * SECOND).await.expect("a downscale on the metric again");
-    let events = c.cluster.kubectl(&["get", "events", "-n", "outage", "-o", "jsonpath={.items[*].reason}"]);
+    c.wait_scale(&ns, "api", 4, 20 * SECOND).await.expect("a downscale on the metric again");
+    let events = c.cluster.kubectl(&["get", "events", "-n", &ns, "-o", "jsonpath={.items[*].reason}"]);
     let reasons = String::from_utf8_lossy(&events.stdout).to_string();
     assert!(reasons.contains("FallbackActive") && reasons.contains("FallbackEnded"), "{reasons}");
     drop(serve);

@@ -1,8 +1,11 @@
 //! `wpa simulate` as a user runs it: the binary, the shipped examples, and bad input.
 
+mod support;
+
 use std::{path::PathBuf, process::Command};
 
 use serde_json::Value;
+use support::WEB_WPA as WPA;
 
 fn wpa() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wpa"))
@@ -17,23 +20,6 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write a temp file");
     p
 }
-
-const WPA: &str = r#"
-apiVersion: datadoghq.com/v1alpha1
-kind: WatermarkPodAutoscaler
-metadata: {name: web}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
-  minReplicas: 2
-  maxReplicas: 10
-  metrics:
-  - type: External
-    external:
-      metricName: qps
-      metricSelector: {matchLabels: {app: web}}
-      highWatermark: "100"
-      lowWatermark: "50"
-"#;
 
 #[test]
 fn example_day_scales_up_and_down_within_bounds() {
@@ -604,8 +590,8 @@ fn demo_and_simulate_help_show_examples() {
 #[test]
 fn an_empty_value_is_an_outage_that_the_fallback_answers_after_its_delay() {
     let wpa_text = WPA.replace(
-        "metadata: {name: web}",
-        "metadata:\n  name: web\n  annotations:\n    wpa.datadoghq.com/fallback-replicas: \"6\"\n    wpa.datadoghq.com/fallback-after: \"2m\"",
+        "metadata: {name: web, namespace: default}",
+        "metadata:\n  name: web\n  namespace: default\n  annotations:\n    wpa.datadoghq.com/fallback-replicas: \"6\"\n    wpa.datadoghq.com/fallback-after: \"2m\"",
     );
     // 75: within the band at 4 pods; then the metric goes silent for 10 minutes.
     let series = "timestamp,metric,value\n0,qps,75\n60,qps,\n660,qps,75\n";

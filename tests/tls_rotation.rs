@@ -2,9 +2,9 @@
 //! `..data` itself is atomically replaced by a rename. New connections must get the new certificate, and no
 //! request may fail during the swap.
 
+mod support;
+
 use std::{
-    os::unix::fs::symlink,
-    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rustls::pki_types::{CertificateDer, pem::PemObject};
+use support::tls::{kubelet_write, leaf_der};
 use tokio_util::sync::CancellationToken;
 use wpa::{
     runtime::http as server,
@@ -22,41 +22,9 @@ use wpa::{
     webhook::{self, WebhookState},
 };
 
-/// Writes a Secret volume revision the way kubelet does: files in a timestamped directory, swapped in by
-/// renaming a fresh `..data` symlink over the old one.
-fn kubelet_write(dir: &Path, revision: &str, pair: &SelfSigned) {
-    let rev = dir.join(revision);
-    std::fs::create_dir_all(&rev).expect("revision dir");
-    std::fs::write(rev.join("tls.crt"), &pair.cert_pem).expect("write cert");
-    std::fs::write(rev.join("tls.key"), &pair.key_pem).expect("write key");
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    symlink(revision, &tmp).expect("tmp link");
-    std::fs::rename(&tmp, dir.join("..data")).expect("atomic swap");
-    for f in ["tls.crt", "tls.key"] {
-        if std::fs::symlink_metadata(dir.join(f)).is_err() {
-            symlink(format!("..data/{f}"), dir.join(f)).expect("file link");
-        }
-    }
-}
-
-fn leaf_der(pem: &str) -> Vec<u8> {
-    CertificateDer::pem_slice_iter(pem.as_bytes()).next().expect("a cert").expect("parses").to_vec()
-}
-
 fn client(cas: &[&SelfSigned], reuse_connections: bool) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in cas {
-        for c in CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
-            roots.add(c.expect("a CA cert")).expect("add a root");
-        }
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let pems: Vec<&str> = cas.iter().map(|ca| ca.ca_pem.as_str()).collect();
+    let config = support::tls::client_config(&pems);
     let mut b = reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .tls_info(true)

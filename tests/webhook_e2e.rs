@@ -1,12 +1,13 @@
 //! The admission webhook end to end: a real kube-apiserver calls `wpa serve` over TLS when `kubectl apply`
 //! runs. Defaults land in stored objects, refusals reach the user with the exact message, warnings show,
 //! `--dry-run=server` works, and a certificate rotation during a stream of requests loses none.
+//!
+//! The tests that leave the webhook serving share one cluster and one `wpa serve`, each in its own
+//! namespace; those that stop the server or point the webhooks elsewhere have a cluster of their own.
 
 mod support;
 
 use std::{
-    os::unix::fs::symlink,
-    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -19,11 +20,12 @@ use kube::{
     api::{DeleteParams, PostParams},
 };
 use serde_json::Value;
-use support::{StartWpa, TestCluster, WpaServe, wait_for, webhook_configurations};
-use wpa::{
-    api::WatermarkPodAutoscaler,
-    runtime::tls::{CertAuthority, SelfSigned},
+use support::{
+    Shared, StartWpa, TestCluster, TestNamespace, WEB_WPA, WpaServe,
+    tls::{kubelet_write, leaf_der},
+    wait_for, webhook_configurations,
 };
+use wpa::{api::WatermarkPodAutoscaler, runtime::tls::CertAuthority};
 
 fn kubectl_apply(cluster: &TestCluster, yaml: &str, extra: &[&str]) -> (bool, String, String) {
     use std::io::Write;
@@ -57,31 +59,14 @@ fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("kubectl -o json")
 }
 
-const WEB_WPA: &str = r#"
-apiVersion: datadoghq.com/v1alpha1
-kind: WatermarkPodAutoscaler
-metadata: {name: web, namespace: default}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
-  maxReplicas: 10
-  minReplicas: 2
-  metrics:
-  - type: External
-    external:
-      metricName: qps
-      metricSelector: {matchLabels: {app: web}}
-      highWatermark: "100"
-      lowWatermark: "50"
-"#;
-
-fn deployment(name: &str, replicas: u32, annotations: &str) -> String {
+fn deployment(namespace: &str, name: &str, replicas: u32, annotations: &str) -> String {
     format!(
         r#"
 apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {name}
-  namespace: default
+  namespace: {namespace}
   annotations: {annotations}
 spec:
   replicas: {replicas}
@@ -95,10 +80,6 @@ spec:
 
 /// The cluster with the CRD, the shipped webhook configurations pointed at a `wpa serve --self-signed
 /// --inject-ca` (which writes its CA into them).
-async fn cluster_with_webhook() -> (TestCluster, WpaServe) {
-    cluster_with_webhook_on(TestCluster::start().await, &[]).await
-}
-
 async fn cluster_with_webhook_on(cluster: TestCluster, extra: &[&str]) -> (TestCluster, WpaServe) {
     cluster.install_crd(wpa::api::crd()).await.expect("install the CRD");
     // Registered first: `--inject-ca` patches them at start.
@@ -120,14 +101,53 @@ async fn cluster_with_webhook_on(cluster: TestCluster, extra: &[&str]) -> (TestC
     (cluster, serve)
 }
 
-#[tokio::test]
-async fn kubectl_sees_defaults_refusals_and_warnings() {
-    let (cluster, serve) = cluster_with_webhook().await;
+/// The binary's cluster with the webhook: the tests that leave it serving share it, each in its own
+/// namespace (the webhooks are cluster-wide, and the target index answers per namespace).
+struct Webhooked {
+    serve: WpaServe,
+    cluster: TestCluster,
+}
 
-    // Defaults are written into the stored object by the mutating webhook.
-    let (ok, _, err) = kubectl_apply(&cluster, WEB_WPA, &[]);
-    assert!(ok, "{err}\n{}", serve.log());
-    let stored = kubectl_json(&cluster, &["get", "wpa", "web", "-o", "json"]);
+static WEBHOOKED: Shared<Webhooked> = Shared::new();
+
+async fn webhooked() -> Arc<Webhooked> {
+    WEBHOOKED
+        .get(|| async {
+            let (cluster, serve) = cluster_with_webhook_on(TestCluster::start().await, &[]).await;
+            Webhooked { serve, cluster }
+        })
+        .await
+}
+
+/// WEB_WPA in namespace `ns`, named `name` (on Deployment `name` too when `own_target`).
+fn web_wpa(ns: &str, name: &str, own_target: bool) -> String {
+    let wpa =
+        WEB_WPA.replace("{name: web, namespace: default}", &format!("{{name: {name}, namespace: {ns}}}"));
+    if own_target { wpa.replace("name: web}", &format!("name: {name}}}")) } else { wpa }
+}
+
+/// Waits until the webhook's target index has seen a WPA on Deployment `target` of `ns` (a server dry
+/// run of another WPA on it is refused).
+async fn wait_governed(cluster: &TestCluster, ns: &str, target: &str) {
+    let probe = web_wpa(ns, "probe", false).replace("name: web}", &format!("name: {target}}}"));
+    wait_for(Duration::from_secs(10), || {
+        let probe = probe.clone();
+        async move {
+            let (ok, _, err) = kubectl_apply(cluster, &probe, &["--dry-run=server"]);
+            if !ok && err.contains("is already scaled by") { Ok(()) } else { Err(format!("{ok} {err}")) }
+        }
+    })
+    .await
+    .expect("the webhook sees the WPA");
+}
+
+#[tokio::test]
+async fn the_mutating_webhook_stores_defaults_and_keeps_values_the_user_set() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    let (ok, _, err) = kubectl_apply(&w.cluster, &web_wpa(&ns, "web", false), &[]);
+    assert!(ok, "{err}\n{}", w.serve.log());
+    let stored = kubectl_json(&w.cluster, &["get", "wpa", "web", "-n", &ns, "-o", "json"]);
     let spec = &stored["spec"];
     assert_eq!(spec["minReplicas"], 2, "a value the user set is kept");
     assert_eq!(spec["algorithm"], "absolute");
@@ -137,16 +157,26 @@ async fn kubectl_sees_defaults_refusals_and_warnings() {
     assert_eq!(spec["downscaleForbiddenWindowSeconds"], 300);
     assert_eq!(spec["upscaleForbiddenWindowSeconds"], 60);
     assert_eq!(spec["replicaScalingAbsoluteModulo"], 1);
-    // Applying the same manifest again changes nothing.
-    let (ok, out, _) = kubectl_apply(&cluster, WEB_WPA, &[]);
-    assert!(ok && out.contains("unchanged"), "{out}");
+}
 
-    // Refusals carry the exact message.
+#[tokio::test]
+async fn applying_the_same_manifest_again_changes_nothing() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    let wpa = web_wpa(&ns, "web", false);
+    let (ok, _, err) = kubectl_apply(&w.cluster, &wpa, &[]);
+    assert!(ok, "{err}\n{}", w.serve.log());
+    let (ok, out, _) = kubectl_apply(&w.cluster, &wpa, &[]);
+    assert!(ok && out.contains("unchanged"), "{out}");
+}
+
+#[tokio::test]
+async fn an_invalid_wpa_is_refused_with_the_exact_message() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
     let (ok, _, err) = kubectl_apply(
-        &cluster,
-        &WEB_WPA
-            .replace("name: web, namespace", "name: bad, namespace")
-            .replace("minReplicas: 2", "minReplicas: 20"),
+        &w.cluster,
+        &web_wpa(&ns, "bad", false).replace("minReplicas: 2", "minReplicas: 20"),
         &[],
     );
     assert!(!ok);
@@ -154,10 +184,15 @@ async fn kubectl_sees_defaults_refusals_and_warnings() {
         err.contains(r#"admission webhook "validate-wpa.datadoghq.com" denied the request: spec.maxReplicas: watermark pod autoscaler requires the minimum number of replicas to be configured and inferior to the maximum"#),
         "{err}"
     );
-    let typo = WEB_WPA
-        .replace("name: web, namespace", "name: typo, namespace")
-        .replace("  maxReplicas: 10", "  maxReplicas: 10\n  algorithm: Average");
-    let (ok, _, err) = kubectl_apply(&cluster, &typo, &[]);
+}
+
+#[tokio::test]
+async fn an_unsupported_algorithm_is_refused_also_in_a_server_dry_run() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    let typo =
+        web_wpa(&ns, "typo", false).replace("  maxReplicas: 10", "  maxReplicas: 10\n  algorithm: Average");
+    let (ok, _, err) = kubectl_apply(&w.cluster, &typo, &[]);
     assert!(!ok);
     assert!(
         err.contains(
@@ -165,28 +200,37 @@ async fn kubectl_sees_defaults_refusals_and_warnings() {
         ),
         "{err}"
     );
-    let (ok, _, err) = kubectl_apply(&cluster, &typo, &["--dry-run=server"]);
+    let (ok, _, err) = kubectl_apply(&w.cluster, &typo, &["--dry-run=server"]);
     assert!(
         !ok && err.contains(r#"spec.algorithm: unsupported value "Average""#),
         "--dry-run=server gets the same refusal: {err}"
     );
+}
 
-    // --dry-run=server shows what would be stored and stores nothing.
-    let fresh = WEB_WPA
-        .replace("name: web, namespace", "name: preview, namespace")
-        .replace("name: web}", "name: preview}");
-    let (ok, out, err) = kubectl_apply(&cluster, &fresh, &["--dry-run=server", "-o", "json"]);
+#[tokio::test]
+async fn a_server_dry_run_shows_the_defaults_and_stores_nothing() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    let fresh = web_wpa(&ns, "preview", true);
+    let (ok, out, err) = kubectl_apply(&w.cluster, &fresh, &["--dry-run=server", "-o", "json"]);
     assert!(ok, "{err}");
     let preview: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(preview["spec"]["tolerance"], "100m");
-    let gone = cluster.kubectl(&["get", "wpa", "preview"]);
+    let gone = w.cluster.kubectl(&["get", "wpa", "preview", "-n", &ns]);
     assert!(!gone.status.success(), "a dry run creates nothing");
+}
 
-    // A second autoscaler on the same target is refused, naming the first (once the cache has seen it).
-    let second = WEB_WPA.replace("name: web, namespace", "name: web-2, namespace");
+#[tokio::test]
+async fn a_second_wpa_on_the_same_target_is_refused_naming_the_first() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    let (ok, _, err) = kubectl_apply(&w.cluster, &web_wpa(&ns, "web", false), &[]);
+    assert!(ok, "{err}");
+    // Refused once the cache has seen the first.
+    let second = web_wpa(&ns, "web-2", false);
     let err = wait_for(Duration::from_secs(10), || {
         let second = second.clone();
-        let cluster = &cluster;
+        let cluster = &w.cluster;
         async move {
             let (ok, _, err) = kubectl_apply(cluster, &second, &[]);
             if ok { Err("still accepted".to_string()) } else { Ok(err) }
@@ -195,27 +239,36 @@ async fn kubectl_sees_defaults_refusals_and_warnings() {
     .await
     .expect("the second WPA is refused");
     assert!(
-        err.contains(
-            "spec.scaleTargetRef: Deployment/web is already scaled by WatermarkPodAutoscaler default/web"
-        ),
+        err.contains(&format!(
+            "spec.scaleTargetRef: Deployment/web is already scaled by WatermarkPodAutoscaler {ns}/web"
+        )),
         "{err}"
     );
+}
 
-    // An HPA on a workload: a WPA for it is refused.
-    let hpa = r#"
+/// An HPA on Deployment api of `ns`.
+fn hpa(ns: &str) -> String {
+    format!(
+        r#"
 apiVersion: autoscaling/v1
 kind: HorizontalPodAutoscaler
-metadata: {name: hpa-api, namespace: default}
+metadata: {{name: hpa-api, namespace: {ns}}}
 spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: api}
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: api}}
   maxReplicas: 5
   targetCPUUtilizationPercentage: 50
-"#;
-    cluster.kubectl_apply(hpa).expect("an HPA");
-    let api_wpa =
-        WEB_WPA.replace("name: web, namespace", "name: api, namespace").replace("name: web}", "name: api}");
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_wpa_on_a_deployment_an_hpa_scales_is_refused_naming_the_hpa() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    w.cluster.kubectl_apply(&hpa(&ns)).expect("an HPA");
+    let api_wpa = web_wpa(&ns, "api", true);
     let err = wait_for(Duration::from_secs(10), || {
-        let (cluster, api_wpa) = (&cluster, api_wpa.clone());
+        let (cluster, api_wpa) = (&w.cluster, api_wpa.clone());
         async move {
             let (ok, _, err) = kubectl_apply(cluster, &api_wpa, &[]);
             if ok { Err("still accepted".to_string()) } else { Ok(err) }
@@ -224,82 +277,135 @@ spec:
     .await
     .expect("the WPA on an HPA-scaled Deployment is refused");
     assert!(
-        err.contains("Deployment/api is already scaled by HorizontalPodAutoscaler default/hpa-api"),
+        err.contains(&format!("Deployment/api is already scaled by HorizontalPodAutoscaler {ns}/hpa-api")),
         "{err}"
     );
-    let accepted = api_wpa.replace(
-        "namespace: default}",
-        "namespace: default, annotations: {wpa.datadoghq.com/allow-conflicting-autoscaler: \"true\"}}",
+}
+
+#[tokio::test]
+async fn allow_conflicting_autoscaler_accepts_a_wpa_beside_an_hpa_with_a_warning() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    w.cluster.kubectl_apply(&hpa(&ns)).expect("an HPA");
+    let accepted = web_wpa(&ns, "api", true).replace(
+        &format!("namespace: {ns}}}"),
+        &format!(
+            "namespace: {ns}, annotations: {{wpa.datadoghq.com/allow-conflicting-autoscaler: \"true\"}}}}"
+        ),
     );
-    let (ok, _, err) = kubectl_apply(&cluster, &accepted, &[]);
+    // Once the webhook has seen the HPA, the warning names it.
+    let err = wait_for(Duration::from_secs(10), || {
+        let (cluster, accepted) = (&w.cluster, accepted.clone());
+        async move {
+            let (ok, _, err) = kubectl_apply(cluster, &accepted, &["--dry-run=server"]);
+            if !ok {
+                panic!("the annotation accepts the conflict: {err}");
+            }
+            if err.contains("Warning") { Ok(err) } else { Err(err) }
+        }
+    })
+    .await
+    .expect("a warning");
+    assert!(
+        err.contains(&format!(
+            "Warning: Deployment/api is also scaled by HorizontalPodAutoscaler {ns}/hpa-api"
+        )),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl_apply(&w.cluster, &accepted, &[]);
     assert!(ok, "the annotation accepts the conflict: {err}");
     assert!(
-        err.contains("Warning: Deployment/api is also scaled by HorizontalPodAutoscaler default/hpa-api"),
+        err.contains(&format!(
+            "Warning: Deployment/api is also scaled by HorizontalPodAutoscaler {ns}/hpa-api"
+        )),
         "{err}"
     );
+}
 
-    // A governed Deployment's replicas are clamped into [minReplicas, maxReplicas], with a warning.
-    let (ok, _, err) = kubectl_apply(&cluster, &deployment("web", 50, "{}"), &[]);
+/// A WPA on Deployment web of `ns` (maxReplicas 10), once the webhook has seen it.
+async fn governed(cluster: &TestCluster, ns: &str) {
+    let (ok, _, err) = kubectl_apply(cluster, &web_wpa(ns, "web", false), &[]);
+    assert!(ok, "{err}");
+    wait_governed(cluster, ns, "web").await;
+}
+
+#[tokio::test]
+async fn a_governed_deployments_replicas_are_clamped_to_max_replicas_with_a_warning() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    governed(&w.cluster, &ns).await;
+    let (ok, _, err) = kubectl_apply(&w.cluster, &deployment(&ns, "web", 50, "{}"), &[]);
     assert!(ok, "{err}");
     assert!(
-        err.contains("Warning: spec.replicas 50 is above maxReplicas 10 of WatermarkPodAutoscaler default/web, which governs this Deployment: set to 10"),
+        err.contains(&format!("Warning: spec.replicas 50 is above maxReplicas 10 of WatermarkPodAutoscaler {ns}/web, which governs this Deployment: set to 10")),
         "{err}"
     );
-    let stored = kubectl_json(&cluster, &["get", "deployment", "web", "-o", "json"]);
+    let stored = kubectl_json(&w.cluster, &["get", "deployment", "web", "-n", &ns, "-o", "json"]);
     assert_eq!(stored["spec"]["replicas"], 10);
-    // The /scale subresource is how autoscalers scale: never touched.
-    let out = cluster.kubectl(&["scale", "deployment", "web", "--replicas=30"]);
+}
+
+/// The /scale subresource is how autoscalers scale: never touched.
+#[tokio::test]
+async fn the_scale_subresource_of_a_governed_deployment_is_left_alone() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    governed(&w.cluster, &ns).await;
+    let (ok, _, err) = kubectl_apply(&w.cluster, &deployment(&ns, "web", 5, "{}"), &[]);
+    assert!(ok, "{err}");
+    let out = w.cluster.kubectl(&["scale", "deployment", "web", "-n", &ns, "--replicas=30"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(kubectl_json(&cluster, &["get", "deployment", "web", "-o", "json"])["spec"]["replicas"], 30);
-    // A governed Deployment's wpa annotations are checked.
-    let (ok, _, err) =
-        kubectl_apply(&cluster, &deployment("web", 5, r#"{wpa.datadoghq.com/skip-owner-check: "yes"}"#), &[]);
+    assert_eq!(
+        kubectl_json(&w.cluster, &["get", "deployment", "web", "-n", &ns, "-o", "json"])["spec"]["replicas"],
+        30
+    );
+}
+
+#[tokio::test]
+async fn a_governed_deployments_wpa_annotations_are_checked() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    governed(&w.cluster, &ns).await;
+    let (ok, _, err) = kubectl_apply(
+        &w.cluster,
+        &deployment(&ns, "web", 5, r#"{wpa.datadoghq.com/skip-owner-check: "yes"}"#),
+        &[],
+    );
     assert!(!ok);
     assert!(err.contains(r#"admission webhook "validate-workloads.wpa.datadoghq.com" denied the request: metadata.annotations[wpa.datadoghq.com/skip-owner-check]: must be "true" or "false", got "yes""#), "{err}");
-    // An ungoverned Deployment is left alone.
+}
+
+#[tokio::test]
+async fn an_ungoverned_deployment_is_left_alone() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    governed(&w.cluster, &ns).await;
     let (ok, _, err) = kubectl_apply(
-        &cluster,
-        &deployment("free", 500, r#"{wpa.datadoghq.com/skip-owner-check: "yes"}"#),
+        &w.cluster,
+        &deployment(&ns, "free", 500, r#"{wpa.datadoghq.com/skip-owner-check: "yes"}"#),
         &[],
     );
     assert!(ok && !err.contains("Warning"), "{err}");
+}
 
-    // The webhook's own metrics count what it answered.
-    let (code, metrics) = support::http_get(serve.health_port, "/metrics").expect("metrics");
+#[tokio::test]
+async fn the_webhooks_metrics_count_what_it_answered() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    let (ok, _, _) = kubectl_apply(
+        &w.cluster,
+        &web_wpa(&ns, "bad", false).replace("minReplicas: 2", "minReplicas: 20"),
+        &[],
+    );
+    assert!(!ok, "an invalid WPA is refused");
+    let (code, metrics) = support::http_get(w.serve.health_port, "/metrics").expect("metrics");
     assert_eq!(code, 200);
     assert!(metrics.contains(r#"wpa_webhook_requests_total{webhook="validate",kind="WatermarkPodAutoscaler",operation="CREATE",allowed="false",reason="invalid"}"#), "{metrics}");
     assert!(metrics.contains("wpa_webhook_request_duration_seconds_bucket"));
 }
 
-/// Writes a Secret volume revision as kubelet does (see tests/tls_rotation.rs).
-fn kubelet_write(dir: &Path, revision: &str, pair: &SelfSigned) {
-    let rev = dir.join(revision);
-    std::fs::create_dir_all(&rev).expect("revision dir");
-    std::fs::write(rev.join("tls.crt"), &pair.cert_pem).expect("write cert");
-    std::fs::write(rev.join("tls.key"), &pair.key_pem).expect("write key");
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    symlink(revision, &tmp).expect("tmp link");
-    std::fs::rename(&tmp, dir.join("..data")).expect("atomic swap");
-    for f in ["tls.crt", "tls.key"] {
-        if std::fs::symlink_metadata(dir.join(f)).is_err() {
-            symlink(format!("..data/{f}"), dir.join(f)).expect("file link");
-        }
-    }
-}
-
 fn served_leaf(port: u16, ca_pem: &str) -> Vec<u8> {
-    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.expect("a CA")).expect("a root");
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    use rustls::pki_types::ServerName;
+    let config = support::tls::client_config(&[ca_pem]);
     let mut conn =
         rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("127.0.0.1").expect("name"))
             .expect("a connection");
@@ -310,11 +416,7 @@ fn served_leaf(port: u16, ca_pem: &str) -> Vec<u8> {
     conn.peer_certificates().and_then(|c| c.first()).expect("a peer certificate").to_vec()
 }
 
-fn leaf_der(pem: &str) -> Vec<u8> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    CertificateDer::pem_slice_iter(pem.as_bytes()).next().expect("a cert").expect("parses").to_vec()
-}
-
+/// Its own cluster: its webhook configurations point at its own server, with a CA of its own.
 #[tokio::test]
 async fn a_certificate_rotation_during_a_stream_of_requests_loses_none() {
     let cluster = TestCluster::start().await;
@@ -402,6 +504,7 @@ async fn a_certificate_rotation_during_a_stream_of_requests_loses_none() {
     let _ = api.delete("nonexistent", &DeleteParams::default()).await;
 }
 
+/// Its own cluster: it stops the webhook's server.
 #[tokio::test]
 async fn a_graceful_shutdown_answers_in_flight_requests() {
     let (cluster, mut serve) =
@@ -439,6 +542,7 @@ async fn a_graceful_shutdown_answers_in_flight_requests() {
     assert!(serve.log().contains("webhook server drained"), "{}", serve.log());
 }
 
+/// Its own cluster: it stops the webhook's server, whose Fail policy then refuses every WPA of the cluster.
 #[tokio::test]
 async fn a_wpas_finalizer_and_its_namespace_are_released_while_the_webhook_is_down() {
     let (cluster, mut serve) =

@@ -10,10 +10,11 @@
 pub mod helm;
 pub mod node;
 pub mod prometheus;
+pub mod tls;
 
 pub use devcluster::{
-    HttpsServer, LocalCluster as TestCluster, NetnsHost, Options, TlsIdentity, http_get, is_pod_ready, pki,
-    wait_for,
+    HttpsServer, LocalCluster as TestCluster, NetnsHost, Options, Shared, TestNamespace, TlsIdentity,
+    find_binaries, http_get, is_pod_ready, pki, wait_for,
 };
 pub use wpa::devtools::{ScalingCluster, WpaServe, webhook_configurations, wpa_yaml};
 
@@ -33,6 +34,27 @@ pub fn run(mut cmd: std::process::Command) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// A control plane (etcd and kube-apiserver) with the WPA CRD.
+pub async fn cluster_with_crd() -> TestCluster {
+    let cluster = TestCluster::start().await;
+    cluster.install_crd(wpa::api::crd()).await.expect("the WPA CRD");
+    cluster
+}
+
+/// The WPA of tests/data/fixtures/web-wpa.yaml: Deployment web in namespace default, External metric qps.
+pub const WEB_WPA: &str = include_str!("../data/fixtures/web-wpa.yaml");
+
+/// The peak resident memory of a process, in MiB.
+pub fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmHWM")
+        / 1024
 }
 
 /// Lease timings short enough for a test to see a handover (`wpa serve` flags).
@@ -197,18 +219,9 @@ pub fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> serde_json::Value {
 
 /// A TLS handshake with `addr` for `name` (a DNS name or an IP address) that trusts only `ca_pem`.
 pub async fn tls_handshake(addr: std::net::SocketAddr, name: &str, ca_pem: &str) -> anyhow::Result<()> {
-    use std::sync::Arc;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = tls::client_config(&[ca_pem]);
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let server_name = rustls::pki_types::ServerName::try_from(name.to_string())?;
-    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(server_name, stream).await?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(server_name, stream).await?;
     Ok(())
 }

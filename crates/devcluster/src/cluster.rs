@@ -492,7 +492,7 @@ impl LocalCluster {
         }
     }
 
-    fn kubectl_command(&self, args: &[&str]) -> Command {
+    pub(crate) fn kubectl_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(self.bin("kubectl"));
         cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             // A private discovery cache: the shared ~/.kube/cache is keyed by host:port, and ports are
@@ -1077,7 +1077,42 @@ async fn kube_client(kubeconfig: &Path) -> Result<kube::Client> {
         .context("loading the admin kubeconfig")?;
     // kube-rs falls back to HTTPS_PROXY from the environment; test traffic must stay on loopback.
     config.proxy_url = None;
-    kube::Client::try_from(config).context("building the kube client")
+    let home = tokio::runtime::Handle::current();
+    let client = kube::client::ClientBuilder::try_from(config)
+        .context("building the kube client")?
+        .with_layer(&tower::layer::layer_fn(move |inner| OnHomeRuntime { inner, home: home.clone() }))
+        .build();
+    Ok(client)
+}
+
+/// Runs each request of the kube client on the runtime the client was built on, whichever runtime sends it.
+/// hyper opens and pools a connection from the request's future, so otherwise a client shared by tests
+/// (each `#[tokio::test]` has a runtime of its own) hands one test a pooled connection whose socket and task
+/// died with another test's runtime ("runtime dropped the dispatch task").
+struct OnHomeRuntime<S> {
+    inner: S,
+    home: tokio::runtime::Handle,
+}
+
+impl<S, B> tower::Service<http::Request<kube::client::Body>> for OnHomeRuntime<S>
+where
+    S: tower::Service<http::Request<kube::client::Body>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<tower::BoxError> + Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<B>;
+    type Error = tower::BoxError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<kube::client::Body>) -> Self::Future {
+        let task = self.home.spawn(self.inner.call(request));
+        Box::pin(async move { task.await.map_err(tower::BoxError::from)?.map_err(Into::into) })
+    }
 }
 
 /// For health probes (etcd, kube-apiserver, controller-manager, scheduler): trusts only the cluster CA.

@@ -13,6 +13,7 @@ pub mod netns;
 pub mod node;
 pub mod pki;
 pub mod process;
+pub mod shared;
 pub mod synthetic_metrics;
 
 use std::{
@@ -28,6 +29,7 @@ pub use fault_proxy::{Fault, FaultProxy, Trigger};
 pub use https::HttpsServer;
 pub use netns::{LoopbackRelay, NetnsHost};
 pub use pki::TlsIdentity;
+pub use shared::{Shared, TestNamespace};
 pub use synthetic_metrics::SyntheticMetrics;
 
 /// Waits until exactly `count` pods of `namespace` matching `selector` are Ready and not being deleted;
