@@ -4,8 +4,7 @@
 //! and one whose target an HPA also scales. Each test runs the `wpa` binary (or `kubectl wpa`) against it and
 //! checks one thing the command promises (docs/status.md).
 //!
-//! The fleet is built once per test binary on a runtime of its own (a kube client works only while the
-//! runtime it was built on runs; each test's would end with the test) and torn down at exit.
+//! The fleet is built once per test binary ([`Shared`]) and torn down at exit.
 
 mod support;
 
@@ -13,10 +12,11 @@ use std::{
     os::unix::fs::symlink,
     path::{Path, PathBuf},
     process::Command,
-    sync::{Mutex, OnceLock},
+    sync::Arc,
     time::Duration,
 };
 
+use devcluster::Shared;
 use serde_json::Value;
 use support::{Run, ScalingCluster, WpaServe, run, wait_for};
 
@@ -37,42 +37,30 @@ const STATES: [(&str, &str, &str); 8] = [
 ];
 
 struct Fleet {
-    runtime: tokio::runtime::Runtime,
-    /// Taken at exit, so that the control plane, the provider's network namespace and `wpa serve` go.
-    parts: Mutex<Option<(ScalingCluster, WpaServe)>>,
+    /// Dropped at exit with the shared fleet: the control plane, the provider's network namespace and
+    /// `wpa serve` go.
+    cluster: ScalingCluster,
+    _serve: WpaServe,
     kubeconfig: PathBuf,
     /// A directory with `kubectl-wpa` (a link to the binary under test) for `kubectl wpa`.
     plugins: PathBuf,
     kubectl: PathBuf,
 }
 
-static FLEET: OnceLock<Result<Fleet, String>> = OnceLock::new();
+static FLEET: Shared<Fleet> = Shared::new();
 
-fn fleet() -> &'static Fleet {
-    let fleet = FLEET.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| format!("a runtime for the fleet: {e}"))?;
-        let (cluster, serve) = runtime.block_on(build()).map_err(|e| format!("{e:#}"))?;
-        let kubeconfig = cluster.cluster.kubeconfig_path().to_path_buf();
-        let plugins = cluster.cluster.dir().join("plugins");
-        std::fs::create_dir_all(&plugins).map_err(|e| e.to_string())?;
-        symlink(env!("CARGO_BIN_EXE_wpa"), plugins.join("kubectl-wpa")).map_err(|e| e.to_string())?;
-        let kubectl = cluster.cluster.bin_dir().join("kubectl");
-        devcluster::process::at_exit(tear_down);
-        Ok(Fleet { runtime, parts: Mutex::new(Some((cluster, serve))), kubeconfig, plugins, kubectl })
-    });
-    fleet.as_ref().unwrap_or_else(|e| panic!("the fleet did not start: {e}"))
-}
-
-extern "C" fn tear_down() {
-    if let Some(Ok(fleet)) = FLEET.get() {
-        let parts = fleet.parts.lock().unwrap_or_else(|p| p.into_inner()).take();
-        // The cluster's teardown talks to its processes from the runtime it was built on.
-        fleet.runtime.block_on(async move { drop(parts) });
-    }
+async fn fleet() -> Arc<Fleet> {
+    FLEET
+        .get(|| async {
+            let (cluster, serve) = build().await.unwrap_or_else(|e| panic!("{e:#}"));
+            let kubeconfig = cluster.cluster.kubeconfig_path().to_path_buf();
+            let plugins = cluster.cluster.dir().join("plugins");
+            std::fs::create_dir_all(&plugins).expect("a plugin directory");
+            symlink(env!("CARGO_BIN_EXE_wpa"), plugins.join("kubectl-wpa")).expect("link kubectl-wpa");
+            let kubectl = cluster.cluster.bin_dir().join("kubectl");
+            Fleet { cluster, _serve: serve, kubeconfig, plugins, kubectl }
+        })
+        .await
 }
 
 /// A WPA on Deployment `target` with one External metric (absolute: the value itself against the
@@ -196,12 +184,12 @@ fn wpa_status(kubeconfig: &Path, args: &[&str]) -> Run {
     run(cmd)
 }
 
-fn status(args: &[&str]) -> Run {
-    wpa_status(&fleet().kubeconfig, args)
+async fn status(args: &[&str]) -> Run {
+    wpa_status(&fleet().await.kubeconfig, args)
 }
 
-fn json(args: &[&str]) -> Value {
-    let r = status(&[args, &["-o", "json"]].concat());
+async fn json(args: &[&str]) -> Value {
+    let r = status(&[args, &["-o", "json"]].concat()).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
 }
@@ -222,9 +210,9 @@ fn row(table: &str, name: &str) -> Vec<String> {
     line.split("   ").map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect()
 }
 
-#[test]
-fn each_wpa_of_a_namespace_is_one_row_in_its_state() {
-    let r = status(&["-n", NS]);
+#[tokio::test]
+async fn each_wpa_of_a_namespace_is_one_row_in_its_state() {
+    let r = status(&["-n", NS]).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let header: Vec<&str> = r
         .stdout
@@ -249,9 +237,9 @@ fn each_wpa_of_a_namespace_is_one_row_in_its_state() {
     }
 }
 
-#[test]
-fn a_row_shows_the_value_against_its_watermarks_and_the_target() {
-    let r = status(&["-n", NS]);
+#[tokio::test]
+async fn a_row_shows_the_value_against_its_watermarks_and_the_target() {
+    let r = status(&["-n", NS]).await;
     let cells = row(&r.stdout, "hot");
     assert_eq!(cells[1], "Deployment/hot", "{}", r.stdout);
     assert_eq!(cells[4], "hot-m 300 (50..100)", "{}", r.stdout);
@@ -259,9 +247,9 @@ fn a_row_shows_the_value_against_its_watermarks_and_the_target() {
     assert_eq!(row(&r.stdout, "orphan")[2], "-", "a missing target has no count:\n{}", r.stdout);
 }
 
-#[test]
-fn a_wait_says_when_the_next_scale_can_happen() {
-    let r = status(&["-n", NS]);
+#[tokio::test]
+async fn a_wait_says_when_the_next_scale_can_happen() {
+    let r = status(&["-n", NS]).await;
     for name in ["hot", "windowed"] {
         let next = row(&r.stdout, name).last().cloned().unwrap_or_default();
         // 900 s delay or window, counted from a pass a few seconds ago.
@@ -270,9 +258,9 @@ fn a_wait_says_when_the_next_scale_can_happen() {
     assert_eq!(row(&r.stdout, "calm").last().map(String::as_str), Some("-"), "{}", r.stdout);
 }
 
-#[test]
-fn wide_adds_the_flags_and_the_decision_in_words() {
-    let r = status(&["-n", NS, "-o", "wide"]);
+#[tokio::test]
+async fn wide_adds_the_flags_and_the_decision_in_words() {
+    let r = status(&["-n", NS, "-o", "wide"]).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let header = row(&r.stdout, "NAME");
     assert_eq!(header[5..], ["NEXT SCALE", "FLAGS", "DETAIL"], "{}", r.stdout);
@@ -288,26 +276,26 @@ fn wide_adds_the_flags_and_the_decision_in_words() {
     assert_eq!(row(&r.stdout, "shared")[6], "conflict", "{}", r.stdout);
 }
 
-#[test]
-fn a_capped_wpa_holds_at_its_maximum() {
-    let report = json(&["-n", NS]);
+#[tokio::test]
+async fn a_capped_wpa_holds_at_its_maximum() {
+    let report = json(&["-n", NS]).await;
     let capped = item(&report, "capped");
     assert_eq!(capped["state"], "at-max", "{capped:#}");
     assert_eq!(capped["replicas"], serde_json::json!({"current": 4, "desired": 4}), "{capped:#}");
 }
 
-#[test]
-fn dry_run_and_a_conflicting_hpa_are_flags_on_the_row() {
-    let r = status(&["-n", NS]);
+#[tokio::test]
+async fn dry_run_and_a_conflicting_hpa_are_flags_on_the_row() {
+    let r = status(&["-n", NS]).await;
     assert_eq!(row(&r.stdout, "calm")[3], "in-band+dry-run", "{}", r.stdout);
     assert_eq!(row(&r.stdout, "shared")[3], "in-band+conflict", "{}", r.stdout);
-    let report = json(&["-n", NS]);
+    let report = json(&["-n", NS]).await;
     assert_eq!(item(&report, "shared")["flags"], serde_json::json!(["conflict"]));
 }
 
-#[test]
-fn all_namespaces_adds_the_namespace_column() {
-    let r = status(&["-A"]);
+#[tokio::test]
+async fn all_namespaces_adds_the_namespace_column() {
+    let r = status(&["-A"]).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.starts_with("NAMESPACE   NAME"), "{}", r.stdout);
     let far = r.stdout.lines().find(|l| l.contains(" far ")).unwrap_or_else(|| panic!("far:\n{}", r.stdout));
@@ -315,18 +303,18 @@ fn all_namespaces_adds_the_namespace_column() {
     assert_eq!(r.stdout.lines().count(), 1 + STATES.len(), "{}", r.stdout);
 }
 
-#[test]
-fn a_label_selector_keeps_only_the_matching_wpas() {
-    let report = json(&["-A", "-l", "team=a"]);
+#[tokio::test]
+async fn a_label_selector_keeps_only_the_matching_wpas() {
+    let report = json(&["-A", "-l", "team=a"]).await;
     let mut names: Vec<String> = states(&report).into_iter().map(|(_, name, ..)| name).collect();
     names.sort();
     assert_eq!(names, ["calm", "far", "hot", "windowed"], "{report:#}");
     assert_eq!(report["scope"], "all namespaces with labels team=a");
 }
 
-#[test]
-fn the_json_report_carries_its_schema_version_and_each_metric() {
-    let report = json(&["-n", NS]);
+#[tokio::test]
+async fn the_json_report_carries_its_schema_version_and_each_metric() {
+    let report = json(&["-n", NS]).await;
     assert_eq!(report["schemaVersion"], 1);
     assert!(report["generatedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{report:#}");
     let hot = item(&report, "hot");
@@ -341,9 +329,9 @@ fn the_json_report_carries_its_schema_version_and_each_metric() {
     assert_eq!(item(&report, "broken")["metrics"][0]["value"], Value::Null);
 }
 
-#[test]
-fn fail_on_exits_1_naming_the_wpas_in_those_states() {
-    let r = status(&["-n", NS, "--fail-on", "blocked,failing"]);
+#[tokio::test]
+async fn fail_on_exits_1_naming_the_wpas_in_those_states() {
+    let r = status(&["-n", NS, "--fail-on", "blocked,failing"]).await;
     assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("orphan"), "the report is printed first:\n{}", r.stdout);
     assert!(
@@ -353,15 +341,15 @@ fn fail_on_exits_1_naming_the_wpas_in_those_states() {
     );
 }
 
-#[test]
-fn fail_on_exits_0_when_no_wpa_is_in_those_states() {
-    let r = status(&["-n", OTHER_NS, "--fail-on", "blocked,failing,fallback"]);
+#[tokio::test]
+async fn fail_on_exits_0_when_no_wpa_is_in_those_states() {
+    let r = status(&["-n", OTHER_NS, "--fail-on", "blocked,failing,fallback"]).await;
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
 }
 
-#[test]
-fn kubectl_wpa_status_is_the_same_command() {
-    let f = fleet();
+#[tokio::test]
+async fn kubectl_wpa_status_is_the_same_command() {
+    let f = fleet().await;
     let path = format!("{}:{}", f.plugins.display(), std::env::var("PATH").unwrap_or_default());
     let mut kubectl = Command::new(&f.kubectl);
     kubectl
@@ -375,13 +363,11 @@ fn kubectl_wpa_status_is_the_same_command() {
     assert_eq!(item(&report, "far")["state"], "in-band");
 }
 
-#[test]
-fn an_empty_namespace_says_so() {
-    let f = fleet();
-    let cluster = f.parts.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(c, _)| c.cluster.clone());
-    let cluster = cluster.expect("the fleet");
-    f.runtime.block_on(cluster.create_namespace("fleet-empty", &[])).expect("a namespace");
-    let r = status(&["-n", "fleet-empty"]);
+#[tokio::test]
+async fn an_empty_namespace_says_so() {
+    let f = fleet().await;
+    f.cluster.cluster.create_namespace("fleet-empty", &[]).await.expect("a namespace");
+    let r = status(&["-n", "fleet-empty"]).await;
     assert_eq!(
         (r.code, r.stdout.as_str()),
         (Some(0), "No WatermarkPodAutoscaler in namespace fleet-empty.\n")

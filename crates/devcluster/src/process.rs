@@ -283,12 +283,26 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Runs `teardown` when the process exits. A fixture that the tests of one binary share lives in a static,
-/// and a static is never dropped: its processes would die with the process (see pdeathsig above), but
-/// network namespaces, mounts and temporary directories would stay.
-pub fn at_exit(teardown: extern "C" fn()) {
+/// Runs `teardown` when the process exits (the last registered first). A fixture that the tests of one
+/// binary share lives in a static, and a static is never dropped: its processes would die with the process
+/// (see pdeathsig above), but network namespaces, mounts and temporary directories would stay.
+pub fn at_exit(teardown: impl FnOnce() + Send + 'static) {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    lock(&TEARDOWNS).push(Box::new(teardown));
     // SAFETY: registers a plain function with no captured state.
-    unsafe { libc::atexit(teardown) };
+    REGISTER.call_once(|| unsafe {
+        libc::atexit(run_teardowns);
+    });
+}
+
+type Teardown = Box<dyn FnOnce() + Send>;
+static TEARDOWNS: Mutex<Vec<Teardown>> = Mutex::new(Vec::new());
+
+extern "C" fn run_teardowns() {
+    let teardowns = std::mem::take(&mut *lock(&TEARDOWNS));
+    for teardown in teardowns.into_iter().rev() {
+        teardown();
+    }
 }
 
 #[cfg(test)]

@@ -13,11 +13,14 @@
 
 use std::{
     future::Future,
-    sync::{Arc, Mutex, Once, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
-use crate::{LocalCluster, process::lock};
+use crate::{
+    LocalCluster,
+    process::{at_exit, lock},
+};
 
 /// One `T` per test process, started by the first caller of [`Shared::get`].
 pub struct Shared<T> {
@@ -104,25 +107,6 @@ impl<T: Send + Sync + 'static> Shared<T> {
 impl<T: Send + Sync + 'static> Default for Shared<T> {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-type Teardown = Box<dyn FnOnce() + Send>;
-static TEARDOWNS: Mutex<Vec<Teardown>> = Mutex::new(Vec::new());
-
-fn at_exit(teardown: impl FnOnce() + Send + 'static) {
-    static REGISTER: Once = Once::new();
-    lock(&TEARDOWNS).push(Box::new(teardown));
-    // SAFETY: registers a plain function with no captured state.
-    REGISTER.call_once(|| unsafe {
-        libc::atexit(run_teardowns);
-    });
-}
-
-extern "C" fn run_teardowns() {
-    let teardowns = std::mem::take(&mut *lock(&TEARDOWNS));
-    for teardown in teardowns.into_iter().rev() {
-        teardown();
     }
 }
 

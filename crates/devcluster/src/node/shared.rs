@@ -61,7 +61,7 @@ pub async fn shared(options: impl FnOnce() -> NodeOptions + Send + 'static) -> R
     }
 }
 
-extern "C" fn stop_at_exit() {
+fn stop_at_exit() {
     let Some(slot) = SLOT.get() else { return };
     let Some(node) = lock(&slot.node).take() else { return };
     let report = node.stop();
