@@ -783,3 +783,58 @@ async fn a_fallback_that_cannot_work_is_refused_saying_how_to_fix_it() {
         assert_eq!(denial(&resp), want);
     }
 }
+
+/// The review's text with `request.kind` moved after the objects (serde_json keeps keys sorted, so the text
+/// is edited: "kind" sorts before "object").
+fn kind_last(review: &Value) -> Vec<u8> {
+    let mut request = review["request"].as_object().expect("a request").clone();
+    let kind = request.remove("kind").expect("a kind");
+    let mut text =
+        serde_json::to_string(&json!({"apiVersion": review["apiVersion"], "kind": review["kind"]}))
+            .expect("json");
+    let members: Vec<String> = request
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Value::from(k.as_str())))
+        .chain([format!("\"kind\":{kind}")])
+        .collect();
+    text.pop();
+    text.push_str(&format!(",\"request\":{{{}}}}}", members.join(",")));
+    text.into_bytes()
+}
+
+#[tokio::test]
+async fn objects_sent_before_the_request_kind_get_the_same_answer() {
+    let idx = index_with(&[("web-wpa", valid_spec())], &[]);
+    let clamp = review("v1", "apps", "Deployment", "UPDATE", deployment("web", 50, json!({})), None);
+    let (status, resp) = call(state(idx.clone()), "/mutate", kind_last(&clamp)).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(patch_of(&resp), json!([{"op": "replace", "path": "/spec/replicas", "value": 10}]));
+    let mut bad = valid_spec();
+    bad["minReplicas"] = json!(20);
+    let create = review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "CREATE", wpa_obj("w", bad), None);
+    let (status, resp) = call(state(TargetIndex::new()), "/validate", kind_last(&create)).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(denial(&resp), denial(&admit(state(TargetIndex::new()), "/validate", &create).await));
+}
+
+#[tokio::test]
+async fn what_no_rule_reads_is_stepped_over_whatever_it_holds() {
+    // Escaped keys, deep nesting, long strings and every scalar in the parts no rule reads.
+    let mut object = deployment("web", 50, json!({"wpa.datadoghq.com/x\"y": "v", "other": "w"}));
+    object["metadata"]["managedFields"] = json!([{"fieldsV1": {"f:spec": {"k:{\"name\":\"c0\"}": {".": {}}}},
+        "time": "2026-01-01T00:00:00Z", "n": [1, -2.5e3, true, false, null, "a\\\"b\u{e9}"]}]);
+    object["spec"]["template"]["spec"]["deep"] = (0..100).fold(json!("x".repeat(5000)), |v, _| json!([v]));
+    let idx = index_with(&[("web-wpa", valid_spec())], &[]);
+    let resp =
+        admit(state(idx), "/mutate", &review("v1", "apps", "Deployment", "UPDATE", object, None)).await;
+    assert_eq!(patch_of(&resp), json!([{"op": "replace", "path": "/spec/replicas", "value": 10}]));
+    // Nesting deeper than serde_json's own limit is refused as malformed, not followed.
+    let mut deep = deployment("web", 5, json!({}));
+    deep["spec"]["template"]["x"] = json!(null);
+    let text = serde_json::to_string(&review("v1", "apps", "Deployment", "CREATE", deep, None))
+        .expect("json")
+        .replace("\"x\":null", &format!("\"x\":{}{}", "[".repeat(200), "]".repeat(200)));
+    let (status, body) = call(state(TargetIndex::new()), "/mutate", text.into_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("less nesting")), "{body}");
+}

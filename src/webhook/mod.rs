@@ -9,6 +9,7 @@
 pub(crate) mod metrics;
 pub(crate) mod review;
 pub(crate) mod rules;
+pub(crate) mod scan;
 
 use std::{
     sync::Arc,
@@ -237,17 +238,15 @@ fn operation(op: &str) -> Op {
 }
 
 /// The WPA of an object of a WPA request.
-fn as_wpa<'o>(o: &'o ObjectIn<'_>) -> Option<Result<std::borrow::Cow<'o, rules::Wpa>, String>> {
+fn as_wpa(o: &ObjectIn) -> Option<&rules::Wpa> {
     match o {
-        ObjectIn::Wpa(w) => Some(Ok(std::borrow::Cow::Borrowed(w.as_ref()))),
-        // Only when the review listed the object before its kind.
-        ObjectIn::Raw(raw) => Some(rules::Wpa::parse(raw).map(std::borrow::Cow::Owned)),
-        ObjectIn::Workload(_) => None,
+        ObjectIn::Wpa(w) => Some(w),
+        ObjectIn::Workload(_) | ObjectIn::Other => None,
     }
 }
 
 /// The rules for this request.
-pub(crate) fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'_>) -> Verdict {
+pub(crate) fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn) -> Verdict {
     if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
         // `/scale` is how autoscalers scale, `/status` how controllers report: never in the way.
         return Verdict::allow("subresource");
@@ -259,17 +258,11 @@ pub(crate) fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'
     let (group, kind) = (req.kind.group.as_str(), req.kind.kind.as_str());
     let index = state.index.as_ref();
     if group == api::GROUP && kind == api::KIND {
-        let wpa = match as_wpa(object) {
-            Some(Ok(w)) => w,
-            Some(Err(e)) => {
-                return Verdict::deny("malformed", format!("cannot read the WatermarkPodAutoscaler: {e}"));
-            }
-            None => return Verdict::allow("ok"),
-        };
-        let old = req.old_object.as_ref().and_then(as_wpa).and_then(Result::ok);
+        let Some(wpa) = as_wpa(object) else { return Verdict::allow("ok") };
+        let old = req.old_object.as_ref().and_then(as_wpa);
         return match endpoint {
-            Endpoint::Validate => rules::validate_wpa(op, &wpa, old.as_deref(), index, &state.limits),
-            Endpoint::Mutate if matches!(op, Op::Create | Op::Update) => rules::mutate_wpa(&wpa),
+            Endpoint::Validate => rules::validate_wpa(op, wpa, old, index, &state.limits),
+            Endpoint::Mutate if matches!(op, Op::Create | Op::Update) => rules::mutate_wpa(wpa),
             Endpoint::Mutate => Verdict::allow("ok"),
         };
     }
@@ -277,16 +270,9 @@ pub(crate) fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn<'
         tracing::debug!(group, kind, "admission request for a kind this webhook does not handle: allowed");
         return Verdict::allow("unknown_kind");
     }
-    let parsed;
-    let workload: &rules::Workload = match object {
-        ObjectIn::Workload(w) => w,
-        // Only when the review listed the object before its kind.
-        ObjectIn::Raw(raw) => {
-            parsed = rules::Workload::parse(raw);
-            &parsed
-        }
-        // A workload kind is never decoded as a WPA.
-        ObjectIn::Wpa(_) => return Verdict::allow("ok"),
+    let ObjectIn::Workload(workload) = object else {
+        // A workload kind is only ever read as a workload.
+        return Verdict::allow("ok");
     };
     let namespace = req.namespace.as_deref().unwrap_or_default();
     let name = if req.name.is_empty() { workload.name() } else { req.name.as_str() };

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation, jsonptr::PointerBuf};
-use serde::Deserialize;
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
+
+use super::scan::Reader;
 
 use crate::state::target_index::TargetIndex;
 use crate::{
@@ -50,118 +51,70 @@ fn pointer(path: &str) -> PointerBuf {
     PointerBuf::parse(path).unwrap_or_default()
 }
 
-/// The metadata the rules read. Anything else (managedFields, the last-applied annotation's siblings) is
-/// skipped by the parser instead of being built.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The metadata the rules read. Anything else (managedFields, labels, other annotations) is stepped over.
+#[derive(Clone, Debug, Default, PartialEq)]
 struct Meta {
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     namespace: Option<String>,
     /// Only this project's annotations (`wpa.datadoghq.com/*`): nothing else is read, and kubectl's
     /// last-applied copy of the whole object need not be copied on every request.
-    #[serde(default, deserialize_with = "own_annotations")]
     annotations: Option<BTreeMap<String, String>>,
-    #[serde(default)]
     deletion_timestamp: Option<String>,
-    #[serde(default)]
     creation_timestamp: Option<jiff::Timestamp>,
 }
 
-fn own_annotations<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<BTreeMap<String, String>>, D::Error> {
-    struct Own;
-    impl<'de> serde::de::Visitor<'de> for Own {
-        type Value = Option<BTreeMap<String, String>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a map of annotations")
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                if key.starts_with(annotations::PREFIX) {
-                    out.insert(key.into_owned(), map.next_value::<String>()?);
-                } else {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-            }
-            Ok(Some(out))
-        }
-    }
-    d.deserialize_any(Own)
-}
-
-/// A map key, borrowed from the input unless it has escapes (serde's `Cow<str>` always copies).
-struct Key<'de>(std::borrow::Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 impl Meta {
+    fn read(r: &mut Reader<'_>) -> Result<Meta, String> {
+        let mut meta = Meta::default();
+        r.members(|r, key| {
+            match key {
+                "name" => meta.name = r.decode::<Option<String>>()?.unwrap_or_default(),
+                "namespace" => meta.namespace = r.decode()?,
+                "annotations" if !r.null() => {
+                    let mut own = BTreeMap::new();
+                    r.members(|r, key| {
+                        if key.starts_with(annotations::PREFIX) {
+                            own.insert(key.to_string(), r.decode()?);
+                        }
+                        Ok(())
+                    })?;
+                    meta.annotations = Some(own);
+                }
+                "deletionTimestamp" => meta.deletion_timestamp = r.decode()?,
+                "creationTimestamp" => meta.creation_timestamp = r.decode()?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(meta)
+    }
+
     fn annotations(&self) -> &BTreeMap<String, String> {
         static EMPTY: BTreeMap<String, String> = BTreeMap::new();
         self.annotations.as_ref().unwrap_or(&EMPTY)
     }
 }
 
-/// The parts of a WPA the rules read. The spec is decoded on its own, so that a spec with wrong types
-/// (possible before the API server's schema validation, i.e. at `/mutate`) still leaves a readable object.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The parts of a WPA the rules read. A spec with wrong types (possible before the API server's schema
+/// validation, i.e. at `/mutate`) is kept as its error, so that the rest of the object stays readable.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Wpa {
-    #[serde(default)]
     metadata: Meta,
-    #[serde(default, deserialize_with = "lenient_spec")]
     spec: Option<Result<WatermarkPodAutoscalerSpec, String>>,
 }
 
-/// A WPA whose spec decodes with the right types: the one-pass form (the lenient [`Wpa`] reads the spec
-/// twice).
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct WpaStrict {
-    #[serde(default)]
-    metadata: Meta,
-    #[serde(default)]
-    spec: Option<WatermarkPodAutoscalerSpec>,
-}
-
-impl From<WpaStrict> for Wpa {
-    fn from(w: WpaStrict) -> Wpa {
-        Wpa { metadata: w.metadata, spec: w.spec.map(Ok) }
-    }
-}
-
-fn lenient_spec<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Result<WatermarkPodAutoscalerSpec, String>>, D::Error> {
-    let raw: Option<&'de RawValue> = Option::deserialize(d)?;
-    Ok(raw.map(|r| serde_json::from_str(r.get()).map_err(|e| e.to_string())))
-}
-
 impl Wpa {
-    /// Reads a WPA given raw (when the review listed the object before its kind).
-    pub(crate) fn parse(object: &RawValue) -> Result<Wpa, String> {
-        serde_json::from_str(object.get()).map_err(|e| e.to_string())
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Wpa, String> {
+        let mut wpa = Wpa::default();
+        r.members(|r, key| {
+            match key {
+                "metadata" => wpa.metadata = Meta::read(r)?,
+                "spec" if !r.null() => wpa.spec = Some(r.decode_or_keep_error()?),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(wpa)
     }
 }
 
@@ -179,7 +132,8 @@ pub(crate) fn mutate_wpa(wpa: &Wpa) -> Verdict {
         return Verdict::allow("ok");
     }
     let mut v = Verdict::allow("defaulted");
-    let fields: Vec<&str> = defaults.iter().map(|d| d.pointer.trim_start_matches("/spec/")).collect();
+    let fields: Vec<&str> =
+        defaults.iter().map(|d| d.pointer.strip_prefix("/spec/").unwrap_or(d.pointer)).collect();
     v.audit.insert("defaulted", fields.join(",").into());
     v.patch = defaults
         .into_iter()
@@ -375,24 +329,29 @@ pub(crate) fn is_workload(group: &str, kind: &str) -> bool {
 }
 
 /// The fields of a Deployment or StatefulSet the rules read.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub(crate) struct Workload {
-    #[serde(default)]
     metadata: Meta,
-    #[serde(default)]
-    spec: WorkloadSpec,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct WorkloadSpec {
-    #[serde(default)]
     replicas: Option<i64>,
 }
 
 impl Workload {
-    /// Reads the object; an unreadable one counts as "nothing to check" (the API server validates it).
-    pub(crate) fn parse(object: &RawValue) -> Workload {
-        serde_json::from_str(object.get()).unwrap_or_default()
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Workload, String> {
+        let mut workload = Workload::default();
+        r.members(|r, key| {
+            match key {
+                "metadata" => workload.metadata = Meta::read(r)?,
+                "spec" => r.members(|r, key| {
+                    if key == "replicas" {
+                        workload.replicas = r.decode()?;
+                    }
+                    Ok(())
+                })?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(workload)
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -448,7 +407,7 @@ pub(crate) fn mutate_workload(
     }
     let governing = index.wpas_for(namespace, kind, name);
     let Some(wpa) = governing.first() else { return Verdict::allow("not_governed") };
-    let Some(replicas) = object.spec.replicas else { return Verdict::allow("ok") };
+    let Some(replicas) = object.replicas else { return Verdict::allow("ok") };
     let (min, max) = (i64::from(wpa.min_replicas), wpa.max_replicas.map(i64::from));
     if max.is_some_and(|max| max < min) {
         // An invalid WPA (the reconciler reports it); do not act on its bounds.
