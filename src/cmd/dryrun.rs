@@ -12,10 +12,7 @@ use kube::{
     api::{ListParams, Patch, PatchParams},
 };
 
-use crate::{
-    api::WatermarkPodAutoscaler,
-    runtime::client::{ClientError, kube_client},
-};
+use crate::{api::WatermarkPodAutoscaler, cmd::connection::Connection, runtime::client::ClientError};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct DryRunArgs {
@@ -55,16 +52,6 @@ pub(crate) struct Selection {
     pub(crate) all_namespaces: bool,
     #[command(flatten)]
     pub(crate) connection: Connection,
-}
-
-#[derive(clap::Args, Debug)]
-pub(crate) struct Connection {
-    /// Namespace [default: the kubeconfig context's].
-    #[arg(short = 'n', long, env = "WPA_NAMESPACE")]
-    pub(crate) namespace: Option<String>,
-    /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
-    #[arg(long, env = "WPA_KUBECONFIG")]
-    pub(crate) kubeconfig: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -147,7 +134,7 @@ pub(crate) async fn run(args: &DryRunArgs) -> Result<(), DryRunError> {
 }
 
 async fn connect(connection: &Connection) -> Result<(Client, String), DryRunError> {
-    let client = kube_client(connection.kubeconfig.as_deref(), None).await?;
+    let client = connection.client().await?;
     let namespace = connection.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
     Ok((client, namespace))
 }
