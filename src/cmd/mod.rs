@@ -386,6 +386,35 @@ mod tests {
     }
 
     #[test]
+    fn every_command_that_reads_a_cluster_takes_kubectls_context_flags() {
+        let connection = |args: &[&str]| match parse_args(args) {
+            Ok((Command::Explain(a), _)) => a.connection,
+            Ok((Command::Status(a), _)) => a.connection,
+            Ok((Command::Convert(a), _)) => a.connection,
+            Ok((Command::DryRun(a), _)) => match a.action {
+                Action::Enable(s) | Action::Disable(s) => s.connection,
+                Action::List(l) => l.selection.connection,
+                Action::Revert(r) => r.connection,
+            },
+            other => panic!("{args:?} parsed as {other:?}"),
+        };
+        for args in [
+            &["wpa", "explain", "web"][..],
+            &["kubectl-wpa", "status"],
+            &["wpa", "convert", "--from-hpa", "web"],
+            &["wpa", "dry-run", "enable", "web"],
+            &["wpa", "dry-run", "list", "--all"],
+            &["wpa", "dry-run", "revert", "-f", "saved.csv"],
+        ] {
+            let flags = ["--context", "prod", "--kubeconfig", "/k", "-n", "shop"];
+            let c = connection(&[args, &flags[..]].concat());
+            assert_eq!(c.context.as_deref(), Some("prod"), "{args:?}");
+            assert_eq!(c.kubeconfig.as_deref(), Some(Path::new("/k")), "{args:?}");
+            assert_eq!(c.namespace.as_deref(), Some("shop"), "{args:?}");
+        }
+    }
+
+    #[test]
     fn the_plugin_offers_only_the_kubectl_commands() {
         assert!(matches!(
             parse_args(&["kubectl-wpa", "explain", "web", "-n", "x"]),

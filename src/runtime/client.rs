@@ -147,6 +147,19 @@ mod tests {
         describe(&api.get("default").await.expect_err("no API server there"))
     }
 
+    #[test]
+    fn a_cause_the_message_already_quotes_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read saved.csv: {0}")]
+        struct Quoting(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot restore the states")]
+        struct Terse(#[source] std::io::Error);
+        let missing = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(error_chain(&Quoting(missing())), "cannot read saved.csv: entity not found");
+        assert_eq!(error_chain(&Terse(missing())), "cannot restore the states: entity not found");
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_named_as_such() {
         let port =

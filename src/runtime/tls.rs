@@ -387,6 +387,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_subject_alt_name_is_an_ip_or_a_dns_name_or_a_wildcard_of_one() {
+        for good in
+            ["127.0.0.1", "::1", "localhost", "wpa.wpa-system.svc", "*.example.com", "Web-1.Example.COM"]
+        {
+            assert_eq!(subject_alt_name(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "bad name!",
+            "-web",
+            "web-",
+            "a..b",
+            "*",
+            "*.",
+            "a.*.b",
+            "**.b",
+            "1.2.3",
+            "example.com.",
+            &"a".repeat(64),
+        ] {
+            let e = subject_alt_name(bad).expect_err(bad);
+            assert!(e.contains("give an IP address"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn generated_pairs_load_and_mismatches_are_refused() {
         let a = generate_self_signed(&["wpa.example".into(), "127.0.0.1".into()]).expect("generate");
         let b = generate_self_signed(&["other".into()]).expect("generate");
