@@ -12,7 +12,11 @@ use kube::{
     api::{ListParams, Patch, PatchParams},
 };
 
-use crate::{api::WatermarkPodAutoscaler, cmd::connection::Connection, runtime::client::ClientError};
+use crate::{
+    api::WatermarkPodAutoscaler,
+    cmd::connection::Connection,
+    runtime::client::{ClientError, describe},
+};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct DryRunArgs {
@@ -188,7 +192,7 @@ fn api_error(e: kube::Error, verb: &'static str, what: String) -> DryRunError {
         kube::Error::Api(s) if s.is_not_found() && missing_resource(&s) => DryRunError::NoCrd,
         kube::Error::Api(s) if s.is_forbidden() => DryRunError::Forbidden { verb, what, message: s.message },
         kube::Error::Api(s) => DryRunError::Api { verb, what, message: s.message },
-        other => DryRunError::Api { verb, what, message: other.to_string() },
+        other => DryRunError::Api { verb, what, message: describe(&other) },
     }
 }
 
@@ -237,7 +241,7 @@ async fn patch(client: &Client, namespace: &str, name: &str, value: bool) -> Res
             value,
             message: match e {
                 kube::Error::Api(s) => s.message,
-                other => other.to_string(),
+                other => describe(&other),
             },
         }
     })
