@@ -208,8 +208,8 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<(Command, Invocation), clap::
 }
 
 /// Parses the arguments and runs the command. Errors are printed once, as `wpa COMMAND: cause: cause...`
-/// (`kubectl wpa COMMAND: ...` as the plugin); bad input to `wpa simulate` and an HPA that `wpa convert`
-/// cannot convert exit with 2, every other failure with 1.
+/// (`kubectl wpa COMMAND: ...` as the plugin; `wpa serve`'s as a log line), each cause once; bad input to
+/// `wpa simulate` and an HPA that `wpa convert` cannot convert exit with 2, every other failure with 1.
 pub fn main() -> ExitCode {
     let argv = upstream_flags::apply(std::env::args_os().collect());
     let (command, invocation) = parse(argv).unwrap_or_else(|e| e.exit());
