@@ -131,6 +131,13 @@ fn certs_refuses_a_san_that_is_neither_a_dns_name_nor_an_ip_and_writes_nothing()
 }
 
 #[test]
+fn serve_refuses_a_bad_tls_san_before_starting() {
+    let r = wpa(&["serve", "--self-signed", "--tls-san", "wpa.wpa-system.svc,bad name!"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.starts_with("error: invalid value 'bad name!' for '--tls-san"), "{}", r.stderr);
+}
+
+#[test]
 fn certs_writes_a_certificate_for_ips_dns_names_and_a_wildcard() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let out = dir.path().join("certs");
