@@ -66,7 +66,8 @@ pub(crate) enum Command {
     /// engine as the reconciler, and writes nothing.
     #[command(after_help = "Examples:
   wpa explain -n shop web
-  wpa explain shop/web --kubeconfig ~/.kube/prod")]
+  wpa explain shop/web --kubeconfig ~/.kube/prod
+  wpa explain shop/web --context prod")]
     Explain(explain::ExplainArgs),
     /// Every WPA of a namespace (-n) or of the cluster (-A) at a glance: one line each, with its state
     /// (in-band, above/below with the delay left, window, limited, at-max/at-min, scaling, failing,
@@ -420,7 +421,7 @@ mod tests {
             parse_args(&["kubectl-wpa", "explain", "web", "-n", "x"]),
             Ok((Command::Explain(_), _))
         ));
-        for command in ["serve", "crd", "simulate", "certs"] {
+        for command in ["serve", "crd", "simulate", "certs", "completion"] {
             let e = parse_args(&["kubectl-wpa", command]).expect_err(command);
             assert_eq!(e.kind(), clap::error::ErrorKind::InvalidSubcommand, "{command}");
         }
