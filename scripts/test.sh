@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\n== %s\n' "$*" >&2; }
 
 # Integration tests that need no control plane.
-PURE_TESTS=(engine_decisions webhook_router webhook_fuzz tls_rotation http_stop simulate_cli api_roundtrip layers)
+PURE_TESTS=(engine_decisions webhook_router webhook_fuzz tls_rotation http_stop simulate_cli cli api_roundtrip layers)
 # Integration tests against a real control plane.
 E2E_TESTS=(control_plane crd_e2e webhook_e2e hardening_e2e reconciler_e2e recommender_e2e scaling_safety_e2e scheduler_extender_e2e rbac_e2e chart_e2e dry_run_e2e convert_e2e status_e2e demo alert_rules observability_e2e examples_e2e self_signed_ca_e2e node_e2e node_host_e2e)
 

@@ -461,3 +461,61 @@ fn a_usage_error_exits_2_with_the_plugins_name_in_its_usage_line() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("Usage: kubectl wpa dry-run enable"), "{}", r.stderr);
 }
+
+/// The cluster's kubeconfig with a second context: `team` (the cluster, namespace `ns`) beside the current
+/// one, `nowhere`, whose server refuses connections.
+fn kubeconfig_with_team_context(cluster: &TestCluster, ns: &str) -> PathBuf {
+    use serde_yaml_ng::{Value, from_str, to_string};
+    let text = std::fs::read_to_string(cluster.kubeconfig_path()).expect("the cluster's kubeconfig");
+    let mut kc: Value = from_str(&text).expect("a kubeconfig");
+    let user = kc["contexts"][0]["context"]["user"].clone();
+    let nowhere: Value =
+        from_str("{name: nowhere, cluster: {server: \"https://127.0.0.1:1\"}}").expect("YAML");
+    kc["clusters"].as_sequence_mut().expect("clusters").push(nowhere);
+    let context = &mut kc["contexts"][0];
+    context["name"] = "team".into();
+    context["context"]["namespace"] = ns.into();
+    let other: Value = from_str("{name: nowhere, context: {cluster: nowhere}}").expect("YAML");
+    kc["contexts"].as_sequence_mut().expect("contexts").push(other);
+    kc["contexts"][1]["context"]["user"] = user;
+    kc["current-context"] = "nowhere".into();
+    let path = cluster.dir().join(format!("{ns}-two-contexts.kubeconfig"));
+    std::fs::write(&path, to_string(&kc).expect("YAML")).expect("write the kubeconfig");
+    path
+}
+
+#[tokio::test]
+async fn context_selects_the_cluster_and_namespace_of_dry_run_status_and_explain() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster).await;
+    cluster.kubectl_apply(&wpa(&ns, "web", "web", Some(true))).expect("a WPA");
+    let kubeconfig = kubeconfig_with_team_context(&cluster, &ns);
+    let t = Tools::new(&cluster);
+
+    // The current context's server refuses: without --context nothing is read.
+    let line = one_line_error(&t.wpa_as(&kubeconfig, &["dry-run", "list", "web"])).to_string();
+    assert!(line.contains("refused"), "{line}");
+
+    let r = t.wpa_as(&kubeconfig, &["dry-run", "list", "web", "--context", "team"]);
+    assert_eq!(
+        r.stdout,
+        format!("WatermarkPodAutoscaler '{ns}/web' dry-run option is: true\n"),
+        "{}",
+        r.stderr
+    );
+
+    let r = t.wpa_as(&kubeconfig, &["status", "--context", "team", "-o", "json"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).expect("status JSON");
+    assert_eq!(report["scope"], format!("namespace {ns}"), "{report}");
+    let items = report["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{report}");
+    assert_eq!(
+        (&items[0]["namespace"], &items[0]["name"]),
+        (&Value::from(ns.to_string()), &Value::from("web"))
+    );
+
+    let r = t.wpa_as(&kubeconfig, &["explain", "web", "--context", "team"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.starts_with(&format!("WatermarkPodAutoscaler {ns}/web at ")), "{}", r.stdout);
+}

@@ -467,6 +467,25 @@ fn every_problem_of_the_wpa_is_listed_and_a_misspelled_field_says_what_was_meant
 }
 
 #[test]
+fn a_value_of_the_wrong_type_is_named_by_its_field_path() {
+    let series = "timestamp,metric,value\n0,qps,1\n";
+    let (code, stderr) = run_err(&WPA.replace("minReplicas: 2", "minReplicas: \"two\""), series);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr,
+        "wpa simulate: wpa.yaml: not a valid WatermarkPodAutoscaler: spec.minReplicas: invalid type: string \"two\", expected i32"
+    );
+    let (code, stderr) = run_err(&WPA.replace("highWatermark: \"100\"", "highWatermark: [100]"), series);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "wpa simulate: wpa.yaml: not a valid WatermarkPodAutoscaler: spec.metrics[0].external.highWatermark: invalid type: sequence"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_wpa_can_come_from_stdin() {
     use std::io::Write;
     let dir = tempfile::tempdir().expect("a temp dir");

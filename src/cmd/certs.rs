@@ -10,7 +10,7 @@ pub(crate) struct CertsArgs {
     #[arg(long, default_value = "certs")]
     pub(crate) out_dir: PathBuf,
     /// DNS names and IPs of the serving certificate (repeatable or comma-separated).
-    #[arg(long = "san", value_delimiter = ',', default_values_t = ["127.0.0.1".to_string(), "localhost".to_string(), "wpa.wpa-system.svc".to_string(), "wpa.wpa-system.svc.cluster.local".to_string()])]
+    #[arg(long = "san", value_delimiter = ',', value_parser = tls::subject_alt_name, default_values_t = ["127.0.0.1".to_string(), "localhost".to_string(), "wpa.wpa-system.svc".to_string(), "wpa.wpa-system.svc.cluster.local".to_string()])]
     pub(crate) sans: Vec<String>,
     /// Replace an existing CA in --out-dir (every certificate it signed, and every caBundle that trusts it,
     /// stops working).

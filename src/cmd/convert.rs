@@ -16,8 +16,8 @@ use kube::{
 
 use crate::{
     api::{WatermarkPodAutoscaler, quantity::Quantity},
-    cmd::dryrun::Connection,
-    runtime::client::{ClientError, describe, kube_client},
+    cmd::connection::Connection,
+    runtime::client::{ClientError, describe},
 };
 use mapping::{Converted, Hpa, Remark, Settings, Workload};
 
@@ -169,7 +169,7 @@ pub(crate) struct Outcome {
 
 /// Reads, converts, and creates the WPA with `--apply`.
 pub(crate) async fn run(args: &ConvertArgs) -> Result<Outcome, ConvertError> {
-    let client = kube_client(args.connection.kubeconfig.as_deref(), None).await?;
+    let client = args.connection.client().await?;
     let (namespace, name) = crate::cmd::namespaced::parse(
         &args.from_hpa,
         args.connection.namespace.as_deref(),

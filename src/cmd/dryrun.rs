@@ -14,7 +14,8 @@ use kube::{
 
 use crate::{
     api::WatermarkPodAutoscaler,
-    runtime::client::{ClientError, kube_client},
+    cmd::connection::Connection,
+    runtime::client::{ClientError, describe},
 };
 
 #[derive(clap::Args, Debug)]
@@ -55,16 +56,6 @@ pub(crate) struct Selection {
     pub(crate) all_namespaces: bool,
     #[command(flatten)]
     pub(crate) connection: Connection,
-}
-
-#[derive(clap::Args, Debug)]
-pub(crate) struct Connection {
-    /// Namespace [default: the kubeconfig context's].
-    #[arg(short = 'n', long, env = "WPA_NAMESPACE")]
-    pub(crate) namespace: Option<String>,
-    /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
-    #[arg(long, env = "WPA_KUBECONFIG")]
-    pub(crate) kubeconfig: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -147,7 +138,7 @@ pub(crate) async fn run(args: &DryRunArgs) -> Result<(), DryRunError> {
 }
 
 async fn connect(connection: &Connection) -> Result<(Client, String), DryRunError> {
-    let client = kube_client(connection.kubeconfig.as_deref(), None).await?;
+    let client = connection.client().await?;
     let namespace = connection.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
     Ok((client, namespace))
 }
@@ -201,7 +192,7 @@ fn api_error(e: kube::Error, verb: &'static str, what: String) -> DryRunError {
         kube::Error::Api(s) if s.is_not_found() && missing_resource(&s) => DryRunError::NoCrd,
         kube::Error::Api(s) if s.is_forbidden() => DryRunError::Forbidden { verb, what, message: s.message },
         kube::Error::Api(s) => DryRunError::Api { verb, what, message: s.message },
-        other => DryRunError::Api { verb, what, message: other.to_string() },
+        other => DryRunError::Api { verb, what, message: describe(&other) },
     }
 }
 
@@ -250,7 +241,7 @@ async fn patch(client: &Client, namespace: &str, name: &str, value: bool) -> Res
             value,
             message: match e {
                 kube::Error::Api(s) => s.message,
-                other => other.to_string(),
+                other => describe(&other),
             },
         }
     })

@@ -3,7 +3,7 @@
 //! its target's `/scale`, the pods and the metrics exactly as the reconciler does, runs the same
 //! [`engine::decide`], and writes nothing.
 
-use std::{fmt::Write as _, path::PathBuf};
+use std::fmt::Write as _;
 
 use jiff::Timestamp;
 use kube::{Api, ResourceExt};
@@ -15,19 +15,15 @@ use crate::{
         pods,
     },
     reconciler::inputs::{Inputs, Sources},
-    runtime::client::{ClientError, kube_client},
+    runtime::client::ClientError,
 };
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ExplainArgs {
     /// Name of the WatermarkPodAutoscaler, or NAMESPACE/NAME.
     pub(crate) name: String,
-    /// Its namespace [default: the kubeconfig context's].
-    #[arg(short = 'n', long, env = "WPA_NAMESPACE")]
-    pub(crate) namespace: Option<String>,
-    /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
-    #[arg(long, env = "WPA_KUBECONFIG")]
-    pub(crate) kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) connection: crate::cmd::connection::Connection,
     /// Same as `wpa serve --metric-max-age` ("0s": no limit).
     #[arg(long, default_value = "5m", value_parser = crate::api::duration::arg_or_off)]
     pub(crate) metric_max_age: std::time::Duration,
@@ -48,12 +44,12 @@ pub(crate) enum ExplainError {
 
 /// The namespace and name asked for: `NAME` with `-n`, or `NAMESPACE/NAME` as kubectl prints them.
 fn target(args: &ExplainArgs, default_namespace: &str) -> Result<(String, String), ExplainError> {
-    Ok(crate::cmd::namespaced::parse(&args.name, args.namespace.as_deref(), default_namespace)?)
+    Ok(crate::cmd::namespaced::parse(&args.name, args.connection.namespace.as_deref(), default_namespace)?)
 }
 
 /// Reads everything and returns the trace.
 pub(crate) async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
-    let client = kube_client(args.kubeconfig.as_deref(), None).await?;
+    let client = args.connection.client().await?;
     let (namespace, name) = target(args, client.default_namespace())?;
     let api: Api<WatermarkPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
     let wpa = api.get(&name).await.map_err(|e| ExplainError::Get {
@@ -364,8 +360,11 @@ mod tests {
     fn args(name: &str, namespace: Option<&str>) -> ExplainArgs {
         ExplainArgs {
             name: name.into(),
-            namespace: namespace.map(String::from),
-            kubeconfig: None,
+            connection: crate::cmd::connection::Connection {
+                namespace: namespace.map(String::from),
+                kubeconfig: None,
+                context: None,
+            },
             metric_max_age: std::time::Duration::ZERO,
             cluster_name: String::new(),
         }

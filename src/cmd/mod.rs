@@ -5,6 +5,7 @@
 //! the arguments after `wpa`).
 
 pub(crate) mod certs;
+pub(crate) mod connection;
 pub(crate) mod convert;
 pub(crate) mod dryrun;
 pub(crate) mod explain;
@@ -19,7 +20,7 @@ mod docs_tests;
 
 use std::{ffi::OsString, path::Path, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::runtime::logging;
 use serve::ServeArgs;
@@ -33,7 +34,7 @@ use serve::ServeArgs;
 /// the WPA closest to an HPA (`wpa convert`). Also the CRD (`wpa crd`), development certificates (`wpa
 /// certs`) and benchmarks (`wpa bench`). New here? Start with `wpa demo` or `wpa simulate --help`.
 #[derive(Parser, Debug)]
-#[command(name = "wpa", version, about, long_about)]
+#[command(name = "wpa", version, long_version = long_version(), about, long_about)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -65,7 +66,8 @@ pub(crate) enum Command {
     /// engine as the reconciler, and writes nothing.
     #[command(after_help = "Examples:
   wpa explain -n shop web
-  wpa explain shop/web --kubeconfig ~/.kube/prod")]
+  wpa explain shop/web --kubeconfig ~/.kube/prod
+  wpa explain shop/web --context prod")]
     Explain(explain::ExplainArgs),
     /// Every WPA of a namespace (-n) or of the cluster (-A) at a glance: one line each, with its state
     /// (in-band, above/below with the delay left, window, limited, at-max/at-min, scaling, failing,
@@ -102,6 +104,18 @@ pub(crate) enum Command {
     Crd,
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
     Certs(certs::CertsArgs),
+    /// Print the version and the Kubernetes API versions this build serves (the same as --version).
+    Version,
+    /// Print a shell completion script for wpa, to be loaded by the shell's completion system.
+    #[command(after_help = "Examples:
+  wpa completion bash > ~/.local/share/bash-completion/completions/wpa
+  wpa completion zsh > \"${fpath[1]}/_wpa\"
+  wpa completion fish > ~/.config/fish/completions/wpa.fish")]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Benchmarks, each against a baseline measured in the same run: the engine, the admission webhook,
     /// the reconciler at scale.
     #[cfg(feature = "dev-tools")]
@@ -121,6 +135,8 @@ impl Command {
             Command::Crd => "crd",
             Command::Certs(_) => "certs",
             Command::Simulate(_) => "simulate",
+            Command::Version => "version",
+            Command::Completion { .. } => "completion",
             #[cfg(feature = "dev-tools")]
             Command::Bench(_) => "bench",
         }
@@ -130,7 +146,7 @@ impl Command {
 /// The kubectl plugin's command line (`kubectl wpa ...`): the commands that work on a user's cluster with
 /// the user's kubeconfig, as upstream's plugin offers `dry-run`.
 #[derive(Parser, Debug)]
-#[command(name = "kubectl-wpa", bin_name = "kubectl wpa", version)]
+#[command(name = "kubectl-wpa", bin_name = "kubectl wpa", version, long_version = long_version())]
 #[command(
     about = "kubectl plugin of the Watermark Pod Autoscaler (the wpa binary installed as kubectl-wpa)."
 )]
@@ -149,6 +165,8 @@ pub(crate) enum PluginCommand {
     Status(status::StatusArgs),
     /// Write the WPA closest to a live HorizontalPodAutoscaler (the same as `wpa convert`).
     Convert(convert::ConvertArgs),
+    /// Print the version and the Kubernetes API versions this build serves.
+    Version,
 }
 
 /// How the binary was started: as `wpa`, or as kubectl's plugin `kubectl-wpa`.
@@ -184,24 +202,33 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<(Command, Invocation), clap::
             PluginCommand::Explain(args) => Command::Explain(args),
             PluginCommand::Status(args) => Command::Status(args),
             PluginCommand::Convert(args) => Command::Convert(args),
+            PluginCommand::Version => Command::Version,
         },
     };
     Ok((command, invocation))
 }
 
 /// Parses the arguments and runs the command. Errors are printed once, as `wpa COMMAND: cause: cause...`
-/// (`kubectl wpa COMMAND: ...` as the plugin); bad input to `wpa simulate` and an HPA that `wpa convert`
-/// cannot convert exit with 2, every other failure with 1.
+/// (`kubectl wpa COMMAND: ...` as the plugin; `wpa serve`'s as a log line), each cause once; bad input to
+/// `wpa simulate` and an HPA that `wpa convert` cannot convert exit with 2, every other failure with 1.
 pub fn main() -> ExitCode {
     let argv = upstream_flags::apply(std::env::args_os().collect());
     let (command, invocation) = parse(argv).unwrap_or_else(|e| e.exit());
     let name = command.name();
+    // `wpa serve` writes its log (JSON by default): its fatal error is one more log line, not a line of
+    // text beside it.
+    let logs = matches!(command, Command::Serve(_));
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             use std::io::Write;
-            // A reader of stderr that went away (`wpa serve 2>&1 | head`) is not worth a panic.
-            let _ = writeln!(std::io::stderr(), "{} {name}: {e:#}", invocation.program());
+            let message = crate::runtime::client::error_chain(e.as_ref());
+            if logs {
+                tracing::error!(error = %message, "wpa serve failed");
+            } else {
+                // A reader of stderr that went away (`wpa explain 2>&1 | head`) is not worth a panic.
+                let _ = writeln!(std::io::stderr(), "{} {name}: {message}", invocation.program());
+            }
             if e.downcast_ref::<simulate::InputError>().is_some()
                 || e.downcast_ref::<convert::ConvertError>().is_some_and(convert::ConvertError::is_refusal)
             {
@@ -217,9 +244,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
             logging::init(args.log_format, args.log_level.as_deref());
-            runtime()?
-                .block_on(serve::run(*args))
-                .inspect_err(|e| tracing::error!(error = %e, "wpa serve failed"))?;
+            runtime()?.block_on(serve::run(*args))?;
         }
         #[cfg(feature = "dev-tools")]
         Command::Demo(args) => {
@@ -241,10 +266,33 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Crd => stdout(&crate::api::crd_yaml())?,
         Command::Certs(args) => certs::run(&args)?,
         Command::Simulate(args) => simulate::command(&args)?,
+        Command::Version => stdout(&format!("wpa {}\n", long_version()))?,
+        Command::Completion { shell } => stdout(&completion(shell))?,
         #[cfg(feature = "dev-tools")]
         Command::Bench(args) => crate::devtools::bench::command(args, runtime)?,
     }
     Ok(())
+}
+
+/// What `--version` prints after the program's name: the crate's version and the API versions served, so
+/// that an operator can tell which Kubernetes releases a build can be registered with.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{}\nserves: admission.k8s.io/v1 and v1beta1 (AdmissionReview), {}/{} (WatermarkPodAutoscaler)",
+            env!("CARGO_PKG_VERSION"),
+            crate::api::GROUP,
+            crate::api::VERSION,
+        )
+    });
+    &TEXT
+}
+
+/// The completion script of `wpa` for `shell`.
+fn completion(shell: clap_complete::Shell) -> String {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "wpa", &mut script);
+    String::from_utf8_lossy(&script).into_owned()
 }
 
 /// Writes a command's output. A reader that goes away (`wpa simulate | head`) is not an error.
@@ -339,12 +387,41 @@ mod tests {
     }
 
     #[test]
+    fn every_command_that_reads_a_cluster_takes_kubectls_context_flags() {
+        let connection = |args: &[&str]| match parse_args(args) {
+            Ok((Command::Explain(a), _)) => a.connection,
+            Ok((Command::Status(a), _)) => a.connection,
+            Ok((Command::Convert(a), _)) => a.connection,
+            Ok((Command::DryRun(a), _)) => match a.action {
+                Action::Enable(s) | Action::Disable(s) => s.connection,
+                Action::List(l) => l.selection.connection,
+                Action::Revert(r) => r.connection,
+            },
+            other => panic!("{args:?} parsed as {other:?}"),
+        };
+        for args in [
+            &["wpa", "explain", "web"][..],
+            &["kubectl-wpa", "status"],
+            &["wpa", "convert", "--from-hpa", "web"],
+            &["wpa", "dry-run", "enable", "web"],
+            &["wpa", "dry-run", "list", "--all"],
+            &["wpa", "dry-run", "revert", "-f", "saved.csv"],
+        ] {
+            let flags = ["--context", "prod", "--kubeconfig", "/k", "-n", "shop"];
+            let c = connection(&[args, &flags[..]].concat());
+            assert_eq!(c.context.as_deref(), Some("prod"), "{args:?}");
+            assert_eq!(c.kubeconfig.as_deref(), Some(Path::new("/k")), "{args:?}");
+            assert_eq!(c.namespace.as_deref(), Some("shop"), "{args:?}");
+        }
+    }
+
+    #[test]
     fn the_plugin_offers_only_the_kubectl_commands() {
         assert!(matches!(
             parse_args(&["kubectl-wpa", "explain", "web", "-n", "x"]),
             Ok((Command::Explain(_), _))
         ));
-        for command in ["serve", "crd", "simulate", "certs"] {
+        for command in ["serve", "crd", "simulate", "certs", "completion"] {
             let e = parse_args(&["kubectl-wpa", command]).expect_err(command);
             assert_eq!(e.kind(), clap::error::ErrorKind::InvalidSubcommand, "{command}");
         }

@@ -49,7 +49,7 @@ pub(crate) struct ServeArgs {
     pub(crate) self_signed: bool,
     /// DNS name or IP of the serving certificate with --self-signed (repeatable or comma-separated);
     /// defaults to localhost and 127.0.0.1.
-    #[arg(long = "tls-san", env = "WPA_TLS_SAN", value_delimiter = ',', requires = "self_signed")]
+    #[arg(long = "tls-san", env = "WPA_TLS_SAN", value_delimiter = ',', requires = "self_signed", value_parser = tls::subject_alt_name)]
     pub(crate) tls_san: Vec<String>,
     /// With --self-signed, write the CA bundle (PEM) to this file.
     #[arg(long, env = "WPA_CA_BUNDLE_OUT", requires = "self_signed")]
@@ -212,7 +212,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let closing = CancellationToken::new();
     let registry = Arc::new(Registry::new());
     let mut readiness = Readiness::default();
-    let client = kube_client(args.kubeconfig.as_deref(), Some(&registry)).await?;
+    let client = kube_client(args.kubeconfig.as_deref(), None, Some(&registry)).await?;
 
     let (webhook_on, extender_on) = (!args.no_webhook, args.scheduler_extender);
     if !webhook_on && !extender_on && args.no_reconciler {

@@ -7,7 +7,7 @@
 //! ([`PlainStatus`](crate::engine::PlainStatus), the words `wpa simulate` and `wpa demo` print), never
 //! recomputed here.
 
-use std::{collections::BTreeSet, fmt::Write as _, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, fmt::Write as _, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -23,7 +23,7 @@ use crate::{
     api::WatermarkPodAutoscaler,
     engine::{self, Decision, Forced, PlainStatus, limits::Bound, plain},
     reconciler::inputs::{Inputs, Sources},
-    runtime::client::{ClientError, describe, kube_client},
+    runtime::client::{ClientError, describe},
     state::{TargetIndex, caches::Caches},
 };
 
@@ -35,9 +35,8 @@ pub(crate) struct StatusArgs {
     /// The WPAs of every namespace.
     #[arg(short = 'A', long, conflicts_with = "namespace")]
     pub(crate) all_namespaces: bool,
-    /// The namespace [default: the kubeconfig context's].
-    #[arg(short = 'n', long, env = "WPA_NAMESPACE")]
-    pub(crate) namespace: Option<String>,
+    #[command(flatten)]
+    pub(crate) connection: crate::cmd::connection::Connection,
     /// Only the WPAs whose labels match, in kubectl's syntax (`team=web,tier!=batch`).
     #[arg(short = 'l', long = "selector")]
     pub(crate) selector: Option<String>,
@@ -49,9 +48,6 @@ pub(crate) struct StatusArgs {
     /// for CI and cron. E.g. `--fail-on blocked,failing,fallback`.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub(crate) fail_on: Vec<State>,
-    /// Kubeconfig file; otherwise KUBECONFIG, ~/.kube/config, or the in-cluster service account.
-    #[arg(long, env = "WPA_KUBECONFIG")]
-    pub(crate) kubeconfig: Option<PathBuf>,
     /// Same as `wpa serve --metric-max-age` ("0s": no limit).
     #[arg(long, default_value = "5m", value_parser = crate::api::duration::arg_or_off)]
     pub(crate) metric_max_age: Duration,
@@ -297,9 +293,9 @@ fn position(d: &Decision<'_>) -> State {
 
 /// Lists what the scope holds and decides for each WPA.
 pub(crate) async fn run(args: &StatusArgs) -> Result<Report, StatusError> {
-    let client = kube_client(args.kubeconfig.as_deref(), None).await?;
+    let client = args.connection.client().await?;
     let namespace = (!args.all_namespaces)
-        .then(|| args.namespace.clone().unwrap_or_else(|| client.default_namespace().into()));
+        .then(|| args.connection.namespace.clone().unwrap_or_else(|| client.default_namespace().into()));
     let scope = match (&namespace, &args.selector) {
         (Some(ns), None) => format!("namespace {ns}"),
         (Some(ns), Some(l)) => format!("namespace {ns} with labels {l}"),

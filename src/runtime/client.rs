@@ -18,6 +18,10 @@ pub(crate) enum ClientError {
     Kubeconfig { path: String, message: String },
     #[error("cannot find a Kubernetes configuration: {0}")]
     Infer(String),
+    #[error(
+        "the kubeconfig {path} has no context {context} (its contexts: {known}); `kubectl config get-contexts` lists them"
+    )]
+    NoContext { path: String, context: String, known: String },
     #[error("cannot build the Kubernetes client: {0}")]
     Build(#[source] kube::Error),
 }
@@ -51,13 +55,18 @@ pub(crate) fn describe(e: &kube::Error) -> String {
     error_chain(e)
 }
 
-/// An error with its causes, so "connection refused" is not hidden behind "error sending request".
+/// An error with its causes, so "connection refused" is not hidden behind "error sending request". A cause
+/// that an error's own message already quotes (`cannot read x: No such file`, whose source is that io error)
+/// is said once.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
+        let text = cause.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         source = cause.source();
     }
     s
@@ -67,24 +76,46 @@ fn first_line(e: &dyn std::fmt::Display) -> String {
     e.to_string().lines().next().unwrap_or_default().trim().to_string()
 }
 
-/// A client from `kubeconfig`, or the usual inference (KUBECONFIG, ~/.kube/config, the in-cluster service
-/// account). Its requests are counted in `wpa_kube_client_requests_total{method}` when `metrics` is given.
+/// A client from `kubeconfig` and its `context` (as kubectl's `--kubeconfig` and `--context`), or the usual
+/// inference (KUBECONFIG, ~/.kube/config, the in-cluster service account). Its requests are counted in
+/// `wpa_kube_client_requests_total{method}` when `metrics` is given.
 pub(crate) async fn kube_client(
     kubeconfig: Option<&Path>,
+    context: Option<&str>,
     metrics: Option<&Registry>,
 ) -> Result<Client, ClientError> {
-    let mut config = match kubeconfig {
-        Some(path) => {
+    let mut config = match (kubeconfig, context) {
+        (None, None) => Config::infer().await.map_err(|e| ClientError::Infer(first_line(&e)))?,
+        // A context names an entry of a kubeconfig file: no in-cluster fallback.
+        (path, context) => {
+            let shown = path
+                .map_or_else(|| "(KUBECONFIG or ~/.kube/config)".to_string(), |p| p.display().to_string());
             let kubeconfig_error = |e: kube::config::KubeconfigError| ClientError::Kubeconfig {
-                path: path.display().to_string(),
-                message: first_line(&e),
+                path: shown.clone(),
+                message: match &e {
+                    // kube's text repeats the path, in quotes within quotes.
+                    kube::config::KubeconfigError::ReadConfig(io, _) => io.to_string(),
+                    e => first_line(e),
+                },
             };
-            let kc = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(kubeconfig_error)?
+            let kc = match path {
+                Some(path) => Kubeconfig::read_from(path),
+                None => Kubeconfig::read(),
+            }
+            .map_err(kubeconfig_error)?;
+            if let Some(context) = context
+                && !kc.contexts.iter().any(|c| c.name == context)
+            {
+                let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+                return Err(ClientError::NoContext {
+                    path: shown,
+                    context: context.to_string(),
+                    known: if known.is_empty() { "none".into() } else { known.join(", ") },
+                });
+            }
+            let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+            Config::from_custom_kubeconfig(kc, &options).await.map_err(kubeconfig_error)?
         }
-        None => Config::infer().await.map_err(|e| ClientError::Infer(first_line(&e)))?,
     };
     // kube retries 429/503/504 up to 15 times with backoff, inside one call: a metrics provider that is
     // down would hold a reconcile pass for minutes. Passes are retried by the reconciler instead, and
@@ -114,6 +145,19 @@ mod tests {
     async fn failure(url: &str) -> String {
         let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client_of(url));
         describe(&api.get("default").await.expect_err("no API server there"))
+    }
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read saved.csv: {0}")]
+        struct Quoting(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot restore the states")]
+        struct Terse(#[source] std::io::Error);
+        let missing = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(error_chain(&Quoting(missing())), "cannot read saved.csv: entity not found");
+        assert_eq!(error_chain(&Terse(missing())), "cannot restore the states: entity not found");
     }
 
     #[tokio::test]

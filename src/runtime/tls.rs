@@ -322,6 +322,26 @@ fn parse_each<T>(
         .collect()
 }
 
+/// A subject alternative name as `--san` and `--tls-san` take it: an IP address, or a DNS name (labels of
+/// letters, digits and inner hyphens, up to 63 characters each), optionally a wildcard `*.` followed by one.
+/// Anything else would be written into the certificate and never match a name a client asks for.
+pub(crate) fn subject_alt_name(given: &str) -> Result<String, String> {
+    use rustls::pki_types::DnsName;
+    let problem = if given.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(given.to_string());
+    } else if given.ends_with('.') {
+        "a certificate's name has no trailing dot"
+    } else if DnsName::try_from(given.strip_prefix("*.").unwrap_or(given)).is_ok() {
+        return Ok(given.to_string());
+    } else {
+        "neither an IP address nor a DNS name"
+    };
+    Err(format!(
+        "{problem}: give an IP address (10.0.0.1, ::1) or a DNS name of letters, digits, hyphens and dots \
+         (wpa.wpa-system.svc), optionally starting with *. (*.example.com)"
+    ))
+}
+
 /// Generates a CA and a serving certificate it signed for `sans` (`--self-signed`, `wpa certs`).
 pub fn generate_self_signed(sans: &[String]) -> Result<SelfSigned, TlsError> {
     CertAuthority::new()?.issue(sans)
@@ -365,6 +385,32 @@ fn write_with_mode(path: &Path, contents: &str, mode: u32) -> Result<(), TlsErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subject_alt_name_is_an_ip_or_a_dns_name_or_a_wildcard_of_one() {
+        for good in
+            ["127.0.0.1", "::1", "localhost", "wpa.wpa-system.svc", "*.example.com", "Web-1.Example.COM"]
+        {
+            assert_eq!(subject_alt_name(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "bad name!",
+            "-web",
+            "web-",
+            "a..b",
+            "*",
+            "*.",
+            "a.*.b",
+            "**.b",
+            "1.2.3",
+            "example.com.",
+            &"a".repeat(64),
+        ] {
+            let e = subject_alt_name(bad).expect_err(bad);
+            assert!(e.contains("give an IP address"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn generated_pairs_load_and_mismatches_are_refused() {

@@ -249,8 +249,11 @@ pub(crate) fn parse_wpa(path: &Path, text: &str) -> Result<WatermarkPodAutoscale
         }
     }
     let UnknownFields { mut problems, meant } = UnknownFields::of(&value);
-    let mut wpa: WatermarkPodAutoscaler =
-        serde_yaml_ng::from_value(value).map_err(|e| yaml_error(e, "not a valid WatermarkPodAutoscaler"))?;
+    // The path names the field: serde's own message says only "expected i32".
+    let mut wpa: WatermarkPodAutoscaler = serde_path_to_error::deserialize(value).map_err(|e| {
+        let what = format!("not a valid WatermarkPodAutoscaler: {}", e.path());
+        yaml_error(e.into_inner(), &what)
+    })?;
     if wpa.metadata.namespace.is_none() {
         wpa.metadata.namespace = Some("default".into());
     }

@@ -1,0 +1,191 @@
+//! The `wpa` binary as a user first meets it, without a cluster: `version`, `completion`, and the one line
+//! each failure prints (no cause said twice, `wpa serve`'s error as one log line, a bad `--san` refused, an
+//! unknown `--context` named with the contexts there are).
+
+mod support;
+
+use std::{path::Path, process::Command};
+
+use support::{Run, run};
+
+fn wpa(args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wpa"));
+    cmd.args(args).env_remove("WPA_CONTEXT").env_remove("WPA_KUBECONFIG").env_remove("WPA_NAMESPACE");
+    run(cmd)
+}
+
+/// The lines of stderr that say something.
+fn stderr_lines(r: &Run) -> Vec<&str> {
+    r.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+#[test]
+fn version_and_dash_dash_version_print_the_crate_version_and_the_apis_served() {
+    let version = wpa(&["version"]);
+    assert_eq!(version.code, Some(0), "{}", version.stderr);
+    let flag = wpa(&["--version"]);
+    assert_eq!(flag.code, Some(0), "{}", flag.stderr);
+    assert_eq!(version.stdout, flag.stdout, "`wpa version` and `wpa --version` say the same");
+    let mut lines = version.stdout.lines();
+    assert_eq!(lines.next(), Some(format!("wpa {}", env!("CARGO_PKG_VERSION")).as_str()));
+    let served = lines.next().unwrap_or_default();
+    for api in ["admission.k8s.io/v1 ", "v1beta1", "datadoghq.com/v1alpha1"] {
+        assert!(served.contains(api), "{api} missing from {served:?}");
+    }
+}
+
+/// Runs `wpa`'s bash completion function on the words of a command line, the last one being completed, and
+/// returns what it offers.
+fn bash_completions(words: &[&str]) -> Vec<String> {
+    let script = wpa(&["completion", "bash"]);
+    assert_eq!(script.code, Some(0), "{}", script.stderr);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("wpa.bash");
+    std::fs::write(&file, &script.stdout).expect("write the script");
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let (current, previous) = (words[words.len() - 1], words[words.len().saturating_sub(2)]);
+    let program = format!(
+        "source '{}'; COMP_WORDS=({}); COMP_CWORD={}; _wpa wpa '{current}' '{previous}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display(),
+        quoted.join(" "),
+        words.len() - 1
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["--norc", "-c", &program]);
+    let r = run(cmd);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    r.stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn bash_completion_completes_commands_flags_and_shells() {
+    assert_eq!(bash_completions(&["wpa", "ex"]), ["explain"]);
+    assert_eq!(bash_completions(&["wpa", "explain", "--con"]), ["--context"]);
+    let shells = bash_completions(&["wpa", "completion", ""]);
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        assert!(shells.iter().any(|s| s == shell), "{shell} missing from {shells:?}");
+    }
+}
+
+#[test]
+fn completion_writes_a_script_naming_the_commands_for_every_shell() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let r = wpa(&["completion", shell]);
+        assert_eq!(r.code, Some(0), "{shell}: {}", r.stderr);
+        for command in ["explain", "simulate", "dry-run", "completion"] {
+            assert!(r.stdout.contains(command), "{shell}: {command} missing");
+        }
+    }
+    let r = wpa(&["completion", "tcsh"]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("[possible values: bash, elvish, fish, powershell, zsh]"), "{}", r.stderr);
+}
+
+#[test]
+fn a_serve_failure_is_one_log_line_in_the_log_format() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let missing = dir.path().join("missing-kubeconfig").display().to_string();
+    let json = wpa(&["serve", "--self-signed", "--kubeconfig", &missing]);
+    assert_eq!(json.code, Some(1), "{}", json.stderr);
+    let lines = stderr_lines(&json);
+    assert_eq!(lines.len(), 1, "one line: {:?}", json.stderr);
+    let line: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON log line");
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["message"], "wpa serve failed");
+    assert_eq!(
+        line["error"],
+        format!("cannot read the kubeconfig {missing}: No such file or directory (os error 2)")
+    );
+
+    let text = wpa(&["serve", "--self-signed", "--kubeconfig", &missing, "--log-format", "text"]);
+    assert_eq!(text.code, Some(1), "{}", text.stderr);
+    let lines = stderr_lines(&text);
+    assert_eq!(lines.len(), 1, "one line: {:?}", text.stderr);
+    assert!(lines[0].contains("wpa serve failed") && lines[0].contains(&missing), "{}", lines[0]);
+}
+
+#[test]
+fn dry_run_revert_of_a_missing_file_says_its_cause_once() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let missing = dir.path().join("saved.csv").display().to_string();
+    let r = wpa(&["dry-run", "revert", "-f", &missing]);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(
+        r.stderr,
+        format!("wpa dry-run: cannot read {missing}: No such file or directory (os error 2)\n")
+    );
+}
+
+#[test]
+fn certs_refuses_a_san_that_is_neither_a_dns_name_nor_an_ip_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = dir.path().join("certs");
+    for bad in ["bad name!", "-web.example.com", "web..example.com", "a.*.example.com", "example.com."] {
+        let r =
+            wpa(&["certs", "--out-dir", &out.display().to_string(), "--san", &format!("localhost,{bad}")]);
+        assert_eq!(r.code, Some(2), "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains(&format!("invalid value '{bad}' for '--san")), "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("give an IP address (10.0.0.1, ::1) or a DNS name"), "{}", r.stderr);
+        assert!(!out.exists(), "{bad}: nothing is written");
+    }
+}
+
+#[test]
+fn serve_refuses_a_bad_tls_san_before_starting() {
+    let r = wpa(&["serve", "--self-signed", "--tls-san", "wpa.wpa-system.svc,bad name!"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.starts_with("error: invalid value 'bad name!' for '--tls-san"), "{}", r.stderr);
+}
+
+#[test]
+fn certs_writes_a_certificate_for_ips_dns_names_and_a_wildcard() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = dir.path().join("certs");
+    let r = wpa(&[
+        "certs",
+        "--out-dir",
+        &out.display().to_string(),
+        "--san",
+        "10.0.0.1,::1,wpa.wpa-system.svc,*.example.com",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("serving certificate for: 10.0.0.1, ::1, wpa.wpa-system.svc, *.example.com"));
+    assert!(out.join("tls.crt").exists());
+}
+
+/// A kubeconfig with contexts `a` and `b` (neither reachable: the test stops before any connection).
+fn two_context_kubeconfig(dir: &Path) -> String {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:1\"}\n\
+         users:\n- name: u\n  user: {token: t}\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\n\
+         - name: b\n  context: {cluster: c, user: u}\ncurrent-context: a\n",
+    )
+    .expect("write the kubeconfig");
+    path.display().to_string()
+}
+
+#[test]
+fn an_unknown_context_is_refused_naming_the_contexts_of_the_kubeconfig() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let kubeconfig = two_context_kubeconfig(dir.path());
+    for (command, args) in [
+        ("explain", &["explain", "web"][..]),
+        ("status", &["status"]),
+        ("dry-run", &["dry-run", "list", "--all"]),
+        ("convert", &["convert", "--from-hpa", "web"]),
+    ] {
+        let mut argv = args.to_vec();
+        argv.extend(["--kubeconfig", &kubeconfig, "--context", "prod"]);
+        let r = wpa(&argv);
+        assert_eq!(r.code, Some(1), "{command}: {}", r.stderr);
+        assert_eq!(
+            r.stderr,
+            format!(
+                "wpa {command}: the kubeconfig {kubeconfig} has no context prod (its contexts: a, b); \
+                 `kubectl config get-contexts` lists them\n"
+            )
+        );
+    }
+}
