@@ -735,3 +735,29 @@ fn unreadable_fallback_annotations_turn_the_fallback_off_and_say_why() {
     assert!(message.contains("\"lots\" is not a positive whole number"), "{message}");
     assert_eq!(d.decision.fallback, None);
 }
+
+#[test]
+fn the_decisions_pod_count_is_the_one_its_metrics_used() {
+    // Two ready pods, one Running but not Ready, one of another workload: counted once per pass, the same
+    // count reaches the metric's proposal and the readers (explain's pods line).
+    let mut p = pods(4);
+    p[2].ready = Some(ReadyCondition { status: ConditionStatus::False, last_transition: Some(now()) });
+    p[3].owners = vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "api-xyz".into() }];
+    let metrics = external(300_000);
+    let obs = Observation {
+        target: Ok(scale(4)),
+        pods: Ok(&p),
+        metrics: &metrics,
+        recommendation: None,
+        monitor: MonitorObservation::NotRequested,
+        conflicts: &[],
+    };
+    let w = wpa(serde_json::json!({}));
+    let d = decide(&w, &obs, now());
+    let count = d.decision.pods.expect("the pods were counted");
+    assert_eq!((count.ready, count.incorrect), (2, 1));
+    match &d.decision.metrics[0].result {
+        Some(Ok(r)) => assert_eq!(r.ready_replicas, 2),
+        other => panic!("expected a proposal, got {other:?}"),
+    }
+}
