@@ -97,6 +97,18 @@ fn decide<'a>(w: &'a WatermarkPodAutoscaler, obs: &Observation<'_>, at: Timestam
     settle(w, obs, at, ScaleResult::Written)
 }
 
+/// What a pass observes of a target at `replicas` with these pods and metric values.
+fn observe<'a>(replicas: i32, pods: &'a [PodInfo], metrics: &'a [MetricObservation]) -> Observation<'a> {
+    Observation {
+        target: Ok(scale(replicas)),
+        pods: Ok(pods),
+        metrics,
+        recommendation: None,
+        monitor: MonitorObservation::NotRequested,
+        conflicts: &[],
+    }
+}
+
 fn run_with<'a>(
     w: &'a WatermarkPodAutoscaler,
     replicas: i32,
@@ -105,14 +117,7 @@ fn run_with<'a>(
     result: ScaleResult,
 ) -> Pass<'a> {
     let p = pods(replicas as usize);
-    let obs = Observation {
-        target: Ok(scale(replicas)),
-        pods: Ok(&p),
-        metrics,
-        recommendation: None,
-        monitor: MonitorObservation::NotRequested,
-        conflicts: &[],
-    };
+    let obs = observe(replicas, &p, metrics);
     settle(w, &obs, at, result)
 }
 
@@ -299,14 +304,7 @@ fn the_target_at_zero_turns_scaling_off() {
     let w = wpa(serde_json::json!({}));
     let p: Vec<PodInfo> = vec![];
     let m = external(600_000);
-    let obs = Observation {
-        target: Ok(scale(0)),
-        pods: Ok(&p),
-        metrics: &m,
-        recommendation: None,
-        monitor: MonitorObservation::NotRequested,
-        conflicts: &[],
-    };
+    let obs = observe(0, &p, &m);
     let d = decide(&w, &obs, now());
     assert_eq!(d.scaled_to, None);
     // No pods: the metric computation fails first, as upstream notes; scaling stays off.
@@ -537,14 +535,7 @@ fn cpu_pods_that_became_ready_within_the_readiness_delay_are_named_as_such() {
     let usage: std::collections::BTreeMap<String, i64> =
         p.iter().map(|pod| (pod.name.clone(), 300)).collect();
     let metrics = [MetricObservation::Resource(Ok(usage))];
-    let obs = Observation {
-        target: Ok(scale(3)),
-        pods: Ok(&p),
-        metrics: &metrics,
-        recommendation: None,
-        monitor: MonitorObservation::NotRequested,
-        conflicts: &[],
-    };
+    let obs = observe(3, &p, &metrics);
     let d = decide(&w, &obs, now());
     let (_, _, message) = condition(&d.outcome, "ScalingActive");
     assert!(
@@ -699,14 +690,8 @@ fn metrics_failing_because_no_pod_is_ready_are_not_an_outage() {
         })
         .collect();
     for i in 0..4 {
-        let obs = Observation {
-            target: Ok(scale(4)),
-            pods: Ok(&p),
-            metrics: &external(300_000),
-            recommendation: None,
-            monitor: MonitorObservation::NotRequested,
-            conflicts: &[],
-        };
+        let metrics = external(300_000);
+        let obs = observe(4, &p, &metrics);
         let d = decide(&w, &obs, now() + Duration::from_secs(15 * i));
         assert_eq!(d.scaled_to, None);
         assert_eq!(condition(&d.outcome, "Fallback").0, "False", "the readiness gate is not an outage");
@@ -734,4 +719,23 @@ fn unreadable_fallback_annotations_turn_the_fallback_off_and_say_why() {
     assert_eq!((status, reason), ("False", "InvalidFallback"));
     assert!(message.contains("\"lots\" is not a positive whole number"), "{message}");
     assert_eq!(d.decision.fallback, None);
+}
+
+#[test]
+fn the_decisions_pod_count_is_the_one_its_metrics_used() {
+    // Two ready pods, one Running but not Ready, one of another workload: counted once per pass, the same
+    // count reaches the metric's proposal and the readers (explain's pods line).
+    let mut p = pods(4);
+    p[2].ready = Some(ReadyCondition { status: ConditionStatus::False, last_transition: Some(now()) });
+    p[3].owners = vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "api-xyz".into() }];
+    let metrics = external(300_000);
+    let obs = observe(4, &p, &metrics);
+    let w = wpa(serde_json::json!({}));
+    let d = decide(&w, &obs, now());
+    let count = d.decision.pods.expect("the pods were counted");
+    assert_eq!((count.ready, count.incorrect), (2, 1));
+    match &d.decision.metrics[0].result {
+        Some(Ok(r)) => assert_eq!(r.ready_replicas, 2),
+        other => panic!("expected a proposal, got {other:?}"),
+    }
 }

@@ -72,14 +72,15 @@ impl Ord for Quantity {
     }
 }
 
-fn div_away_from_zero(n: i128, d: i128) -> i128 {
-    let q = n / d;
-    if n % d == 0 {
-        q
-    } else if n > 0 {
-        q + 1
-    } else {
-        q - 1
+/// `n / d` rounded away from zero, for `d > 0` (the remainder has `n`'s sign). In i64 when `n` fits:
+/// 128-bit division is a library call, and every pass reads each watermark's milli-value.
+fn div_away_from_zero(n: i128, d: i64) -> i128 {
+    match i64::try_from(n) {
+        Ok(n) => i128::from(n / d + (n % d).signum()),
+        Err(_) => {
+            let d = i128::from(d);
+            n / d + (n % d).signum()
+        }
     }
 }
 
@@ -115,7 +116,7 @@ impl Quantity {
 
     /// Go's `Value()`: whole units, rounded away from zero.
     pub fn value(&self) -> i64 {
-        saturate_i64(div_away_from_zero(self.nanos, NANOS_PER_UNIT))
+        saturate_i64(div_away_from_zero(self.nanos, NANOS_PER_UNIT as i64))
     }
 
     /// The value as a float, for gauges and plots only (never for decisions).
@@ -438,6 +439,19 @@ mod tests {
         assert_eq!(q("0.4").value(), 1);
         assert_eq!(q("-0.4").value(), -1);
         assert_eq!(q("20").value(), 20);
+    }
+
+    #[test]
+    fn milli_values_round_the_same_on_both_sides_of_64_bit_nanos() {
+        // i64::MAX nano-units, then one more: the first is divided in 64 bits, the second in 128.
+        assert_eq!(q("9223372036.854775807").milli(), 9_223_372_036_855);
+        assert_eq!(q("9223372036.854775808").milli(), 9_223_372_036_855);
+        assert_eq!(q("-9223372036.854775808").milli(), -9_223_372_036_855);
+        assert_eq!(q("-9223372036.854775809").milli(), -9_223_372_036_855);
+        assert_eq!(q("10000000000.0001").milli(), 10_000_000_000_001);
+        assert_eq!(q("-10000000000.0001").milli(), -10_000_000_000_001);
+        assert_eq!(q("10000000000.0001").value(), 10_000_000_001);
+        assert_eq!(q("10000000000").value(), 10_000_000_000);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::{
     CalcError,
     conditions::text,
-    pods::{self, PodInfo},
+    pods::{self, PodInfo, ReadyCount},
 };
 use crate::api::{WatermarkPodAutoscalerSpec, selector::label_selector_string};
 
@@ -313,19 +313,30 @@ pub(crate) fn ready_replicas_for_target(
     pods: &[PodInfo],
     now: Timestamp,
 ) -> Result<i32, CalcError> {
-    if pods.is_empty() {
+    let count =
+        pods::count_ready_pods(pods, &scale.name, spec.readiness_delay_seconds, spec.skip_owner_check, now);
+    ready_replicas_from_count(spec, scale, pods.len(), count)
+}
+
+/// [`ready_replicas_for_target`] for `selected` pods already counted: a pass counts its pods once for
+/// every metric, the fallback and the readers.
+pub(crate) fn ready_replicas_from_count(
+    spec: &CalcSpec,
+    scale: &ScaleInfo,
+    selected: usize,
+    count: ReadyCount,
+) -> Result<i32, CalcError> {
+    if selected == 0 {
         return Err(CalcError::new(NO_PODS));
     }
-    let count =
-        pods::ready_pods_count(pods, &scale.name, spec.readiness_delay_seconds, spec.skip_owner_check, now)
-            .map_err(|e| {
-            CalcError::new(format!(
-                "unable to get the number of ready pods across all namespaces for {}: {e}",
-                scale.selector
-            ))
-        })?;
+    let count = pods::require_ready(count, selected).map_err(|e| {
+        CalcError::new(format!(
+            "unable to get the number of ready pods across all namespaces for {}: {e}",
+            scale.selector
+        ))
+    })?;
     let ready = count.ready.min(scale.status_replicas);
-    let eligible = pods.len() as i64 - i64::from(count.incorrect);
+    let eligible = selected as i64 - i64::from(count.incorrect);
     let ratio = if eligible > 0 { 100 * i64::from(ready) / eligible } else { 0 };
     if ratio < i64::from(spec.min_available_percentage) {
         return Err(unready_error(ratio, scale));
@@ -536,7 +547,18 @@ pub fn recommender(
     reply: Result<&Recommendation, &str>,
     now: Timestamp,
 ) -> Result<MetricResult, CalcError> {
-    let ready = ready_replicas_for_target(spec, scale, pods, now)?;
+    recommender_with_ready(spec, scale, ready_replicas_for_target(spec, scale, pods, now), reco_name, reply)
+}
+
+/// The recommender path with the target's ready count already counted.
+pub(crate) fn recommender_with_ready(
+    spec: &CalcSpec,
+    scale: &ScaleInfo,
+    ready: Result<i32, CalcError>,
+    reco_name: &str,
+    reply: Result<&Recommendation, &str>,
+) -> Result<MetricResult, CalcError> {
+    let ready = ready?;
     let rec = reply
         .map_err(|e| CalcError::new(format!("unable to get external recommendation {reco_name}: {e}")))?;
     let timestamp = rec.timestamp.as_deref().and_then(|t| t.parse().ok());

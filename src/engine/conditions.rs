@@ -172,8 +172,7 @@ pub(crate) fn set_condition_to(
             if c.status != new_status {
                 overwrite(&mut c.status, new_status);
                 c.last_transition_time = Some(Time(now));
-                let c = conditions.remove(i);
-                conditions.insert(0, c);
+                conditions[..=i].rotate_right(1);
             }
         }
         None => conditions.insert(
@@ -187,16 +186,25 @@ pub(crate) fn set_condition_to(
             },
         ),
     }
-    // Stable sort, newest first; conditions without a time sort last.
-    conditions.sort_by(|a, b| {
-        let ta = a.last_transition_time.as_ref().map(|t| t.0);
-        let tb = b.last_transition_time.as_ref().map(|t| t.0);
-        tb.cmp(&ta)
-    });
+    sort_newest_first(conditions);
     // Sized for every type at once: it changes with nearly every call.
     let last = status.last_condition_type.get_or_insert_with(|| String::with_capacity(LONGEST_TYPE));
     overwrite(last, type_);
     assign(&mut status.last_condition_state, new_status);
+}
+
+/// A stable sort, newest transition first; conditions without a time sort last. After a pass's first
+/// [`set_condition`] the list is nearly always in order already (a changed condition moves to the front with
+/// the newest time), and checking costs a fraction of the sort.
+pub(crate) fn sort_newest_first(conditions: &mut [Condition]) {
+    let newest_first = |a: &Condition, b: &Condition| {
+        let ta = a.last_transition_time.as_ref().map(|t| t.0);
+        let tb = b.last_transition_time.as_ref().map(|t| t.0);
+        tb.cmp(&ta)
+    };
+    if !conditions.is_sorted_by(|a, b| newest_first(a, b).is_le()) {
+        conditions.sort_by(newest_first);
+    }
 }
 
 /// Writes `value` into `slot`, reusing its buffer: a pass sets about ten conditions, most to the text they

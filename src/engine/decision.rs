@@ -682,11 +682,7 @@ fn keep_transition_times(status: &mut WatermarkPodAutoscalerStatus, original: &W
         }
     }
     if moved {
-        status.conditions.sort_by(|a, b| {
-            let ta = a.last_transition_time.as_ref().map(|t| t.0);
-            let tb = b.last_transition_time.as_ref().map(|t| t.0);
-            tb.cmp(&ta)
-        });
+        conditions::sort_newest_first(&mut status.conditions);
     }
 }
 

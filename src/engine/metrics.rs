@@ -11,7 +11,7 @@ use super::{
     calc::{self, CalcSpec, Recommendation, ScaleInfo},
     conditions::text,
     decision::{CombineError, Combined, MetricKind, MetricObservation, MetricOutcome},
-    pods::PodInfo,
+    pods::{self, PodInfo, ReadyCount},
     recommender,
 };
 use crate::api::{
@@ -25,8 +25,39 @@ pub struct MetricContext<'a> {
     pub calc_spec: &'a CalcSpec,
     pub namespace: &'a str,
     pub scale: &'a ScaleInfo,
-    pub pods: Result<&'a [PodInfo], &'a str>,
     pub now: Timestamp,
+    /// The target's pods with their count by the readiness rules, or why they could not be listed.
+    pods: Result<(&'a [PodInfo], ReadyCount), &'a str>,
+}
+
+impl<'a> MetricContext<'a> {
+    /// Counts the pods by the readiness rules, once: the pod loop is most of a pass, and its count serves
+    /// every External metric, the recommender, the fallback and the readers.
+    pub fn new(
+        spec: &'a WatermarkPodAutoscalerSpec,
+        calc_spec: &'a CalcSpec,
+        namespace: &'a str,
+        scale: &'a ScaleInfo,
+        pods: Result<&'a [PodInfo], &'a str>,
+        now: Timestamp,
+    ) -> Self {
+        let pods = pods.map(|list| {
+            let delay = calc_spec.readiness_delay_seconds;
+            (list, pods::count_ready_pods(list, &scale.name, delay, calc_spec.skip_owner_check, now))
+        });
+        MetricContext { spec, calc_spec, namespace, scale, now, pods }
+    }
+
+    /// The pods as the readiness rules count them (`None`: they could not be listed).
+    pub fn ready_count(&self) -> Option<ReadyCount> {
+        self.pods.as_ref().ok().map(|(_, count)| *count)
+    }
+
+    /// Upstream's ready replicas of the External and recommender paths (`None`: the pods could not be listed).
+    pub(crate) fn ready_replicas(&self) -> Option<Result<i32, CalcError>> {
+        let (list, count) = self.pods.as_ref().ok()?;
+        Some(calc::ready_replicas_from_count(self.calc_spec, self.scale, list.len(), *count))
+    }
 }
 
 fn milli(q: &Option<Quantity>) -> i64 {
@@ -60,9 +91,10 @@ pub fn compute_outcomes(
         } else {
             match cx.pods {
                 Err(e) => Err(pods_error(e)),
-                Ok(pods) => {
+                Ok((list, count)) => {
                     let reply = recommendation.unwrap_or(Err("no recommendation was fetched"));
-                    calc::recommender(cx.calc_spec, cx.scale, pods, &name, reply, cx.now).map_err(|e| e.0)
+                    let ready = calc::ready_replicas_from_count(cx.calc_spec, cx.scale, list.len(), count);
+                    calc::recommender_with_ready(cx.calc_spec, cx.scale, ready, &name, reply).map_err(|e| e.0)
                 }
             }
         };
@@ -98,9 +130,11 @@ pub fn compute_outcomes(
             let (high, low) = (milli(source.high_watermark()), milli(source.low_watermark()));
             let result = match (cx.pods, source, obs) {
                 (Err(err), ..) => Err(pods_error(err)),
-                (Ok(pods), MetricSource::External(e), MetricObservation::External(sample)) => {
+                (Ok((list, count)), MetricSource::External(e), MetricObservation::External(sample)) => {
                     let ready = ready
-                        .get_or_init(|| calc::ready_replicas_for_target(cx.calc_spec, cx.scale, pods, cx.now))
+                        .get_or_init(|| {
+                            calc::ready_replicas_from_count(cx.calc_spec, cx.scale, list.len(), count)
+                        })
                         .clone();
                     calc::external_with_ready(
                         cx.calc_spec,
@@ -114,17 +148,19 @@ pub fn compute_outcomes(
                     )
                     .map_err(|e| e.0)
                 }
-                (Ok(pods), MetricSource::Resource(r), MetricObservation::Resource(usage)) => calc::resource(
-                    cx.calc_spec,
-                    cx.scale,
-                    pods,
-                    cx.namespace,
-                    &r.name,
-                    r.metric_selector.as_ref(),
-                    usage.as_ref().map_err(String::as_str),
-                    (low, high),
-                )
-                .map_err(|e| e.0),
+                (Ok((list, _)), MetricSource::Resource(r), MetricObservation::Resource(usage)) => {
+                    calc::resource(
+                        cx.calc_spec,
+                        cx.scale,
+                        list,
+                        cx.namespace,
+                        &r.name,
+                        r.metric_selector.as_ref(),
+                        usage.as_ref().map_err(String::as_str),
+                        (low, high),
+                    )
+                    .map_err(|e| e.0)
+                }
                 (Ok(_), MetricSource::External(_), _) => Err("the external metric was not fetched".into()),
                 (Ok(_), MetricSource::Resource(_), _) => Err("the resource metric was not fetched".into()),
             };

@@ -250,8 +250,7 @@ fn outcomes_for(
 ) -> Vec<MetricOutcome> {
     let calc_spec = CalcSpec::from_spec(s, false);
     let scale = scale();
-    let cx =
-        MetricContext { spec: s, calc_spec: &calc_spec, namespace: "prod", scale: &scale, pods, now: now() };
+    let cx = MetricContext::new(s, &calc_spec, "prod", &scale, pods, now());
     compute_outcomes(&cx, observed, recommendation)
 }
 

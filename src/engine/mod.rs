@@ -147,28 +147,17 @@ pub fn decide<'a>(plan: &'a Plan<'_>, obs: &Observation<'_>, now: Timestamp) -> 
                     spec,
                     pods::should_skip_owner_check(wpa.metadata.annotations.as_ref()),
                 );
+                let pods = obs.pods.as_ref().map(|p| *p).map_err(String::as_str);
+                let cx = MetricContext::new(spec, &calc_spec, &plan.namespace, scale, pods, now);
                 // The count every metric's calculation starts from, kept for the readers (explain).
-                d.pods = obs.pods.as_ref().ok().map(|p| {
-                    let delay = calc_spec.readiness_delay_seconds;
-                    pods::count_ready_pods(p, &scale.name, delay, calc_spec.skip_owner_check, now)
-                });
-                let cx = MetricContext {
-                    spec,
-                    calc_spec: &calc_spec,
-                    namespace: &plan.namespace,
-                    scale,
-                    pods: obs.pods.as_ref().map(|p| *p).map_err(String::as_str),
-                    now,
-                };
+                d.pods = cx.ready_count();
                 let recommendation = obs.recommendation.as_ref().map(|r| r.as_ref().map_err(String::as_str));
                 let outcomes = compute_outcomes(&cx, obs.metrics, recommendation);
                 let fallback = match &plan.fallback {
                     Ok(f) => f.as_ref().map(|fallback| pass::FallbackInput {
                         fallback,
                         // A failure of every metric is an outage only if the pods are not its cause.
-                        pods_fine: obs.pods.as_ref().is_ok_and(|p| {
-                            calc::ready_replicas_for_target(&calc_spec, scale, p, now).is_ok()
-                        }),
+                        pods_fine: cx.ready_replicas().is_some_and(|r| r.is_ok()),
                     }),
                     Err(e) => {
                         let message = format!("the fallback is off: {e}");

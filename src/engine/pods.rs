@@ -128,12 +128,13 @@ pub fn ready_pods_count(
     skip_owner_check: bool,
     now: Timestamp,
 ) -> Result<ReadyCount, CalcError> {
-    let count = count_ready_pods(pods, target, readiness_delay_seconds, skip_owner_check, now);
+    require_ready(count_ready_pods(pods, target, readiness_delay_seconds, skip_owner_check, now), pods.len())
+}
+
+/// [`ready_pods_count`]'s verdict on pods already counted (`pods`: how many were selected).
+pub(crate) fn require_ready(count: ReadyCount, pods: usize) -> Result<ReadyCount, CalcError> {
     if count.ready == 0 {
-        return Err(CalcError::new(format!(
-            "among the {} pods, none is ready. Skipping recommendation",
-            pods.len()
-        )));
+        return Err(CalcError::new(format!("among the {pods} pods, none is ready. Skipping recommendation")));
     }
     Ok(count)
 }
