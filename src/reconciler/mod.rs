@@ -417,7 +417,8 @@ async fn run_controller(
                 }
                 // The feed's store already holds exactly what the relist listed.
                 watcher::Event::InitDone => relisted.priority.relisted(|w| listed.get(w).is_some()),
-                _ => {}
+                watcher::Event::Apply(w) | watcher::Event::InitApply(w) => seen.written.seen(w),
+                watcher::Event::Init => {}
             }
             Ok::<_, watcher::Error>(e)
         })

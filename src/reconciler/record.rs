@@ -168,9 +168,7 @@ impl Written {
         let Some(uid) = wpa.uid() else { return Cow::Borrowed(wpa) };
         let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
         let Some(ours) = statuses.get(&uid) else { return Cow::Borrowed(wpa) };
-        let seen = wpa.status.as_ref().and_then(|s| s.last_scale_time.as_ref()).map(|t| t.0);
-        let written = ours.last_scale_time.as_ref().map(|t| t.0);
-        if written > seen {
+        if newer_than_watched(ours, wpa) {
             let mut newer = wpa.clone();
             newer.status = Some(ours.clone());
             Cow::Owned(newer)
@@ -181,9 +179,32 @@ impl Written {
         }
     }
 
+    /// The watch delivered `wpa`: a status kept for it is dropped as soon as the watch shows its
+    /// `lastScaleTime` (or a newer one), instead of at the WPA's next pass. With thousands of WPAs, every
+    /// first pass's status (a few KiB each) would otherwise stay until the next period.
+    pub(crate) fn seen(&self, wpa: &WatermarkPodAutoscaler) {
+        let Some(uid) = wpa.uid() else { return };
+        let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        if statuses.get(&uid).is_some_and(|ours| !newer_than_watched(ours, wpa)) {
+            statuses.remove(&uid);
+        }
+    }
+
+    /// Statuses kept (tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.statuses.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub(crate) fn forget(&self, uid: &str) {
         self.statuses.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }
+}
+
+/// Whether the status this replica wrote records a later scale than the watched `wpa` shows.
+fn newer_than_watched(ours: &WatermarkPodAutoscalerStatus, wpa: &WatermarkPodAutoscaler) -> bool {
+    let seen = wpa.status.as_ref().and_then(|s| s.last_scale_time.as_ref()).map(|t| t.0);
+    ours.last_scale_time.as_ref().map(|t| t.0) > seen
 }
 
 /// What a status write expects to find stored: the `lastScaleTime` its pass decided from.
@@ -268,6 +289,20 @@ mod tests {
         let caught_up = wpa(Some("2026-01-01T12:00:10Z"));
         assert!(matches!(written.current(&caught_up), Cow::Borrowed(_)));
         assert!(matches!(written.current(&stale), Cow::Borrowed(_)), "dropped once seen");
+    }
+
+    #[test]
+    fn a_written_status_is_dropped_when_the_watch_delivers_it() {
+        let written = Written::default();
+        let ours = wpa(Some("2026-01-01T12:00:10Z"));
+        written.remember(&ours, ours.status.as_ref().unwrap());
+        written.seen(&wpa(Some("2026-01-01T12:00:00Z")));
+        written.seen(&wpa(None));
+        assert_eq!(written.len(), 1, "kept while the watch shows an older lastScaleTime");
+        written.seen(&wpa(Some("2026-01-01T12:00:10Z")));
+        assert_eq!(written.len(), 0, "dropped once the watch shows it, before any pass asks");
+        let stale = wpa(Some("2026-01-01T12:00:00Z"));
+        assert!(matches!(written.current(&stale), Cow::Borrowed(_)));
     }
 
     fn applied(
