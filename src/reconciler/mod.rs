@@ -502,7 +502,7 @@ pub(crate) async fn start(
         reporter: Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(identity) },
         leadership: leadership.clone(),
         sync_period: args.sync_period,
-        written: Default::default(),
+        written: record::Written::new(feed.store()),
         priority: priority::Priority::new(args.concurrency, args.sync_period),
         client: client.clone(),
     });

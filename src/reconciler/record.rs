@@ -32,7 +32,10 @@
 use std::{borrow::Cow, collections::HashMap, sync::Mutex};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::ResourceExt;
+use kube::{
+    ResourceExt,
+    runtime::reflector::{ObjectRef, Store},
+};
 use serde_json::Value;
 
 use super::{ReconcileError, scale::ScaleWrite};
@@ -150,16 +153,32 @@ pub(crate) async fn carry_out<'p, W: Steps>(
 }
 
 /// The statuses this replica wrote that the WPA watch may not have delivered yet, by WPA uid.
-#[derive(Default)]
 pub(crate) struct Written {
     statuses: Mutex<HashMap<String, WatermarkPodAutoscalerStatus>>,
+    /// The watched WPAs (the feed's store, updated before [`Written::seen`] is called).
+    watched: Store<WatermarkPodAutoscaler>,
 }
 
 impl Written {
-    /// Remembers a status that was written.
+    pub(crate) fn new(watched: Store<WatermarkPodAutoscaler>) -> Written {
+        Written { statuses: Mutex::default(), watched }
+    }
+
+    /// Remembers a status that was written, unless the watch has delivered it already (its event often
+    /// arrives before the write's answer; [`Written::seen`] has then been and gone).
     pub(crate) fn remember(&self, wpa: &WatermarkPodAutoscaler, status: &WatermarkPodAutoscalerStatus) {
         let Some(uid) = wpa.uid() else { return };
-        self.statuses.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, status.clone());
+        // Under the lock: a store updated after this look is followed by a `seen`, which waits for it.
+        let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        let delivered = self
+            .watched
+            .get(&ObjectRef::from_obj(wpa))
+            .is_some_and(|w| w.uid().as_ref() == Some(&uid) && !newer_than_watched(status, &w));
+        if delivered {
+            statuses.remove(&uid);
+        } else {
+            statuses.insert(uid, status.clone());
+        }
     }
 
     /// The WPA to decide from: as the watch delivered it, or with the status this replica wrote last when the
@@ -259,6 +278,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
+    use kube::runtime::reflector;
 
     fn wpa(last_scale: Option<&str>) -> WatermarkPodAutoscaler {
         let mut w: WatermarkPodAutoscaler = serde_json::from_value(serde_json::json!({
@@ -276,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_written_scale_is_used_until_the_watch_shows_it() {
-        let written = Written::default();
+        let written = Written::new(reflector::store().0);
         let ours = wpa(Some("2026-01-01T12:00:10Z"));
         written.remember(&ours, ours.status.as_ref().unwrap());
         // The watch still has the status from before the scale.
@@ -292,8 +312,21 @@ mod tests {
     }
 
     #[test]
+    fn a_status_the_watch_delivered_before_the_writes_answer_is_not_kept() {
+        let (store, mut writer) = reflector::store();
+        let written = Written::new(store);
+        let ours = wpa(Some("2026-01-01T12:00:10Z"));
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(ours.clone()));
+        written.remember(&wpa(Some("2026-01-01T12:00:00Z")), ours.status.as_ref().unwrap());
+        assert_eq!(written.len(), 0, "the store already shows it");
+        let later = wpa(Some("2026-01-01T12:00:20Z"));
+        written.remember(&ours, later.status.as_ref().unwrap());
+        assert_eq!(written.len(), 1, "a status newer than the store's is kept");
+    }
+
+    #[test]
     fn a_written_status_is_dropped_when_the_watch_delivers_it() {
-        let written = Written::default();
+        let written = Written::new(reflector::store().0);
         let ours = wpa(Some("2026-01-01T12:00:10Z"));
         written.remember(&ours, ours.status.as_ref().unwrap());
         written.seen(&wpa(Some("2026-01-01T12:00:00Z")));
