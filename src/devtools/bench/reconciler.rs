@@ -45,28 +45,33 @@ fn namespace(i: usize) -> String {
     format!("bench-{}", i % NAMESPACES)
 }
 
-/// The WPA of Deployment `name`.
-fn wpa_json(name: &str) -> serde_json::Value {
+/// The WPA of Deployment `name`, whose `pods` replicas it keeps.
+fn wpa_json(name: &str, pods: usize) -> serde_json::Value {
     json!({
         "apiVersion": "datadoghq.com/v1alpha1", "kind": "WatermarkPodAutoscaler",
         "metadata": {"name": name},
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                 "minReplicas": 1, "maxReplicas": 5,
+                 "minReplicas": 1, "maxReplicas": pods.max(5),
                  "upscaleForbiddenWindowSeconds": WINDOW_SECONDS, "downscaleForbiddenWindowSeconds": WINDOW_SECONDS,
                  "metrics": [{"type": "External", "external": {"metricName": "bench-qps",
                      "metricSelector": {"matchLabels": {"app": name}}, "highWatermark": "100", "lowWatermark": "50"}}]}
     })
 }
 
-/// Deployment `app-i` (status: 1 replica), its ready pod (owned, by name, by a ReplicaSet of it), and a WPA
-/// whose metric sits within the watermarks, so that the steady state is "nothing to do".
-async fn create_one(client: Client, i: usize) -> Result<()> {
+/// The name of pod `j` of Deployment `name`.
+fn pod_name(name: &str, j: usize) -> String {
+    format!("{name}-5d9c7b-{j}")
+}
+
+/// Deployment `app-i` (status: `pods` replicas), its `pods` ready pods (owned, by name, by a ReplicaSet of
+/// it), and a WPA whose metric sits within the watermarks, so that the steady state is "nothing to do".
+async fn create_one(client: Client, i: usize, pods: usize) -> Result<()> {
     let ns = namespace(i);
     let name = format!("app-{i}");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let d: Deployment = serde_json::from_value(json!({
         "metadata": {"name": name},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+        "spec": {"replicas": pods, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "a", "image": "registry.invalid/a"}]}}}
     }))?;
     deployments.create(&PostParams::default(), &d).await.context("creating a Deployment")?;
@@ -74,26 +79,29 @@ async fn create_one(client: Client, i: usize) -> Result<()> {
         .patch_status(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"replicas": 1, "readyReplicas": 1}})),
+            &Patch::Merge(json!({"status": {"replicas": pods, "readyReplicas": pods}})),
         )
         .await
         .context("setting a Deployment's status")?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pod_name = format!("{name}-5d9c7b-x{i}");
-    let p: Pod = serde_json::from_value(json!({
-        "metadata": {"name": pod_name, "labels": {"app": name},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}-5d9c7b"), "uid": "00000000-0000-0000-0000-000000000000"}]},
-        "spec": {"automountServiceAccountToken": false, "containers": [{"name": "a", "image": "registry.invalid/a"}]}
-    }))?;
-    pods.create(&PostParams::default(), &p).await.context("creating a pod")?;
-    let now = now_rfc3339();
-    let status = json!({"status": {"phase": "Running", "startTime": now,
-        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
-    pods.patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .context("marking a pod ready")?;
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    for j in 0..pods {
+        let pod_name = pod_name(&name, j);
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": pod_name, "labels": {"app": name},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}-5d9c7b"), "uid": "00000000-0000-0000-0000-000000000000"}]},
+            "spec": {"automountServiceAccountToken": false, "containers": [{"name": "a", "image": "registry.invalid/a"}]}
+        }))?;
+        pod_api.create(&PostParams::default(), &p).await.context("creating a pod")?;
+        let now = now_rfc3339();
+        let status = json!({"status": {"phase": "Running", "startTime": now,
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+        pod_api
+            .patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .context("marking a pod ready")?;
+    }
     let wpas: Api<WatermarkPodAutoscaler> = Api::namespaced(client, &ns);
-    let w: WatermarkPodAutoscaler = serde_json::from_value(wpa_json(&name))?;
+    let w: WatermarkPodAutoscaler = serde_json::from_value(wpa_json(&name, pods))?;
     wpas.create(&PostParams::default(), &w).await.context("creating a WPA")?;
     Ok(())
 }
@@ -207,40 +215,41 @@ const BASELINE_FINALIZER: &str = "bench.wpa.datadoghq.com/baseline";
 /// The reporting controller of the baseline's events.
 const BASELINE_CONTROLLER: &str = "bench";
 
-/// The status and events of a WPA's first pass, decided by the engine from what the benchmark set up (one
-/// ready pod, one replica, the metric at 75): the baseline writes exactly what the pass will.
-fn first_pass_writes(i: usize) -> Result<(json_patch::Patch, Vec<crate::engine::Event>)> {
+/// The status and events of a WPA's first pass, decided by the engine from what the benchmark set up (`pods`
+/// ready pods and replicas, the metric at 75): the baseline writes exactly what the pass will.
+fn first_pass_writes(i: usize, pods: usize) -> Result<(json_patch::Patch, Vec<crate::engine::Event>)> {
     use crate::engine::{
         self, MetricObservation, MonitorObservation, Observation, ScaleResult,
         calc::{ExternalSample, ScaleInfo},
         pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
     };
     let (ns, name) = (namespace(i), format!("app-{i}"));
-    let mut wpa: WatermarkPodAutoscaler = serde_json::from_value(wpa_json(&name))?;
+    let mut wpa: WatermarkPodAutoscaler = serde_json::from_value(wpa_json(&name, pods))?;
     wpa.metadata.namespace = Some(ns.clone());
     wpa.metadata.generation = Some(1);
     let now = jiff::Timestamp::now();
-    let pod = PodInfo {
-        name: format!("{name}-5d9c7b-x{i}"),
-        phase: PodPhase::Running,
-        ready: Some(ReadyCondition { status: ConditionStatus::True, last_transition: Some(now) }),
-        start_time: Some(now),
-        deleting: false,
-        owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: format!("{name}-5d9c7b") }],
-    };
+    let ready: Vec<PodInfo> = (0..pods)
+        .map(|j| PodInfo {
+            name: pod_name(&name, j),
+            phase: PodPhase::Running,
+            ready: Some(ReadyCondition { status: ConditionStatus::True, last_transition: Some(now) }),
+            start_time: Some(now),
+            deleting: false,
+            owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: format!("{name}-5d9c7b") }],
+        })
+        .collect();
     let metrics =
         [MetricObservation::External(Ok(ExternalSample { values: vec![75_000], timestamp: Some(now) }))];
     let scale = ScaleInfo {
         name: name.clone(),
         namespace: ns,
-        spec_replicas: 1,
-        status_replicas: 1,
+        spec_replicas: i32::try_from(pods)?,
+        status_replicas: i32::try_from(pods)?,
         selector: format!("app={name}"),
     };
-    let pods = [pod];
     let obs = Observation {
         target: Ok(scale),
-        pods: Ok(&pods),
+        pods: Ok(&ready),
         metrics: &metrics,
         recommendation: None,
         monitor: MonitorObservation::NotRequested,
@@ -258,7 +267,13 @@ fn first_pass_writes(i: usize) -> Result<(json_patch::Patch, Vec<crate::engine::
 /// the same bodies: the finalizer's JSON patch (with its `test`), the metric GET, the status the pass
 /// records, and its events. With `writes` false, only the metric GETs (a steady pass). What the writes
 /// change is undone by [`undo_round`].
-async fn baseline_round(client: &Client, n: usize, concurrency: usize, writes: bool) -> Result<Duration> {
+async fn baseline_round(
+    client: &Client,
+    n: usize,
+    pods: usize,
+    concurrency: usize,
+    writes: bool,
+) -> Result<Duration> {
     let reporter = kube::runtime::events::Reporter {
         controller: BASELINE_CONTROLLER.into(),
         instance: Some(BASELINE_CONTROLLER.into()),
@@ -286,7 +301,7 @@ async fn baseline_round(client: &Client, n: usize, concurrency: usize, writes: b
                 if !writes {
                     return Ok(());
                 }
-                let (status, events) = first_pass_writes(i)?;
+                let (status, events) = first_pass_writes(i, pods)?;
                 let w = wpas.patch_status(&name, &pp, &Patch::<()>::Json(status)).await.context("baseline status patch")?;
                 let reference = w.object_ref(&());
                 let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter);
@@ -467,7 +482,12 @@ struct BaselineRound {
 /// The baseline's requests, timed: the lists and watches wpa opens, then the first passes' requests, with the
 /// same event watch open as during wpa's round (the load of every watch on the API server is then the same
 /// in both).
-async fn baseline_writes(c: &ScalingCluster, n: usize, concurrency: usize) -> Result<BaselineRound> {
+async fn baseline_writes(
+    c: &ScalingCluster,
+    n: usize,
+    pods: usize,
+    concurrency: usize,
+) -> Result<BaselineRound> {
     let client = c.cluster.client();
     let processes = measured(c);
     let watch = watch_first_events(&client, n, BASELINE_CONTROLLER).await?;
@@ -476,7 +496,7 @@ async fn baseline_writes(c: &ScalingCluster, n: usize, concurrency: usize) -> Re
     let begin = Instant::now();
     open_wpas_watches(&client, &stop).await?;
     let lists = begin.elapsed().as_secs_f64();
-    baseline_round(&client, n, concurrency, true).await?;
+    baseline_round(&client, n, pods, concurrency, true).await?;
     let secs = begin.elapsed().as_secs_f64();
     let cpu = cpu_since(&processes, &cpu_start);
     stop.cancel();
@@ -491,15 +511,29 @@ fn median(v: &[f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Runs the benchmark with `n` WPAs over `rounds` rounds; `steady` is how long the steady state is measured.
+/// What the benchmark sets up and starts.
+pub(crate) struct Setup {
+    pub(crate) wpas: usize,
+    /// Ready pods of each WPA's Deployment.
+    pub(crate) pods_per_wpa: usize,
+    /// `wpa serve --concurrency`.
+    pub(crate) concurrency: u16,
+    /// The program started as `wpa serve`, if not this binary.
+    pub(crate) serve_binary: Option<std::path::PathBuf>,
+}
+
+/// Runs the benchmark of `setup` over `rounds` rounds; `steady` is how long the steady state is measured.
 pub(crate) async fn run(
-    n: usize,
+    setup: Setup,
     rounds: usize,
     steady: Duration,
-    concurrency: u16,
     bin_dir: std::path::PathBuf,
 ) -> Result<String> {
-    let exe = std::env::current_exe().context("locating the wpa binary")?;
+    let Setup { wpas: n, pods_per_wpa: pods, concurrency, serve_binary } = setup;
+    let exe = match serve_binary {
+        Some(exe) => exe,
+        None => std::env::current_exe().context("locating the wpa binary")?,
+    };
     let rounds = rounds.max(1);
     let mut report = String::new();
     eprintln!("[bench] starting a control plane (etcd, kube-apiserver) and the synthetic metrics provider");
@@ -517,14 +551,18 @@ pub(crate) async fn run(
     }
     let begin = Instant::now();
     stream::iter(0..n)
-        .map(|i| create_one(client.clone(), i))
+        .map(|i| create_one(client.clone(), i, pods))
         .buffer_unordered(CREATE_CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
-    eprintln!("[bench] created {n} Deployments, pods and WPAs in {:.1} s", begin.elapsed().as_secs_f64());
+    eprintln!(
+        "[bench] created {n} Deployments, {} pods and {n} WPAs in {:.1} s",
+        n * pods,
+        begin.elapsed().as_secs_f64()
+    );
 
     let concurrency_n = usize::from(concurrency);
-    let reads = baseline_round(&client, n, concurrency_n, false).await?;
+    let reads = baseline_round(&client, n, pods, concurrency_n, false).await?;
     // The host's load comes in bursts longer than a round, and etcd grows over the run: each round runs
     // both, the order alternating so that the last round ends with wpa (whose steady state follows).
     let mut pairs: Vec<(WpaRound, BaselineRound)> = Vec::new();
@@ -533,7 +571,7 @@ pub(crate) async fn run(
         let baseline_first = (rounds - 1 - k).is_multiple_of(2);
         let mut baseline = None;
         if baseline_first {
-            baseline = Some(baseline_writes(&c, n, concurrency_n).await?);
+            baseline = Some(baseline_writes(&c, n, pods, concurrency_n).await?);
             undo_round(&client, n, concurrency_n, BASELINE_FINALIZER).await?;
         }
         let (mut running, round) = wpa_round(&c, &exe, n, concurrency).await?;
@@ -552,7 +590,7 @@ pub(crate) async fn run(
         let baseline = match baseline {
             Some(b) => b,
             None => {
-                let b = baseline_writes(&c, n, concurrency_n).await?;
+                let b = baseline_writes(&c, n, pods, concurrency_n).await?;
                 undo_round(&client, n, concurrency_n, BASELINE_FINALIZER).await?;
                 b
             }
@@ -614,7 +652,7 @@ pub(crate) async fn run(
 
     let _ = writeln!(
         report,
-        "reconciler benchmark: {n} WPAs (one Deployment, one ready pod and one External metric each), sync period 15 s, concurrency {concurrency}"
+        "reconciler benchmark: {n} WPAs (one Deployment, {pods} ready pod(s) and one External metric each), sync period 15 s, concurrency {concurrency}"
     );
     let _ = writeln!(
         report,
