@@ -6,7 +6,7 @@
 
 use std::{borrow::Cow, collections::BTreeMap};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::{
@@ -32,8 +32,8 @@ impl ReviewIn {
         let mut review = ReviewIn { api_version: String::new(), kind: String::new(), request: None };
         r.members(|r, key| {
             match key {
-                "apiVersion" => review.api_version = r.decode()?,
-                "kind" => review.kind = r.decode()?,
+                "apiVersion" => review.api_version = r.owned_string()?,
+                "kind" => review.kind = r.owned_string()?,
                 "request" if !r.null() => review.request = Some(RequestIn::read(r)?),
                 _ => {}
             }
@@ -44,12 +44,25 @@ impl ReviewIn {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub(crate) struct Gvk {
-    #[serde(default)]
     pub(crate) group: String,
-    #[serde(default)]
     pub(crate) kind: String,
+}
+
+impl Gvk {
+    fn read(r: &mut Reader<'_>) -> Result<Gvk, String> {
+        let mut gvk = Gvk::default();
+        r.members(|r, key| {
+            match key {
+                "group" => gvk.group = r.owned_string()?,
+                "kind" => gvk.kind = r.owned_string()?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(gvk)
+    }
 }
 
 /// The request of an AdmissionReview.
@@ -75,12 +88,12 @@ impl RequestIn {
         let (mut object_text, mut old_text) = (None, None);
         reader.members(|reader, key| {
             match key {
-                "uid" => uid = Some(reader.decode()?),
-                "kind" => r.kind = reader.decode()?,
-                "subResource" => r.sub_resource = reader.decode()?,
-                "name" => r.name = reader.decode::<Option<String>>()?.unwrap_or_default(),
-                "namespace" => r.namespace = reader.decode()?,
-                "operation" => r.operation = reader.decode()?,
+                "uid" => uid = reader.string()?.map(std::borrow::Cow::into_owned),
+                "kind" => r.kind = Gvk::read(reader)?,
+                "subResource" => r.sub_resource = reader.string()?.map(std::borrow::Cow::into_owned),
+                "name" => r.name = reader.owned_string()?,
+                "namespace" => r.namespace = reader.string()?.map(std::borrow::Cow::into_owned),
+                "operation" => r.operation = reader.owned_string()?,
                 "dryRun" => r.dry_run = reader.decode()?,
                 "object" if r.kind.kind.is_empty() => object_text = Some(reader.raw()?),
                 "oldObject" if r.kind.kind.is_empty() => old_text = Some(reader.raw()?),

@@ -68,19 +68,21 @@ impl Meta {
         let mut meta = Meta::default();
         r.members(|r, key| {
             match key {
-                "name" => meta.name = r.decode::<Option<String>>()?.unwrap_or_default(),
-                "namespace" => meta.namespace = r.decode()?,
+                "name" => meta.name = r.owned_string()?,
+                "namespace" => meta.namespace = r.string()?.map(std::borrow::Cow::into_owned),
                 "annotations" if !r.null() => {
                     let mut own = BTreeMap::new();
                     r.members(|r, key| {
                         if key.starts_with(annotations::PREFIX) {
-                            own.insert(key.to_string(), r.decode()?);
+                            own.insert(key.to_string(), r.owned_string()?);
                         }
                         Ok(())
                     })?;
                     meta.annotations = Some(own);
                 }
-                "deletionTimestamp" => meta.deletion_timestamp = r.decode()?,
+                "deletionTimestamp" => {
+                    meta.deletion_timestamp = r.string()?.map(std::borrow::Cow::into_owned)
+                }
                 "creationTimestamp" => meta.creation_timestamp = r.decode()?,
                 _ => {}
             }

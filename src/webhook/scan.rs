@@ -112,6 +112,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The string that comes next, borrowed from the body when it has no escapes (most do not), `None` for
+    /// `null`.
+    pub(crate) fn string(&mut self) -> Result<Option<std::borrow::Cow<'a, str>>, String> {
+        if self.null() {
+            return Ok(None);
+        }
+        if self.ws() == Some(b'"')
+            && let Some(end) = string_end(self.text.as_bytes(), self.i + 1)
+        {
+            let inner = &self.text[self.i + 1..end - 1];
+            // Escapes and control characters (which JSON refuses) go through serde_json.
+            if !inner.bytes().any(|b| b == b'\\' || b < 0x20) {
+                self.i = end;
+                return Ok(Some(std::borrow::Cow::Borrowed(inner)));
+            }
+        }
+        self.decode::<String>().map(|s| Some(std::borrow::Cow::Owned(s)))
+    }
+
+    /// [`Self::string`], owned, with `null` as empty (Go's zero value, as the API server reads it).
+    pub(crate) fn owned_string(&mut self) -> Result<String, String> {
+        Ok(self.string()?.map(std::borrow::Cow::into_owned).unwrap_or_default())
+    }
+
     /// The value that comes next decoded by serde_json, or the decoder's message if it does not decode
     /// (the value is then stepped over): an error of the value, not of the body.
     pub(crate) fn decode_or_keep_error<T: serde::de::DeserializeOwned>(
@@ -318,6 +342,17 @@ mod tests {
         assert_eq!(walk(r#"{"a": 1} x"#), Err("expected the end of the body at byte 9".into()));
         assert_eq!(walk(r#"{"a" 1}"#), Err("expected ':' at byte 5".into()));
         assert_eq!(walk(r#"{"skipped": [1}"#), Err("expected a matching bracket at byte 14".into()));
+    }
+
+    #[test]
+    fn strings_are_borrowed_unless_escaped_and_null_is_none() {
+        let string = |text: &'static str| Reader::new(text).string();
+        assert!(matches!(string(r#" "plain""#), Ok(Some(std::borrow::Cow::Borrowed("plain")))));
+        assert!(matches!(string(r#""esc\"aped""#), Ok(Some(std::borrow::Cow::Owned(s))) if s == "esc\"aped"));
+        assert_eq!(string("null"), Ok(None));
+        // A control character, which JSON refuses, is refused.
+        assert!(string("\"ctrl\u{1}\"").is_err_and(|e| e.contains("control character")));
+        assert!(string("3").is_err_and(|e| e.contains("invalid type: integer `3`, expected a string")));
     }
 
     #[test]
