@@ -61,7 +61,10 @@ impl Release {
 static TURNS: AsyncMutex<Option<Release>> = AsyncMutex::const_new(None);
 /// Releases installed so far: a reinstall gets a new name, so it never waits for the old namespace to go.
 static INSTALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static FIXTURE: tokio::sync::OnceCell<Arc<RealNode>> = tokio::sync::OnceCell::const_new();
+/// The node, set up for these tests once. Weak: a static is never dropped, and the node's own teardown at
+/// exit must hold the last reference, so that dropping it removes the control plane's directories (etcd's
+/// data in /dev/shm among them).
+static FIXTURE: tokio::sync::OnceCell<std::sync::Weak<RealNode>> = tokio::sync::OnceCell::const_new();
 
 /// A test's exclusive use of the node: its own namespace, and the one release installed at a time.
 pub struct Turn {
@@ -76,10 +79,11 @@ pub struct Turn {
 pub async fn turn(test: &str) -> Turn {
     let current = TURNS.lock().await;
     let node = FIXTURE
-        .get_or_try_init(start)
+        .get_or_try_init(|| async { start().await.map(|node| Arc::downgrade(&node)) })
         .await
         .unwrap_or_else(|e| panic!("the real node did not start: {e:#}"))
-        .clone();
+        .upgrade()
+        .expect("the node lives until the process exits");
     let namespace = format!("t-{test}");
     node.cluster()
         .create_namespace(&namespace, &[])
