@@ -1,8 +1,8 @@
 //! The real node's promises to the machine it runs on (`devcluster::node`): an outbound connection of the
 //! node's processes or pods is dropped, counted and reported with where it went; a teardown leaves the host
-//! as it found it; and the next start cleans up after a run killed before its teardown. Each test starts a
-//! node of its own (one at a time), and checks the host with shell commands rather than with the harness's
-//! own bookkeeping. Needs root; see docs/real-node.md.
+//! as it found it; and the next start cleans up after a run killed before its teardown, its control plane's
+//! directories included. Each test starts a node of its own (one at a time), and checks the host with shell
+//! commands rather than with the harness's own bookkeeping. Needs root; see docs/real-node.md.
 
 mod support;
 
@@ -179,11 +179,15 @@ async fn killed_mid_run() {
 async fn the_next_start_cleans_up_after_a_run_killed_before_its_teardown() {
     let _one = ONE_AT_A_TIME.lock().await;
     let before = host_snapshot();
-    let status = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+    let mut child = std::process::Command::new(std::env::current_exe().expect("this test binary"))
         .args(["--ignored", "--exact", "killed_mid_run", "--nocapture"])
-        .status()
+        .spawn()
         .expect("the child");
+    let status = child.wait().expect("the child's status");
     assert!(!status.success(), "the child aborted: {status}");
+    // Its control plane's directories: etcd's data (in memory, /dev/shm) and the certificates and logs.
+    let scratch = scratch_of(child.id());
+    assert_eq!(scratch.len(), 2, "the killed run left its etcd data and its cluster directory: {scratch:?}");
     // What it left: the pod still runs (its shim is no child of the test), the bridge, the mounts.
     let left = differences(&before, &host_snapshot());
     assert!(
@@ -201,4 +205,19 @@ async fn the_next_start_cleans_up_after_a_run_killed_before_its_teardown() {
     assert!(report.is_clean(), "{report}");
     let left = differences(&before, &host_snapshot());
     assert!(left.is_empty(), "the host differs after the next run:\n{}", left.join("\n"));
+    let kept: Vec<_> = scratch.iter().filter(|d| d.exists()).collect();
+    assert!(kept.is_empty(), "the killed run's directories are still there: {kept:?}");
+}
+
+/// The control-plane directories made by process `pid` (marked by `devcluster::scratch`).
+fn scratch_of(pid: u32) -> Vec<std::path::PathBuf> {
+    [std::env::temp_dir(), "/dev/shm".into()]
+        .iter()
+        .flat_map(|parent| std::fs::read_dir(parent).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|d| {
+            std::fs::read_to_string(d.join(devcluster::scratch::OWNER_FILE))
+                .is_ok_and(|owner| owner.trim() == pid.to_string())
+        })
+        .collect()
 }

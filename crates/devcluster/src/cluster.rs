@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+
+use crate::scratch;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
@@ -157,9 +159,17 @@ impl LocalCluster {
 
     async fn start_once(bin_dir: &Path, options: Options) -> Result<Self> {
         let begin = Instant::now();
-        let dir = tempfile::Builder::new()
-            .prefix("wpa-test-cluster-")
-            .tempdir()
+        // What killed runs left first: their etcd data holds memory until it is removed.
+        let temp = std::env::temp_dir();
+        for (parent, prefix) in [
+            (temp.as_path(), scratch::CLUSTER_PREFIX),
+            (Path::new(scratch::ETCD_PARENT), scratch::ETCD_PREFIX),
+        ] {
+            for left in scratch::sweep(parent, prefix) {
+                eprintln!("[test-cluster] removed {} (its process is gone)", left.display());
+            }
+        }
+        let dir = scratch::make(&temp, scratch::CLUSTER_PREFIX)
             .context("creating the cluster's temporary directory")?;
         let dir_path = dir.path().to_path_buf();
         let address = options.node_address.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4);
@@ -178,7 +188,7 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             bin_dir: bin_dir.to_path_buf(),
             dir: Some(dir),
-            etcd_dir: tempfile::Builder::new().prefix("wpa-etcd-").tempdir_in("/dev/shm").ok(),
+            etcd_dir: scratch::make(Path::new(scratch::ETCD_PARENT), scratch::ETCD_PREFIX).ok(),
             dir_path,
             pki,
             kubeconfig,

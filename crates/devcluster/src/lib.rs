@@ -13,6 +13,7 @@ pub mod netns;
 pub mod node;
 pub mod pki;
 pub mod process;
+pub mod scratch;
 pub mod shared;
 pub mod synthetic_metrics;
 
