@@ -4,6 +4,10 @@
 //! timeouts or metrics, no `runtime::tls` certificate store, the system allocator), so that `wpa bench
 //! admission` measures that stack's cost and the handlers' against it.
 //!
+//! With `--kube` it is instead the webhook kube-rs documents: the review decoded with kube's admission
+//! types (`AdmissionReview<DynamicObject>`), allowed, and answered with its uid. That is what any webhook
+//! that reads its request pays for reading it, a reference beside the baseline.
+//!
 //! ```sh
 //! cargo build --release --example bare-webhook
 //! target/release/examples/bare-webhook --cert tls.crt --key tls.key    # prints its port, then serves
@@ -11,12 +15,16 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use axum::{Router, body::Bytes, routing::post};
+use axum::{Json, Router, body::Bytes, routing::post};
 use clap::Parser;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
     service::TowerToHyperService,
+};
+use kube::core::{
+    DynamicObject,
+    admission::{AdmissionRequest, AdmissionResponse, AdmissionReview},
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
@@ -36,6 +44,19 @@ struct Args {
     /// Port on 127.0.0.1; 0 picks a free one. The port is printed on the first line of stdout.
     #[arg(long, env = "BARE_WEBHOOK_PORT", default_value_t = 0)]
     port: u16,
+    /// Decode each review with kube's admission types and allow it, instead of a fixed answer.
+    #[arg(long)]
+    kube: bool,
+}
+
+/// kube-rs's documented admission handler: decode, allow, answer in the review's terms.
+async fn allow(Json(review): Json<AdmissionReview<DynamicObject>>) -> Json<AdmissionReview<DynamicObject>> {
+    let request: Result<AdmissionRequest<DynamicObject>, _> = review.try_into();
+    let response = match request {
+        Ok(request) => AdmissionResponse::from(&request),
+        Err(e) => AdmissionResponse::invalid(e.to_string()),
+    };
+    Json(response.into_review())
 }
 
 const ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"bench-uid","allowed":true,"status":{}}}"#;
@@ -60,7 +81,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         drop(body);
         ([("content-type", "application/json")], ANSWER)
     };
-    let app = Router::new().route("/validate", post(answer)).route("/mutate", post(answer));
+    let app = if args.kube {
+        Router::new().route("/validate", post(allow)).route("/mutate", post(allow))
+    } else {
+        Router::new().route("/validate", post(answer)).route("/mutate", post(answer))
+    };
     let listener = TcpListener::bind(("127.0.0.1", args.port)).await?;
     println!("{}", listener.local_addr()?.port());
     loop {

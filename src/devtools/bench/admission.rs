@@ -1,7 +1,9 @@
 //! `wpa bench admission`: the webhook over TLS keep-alive, loaded by wrk (a separate process), against a bare
 //! axum + rustls server outside wpa's stack that answers a fixed AdmissionReview (`examples/bare-webhook.rs`),
 //! and against that fixed answer served through wpa's stack (`runtime::http::serve_tls` with every limit
-//! on), so that the stack's cost and the handlers' are reported apart. Every server is a child process.
+//! on), so that the stack's cost and the handlers' are reported apart; and, as a reference, the same reviews
+//! read by kube-rs's documented webhook (the example's `--kube`: decoded with kube's admission types and
+//! allowed), what reading a review costs any webhook. Every server is a child process.
 
 use std::{
     path::{Path, PathBuf},
@@ -343,7 +345,7 @@ fn wpa_server(exe: &Path, mode: &str, dir: &Path) -> tokio::process::Command {
 
 /// The baseline: the `bare-webhook` example (axum + tokio-rustls, none of wpa's stack), built beside this
 /// binary.
-fn bare_server(exe: &Path, dir: &Path) -> Result<tokio::process::Command, String> {
+fn bare_server(exe: &Path, dir: &Path, kube: bool) -> Result<tokio::process::Command, String> {
     let path = exe.parent().ok_or("the wpa binary has no directory")?.join("examples").join("bare-webhook");
     if !path.is_file() {
         return Err(format!(
@@ -354,6 +356,9 @@ fn bare_server(exe: &Path, dir: &Path) -> Result<tokio::process::Command, String
     }
     let mut command = tokio::process::Command::new(path);
     command.arg("--cert").arg(dir.join("tls.crt")).arg("--key").arg(dir.join("tls.key"));
+    if kube {
+        command.arg("--kube");
+    }
     Ok(command)
 }
 
@@ -451,7 +456,8 @@ pub(crate) async fn run(plan: Plan) -> Result<String, String> {
     let certs = tls::generate_self_signed(&["127.0.0.1".into()]).map_err(|e| e.to_string())?;
     tls::write_file(&dir.join("tls.crt"), &certs.cert_pem).map_err(|e| e.to_string())?;
     tls::write_file(&dir.join("tls.key"), &certs.key_pem).map_err(|e| e.to_string())?;
-    let mut bare = spawn_server(bare_server(&exe, &dir)?).await?;
+    let mut bare = spawn_server(bare_server(&exe, &dir, false)?).await?;
+    let mut kube = spawn_server(bare_server(&exe, &dir, true)?).await?;
     let mut stack = spawn_server(wpa_server(&exe, "stack", &dir)).await?;
     let mut hook = spawn_server(wpa_server(&exe, "webhook", &dir)).await?;
     let work = workloads();
@@ -459,7 +465,15 @@ pub(crate) async fn run(plan: Plan) -> Result<String, String> {
         ("bare server", "/validate", work[0].2.clone(), bare.port),
         ("wpa's stack, fixed answer", "/validate", work[0].2.clone(), stack.port),
     ];
-    rows.extend(work.into_iter().map(|(name, path, body)| (name, path, body, hook.port)));
+    rows.extend(work.iter().map(|(name, path, body)| (*name, *path, body.clone(), hook.port)));
+    // The same reviews read by kube-rs's documented webhook: what reading a review costs any webhook.
+    const KUBE_NAMES: [&str; 3] =
+        ["kube-rs: WPA validate", "kube-rs: WPA mutate", "kube-rs: Deployment mutate"];
+    rows.extend(
+        work.into_iter().zip(KUBE_NAMES).map(|((_, path, body), name)| (name, path, body, kube.port)),
+    );
+    const HOOK: std::ops::Range<usize> = 2..5;
+    const KUBE: usize = 5;
     let mut cases = Vec::new();
     for (i, (name, path, body, port)) in rows.into_iter().enumerate() {
         let (body_file, script) = (dir.join(format!("body-{i}.json")), dir.join(format!("post-{i}.lua")));
@@ -548,7 +562,17 @@ pub(crate) async fn run(plan: Plan) -> Result<String, String> {
             if got >= want { "met" } else { "NOT met" }
         )
     };
-    let worst_p99 = (2..n).map(|i| median(&p99s[i])).fold(0.0, f64::max);
+    let against_kube: Vec<String> = HOOK
+        .map(|i| {
+            let each: Vec<f64> = rps[i].iter().zip(&rps[i + KUBE - HOOK.start]).map(|(w, k)| w / k).collect();
+            format!("{} {:.2}×", cases[i].name, median(&each))
+        })
+        .collect();
+    out.push_str(&format!(
+        "wpa's webhook against kube-rs's reading the same review (median of the rounds' ratios): {}\n",
+        against_kube.join("; ")
+    ));
+    let worst_p99 = HOOK.map(|i| median(&p99s[i])).fold(0.0, f64::max);
     out.push_str(&format!(
         "goals: {}; {}; {}; webhook p99 at {LATENCY_RATE:.0}/s {worst_p99:.3} ms at worst (goal ≤ 1 ms: {})\n",
         goal(2, 0.75),
@@ -561,7 +585,7 @@ pub(crate) async fn run(plan: Plan) -> Result<String, String> {
             "webhook server memory: {rss:.1} MiB resident after the run, {peak:.1} MiB peak (VmHWM)\n"
         ));
     }
-    for child in [&mut bare, &mut stack, &mut hook] {
+    for child in [&mut bare, &mut kube, &mut stack, &mut hook] {
         let _ = child.child.kill().await;
     }
     let _ = std::fs::remove_dir_all(&dir);

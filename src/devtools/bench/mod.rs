@@ -203,7 +203,8 @@ pub(crate) enum BenchTarget {
     /// Requests per second (wrk, 2 threads × 32 keep-alive connections, a separate process) and p50/p99
     /// latency at 2,000 requests/s of a WPA validate, a WPA mutate and a Deployment mutate over TLS, against
     /// a bare axum + rustls server outside wpa's stack (examples/bare-webhook.rs, built with `cargo build
-    /// --release --example bare-webhook`) and against a fixed answer through wpa's stack, in interleaved
+    /// --release --example bare-webhook`), against a fixed answer through wpa's stack, and beside the same
+    /// reviews read by kube-rs's documented webhook (the example's --kube: decode and allow), in interleaved
     /// rounds (each row against the bare server of its round); and the webhook process's memory. Needs
     /// Debian's `wrk`.
     Admission {
