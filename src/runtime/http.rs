@@ -709,7 +709,15 @@ impl Readiness {
 struct HealthState {
     readiness: Readiness,
     metrics: Arc<Registry>,
+    /// Scrapes in progress, up to [`MAX_SCRAPES`].
+    scrapes: Arc<Semaphore>,
 }
+
+/// Scrapes served at once: a scrape is encoded as fast as the locks allow (so that it never holds them for a
+/// slow reader) and buffered until it is read, so each one in progress may hold the whole exposition (83 MiB
+/// at 20,000 WPAs). Four is a Prometheus HA pair, the Datadog agent the chart's annotations call, and one
+/// more (a person's curl); a fifth is answered 503 until one of them has been read.
+const MAX_SCRAPES: usize = 4;
 
 /// `/healthz`, `/readyz` and `/metrics`.
 pub(crate) fn health_router(readiness: Readiness, metrics: Arc<Registry>) -> Router {
@@ -737,6 +745,13 @@ pub(crate) fn health_router(readiness: Readiness, metrics: Arc<Registry>) -> Rou
         .route(
             "/metrics",
             get(|State(s): State<HealthState>| async move {
+                let Ok(permit) = s.scrapes.clone().try_acquire_owned() else {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("{MAX_SCRAPES} scrapes are in progress: try again once one of them has been read\n"),
+                    )
+                        .into_response();
+                };
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
                 let metrics = s.metrics.clone();
                 tokio::task::spawn_blocking(move || {
@@ -744,8 +759,9 @@ pub(crate) fn health_router(readiness: Readiness, metrics: Arc<Registry>) -> Rou
                     // An error means the client went away: nothing to report.
                     let _ = metrics.encode_to(&mut w).and_then(|()| w.finish());
                 });
-                let body = futures::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+                // The permit goes with the body: released once it has been read, or its client has gone.
+                let body = futures::stream::unfold((rx, permit), |(mut rx, permit)| async move {
+                    rx.recv().await.map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), (rx, permit)))
                 });
                 (
                     [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
@@ -754,7 +770,7 @@ pub(crate) fn health_router(readiness: Readiness, metrics: Arc<Registry>) -> Rou
                     .into_response()
             }),
         )
-        .with_state(HealthState { readiness, metrics })
+        .with_state(HealthState { readiness, metrics, scrapes: Arc::new(Semaphore::new(MAX_SCRAPES)) })
 }
 
 /// Serves the health router over plain HTTP until `shutdown` is cancelled.
@@ -805,6 +821,32 @@ mod tests {
         let text = String::from_utf8_lossy(&body);
         assert!(text.contains("test_series{wpa=\"w19999\"} 1"), "every series is in the scrape");
         assert!(text.ends_with("# EOF\n"), "the exposition is complete");
+    }
+
+    #[tokio::test]
+    async fn a_scrape_beyond_the_four_in_progress_is_refused_until_one_has_been_read() {
+        let app = health_router(Readiness::default(), Arc::new(Registry::new()));
+        let scrape = || async {
+            let request = Request::get("/metrics").body(axum::body::Body::empty()).expect("a request");
+            tower::ServiceExt::oneshot(app.clone(), request).await.expect("an answer")
+        };
+        // Four scrapes whose bodies are not read yet.
+        let first = scrape().await;
+        let mut unread = vec![scrape().await, scrape().await, scrape().await];
+        assert!(unread.iter().chain([&first]).all(|r| r.status() == StatusCode::OK));
+        let refused = scrape().await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let message = axum::body::to_bytes(refused.into_body(), 1024).await.expect("the body");
+        assert!(String::from_utf8_lossy(&message).contains("4 scrapes are in progress"));
+        // One read to its end: the next scrape is served.
+        let body = axum::body::to_bytes(first.into_body(), usize::MAX).await.expect("the body");
+        assert!(body.ends_with(b"# EOF\n"), "the first scrape is complete");
+        unread.push(scrape().await);
+        assert_eq!(unread[3].status(), StatusCode::OK);
+        assert_eq!(scrape().await.status(), StatusCode::SERVICE_UNAVAILABLE, "four are unread again");
+        // One whose client went away (its body dropped unread) frees its place too.
+        drop(unread.pop());
+        assert_eq!(scrape().await.status(), StatusCode::OK);
     }
 
     async fn healthz(readiness: &Readiness) -> (StatusCode, String) {
