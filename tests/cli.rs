@@ -1,6 +1,7 @@
 //! The `wpa` binary as a user first meets it, without a cluster: `version`, `completion`, and the one line
 //! each failure prints (no cause said twice, `wpa serve`'s error as one log line, a bad `--san` refused, an
-//! unknown `--context` named with the contexts there are).
+//! unknown `--context` named with the contexts there are, a certificate that cannot be read refused before
+//! anything starts in the cluster).
 
 mod support;
 
@@ -102,6 +103,34 @@ fn a_serve_failure_is_one_log_line_in_the_log_format() {
     let lines = stderr_lines(&text);
     assert_eq!(lines.len(), 1, "one line: {:?}", text.stderr);
     assert!(lines[0].contains("wpa serve failed") && lines[0].contains(&missing), "{}", lines[0]);
+}
+
+#[test]
+fn a_serve_that_cannot_load_its_certificate_starts_nothing_in_the_cluster() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let kubeconfig = two_context_kubeconfig(dir.path());
+    let cert = dir.path().join("tls.crt").display().to_string();
+    let key = dir.path().join("tls.key").display().to_string();
+    let r = wpa(&[
+        "serve",
+        "--kubeconfig",
+        &kubeconfig,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--health-listen",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "text",
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    // No leader election, watch or reconciler was started before the failure: its line is the only one.
+    let lines = stderr_lines(&r);
+    assert_eq!(lines.len(), 1, "one line: {:?}", r.stderr);
+    assert!(lines[0].contains("wpa serve failed") && lines[0].contains(&cert), "{}", lines[0]);
 }
 
 #[test]

@@ -222,6 +222,31 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     if (webhook_on || extender_on) && args.tls_cert_file.is_none() && !args.self_signed {
         return Err(ServeError::NoCertificate);
     }
+    // Then what can fail on this machine (the certificate, the ports), before anything starts in the cluster:
+    // a process that cannot serve takes no Lease and opens no watch.
+    let mut https = None;
+    if webhook_on || extender_on {
+        let store = CertStore::new();
+        match (&args.tls_cert_file, &args.tls_key_file, args.self_signed) {
+            (Some(cert), Some(key), false) => {
+                let files = CertFiles { cert: cert.clone(), key: key.clone() };
+                let stop = shutdown.clone();
+                files
+                    .serve_into(
+                        store.clone(),
+                        args.tls_reload_interval,
+                        async move { stop.cancelled().await },
+                    )
+                    .await?;
+            }
+            (_, _, true) => self_signed(&args, &client, store.clone(), shutdown.clone())?,
+            _ => return Err(ServeError::NoCertificate),
+        }
+        readiness.tls = Some(store.clone());
+        https = Some((store, server::bind(args.listen).await?));
+    }
+    let health = server::bind(args.health_listen).await?;
+
     // The cluster as the roles read it: which autoscaler scales what (every role), the pods and targets
     // (the reconciler, the extender), the ReplicaSets and Nodes (the extender).
     let namespaces = Namespaces::parse(&args.reconciler.namespaces);
@@ -268,25 +293,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
         tracing::info!("caches synced");
     });
 
-    if webhook_on || extender_on {
-        let store = CertStore::new();
-        readiness.tls = Some(store.clone());
-        match (&args.tls_cert_file, &args.tls_key_file, args.self_signed) {
-            (Some(cert), Some(key), false) => {
-                let files = CertFiles { cert: cert.clone(), key: key.clone() };
-                let stop = shutdown.clone();
-                files
-                    .serve_into(
-                        store.clone(),
-                        args.tls_reload_interval,
-                        async move { stop.cancelled().await },
-                    )
-                    .await?;
-            }
-            (_, _, true) => self_signed(&args, &client, store.clone(), shutdown.clone())?,
-            _ => return Err(ServeError::NoCertificate),
-        }
-        let listener = server::bind(args.listen).await?;
+    if let Some((store, listener)) = https {
         let mut edges = Vec::new();
         if webhook_on {
             let limits = args.admission.limits(args.reconciler.allow_local_recommenders);
@@ -312,7 +319,6 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
         tasks.push(tokio::spawn(server::serve_tls_until(listener, tls_config, edges, limits, stats, stop)));
     }
 
-    let health = server::bind(args.health_listen).await?;
     tracing::info!(addr = %args.health_listen, "health and metrics listening");
     let health_task = tokio::spawn(server::serve_health(
         health,
