@@ -82,15 +82,20 @@ fn completion_writes_a_script_naming_the_commands_for_every_shell() {
     assert!(r.stderr.contains("[possible values: bash, elvish, fish, powershell, zsh]"), "{}", r.stderr);
 }
 
+/// The one line of stderr of a run that failed with code 1.
+fn the_failure_line(r: &Run) -> &str {
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let lines = stderr_lines(r);
+    assert_eq!(lines.len(), 1, "one line: {:?}", r.stderr);
+    lines[0]
+}
+
 #[test]
 fn a_serve_failure_is_one_log_line_in_the_log_format() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let missing = dir.path().join("missing-kubeconfig").display().to_string();
     let json = wpa(&["serve", "--self-signed", "--kubeconfig", &missing]);
-    assert_eq!(json.code, Some(1), "{}", json.stderr);
-    let lines = stderr_lines(&json);
-    assert_eq!(lines.len(), 1, "one line: {:?}", json.stderr);
-    let line: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON log line");
+    let line: serde_json::Value = serde_json::from_str(the_failure_line(&json)).expect("a JSON log line");
     assert_eq!(line["level"], "ERROR");
     assert_eq!(line["message"], "wpa serve failed");
     assert_eq!(
@@ -99,10 +104,8 @@ fn a_serve_failure_is_one_log_line_in_the_log_format() {
     );
 
     let text = wpa(&["serve", "--self-signed", "--kubeconfig", &missing, "--log-format", "text"]);
-    assert_eq!(text.code, Some(1), "{}", text.stderr);
-    let lines = stderr_lines(&text);
-    assert_eq!(lines.len(), 1, "one line: {:?}", text.stderr);
-    assert!(lines[0].contains("wpa serve failed") && lines[0].contains(&missing), "{}", lines[0]);
+    let line = the_failure_line(&text);
+    assert!(line.contains("wpa serve failed") && line.contains(&missing), "{line}");
 }
 
 #[test]
@@ -126,11 +129,9 @@ fn a_serve_that_cannot_load_its_certificate_starts_nothing_in_the_cluster() {
         "--log-format",
         "text",
     ]);
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
     // No leader election, watch or reconciler was started before the failure: its line is the only one.
-    let lines = stderr_lines(&r);
-    assert_eq!(lines.len(), 1, "one line: {:?}", r.stderr);
-    assert!(lines[0].contains("wpa serve failed") && lines[0].contains(&cert), "{}", lines[0]);
+    let line = the_failure_line(&r);
+    assert!(line.contains("wpa serve failed") && line.contains(&cert), "{line}");
 }
 
 #[test]

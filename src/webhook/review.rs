@@ -88,11 +88,11 @@ impl RequestIn {
         let (mut object_text, mut old_text) = (None, None);
         reader.members(|reader, key| {
             match key {
-                "uid" => uid = reader.string()?.map(std::borrow::Cow::into_owned),
+                "uid" => uid = reader.optional_string()?,
                 "kind" => r.kind = Gvk::read(reader)?,
-                "subResource" => r.sub_resource = reader.string()?.map(std::borrow::Cow::into_owned),
+                "subResource" => r.sub_resource = reader.optional_string()?,
                 "name" => r.name = reader.owned_string()?,
-                "namespace" => r.namespace = reader.string()?.map(std::borrow::Cow::into_owned),
+                "namespace" => r.namespace = reader.optional_string()?,
                 "operation" => r.operation = reader.owned_string()?,
                 "dryRun" => r.dry_run = reader.decode()?,
                 "object" if r.kind.kind.is_empty() => object_text = Some(reader.raw()?),

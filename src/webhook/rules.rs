@@ -69,7 +69,7 @@ impl Meta {
         r.members(|r, key| {
             match key {
                 "name" => meta.name = r.owned_string()?,
-                "namespace" => meta.namespace = r.string()?.map(std::borrow::Cow::into_owned),
+                "namespace" => meta.namespace = r.optional_string()?,
                 "annotations" if !r.null() => {
                     let mut own = BTreeMap::new();
                     r.members(|r, key| {
@@ -80,9 +80,7 @@ impl Meta {
                     })?;
                     meta.annotations = Some(own);
                 }
-                "deletionTimestamp" => {
-                    meta.deletion_timestamp = r.string()?.map(std::borrow::Cow::into_owned)
-                }
+                "deletionTimestamp" => meta.deletion_timestamp = r.optional_string()?,
                 "creationTimestamp" => meta.creation_timestamp = r.decode()?,
                 _ => {}
             }

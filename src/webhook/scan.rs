@@ -97,16 +97,24 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The value that comes next decoded by serde_json, the reader past it if it decoded; `None` if no
+    /// value is left.
+    fn next_value<T: serde::Deserialize<'a>>(&mut self) -> Option<Result<T, serde_json::Error>> {
+        self.ws();
+        let mut values = serde_json::Deserializer::from_str(&self.text[self.i..]).into_iter::<T>();
+        let value = values.next()?;
+        if value.is_ok() {
+            self.i += values.byte_offset();
+        }
+        Some(value)
+    }
+
     /// The value that comes next, decoded by serde_json.
     pub(crate) fn decode<T: serde::Deserialize<'a>>(&mut self) -> Result<T, String> {
         self.ws();
-        let mut values = serde_json::Deserializer::from_str(&self.text[self.i..]).into_iter::<T>();
         let at = self.i;
-        match values.next() {
-            Some(Ok(value)) => {
-                self.i += values.byte_offset();
-                Ok(value)
-            }
+        match self.next_value() {
+            Some(Ok(value)) => Ok(value),
             Some(Err(e)) => Err(format!("{e} (in the value at byte {at})")),
             None => Err(self.expected("a value")),
         }
@@ -131,9 +139,14 @@ impl<'a> Reader<'a> {
         self.decode::<String>().map(|s| Some(std::borrow::Cow::Owned(s)))
     }
 
+    /// [`Self::string`], owned.
+    pub(crate) fn optional_string(&mut self) -> Result<Option<String>, String> {
+        Ok(self.string()?.map(std::borrow::Cow::into_owned))
+    }
+
     /// [`Self::string`], owned, with `null` as empty (Go's zero value, as the API server reads it).
     pub(crate) fn owned_string(&mut self) -> Result<String, String> {
-        Ok(self.string()?.map(std::borrow::Cow::into_owned).unwrap_or_default())
+        Ok(self.optional_string()?.unwrap_or_default())
     }
 
     /// The value that comes next decoded by serde_json, or the decoder's message if it does not decode
@@ -141,14 +154,8 @@ impl<'a> Reader<'a> {
     pub(crate) fn decode_or_keep_error<T: serde::de::DeserializeOwned>(
         &mut self,
     ) -> Result<Result<T, String>, String> {
-        self.ws();
-        let start = self.i;
-        let mut values = serde_json::Deserializer::from_str(&self.text[start..]).into_iter::<T>();
-        match values.next() {
-            Some(Ok(value)) => {
-                self.i += values.byte_offset();
-                Ok(Ok(value))
-            }
+        match self.next_value() {
+            Some(Ok(value)) => Ok(Ok(value)),
             Some(Err(e)) => {
                 self.skip()?;
                 Ok(Err(e.to_string()))
