@@ -2,7 +2,7 @@
 //! `*_watermak` twins included), with the values the engine decided, plus the recommender's
 //! `http_client_*` series and the reconciler's own.
 //!
-//! Every series a WPA wrote is remembered, so that its series go away with it: when the WPA is deleted,
+//! Every series a WPA wrote is kept in its own list with its value (wpa_series.rs), so that its series go away with it: when the WPA is deleted,
 //! when one of its metrics leaves the spec, and when a label value changes (the target renamed, a
 //! `--labels-as-tags` label), the old series are deleted instead of being left behind at their last value.
 //!
@@ -13,88 +13,36 @@
 use std::{
     borrow::Cow,
     collections::{BTreeSet, HashMap},
-    sync::{Arc, Mutex, atomic::AtomicU64},
+    sync::{Arc, Mutex},
 };
 
 use kube::ResourceExt;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, LabelSetEncoder},
     metrics::{
         counter::Counter as PromCounter, family::Family as PromFamily, gauge::Gauge, histogram::Histogram,
     },
     registry::Registry,
 };
 
-use super::inputs::HttpObserver;
+use super::{
+    inputs::HttpObserver,
+    wpa_series::{Family, Label, Labels, WpaSeries, Written},
+};
 use crate::{
     api::WatermarkPodAutoscaler,
-    engine::{Counter, Decision, Outcome, Sample, Series},
+    engine::{Decision, Outcome, Sample, Series},
 };
 
 type PlainLabels = Vec<(String, String)>;
-type GaugeFamily = PromFamily<Labels, Gauge<f64, AtomicU64>>;
 type CounterFamily = PromFamily<PlainLabels, PromCounter>;
-
-/// A label of a WPA series: its name (static but for `--labels-as-tags` ones, so that 20,000 WPAs do not hold
-/// 20,000 copies of each), and its value, shared by the labels that repeat it (the namespace is four of the
-/// seven base labels).
-type Label = (Cow<'static, str>, Arc<str>);
 
 fn label(name: &'static str, value: &Arc<str>) -> Label {
     (Cow::Borrowed(name), value.clone())
 }
 
-/// A WPA series' labels: a set shared by all of the WPA's series (upstream's base labels) and at most one
-/// label of its own (`metric_name`, `reason`, `transition`, `condition`). Sharing the set keeps thousands of
-/// WPAs × ~30 series each from holding thousands of copies of the same strings.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Labels {
-    shared: Arc<[Label]>,
-    extra: Option<(&'static str, Arc<str>)>,
-}
-
-impl EncodeLabelSet for Labels {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        (&*self.shared).encode(encoder)?;
-        match &self.extra {
-            Some((k, v)) => [(*k, v.as_ref())].encode(encoder),
-            None => Ok(()),
-        }
-    }
-}
-
-/// What a series belongs to: a gauge family, a gauge's misspelled twin, or a counter family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Family {
-    Gauge(Series),
-    Twin(Series),
-    Counter(Counter),
-}
-
-/// One series a WPA wrote.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Written {
-    family: Family,
-    labels: Labels,
-}
-
-impl Written {
-    /// The metric the series is about (its `metric_name`), if any.
-    fn metric(&self) -> Option<&str> {
-        self.labels.extra.as_ref().filter(|(k, _)| *k == "metric_name").map(|(_, v)| v.as_ref())
-    }
-
-    /// Whether the series carries the WPA's base labels (all but two families do).
-    fn has_base_labels(&self) -> bool {
-        !matches!(self.family, Family::Gauge(Series::LabelsInfo | Series::LifecycleControlStatus))
-    }
-}
-
 pub(crate) struct Exporter {
-    gauges: HashMap<Series, GaugeFamily>,
-    twins: HashMap<Series, GaugeFamily>,
-    upscale: PromFamily<Labels, PromCounter>,
-    downscale: PromFamily<Labels, PromCounter>,
+    /// Every WPA's series and their values (wpa_series.rs), written out at each scrape.
+    series: Arc<WpaSeries>,
     http_duration: PromFamily<PlainLabels, Histogram, fn() -> Histogram>,
     http_requests: CounterFamily,
     http_errors: CounterFamily,
@@ -108,8 +56,6 @@ pub(crate) struct Exporter {
     pub(crate) reconcile_duration: PromFamily<PlainLabels, Histogram, fn() -> Histogram>,
     /// WPA labels copied onto `labels_info` (`DD_LABELS_AS_TAGS`).
     labels_as_tags: Vec<String>,
-    /// Each WPA's series, sorted and without duplicates ([`insert_series`]).
-    live: Mutex<HashMap<(String, String), Vec<Written>>>,
     /// Which recommender origin each WPA calls, and what was written per origin.
     clients: Mutex<Clients>,
 }
@@ -130,15 +76,6 @@ fn http_histogram() -> Histogram {
 
 fn reconcile_histogram() -> Histogram {
     Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0])
-}
-
-/// Adds `w` to a WPA's sorted series unless it is there. A vector grown one entry at a time holds the ~30
-/// series in their own size, where a `BTreeSet` spends about twice that on its nodes.
-fn insert_series(series: &mut Vec<Written>, w: Written) {
-    if let Err(i) = series.binary_search(&w) {
-        series.reserve_exact(1);
-        series.insert(i, w);
-    }
 }
 
 /// A WPA's name and namespace, as label values.
@@ -163,23 +100,10 @@ fn pairs(p: &[(&str, &str)]) -> PlainLabels {
 impl Exporter {
     /// Creates the families and registers them.
     pub(crate) fn new(registry: &mut Registry, labels_as_tags: Vec<String>) -> Arc<Exporter> {
-        let (mut gauges, mut twins) = (HashMap::new(), HashMap::new());
-        for series in Series::ALL {
-            let family = GaugeFamily::default();
-            registry.register(series.metric_name(), series.help(), family.clone());
-            gauges.insert(series, family);
-            if let Some(twin) = series.twin() {
-                let family = GaugeFamily::default();
-                let help = format!("{} (upstream's misspelled twin)", series.help());
-                registry.register(format!("wpa_controller_{twin}"), help, family.clone());
-                twins.insert(series, family);
-            }
-        }
+        let series = Arc::new(WpaSeries::new());
+        registry.register_collector(Box::new(series.clone()));
         let e = Exporter {
-            gauges,
-            twins,
-            upscale: PromFamily::default(),
-            downscale: PromFamily::default(),
+            series,
             http_duration: PromFamily::new_with_constructor(http_histogram),
             http_requests: CounterFamily::default(),
             http_errors: CounterFamily::default(),
@@ -190,19 +114,8 @@ impl Exporter {
             wpas: Gauge::default(),
             reconcile_duration: PromFamily::new_with_constructor(reconcile_histogram),
             labels_as_tags,
-            live: Mutex::default(),
             clients: Mutex::default(),
         };
-        registry.register(
-            format!("wpa_controller_{}", Counter::UpscaleReplicas.name().trim_end_matches("_total")),
-            "Replicas added by scale-ups",
-            e.upscale.clone(),
-        );
-        registry.register(
-            format!("wpa_controller_{}", Counter::DownscaleReplicas.name().trim_end_matches("_total")),
-            "Replicas removed by scale-downs",
-            e.downscale.clone(),
-        );
         registry.register(
             "http_client_request_duration_seconds",
             "Duration of recommender requests",
@@ -309,81 +222,54 @@ impl Exporter {
         }
     }
 
-    fn delete(&self, s: &Written) {
-        match s.family {
-            Family::Counter(Counter::UpscaleReplicas) => self.upscale.remove(&s.labels),
-            Family::Counter(Counter::DownscaleReplicas) => self.downscale.remove(&s.labels),
-            Family::Gauge(series) => self.gauges.get(&series).is_some_and(|f| f.remove(&s.labels)),
-            Family::Twin(series) => self.twins.get(&series).is_some_and(|f| f.remove(&s.labels)),
-        };
-    }
-
     /// Writes one pass's gauges and counters, and deletes what went away.
     pub(crate) fn record(&self, wpa: &WatermarkPodAutoscaler, decision: &Decision<'_>, outcome: &Outcome) {
         let key = (wpa.namespace().unwrap_or_default(), wpa.name_any());
         let base = Self::base(wpa);
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let series = live.entry(key).or_default();
+        let metric_names: BTreeSet<String> = metric_names(wpa);
+        let mut written: Vec<(Written, f64)> = Vec::with_capacity(outcome.gauges.len() + 2);
+        for s in &outcome.gauges {
+            let entry = self.labels_for(wpa, decision, s, &base);
+            if s.series.twin().is_some() {
+                written.push((Written { family: Family::Twin(s.series), ..entry.clone() }, s.value));
+            }
+            written.push((entry, s.value));
+        }
 
+        let mut shard = self.series.shard(&key);
+        if !shard.contains_key(&key) {
+            self.wpas.inc();
+        }
+        let series = shard.entry(key).or_default();
         // Series whose identity no longer holds: another base label set (target renamed), or a metric that
         // left the spec.
-        let metric_names: BTreeSet<String> = metric_names(wpa);
         series.retain(|s| {
             let same_base = !s.has_base_labels() || *s.labels.shared == *base;
             let metric_exists = s.metric().is_none_or(|m| metric_names.contains(m));
-            let keep = same_base && metric_exists;
-            if !keep {
-                self.delete(s);
-            }
-            keep
+            same_base && metric_exists
         });
         for r in &outcome.removals {
             let metric = r.metric.and_then(|i| decision.metrics.get(i)).map(|m| m.name.as_str());
             series.retain(|s| {
                 let hit = matches!(s.family, Family::Gauge(g) | Family::Twin(g) if g == r.series)
                     && (metric.is_none() || s.metric() == metric);
-                if hit {
-                    self.delete(s);
-                }
                 !hit
             });
-        }
-        let mut written: Vec<Written> = Vec::with_capacity(outcome.gauges.len() + 2);
-        for s in &outcome.gauges {
-            let entry = self.labels_for(wpa, decision, s, &base);
-            if let Some(f) = self.gauges.get(&s.series) {
-                f.get_or_create(&entry.labels).set(s.value);
-            }
-            if let Some(f) = self.twins.get(&s.series) {
-                f.get_or_create(&entry.labels).set(s.value);
-                written.push(Written { family: Family::Twin(s.series), ..entry.clone() });
-            }
-            written.push(entry);
         }
         // A series written again under other labels (labels_info after a label change) replaces its old
         // self.
         series.retain(|old| {
-            let replaced = written.iter().any(|w| {
+            !written.iter().any(|(w, _)| {
                 w.family == old.family && w.labels.extra == old.labels.extra && w.labels != old.labels
-            });
-            if replaced {
-                self.delete(old);
-            }
-            !replaced
+            })
         });
-        for w in written {
-            insert_series(series, w);
+        for (w, value) in written {
+            series.set(w, value);
         }
         for c in &outcome.counters {
-            let f = match c.counter {
-                Counter::UpscaleReplicas => &self.upscale,
-                Counter::DownscaleReplicas => &self.downscale,
-            };
             let labels = Labels { shared: base.clone(), extra: None };
-            f.get_or_create(&labels).inc_by(c.value);
-            insert_series(series, Written { family: Family::Counter(c.counter), labels });
+            series.add(Written { family: Family::Counter(c.counter), labels }, c.value);
         }
-        self.wpas.set(live.len() as i64);
     }
 
     /// Counts a failed status write.
@@ -393,12 +279,9 @@ impl Exporter {
 
     /// Deletes every series of a WPA (it was deleted).
     pub(crate) fn forget(&self, namespace: &str, name: &str) {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let gone = live.remove(&(namespace.to_string(), name.to_string()));
-        self.wpas.set(live.len() as i64);
-        drop(live);
-        for s in gone.into_iter().flatten() {
-            self.delete(&s);
+        let key = (namespace.to_string(), name.to_string());
+        if self.series.shard(&key).remove(&key).is_some() {
+            self.wpas.dec();
         }
         self.calls(&format!("{namespace}/{name}"), None);
     }
@@ -430,20 +313,15 @@ impl Exporter {
     /// would otherwise stay exported beside the new leader's, twice the WPAs for dashboards and alerts
     /// (upstream's process exits when it loses the lease, which has the same effect).
     pub(crate) fn forget_all(&self) {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let gone = std::mem::take(&mut *live);
+        self.series.clear();
         self.wpas.set(0);
-        drop(live);
-        for s in gone.into_values().flatten() {
-            self.delete(&s);
-        }
     }
 
     /// Number of series currently exported for a WPA (tests and diagnostics).
     #[cfg(test)]
     pub(crate) fn series_count(&self, namespace: &str, name: &str) -> usize {
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.get(&(namespace.to_string(), name.to_string())).map_or(0, Vec::len)
+        let key = (namespace.to_string(), name.to_string());
+        self.series.shard(&key).get(&key).map_or(0, |s| s.len())
     }
 }
 

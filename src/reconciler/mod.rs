@@ -14,6 +14,7 @@ mod priority;
 pub(crate) mod recommender_client;
 pub(crate) mod record;
 pub(crate) mod scale;
+mod wpa_series;
 
 use std::{
     sync::Arc,
