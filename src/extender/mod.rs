@@ -21,7 +21,6 @@ mod view;
 mod wire;
 
 use std::{
-    collections::HashSet,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
@@ -246,7 +245,7 @@ fn filter(state: &ExtenderState, decoded: Decoded, started: Instant) -> Response
         candidates = candidates.len(), passed = outcome.passed.len(), "scheduler extender: filter");
     // Full Node objects go back only to a scheduler that sent them (nodeCacheCapable: false).
     let nodes = nodes.map(|list| {
-        let passed: HashSet<&str> = outcome.passed.iter().map(String::as_str).collect();
+        let passed: foldhash::HashSet<&str> = outcome.passed.iter().map(String::as_str).collect();
         NodeListOut {
             metadata: Default::default(),
             items: list

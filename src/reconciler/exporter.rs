@@ -313,8 +313,9 @@ impl Exporter {
     /// would otherwise stay exported beside the new leader's, twice the WPAs for dashboards and alerts
     /// (upstream's process exits when it loses the lease, which has the same effect).
     pub(crate) fn forget_all(&self) {
-        self.series.clear();
-        self.wpas.set(0);
+        // Counted down by what was cleared, not set to 0: a pass recording meanwhile keeps its WPA counted.
+        let gone = self.series.clear();
+        self.wpas.dec_by(i64::try_from(gone).unwrap_or(i64::MAX));
     }
 
     /// Number of series currently exported for a WPA (tests and diagnostics).

@@ -30,7 +30,7 @@ mod nodes;
 mod tiers;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     time::{Duration, Instant},
 };
 
@@ -308,7 +308,7 @@ pub(crate) struct PrioritizeOutcome<'a> {
 }
 
 pub(super) fn distinct<'a>(candidates: &[&'a str]) -> Vec<&'a str> {
-    let mut seen = HashSet::with_capacity(candidates.len());
+    let mut seen = foldhash::HashSet::with_capacity_and_hasher(candidates.len(), Default::default());
     candidates.iter().copied().filter(|c| seen.insert(*c)).collect()
 }
 

@@ -1,7 +1,9 @@
 //! The ranking of the candidates: within every budget (graded by penalties), water-filling when nothing
 //! is, or out; and which rules had to give way (reported as [`Infeasible`]).
 
-use std::{collections::HashSet, fmt::Write as _};
+use std::fmt::Write as _;
+
+use foldhash::HashSet;
 
 use super::{
     Infeasible, Level, MAX_PER_NODE_ANNOTATION,
