@@ -1,7 +1,7 @@
 //! `wpa serve` as a child process of a test, against a harness cluster.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -23,7 +23,7 @@ pub struct WpaServe {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    devcluster::free_loopback_port()
 }
 
 impl WpaServe {

@@ -185,7 +185,7 @@ pub async fn start_with_webhook(
     name: &str,
     extra: &[&str],
 ) -> anyhow::Result<(WpaServe, std::path::PathBuf)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = devcluster::free_loopback_port()?;
     cluster
         .kubectl_apply(&webhook_configurations(port, None)?)
         .map_err(|e| anyhow::anyhow!("register the webhooks: {e}"))?;

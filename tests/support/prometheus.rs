@@ -96,8 +96,7 @@ impl Prometheus {
     /// Scrapes `targets` (host:port) every second as job `wpa` and evaluates `rules` every second; waits
     /// until it is ready.
     pub fn start(dir: &Path, targets: &[String], rules: &Path) -> Prometheus {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
+        let port = devcluster::free_loopback_port().expect("a free port");
         let config = dir.join("prometheus.yml");
         let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
         std::fs::write(

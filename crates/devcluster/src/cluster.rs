@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Debug;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -96,7 +96,7 @@ pub struct LocalCluster {
     scheduler: Mutex<Option<Component>>,
 }
 
-/// Loopback ports for one cluster, all bound at the same time so that they are distinct.
+/// Loopback ports for one cluster, distinct from every other port the process handed out (ports.rs).
 struct Ports {
     etcd_client: u16,
     etcd_peer: u16,
@@ -107,19 +107,15 @@ struct Ports {
 
 impl Ports {
     fn pick() -> Result<Self> {
-        let listeners = (0..5)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<std::io::Result<Vec<_>>>()
-            .context("picking free loopback ports")?;
-        let port = |i: usize| -> Result<u16> { Ok(listeners[i].local_addr()?.port()) };
-        // Closed when `listeners` drops; the components bind them moments later. Another process may
-        // grab one in between: the start is then retried with new ports.
+        // The components bind them moments later. Another process may grab one in between: the start is
+        // then retried with new ports.
+        let p = crate::ports::free_loopback_ports(5)?;
         Ok(Self {
-            etcd_client: port(0)?,
-            etcd_peer: port(1)?,
-            apiserver: port(2)?,
-            controller_manager_healthz: port(3)?,
-            scheduler_healthz: port(4)?,
+            etcd_client: p[0],
+            etcd_peer: p[1],
+            apiserver: p[2],
+            controller_manager_healthz: p[3],
+            scheduler_healthz: p[4],
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod https;
 pub mod netns;
 pub mod node;
 pub mod pki;
+pub mod ports;
 pub mod process;
 pub mod scratch;
 pub mod shared;
@@ -30,6 +31,7 @@ pub use fault_proxy::{Fault, FaultProxy, Trigger};
 pub use https::HttpsServer;
 pub use netns::{LoopbackRelay, NetnsHost};
 pub use pki::TlsIdentity;
+pub use ports::{free_loopback_port, free_loopback_ports};
 pub use shared::{Shared, TestNamespace};
 pub use synthetic_metrics::SyntheticMetrics;
 

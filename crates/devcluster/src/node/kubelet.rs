@@ -1,7 +1,7 @@
 //! The kubelet and kube-proxy of the node.
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -87,9 +87,7 @@ pub(crate) fn start_kube_proxy(
     pod_cidr: &str,
     log: PathBuf,
 ) -> Result<Component> {
-    let free_port = || -> Result<u16> {
-        Ok(TcpListener::bind("127.0.0.1:0").context("picking a free port")?.local_addr()?.port())
-    };
+    let free_port = crate::ports::free_loopback_port;
     let args: Vec<OsString> = [
         format!("--kubeconfig={}", kubeconfig.display()),
         "--proxy-mode=iptables".into(),
