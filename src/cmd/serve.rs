@@ -218,12 +218,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     if !webhook_on && !extender_on && args.no_reconciler {
         return Err(ServeError::NothingToRun);
     }
-    // Flags first: nothing starts (no Lease taken, no watch) for a command line that cannot run.
-    if (webhook_on || extender_on) && args.tls_cert_file.is_none() && !args.self_signed {
-        return Err(ServeError::NoCertificate);
-    }
-    // Then what can fail on this machine (the certificate, the ports), before anything starts in the cluster:
-    // a process that cannot serve takes no Lease and opens no watch.
+    // What can fail on this machine (no certificate named, one that cannot be read, the ports), before anything
+    // starts in the cluster: a process that cannot serve takes no Lease and opens no watch.
     let mut https = None;
     if webhook_on || extender_on {
         let store = CertStore::new();

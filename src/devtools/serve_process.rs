@@ -22,10 +22,6 @@ pub struct WpaServe {
     pub ready_in: Duration,
 }
 
-fn free_port() -> Result<u16> {
-    devcluster::free_loopback_port()
-}
-
 impl WpaServe {
     /// Starts `binary serve` with `args` plus listen addresses (the webhook on `webhook_port` when given),
     /// the cluster's admin kubeconfig and text logs (unless `args` name others), and waits until `/readyz`
@@ -49,7 +45,10 @@ impl WpaServe {
         webhook_port: Option<u16>,
         args: &[&str],
     ) -> Result<WpaServe> {
-        let (webhook_port, health_port) = (webhook_port.map_or_else(free_port, Ok)?, free_port()?);
+        let (webhook_port, health_port) = (
+            webhook_port.map_or_else(devcluster::free_loopback_port, Ok)?,
+            devcluster::free_loopback_port()?,
+        );
         let command = Command::new(binary);
         Self::spawn(command, cluster, name, Ipv4Addr::LOCALHOST.into(), webhook_port, health_port, args, &[])
     }

@@ -2,9 +2,10 @@
 //! `*_watermak` twins included), with the values the engine decided, plus the recommender's
 //! `http_client_*` series and the reconciler's own.
 //!
-//! Every series a WPA wrote is kept in its own list with its value (wpa_series.rs), so that its series go away with it: when the WPA is deleted,
-//! when one of its metrics leaves the spec, and when a label value changes (the target renamed, a
-//! `--labels-as-tags` label), the old series are deleted instead of being left behind at their last value.
+//! Every series a WPA wrote is kept in its own list with its value (wpa_series.rs), so that its series go away
+//! with it: when the WPA is deleted, when one of its metrics leaves the spec, and when a label value changes
+//! (the target renamed, a `--labels-as-tags` label), the old series are deleted instead of being left behind
+//! at their last value. `wpa_reconciled_wpas` is the number of WPAs in that list.
 //!
 //! No series carries a `dry_run` label: upstream reverted it (its PR #351), because toggling `dryRun` changed
 //! every series' identity and broke Datadog's `label_joins` and monitors keyed on the label set. The
@@ -51,8 +52,6 @@ pub(crate) struct Exporter {
     /// Periodic passes put off for WPAs whose new spec waits (priority.rs).
     pub(crate) yields: PromCounter,
     status_write_errors: CounterFamily,
-    /// WPAs with at least one completed pass (their series are exported).
-    wpas: Gauge,
     pub(crate) reconcile_duration: PromFamily<PlainLabels, Histogram, fn() -> Histogram>,
     /// WPA labels copied onto `labels_info` (`DD_LABELS_AS_TAGS`).
     labels_as_tags: Vec<String>,
@@ -111,7 +110,6 @@ impl Exporter {
             reconciles: CounterFamily::default(),
             yields: PromCounter::default(),
             status_write_errors: CounterFamily::default(),
-            wpas: Gauge::default(),
             reconcile_duration: PromFamily::new_with_constructor(reconcile_histogram),
             labels_as_tags,
             clients: Mutex::default(),
@@ -148,7 +146,6 @@ impl Exporter {
             "WPA status writes that failed, by phase: record (before a scale, which is then not made) or result",
             e.status_write_errors.clone(),
         );
-        registry.register("wpa_reconciled_wpas", "WPAs with at least one completed pass", e.wpas.clone());
         registry.register(
             "wpa_reconcile_duration_seconds",
             "Duration of a reconcile pass (gathering inputs, deciding, writing)",
@@ -237,9 +234,6 @@ impl Exporter {
         }
 
         let mut shard = self.series.shard(&key);
-        if !shard.contains_key(&key) {
-            self.wpas.inc();
-        }
         let series = shard.entry(key).or_default();
         // Series whose identity no longer holds: another base label set (target renamed), or a metric that
         // left the spec.
@@ -280,9 +274,7 @@ impl Exporter {
     /// Deletes every series of a WPA (it was deleted).
     pub(crate) fn forget(&self, namespace: &str, name: &str) {
         let key = (namespace.to_string(), name.to_string());
-        if self.series.shard(&key).remove(&key).is_some() {
-            self.wpas.dec();
-        }
+        self.series.shard(&key).remove(&key);
         self.calls(&format!("{namespace}/{name}"), None);
     }
 
@@ -313,9 +305,7 @@ impl Exporter {
     /// would otherwise stay exported beside the new leader's, twice the WPAs for dashboards and alerts
     /// (upstream's process exits when it loses the lease, which has the same effect).
     pub(crate) fn forget_all(&self) {
-        // Counted down by what was cleared, not set to 0: a pass recording meanwhile keeps its WPA counted.
-        let gone = self.series.clear();
-        self.wpas.dec_by(i64::try_from(gone).unwrap_or(i64::MAX));
+        self.series.clear();
     }
 
     /// Number of series currently exported for a WPA (tests and diagnostics).

@@ -212,43 +212,50 @@ impl WpaSeries {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Removes every WPA's series; returns how many WPAs had some.
-    pub(super) fn clear(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| std::mem::take(&mut *s.lock().unwrap_or_else(|p| p.into_inner())).len())
-            .sum()
+    /// Removes every WPA's series.
+    pub(super) fn clear(&self) {
+        for s in &self.shards {
+            s.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
     }
 
-    fn is_empty(&self, family: Family) -> bool {
-        self.shards.iter().all(|s| {
-            s.lock().unwrap_or_else(|p| p.into_inner()).values().all(|wpa| wpa.of(family).is_empty())
-        })
+    /// The WPAs with series: those with at least one completed pass.
+    fn wpas(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum()
     }
 }
 
 impl Collector for WpaSeries {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for d in &self.descriptors {
-            // A family no WPA has is left out, as the registry leaves out an empty `Family`.
-            if self.is_empty(d.family) {
-                continue;
-            }
-            let mut metric = encoder.encode_descriptor(&d.name, &d.help, None, d.kind)?;
+            // Described at its first series: a family no WPA has is left out, as the registry leaves out an
+            // empty `Family`.
+            let mut metric = None;
             for shard in &self.shards {
                 let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-                for wpa in shard.values() {
-                    for e in wpa.of(d.family) {
-                        let mut m = metric.encode_family(&e.series.labels)?;
-                        match e.value {
-                            Value::Gauge(v) => m.encode_gauge(&v)?,
-                            Value::Count(n) => m.encode_counter::<NoLabelSet, _, u64>(&n, None)?,
-                        }
+                for e in shard.values().flat_map(|wpa| wpa.of(d.family)) {
+                    if metric.is_none() {
+                        metric = Some(encoder.encode_descriptor(&d.name, &d.help, None, d.kind)?);
+                    }
+                    let Some(metric) = &mut metric else { continue }; // set just above
+                    let mut m = metric.encode_family(&e.series.labels)?;
+                    match e.value {
+                        Value::Gauge(v) => m.encode_gauge(&v)?,
+                        Value::Count(n) => m.encode_counter::<NoLabelSet, _, u64>(&n, None)?,
                     }
                 }
             }
         }
-        Ok(())
+        // Counted from the series themselves, so that it cannot drift from them.
+        let wpas = i64::try_from(self.wpas()).unwrap_or(i64::MAX);
+        encoder
+            .encode_descriptor(
+                "wpa_reconciled_wpas",
+                "WPAs with at least one completed pass.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&wpas)
     }
 }
 

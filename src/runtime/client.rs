@@ -162,8 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_named_as_such() {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
+        let port = devcluster::free_loopback_port().expect("a free port");
         // The port was free a moment ago: nothing listens on it.
         let e = failure(&format!("https://127.0.0.1:{port}")).await;
         assert!(e.starts_with("the connection to the API server was refused"), "{e}");

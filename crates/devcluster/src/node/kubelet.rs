@@ -87,15 +87,14 @@ pub(crate) fn start_kube_proxy(
     pod_cidr: &str,
     log: PathBuf,
 ) -> Result<Component> {
-    let free_port = crate::ports::free_loopback_port;
     let args: Vec<OsString> = [
         format!("--kubeconfig={}", kubeconfig.display()),
         "--proxy-mode=iptables".into(),
         format!("--hostname-override={node_name}"),
         format!("--cluster-cidr={pod_cidr}"),
         format!("--bind-address={node_ip}"),
-        format!("--healthz-bind-address=127.0.0.1:{}", free_port()?),
-        format!("--metrics-bind-address=127.0.0.1:{}", free_port()?),
+        format!("--healthz-bind-address=127.0.0.1:{}", crate::ports::free_loopback_port()?),
+        format!("--metrics-bind-address=127.0.0.1:{}", crate::ports::free_loopback_port()?),
         "--conntrack-max-per-core=0".into(),
         "--conntrack-min=0".into(),
         "--conntrack-tcp-timeout-established=0".into(),
