@@ -7,12 +7,15 @@ use prometheus_client::registry::Registry;
 
 use crate::{
     api::WatermarkPodAutoscaler,
-    engine::{Decision, MonitorObservation, Outcome},
+    engine::{Decision, MetricOutcome, MonitorObservation, Outcome, ScaleInfo},
     reconciler::{exporter::Exporter, inputs},
 };
 
 pub use crate::{
-    engine::{combine, decide_from_results, fill_missing_watermark, valid_metric_message},
+    engine::{
+        fill_missing_watermark,
+        metrics::{combine, valid_metric_message},
+    },
     reconciler::recommender_client::{Reach, RecommenderClient},
 };
 
@@ -50,6 +53,17 @@ pub mod recommender {
 /// Upstream's `checkWPAValidity` and its defaulting check.
 pub mod validation {
     pub use crate::engine::validation::{check_wpa_validity, is_defaulted, logs_attributes};
+}
+
+/// `reconcileWPA` from a successful scale GET on, with the calculator's results given (the spec used as it
+/// is: the runner defaults it as the reconciler does).
+pub fn decide_from_results<'a>(
+    wpa: &'a WatermarkPodAutoscaler,
+    scale: &ScaleInfo,
+    outcomes: Vec<MetricOutcome>,
+    now: jiff::Timestamp,
+) -> Decision<'a> {
+    crate::engine::decide_from_results(wpa, scale, outcomes, now)
 }
 
 /// The exposition `wpa serve` would serve after this pass (the reconciler's exporter, from a fresh

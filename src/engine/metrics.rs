@@ -20,12 +20,11 @@ use crate::api::{
 };
 
 /// What every metric of a pass is computed against.
-pub struct MetricContext<'a> {
-    pub spec: &'a WatermarkPodAutoscalerSpec,
-    pub calc_spec: &'a CalcSpec,
-    pub namespace: &'a str,
-    pub scale: &'a ScaleInfo,
-    pub now: Timestamp,
+pub(crate) struct MetricContext<'a> {
+    pub(crate) spec: &'a WatermarkPodAutoscalerSpec,
+    pub(crate) calc_spec: &'a CalcSpec,
+    pub(crate) namespace: &'a str,
+    pub(crate) scale: &'a ScaleInfo,
     /// The target's pods with their count by the readiness rules, or why they could not be listed.
     pods: Result<(&'a [PodInfo], ReadyCount), &'a str>,
 }
@@ -33,7 +32,7 @@ pub struct MetricContext<'a> {
 impl<'a> MetricContext<'a> {
     /// Counts the pods by the readiness rules, once: the pod loop is most of a pass, and its count serves
     /// every External metric, the recommender, the fallback and the readers.
-    pub fn new(
+    pub(crate) fn new(
         spec: &'a WatermarkPodAutoscalerSpec,
         calc_spec: &'a CalcSpec,
         namespace: &'a str,
@@ -45,11 +44,11 @@ impl<'a> MetricContext<'a> {
             let delay = calc_spec.readiness_delay_seconds;
             (list, pods::count_ready_pods(list, &scale.name, delay, calc_spec.skip_owner_check, now))
         });
-        MetricContext { spec, calc_spec, namespace, scale, now, pods }
+        MetricContext { spec, calc_spec, namespace, scale, pods }
     }
 
     /// The pods as the readiness rules count them (`None`: they could not be listed).
-    pub fn ready_count(&self) -> Option<ReadyCount> {
+    pub(crate) fn ready_count(&self) -> Option<ReadyCount> {
         self.pods.as_ref().ok().map(|(_, count)| *count)
     }
 
@@ -79,7 +78,7 @@ fn pods_error(e: &str) -> String {
 }
 
 /// Runs the calculator for each metric of the spec (or the recommender).
-pub fn compute_outcomes(
+pub(crate) fn compute_outcomes(
     cx: &MetricContext<'_>,
     metrics: &[MetricObservation],
     recommendation: Option<Result<&Recommendation, &str>>,

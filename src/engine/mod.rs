@@ -25,7 +25,7 @@ pub(crate) mod fallback;
 pub(crate) mod gate;
 mod lifecycle;
 pub(crate) mod limits;
-mod metrics;
+pub(crate) mod metrics;
 mod pass;
 pub(crate) mod plain;
 mod plan;
@@ -48,7 +48,7 @@ pub use decision::{
     Removal, Sample, ScaleIntent, ScaleResult, Series, TargetError, TargetErrorKind,
 };
 pub use fallback::{Fallback, FallbackError, FallbackState};
-pub use metrics::{MetricContext, combine, compute_outcomes, valid_metric_message};
+use metrics::{MetricContext, compute_outcomes};
 pub(crate) use plain::PlainStatus;
 pub use plan::{Lifecycle, Plan};
 pub use pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition};
@@ -174,8 +174,9 @@ pub fn decide<'a>(plan: &'a Plan<'_>, obs: &Observation<'_>, now: Timestamp) -> 
 }
 
 /// `reconcileWPA` from a successful scale GET on, with the calculator's results given. The WPA's spec is
-/// used as it is (the caller has defaulted it).
-pub fn decide_from_results<'a>(
+/// used as it is (the caller has defaulted it). Only the upstream-vector runner drives a pass from given
+/// results (`crate::vectors`).
+pub(crate) fn decide_from_results<'a>(
     wpa: &'a WatermarkPodAutoscaler,
     scale: &ScaleInfo,
     outcomes: Vec<MetricOutcome>,

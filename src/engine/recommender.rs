@@ -1,6 +1,6 @@
 //! The recommender wire protocol (docs/semantics.md §9): the protojson of `WorkloadRecommendationRequest` and
 //! `WorkloadRecommendationReply` (agent-payload `autoscaling/kubernetes`). Pure mapping; the HTTP client
-//! lives in [`crate::reconciler::recommender_client`].
+//! is the reconciler's (`reconciler::recommender_client`), above this layer.
 
 use std::{collections::BTreeMap, net::IpAddr};
 

@@ -73,6 +73,12 @@ impl Leadership {
         Leadership { valid_until: None }
     }
 
+    /// A replica whose lease has lapsed (error paths' unit tests).
+    #[cfg(test)]
+    pub(crate) fn lapsed() -> Leadership {
+        Leadership { valid_until: Some(watch::Sender::new(None).subscribe()) }
+    }
+
     pub(crate) fn is_leader(&self) -> bool {
         self.valid_until.as_ref().is_none_or(|v| still_valid(*v.borrow()))
     }

@@ -201,7 +201,14 @@ impl Context {
     /// One pass: gather, decide; for a scale, record it in the status and write `/scale` (deciding once more
     /// on fresh data after a conflict); then the status, events and series.
     async fn pass(&self, wpa: &WatermarkPodAutoscaler) -> Result<Action, ReconcileError> {
-        match engine::finalizer_step(wpa) {
+        let step = engine::finalizer_step(wpa);
+        // A replica that lost the lease in the middle of a pass writes nothing, finalizers included: the new
+        // leader adds or removes them on its own pass.
+        if matches!(step, FinalizerStep::Finalize | FinalizerStep::Add) && !self.leadership.is_leader() {
+            tracing::info!("not the leader any more: the finalizer is left to the new leader");
+            return Ok(Action::await_change());
+        }
+        match step {
             FinalizerStep::Finalize => {
                 self.forget(wpa);
                 self.patch_finalizers(wpa, false).await.map_err(ReconcileError::Finalizer)?;
@@ -593,5 +600,74 @@ async fn supervise(
         if !leadership.is_leader() {
             ctx.exporter.forget_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A context whose API answers every request 500 and counts them.
+    fn context(leadership: Leadership, requests: Arc<AtomicUsize>) -> Context {
+        let svc = tower::service_fn(move |_req: http::Request<kube::client::Body>| {
+            requests.fetch_add(1, Ordering::SeqCst);
+            async move {
+                http::Response::builder()
+                    .status(500)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(b"{}".to_vec()))
+            }
+        });
+        let client = Client::new(svc, "default");
+        let (store, _writer) = kube::runtime::reflector::store();
+        Context {
+            sources: Sources::read_only(client.clone(), None, String::new()),
+            exporter: Exporter::new(&mut prometheus_client::registry::Registry::default(), Vec::new()),
+            reporter: Reporter { controller: REPORTING_CONTROLLER.into(), instance: None },
+            leadership,
+            sync_period: Duration::from_secs(15),
+            written: record::Written::new(store),
+            priority: priority::Priority::new(1, Duration::from_secs(15)),
+            client,
+        }
+    }
+
+    fn wpa(finalizers: Option<Vec<String>>, deleted: bool) -> WatermarkPodAutoscaler {
+        let mut wpa = WatermarkPodAutoscaler::new("web", Default::default());
+        wpa.metadata.namespace = Some("ns".into());
+        wpa.metadata.finalizers = finalizers;
+        if deleted {
+            wpa.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
+        }
+        wpa
+    }
+
+    #[tokio::test]
+    async fn a_replica_without_the_lease_does_not_add_the_finalizer() {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let ctx = context(Leadership::lapsed(), requests.clone());
+        let action = ctx.pass(&wpa(None, false)).await.expect("nothing to fail");
+        assert_eq!(action, Action::await_change());
+        assert_eq!(requests.load(Ordering::SeqCst), 0, "no request sent");
+    }
+
+    #[tokio::test]
+    async fn a_replica_without_the_lease_does_not_remove_the_finalizer() {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let ctx = context(Leadership::lapsed(), requests.clone());
+        let action = ctx.pass(&wpa(Some(vec![FINALIZER.into()]), true)).await.expect("nothing to fail");
+        assert_eq!(action, Action::await_change());
+        assert_eq!(requests.load(Ordering::SeqCst), 0, "no request sent");
+    }
+
+    #[tokio::test]
+    async fn the_leader_adds_the_finalizer() {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let ctx = context(Leadership::always(), requests.clone());
+        ctx.pass(&wpa(None, false)).await.expect_err("the API answers 500");
+        assert_eq!(requests.load(Ordering::SeqCst), 1, "the finalizer's patch");
     }
 }
