@@ -28,16 +28,19 @@ fn pod_ip(pod: &Pod) -> IpAddr {
     pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()).and_then(|ip| ip.parse().ok()).expect("a pod IP")
 }
 
-/// The host pid of the pod's `wpa` container.
-fn wpa_pid(t: &Turn, pod: &Pod) -> u32 {
-    let id = pod
-        .status
+/// The runtime's id of the pod's `wpa` container.
+fn wpa_container(pod: &Pod) -> String {
+    pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .and_then(|c| c.iter().find(|c| c.name == "wpa"))
         .and_then(|c| c.container_id.clone())
-        .expect("the wpa container's id");
-    t.node.container_pid(&id).expect("the container's process")
+        .expect("the wpa container's id")
+}
+
+/// The host pid of the pod's `wpa` container.
+fn wpa_pid(t: &Turn, pod: &Pod) -> u32 {
+    t.node.container_pid(&wpa_container(pod)).expect("the container's process")
 }
 
 fn restarts(pod: &Pod) -> i32 {
@@ -373,12 +376,13 @@ async fn self_signed_helm_upgrade_and_rollout_restart_refuse_no_admission() {
 
 // ---- The leader's death -------------------------------------------------------------------------------
 
-/// The leader pod is force-deleted (`kubectl delete --force --grace-period=0`: the object goes at once, the
-/// kubelet kills the container two seconds later, before it could give the Lease up) while its WPA is
-/// scaling step by step. Another replica takes over once the Lease expires, and picks the scaling up where
-/// it stopped: no two scale changes closer than the WPA's forbidden window. Admission never fails.
+/// The leader's container is killed hard (SIGKILL through containerd: it cannot give the Lease up, as in an
+/// OOM kill or a node lost) and its pod force-deleted so that it does not come back under the same identity,
+/// while its WPA is scaling step by step. Another replica takes over once the Lease expires, and picks the
+/// scaling up where it stopped: no two scale changes closer than the WPA's forbidden window. Admission never
+/// fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cert_manager_a_force_deleted_leader_is_replaced_within_the_lease_without_doubled_scaling() {
+async fn cert_manager_a_killed_leader_is_replaced_within_the_lease_without_doubled_scaling() {
     const WINDOW: Duration = Duration::from_secs(20);
     const LEASE: Duration = Duration::from_secs(15);
     const RETRY: Duration = Duration::from_secs(2);
@@ -436,8 +440,14 @@ async fn cert_manager_a_force_deleted_leader_is_replaced_within_the_lease_withou
             .unwrap_or_default()
     };
     let leader = holder().await;
-    assert!(t.pods(&release).await.iter().any(|p| p.name_any() == leader), "the leader {leader} is a pod");
+    let pods = t.pods(&release).await;
+    let leader_pod = pods
+        .iter()
+        .find(|p| p.name_any() == leader)
+        .unwrap_or_else(|| panic!("the leader {leader} is a pod"));
+    let container = wpa_container(leader_pod);
     let killed = Instant::now();
+    t.node.kill_container(&container).expect("SIGKILL the leader's container");
     kubectl_ok(
         t.cluster(),
         &["-n", &release.namespace, "delete", "pod", &leader, "--force", "--grace-period=0", "--wait=false"],
@@ -454,6 +464,9 @@ async fn cert_manager_a_force_deleted_leader_is_replaced_within_the_lease_withou
     // most a retry period before the kill, they see a renewal up to a retry period late, and they look once per
     // retry period (LEASE + 2 × RETRY), plus 3 s for timers and API calls on a loaded machine.
     assert!(takeover <= LEASE + 2 * RETRY + 3 * SECOND, "taken over within the lease: {takeover:?}");
+    // And not sooner than the Lease's expiry allows (its last renewal up to a retry period, plus one renewal's
+    // latency, before the kill): a killed process cannot hand the Lease over, as a stopped one does.
+    assert!(takeover >= LEASE - 2 * RETRY, "taken over only once the Lease expired: {takeover:?}");
 
     // Two more steps under the new leader.
     steps(3).await.unwrap_or_else(|e| panic!("{e}\n{}", t.describe(&release)));
