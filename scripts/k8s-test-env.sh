@@ -127,7 +127,7 @@ for b in "${BUILT[@]}" pause; do [ -x "$BIN_DIR/$b" ] || build_needed=1; done
 if [ $build_needed = 1 ]; then
   start=$(date +%s)
   say "building ${BUILT[*]} v$K8S_VERSION from Debian's source package"
-  say "this happens once and takes about 9 minutes on 2 cores (the result is cached in $BIN_DIR)"
+  say "this happens once and takes 4 to 10 minutes on 2 cores (the result is cached in $BIN_DIR)"
   work=$CACHE_DIR/work
   cd "$work"
   orig=kubernetes_1.20.5+really1.20.2.orig.tar.gz

@@ -111,7 +111,7 @@ pub(crate) fn binaries() -> Result<PathBuf> {
         return Ok(dir);
     }
     eprintln!(
-        "[demo] building the Kubernetes v1.20.2 control plane once (about 5 to 10 minutes; cached afterwards)"
+        "[demo] building the Kubernetes v1.20.2 control plane once (4 to 10 minutes on 2 cores; cached afterwards)"
     );
     let mut child = Command::new("bash")
         .args(["-s", "--"])

@@ -244,7 +244,7 @@ fn no_provider(group_version: &str) -> String {
     let providers = if group == "metrics.k8s.io" {
         "metrics-server registers it"
     } else {
-        "the Datadog Cluster Agent, prometheus-adapter or KEDA's metrics server registers it"
+        "the Datadog Cluster Agent or prometheus-adapter registers it"
     };
     format!(
         "no metrics provider serves {group_version} (check `kubectl get apiservice {version}.{group}`: {providers})"
@@ -672,7 +672,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             e,
-            "unable to fetch metrics from external metrics API: no metrics provider serves external.metrics.k8s.io/v1beta1 (check `kubectl get apiservice v1beta1.external.metrics.k8s.io`: the Datadog Cluster Agent, prometheus-adapter or KEDA's metrics server registers it)"
+            "unable to fetch metrics from external metrics API: no metrics provider serves external.metrics.k8s.io/v1beta1 (check `kubectl get apiservice v1beta1.external.metrics.k8s.io`: the Datadog Cluster Agent or prometheus-adapter registers it)"
         );
         let e = answering(404, "404 page not found").resource("ns", "cpu", None).await.unwrap_err();
         assert!(e.contains("no metrics provider serves metrics.k8s.io/v1beta1 (check `kubectl get apiservice v1beta1.metrics.k8s.io`: metrics-server registers it)"), "{e}");

@@ -959,7 +959,7 @@ fn now() -> String {
 /// The directory with the five binaries, as `scripts/k8s-test-env.sh` resolves it (without building).
 pub fn find_binaries() -> Result<PathBuf> {
     const HINT: &str = "run `bash scripts/k8s-test-env.sh` from the repository root (the first run builds \
-                        the control plane, about 5 minutes; later runs reuse the cache)";
+                        the control plane, 4 to 10 minutes on 2 cores; later runs reuse the cache)";
     for var in ["WPA_K8S_BIN_DIR", "KUBEBUILDER_ASSETS"] {
         if let Some(dir) = std::env::var_os(var).filter(|d| !d.is_empty()) {
             let dir = PathBuf::from(dir);
