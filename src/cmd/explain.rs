@@ -439,6 +439,187 @@ mod tests {
         assert!(status_at.windows(2).all(|w| w[0] == w[1]), "{table}");
     }
 
+    /// `wpa explain`'s trace at 12:00 of WPA `web` (2..10 replicas, `qps` with watermarks 50..100, last scaled
+    /// an hour ago, `annotations`, `condition` in its status: type, status, seconds since) on a Deployment at
+    /// `replicas` ready pods whose metric reads `value` (or fails).
+    fn trace(
+        annotations: &[(&str, &str)],
+        condition: Option<(&str, &str, u64)>,
+        replicas: i32,
+        value: Result<i64, &str>,
+    ) -> String {
+        use std::time::Duration;
+
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+        use crate::{
+            api::{Condition, WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus},
+            engine::{
+                ConditionStatus, ExternalSample, MetricObservation, OwnerKind, OwnerRef, PodInfo, PodPhase,
+                ReadyCondition, ScaleInfo,
+            },
+        };
+        let now: Timestamp = "2026-06-01T12:00:00Z".parse().expect("a time");
+        let ago = |s: u64| now - Duration::from_secs(s);
+        let spec: WatermarkPodAutoscalerSpec = serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 2, "maxReplicas": 10,
+            "metrics": [{"type": "External", "external": {"metricName": "qps",
+                "metricSelector": {"matchLabels": {"app": "web"}}, "highWatermark": "100", "lowWatermark": "50"}}]
+        }))
+        .expect("a spec");
+        let mut wpa = WatermarkPodAutoscaler::new("web", spec);
+        wpa.metadata.namespace = Some("shop".into());
+        wpa.metadata.annotations =
+            Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        wpa.status = Some(WatermarkPodAutoscalerStatus {
+            last_scale_time: Some(Time(ago(3600))),
+            conditions: condition
+                .map(|(type_, status, since)| Condition {
+                    type_: type_.into(),
+                    status: status.into(),
+                    last_transition_time: Some(Time(ago(since))),
+                    reason: None,
+                    message: None,
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        });
+        let pods = (0..replicas)
+            .map(|i| PodInfo {
+                name: format!("web-abc-{i}"),
+                phase: PodPhase::Running,
+                ready: Some(ReadyCondition {
+                    status: ConditionStatus::True,
+                    last_transition: Some(ago(600)),
+                }),
+                start_time: Some(ago(700)),
+                deleting: false,
+                owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "web-abc".into() }],
+            })
+            .collect();
+        let inputs = Inputs {
+            target: Ok(ScaleInfo {
+                name: "web".into(),
+                namespace: "shop".into(),
+                spec_replicas: replicas,
+                status_replicas: replicas,
+                selector: "app=web".into(),
+            }),
+            resolved: None,
+            pods: Ok(pods),
+            metrics: vec![MetricObservation::External(
+                value
+                    .map(|v| ExternalSample { values: vec![v * 1000], timestamp: Some(now) })
+                    .map_err(String::from),
+            )],
+            recommendation: None,
+            monitor: MonitorObservation::NotRequested,
+            conflicts: Vec::new(),
+        };
+        let plan = engine::Plan::new(&wpa);
+        let d = engine::decide(&plan, &inputs.observation(), now);
+        render(&plan, &inputs, &d, now)
+    }
+
+    const FALLBACK: [(&str, &str); 2] =
+        [(crate::api::annotations::FALLBACK_REPLICAS, "8"), (crate::api::annotations::FALLBACK_AFTER, "10m")];
+
+    /// The trace's line that starts with `start` (after its indent, which is left out).
+    fn line_of<'t>(trace: &'t str, start: &str) -> &'t str {
+        trace
+            .lines()
+            .map(str::trim_start)
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} in\n{trace}"))
+    }
+
+    #[test]
+    fn the_fallback_line_says_when_a_waiting_fallback_takes_over() {
+        // Every metric has failed for 4 minutes, of the 10 fallback-after asks.
+        let t = trace(&FALLBACK, Some(("Fallback", "Unknown", 240)), 4, Err("503 Service Unavailable"));
+        assert_eq!(
+            line_of(&t, "Fallback:"),
+            "Fallback: at least 8 replicas once every metric has failed for 10m; every metric has failed since 2026-06-01T11:56:00Z: from 2026-06-01T12:06:00Z (360s from now) unless one answers"
+        );
+        assert!(t.contains("\nDecision: no scaling. "), "{t}");
+    }
+
+    #[test]
+    fn the_fallback_line_says_since_when_an_active_fallback_sets_the_count_and_its_scale_follows() {
+        let t = trace(&FALLBACK, Some(("Fallback", "True", 300)), 4, Err("503 Service Unavailable"));
+        assert_eq!(
+            line_of(&t, "Fallback:"),
+            "Fallback: at least 8 replicas once every metric has failed for 10m; active since 2026-06-01T11:55:00Z: the fallback sets the count (up only)"
+        );
+        // The fallback's scale: max(4, 8) through the +50 % limit of 4.
+        assert!(line_of(&t, "Limits from 4:").contains("→ 6 (ScaleUpLimit)"), "{t}");
+        assert!(line_of(&t, "Decision:").starts_with("Decision: scales 4 → 6: fallback: "), "{t}");
+    }
+
+    #[test]
+    fn the_fallback_line_says_off_while_a_metric_answers() {
+        let t = trace(&FALLBACK, None, 4, Ok(300));
+        assert_eq!(
+            line_of(&t, "Fallback:"),
+            "Fallback: at least 8 replicas once every metric has failed for 10m; off (a metric answers)"
+        );
+    }
+
+    #[test]
+    fn unreadable_fallback_annotations_are_named_in_the_fallback_line() {
+        let bad = [(FALLBACK[0].0, "lots"), FALLBACK[1]];
+        let t = trace(&bad, None, 4, Err("503 Service Unavailable"));
+        assert_eq!(
+            line_of(&t, "Fallback:"),
+            "Fallback: off, its annotations cannot be read: wpa.datadoghq.com/fallback-replicas: \"lots\" is not a positive whole number of replicas (e.g. \"10\")"
+        );
+    }
+
+    #[test]
+    fn a_wpa_without_a_fallback_has_no_fallback_line() {
+        let t = trace(&[], None, 4, Err("503 Service Unavailable"));
+        assert!(!t.contains("Fallback:"), "{t}");
+    }
+
+    #[test]
+    fn a_target_above_max_replicas_while_metrics_fail_is_said_to_be_corrected_once_they_can_be_read() {
+        let t = trace(&[], None, 12, Err("503 Service Unavailable"));
+        assert_eq!(
+            line_of(&t, "spec.replicas 12 is"),
+            "spec.replicas 12 is above maxReplicas 10: it is corrected once the metrics can be read (a failing metric stops the pass before the correction, as upstream)"
+        );
+        assert!(t.contains("\nDecision: no scaling. "), "no correction while the metric fails: {t}");
+    }
+
+    #[test]
+    fn a_target_below_min_replicas_while_metrics_fail_is_said_to_be_corrected_once_they_can_be_read() {
+        let t = trace(&[], None, 1, Err("503 Service Unavailable"));
+        assert!(
+            line_of(&t, "spec.replicas 1 is").starts_with(
+                "spec.replicas 1 is below minReplicas 2: it is corrected once the metrics can be read"
+            ),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_target_outside_its_bounds_with_metrics_that_answer_is_corrected_with_no_note() {
+        let t = trace(&[], None, 12, Ok(75));
+        assert!(!t.contains("corrected once the metrics can be read"), "{t}");
+        assert!(
+            line_of(&t, "Decision:").starts_with("Decision: scales 12 → 10 (forced: above maxReplicas"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_target_in_its_bounds_while_metrics_fail_has_no_correction_note() {
+        let t = trace(&[], None, 4, Err("503 Service Unavailable"));
+        assert!(!t.contains("corrected once the metrics can be read"), "{t}");
+    }
+
     #[test]
     fn a_wpa_is_named_as_kubectl_prints_it_or_with_n() {
         let ok = |a: ExplainArgs| target(&a, "ctx").map_err(|e| e.to_string());

@@ -210,6 +210,8 @@ impl Line {
         }
         let next_scale = match state {
             State::Scaling => Some(now),
+            // A fallback that scales in this pass.
+            State::Fallback if d.rescale => Some(now),
             _ => wait.map(|seconds| now + Duration::from_secs_f64(seconds.max(0.0).ceil())),
         };
         Line {
@@ -247,6 +249,9 @@ fn classify(d: &Decision<'_>, plain: &PlainStatus, current: i32) -> (State, i32,
     match plain {
         PlainStatus::Invalid(_) => (State::Invalid, current, None),
         PlainStatus::Off => (State::Off, current, None),
+        // A target scaled to zero has no pods, so its metrics fail first (as upstream's do): it is still
+        // left alone, never scaled (a fallback included).
+        _ if current == 0 && d.combined.is_some() => (State::Off, current, None),
         PlainStatus::Fallback { to, wait, .. } => {
             let seconds = match wait {
                 Some(Wait::Window { seconds_left, .. }) => Some(*seconds_left),
@@ -255,7 +260,10 @@ fn classify(d: &Decision<'_>, plain: &PlainStatus, current: i32) -> (State, i32,
             (State::Fallback, *to, seconds)
         }
         PlainStatus::FallbackPending { seconds_left, .. } => (State::Failing, current, Some(*seconds_left)),
-        PlainStatus::Stopped(_) if matches!(d.combined, Some(Err(_))) => (State::Failing, current, None),
+        // A metric failed; when the pods could not be listed (`d.pods` is `None`), they are the cause.
+        PlainStatus::Stopped(_) if matches!(d.combined, Some(Err(_))) && d.pods.is_some() => {
+            (State::Failing, current, None)
+        }
         PlainStatus::Stopped(_) => (State::Blocked, current, None),
         PlainStatus::Scaling { to, .. } if d.forced == Some(Forced::TargetAtZero) => (State::Off, *to, None),
         PlainStatus::Scaling { to, .. } => (State::Scaling, *to, None),

@@ -263,3 +263,7 @@ mod tests {
         assert_eq!(human(SignedDuration::from_secs(45)), "45s");
     }
 }
+
+#[cfg(test)]
+#[path = "fallback_tests.rs"]
+mod outage_tests;
