@@ -127,6 +127,10 @@ MATRIX: dict[str, dict[str, Any]] = {
     "upstream-namespaced": {
         "values": {"watchAllNamespaces": False, "labelsAsTags": ["team", "app.kubernetes.io/name"], "lifecycleControl": {"enabled": True}}
     },
+    # Values of upstream's datadog-crds subchart, which upstream's values files may set under its alias.
+    "upstream-datadog-crds": {
+        "values": {"datadogCRDs": {"crds": {"datadogMonitors": True, "datadogMetrics": False}, "fullnameOverride": "crds"}}
+    },
     "observability": {
         "values": {
             "prometheusRule": {"enabled": True, "labels": {"release": "prom"}, "alertLabels": {"team": "platform"}},
@@ -446,6 +450,9 @@ def expectations(
             want(joins is None, "no label_joins without labelsAsTags")
     upstream_keys = [k for k in ("watchAllNamespaces", "labelsAsTags", "lifecycleControl", "datadogCRDs") if values.get(k) not in (None, [])]
     want(("prefer wpa's keys" in notes) == bool(upstream_keys), "NOTES: upstream keys named only when given")
+    if name == "upstream-datadog-crds":
+        want("datadogCRDs.crds.datadogMonitors=true: no effect" in notes, "NOTES names datadogCRDs.crds.datadogMonitors")
+        want("datadogCRDs.crds.datadogMetrics, datadogCRDs.fullnameOverride: no effect" in notes, "NOTES names the subchart's other keys")
     if name == "upstream-namespaced":
         want("prefer watchNamespaces" in notes and "prefer reconciler.labelsAsTags" in notes and "lifecycleControl.enabled=true: no effect" in notes, "NOTES names each upstream key")
     # Alerts and dashboard.

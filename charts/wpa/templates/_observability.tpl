@@ -68,8 +68,16 @@ ad.datadoghq.com/wpa.instances: {{ include "wpa.datadogInstances" . | squote }}
 {{- if not (kindIs "invalid" .Values.lifecycleControl.enabled) }}
   lifecycleControl.enabled={{ .Values.lifecycleControl.enabled }}: no effect; wpa reads the DatadogMonitor of every WPA annotated wpa.datadoghq.com/lifecycle-control.enabled (remove the key)
 {{- end }}
-{{- if not (kindIs "invalid" .Values.datadogCRDs.crds.datadogMonitors) }}
-  datadogCRDs.crds.datadogMonitors={{ .Values.datadogCRDs.crds.datadogMonitors }}: no effect; install the DatadogMonitor CRD with the Datadog Operator or Datadog's datadog-crds chart (remove the key)
+{{- $crds := .Values.datadogCRDs.crds | default dict }}
+{{- if not (kindIs "invalid" $crds.datadogMonitors) }}
+  datadogCRDs.crds.datadogMonitors={{ $crds.datadogMonitors }}: no effect; install the DatadogMonitor CRD with the Datadog Operator or Datadog's datadog-crds chart (remove the key)
+{{- end }}
+{{- /* The subchart's other values (crds.datadogMetrics, nameOverride, ...): upstream's chart passes them on. */}}
+{{- $other := list }}
+{{- range $k := keys (omit $crds "datadogMonitors") | sortAlpha }}{{ $other = append $other (printf "crds.%s" $k) }}{{ end }}
+{{- range $k := keys (omit .Values.datadogCRDs "crds") | sortAlpha }}{{ $other = append $other $k }}{{ end }}
+{{- with $other }}
+  datadogCRDs.{{ join ", datadogCRDs." . }}: no effect; these are values of upstream's datadog-crds subchart, which this chart does not install (remove the keys)
 {{- end }}
 {{- if not (kindIs "invalid" .Values.leaderElectionResourceLock) }}
   leaderElectionResourceLock={{ .Values.leaderElectionResourceLock }}: no effect; wpa elects its leader on Lease {{ .Values.leaderElection.leaseName }} (leaderElection.*)
