@@ -188,10 +188,17 @@ pub(crate) fn validate_wpa(
         if old.spec == wpa.spec {
             return Verdict::allow("unchanged");
         }
-        if let (Some(Ok(before)), Some(Ok(after))) = (&old.spec, &wpa.spec)
-            && only_dry_run_differs(before, after)
-        {
-            return Verdict::allow("dry_run_only");
+        if let (Some(Ok(before)), Some(Ok(after))) = (&old.spec, &wpa.spec) {
+            // `/mutate` runs on UPDATE too and adds the defaults a stored WPA lacks (one created while the
+            // webhook was absent): what it added is no change of the user's, so compare the specs as
+            // defaulted.
+            let (before, after) = (validation::with_defaults(before), validation::with_defaults(after));
+            if before == after {
+                return Verdict::allow("unchanged");
+            }
+            if only_dry_run_differs(&before, &after) {
+                return Verdict::allow("dry_run_only");
+            }
         }
     }
     let namespace = wpa.metadata.namespace.clone().unwrap_or_default();
