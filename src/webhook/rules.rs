@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::scan::Reader;
 
-use crate::state::target_index::TargetIndex;
+use crate::state::target_index::{Governing, TargetIndex};
 use crate::{
     api::{WatermarkPodAutoscalerSpec, annotations},
     engine::validation,
@@ -370,20 +370,25 @@ impl Workload {
     }
 }
 
-/// `/validate` for a Deployment or StatefulSet: the `wpa.datadoghq.com/*` annotations of a governed workload.
-pub(crate) fn validate_workload(
+/// The WPA whose rules `/validate` and `/mutate` apply to a workload this request creates or updates (the
+/// first, by name), or, when there is nothing to check, the reason the request is allowed as it is.
+pub(crate) fn governing_wpa(
     op: Op,
     kind: &str,
     namespace: &str,
     name: &str,
     object: &Workload,
     index: &TargetIndex,
-) -> Verdict {
+) -> Result<Governing, &'static str> {
     if !matches!(op, Op::Create | Op::Update) || object.being_deleted() {
-        return Verdict::allow("ok");
+        return Err("ok");
     }
-    let governing = index.wpas_for(namespace, kind, name);
-    let Some(first) = governing.first() else { return Verdict::allow("not_governed") };
+    index.wpas_for(namespace, kind, name).into_iter().next().ok_or("not_governed")
+}
+
+/// `/validate` for a Deployment or StatefulSet that `wpa` governs ([`governing_wpa`]): its
+/// `wpa.datadoghq.com/*` annotations.
+pub(crate) fn validate_workload(kind: &str, namespace: &str, wpa: &Governing, object: &Workload) -> Verdict {
     let problems = validation::annotation_violations(object.metadata.annotations(), false);
     if problems.is_empty() {
         return Verdict::allow("ok");
@@ -394,26 +399,14 @@ pub(crate) fn validate_workload(
         format!(
             "{} (this {kind} is scaled by WatermarkPodAutoscaler {namespace}/{})",
             lines.join("; "),
-            first.name
+            wpa.name
         ),
     )
 }
 
-/// `/mutate` for a Deployment or StatefulSet: a `spec.replicas` outside the governing WPA's bounds is clamped
-/// (or, when that WPA is in dry-run, only warned about).
-pub(crate) fn mutate_workload(
-    op: Op,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    object: &Workload,
-    index: &TargetIndex,
-) -> Verdict {
-    if !matches!(op, Op::Create | Op::Update) || object.being_deleted() {
-        return Verdict::allow("ok");
-    }
-    let governing = index.wpas_for(namespace, kind, name);
-    let Some(wpa) = governing.first() else { return Verdict::allow("not_governed") };
+/// `/mutate` for a Deployment or StatefulSet that `wpa` governs ([`governing_wpa`]): a `spec.replicas`
+/// outside its bounds is clamped (or, when that WPA is in dry-run, only warned about).
+pub(crate) fn mutate_workload(kind: &str, namespace: &str, wpa: &Governing, object: &Workload) -> Verdict {
     let Some(replicas) = object.replicas else { return Verdict::allow("ok") };
     let (min, max) = (i64::from(wpa.min_replicas), wpa.max_replicas.map(i64::from));
     if max.is_some_and(|max| max < min) {
