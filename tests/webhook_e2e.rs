@@ -322,6 +322,90 @@ async fn allow_conflicting_autoscaler_accepts_a_wpa_beside_an_hpa_with_a_warning
     );
 }
 
+/// In `ns`: Deployment api, WPA api on it, then HPA hpa-api on it (so the WPA came first), once the webhook
+/// has seen the HPA (a server dry run of a new WPA on api is refused naming it).
+async fn wpa_then_hpa(cluster: &TestCluster, ns: &str) {
+    let (ok, _, err) = kubectl_apply(cluster, &deployment(ns, "api", 2, "{}"), &[]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = kubectl_apply(cluster, &web_wpa(ns, "api", true), &[]);
+    assert!(ok, "{err}");
+    cluster.kubectl_apply(&hpa(ns)).expect("an HPA");
+    let probe = web_wpa(ns, "probe", false).replace("name: web}", "name: api}");
+    let hpa_named = format!("HorizontalPodAutoscaler {ns}/hpa-api");
+    wait_for(Duration::from_secs(10), || {
+        let (probe, hpa_named) = (probe.clone(), hpa_named.clone());
+        async move {
+            let (ok, _, err) = kubectl_apply(cluster, &probe, &["--dry-run=server"]);
+            if !ok && err.contains(&hpa_named) { Ok(()) } else { Err(format!("{ok} {err}")) }
+        }
+    })
+    .await
+    .expect("the webhook sees the HPA");
+}
+
+/// The incident tool: `wpa dry-run enable` on a WPA whose target an HPA created later also scales goes
+/// through the dry-run exemption (no conflict check at all), as the webhook's metrics show.
+#[tokio::test]
+async fn wpa_dry_run_enable_goes_through_while_a_later_hpa_scales_the_same_target() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    wpa_then_hpa(&w.cluster, &ns).await;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wpa"));
+    cmd.args(["dry-run", "enable", "api", "-n", &ns])
+        .env("KUBECONFIG", w.cluster.kubeconfig_path())
+        .env_remove("WPA_NAMESPACE");
+    let r = support::run(cmd);
+    assert_eq!(r.code, Some(0), "{}{}\n{}", r.stdout, r.stderr, w.serve.log());
+    assert_eq!(r.stdout, format!("WatermarkPodAutoscaler '{ns}/api' dry-run option is now true\n"));
+    let stored = kubectl_json(&w.cluster, &["get", "wpa", "api", "-n", &ns, "-o", "json"]);
+    assert_eq!(stored["spec"]["dryRun"], true);
+    let (_, metrics) = support::http_get(w.serve.health_port, "/metrics").expect("metrics");
+    assert!(metrics.contains(r#"wpa_webhook_requests_total{webhook="validate",kind="WatermarkPodAutoscaler",operation="UPDATE",allowed="true",reason="dry_run_only"}"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn another_update_of_a_wpa_that_came_before_an_hpa_is_allowed_with_a_warning_naming_it() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    wpa_then_hpa(&w.cluster, &ns).await;
+    let out = w.cluster.kubectl(&[
+        "patch",
+        "wpa",
+        "api",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":8}}"#,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "Warning: Deployment/api is also scaled by HorizontalPodAutoscaler {ns}/hpa-api (created after this WatermarkPodAutoscaler, at "
+        )),
+        "{err}"
+    );
+    let stored = kubectl_json(&w.cluster, &["get", "wpa", "api", "-n", &ns, "-o", "json"]);
+    assert_eq!(stored["spec"]["maxReplicas"], 8);
+}
+
+#[tokio::test]
+async fn a_new_wpa_on_a_target_a_wpa_and_a_later_hpa_scale_is_refused_naming_the_hpa_as_first() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    wpa_then_hpa(&w.cluster, &ns).await;
+    let (ok, _, err) =
+        kubectl_apply(&w.cluster, &web_wpa(&ns, "api-2", false).replace("name: web}", "name: api}"), &[]);
+    assert!(!ok, "refused");
+    assert!(
+        err.contains(&format!(
+            "HorizontalPodAutoscaler {ns}/hpa-api (created before this WatermarkPodAutoscaler, at "
+        )),
+        "{err}"
+    );
+}
+
 /// A WPA on Deployment web of `ns` (maxReplicas 10), once the webhook has seen it.
 async fn governed(cluster: &TestCluster, ns: &str) {
     let (ok, _, err) = kubectl_apply(cluster, &web_wpa(ns, "web", false), &[]);

@@ -618,6 +618,49 @@ async fn switching_dry_run_is_never_refused() {
     assert!(allowed(&resp), "{resp}");
 }
 
+/// The review as the API server sends it to `/validate`: with `/mutate`'s patch applied to the object.
+async fn through_mutate(st: WebhookState, mut review: Value) -> Value {
+    let resp = admit(st, "/mutate", &review).await;
+    assert!(allowed(&resp), "{resp}");
+    if resp.pointer("/response/patch").is_some() {
+        let ops: json_patch::Patch = serde_json::from_value(patch_of(&resp)).expect("a patch");
+        json_patch::patch(&mut review["request"]["object"], &ops).expect("applies");
+    }
+    review
+}
+
+/// A spec as stored while the webhook was absent: no defaults, and invalid (minReplicas above maxReplicas).
+fn undefaulted_invalid_spec() -> Value {
+    let mut spec = valid_spec();
+    spec["minReplicas"] = json!(50);
+    spec
+}
+
+#[tokio::test]
+async fn switching_dry_run_of_a_wpa_stored_without_defaults_is_never_refused() {
+    // /mutate also runs on UPDATE and adds the defaults the stored WPA lacks, so /validate sees more than
+    // dryRun changed. The WPA came second and its spec is invalid: only the dry-run exemption can admit it.
+    let st = state(hpa_on_web_created("2025-12-01T00:00:00Z"));
+    let mut frozen = undefaulted_invalid_spec();
+    frozen["dryRun"] = json!(true);
+    let old = created_at(wpa_obj("w", undefaulted_invalid_spec()), WPA_CREATED);
+    let review = through_mutate(st.clone(), update(created_at(wpa_obj("w", frozen), WPA_CREATED), old)).await;
+    assert_eq!(review.pointer("/request/object/spec/upscaleForbiddenWindowSeconds"), Some(&json!(60)));
+    let resp = admit(st, "/validate", &review).await;
+    assert!(allowed(&resp), "{resp}");
+}
+
+#[tokio::test]
+async fn a_label_change_on_a_wpa_stored_without_defaults_is_never_refused() {
+    let st = state(hpa_on_web_created("2025-12-01T00:00:00Z"));
+    let old = created_at(wpa_obj("w", undefaulted_invalid_spec()), WPA_CREATED);
+    let mut labelled = old.clone();
+    labelled["metadata"]["labels"] = json!({"incident": "42"});
+    let review = through_mutate(st.clone(), update(labelled, old)).await;
+    let resp = admit(st, "/validate", &review).await;
+    assert!(allowed(&resp), "{resp}");
+}
+
 #[tokio::test]
 async fn an_update_of_a_wpa_that_came_before_the_other_autoscaler_is_allowed_with_a_warning() {
     let idx = hpa_on_web_created("2026-01-02T00:00:00Z");

@@ -276,9 +276,13 @@ pub(crate) fn decide(state: &WebhookState, endpoint: Endpoint, req: &RequestIn) 
     };
     let namespace = req.namespace.as_deref().unwrap_or_default();
     let name = if req.name.is_empty() { workload.name() } else { req.name.as_str() };
+    let wpa = match rules::governing_wpa(op, kind, namespace, name, workload, index) {
+        Ok(wpa) => wpa,
+        Err(reason) => return Verdict::allow(reason),
+    };
     match endpoint {
-        Endpoint::Validate => rules::validate_workload(op, kind, namespace, name, workload, index),
-        Endpoint::Mutate => rules::mutate_workload(op, kind, namespace, name, workload, index),
+        Endpoint::Validate => rules::validate_workload(kind, namespace, &wpa, workload),
+        Endpoint::Mutate => rules::mutate_workload(kind, namespace, &wpa, workload),
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::scan::Reader;
 
-use crate::state::target_index::TargetIndex;
+use crate::state::target_index::{Governing, TargetIndex};
 use crate::{
     api::{WatermarkPodAutoscalerSpec, annotations},
     engine::validation,
@@ -188,10 +188,17 @@ pub(crate) fn validate_wpa(
         if old.spec == wpa.spec {
             return Verdict::allow("unchanged");
         }
-        if let (Some(Ok(before)), Some(Ok(after))) = (&old.spec, &wpa.spec)
-            && only_dry_run_differs(before, after)
-        {
-            return Verdict::allow("dry_run_only");
+        if let (Some(Ok(before)), Some(Ok(after))) = (&old.spec, &wpa.spec) {
+            // `/mutate` runs on UPDATE too and adds the defaults a stored WPA lacks (one created while the
+            // webhook was absent): what it added is no change of the user's, so compare the specs as
+            // defaulted.
+            let (before, after) = (validation::with_defaults(before), validation::with_defaults(after));
+            if before == after {
+                return Verdict::allow("unchanged");
+            }
+            if only_dry_run_differs(&before, &after) {
+                return Verdict::allow("dry_run_only");
+            }
         }
     }
     let namespace = wpa.metadata.namespace.clone().unwrap_or_default();
@@ -363,20 +370,25 @@ impl Workload {
     }
 }
 
-/// `/validate` for a Deployment or StatefulSet: the `wpa.datadoghq.com/*` annotations of a governed workload.
-pub(crate) fn validate_workload(
+/// The WPA whose rules `/validate` and `/mutate` apply to a workload this request creates or updates (the
+/// first, by name), or, when there is nothing to check, the reason the request is allowed as it is.
+pub(crate) fn governing_wpa(
     op: Op,
     kind: &str,
     namespace: &str,
     name: &str,
     object: &Workload,
     index: &TargetIndex,
-) -> Verdict {
+) -> Result<Governing, &'static str> {
     if !matches!(op, Op::Create | Op::Update) || object.being_deleted() {
-        return Verdict::allow("ok");
+        return Err("ok");
     }
-    let governing = index.wpas_for(namespace, kind, name);
-    let Some(first) = governing.first() else { return Verdict::allow("not_governed") };
+    index.wpas_for(namespace, kind, name).into_iter().next().ok_or("not_governed")
+}
+
+/// `/validate` for a Deployment or StatefulSet that `wpa` governs ([`governing_wpa`]): its
+/// `wpa.datadoghq.com/*` annotations.
+pub(crate) fn validate_workload(kind: &str, namespace: &str, wpa: &Governing, object: &Workload) -> Verdict {
     let problems = validation::annotation_violations(object.metadata.annotations(), false);
     if problems.is_empty() {
         return Verdict::allow("ok");
@@ -387,26 +399,14 @@ pub(crate) fn validate_workload(
         format!(
             "{} (this {kind} is scaled by WatermarkPodAutoscaler {namespace}/{})",
             lines.join("; "),
-            first.name
+            wpa.name
         ),
     )
 }
 
-/// `/mutate` for a Deployment or StatefulSet: a `spec.replicas` outside the governing WPA's bounds is clamped
-/// (or, when that WPA is in dry-run, only warned about).
-pub(crate) fn mutate_workload(
-    op: Op,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    object: &Workload,
-    index: &TargetIndex,
-) -> Verdict {
-    if !matches!(op, Op::Create | Op::Update) || object.being_deleted() {
-        return Verdict::allow("ok");
-    }
-    let governing = index.wpas_for(namespace, kind, name);
-    let Some(wpa) = governing.first() else { return Verdict::allow("not_governed") };
+/// `/mutate` for a Deployment or StatefulSet that `wpa` governs ([`governing_wpa`]): a `spec.replicas`
+/// outside its bounds is clamped (or, when that WPA is in dry-run, only warned about).
+pub(crate) fn mutate_workload(kind: &str, namespace: &str, wpa: &Governing, object: &Workload) -> Verdict {
     let Some(replicas) = object.replicas else { return Verdict::allow("ok") };
     let (min, max) = (i64::from(wpa.min_replicas), wpa.max_replicas.map(i64::from));
     if max.is_some_and(|max| max < min) {
