@@ -567,30 +567,15 @@ async fn supervise(
             concurrency,
             term.clone(),
         ));
-        let ended = tokio::select! {
-            _ = stop.cancelled() => None,
-            result = &mut controller => Some(result),
-            () = leadership.lost() => None,
-        };
-        term.cancel();
-        match ended {
+        if let Some(result) = lead_term(&mut controller, &term, &stop, &mut leadership).await {
             // The controller ended by itself (its feed closed, or a panic): started again below.
-            Some(result) => {
-                match result {
-                    Err(e) => tracing::error!(error = %e, "the controller stopped; starting it again"),
-                    Ok(()) => tracing::warn!("the controller ended; starting it again"),
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+            match result {
+                Err(e) => tracing::error!(error = %e, "the controller stopped; starting it again"),
+                Ok(()) => tracing::warn!("the controller ended; starting it again"),
             }
-            // In-flight passes finish (they check leadership before writing), unless they hang. The handle
-            // has not completed: polling it again is allowed.
-            None => {
-                if tokio::time::timeout(Duration::from_secs(5), &mut controller).await.is_err() {
-                    controller.abort();
-                }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
         if stop.is_cancelled() {
@@ -601,6 +586,28 @@ async fn supervise(
             ctx.exporter.forget_all();
         }
     }
+}
+
+/// One term of leadership: waits until the controller ends by itself (its result returned), `stop` is
+/// cancelled or leadership is lost (`None`); then cancels `term` and, unless the controller had ended, lets its
+/// in-flight passes finish (they check leadership before writing), aborting it if they hang. A handle that has
+/// completed is never polled again: tokio panics on that ("JoinHandle polled after completion").
+async fn lead_term(
+    controller: &mut tokio::task::JoinHandle<()>,
+    term: &CancellationToken,
+    stop: &CancellationToken,
+    leadership: &mut Leadership,
+) -> Option<Result<(), tokio::task::JoinError>> {
+    let ended = tokio::select! {
+        _ = stop.cancelled() => None,
+        result = &mut *controller => Some(result),
+        () = leadership.lost() => None,
+    };
+    term.cancel();
+    if ended.is_none() && tokio::time::timeout(Duration::from_secs(5), &mut *controller).await.is_err() {
+        controller.abort();
+    }
+    ended
 }
 
 #[cfg(test)]
@@ -669,5 +676,44 @@ mod tests {
         let ctx = context(Leadership::always(), requests.clone());
         ctx.pass(&wpa(None, false)).await.expect_err("the API answers 500");
         assert_eq!(requests.load(Ordering::SeqCst), 1, "the finalizer's patch");
+    }
+
+    /// SIGTERM racing a controller that has just ended: whichever the select sees first, the term ends
+    /// without polling the finished handle again (which panics).
+    #[tokio::test]
+    async fn a_term_ending_as_the_controller_ends_never_polls_its_finished_handle() {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let mut leadership = Leadership::always();
+        let mut ended_by_itself = 0;
+        for _ in 0..64 {
+            let mut controller = tokio::spawn(async {});
+            tokio::task::yield_now().await;
+            let term = stop.child_token();
+            if lead_term(&mut controller, &term, &stop, &mut leadership).await.is_some() {
+                ended_by_itself += 1;
+            }
+            assert!(term.is_cancelled());
+        }
+        // Both branches were taken: the race is really exercised.
+        assert!(0 < ended_by_itself && ended_by_itself < 64, "{ended_by_itself} of 64 ended by themselves");
+    }
+
+    #[tokio::test]
+    async fn a_term_lets_a_controller_that_has_not_ended_finish() {
+        let stop = CancellationToken::new();
+        let term = stop.child_token();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let mut controller = tokio::spawn({
+            let (term, finished) = (term.clone(), finished.clone());
+            async move {
+                term.cancelled().await;
+                finished.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        stop.cancel();
+        let ended = lead_term(&mut controller, &term, &stop, &mut Leadership::always()).await;
+        assert!(ended.is_none(), "stopped, not ended by itself");
+        assert_eq!(finished.load(Ordering::SeqCst), 1, "its in-flight work finished");
     }
 }
