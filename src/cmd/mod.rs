@@ -23,6 +23,7 @@ use std::{ffi::OsString, path::Path, process::ExitCode};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::runtime::logging;
+pub(crate) use crate::runtime::output::{stderr, stdout};
 use serve::ServeArgs;
 
 /// Watermark Pod Autoscaler for Kubernetes: scales a workload between the watermarks of its metrics.
@@ -221,13 +222,11 @@ pub fn main() -> ExitCode {
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            use std::io::Write;
             let message = crate::runtime::client::error_chain(e.as_ref());
             if logs {
                 tracing::error!(error = %message, "wpa serve failed");
             } else {
-                // A reader of stderr that went away (`wpa explain 2>&1 | head`) is not worth a panic.
-                let _ = writeln!(std::io::stderr(), "{} {name}: {message}", invocation.program());
+                stderr(&format!("{} {name}: {message}\n", invocation.program()));
             }
             if e.downcast_ref::<simulate::InputError>().is_some()
                 || e.downcast_ref::<convert::ConvertError>().is_some_and(convert::ConvertError::is_refusal)
@@ -293,16 +292,6 @@ fn completion(shell: clap_complete::Shell) -> String {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "wpa", &mut script);
     String::from_utf8_lossy(&script).into_owned()
-}
-
-/// Writes a command's output. A reader that goes away (`wpa simulate | head`) is not an error.
-pub(crate) fn stdout(text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

@@ -13,7 +13,7 @@
 
 use std::ffi::OsString;
 
-use crate::engine::validation::parse_go_bool;
+use crate::{engine::validation::parse_go_bool, runtime::output::note};
 
 /// How upstream's Go `flag` package takes the flag's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +140,7 @@ pub(crate) fn apply(argv: Vec<OsString>) -> Vec<OsString> {
     match translate(argv) {
         Ok(t) => {
             for w in &t.warnings {
-                eprintln!("{w}");
+                note!("{w}");
             }
             t.args
         }
