@@ -1,7 +1,7 @@
 //! The `wpa` binary as a user first meets it, without a cluster: `version`, `completion`, and the one line
 //! each failure prints (no cause said twice, `wpa serve`'s error as one log line, a bad `--san` refused, an
 //! unknown `--context` named with the contexts there are, a certificate that cannot be read refused before
-//! anything starts in the cluster), and output to a reader that went away.
+//! anything starts in the cluster, no kubeconfig named readably), and output to a reader that went away.
 
 mod support;
 
@@ -310,5 +310,26 @@ fn a_command_failing_with_a_closed_stdout_and_stderr_exits_with_its_own_status()
             cmd.args(args);
             assert_eq!(with_closed(cmd, closed).0, Some(code), "{args:?}, {closed:?} closed");
         }
+    }
+}
+
+#[test]
+fn a_missing_default_kubeconfig_is_named_once_without_quotes() {
+    let home = tempfile::tempdir().expect("a temporary directory");
+    let path = home.path().join(".kube/config").display().to_string();
+    let run_with = |args: &[&str]| {
+        let mut cmd = without_kubeconfig(home.path());
+        cmd.args(args);
+        run(cmd)
+    };
+    let (status, serve) = (run_with(&["status"]), run_with(&["serve", "--self-signed"]));
+    let serve: serde_json::Value = serde_json::from_str(the_failure_line(&serve)).expect("a JSON log line");
+    for message in [the_failure_line(&status), serve["error"].as_str().unwrap_or_default()] {
+        assert!(
+            message.contains(&format!("read kubeconfig from {path}: No such file or directory")),
+            "{message}"
+        );
+        assert_eq!(message.matches(&path).count(), 1, "{message}");
+        assert!(!message.contains('"'), "{message}");
     }
 }
