@@ -35,6 +35,17 @@ fn version_and_dash_dash_version_print_the_crate_version_and_the_apis_served() {
     }
 }
 
+#[test]
+fn upstreams_version_flag_prints_wpas_version_and_exits_0() {
+    let version = wpa(&["version"]);
+    // `-version` of a swapped image's args, with `serve` or without a command.
+    for args in [&["serve", "--version"][..], &["serve", "-version"], &["-version"]] {
+        let r = wpa(args);
+        assert_eq!(r.code, Some(0), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stdout, version.stdout, "{args:?}");
+    }
+}
+
 /// Runs `wpa`'s bash completion function on the words of a command line, the last one being completed, and
 /// returns what it offers.
 fn bash_completions(words: &[&str]) -> Vec<String> {
