@@ -46,6 +46,34 @@ fn upstreams_version_flag_prints_wpas_version_and_exits_0() {
     }
 }
 
+#[test]
+fn the_top_level_help_shows_the_fallback_annotations() {
+    for flag in ["--help", "-h"] {
+        let help = wpa(&[flag]);
+        assert_eq!(help.code, Some(0), "{}", help.stderr);
+        for line in [
+            r#"wpa.datadoghq.com/fallback-replicas: "8""#,
+            r#"wpa.datadoghq.com/fallback-after: "10m""#,
+            "docs/fallback.md",
+        ] {
+            assert!(help.stdout.contains(line), "{flag}: {line} missing from\n{}", help.stdout);
+        }
+    }
+}
+
+#[test]
+fn simulate_help_says_an_empty_value_is_an_outage_and_a_gap_is_not() {
+    let help = wpa(&["simulate", "--help"]);
+    assert_eq!(help.code, Some(0), "{}", help.stderr);
+    let text = help.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for said in [
+        "An empty value (`120,qps,`) is a metrics outage: that metric fails from that sample until its next one",
+        "A gap between two samples is not an outage: the last value holds.",
+    ] {
+        assert!(text.contains(said), "{said:?} missing from\n{}", help.stdout);
+    }
+}
+
 /// Runs `wpa`'s bash completion function on the words of a command line, the last one being completed, and
 /// returns what it offers.
 fn bash_completions(words: &[&str]) -> Vec<String> {

@@ -36,6 +36,14 @@ use serve::ServeArgs;
 /// certs`) and benchmarks (`wpa bench`). New here? Start with `wpa demo` or `wpa simulate --help`.
 #[derive(Parser, Debug)]
 #[command(name = "wpa", version, long_version = long_version(), about, long_about)]
+// A WPA's annotations are no command's flags: the top-level help is where they can be found.
+#[command(
+    after_help = "Fallback on a metrics outage, opt-in per WPA (annotations; upstream ignores them; docs/fallback.md):
+  metadata:
+    annotations:
+      wpa.datadoghq.com/fallback-replicas: \"8\"   # scale up to at least 8 replicas (never down)
+      wpa.datadoghq.com/fallback-after: \"10m\"    # once every metric has failed for 10 minutes"
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -59,6 +67,11 @@ pub(crate) enum Command {
     /// or milliseconds, or seconds from 0, and `metric` is the WPA's metricName (External) or resource name
     /// (Resource). The engine runs every --step seconds with the latest value of each metric; each step is
     /// told in plain words, then a summary. Bad input is reported as FILE:LINE: problem, with exit code 2.
+    ///
+    /// An empty value (`120,qps,`) is a metrics outage: that metric fails from that sample until its next
+    /// one, as a metrics API that does not answer (with the WPA's fallback annotations, see `wpa --help`, an
+    /// outage of every metric for fallback-after scales up to fallback-replicas). A gap between two samples
+    /// is not an outage: the last value holds.
     Simulate(simulate::SimulateArgs),
     /// Explain a live WPA's decision at this instant: each metric against its watermarks, the proposal,
     /// the limits, the windows and delays with the time left, the readiness gate, and the final answer.
