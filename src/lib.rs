@@ -27,6 +27,9 @@
 #![forbid(unsafe_code)]
 // What is `pub` is what the binary, the tests and the dev tools reach; everything else says `pub(crate)`.
 #![warn(unreachable_pub)]
+// `println!` and `eprintln!` panic on a closed pipe (`wpa certs | true`): commands print through
+// `runtime::output`.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 pub mod api;
 pub mod cmd;
 #[cfg(feature = "dev-tools")]

@@ -1,7 +1,7 @@
 //! The `wpa` binary as a user first meets it, without a cluster: `version`, `completion`, and the one line
 //! each failure prints (no cause said twice, `wpa serve`'s error as one log line, a bad `--san` refused, an
 //! unknown `--context` named with the contexts there are, a certificate that cannot be read refused before
-//! anything starts in the cluster).
+//! anything starts in the cluster, no kubeconfig named readably), and output to a reader that went away.
 
 mod support;
 
@@ -32,6 +32,45 @@ fn version_and_dash_dash_version_print_the_crate_version_and_the_apis_served() {
     let served = lines.next().unwrap_or_default();
     for api in ["admission.k8s.io/v1 ", "v1beta1", "datadoghq.com/v1alpha1"] {
         assert!(served.contains(api), "{api} missing from {served:?}");
+    }
+}
+
+#[test]
+fn upstreams_version_flag_prints_wpas_version_and_exits_0() {
+    let version = wpa(&["version"]);
+    // `-version` of a swapped image's args, with `serve` or without a command.
+    for args in [&["serve", "--version"][..], &["serve", "-version"], &["-version"]] {
+        let r = wpa(args);
+        assert_eq!(r.code, Some(0), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stdout, version.stdout, "{args:?}");
+    }
+}
+
+#[test]
+fn the_top_level_help_shows_the_fallback_annotations() {
+    for flag in ["--help", "-h"] {
+        let help = wpa(&[flag]);
+        assert_eq!(help.code, Some(0), "{}", help.stderr);
+        for line in [
+            r#"wpa.datadoghq.com/fallback-replicas: "8""#,
+            r#"wpa.datadoghq.com/fallback-after: "10m""#,
+            "docs/fallback.md",
+        ] {
+            assert!(help.stdout.contains(line), "{flag}: {line} missing from\n{}", help.stdout);
+        }
+    }
+}
+
+#[test]
+fn simulate_help_says_an_empty_value_is_an_outage_and_a_gap_is_not() {
+    let help = wpa(&["simulate", "--help"]);
+    assert_eq!(help.code, Some(0), "{}", help.stderr);
+    let text = help.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for said in [
+        "An empty value (`120,qps,`) is a metrics outage: that metric fails from that sample until its next one",
+        "A gap between two samples is not an outage: the last value holds.",
+    ] {
+        assert!(text.contains(said), "{said:?} missing from\n{}", help.stdout);
     }
 }
 
@@ -217,5 +256,119 @@ fn an_unknown_context_is_refused_naming_the_contexts_of_the_kubeconfig() {
                  `kubectl config get-contexts` lists them\n"
             )
         );
+    }
+}
+
+/// `wpa` with no kubeconfig to find: HOME is an empty directory, KUBECONFIG and the in-cluster variables unset.
+fn without_kubeconfig(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wpa"));
+    cmd.env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env_remove("WPA_KUBECONFIG")
+        .env_remove("WPA_CONTEXT");
+    cmd
+}
+
+/// Which of the command's outputs goes to a pipe whose reader is already gone (`| true`, `| head` that
+/// has exited): every write to it fails with a broken pipe.
+#[derive(Clone, Copy, Debug)]
+enum Closed {
+    Stdout,
+    Stderr,
+    Both,
+}
+
+/// Runs `cmd` with `closed` output(s) on a pipe without a reader; the other is captured. Returns the exit code
+/// and what was captured (nothing when both are closed).
+fn with_closed(mut cmd: Command, closed: Closed) -> (Option<i32>, String) {
+    use std::process::Stdio;
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    // The reader goes away before the command writes anything.
+    drop(reader);
+    let pipe = || Stdio::from(writer.try_clone().expect("the pipe's writer"));
+    match closed {
+        Closed::Stdout => cmd.stdout(pipe()).stderr(Stdio::piped()),
+        Closed::Stderr => cmd.stdout(Stdio::piped()).stderr(pipe()),
+        Closed::Both => cmd.stdout(pipe()).stderr(pipe()),
+    };
+    drop(writer);
+    let out = cmd.output().expect("run wpa");
+    let captured = [out.stdout, out.stderr].concat();
+    (out.status.code(), String::from_utf8_lossy(&captured).into_owned())
+}
+
+#[test]
+fn a_serve_failure_on_a_closed_stderr_exits_1_in_either_log_format() {
+    let home = tempfile::tempdir().expect("a temporary directory");
+    for args in [
+        &["serve"][..],
+        &["serve", "--log-format", "text"],
+        // Upstream's flags print a warning line before the logs start.
+        &["serve", "--workers=2", "--log-format", "text"],
+        &["--loglevel=info"],
+    ] {
+        let mut cmd = without_kubeconfig(home.path());
+        cmd.args(args);
+        let (code, _) = with_closed(cmd, Closed::Both);
+        assert_eq!(code, Some(1), "{args:?}: the failure's status, not a panic's 101");
+    }
+}
+
+#[test]
+fn a_reader_of_stdout_that_went_away_ends_every_printing_command_quietly() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (wpa_yaml, series) = (root.join("examples/wpa.yaml"), root.join("examples/series.csv"));
+    let out_dir = dir.path().join("certs");
+    let simulate = ["simulate", "--wpa", wpa_yaml.to_str().expect("UTF-8"), "--series"];
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["version"],
+        &["--version"],
+        &["crd"],
+        &["completion", "bash"],
+        &["certs", "--out-dir", out_dir.to_str().expect("UTF-8")],
+        &[&simulate[..], &[series.to_str().expect("UTF-8"), "--all-steps"]].concat(),
+    ] {
+        let mut cmd = without_kubeconfig(dir.path());
+        cmd.args(args);
+        let (code, stderr) = with_closed(cmd, Closed::Stdout);
+        assert_eq!((code, stderr.as_str()), (Some(0), ""), "{args:?}");
+    }
+}
+
+#[test]
+fn a_command_failing_with_a_closed_stdout_and_stderr_exits_with_its_own_status() {
+    let home = tempfile::tempdir().expect("a temporary directory");
+    for (args, code) in [(&["status"][..], 1), (&["explain", "web"], 1), (&["no-such-command"], 2)] {
+        for closed in [Closed::Stdout, Closed::Stderr, Closed::Both] {
+            let mut cmd = without_kubeconfig(home.path());
+            cmd.args(args);
+            assert_eq!(with_closed(cmd, closed).0, Some(code), "{args:?}, {closed:?} closed");
+        }
+    }
+}
+
+#[test]
+fn a_missing_default_kubeconfig_is_named_once_without_quotes() {
+    let home = tempfile::tempdir().expect("a temporary directory");
+    let path = home.path().join(".kube/config").display().to_string();
+    let run_with = |args: &[&str]| {
+        let mut cmd = without_kubeconfig(home.path());
+        cmd.args(args);
+        run(cmd)
+    };
+    let (status, serve) = (run_with(&["status"]), run_with(&["serve", "--self-signed"]));
+    let serve: serde_json::Value = serde_json::from_str(the_failure_line(&serve)).expect("a JSON log line");
+    for message in [the_failure_line(&status), serve["error"].as_str().unwrap_or_default()] {
+        assert!(
+            message.contains(&format!("read kubeconfig from {path}: No such file or directory")),
+            "{message}"
+        );
+        assert_eq!(message.matches(&path).count(), 1, "{message}");
+        assert!(!message.contains('"'), "{message}");
     }
 }

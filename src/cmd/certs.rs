@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::runtime::tls;
+use crate::runtime::{output::stdout, tls};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct CertsArgs {
@@ -27,6 +27,9 @@ pub(crate) enum CertsError {
     CaExists(PathBuf),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The files are written; what was written could not be said (not a reader that went away).
+    #[error("cannot write to stdout: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 /// Writes `ca.crt`, `tls.crt` and `tls.key` into `--out-dir`.
@@ -48,8 +51,7 @@ pub(crate) fn run(args: &CertsArgs) -> Result<(), CertsError> {
         } else {
             tls::write_file(&path, contents)?;
         }
-        println!("wrote {}", path.display());
+        stdout(&format!("wrote {}\n", path.display())).map_err(CertsError::Write)?;
     }
-    println!("serving certificate for: {}", args.sans.join(", "));
-    Ok(())
+    stdout(&format!("serving certificate for: {}\n", args.sans.join(", "))).map_err(CertsError::Write)
 }

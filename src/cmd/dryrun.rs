@@ -15,7 +15,10 @@ use kube::{
 use crate::{
     api::WatermarkPodAutoscaler,
     cmd::connection::Connection,
-    runtime::client::{ClientError, describe},
+    runtime::{
+        client::{ClientError, describe},
+        output::{note, stdout},
+    },
 };
 
 #[derive(clap::Args, Debug)]
@@ -108,6 +111,8 @@ pub(crate) enum DryRunError {
     Read { path: String, source: std::io::Error },
     #[error("{at}: {message}")]
     BadLine { at: String, message: String },
+    #[error("cannot write to stdout: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 /// Runs the action, printing upstream's lines on stdout.
@@ -122,13 +127,15 @@ pub(crate) async fn run(args: &DryRunArgs) -> Result<(), DryRunError> {
                 let enabled = wpa.spec.dry_run.unwrap_or(false);
                 match list.output {
                     // Kubernetes names never need CSV quoting (no comma, quote or newline).
-                    Some(Output::Csv) => {
-                        println!("{ns},{},{}", wpa.name_any(), if enabled { "enabled" } else { "disabled" })
-                    }
-                    None => println!(
+                    Some(Output::Csv) => say(format_args!(
+                        "{ns},{},{}",
+                        wpa.name_any(),
+                        if enabled { "enabled" } else { "disabled" }
+                    ))?,
+                    None => say(format_args!(
                         "WatermarkPodAutoscaler '{ns}/{}' dry-run option is: {enabled}",
                         wpa.name_any()
-                    ),
+                    ))?,
                 }
             }
             Ok(())
@@ -204,15 +211,22 @@ async fn set(selection: &Selection, value: bool) -> Result<(), DryRunError> {
         let (ns, name) = (wpa.namespace().unwrap_or_default(), wpa.name_any());
         if wpa.spec.dry_run.unwrap_or(false) == value {
             // No write: an update would go through the webhooks for nothing.
-            println!("WatermarkPodAutoscaler '{ns}/{name}' dry-run option is already {value}");
+            say(format_args!("WatermarkPodAutoscaler '{ns}/{name}' dry-run option is already {value}"))?;
             continue;
         }
         match patch(&connection.0, &ns, &name, value).await {
-            Ok(()) => println!("WatermarkPodAutoscaler '{ns}/{name}' dry-run option is now {value}"),
+            Ok(()) => {
+                say(format_args!("WatermarkPodAutoscaler '{ns}/{name}' dry-run option is now {value}"))?
+            }
             Err(e) => failures.push(e),
         }
     }
     finish(failures, wpas.len())
+}
+
+/// One line of upstream's output on stdout. A reader that went away does not stop the changes asked for.
+fn say(line: std::fmt::Arguments<'_>) -> Result<(), DryRunError> {
+    stdout(&format!("{line}\n")).map_err(DryRunError::Write)
 }
 
 /// A single failure is the command's error (one line); several are printed one a line, then counted.
@@ -222,7 +236,7 @@ fn finish(mut failures: Vec<DryRunError>, total: usize) -> Result<(), DryRunErro
         1 => Err(failures.remove(0)),
         failed => {
             for e in &failures {
-                eprintln!("error: {e}");
+                note!("error: {e}");
             }
             Err(DryRunError::Partial { failed, total })
         }
@@ -299,7 +313,9 @@ async fn revert(args: &RevertArgs) -> Result<(), DryRunError> {
             continue;
         }
         match patch(&client, &namespace, &name, value).await {
-            Ok(()) => println!("WatermarkPodAutoscaler '{namespace}/{name}' dry-run option is now {value}"),
+            Ok(()) => say(format_args!(
+                "WatermarkPodAutoscaler '{namespace}/{name}' dry-run option is now {value}"
+            ))?,
             Err(e) => failures.push(e),
         }
     }

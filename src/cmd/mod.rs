@@ -23,6 +23,7 @@ use std::{ffi::OsString, path::Path, process::ExitCode};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::runtime::logging;
+pub(crate) use crate::runtime::output::{stderr, stdout};
 use serve::ServeArgs;
 
 /// Watermark Pod Autoscaler for Kubernetes: scales a workload between the watermarks of its metrics.
@@ -35,6 +36,14 @@ use serve::ServeArgs;
 /// certs`) and benchmarks (`wpa bench`). New here? Start with `wpa demo` or `wpa simulate --help`.
 #[derive(Parser, Debug)]
 #[command(name = "wpa", version, long_version = long_version(), about, long_about)]
+// A WPA's annotations are no command's flags: the top-level help is where they can be found.
+#[command(
+    after_help = "Fallback on a metrics outage, opt-in per WPA (annotations; upstream ignores them; docs/fallback.md):
+  metadata:
+    annotations:
+      wpa.datadoghq.com/fallback-replicas: \"8\"   # scale up to at least 8 replicas (never down)
+      wpa.datadoghq.com/fallback-after: \"10m\"    # once every metric has failed for 10 minutes"
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -58,6 +67,11 @@ pub(crate) enum Command {
     /// or milliseconds, or seconds from 0, and `metric` is the WPA's metricName (External) or resource name
     /// (Resource). The engine runs every --step seconds with the latest value of each metric; each step is
     /// told in plain words, then a summary. Bad input is reported as FILE:LINE: problem, with exit code 2.
+    ///
+    /// An empty value (`120,qps,`) is a metrics outage: that metric fails from that sample until its next
+    /// one, as a metrics API that does not answer (with the WPA's fallback annotations, see `wpa --help`, an
+    /// outage of every metric for fallback-after scales up to fallback-replicas). A gap between two samples
+    /// is not an outage: the last value holds.
     Simulate(simulate::SimulateArgs),
     /// Explain a live WPA's decision at this instant: each metric against its watermarks, the proposal,
     /// the limits, the windows and delays with the time left, the readiness gate, and the final answer.
@@ -221,13 +235,11 @@ pub fn main() -> ExitCode {
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            use std::io::Write;
             let message = crate::runtime::client::error_chain(e.as_ref());
             if logs {
                 tracing::error!(error = %message, "wpa serve failed");
             } else {
-                // A reader of stderr that went away (`wpa explain 2>&1 | head`) is not worth a panic.
-                let _ = writeln!(std::io::stderr(), "{} {name}: {message}", invocation.program());
+                stderr(&format!("{} {name}: {message}\n", invocation.program()));
             }
             if e.downcast_ref::<simulate::InputError>().is_some()
                 || e.downcast_ref::<convert::ConvertError>().is_some_and(convert::ConvertError::is_refusal)
@@ -293,16 +305,6 @@ fn completion(shell: clap_complete::Shell) -> String {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "wpa", &mut script);
     String::from_utf8_lossy(&script).into_owned()
-}
-
-/// Writes a command's output. A reader that goes away (`wpa simulate | head`) is not an error.
-pub(crate) fn stdout(text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

@@ -13,7 +13,7 @@
 
 use std::ffi::OsString;
 
-use crate::engine::validation::parse_go_bool;
+use crate::{engine::validation::parse_go_bool, runtime::output::note};
 
 /// How upstream's Go `flag` package takes the flag's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +26,8 @@ enum Takes {
 
 /// Upstream's flags (main.go, plus `--leader-election-resource` of its earlier releases and the
 /// `--zap-level` its chart passed before v0.5).
-const FLAGS: [(&str, Takes); 20] = [
+const FLAGS: [(&str, Takes); 21] = [
+    ("version", Takes::Bool),
     ("loglevel", Takes::Value),
     ("zap-level", Takes::Value),
     ("logEncoder", Takes::Value),
@@ -60,11 +61,16 @@ pub(crate) struct Translation {
 }
 
 /// The command line, with upstream's flags of `wpa serve` translated; or why it cannot run.
+///
+/// Upstream's `-version` (true) prints the version and exits, whatever else is given, as upstream's
+/// controller does: the command becomes `wpa version`.
 pub(crate) fn translate(argv: Vec<OsString>) -> Result<Translation, String> {
     let unchanged = |argv| Ok(Translation { args: argv, warnings: Vec::new() });
     let first = argv.get(1).and_then(|a| a.to_str());
     let (head, rest, implicit) = match first {
         Some("serve") => (2, &argv[2..], false),
+        // wpa's own top-level flag, which prints the same.
+        Some("--version") => return unchanged(argv),
         Some(a) if upstream_name(a).is_some() => (1, &argv[1..], true),
         _ => return unchanged(argv),
     };
@@ -72,11 +78,8 @@ pub(crate) fn translate(argv: Vec<OsString>) -> Result<Translation, String> {
     let mut warnings = Vec::new();
     if implicit {
         args.push("serve".into());
-        warnings.push(
-            "wpa: upstream's controller flags without a command: running `wpa serve` (put `serve` first in the container's args)"
-                .to_string(),
-        );
     }
+    let mut print_version = false;
     let own_only = |name: &str| !implicit && matches!(name, "tls-cert-file" | "tls-key-file");
     // wpa flags set by an upstream flag, with the flag that set them.
     let mut set: Vec<(&'static str, String)> = Vec::new();
@@ -110,16 +113,31 @@ pub(crate) fn translate(argv: Vec<OsString>) -> Result<Translation, String> {
         };
         let given = format!("--{name}={value}");
         let meaning = meaning(name, &value).map_err(|why| format!("upstream's flag {given}: {why}"))?;
-        if let Some((flag, arg)) = &meaning.arg {
-            if let Some((_, by)) = set.iter().find(|(f, _)| f == flag) {
-                return Err(format!(
-                    "upstream's flags {by} and {given} both set wpa's --{flag}: keep one (wpa serves /metrics, /healthz and /readyz on one address)"
-                ));
+        match &meaning.effect {
+            Effect::Sets(flag, arg) => {
+                if let Some((_, by)) = set.iter().find(|(f, _)| f == flag) {
+                    return Err(format!(
+                        "upstream's flags {by} and {given} both set wpa's --{flag}: keep one"
+                    ));
+                }
+                set.push((flag, given.clone()));
+                args.push(arg.into());
             }
-            set.push((flag, given.clone()));
-            args.push(arg.into());
+            Effect::Nothing => {}
+            Effect::PrintsVersion => print_version = true,
         }
         warnings.push(format!("wpa serve: upstream's flag {given} {}", meaning.note));
+    }
+    if print_version {
+        // Nothing else runs, so nothing else can conflict.
+        return Ok(Translation { args: vec![argv[0].clone(), "version".into()], warnings });
+    }
+    if implicit {
+        warnings.insert(
+            0,
+            "wpa: upstream's controller flags without a command: running `wpa serve` (put `serve` first in the container's args)"
+                .to_string(),
+        );
     }
     // A wpa flag given both ways: which one wins would be clap's choice, so neither is taken.
     for (flag, by) in &set {
@@ -140,7 +158,7 @@ pub(crate) fn apply(argv: Vec<OsString>) -> Vec<OsString> {
     match translate(argv) {
         Ok(t) => {
             for w in &t.warnings {
-                eprintln!("{w}");
+                note!("{w}");
             }
             t.args
         }
@@ -158,22 +176,29 @@ fn upstream_name(arg: &str) -> Option<(&'static str, Takes)> {
     FLAGS.iter().find(|(n, _)| *n == name).copied()
 }
 
-/// What an upstream flag does in wpa: the wpa flag it sets (name, `--name=value`) and the rest of the
-/// warning line.
+/// What an upstream flag does in wpa, and the rest of its warning line.
 struct Meaning {
-    arg: Option<(&'static str, String)>,
+    effect: Effect,
     note: String,
+}
+
+enum Effect {
+    /// Sets a `wpa serve` flag: its name, and `--name=value`.
+    Sets(&'static str, String),
+    Nothing,
+    /// Runs `wpa version` instead of `wpa serve`.
+    PrintsVersion,
 }
 
 fn reads_as(flag: &'static str, value: impl std::fmt::Display, why: &str) -> Meaning {
     Meaning {
-        arg: Some((flag, format!("--{flag}={value}"))),
+        effect: Effect::Sets(flag, format!("--{flag}={value}")),
         note: format!("is read as --{flag}={value}{why}"),
     }
 }
 
 fn ignored(why: &str) -> Meaning {
-    Meaning { arg: None, note: format!("is ignored: {why}") }
+    Meaning { effect: Effect::Nothing, note: format!("is ignored: {why}") }
 }
 
 fn meaning(name: &str, value: &str) -> Result<Meaning, String> {
@@ -182,6 +207,11 @@ fn meaning(name: &str, value: &str) -> Result<Meaning, String> {
     };
     let boolean = || parse_go_bool(value).map_err(|e| format!("not a boolean: {e}"));
     Ok(match name {
+        "version" if boolean()? => Meaning {
+            effect: Effect::PrintsVersion,
+            note: "prints wpa's version and exits, as `wpa version`".into(),
+        },
+        "version" => ignored("it is false (upstream then runs its controller)"),
         "loglevel" | "zap-level" => {
             // zap's level names; wpa's filter has no level above error.
             let filter = match value.to_ascii_lowercase().as_str() {
@@ -192,7 +222,7 @@ fn meaning(name: &str, value: &str) -> Result<Meaning, String> {
                 _ => return Err("a zap level is debug, info, warn, error, dpanic, panic or fatal".into()),
             };
             Meaning {
-                arg: Some(("log-level", format!("--log-level={filter}"))),
+                effect: Effect::Sets("log-level", format!("--log-level={filter}")),
                 note: format!("is read as RUST_LOG={filter} (wpa's log filter)"),
             }
         }
@@ -209,10 +239,12 @@ fn meaning(name: &str, value: &str) -> Result<Meaning, String> {
             }
             reads_as("concurrency", n, "")
         }
-        "metrics-addr" => {
-            let addr = listen_address(value)?;
-            reads_as("health-listen", addr, " (wpa serves /metrics, /healthz and /readyz there)")
-        }
+        // Upstream declares the flag and never reads it: its metrics are on 0.0.0.0:8383 whatever is given.
+        // Binding wpa's health port to it would move /healthz too, to an address such as kustomize's
+        // 127.0.0.1:8080 that the kubelet's probes cannot reach.
+        "metrics-addr" => ignored(
+            "upstream's controller never read it (its /metrics was always on 0.0.0.0:8383); wpa serves /metrics beside /healthz and /readyz on --health-listen",
+        ),
         "health-port" => {
             let port =
                 u16::try_from(number("the port")?).map_err(|_| "a port is at most 65535".to_string())?;
@@ -260,22 +292,6 @@ fn meaning(name: &str, value: &str) -> Result<Meaning, String> {
     })
 }
 
-/// `:8383`, `0.0.0.0:8383`, `localhost:8383` as Go's `net.Listen` takes them, as a socket address.
-fn listen_address(value: &str) -> Result<String, String> {
-    let (host, port) =
-        value.rsplit_once(':').ok_or_else(|| format!("an address is [host]:port, got {value:?}"))?;
-    let port: u16 = port.parse().map_err(|_| format!("not a port: {port:?}"))?;
-    let host = match host.trim_start_matches('[').trim_end_matches(']') {
-        "" => "0.0.0.0".to_string(),
-        "localhost" => "127.0.0.1".to_string(),
-        ip => ip
-            .parse::<std::net::IpAddr>()
-            .map_err(|_| format!("wpa listens on an IP address, got {ip:?}"))?
-            .to_string(),
-    };
-    Ok(std::net::SocketAddr::new(host.parse().map_err(|_| format!("not an IP: {host}"))?, port).to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,7 +314,7 @@ mod tests {
             "--workers",
             "4",
             "--logEncoder=console",
-            "--metrics-addr=:8383",
+            "--health-port=9440",
             "--no-webhook",
         ])
         .unwrap();
@@ -311,7 +327,7 @@ mod tests {
                 "--leader-elect=true",
                 "--concurrency=4",
                 "--log-format=text",
-                "--health-listen=0.0.0.0:8383",
+                "--health-listen=0.0.0.0:9440",
                 "--no-webhook"
             ]
         );
@@ -377,6 +393,44 @@ mod tests {
     }
 
     #[test]
+    fn upstream_version_flag_prints_wpas_version_instead_of_serving() {
+        for argv in [
+            &["wpa", "serve", "--version"][..],
+            &["wpa", "serve", "-version"],
+            &["wpa", "serve", "--workers=2", "-version=true"],
+            // Upstream's image run with `args: [-version]`.
+            &["/wpa", "-version"],
+        ] {
+            let t = run(argv).unwrap();
+            assert_eq!(args(&t), [argv[0], "version"], "{argv:?}");
+            let last = t.warnings.last().map(String::as_str).unwrap_or_default();
+            assert!(last.contains("prints wpa's version"), "{argv:?}: {:?}", t.warnings);
+            assert!(!t.warnings.iter().any(|w| w.contains("running `wpa serve`")), "{:?}", t.warnings);
+        }
+        let t = run(&["wpa", "serve", "-version=false"]).unwrap();
+        assert_eq!(args(&t), ["wpa", "serve"]);
+        assert!(t.warnings[0].contains(" is ignored: "), "{:?}", t.warnings);
+        assert!(run(&["wpa", "serve", "-version=maybe"]).unwrap_err().contains("boolean"));
+    }
+
+    #[test]
+    fn metrics_addr_is_ignored_as_upstream_ignores_it_so_health_stays_on_all_interfaces() {
+        // Upstream's kustomize passes this; its controller never reads it.
+        let t = run(&["wpa", "serve", "--metrics-addr=127.0.0.1:8080", "--health-port=9440"]).unwrap();
+        assert_eq!(args(&t), ["wpa", "serve", "--health-listen=0.0.0.0:9440"]);
+        assert!(
+            t.warnings[0].contains(" is ignored: ") && t.warnings[0].contains("--health-listen"),
+            "{:?}",
+            t.warnings
+        );
+        let (command, _) =
+            super::super::parse(run(&["wpa", "serve", "--metrics-addr", "localhost:1"]).unwrap().args)
+                .expect("clap takes the translation");
+        let super::super::Command::Serve(serve) = command else { panic!("not serve") };
+        assert_eq!(serve.health_listen.to_string(), "0.0.0.0:8080");
+    }
+
+    #[test]
     fn what_wpa_cannot_honour_is_refused_with_what_to_set() {
         let refused = |argv: &[&str]| run(argv).expect_err(&format!("{argv:?} must be refused"));
         let e = refused(&["wpa", "serve", "--tls-ca-file=/etc/ca.pem"]);
@@ -396,8 +450,8 @@ mod tests {
         assert!(e.contains("--log-format"), "{e}");
         let e = refused(&["wpa", "serve", "--workers"]);
         assert!(e.contains("needs a value"), "{e}");
-        let e = refused(&["wpa", "serve", "--metrics-addr=:8383", "--health-port=9440"]);
-        assert!(e.contains("--health-listen") && e.contains("keep one"), "{e}");
+        let e = refused(&["wpa", "serve", "--loglevel=info", "--zap-level=debug"]);
+        assert!(e.contains("--log-level: keep one"), "{e}");
         let e = refused(&["wpa", "serve", "--workers=2", "--concurrency=8"]);
         assert!(e.contains("keep --concurrency"), "{e}");
         let e = refused(&["wpa", "serve", "--enable-leader-election=maybe"]);

@@ -31,6 +31,7 @@ use crate::{
         plain::{Hold, duration_words},
     },
     reconciler::inputs::Sources,
+    runtime::output::note,
 };
 
 const SCRIPT: &str = include_str!("../../scripts/k8s-test-env.sh");
@@ -41,7 +42,7 @@ const METRIC: &str = "nginx.net.request_per_s";
 /// A line of the story on stdout; a reader that went away (`wpa demo | head`) is not an error.
 macro_rules! say {
     ($($arg:tt)*) => {{
-        let _ = crate::cmd::stdout(&format!("{}\n", format_args!($($arg)*)));
+        let _ = $crate::runtime::output::stdout(&format!("{}\n", format_args!($($arg)*)));
     }};
 }
 
@@ -93,14 +94,14 @@ pub(crate) async fn run_until_interrupted(args: &DemoArgs, bin_dir: PathBuf) -> 
     let running = tokio::select! {
         result = run(args, bin_dir) => result?,
         () = crate::runtime::signal::termination() => {
-            eprintln!("[demo] interrupted: tearing everything down");
+            note!("[demo] interrupted: tearing everything down");
             bail!("interrupted; everything it started was torn down")
         }
     };
     if args.keep {
         running.keep_until_terminated().await;
     }
-    eprintln!("[demo] tearing everything down");
+    note!("[demo] tearing everything down");
     drop(running);
     Ok(())
 }
@@ -110,7 +111,7 @@ pub(crate) fn binaries() -> Result<PathBuf> {
     if let Ok(dir) = find_binaries() {
         return Ok(dir);
     }
-    eprintln!(
+    note!(
         "[demo] building the Kubernetes v1.20.2 control plane once (4 to 10 minutes on 2 cores; cached afterwards)"
     );
     let mut child = Command::new("bash")
@@ -225,9 +226,7 @@ struct Phase {
 /// Runs the story on the control plane in `bin_dir` (from [`binaries`]).
 async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<Running> {
     let exe = std::env::current_exe().context("locating the wpa binary")?;
-    eprintln!(
-        "[demo] starting a private control plane (etcd, kube-apiserver, controller-manager, scheduler)"
-    );
+    note!("[demo] starting a private control plane (etcd, kube-apiserver, controller-manager, scheduler)");
     let started = Instant::now();
     let c =
         ScalingCluster::try_start(Options { bin_dir: Some(bin_dir.clone()), quiet: true, ..Options::full() })
@@ -393,7 +392,7 @@ async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<Running> {
         .output()
         .context("running wpa explain")?;
     say!("{}", String::from_utf8_lossy(&out.stdout).trim_end());
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    crate::runtime::output::stderr(&String::from_utf8_lossy(&out.stderr));
     say!("\nEvents of the WPA (`kubectl get events --field-selector involvedObject.name=web`):");
     for line in events(&cluster.client(), story_start).await? {
         say!("{line}");

@@ -90,7 +90,7 @@ impl ScalingCluster {
                     for e in results.into_iter().filter_map(Result::err) {
                         let text = format!("{e:#}");
                         if seen.insert(text.clone()) {
-                            eprintln!("stand-in kubelet: {text}");
+                            crate::runtime::output::note!("stand-in kubelet: {text}");
                         }
                     }
                 }

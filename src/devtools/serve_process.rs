@@ -176,6 +176,8 @@ impl WpaServe {
 }
 
 impl Drop for WpaServe {
+    // The log's tail is a failing test's output: `eprintln!` is what libtest captures and shows beside it.
+    #[allow(clippy::print_stderr)]
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             self.terminate();

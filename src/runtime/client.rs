@@ -76,6 +76,21 @@ fn first_line(e: &dyn std::fmt::Display) -> String {
     e.to_string().lines().next().unwrap_or_default().trim().to_string()
 }
 
+/// Why neither a kubeconfig nor the in-cluster service account could be used, in kube's words but with
+/// the kubeconfig's path written once as a path: kube formats it with `{:?}` inside quotes of its own
+/// (`'"/root/.kube/config"'`). Its other parts (the in-cluster reason) are only reachable through its text.
+fn inference_failure(e: &kube::config::InferConfigError) -> String {
+    let text = first_line(e);
+    let read_error = std::error::Error::source(e)
+        .and_then(|source| source.downcast_ref::<kube::config::KubeconfigError>());
+    match read_error {
+        Some(kube::config::KubeconfigError::ReadConfig(_, path)) => {
+            text.replace(&format!("'{path:?}'"), &path.display().to_string())
+        }
+        _ => text,
+    }
+}
+
 /// A client from `kubeconfig` and its `context` (as kubectl's `--kubeconfig` and `--context`), or the usual
 /// inference (KUBECONFIG, ~/.kube/config, the in-cluster service account). Its requests are counted in
 /// `wpa_kube_client_requests_total{method}` when `metrics` is given.
@@ -85,7 +100,7 @@ pub(crate) async fn kube_client(
     metrics: Option<&Registry>,
 ) -> Result<Client, ClientError> {
     let mut config = match (kubeconfig, context) {
-        (None, None) => Config::infer().await.map_err(|e| ClientError::Infer(first_line(&e)))?,
+        (None, None) => Config::infer().await.map_err(|e| ClientError::Infer(inference_failure(&e)))?,
         // A context names an entry of a kubeconfig file: no in-cluster fallback.
         (path, context) => {
             let shown = path

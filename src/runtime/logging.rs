@@ -42,6 +42,10 @@ pub(crate) fn init(format: LogFormat, filter: Option<&str>) {
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            // On a failed write the formatter reports it with `eprintln!`, to the same closed stderr, which
+            // panics (`wpa serve 2>&1 | true` exited 101). A log line that cannot be written is dropped, as
+            // the JSON lines are.
+            .log_internal_errors(false)
             .try_init()
             .is_ok(),
     };

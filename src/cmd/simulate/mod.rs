@@ -561,7 +561,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long, env = "WPA_SIMULATE_WPA")]
     pub(crate) wpa: PathBuf,
     /// The metric series: CSV `timestamp,metric,value`; timestamps in RFC 3339, in Unix seconds or
-    /// milliseconds, or in seconds from 0. `-` reads it from stdin.
+    /// milliseconds, or in seconds from 0; an empty value is an outage of the metric until its next sample.
+    /// `-` reads it from stdin.
     #[arg(long, env = "WPA_SIMULATE_SERIES")]
     pub(crate) series: PathBuf,
     /// Initial replica count, 1 or more [default: the WPA's minReplicas].

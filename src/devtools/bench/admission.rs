@@ -188,7 +188,8 @@ pub(crate) async fn serve_child(mode: Mode, cert: PathBuf, key: PathBuf) -> Resu
     };
     let listener =
         server::bind("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?).await.map_err(|e| e.to_string())?;
-    println!("{}", listener.local_addr().map_err(|e| e.to_string())?.port());
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    crate::runtime::output::stdout(&format!("{port}\n")).map_err(|e| e.to_string())?;
     let tls = tls::server_config(store).map_err(|e| e.to_string())?;
     // The webhook's own limit on both: the fixed answer is measured through the same edge.
     let edge = server::Edge { router: app, max_body: crate::webhook::MAX_BODY };

@@ -24,6 +24,7 @@ use crate::{
         calc::{ExternalSample, ScaleInfo},
         pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition},
     },
+    runtime::output::stdout,
 };
 
 /// The benchmark's WPA: three External metrics, defaulted, and its 50 pods.
@@ -298,17 +299,20 @@ pub(crate) fn command(
     runtime: impl Fn() -> std::io::Result<tokio::runtime::Runtime>,
 ) -> anyhow::Result<()> {
     match args.target {
-        BenchTarget::Engine { count: Some(n), baseline, .. } => println!("{}", engine_count(n, baseline)),
-        BenchTarget::Engine { seconds, count: None, .. } => println!("{}", engine(seconds)),
+        BenchTarget::Engine { count: Some(n), baseline, .. } => {
+            stdout(&format!("{}\n", engine_count(n, baseline)))?
+        }
+        BenchTarget::Engine { seconds, count: None, .. } => stdout(&format!("{}\n", engine(seconds)))?,
         BenchTarget::Admission { count: Some(n), case, bare, .. } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            println!("{}", rt.block_on(admission::count(n, case, bare)).map_err(anyhow::Error::msg)?);
+            let report = rt.block_on(admission::count(n, case, bare)).map_err(anyhow::Error::msg)?;
+            stdout(&format!("{report}\n"))?;
         }
         BenchTarget::Admission { seconds, rounds, latency_rounds, count: None, .. } => {
             // wrk loads the servers; this process only starts them and sends the latency rounds, on one thread.
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let plan = admission::Plan { seconds: seconds.max(1), rounds: rounds.max(1), latency_rounds };
-            print!("{}", rt.block_on(admission::run(plan)).map_err(anyhow::Error::msg)?);
+            stdout(&rt.block_on(admission::run(plan)).map_err(anyhow::Error::msg)?)?;
         }
         BenchTarget::Reconciler { wpas, pods_per_wpa, serve_binary, steady_seconds, concurrency, rounds } => {
             let steady = Duration::from_secs(steady_seconds.max(15));
@@ -320,15 +324,15 @@ pub(crate) fn command(
                 concurrency,
                 serve_binary,
             };
-            print!("{}", runtime()?.block_on(reconciler::run(setup, rounds, steady, bin_dir))?);
+            stdout(&runtime()?.block_on(reconciler::run(setup, rounds, steady, bin_dir))?)?;
         }
         BenchTarget::Extender { nodes, pods, requests } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            print!("{}", rt.block_on(extender::run(nodes, pods, requests)).map_err(anyhow::Error::msg)?);
+            stdout(&rt.block_on(extender::run(nodes, pods, requests)).map_err(anyhow::Error::msg)?)?;
         }
         BenchTarget::Fuzz { reviews, seed } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            print!("{}", rt.block_on(fuzz::run(reviews, seed)).map_err(anyhow::Error::msg)?);
+            stdout(&rt.block_on(fuzz::run(reviews, seed)).map_err(anyhow::Error::msg)?)?;
         }
         BenchTarget::AdmissionServer { mode, cert, key } => {
             runtime()?.block_on(admission::serve_child(mode, cert, key)).map_err(anyhow::Error::msg)?

@@ -27,6 +27,7 @@ use devcluster::{Options, process::cpu_seconds};
 use crate::{
     api::WatermarkPodAutoscaler,
     devtools::{ScalingCluster, WpaServe},
+    runtime::output::note,
 };
 
 const NAMESPACES: usize = 10;
@@ -550,7 +551,7 @@ pub(crate) async fn run(
     };
     let rounds = rounds.max(1);
     let mut report = String::new();
-    eprintln!("[bench] starting a control plane (etcd, kube-apiserver) and the synthetic metrics provider");
+    note!("[bench] starting a control plane (etcd, kube-apiserver) and the synthetic metrics provider");
     let c = ScalingCluster::try_start(Options { bin_dir: Some(bin_dir), ..Options::default() }).await?;
     let client = c.cluster.client();
     c.metrics.set("bench-qps", 75.0);
@@ -569,7 +570,7 @@ pub(crate) async fn run(
         .buffer_unordered(CREATE_CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
-    eprintln!(
+    note!(
         "[bench] created {n} Deployments, {} pods and {n} WPAs in {:.1} s",
         n * pods,
         begin.elapsed().as_secs_f64()
@@ -589,12 +590,7 @@ pub(crate) async fn run(
             undo_round(&client, n, concurrency_n, BASELINE_FINALIZER).await?;
         }
         let (mut running, round) = wpa_round(&c, &exe, n, concurrency).await?;
-        eprintln!(
-            "[bench] round {}: wpa {:.2} s (first event at {:.2} s)",
-            k + 1,
-            round.secs,
-            round.first_event
-        );
+        note!("[bench] round {}: wpa {:.2} s (first event at {:.2} s)", k + 1, round.secs, round.first_event);
         if k + 1 < rounds {
             running.terminate();
             undo_round(&client, n, concurrency_n, crate::api::FINALIZER).await?;
@@ -609,7 +605,7 @@ pub(crate) async fn run(
                 b
             }
         };
-        eprintln!(
+        note!(
             "[bench] round {}: baseline {:.2} s, ratio {:.2}x",
             k + 1,
             baseline.secs,
