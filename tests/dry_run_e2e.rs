@@ -16,6 +16,7 @@ use std::{
 
 use serde_json::Value;
 use support::{Run, Shared, TestCluster, TestNamespace, run};
+use wpa::api::annotations::SKIP_OWNER_CHECK;
 
 static CLUSTER: Shared<TestCluster> = Shared::new();
 
@@ -518,4 +519,44 @@ async fn context_selects_the_cluster_and_namespace_of_dry_run_status_and_explain
     let r = t.wpa_as(&kubeconfig, &["explain", "web", "--context", "team"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.starts_with(&format!("WatermarkPodAutoscaler {ns}/web at ")), "{}", r.stdout);
+}
+
+/// This cluster registers no metrics provider: `wpa explain` says so and names the check, instead of the
+/// API server's bare `404 page not found`.
+#[tokio::test]
+async fn explain_without_a_metrics_provider_names_the_missing_apiservice_and_its_check() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster).await;
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  replicas: 1\n\
+         \x20 selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n\
+         \x20   spec: {{containers: [{{name: c, image: pause}}]}}\n"
+    );
+    cluster.kubectl_apply(&deployment).expect("a Deployment");
+    // A pod of it (no controller runs here to make one): the metric is read once the target has pods.
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  namespace: {ns}\n  labels: {{app: web}}\n\
+         spec: {{nodeName: node-a, automountServiceAccountToken: false, containers: [{{name: c, image: pause}}]}}\n"
+    );
+    // No controller-manager here makes the namespace's default service account, which a pod needs.
+    cluster
+        .kubectl_apply(&format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: {ns}\n"
+        ))
+        .expect("the default service account");
+    cluster.kubectl_apply(&pod).expect("a pod");
+    cluster.mark_pods_ready(&ns, "app=web").await.expect("the pod marked ready");
+    // The pod has no ReplicaSet to own it: the owner check is skipped, as the annotation allows.
+    let skip = format!("  annotations: {{{SKIP_OWNER_CHECK}: \"true\"}}\nspec:\n");
+    cluster.kubectl_apply(&wpa(&ns, "web", "web", None).replacen("spec:\n", &skip, 1)).expect("a WPA");
+    let r = Tools::new(&cluster).wpa(&["explain", "web", "-n", &ns]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.contains(
+            "no metrics provider serves external.metrics.k8s.io/v1beta1 (check `kubectl get apiservice v1beta1.external.metrics.k8s.io`"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("404 page not found"), "{}", r.stdout);
 }
