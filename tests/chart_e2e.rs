@@ -174,6 +174,34 @@ async fn every_rendered_manifest_passes_the_api_servers_dry_run() {
     }
 }
 
+/// `--set key.path=value` goes on top of `--values-json`, read as YAML as `helm --set` reads it (2 a number,
+/// true a boolean), dotted keys making nested values.
+#[test]
+fn chart_py_set_overrides_values_json_with_typed_nested_values() {
+    require_helm_library();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out_dir = dir.path().display().to_string();
+    let values = json!({"replicaCount": 1, "tls": {"mode": "certManager"}});
+    let (ok, render) = chart_py(&[
+        "render",
+        "--values-json",
+        &values.to_string(),
+        "--set",
+        "replicaCount=3",
+        "--set",
+        "tls.mode=selfSigned",
+        "--out",
+        &out_dir,
+        "--label",
+        "set",
+    ]);
+    assert!(ok, "chart.py render: {render:#}");
+    let docs = yaml_docs(&std::fs::read_to_string(dir.path().join("set.yaml")).expect("rendered"));
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("the Deployment");
+    assert_eq!(deployment["spec"]["replicas"], json!(3), "a number, not the string \"3\"");
+    assert!(!docs.iter().any(|d| d["kind"] == "Certificate"), "selfSigned mode: no cert-manager Certificate");
+}
+
 /// The extender's KubeSchedulerConfiguration as the chart renders it, and a directory for kube-scheduler's
 /// files.
 fn scheduler_config(kubeconfig: &Path) -> (tempfile::TempDir, String) {
