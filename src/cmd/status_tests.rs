@@ -221,6 +221,15 @@ fn a_failing_metric_with_a_fallback_set_says_when_the_fallback_takes_over() {
 }
 
 #[test]
+fn a_failing_metric_at_or_above_the_fallback_count_predicts_no_scale() {
+    let mut w = with_fallback(wpa("web", json!({}), Some(3600)), "4", "10m");
+    with_condition(&mut w, "Fallback", "Unknown", 120);
+    let l = line(&w, &inputs("web", 4, Err("503 Service Unavailable"), &[]));
+    assert_eq!(l.state, State::Failing);
+    assert_eq!(l.next_scale, None, "the fallback would keep 4, which the target has");
+}
+
+#[test]
 fn every_metric_failed_for_longer_than_fallback_after_is_fallback_scaling_now() {
     let mut w = with_fallback(wpa("web", json!({}), Some(3600)), "8", "10m");
     with_condition(&mut w, "Fallback", "Unknown", 660);
