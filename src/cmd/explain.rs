@@ -11,8 +11,8 @@ use kube::{Api, ResourceExt};
 use crate::{
     api::WatermarkPodAutoscaler,
     engine::{
-        self, Decision, FallbackState, Forced, MetricKind, MonitorObservation, ScaleResult, gate::Blocked,
-        pods,
+        self, Decision, FallbackState, Forced, MetricKind, MonitorObservation, ScaleInfo, ScaleResult,
+        gate::Blocked, pods,
     },
     reconciler::inputs::{Inputs, Sources},
     runtime::client::ClientError,
@@ -79,17 +79,40 @@ fn plain(milli: f64) -> String {
     if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v}") }
 }
 
-/// The trace, as text.
+/// The trace, as text: one section after the other, each stopping the trace where the pass stops.
 pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>, now: Timestamp) -> String {
     let wpa = plan.wpa;
     let mut o = String::new();
-    let spec = &d.spec;
-    let ns = wpa.namespace().unwrap_or_default();
     let _ = writeln!(
         o,
-        "WatermarkPodAutoscaler {ns}/{} at {now} (read only: nothing is written)",
+        "WatermarkPodAutoscaler {}/{} at {now} (read only: nothing is written)",
+        wpa.namespace().unwrap_or_default(),
         wpa.name_any()
     );
+    conflict_section(&mut o, wpa, inputs);
+    if let Some(msg) = &d.invalid {
+        let _ = writeln!(
+            o,
+            "\nInvalid spec: {msg}\nThe reconciler does nothing with this WPA until it is edited."
+        );
+        return o;
+    }
+    bounds_section(&mut o, plan, inputs, d);
+    let Some(scale) = target_section(&mut o, wpa, inputs, d) else { return o };
+    metrics_section(&mut o, d);
+    if let Some(line) = fallback_line(plan, d, now) {
+        let _ = writeln!(o, "{line}");
+    }
+    if !combined_section(&mut o, d) {
+        return finish(o, wpa, d);
+    }
+    limits_section(&mut o, wpa, d, scale, now);
+    decision_section(&mut o, d, scale);
+    finish(o, wpa, d)
+}
+
+/// Another autoscaler on the same target.
+fn conflict_section(o: &mut String, wpa: &WatermarkPodAutoscaler, inputs: &Inputs) {
     if !inputs.conflicts.is_empty() {
         let r = &wpa.spec.scale_target_ref;
         let _ = writeln!(
@@ -101,14 +124,12 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
             r.name
         );
     }
-    if let Some(msg) = &d.invalid {
-        let _ = writeln!(
-            o,
-            "\nInvalid spec: {msg}\nThe reconciler does nothing with this WPA until it is edited."
-        );
-        return o;
-    }
-    let r = &spec.scale_target_ref;
+}
+
+/// The bounds and mode of the effective spec, and the lifecycle monitor when one is read.
+fn bounds_section(o: &mut String, plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>) {
+    let (wpa, spec) = (plan.wpa, &d.spec);
+    let ns = wpa.namespace().unwrap_or_default();
     let mode = if spec.dry_run.unwrap_or(false) { " (dry run: /scale is never written)" } else { "" };
     let _ = writeln!(
         o,
@@ -130,7 +151,17 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
         };
         let _ = writeln!(o, "Lifecycle control: DatadogMonitor {ns}/{}: {state}", wpa.name_any());
     }
+}
 
+/// The target's scale and pods; `None` when the target cannot be read (the pass stops there).
+fn target_section<'a>(
+    o: &mut String,
+    wpa: &WatermarkPodAutoscaler,
+    inputs: &'a Inputs,
+    d: &Decision<'_>,
+) -> Option<&'a ScaleInfo> {
+    let spec = &d.spec;
+    let (ns, r) = (wpa.namespace().unwrap_or_default(), &spec.scale_target_ref);
     let _ = writeln!(
         o,
         "\nTarget {} {}/{} ({})",
@@ -143,7 +174,7 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(o, "  cannot be read: {e}\n\nDecision: nothing happens ({})", d.reason);
-            return o;
+            return None;
         }
     };
     let _ = writeln!(
@@ -188,7 +219,12 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
         }
         (Ok(_), None) => {}
     }
+    Some(scale)
+}
 
+/// Each metric's value against its watermarks, and its proposal.
+fn metrics_section(o: &mut String, d: &Decision<'_>) {
+    let spec = &d.spec;
     let _ = writeln!(o, "\nMetrics (the highest proposal wins; one failing metric blocks the pass)");
     for (i, m) in d.metrics.iter().enumerate() {
         let kind = match m.kind {
@@ -236,17 +272,17 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
             }
         }
     }
+}
 
-    if let Some(line) = fallback_line(plan, d, now) {
-        let _ = writeln!(o, "{line}");
-    }
+/// The metrics combined; `false` when a failing metric stops the pass (without a fallback to decide).
+fn combined_section(o: &mut String, d: &Decision<'_>) -> bool {
     match &d.combined {
         None => {}
         // The fallback decides the count: its limits, windows and decision follow.
         Some(Err(_)) if matches!(d.fallback, Some(FallbackState::Active { .. })) => {}
         Some(Err(e)) => {
             let _ = writeln!(o, "\nDecision: no scaling. {}", e.message);
-            return finish(o, wpa, d);
+            return false;
         }
         Some(Ok(c)) => {
             let _ = writeln!(
@@ -261,6 +297,18 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
             );
         }
     }
+    true
+}
+
+/// The rate limits from the current count, the forbidden windows and the delays.
+fn limits_section(
+    o: &mut String,
+    wpa: &WatermarkPodAutoscaler,
+    d: &Decision<'_>,
+    scale: &ScaleInfo,
+    now: Timestamp,
+) {
+    let spec = &d.spec;
     if let Some(n) = &d.normalized {
         let current = scale.spec_replicas;
         let _ = writeln!(
@@ -300,6 +348,11 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
             }
         );
     }
+}
+
+/// What the pass does.
+fn decision_section(o: &mut String, d: &Decision<'_>, scale: &ScaleInfo) {
+    let spec = &d.spec;
     let forced = match d.forced {
         Some(Forced::TargetAtZero) => " (the target is at 0 replicas: scaling is off)",
         Some(Forced::AboveMax) => " (forced: above maxReplicas, windows ignored)",
@@ -314,7 +367,6 @@ pub(crate) fn render(plan: &engine::Plan<'_>, inputs: &Inputs, d: &Decision<'_>,
     } else {
         let _ = writeln!(o, "\nDecision: stays at {}{forced}: {}", scale.spec_replicas, d.reason);
     }
-    finish(o, wpa, d)
 }
 
 /// The WPA's fallback (annotations `fallback-replicas` and `fallback-after`), where one is set.
