@@ -328,57 +328,8 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
             cursor += 1;
         }
         let now = ts(now_s);
-        let pod_infos: Vec<PodInfo> = pods
-            .iter()
-            .map(|p| {
-                let ready_at = p.created + opts.ready_after;
-                let ready = now_s >= ready_at;
-                PodInfo {
-                    name: p.name.clone(),
-                    phase: if ready { PodPhase::Running } else { PodPhase::Pending },
-                    ready: Some(ReadyCondition {
-                        status: if ready { ConditionStatus::True } else { ConditionStatus::False },
-                        last_transition: Some(ts(if ready { ready_at } else { p.created })),
-                    }),
-                    start_time: Some(ts(p.created)),
-                    deleting: false,
-                    owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: format!("{target}-sim") }],
-                }
-            })
-            .collect();
-        let running: Vec<&PodInfo> = pod_infos.iter().filter(|p| p.phase == PodPhase::Running).collect();
-        let observations: Vec<MetricObservation> = wpa
-            .spec
-            .metrics
-            .iter()
-            .flatten()
-            .map(|m| {
-                let Some(source) = m.source() else { return MetricObservation::Skipped };
-                match (source, latest.get(source.name())) {
-                    (_, None) => MetricObservation::External(Err("no sample of this metric yet".into())),
-                    (MetricSource::Resource(_), Some(None)) => {
-                        MetricObservation::Resource(Err(OUTAGE.into()))
-                    }
-                    (MetricSource::External(_), Some(None)) => {
-                        MetricObservation::External(Err(OUTAGE.into()))
-                    }
-                    (MetricSource::Resource(_), Some(Some((_, milli)))) => {
-                        // The workload's total usage, spread over its running pods.
-                        let share = if running.is_empty() { 0 } else { milli / running.len() as i64 };
-                        MetricObservation::Resource(Ok(running
-                            .iter()
-                            .map(|p| (p.name.clone(), share))
-                            .collect()))
-                    }
-                    (MetricSource::External(_), Some(Some((_, milli)))) => {
-                        MetricObservation::External(Ok(ExternalSample {
-                            values: vec![*milli],
-                            timestamp: Some(now),
-                        }))
-                    }
-                }
-            })
-            .collect();
+        let pod_infos = sim_pods(&pods, &target, opts.ready_after, now_s);
+        let observations = observe(&wpa, &latest, &pod_infos, now);
         let scale = ScaleInfo {
             name: target.clone(),
             namespace: wpa.namespace().unwrap_or_default(),
@@ -430,28 +381,7 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
             _ => None,
         };
         summary.highest_proposal = summary.highest_proposal.max(proposal);
-        let mut compared = BTreeMap::new();
-        let (mut above_band, mut below_band, mut above_high, mut below_low) = (false, false, false, false);
-        for m in &decision.metrics {
-            let Some(Ok(r)) = &m.result else { continue };
-            compared.insert(m.name.clone(), r.usage / 1000.0);
-            above_band |= r.is_above;
-            below_band |= r.is_below;
-            if let Some(b) = &r.band {
-                above_high |= r.usage > b.high_milli as f64;
-                below_low |= r.usage < b.low_milli as f64;
-            }
-        }
-        for (outside, seconds) in [
-            (above_band, &mut summary.seconds_above_band),
-            (below_band, &mut summary.seconds_below_band),
-            (above_high, &mut summary.seconds_above_high_watermark),
-            (below_low, &mut summary.seconds_below_low_watermark),
-        ] {
-            if outside {
-                *seconds += step;
-            }
-        }
+        let compared = compare(&decision, step, &mut summary);
         let metrics = MetricValues(
             names.iter().map(|n| (n.clone(), latest.get(n).copied().flatten().map(|(v, _)| v))).collect(),
         );
@@ -484,6 +414,89 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         max_replicas: max,
         dry_run: effective.dry_run.unwrap_or(false),
     }
+}
+
+/// The simulated pods as the engine reads them: each ready `ready_after` seconds after it was created.
+fn sim_pods(pods: &[SimPod], target: &str, ready_after: f64, now_s: f64) -> Vec<PodInfo> {
+    pods.iter()
+        .map(|p| {
+            let ready_at = p.created + ready_after;
+            let ready = now_s >= ready_at;
+            PodInfo {
+                name: p.name.clone(),
+                phase: if ready { PodPhase::Running } else { PodPhase::Pending },
+                ready: Some(ReadyCondition {
+                    status: if ready { ConditionStatus::True } else { ConditionStatus::False },
+                    last_transition: Some(ts(if ready { ready_at } else { p.created })),
+                }),
+                start_time: Some(ts(p.created)),
+                deleting: false,
+                owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: format!("{target}-sim") }],
+            }
+        })
+        .collect()
+}
+
+/// What the metrics API would answer now: each metric's latest sample (a Resource metric's total spread
+/// over the running pods), an outage's error, or no sample yet.
+fn observe(
+    wpa: &WatermarkPodAutoscaler,
+    latest: &BTreeMap<String, Option<(f64, i64)>>,
+    pod_infos: &[PodInfo],
+    now: Timestamp,
+) -> Vec<MetricObservation> {
+    let running: Vec<&PodInfo> = pod_infos.iter().filter(|p| p.phase == PodPhase::Running).collect();
+    wpa.spec
+        .metrics
+        .iter()
+        .flatten()
+        .map(|m| {
+            let Some(source) = m.source() else { return MetricObservation::Skipped };
+            match (source, latest.get(source.name())) {
+                (_, None) => MetricObservation::External(Err("no sample of this metric yet".into())),
+                (MetricSource::Resource(_), Some(None)) => MetricObservation::Resource(Err(OUTAGE.into())),
+                (MetricSource::External(_), Some(None)) => MetricObservation::External(Err(OUTAGE.into())),
+                (MetricSource::Resource(_), Some(Some((_, milli)))) => {
+                    // The workload's total usage, spread over its running pods.
+                    let share = if running.is_empty() { 0 } else { milli / running.len() as i64 };
+                    MetricObservation::Resource(Ok(running.iter().map(|p| (p.name.clone(), share)).collect()))
+                }
+                (MetricSource::External(_), Some(Some((_, milli)))) => {
+                    MetricObservation::External(Ok(ExternalSample {
+                        values: vec![*milli],
+                        timestamp: Some(now),
+                    }))
+                }
+            }
+        })
+        .collect()
+}
+
+/// The values compared with the watermarks in this step, and the step's time counted where they were.
+fn compare(decision: &engine::Decision<'_>, step: f64, summary: &mut Summary) -> BTreeMap<String, f64> {
+    let mut compared = BTreeMap::new();
+    let (mut above_band, mut below_band, mut above_high, mut below_low) = (false, false, false, false);
+    for m in &decision.metrics {
+        let Some(Ok(r)) = &m.result else { continue };
+        compared.insert(m.name.clone(), r.usage / 1000.0);
+        above_band |= r.is_above;
+        below_band |= r.is_below;
+        if let Some(b) = &r.band {
+            above_high |= r.usage > b.high_milli as f64;
+            below_low |= r.usage < b.low_milli as f64;
+        }
+    }
+    for (outside, seconds) in [
+        (above_band, &mut summary.seconds_above_band),
+        (below_band, &mut summary.seconds_below_band),
+        (above_high, &mut summary.seconds_above_high_watermark),
+        (below_low, &mut summary.seconds_below_low_watermark),
+    ] {
+        if outside {
+            *seconds += step;
+        }
+    }
+    compared
 }
 
 fn step_reason(d: &engine::Decision<'_>) -> String {
