@@ -265,6 +265,16 @@ async fn a_converted_hpa_and_its_dry_run_wpa_decide_alike_through_a_burst_and_a_
     // The lull: 300 is 3 pods' worth. Both hold 20 s, then halve per 10 s: 8 → 4 → 3.
     let lull = begin.elapsed();
     c.metrics.set("web-rps", 300.0);
+    // `wpa status` shows what the dry-run WPA is about to do beside the HPA: below its band, waiting out the
+    // delay the stabilization window became.
+    let status = wpa_command(&kubeconfig, &["status", "-n", NS, "-o", "json"]);
+    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).expect("the status JSON");
+    let row =
+        report["items"].as_array().and_then(|i| i.iter().find(|i| i["name"] == "web")).expect("web's row");
+    assert_eq!((&row["state"], &row["metrics"][0]["position"]), (&"below".into(), &"below".into()), "{row}");
+    assert!(row["flags"].as_array().is_some_and(|f| f.contains(&"dry-run".into())), "{row}");
+    assert!(row["detail"].as_str().is_some_and(|d| d.contains("downscale delay")), "{row}");
     c.wait_scale(NS, "web", 3, 120 * SECOND).await.expect("the HPA scales to 3");
     tokio::time::sleep(8 * SECOND).await;
     let st = c.wpa_status(NS, "web").await.expect("the WPA status");
