@@ -785,6 +785,74 @@ async fn a_leader_stopped_by_sigterm_releases_its_lease_at_once_and_scales_no_mo
     assert!(b.log().contains("Successful rescale"), "b made the next scale");
 }
 
+/// The fallback climbs to its count in steps (the scale-up limit, one per forbidden window); its leader is
+/// stopped after the first step. The new leader goes on from the recorded step: no two changes of the count
+/// closer than the window, never past the fallback's count, never down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_change_in_the_middle_of_a_fallback_keeps_one_step_per_window() {
+    const WINDOW: Duration = Duration::from_secs(10);
+    let c = cluster().await;
+    let ns = TestNamespace::create(&c.cluster).await;
+    c.deployment(&ns, "steps", 2).await.expect("deployment");
+    c.metrics.set("steps-qps", 75.0);
+    // +50 % a step: 2 -> 3 -> 4 -> 6.
+    let extra =
+        format!("  scaleUpLimitFactor: \"50\"\n  upscaleForbiddenWindowSeconds: {}\n", WINDOW.as_secs());
+    let wpa = wpa_yaml(&ns, "steps", "steps", "steps-qps", "100", "50", &extra).replacen(
+        &format!("  namespace: {ns}\n"),
+        &format!("  namespace: {ns}\n  annotations:\n    wpa.datadoghq.com/fallback-replicas: \"6\"\n    wpa.datadoghq.com/fallback-after: \"4s\"\n"),
+        1,
+    );
+    c.apply_wpa(&wpa).await.expect("apply the WPA with a fallback");
+    let a = reconciler(&c, &ns, "a", &["--identity", "replica-a"]).await;
+    support::wait_for(20 * SECOND, || async {
+        match lease_holder(&c, &ns).await {
+            Ok(h) if h == "replica-a" => Ok(()),
+            other => Err(format!("held by {other:?}")),
+        }
+    })
+    .await
+    .expect("replica-a leads");
+    c.wait_condition(&ns, "steps", "Fallback", "False", "MetricsAvailable", 30 * SECOND)
+        .await
+        .expect("a first pass with the metric");
+    let b = reconciler(&c, &ns, "b", &["--identity", "replica-b"]).await;
+
+    // Every change of the count, with when it was seen (polled every 100 ms).
+    let changes = Arc::new(std::sync::Mutex::new(Vec::<(Instant, i32)>::new()));
+    let watcher = {
+        let (changes, c, ns) = (changes.clone(), c.clone(), ns.to_string());
+        tokio::spawn(async move {
+            let mut last = 2;
+            loop {
+                if let Ok((now, _)) = c.scale(&ns, "steps").await
+                    && now != last
+                {
+                    changes.lock().unwrap().push((Instant::now(), now));
+                    last = now;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    c.metrics.answer("steps-qps", Answer::Error(503));
+    c.wait_scale(&ns, "steps", 3, 40 * SECOND).await.expect("the fallback's first step, by replica-a");
+    a.signal_terminate();
+    c.wait_scale(&ns, "steps", 6, 4 * WINDOW).await.expect("the fallback's count, by replica-b");
+    tokio::time::sleep(WINDOW / 2).await;
+    watcher.abort();
+    let changes = changes.lock().unwrap().clone();
+    let counts: Vec<i32> = changes.iter().map(|c| c.1).collect();
+    let gaps: Vec<Duration> = changes.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    eprintln!("counts {counts:?}, gaps {gaps:?}");
+    assert_eq!(counts, [3, 4, 6], "one limited step at a time, up only, to the fallback's count");
+    // lastScaleTime has a resolution of a second; the poll adds up to 100 ms on each side.
+    for gap in &gaps {
+        assert!(*gap >= WINDOW - Duration::from_millis(1200), "two scales {gap:?} apart: {gaps:?}");
+    }
+    assert!(b.log().contains("Successful rescale"), "replica-b made the later steps");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_outage_longer_than_fallback_after_scales_up_to_the_fallback_and_recovery_resumes_scaling()
 {
