@@ -48,6 +48,21 @@ fn etcd_data_dir(pid: u32) -> std::path::PathBuf {
     panic!("no etcd started by the demo (pid {pid}) is running");
 }
 
+/// The counts the story's rows show, in order: up from 3 during the burst to the 12 pods that 1200 req/s
+/// needs, down during the lull, stable at 4.
+fn assert_burst_and_lull(story: &str) {
+    let counts: Vec<i32> = story
+        .lines()
+        .filter(|l| l.starts_with("t=") && !l.contains(">>>"))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    let peak = counts.iter().copied().max().unwrap_or(0);
+    let peak_at = counts.iter().position(|&c| c == peak).unwrap_or(0);
+    assert_eq!(peak, 12, "1200 req/s needs 12 pods: {counts:?}");
+    assert!(counts[peak_at..].iter().any(|&c| c < peak), "no downscale after the burst: {counts:?}");
+    assert_eq!(counts.last(), Some(&4), "{counts:?}");
+}
+
 /// The story: what the demo prints before `wpa explain`'s trace.
 fn story(stdout: &str) -> &str {
     stdout.split("The decision trace now").next().unwrap_or_default()
@@ -92,17 +107,7 @@ fn the_demo_tells_its_story_in_plain_words_until_the_count_is_stable() {
     assert!(story.contains("req/s in total  per pod  status"), "{story}");
     assert!(stdout.contains("(External): value 75 per ready pod (4 ready pods)"), "{stdout}");
 
-    // The counts seen, in order: up from 3 during the burst, down during the lull, stable at 4.
-    let counts: Vec<i32> = story
-        .lines()
-        .filter(|l| l.starts_with("t=") && !l.contains(">>>"))
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
-        .collect();
-    let peak = counts.iter().copied().max().unwrap_or(0);
-    let peak_at = counts.iter().position(|&c| c == peak).unwrap_or(0);
-    assert_eq!(peak, 12, "1200 req/s needs 12 pods: {counts:?}");
-    assert!(counts[peak_at..].iter().any(|&c| c < peak), "no downscale after the burst: {counts:?}");
-    assert_eq!(counts.last(), Some(&4), "{counts:?}");
+    assert_burst_and_lull(story);
     let last_row = story.lines().rfind(|l| l.starts_with("t=")).expect("a last row");
     assert!(last_row.ends_with("holding: value within the band"), "it stops once stable: {last_row}");
     assert!(story.contains("The count is stable after"), "{story}");
@@ -250,4 +255,33 @@ fn the_demo_says_it_needs_root_and_refuses_a_zero_window() {
     let stderr = String::from_utf8_lossy(&zero.stderr);
     assert_eq!(zero.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--window-seconds") && stderr.contains("1..=3600"), "{stderr}");
+}
+
+/// `--node`: the same story told by the chart's pods on a real node, the workload's pods real (the kubelet
+/// reports them ready), the webhook called through the chart's Service; and the node leaves nothing behind
+/// and sent nothing out.
+#[test]
+fn the_demo_on_a_real_node_tells_the_same_story_with_the_charts_pods() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let out = demo(tmp.path(), &["--node", "--window-seconds", "3"]).output().expect("run wpa demo --node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert!(out.status.success(), "wpa demo --node failed");
+    let story = story(&stdout);
+    assert!(story.contains("A real single-node Kubernetes v1.20.2 is up"), "{story}");
+    assert!(story.contains("wpa is installed by its chart (charts/wpa, selfSigned TLS;"), "{story}");
+    assert!(
+        story.contains(
+            "The mutating webhook added what the example leaves out: replicaScalingAbsoluteModulo: 1."
+        ),
+        "admitted through the chart's Service: {story}"
+    );
+    assert!(story.contains("run the node's pause image"), "{story}");
+    assert_burst_and_lull(story);
+    assert!(story.contains("The count is stable after"), "{story}");
+    assert!(
+        stdout.contains("The node is gone: no outbound connection was attempted, and the host is as it was"),
+        "{stdout}"
+    );
 }

@@ -379,8 +379,8 @@ async fn self_signed_helm_upgrade_and_rollout_restart_refuse_no_admission() {
 /// The leader's container is killed hard (SIGKILL through containerd: it cannot give the Lease up, as in an
 /// OOM kill or a node lost) and its pod force-deleted so that it does not come back under the same identity,
 /// while its WPA is scaling step by step. Another replica takes over once the Lease expires, and picks the
-/// scaling up where it stopped: no two scale changes closer than the WPA's forbidden window. Admission never
-/// fails.
+/// scaling up where it stopped: no two scale changes closer than the WPA's forbidden window. Admission fails
+/// only while the Service still routes to the dead pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cert_manager_a_killed_leader_is_replaced_within_the_lease_without_doubled_scaling() {
     const WINDOW: Duration = Duration::from_secs(20);
@@ -447,6 +447,7 @@ async fn cert_manager_a_killed_leader_is_replaced_within_the_lease_without_doubl
         .unwrap_or_else(|| panic!("the leader {leader} is a pod"));
     let container = wpa_container(leader_pod);
     let killed = Instant::now();
+    let killed_at = probe.elapsed();
     t.node.kill_container(&container).expect("SIGKILL the leader's container");
     kubectl_ok(
         t.cluster(),
@@ -483,7 +484,17 @@ async fn cert_manager_a_killed_leader_is_replaced_within_the_lease_without_doubl
     for gap in &gaps {
         assert!(*gap >= WINDOW - Duration::from_millis(1300), "two scale changes {gap:?} apart: {changes:?}");
     }
-    assert!(failures.is_empty(), "admission failed around the leader's death: {failures:#?}");
+    // A process killed hard cannot drain: until the endpoints drop its pod and kube-proxy follows (about a
+    // second), the Service still sends it connections, which are refused, and the API server (1.20) does
+    // not retry a refused connection. That window is the only place admission may fail.
+    let outside: Vec<_> = failures
+        .iter()
+        .filter(|(at, e)| {
+            !(*at >= killed_at && *at <= killed_at + 3 * SECOND && e.contains("connection refused"))
+        })
+        .collect();
+    eprintln!("admission failures in the 3 s after the kill: {}", failures.len() - outside.len());
+    assert!(outside.is_empty(), "admission failed besides the dead pod's refused connections: {failures:#?}");
     t.wait_rollout(&release, 120 * SECOND).await.unwrap_or_else(|e| panic!("{e}"));
 }
 

@@ -261,6 +261,9 @@ fn run(command: Command) -> anyhow::Result<()> {
         #[cfg(feature = "dev-tools")]
         Command::Demo(args) => {
             crate::devtools::demo::preflight()?;
+            if args.node {
+                crate::devtools::node::chart_preflight()?;
+            }
             let bin_dir = crate::devtools::demo::binaries()?;
             runtime()?.block_on(crate::devtools::demo::run_until_interrupted(&args, bin_dir))?;
         }

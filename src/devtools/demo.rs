@@ -10,7 +10,7 @@
 
 use std::{
     io::Write as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -20,7 +20,10 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Event;
 use kube::{Api, api::ListParams};
 
-use devcluster::{Options, find_binaries};
+use devcluster::{
+    LocalCluster, Options, SyntheticMetrics, find_binaries,
+    node::{NodeOptions, RealNode},
+};
 
 use super::{ScalingCluster, WpaServe, webhook_configurations};
 use crate::{
@@ -55,7 +58,10 @@ macro_rules! say {
   sudo wpa demo --keep
 
   # Shorter windows and delays: a quicker story
-  sudo wpa demo --window-seconds 3")]
+  sudo wpa demo --window-seconds 3
+
+  # The same story with the chart's pods and real pods on a real node on this machine
+  sudo wpa demo --node")]
 pub(crate) struct DemoArgs {
     /// Forbidden windows and delays of the example WPA are shortened to this many seconds (1 to 3600; the
     /// API refuses 0), so that a whole burst-and-lull cycle takes about two minutes instead of an hour.
@@ -65,6 +71,13 @@ pub(crate) struct DemoArgs {
     /// `export KUBECONFIG=...` line to reach them, and tear everything down at Ctrl-C (or SIGTERM).
     #[arg(long)]
     pub(crate) keep: bool,
+    /// Run it as users run it: a real single-node Kubernetes on this machine (kubelet, containerd, runc, CNI,
+    /// kube-proxy; nothing is pulled, no packet leaves the machine), `wpa` installed by its Helm chart as
+    /// pods behind their Service, and the workload's pods real. Needs Debian's containerd, runc,
+    /// containernetworking-plugins, iptables and conntrack, the Helm library for Python
+    /// (tests/helm/requirements.txt), and the repository this binary was built from (the chart).
+    #[arg(long)]
+    pub(crate) node: bool,
 }
 
 /// Why the demo cannot run here, before anything is started.
@@ -78,11 +91,43 @@ pub(crate) fn preflight() -> Result<()> {
     Ok(())
 }
 
-/// What the demo started. Dropping it tears everything down: `wpa serve` first, then the cluster (the
-/// control plane, its temporary and in-memory directories, the metrics provider and its network namespace).
+/// Where the story runs. Dropping it tears everything down.
+// One per run of the demo: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Stage {
+    /// `wpa serve` as a process beside a private control plane, whose pods a stand-in kubelet marks ready.
+    /// Dropped in this order: `wpa serve` first, then the cluster (the control plane, its temporary and
+    /// in-memory directories, the metrics provider and its network namespace).
+    Local { serve: WpaServe, c: ScalingCluster },
+    /// The chart's pods and the workload's on a real node; dropping it restores every host change.
+    Node { node: RealNode },
+}
+
+/// The release the chart is installed as with `--node`, and its namespace.
+const RELEASE: &str = "wpa";
+const RELEASE_NAMESPACE: &str = "wpa-system";
+/// The image of the chart's pods with `--node` (`.invalid`: nothing could ever pull it).
+const NODE_IMAGE: (&str, &str) = ("wpa.invalid/wpa", "demo");
+
+impl Stage {
+    fn cluster(&self) -> &LocalCluster {
+        match self {
+            Stage::Local { c, .. } => &c.cluster,
+            Stage::Node { node } => node.cluster(),
+        }
+    }
+
+    fn metrics(&self) -> Result<&SyntheticMetrics> {
+        match self {
+            Stage::Local { c, .. } => Ok(&c.metrics),
+            Stage::Node { node } => node.metrics().context("the node's synthetic metrics provider"),
+        }
+    }
+}
+
+/// What the demo started.
 struct Running {
-    serve: WpaServe,
-    c: ScalingCluster,
+    stage: Stage,
     bin_dir: PathBuf,
     /// The synthetic metric's last value (requests/s in total).
     total: f64,
@@ -102,8 +147,7 @@ pub(crate) async fn run_until_interrupted(args: &DemoArgs, bin_dir: PathBuf) -> 
         running.keep_until_terminated().await;
     }
     note!("[demo] tearing everything down");
-    drop(running);
-    Ok(())
+    running.tear_down()
 }
 
 /// The control-plane binaries: found, or built by the project's script (the first time only).
@@ -223,20 +267,22 @@ struct Phase {
     dwell: Duration,
 }
 
-/// Runs the story on the control plane in `bin_dir` (from [`binaries`]).
-async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<Running> {
-    let exe = std::env::current_exe().context("locating the wpa binary")?;
+/// Starts a private control plane and `wpa serve` beside it, with the webhooks registered.
+async fn start_local(bin_dir: &Path, exe: &Path) -> Result<Stage> {
     note!("[demo] starting a private control plane (etcd, kube-apiserver, controller-manager, scheduler)");
     let started = Instant::now();
-    let c =
-        ScalingCluster::try_start(Options { bin_dir: Some(bin_dir.clone()), quiet: true, ..Options::full() })
-            .await?;
+    let c = ScalingCluster::try_start(Options {
+        bin_dir: Some(bin_dir.to_path_buf()),
+        quiet: true,
+        ..Options::full()
+    })
+    .await?;
     let control_plane = started.elapsed();
     let cluster = c.cluster.clone();
     let ca_file = cluster.dir().join("webhook-ca.crt");
     let ca_arg = ca_file.to_string_lossy().to_string();
     let serve = WpaServe::start_binary(
-        &exe,
+        exe,
         &cluster,
         "demo",
         None,
@@ -253,16 +299,96 @@ async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<Running> {
         seconds(serve.ready_in),
         serve.webhook_port
     );
-
     c.kubelet().serve("default");
+    Ok(Stage::Local { serve, c })
+}
+
+/// Starts a real node, and installs the chart on it with this binary as its image.
+async fn start_node(bin_dir: &Path, exe: &Path) -> Result<Stage> {
+    note!(
+        "[demo] starting a real node: etcd, kube-apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy"
+    );
+    let image = super::node::wpa_image(exe, &format!("{}:{}", NODE_IMAGE.0, NODE_IMAGE.1))?;
+    let options =
+        NodeOptions { bin_dir: Some(bin_dir.to_path_buf()), images: vec![image], synthetic_metrics: true };
+    let node = RealNode::start(options).await?;
+    say!(
+        "A real single-node Kubernetes v1.20.2 is up (in {}): kubelet, containerd, runc, CNI and kube-proxy on this machine; nothing is pulled.",
+        seconds(node.ready_in())
+    );
+    let cluster = node.cluster();
+    cluster.install_crd(crate::api::crd()).await?;
+    // 1.20 does not label namespaces by name: the chart's webhooks skip those labelled so (NOTES.txt).
+    for ns in ["kube-system", RELEASE_NAMESPACE] {
+        if ns == RELEASE_NAMESPACE {
+            cluster.create_namespace(ns, &[]).await?;
+        }
+        let out =
+            cluster.kubectl(&["label", "--overwrite", "namespace", ns, "wpa.datadoghq.com/webhook=disabled"]);
+        if !out.status.success() {
+            bail!("labelling namespace {ns}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+    }
+    let installed = Instant::now();
+    let values = serde_json::json!({
+        "image": {"repository": NODE_IMAGE.0, "tag": NODE_IMAGE.1, "pullPolicy": "Never"},
+        "tls": {"mode": "selfSigned"},
+        "reconciler": {"syncPeriod": "2s"},
+    });
+    super::node::install_chart(cluster.kubeconfig_path(), RELEASE_NAMESPACE, RELEASE, &values)?;
+    let pods = format!("app.kubernetes.io/name=wpa,app.kubernetes.io/instance={RELEASE}");
+    devcluster::wait_ready_pods(&cluster.client(), RELEASE_NAMESPACE, &pods, 2, Duration::from_secs(180))
+        .await
+        .map_err(|e| anyhow::anyhow!("the chart's pods did not become ready: {e}"))?;
+    super::node::wait_admission(&cluster.client(), "default", Duration::from_secs(60)).await?;
+    say!(
+        "wpa is installed by its chart (charts/wpa, selfSigned TLS; ready in {}): 2 pods in {RELEASE_NAMESPACE}, the API \
+         server calls their webhook through Service {RELEASE}, and the leader reconciles every 2 s.",
+        seconds(installed.elapsed())
+    );
+    Ok(Stage::Node { node })
+}
+
+/// The example Deployment; on a real node, its pods run the node's pause image (nothing is pulled).
+fn demo_deployment(node: bool) -> Result<String> {
+    if !node {
+        return Ok(DEPLOYMENT.to_string());
+    }
+    let mut d: serde_json::Value = serde_yaml_ng::from_str(DEPLOYMENT).context("examples/deployment.yaml")?;
+    let pod = &mut d["spec"]["template"]["spec"];
+    pod["terminationGracePeriodSeconds"] = 1.into();
+    for c in pod["containers"].as_array_mut().context("examples/deployment.yaml has no containers")? {
+        c["image"] = devcluster::node::PAUSE_IMAGE.into();
+        c["imagePullPolicy"] = "Never".into();
+    }
+    Ok(d.to_string())
+}
+
+/// Runs the story on the control plane in `bin_dir` (from [`binaries`]).
+async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<Running> {
+    let exe = std::env::current_exe().context("locating the wpa binary")?;
+    let stage =
+        if args.node { start_node(&bin_dir, &exe).await? } else { start_local(&bin_dir, &exe).await? };
+    let (cluster, metrics) = (stage.cluster(), stage.metrics()?);
     let w = args.window_seconds;
-    c.metrics.set(METRIC, 285.0);
+    metrics.set(METRIC, 285.0);
     let applied = demo_wpa(w)?;
-    for (file, text) in
-        [("examples/deployment.yaml", DEPLOYMENT.to_string()), ("examples/wpa.yaml", applied.to_string())]
-    {
+    for (file, text) in [
+        ("examples/deployment.yaml", demo_deployment(args.node)?),
+        ("examples/wpa.yaml", applied.to_string()),
+    ] {
         let out = cluster.kubectl_apply(&text).map_err(anyhow::Error::msg)?;
         say!("kubectl apply -f {file}: {}", out.trim());
+    }
+    if args.node {
+        say!(
+            "The Deployment's pods run the node's pause image instead of nginx (nothing is pulled); they are real pods."
+        );
+        // The story starts from 3 counted pods: ready, and past the readiness delay.
+        devcluster::wait_ready_pods(&cluster.client(), "default", "app=web", 3, Duration::from_secs(120))
+            .await
+            .map_err(|e| anyhow::anyhow!("the example's pods did not become ready: {e}"))?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let stored = cluster.kubectl(&["get", "wpa", "web", "-o", "json"]);
     let stored: serde_json::Value =
@@ -323,7 +449,7 @@ async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<Running> {
     let mut last: Option<Look> = None;
     let mut settled_at = None;
     for (i, phase) in phases.iter().enumerate() {
-        c.metrics.set(METRIC, phase.total);
+        metrics.set(METRIC, phase.total);
         let phase_start = Instant::now();
         let replicas = last.as_ref().map_or(3, |l| l.replicas);
         say!(
@@ -399,7 +525,7 @@ async fn run(args: &DemoArgs, bin_dir: PathBuf) -> Result<Running> {
     }
     say!("\n{}", next_steps(args.keep));
     let total = phases.last().map_or(0.0, |p| p.total);
-    Ok(Running { serve, c, bin_dir, total })
+    Ok(Running { stage, bin_dir, total })
 }
 
 /// The WPA's events, oldest first, with the time since the story began.
@@ -456,26 +582,59 @@ fn seconds(d: Duration) -> String {
 impl Running {
     /// Keeps everything running until SIGINT/SIGTERM, after saying how to reach it and what runs.
     async fn keep_until_terminated(&self) {
-        let cluster = &self.c.cluster;
+        let cluster = self.stage.cluster();
         say!(
             "\nThe cluster stays up (--keep) until you press Ctrl-C here (or `kill -TERM {}`); then all of it is torn down.",
             std::process::id()
         );
-        say!(
-            "Running: etcd, kube-apiserver, kube-controller-manager and kube-scheduler ({}), wpa serve (pid {}), and, \
-             inside this process, the synthetic metrics provider (network namespace {}; the metric stays at {:.0} \
-             req/s) and a stand-in kubelet that marks the pods ready.",
-            cluster.server_url(),
-            self.serve.pid(),
-            self.c.metrics_netns(),
-            self.total,
-        );
+        match &self.stage {
+            Stage::Local { serve, c } => say!(
+                "Running: etcd, kube-apiserver, kube-controller-manager and kube-scheduler ({}), wpa serve (pid {}), and, \
+                 inside this process, the synthetic metrics provider (network namespace {}; the metric stays at {:.0} \
+                 req/s) and a stand-in kubelet that marks the pods ready.",
+                cluster.server_url(),
+                serve.pid(),
+                c.metrics_netns(),
+                self.total,
+            ),
+            Stage::Node { .. } => say!(
+                "Running: etcd, kube-apiserver, kube-controller-manager and kube-scheduler ({}), containerd, the kubelet \
+                 and kube-proxy, wpa's pods (release {RELEASE} in {RELEASE_NAMESPACE}) and the workload's, and, inside \
+                 this process, the synthetic metrics provider (the metric stays at {:.0} req/s).",
+                cluster.server_url(),
+                self.total,
+            ),
+        }
         say!(
             "In another shell:\n  export KUBECONFIG={}\n  export PATH={}:$PATH    # kubectl v1.20.2, the control plane's version\n  \
-             kubectl get wpa,deployments,pods\n  wpa explain web",
+             kubectl get wpa,deployments,pods{}\n  wpa explain web",
             cluster.kubeconfig_path().display(),
-            self.bin_dir.display()
+            self.bin_dir.display(),
+            if matches!(self.stage, Stage::Node { .. }) { " -A" } else { "" },
         );
         crate::runtime::signal::termination().await;
+    }
+
+    /// Tears everything down; on a real node, fails if the node tried to reach beyond this machine or could
+    /// not put the host back as it found it.
+    fn tear_down(self) -> Result<()> {
+        let Running { stage, .. } = self;
+        if let Stage::Node { node } = &stage {
+            let report = node.stop();
+            if !report.is_clean() {
+                bail!(
+                    "the node attempted {} outbound connections ({}) or left state on the host: {:?}",
+                    report.outbound,
+                    report.outbound_detail.trim(),
+                    report.leftovers
+                );
+            }
+            say!(
+                "The node is gone: no outbound connection was attempted, and the host is as it was ({}).",
+                seconds(report.took)
+            );
+        }
+        drop(stage);
+        Ok(())
     }
 }

@@ -4,8 +4,10 @@
 
 pub(crate) mod bench;
 pub(crate) mod demo;
+pub mod node;
 pub(crate) mod scaling;
 pub(crate) mod serve_process;
 
+pub use node::wpa_image;
 pub use scaling::{ScalingCluster, wpa_yaml};
 pub use serve_process::{WpaServe, webhook_configurations};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
-use devcluster::node::{Image, NodeOptions, RealNode, Rootfs, RuntimeConfig};
+use devcluster::node::{Image, NodeOptions, RealNode, RuntimeConfig};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{Api, ResourceExt, api::ListParams};
 use serde_json::{Value, json};
@@ -412,24 +412,9 @@ pub fn dockerfile_contract() -> RuntimeConfig {
     RuntimeConfig::from_dockerfile(&text).expect("the Dockerfile's final stage")
 }
 
-/// The `wpa` image: the release binary at the Dockerfile's entrypoint with the libraries it links, what
-/// distroless/cc's nonroot variant provides it (a passwd with `nonroot` 65532, /tmp), and the Dockerfile's
-/// runtime contract.
+/// The `wpa` image: the release binary made an image as `wpa demo --node` makes it ([`wpa::devtools::wpa_image`]).
 pub fn wpa_image() -> Result<Image> {
-    let binary = release_binary()?;
-    let runtime = dockerfile_contract();
-    let entrypoint = runtime.entrypoint.first().cloned().context("the Dockerfile has no ENTRYPOINT")?;
-    let mut rootfs = Rootfs::new();
-    rootfs
-        .executable(&entrypoint, &binary)?
-        .file(
-            "/etc/passwd",
-            "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
-            0o644,
-        )
-        .file("/etc/group", "root:x:0:\nnonroot:x:65532:\n", 0o644)
-        .dir("/tmp", 0o1777);
-    Ok(Image { name: format!("{WPA_REPOSITORY}:{WPA_TAG}"), rootfs, runtime })
+    wpa::devtools::wpa_image(&release_binary()?, &format!("{WPA_REPOSITORY}:{WPA_TAG}"))
 }
 
 /// The image's binary: `WPA_IMAGE_BINARY`, or the release build next to this test's (`cargo build --release
