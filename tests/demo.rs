@@ -284,4 +284,5 @@ fn the_demo_on_a_real_node_tells_the_same_story_with_the_charts_pods() {
         stdout.contains("The node is gone: no outbound connection was attempted, and the host is as it was"),
         "{stdout}"
     );
+    assert_nothing_left(tmp.path());
 }

@@ -431,14 +431,13 @@ async fn cert_manager_a_killed_leader_is_replaced_within_the_lease_without_doubl
     steps(1).await.unwrap_or_else(|e| panic!("{e}\n{}", t.describe(&release)));
 
     let leases: Api<Lease> = Api::namespaced(t.client(), &release.namespace);
-    let holder = || async {
-        leases
-            .get("watermarkpodautoscaler-lock")
-            .await
-            .ok()
-            .and_then(|l| l.spec?.holder_identity)
-            .unwrap_or_default()
+    // The Lease's holder and its last renewal.
+    let lease = || async {
+        let spec = leases.get("watermarkpodautoscaler-lock").await.ok().and_then(|l| l.spec);
+        let renewed = spec.as_ref().and_then(|s| s.renew_time.clone()).map(|t| t.0);
+        (spec.and_then(|s| s.holder_identity).unwrap_or_default(), renewed)
     };
+    let holder = || async { lease().await.0 };
     let leader = holder().await;
     let pods = t.pods(&release).await;
     let leader_pod = pods
@@ -449,12 +448,19 @@ async fn cert_manager_a_killed_leader_is_replaced_within_the_lease_without_doubl
     let killed = Instant::now();
     let killed_at = probe.elapsed();
     t.node.kill_container(&container).expect("SIGKILL the leader's container");
+    let renewed_before_the_kill = lease().await.1;
     kubectl_ok(
         t.cluster(),
         &["-n", &release.namespace, "delete", "pod", &leader, "--force", "--grace-period=0", "--wait=false"],
     );
+    // The kubelet may restart the killed container before the force-deletion reaches it (the first restart
+    // has no back-off); under the same identity it renews the Lease, then gives it up at its SIGTERM.
+    let restarted = std::sync::atomic::AtomicBool::new(false);
     let new_leader = wait_for(LEASE + RETRY + 10 * SECOND, || async {
-        let now = holder().await;
+        let (now, renewed) = lease().await;
+        if (now == leader || now.is_empty()) && renewed > renewed_before_the_kill {
+            restarted.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if !now.is_empty() && now != leader { Ok(now) } else { Err(format!("held by {now:?}")) }
     })
     .await
@@ -467,7 +473,13 @@ async fn cert_manager_a_killed_leader_is_replaced_within_the_lease_without_doubl
     assert!(takeover <= LEASE + 2 * RETRY + 3 * SECOND, "taken over within the lease: {takeover:?}");
     // And not sooner than the Lease's expiry allows (its last renewal up to a retry period, plus one renewal's
     // latency, before the kill): a killed process cannot hand the Lease over, as a stopped one does.
-    assert!(takeover >= LEASE - 2 * RETRY, "taken over only once the Lease expired: {takeover:?}");
+    if restarted.into_inner() {
+        eprintln!(
+            "the killed container was restarted and renewed the Lease before its pod went: no expiry to wait for"
+        );
+    } else {
+        assert!(takeover >= LEASE - 2 * RETRY, "taken over only once the Lease expired: {takeover:?}");
+    }
 
     // Two more steps under the new leader.
     steps(3).await.unwrap_or_else(|e| panic!("{e}\n{}", t.describe(&release)));
@@ -484,13 +496,17 @@ async fn cert_manager_a_killed_leader_is_replaced_within_the_lease_without_doubl
     for gap in &gaps {
         assert!(*gap >= WINDOW - Duration::from_millis(1300), "two scale changes {gap:?} apart: {changes:?}");
     }
-    // A process killed hard cannot drain: until the endpoints drop its pod and kube-proxy follows (about a
-    // second), the Service still sends it connections, which are refused, and the API server (1.20) does
-    // not retry a refused connection. That window is the only place admission may fail.
+    // A process killed hard cannot drain: a call in flight is cut (reset, EOF), and until the endpoints drop
+    // its pod and kube-proxy follows (about a second) the Service still sends it connections, which are
+    // refused, or find no host once the deleted pod's network is gone; the API server (1.20) retries none of
+    // them. That window is the only place admission may fail.
     let outside: Vec<_> = failures
         .iter()
         .filter(|(at, e)| {
-            !(*at >= killed_at && *at <= killed_at + 3 * SECOND && e.contains("connection refused"))
+            let dead_pod = ["connection refused", "connection reset", "EOF", "no route to host"]
+                .iter()
+                .any(|m| e.contains(m));
+            !(*at >= killed_at && *at <= killed_at + 3 * SECOND && dead_pod)
         })
         .collect();
     eprintln!("admission failures in the 3 s after the kill: {}", failures.len() - outside.len());

@@ -662,6 +662,20 @@ async fn a_label_change_on_a_wpa_stored_without_defaults_is_never_refused() {
 }
 
 #[tokio::test]
+async fn a_real_change_to_a_wpa_stored_without_defaults_is_still_validated() {
+    // The defaults /mutate adds are not a change; maxReplicas is, and the spec stays invalid (min > max).
+    let st = state(hpa_on_web_created("2025-12-01T00:00:00Z"));
+    let old = created_at(wpa_obj("w", undefaulted_invalid_spec()), WPA_CREATED);
+    let mut changed = undefaulted_invalid_spec();
+    changed["maxReplicas"] = json!(12);
+    let review =
+        through_mutate(st.clone(), update(created_at(wpa_obj("w", changed), WPA_CREATED), old)).await;
+    let resp = admit(st, "/validate", &review).await;
+    assert!(!allowed(&resp), "{resp}");
+    assert!(resp.to_string().contains("minReplicas 50 > maxReplicas 12"), "{resp}");
+}
+
+#[tokio::test]
 async fn an_update_of_a_wpa_that_came_before_the_other_autoscaler_is_allowed_with_a_warning() {
     let idx = hpa_on_web_created("2026-01-02T00:00:00Z");
     let mut changed = valid_spec();

@@ -262,7 +262,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => {
             crate::devtools::demo::preflight()?;
             if args.node {
-                crate::devtools::node::chart_preflight()?;
+                crate::devtools::node::node_preflight()?;
             }
             let bin_dir = crate::devtools::demo::binaries()?;
             runtime()?.block_on(crate::devtools::demo::run_until_interrupted(&args, bin_dir))?;

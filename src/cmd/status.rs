@@ -259,9 +259,9 @@ fn classify(d: &Decision<'_>, plain: &PlainStatus, current: i32) -> (State, i32,
             };
             (State::Fallback, *to, seconds)
         }
-        // The fallback only scales up: at or above its count, its start changes nothing.
-        PlainStatus::FallbackPending { seconds_left, replicas, .. } => {
-            (State::Failing, current, (current < *replicas).then_some(*seconds_left))
+        // The fallback only scales up, within the limits: a start that cannot raise the count is no next scale.
+        PlainStatus::FallbackPending { seconds_left, raises, .. } => {
+            (State::Failing, current, raises.then_some(*seconds_left))
         }
         // A metric failed; when the pods could not be listed (`d.pods` is `None`), they are the cause.
         PlainStatus::Stopped(_) if matches!(d.combined, Some(Err(_))) && d.pods.is_some() => {

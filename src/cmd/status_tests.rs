@@ -230,6 +230,22 @@ fn a_failing_metric_at_or_above_the_fallback_count_predicts_no_scale() {
 }
 
 #[test]
+fn a_failing_metric_at_max_replicas_predicts_no_fallback_scale() {
+    let mut w = with_fallback(wpa("web", json!({"maxReplicas": 4}), Some(3600)), "8", "10m");
+    with_condition(&mut w, "Fallback", "Unknown", 120);
+    let l = line(&w, &inputs("web", 4, Err("503 Service Unavailable"), &[]));
+    assert_eq!(l.next_scale, None, "maxReplicas 4 caps the fallback's 8 at the current 4");
+}
+
+#[test]
+fn a_failing_metric_with_upscaling_disabled_predicts_no_fallback_scale() {
+    let mut w = with_fallback(wpa("web", json!({"scaleUpLimitFactor": "0"}), Some(3600)), "8", "10m");
+    with_condition(&mut w, "Fallback", "Unknown", 120);
+    let l = line(&w, &inputs("web", 4, Err("503 Service Unavailable"), &[]));
+    assert_eq!(l.next_scale, None, "a scale-up limit factor of 0 allows no step up");
+}
+
+#[test]
 fn every_metric_failed_for_longer_than_fallback_after_is_fallback_scaling_now() {
     let mut w = with_fallback(wpa("web", json!({}), Some(3600)), "8", "10m");
     with_condition(&mut w, "Fallback", "Unknown", 660);

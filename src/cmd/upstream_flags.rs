@@ -62,8 +62,9 @@ pub(crate) struct Translation {
 
 /// The command line, with upstream's flags of `wpa serve` translated; or why it cannot run.
 ///
-/// Upstream's `-version` (true) prints the version and exits, whatever else is given, as upstream's
-/// controller does: the command becomes `wpa version`.
+/// Upstream's `-version` (true) prints the version and exits, as upstream's controller does (the command
+/// becomes `wpa version`), unless another upstream flag given with it is refused or conflicts: that refusal
+/// comes first.
 pub(crate) fn translate(argv: Vec<OsString>) -> Result<Translation, String> {
     let unchanged = |argv| Ok(Translation { args: argv, warnings: Vec::new() });
     let first = argv.get(1).and_then(|a| a.to_str());

@@ -38,9 +38,11 @@ pub fn wpa_image(binary: &Path, name: &str) -> Result<Image> {
     Ok(Image { name: name.into(), rootfs, runtime })
 }
 
-/// Why the chart cannot be installed from here: no checkout of the repository beside this binary, or no
-/// Helm library for Python.
-pub(crate) fn chart_preflight() -> Result<()> {
+/// Why `wpa` cannot run on a real node from here, before anything long starts: the host lacks what the
+/// node needs (root, containerd, runc, CNI plugins, iptables, conntrack), there is no checkout of the
+/// repository beside this binary (the chart), or no Helm library for Python.
+pub(crate) fn node_preflight() -> Result<()> {
+    devcluster::node::check_host()?;
     let repo = repository();
     for file in ["charts/wpa/Chart.yaml", "tests/helm/chart.py"] {
         if !repo.join(file).is_file() {

@@ -167,26 +167,17 @@ fn a_negative_external_value_counts_toward_the_fallback() {
     assert_falls_back_after_30_s(wpa(ONE_EXTERNAL, serde_json::json!({})), &reads);
 }
 
+/// Whatever the gatherer refused the read for (a stale or NaN value, no provider), the engine gets an error
+/// for the metric, and an error counts.
 #[test]
-fn a_stale_external_value_counts_toward_the_fallback() {
-    let reads = Reads::external(Err(
+fn an_external_read_the_gatherer_refused_counts_toward_the_fallback() {
+    for error in [
         "the newest value was sampled at 2026-06-01T11:50:00Z, more than --metric-max-age (300s) ago: the metrics provider is not updating it",
-    ));
-    assert_falls_back_after_30_s(wpa(ONE_EXTERNAL, serde_json::json!({})), &reads);
-}
-
-#[test]
-fn a_nan_external_value_counts_toward_the_fallback() {
-    let reads = Reads::external(Err("the metrics API returned an invalid value \"NaN\": not a quantity"));
-    assert_falls_back_after_30_s(wpa(ONE_EXTERNAL, serde_json::json!({})), &reads);
-}
-
-#[test]
-fn an_external_metrics_api_no_provider_serves_counts_toward_the_fallback() {
-    let reads = Reads::external(Err(
+        "the metrics API returned an invalid value \"NaN\": not a quantity",
         "unable to fetch metrics from external metrics API: no metrics provider serves external.metrics.k8s.io/v1beta1",
-    ));
-    assert_falls_back_after_30_s(wpa(ONE_EXTERNAL, serde_json::json!({})), &reads);
+    ] {
+        assert_falls_back_after_30_s(wpa(ONE_EXTERNAL, serde_json::json!({})), &Reads::external(Err(error)));
+    }
 }
 
 #[test]

@@ -108,6 +108,23 @@ pub(super) fn run(
 /// The fallback's pass: every metric has failed for longer than `fallback-after`, so the proposal is
 /// `max(current, replicas)`, through maxReplicas, the scale-up limit and the forbidden windows (not the
 /// delays above a watermark: no value is above one, and `fallback-after` was the wait). Never down.
+/// The fallback's next count from `current` toward `replicas` (its `fallback-replicas`): up only, within
+/// maxReplicas and the scale-up limit; with the limits' verdict.
+pub(crate) fn fallback_step(
+    spec: &WatermarkPodAutoscalerSpec,
+    current: i32,
+    replicas: i32,
+) -> (i32, limits::Normalized) {
+    let bounds = Bounds {
+        min: spec.min_replicas.unwrap_or(0),
+        max: spec.max_replicas.unwrap_or(0),
+        up_factor: spec.scale_up_limit_factor.as_ref(),
+        down_factor: spec.scale_down_limit_factor.as_ref(),
+    };
+    let normalized = limits::normalize(&bounds, current, replicas.max(current), 0);
+    (normalized.replicas.max(current), normalized)
+}
+
 fn fall_back(
     d: &mut Decision<'_>,
     wpa: &WatermarkPodAutoscaler,
@@ -122,14 +139,7 @@ fn fall_back(
         return;
     }
     let proposal = replicas.max(current);
-    let bounds = Bounds {
-        min: spec.min_replicas.unwrap_or(0),
-        max: spec.max_replicas.unwrap_or(0),
-        up_factor: spec.scale_up_limit_factor.as_ref(),
-        down_factor: spec.scale_down_limit_factor.as_ref(),
-    };
-    let normalized = limits::normalize(&bounds, current, proposal, 0);
-    let desired = normalized.replicas.max(current);
+    let (desired, normalized) = fallback_step(spec, current, replicas);
     d.set(SCALING_LIMITED, desired != proposal, normalized.limit.reason(), normalized.limit.message());
     let gate = gate::should_scale(&GateInput {
         current,

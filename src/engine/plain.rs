@@ -46,6 +46,9 @@ pub(crate) enum PlainStatus {
         reason: String,
         seconds_left: f64,
         replicas: i32,
+        /// Whether its start would raise the count (not when the target already has `replicas`, is at
+        /// maxReplicas, or its scale-up limit allows no step).
+        raises: bool,
     },
     /// Every metric has failed for longer than `fallback-after`: the fallback sets the count, up only.
     Fallback {
@@ -113,6 +116,7 @@ impl PlainStatus {
                     reason: d.reason.clone(),
                     seconds_left: due.duration_since(d.now).as_secs_f64(),
                     replicas,
+                    raises: current > 0 && super::pass::fallback_step(d.spec, current, replicas).0 > current,
                 };
             }
             Some(FallbackState::Active { replicas, .. }) => {
@@ -328,7 +332,7 @@ impl fmt::Display for PlainStatus {
                     }
                 }
             }
-            PlainStatus::FallbackPending { reason, seconds_left, replicas } => write!(
+            PlainStatus::FallbackPending { reason, seconds_left, replicas, .. } => write!(
                 f,
                 "cannot scale: {reason}; unless a metric answers, the fallback keeps at least {replicas} replicas in {}",
                 duration_words(seconds_left.ceil())

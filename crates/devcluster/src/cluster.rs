@@ -145,7 +145,9 @@ impl LocalCluster {
         for attempt in 1..=ATTEMPTS {
             match Self::start_once(&bin_dir, options.clone()).await {
                 Err(e) if attempt < ATTEMPTS && format!("{e:#}").contains("address already in use") => {
-                    eprintln!("[test-cluster] a port was taken by someone else; retrying with new ports");
+                    crate::log_line!(
+                        "[test-cluster] a port was taken by someone else; retrying with new ports"
+                    );
                 }
                 result => return result,
             }
@@ -162,7 +164,7 @@ impl LocalCluster {
             (Path::new(scratch::ETCD_PARENT), scratch::ETCD_PREFIX),
         ] {
             for left in scratch::sweep(parent, prefix) {
-                eprintln!("[test-cluster] removed {} (its process is gone)", left.display());
+                crate::log_line!("[test-cluster] removed {} (its process is gone)", left.display());
             }
         }
         let dir = scratch::make(&temp, scratch::CLUSTER_PREFIX)
@@ -218,7 +220,7 @@ impl LocalCluster {
         }
         cluster.total_startup_time = begin.elapsed();
         if !options.quiet {
-            eprintln!(
+            crate::log_line!(
                 "[test-cluster] {} ready: kube-apiserver in {} ms, whole control plane in {} ms (dir {})",
                 cluster.server_url,
                 cluster.startup_time.as_millis(),
@@ -400,7 +402,7 @@ impl LocalCluster {
             bail!("kube-apiserver is already running");
         }
         let took = self.start_apiserver().await?;
-        eprintln!("[test-cluster] {} ready again after {} ms", self.server_url, took.as_millis());
+        crate::log_line!("[test-cluster] {} ready again after {} ms", self.server_url, took.as_millis());
         Ok(took)
     }
 
@@ -889,7 +891,11 @@ impl LocalCluster {
             }
         }
         if !self.options.quiet {
-            eprintln!("[test-cluster] {} stopped in {} ms", self.server_url, begin.elapsed().as_millis());
+            crate::log_line!(
+                "[test-cluster] {} stopped in {} ms",
+                self.server_url,
+                begin.elapsed().as_millis()
+            );
         }
     }
 
@@ -908,7 +914,7 @@ impl LocalCluster {
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
+            crate::log_line!(
                 "[test-cluster] test failed; component logs of {}:\n{}",
                 self.server_url,
                 self.log_tails(25)
@@ -918,9 +924,9 @@ impl Drop for LocalCluster {
         if std::env::var_os("WPA_KEEP_TEST_CLUSTER").is_some()
             && let Some(dir) = self.dir.take()
         {
-            eprintln!("[test-cluster] kept {}", dir.keep().display());
+            crate::log_line!("[test-cluster] kept {}", dir.keep().display());
             if let Some(etcd) = self.etcd_dir.take() {
-                eprintln!("[test-cluster] kept etcd's data in {}", etcd.keep().display());
+                crate::log_line!("[test-cluster] kept etcd's data in {}", etcd.keep().display());
             }
         }
     }

@@ -231,8 +231,8 @@ async fn forward(State(s): State<Arc<Shared>>, req: Request) -> Response {
             let merge = Some("application/merge-patch+json");
             match request(Bytes::from(change), http::Method::PATCH, parts.uri.path(), merge).send().await {
                 Ok(r) if r.status().is_success() => {}
-                Ok(r) => eprintln!("[fault-proxy] the concurrent change was refused: {}", r.status()),
-                Err(e) => eprintln!("[fault-proxy] the concurrent change failed: {e}"),
+                Ok(r) => crate::log_line!("[fault-proxy] the concurrent change was refused: {}", r.status()),
+                Err(e) => crate::log_line!("[fault-proxy] the concurrent change failed: {e}"),
             }
         }
     }

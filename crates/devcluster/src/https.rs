@@ -54,7 +54,7 @@ impl HttpsServer {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => l,
                         Err(e) => {
-                            eprintln!("[https {local_addr}] cannot use the listener: {e}");
+                            crate::log_line!("[https {local_addr}] cannot use the listener: {e}");
                             return;
                         }
                     };
@@ -64,7 +64,7 @@ impl HttpsServer {
                             accepted = listener.accept() => match accepted {
                                 Ok(pair) => pair,
                                 Err(e) => {
-                                    eprintln!("[https {local_addr}] accept failed: {e}");
+                                    crate::log_line!("[https {local_addr}] accept failed: {e}");
                                     continue;
                                 }
                             },
@@ -75,7 +75,9 @@ impl HttpsServer {
                             let tls = match acceptor.accept(tcp).await {
                                 Ok(tls) => tls,
                                 Err(e) => {
-                                    eprintln!("[https {local_addr}] TLS handshake with {peer} failed: {e}");
+                                    crate::log_line!(
+                                        "[https {local_addr}] TLS handshake with {peer} failed: {e}"
+                                    );
                                     return;
                                 }
                             };

@@ -35,6 +35,17 @@ pub use ports::{free_loopback_port, free_loopback_ports};
 pub use shared::{Shared, TestNamespace};
 pub use synthetic_metrics::SyntheticMetrics;
 
+/// A line on stderr for the people watching a run. A closed stderr (`wpa demo 2>&1 | head`) loses the line
+/// and is never a panic: `eprintln!` panics there, and in a `Drop` during a panic that aborts the process
+/// before the teardown.
+#[macro_export]
+macro_rules! log_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Waits until exactly `count` pods of `namespace` matching `selector` are Ready and not being deleted;
 /// the error says how many were.
 pub async fn wait_ready_pods(

@@ -47,7 +47,10 @@ pub(crate) fn sweep(parent: &Path, prefix: &str) -> Vec<PathBuf> {
         let ours = entry.file_name().to_str().is_some_and(|n| n.starts_with(prefix));
         if ours && entry.file_type().is_ok_and(|t| t.is_dir()) && abandoned(&path) {
             if let Err(e) = std::fs::remove_dir_all(&path) {
-                eprintln!("[test-cluster] could not remove {} (left by a killed run): {e}", path.display());
+                crate::log_line!(
+                    "[test-cluster] could not remove {} (left by a killed run): {e}",
+                    path.display()
+                );
             } else {
                 removed.push(path);
             }

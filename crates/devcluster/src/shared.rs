@@ -166,12 +166,12 @@ impl Drop for TestNamespace {
         // Without waiting for the namespace to empty: the test is over, and the name is its own.
         match delete.output() {
             Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
+            Ok(out) => crate::log_line!(
                 "[test-namespace] delete {}: {}",
                 self.name,
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
-            Err(e) => eprintln!("[test-namespace] delete {}: {e}", self.name),
+            Err(e) => crate::log_line!("[test-namespace] delete {}: {e}", self.name),
         }
     }
 }

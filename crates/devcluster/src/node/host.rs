@@ -89,7 +89,7 @@ impl HostLock {
         // SAFETY: plain syscalls on a valid fd.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let holder = fs::read_to_string(LOCK_FILE).unwrap_or_default();
-            eprintln!(
+            crate::log_line!(
                 "[node] another node runs on this machine (process {}); waiting for {LOCK_FILE}",
                 holder.trim()
             );
@@ -119,7 +119,9 @@ impl Baseline {
         if let Ok(text) = fs::read_to_string(BASELINE_FILE) {
             let baseline: Baseline = serde_json::from_str(&text)
                 .with_context(|| format!("{BASELINE_FILE} is not a node baseline; delete it"))?;
-            eprintln!("[node] a previous run did not restore the host; restoring it from {BASELINE_FILE}");
+            crate::log_line!(
+                "[node] a previous run did not restore the host; restoring it from {BASELINE_FILE}"
+            );
             return Ok(baseline);
         }
         let baseline = Baseline {

@@ -151,13 +151,13 @@ impl RealNode {
         // Dropping `node` on an error below tears down what was started.
         node.bring_up(options, bin_dir).await?;
         node.ready_in = begin.elapsed();
-        eprintln!("[node] {NODE_NAME} Ready in {:.1} s", node.ready_in.as_secs_f64());
+        crate::log_line!("[node] {NODE_NAME} Ready in {:.1} s", node.ready_in.as_secs_f64());
         Ok(node)
     }
 
     async fn bring_up(&mut self, options: NodeOptions, bin_dir: PathBuf) -> Result<()> {
         let begin = Instant::now();
-        let lap = |what: &str| eprintln!("[node] {what} after {:.1} s", begin.elapsed().as_secs_f64());
+        let lap = |what: &str| crate::log_line!("[node] {what} after {:.1} s", begin.elapsed().as_secs_f64());
         std::fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
         self.egress = Some(EgressGuard::install(POD_CIDR)?);
         create_bridge()?;
@@ -373,7 +373,7 @@ impl RealNode {
             self.baseline.forget();
         }
         let r = NodeReport { outbound, outbound_detail, leftovers, took: begin.elapsed() };
-        eprintln!("[node] {r}");
+        crate::log_line!("[node] {r}");
         *report = Some(r.clone());
         r
     }
@@ -382,7 +382,7 @@ impl RealNode {
 impl Drop for RealNode {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("[node] component logs:\n{}", self.log_tails(25));
+            crate::log_line!("[node] component logs:\n{}", self.log_tails(25));
         }
         self.stop();
     }
@@ -390,6 +390,22 @@ impl Drop for RealNode {
 
 /// The programs the node runs, with how to get them.
 fn check_prerequisites(bin_dir: &Path) -> Result<()> {
+    check_host()?;
+    let missing: Vec<&str> =
+        ["kubelet", "kube-proxy", "pause"].into_iter().filter(|b| !bin_dir.join(b).exists()).collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} lacks {}: run `bash scripts/k8s-test-env.sh` (recipe 3 builds them)",
+            bin_dir.display(),
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// What the node needs of the host besides the Kubernetes binaries: root, and Debian's containerd, runc,
+/// CNI plugins, iptables and conntrack. Cheap: callers check it before anything long.
+pub fn check_host() -> Result<()> {
     if !crate::process::is_root() {
         bail!("the real node needs root (iptables, mounts, cgroups, network namespaces)");
     }
@@ -401,15 +417,6 @@ fn check_prerequisites(bin_dir: &Path) -> Result<()> {
     if !missing.is_empty() || !Path::new("/usr/lib/cni/bridge").exists() {
         bail!(
             "the real node needs {} and Debian's CNI plugins in /usr/lib/cni: {PACKAGES_HINT}",
-            missing.join(", ")
-        );
-    }
-    let missing: Vec<&str> =
-        ["kubelet", "kube-proxy", "pause"].into_iter().filter(|b| !bin_dir.join(b).exists()).collect();
-    if !missing.is_empty() {
-        bail!(
-            "{} lacks {}: run `bash scripts/k8s-test-env.sh` (recipe 3 builds them)",
-            bin_dir.display(),
             missing.join(", ")
         );
     }

@@ -69,7 +69,7 @@ fn stop_at_exit() {
     // its processes die with this one).
     drop(node);
     if !report.is_clean() {
-        eprintln!(
+        crate::log_line!(
             "[node] FAILED: the node attempted outbound connections or left state on the host (see above)"
         );
         // SAFETY: ends the process at once with a failure status; we are already exiting.
