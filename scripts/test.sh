@@ -10,7 +10,7 @@
 #
 # Several tiers may be named at once (`bash scripts/test.sh lint unit`). The e2e tier installs, the first
 # time, the control-plane binaries (scripts/k8s-test-env.sh: Debian's etcd and kubectl,
-# kube-apiserver/controller-manager/scheduler built once from Debian's source package and cached; 5 to 10
+# kube-apiserver/controller-manager/scheduler built once from Debian's source package and cached; 4 to 10
 # minutes the first time on 2 cores, nothing afterwards), the Helm library the chart tests use (tests/helm/requirements.txt),
 # Debian's prometheus package (promtool and the server, unpacked into a cache; prometheus_tools below), and
 # for the real node (docs/real-node.md) Debian's containerd, runc, CNI plugins, iptables and conntrack plus the

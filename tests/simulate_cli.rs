@@ -273,6 +273,54 @@ fn certs_keep_the_key_private_and_never_replace_a_ca_unasked() {
     assert_ne!(std::fs::read(dir.path().join("ca.crt")).expect("ca.crt"), ca, "--force replaces it");
 }
 
+#[test]
+fn certs_say_how_to_serve_with_them_and_trust_the_ca() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let out = wpa().arg("certs").arg("--out-dir").arg(dir.path()).output().expect("run wpa certs");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let serve = format!("wpa serve --tls-cert-file {} --tls-key-file {}", file("tls.crt"), file("tls.key"));
+    assert!(stdout.contains(&serve), "{stdout}");
+    assert!(
+        stdout.contains(&format!("base64 -w0 {}", file("ca.crt"))) && stdout.contains("caBundle"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_cpu_wpa_whose_pods_are_ready_within_its_readiness_delay_is_told_to_pass_ready_after() {
+    let cpu = WPA
+        .replace("  maxReplicas: 10\n", "  maxReplicas: 10\n  readinessDelaySeconds: 30\n")
+        .replace(
+            "  - type: External\n    external:\n      metricName: qps",
+            "  - type: Resource\n    resource:\n      name: cpu",
+        )
+        .replace("highWatermark: \"100\"", "highWatermark: 400m")
+        .replace("lowWatermark: \"50\"", "lowWatermark: 200m");
+    assert!(cpu.contains("name: cpu") && cpu.contains("readinessDelaySeconds: 30"), "{cpu}");
+    // 3 cores over 2 pods: far above 400m a pod.
+    let series = "timestamp,metric,value\n0,cpu,3\n60,cpu,3\n120,cpu,3\n";
+    let (code, fast, stderr) = simulate(&cpu, series, &["--replicas", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(fast.contains("0 scale-ups"), "{fast}");
+    assert!(fast.contains("readinessDelaySeconds (30 s)") && fast.contains("--ready-after"), "{fast}");
+    let (code, slow, stderr) = simulate(&cpu, series, &["--replicas", "2", "--ready-after", "30"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!slow.contains("--ready-after") && !slow.contains("0 scale-ups"), "{slow}");
+}
+
+#[test]
+fn a_value_whose_proposal_overflows_a_replica_count_is_named_as_such() {
+    // 3e11 qps against a high watermark of 100 asks for 6e9 replicas at 2 pods: beyond int32.
+    let series = "timestamp,metric,value\n0,qps,3e11\n60,qps,3e11\n";
+    let v = json_of(WPA, series, &[]);
+    // The first pass records the count it found; the second one decides.
+    let status = v["steps"][1]["status"].as_str().unwrap_or_default().to_string();
+    assert!(status.contains("the proposal is past a 32-bit count"), "{status}");
+    assert_eq!(v["steps"][1]["replicas"], 2, "upstream's arithmetic keeps the count");
+}
+
 /// Runs `wpa simulate ARGS` with the WPA and series texts, returns (exit code, stdout, stderr).
 fn simulate(wpa_text: &str, series_text: &str, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -425,7 +473,11 @@ fn dry_run_steps_are_counted_as_would_be_scales() {
         "dry run: would scale up 2 -> 3 (limited to +50 % per step, ScaleUpLimit; the metrics ask for 6)"
     );
     let (_, table, _) = simulate(&dry, series, &[]);
-    assert!(table.contains("dry run: the target was never changed; the WPA would have made"), "{table}");
+    let ups = s["dry_run_scale_ups"].as_u64().unwrap_or_default();
+    assert!(
+        table.contains(&format!("dry run: the target was never changed; {ups} steps decided a scale-up")),
+        "{table}"
+    );
 }
 
 #[test]
@@ -596,8 +648,10 @@ fn a_long_metric_name_is_not_clipped_in_the_legend() {
 }
 
 #[test]
-fn demo_and_simulate_help_show_examples() {
-    for command in ["demo", "simulate"] {
+fn every_command_a_user_types_shows_examples_in_its_help() {
+    for command in
+        ["demo", "simulate", "explain", "status", "dry-run", "convert", "serve", "certs", "completion"]
+    {
         let out = wpa().args([command, "--help"]).output().expect("run");
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success());

@@ -595,6 +595,7 @@ fn faked_result(r: &Value) -> Result<MetricResult, String> {
         details: r.get("details").and_then(Value::as_str).unwrap_or_default().to_string(),
         converge: None,
         band: None,
+        overflowed: false,
     })
 }
 

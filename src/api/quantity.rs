@@ -411,9 +411,37 @@ impl JsonSchema for Quantity {
     }
 }
 
+/// The value parser of byte-count flags: a whole, positive number of bytes, written plainly (`33554432`) or
+/// as a Kubernetes quantity (`32Mi`, `1Gi`, `500k`), as a container's memory limit is.
+pub fn bytes_arg(s: &str) -> Result<usize, String> {
+    let bad = || format!("{s:?} is not a number of bytes such as 33554432, 32Mi or 1Gi");
+    let q = Quantity::parse(s.trim()).map_err(|_| bad())?;
+    // A quantity past i64::MAX units is saturated by the parser (as Go's is): no byte count, refused.
+    if q.nanos <= 0 || q.nanos % NANOS_PER_UNIT != 0 || q.nanos >= MAX_UNITS * NANOS_PER_UNIT {
+        return Err(bad());
+    }
+    usize::try_from(q.nanos / NANOS_PER_UNIT).map_err(|_| bad())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_flags_take_plain_numbers_and_binary_or_decimal_suffixes() {
+        assert_eq!(bytes_arg("33554432"), Ok(33_554_432));
+        assert_eq!(bytes_arg("32Mi"), Ok(33_554_432));
+        assert_eq!(bytes_arg("1Gi"), Ok(1 << 30));
+        assert_eq!(bytes_arg("500k"), Ok(500_000));
+    }
+
+    #[test]
+    fn byte_flags_refuse_fractions_zero_negatives_and_units_of_other_tools() {
+        for bad in ["0", "-1", "1.5", "100m", "32MiB", "32 MB", "", "1e400"] {
+            let e = bytes_arg(bad).expect_err(bad);
+            assert!(e.contains("33554432, 32Mi or 1Gi"), "{bad}: {e}");
+        }
+    }
 
     fn q(s: &str) -> Quantity {
         Quantity::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))

@@ -53,5 +53,19 @@ pub(crate) fn run(args: &CertsArgs) -> Result<(), CertsError> {
         }
         stdout(&format!("wrote {}\n", path.display())).map_err(CertsError::Write)?;
     }
-    stdout(&format!("serving certificate for: {}\n", args.sans.join(", "))).map_err(CertsError::Write)
+    stdout(&format!("serving certificate for: {}\n", args.sans.join(", "))).map_err(CertsError::Write)?;
+    stdout(&next_steps(&args.out_dir)).map_err(CertsError::Write)
+}
+
+/// What to do with the files: serve with them, and make the API server trust the CA.
+fn next_steps(out_dir: &std::path::Path) -> String {
+    let file = |name: &str| out_dir.join(name).display().to_string();
+    format!(
+        "next: wpa serve --tls-cert-file {cert} --tls-key-file {key}\n      \
+         and make the API server trust the CA: put the output of `base64 -w0 {ca}` into the caBundle of every\n      \
+         webhook of both configurations (webhook-config/webhooks.yaml; certs/README.md)\n",
+        cert = file("tls.crt"),
+        key = file("tls.key"),
+        ca = file("ca.crt"),
+    )
 }

@@ -278,7 +278,7 @@ fn whole_command_lines_in_prose_are_checked_and_placeholders_are_not() {
 
 #[test]
 fn a_refused_value_in_a_doc_line_is_caught() {
-    let argv = invocations("wpa serve --max-body-bytes-in-flight 32Mi").remove(0);
+    let argv = invocations("wpa serve --max-body-bytes-in-flight 32MiB").remove(0);
     assert!(parse(argv.iter().map(Into::into).collect()).is_err());
 }
 

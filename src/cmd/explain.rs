@@ -24,8 +24,9 @@ pub(crate) struct ExplainArgs {
     pub(crate) name: String,
     #[command(flatten)]
     pub(crate) connection: crate::cmd::connection::Connection,
-    /// Same as `wpa serve --metric-max-age` ("0s": no limit).
-    #[arg(long, default_value = "5m", value_parser = crate::api::duration::arg_or_off)]
+    /// Same as `wpa serve --metric-max-age` ("0s": no limit), and read from the same variable, so a
+    /// shell that sets it for serve sees the same verdicts here.
+    #[arg(long, env = "WPA_METRIC_MAX_AGE", default_value = "5m", value_parser = crate::api::duration::arg_or_off)]
     pub(crate) metric_max_age: std::time::Duration,
     /// Same as `wpa serve --cluster-name` (sent to a recommender).
     #[arg(long, env = "K8S_CLUSTER_NAME", default_value = "")]

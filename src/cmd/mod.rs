@@ -53,6 +53,11 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the admission webhook (HTTPS) and the reconciler, with /healthz, /readyz and /metrics on a
     /// second, plain-HTTP port.
+    #[command(after_help = "Examples:
+  wpa serve --tls-cert-file /tls/tls.crt --tls-key-file /tls/tls.key      # cert-manager's Secret, mounted
+  wpa serve --self-signed --tls-san wpa.wpa-system.svc --inject-ca        # no cert-manager
+  wpa serve --no-webhook --kubeconfig ~/.kube/config                      # the reconciler alone, from a laptop
+  wpa serve --self-signed --scheduler-extender                            # with kube-scheduler's extender")]
     Serve(Box<ServeArgs>),
     /// The whole product on this machine, with no cluster of yours: a private Kubernetes control plane,
     /// `wpa serve`, the example Deployment and WPA, a synthetic metric through a burst and a lull, and the
@@ -117,6 +122,10 @@ pub(crate) enum Command {
     /// Print the WatermarkPodAutoscaler CustomResourceDefinition (YAML), as generated from the code.
     Crd,
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
+    #[command(after_help = "Examples:
+  wpa certs --out-dir certs
+  wpa certs --out-dir certs --san wpa.shop.svc --san 10.0.0.7
+  wpa serve --tls-cert-file certs/tls.crt --tls-key-file certs/tls.key")]
     Certs(certs::CertsArgs),
     /// Print the version and the Kubernetes API versions this build serves (the same as --version).
     Version,

@@ -106,8 +106,9 @@ pub(crate) struct ServeArgs {
     /// HTTPS requests answered at once; more get 503 at once (the API server retries).
     #[arg(long, env = "WPA_MAX_REQUESTS_IN_FLIGHT", default_value_t = Limits::default().max_requests)]
     pub(crate) max_requests_in_flight: usize,
-    /// Bytes of request bodies in flight on the HTTPS port; past it, 503 at once.
-    #[arg(long, env = "WPA_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = Limits::default().max_body_bytes)]
+    /// Bytes of request bodies in flight on the HTTPS port (a number, or a quantity such as 32Mi); past it,
+    /// 503 at once.
+    #[arg(long, env = "WPA_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = Limits::default().max_body_bytes, value_parser = crate::api::quantity::bytes_arg)]
     pub(crate) max_body_bytes_in_flight: usize,
     /// A request's headers must arrive within this (slow-header clients are disconnected).
     #[arg(long, env = "WPA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration::arg)]

@@ -48,8 +48,9 @@ pub(crate) struct StatusArgs {
     /// for CI and cron. E.g. `--fail-on blocked,failing,fallback`.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub(crate) fail_on: Vec<State>,
-    /// Same as `wpa serve --metric-max-age` ("0s": no limit).
-    #[arg(long, default_value = "5m", value_parser = crate::api::duration::arg_or_off)]
+    /// Same as `wpa serve --metric-max-age` ("0s": no limit), and read from the same variable, so a
+    /// shell that sets it for serve sees the same verdicts here.
+    #[arg(long, env = "WPA_METRIC_MAX_AGE", default_value = "5m", value_parser = crate::api::duration::arg_or_off)]
     pub(crate) metric_max_age: Duration,
     /// WPAs whose metrics are read at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
@@ -287,7 +288,7 @@ fn classify(d: &Decision<'_>, plain: &PlainStatus, current: i32) -> (State, i32,
             };
             (state, current, None)
         }
-        PlainStatus::Holding(Hold::Asks { above }) => {
+        PlainStatus::Holding(Hold::Asks { above, .. }) => {
             (if *above { State::Above } else { State::Below }, current, None)
         }
     }

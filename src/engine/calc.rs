@@ -125,6 +125,9 @@ pub struct MetricResult {
     pub details: String,
     pub converge: Option<ConvergeCondition>,
     pub band: Option<Band>,
+    /// Above the band, the proposal was beyond a 32-bit count: Go's conversion makes it negative, and the
+    /// upscale's guard then keeps the current count (upstream's behaviour, kept; said in plain words).
+    pub overflowed: bool,
 }
 
 impl MetricResult {
@@ -250,8 +253,10 @@ pub(crate) fn replica_count_for_usage(
     let band = band(high_milli, low_milli, spec.tolerance_milli);
     let (adjusted_high, adjusted_low) = (band.adjusted_high, band.adjusted_low);
     let ready_f = f64::from(ready);
+    let mut overflowed = false;
     let (replica_count, is_above, is_below, converge_cond) = if usage > adjusted_high {
         let rc = go_f64_to_i32((ready_f * usage / high_milli as f64).ceil());
+        overflowed = rc == i32::MIN;
         let cond = ConvergeCondition {
             status: false,
             reason: text::CONVERGE_DOWN_REASON,
@@ -293,6 +298,7 @@ pub(crate) fn replica_count_for_usage(
         details: String::new(),
         converge: Some(converge_cond),
         band: Some(band),
+        overflowed,
     }
 }
 
@@ -418,6 +424,7 @@ pub(crate) fn external_with_ready(
             details: String::new(),
             converge: None,
             band: None,
+            overflowed: false,
         });
     }
     let usage = sum as f64 / if spec.average { f64::from(ready) } else { 1.0 };
@@ -574,6 +581,7 @@ pub(crate) fn recommender_with_ready(
             details: rec.details.clone(),
             converge: None,
             band: None,
+            overflowed: false,
         });
     }
     let utilization = go_f64_to_i64(rec.observed_target_value * 1000.0);
@@ -589,6 +597,7 @@ pub(crate) fn recommender_with_ready(
         details: rec.details.clone(),
         converge,
         band: None,
+        overflowed: false,
     })
 }
 

@@ -163,6 +163,16 @@ fn an_upscale_proposal_rounds_the_replica_count_up() {
 }
 
 #[test]
+fn an_upscale_proposal_beyond_int32_keeps_the_current_count_and_says_it_overflowed() {
+    // Go's int32(float64) on amd64 gives math.MinInt32 out of range; the upscale's guard then keeps the count.
+    let r = replica_count_for_usage(&spec(), 3, 3, 3e17, 200_000, 400_000);
+    assert!(r.is_above && r.overflowed);
+    assert_eq!(r.replica_count, 3);
+    let fits = replica_count_for_usage(&spec(), 3, 3, 5e11, 200_000, 400_000);
+    assert!(fits.is_above && !fits.overflowed, "ceil(3 * 5e11 / 4e5) = 3,750,000 fits");
+}
+
+#[test]
 fn a_downscale_proposal_rounds_the_replica_count_down() {
     // §6.6: floor(6 * 250 / 400) = floor(3.75) = 3.
     let r = replica_count_for_usage(&spec(), 6, 6, 250_000.0, 400_000, 800_000);

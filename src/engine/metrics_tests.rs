@@ -45,6 +45,7 @@ fn result(replicas: i32, ready: i32, above: bool, below: bool) -> MetricResult {
         details: String::new(),
         converge: None,
         band: None,
+        overflowed: false,
     }
 }
 

@@ -70,6 +70,7 @@ fn metric(name: &str, replicas: i32, above: bool, below: bool) -> MetricOutcome 
             details: String::new(),
             converge: None,
             band: None,
+            overflowed: false,
         })),
         index: 0,
     }

@@ -97,8 +97,9 @@ pub(crate) enum Hold {
     WithinBand,
     /// The metrics ask for a change that a limit cancels (already at maxReplicas, ...).
     Capped(Cap),
-    /// Outside the band, but the metrics' count is the current one (their ready pods ask for no more).
-    Asks { above: bool },
+    /// Outside the band, but the metrics' count is the current one (their ready pods ask for no more, or
+    /// the proposal `overflowed` a 32-bit count, which upstream's arithmetic turns into the current count).
+    Asks { above: bool, overflowed: bool },
 }
 
 impl PlainStatus {
@@ -174,7 +175,10 @@ impl PlainStatus {
             (Some(wait), capped) => PlainStatus::Waiting { wait, from: current, to, capped },
             (None, _) if stable => PlainStatus::Holding(Hold::WithinBand),
             (None, Some(cap)) => PlainStatus::Holding(Hold::Capped(cap)),
-            (None, None) => PlainStatus::Holding(Hold::Asks { above: combined.is_above }),
+            (None, None) => {
+                let overflowed = d.metrics.iter().any(|m| matches!(&m.result, Some(Ok(r)) if r.overflowed));
+                PlainStatus::Holding(Hold::Asks { above: combined.is_above, overflowed })
+            }
         }
     }
 
@@ -198,7 +202,9 @@ impl PlainStatus {
             (Holding(a), Holding(b)) => match (a, b) {
                 (Hold::WithinBand, Hold::WithinBand) => true,
                 (Hold::Capped(x), Hold::Capped(y)) => x.bound == y.bound,
-                (Hold::Asks { above: x }, Hold::Asks { above: y }) => x == y,
+                (Hold::Asks { above: x, overflowed: a }, Hold::Asks { above: y, overflowed: b }) => {
+                    (x, a) == (y, b)
+                }
                 _ => false,
             },
             _ => false,
@@ -355,7 +361,12 @@ impl fmt::Display for PlainStatus {
             }
             PlainStatus::Holding(Hold::WithinBand) => write!(f, "holding: value within the band"),
             PlainStatus::Holding(Hold::Capped(cap)) => write!(f, "holding: {cap}"),
-            PlainStatus::Holding(Hold::Asks { above }) => write!(
+            PlainStatus::Holding(Hold::Asks { overflowed: true, .. }) => write!(
+                f,
+                "holding: above the band, but the proposal is past a 32-bit count, which upstream's arithmetic \
+                 turns into the current one (check the metric's value and unit)"
+            ),
+            PlainStatus::Holding(Hold::Asks { above, .. }) => write!(
                 f,
                 "holding: {} the band, but the metrics' count is the current one",
                 if *above { "above" } else { "below" }

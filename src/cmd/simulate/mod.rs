@@ -132,6 +132,10 @@ pub(crate) struct Report {
     pub(crate) max_replicas: i32,
     #[serde(skip)]
     pub(crate) dry_run: bool,
+    /// The WPA's readinessDelaySeconds when it has a cpu metric and every simulated pod becomes Ready
+    /// within it (`--ready-after` below it): upstream's cpu rule then ignores every pod for good.
+    #[serde(skip)]
+    pub(crate) cpu_pods_ready_within_delay: Option<i32>,
 }
 
 /// Why a metric fails where the series has an empty value.
@@ -413,7 +417,23 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         min_replicas: min,
         max_replicas: max,
         dry_run: effective.dry_run.unwrap_or(false),
+        cpu_pods_ready_within_delay: cpu_pods_ready_within_delay(&wpa, opts.ready_after),
     }
+}
+
+/// `Some(readinessDelaySeconds)` when the WPA reads cpu and each simulated pod, ready `ready_after` seconds
+/// after it starts, is ready within the delay: the engine ignores such a pod (docs/semantics.md §6.5), so
+/// every cpu reading fails. The pods of a real cluster that become Ready that fast would be ignored too;
+/// usually they take longer, which only `--ready-after` can tell the simulation.
+fn cpu_pods_ready_within_delay(wpa: &WatermarkPodAutoscaler, ready_after: f64) -> Option<i32> {
+    let delay = validation::with_defaults(&wpa.spec).readiness_delay_seconds.unwrap_or(0);
+    let reads_cpu = wpa
+        .spec
+        .metrics
+        .iter()
+        .flatten()
+        .any(|m| matches!(m.source(), Some(crate::api::MetricSource::Resource(r)) if r.name == "cpu"));
+    (reads_cpu && delay > 0 && ready_after < f64::from(delay)).then_some(delay)
 }
 
 /// The simulated pods as the engine reads them: each ready `ready_after` seconds after it was created.

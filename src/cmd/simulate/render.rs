@@ -140,8 +140,18 @@ pub(crate) fn summary(report: &Report) -> String {
     if report.dry_run {
         let _ = writeln!(
             out,
-            "  dry run: the target was never changed; the WPA would have made {} scale-ups and {} scale-downs",
+            "  dry run: the target was never changed; {} steps decided a scale-up and {} a scale-down (the target \
+             held, the same scale is decided again at every step that allows it: compare the steps, not the counts, \
+             with a live WPA's)",
             s.dry_run_scale_ups, s.dry_run_scale_downs
+        );
+    }
+    if let Some(delay) = report.cpu_pods_ready_within_delay {
+        let _ = writeln!(
+            out,
+            "  cpu: each simulated pod becomes Ready within readinessDelaySeconds ({delay} s) of starting, which \
+             upstream's rule ignores until its Ready condition changes (in a cluster too), so every cpu reading \
+             fails; if your pods take {delay} s or more to become Ready, say how long with --ready-after"
         );
     }
     let asked = s.highest_proposal.map(|p| format!(" (the metrics asked for up to {p})")).unwrap_or_default();
