@@ -626,6 +626,31 @@ fn the_plot_shows_min_max_and_the_proposal_on_the_tables_clock() {
 }
 
 #[test]
+fn the_plot_marks_each_scale_and_shades_the_waits() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let plot = dir.path().join("day.svg");
+    let json: Value =
+        serde_json::from_str(&example_piped(&["-o", "json", "--plot", &plot.to_string_lossy()]))
+            .expect("json");
+    let svg = std::fs::read_to_string(&plot).expect("the plot");
+    let summary = &json["summary"];
+    let ups = summary["scale_ups"].as_u64().expect("scale_ups");
+    let downs = summary["scale_downs"].as_u64().expect("scale_downs");
+    assert!(ups > 0 && downs > 0, "the example day scales both ways: {summary}");
+    assert_eq!(svg.matches(r#"class="scale-up""#).count() as u64, ups);
+    assert_eq!(svg.matches(r#"class="scale-down""#).count() as u64, downs);
+    let waits = json["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["status"].as_str().is_some_and(|t| t.starts_with("waiting")));
+    assert!(waits.count() > 0 && svg.contains(r#"class="waiting""#), "a shade where the table says waiting");
+    for legend in [">scale-up<", ">scale-down<", ">waiting: a window or a delay<"] {
+        assert!(svg.contains(legend), "{legend}");
+    }
+}
+
+#[test]
 fn a_long_metric_name_is_not_clipped_in_the_legend() {
     let name = "trace.servlet.request.hits.by_http_status.sum";
     let dir = tempfile::tempdir().expect("a temp dir");

@@ -617,8 +617,8 @@ pub(crate) struct SimulateArgs {
     /// Every step (the default, except for the table on a terminal).
     #[arg(long)]
     pub(crate) all_steps: bool,
-    /// Also draw each metric against its band, the replicas, the metrics' proposal and min/max into this SVG
-    /// file.
+    /// Also draw each metric against its band, and the replicas with the metrics' proposal, min/max, a mark
+    /// at each scale and a shade where a window or a delay held one back, into this SVG file.
     #[arg(long, env = "WPA_SIMULATE_PLOT", value_parser = svg_file)]
     pub(crate) plot: Option<PathBuf>,
 }

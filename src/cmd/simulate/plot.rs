@@ -1,7 +1,7 @@
 //! The simulation as an SVG: one panel per metric (the value the engine compared against both watermarks
 //! and the tolerance band) and one panel for the replica count (with the metrics' proposal before limits,
-//! minReplicas and maxReplicas), sharing the time axis: UTC clock times when the series has them, as the
-//! table prints them.
+//! minReplicas and maxReplicas, a mark at each scale and a shade where a window or a delay held one back),
+//! sharing the time axis: UTC clock times when the series has them, as the table prints them.
 //!
 //! Written by hand: Rust plotting crates need a bundled font to lay text out, and this chart needs only
 //! lines, ticks and labels.
@@ -9,6 +9,7 @@
 use std::fmt::Write;
 
 use super::{Report, ts};
+use crate::engine::PlainStatus;
 
 const PLOT_WIDTH: f64 = 690.0;
 const LEFT: f64 = 80.0;
@@ -76,6 +77,60 @@ struct Panel<'a> {
     series: Vec<Series<'a>>,
     lo: f64,
     hi: f64,
+    /// The replica panel's marks (none on a metric's panel).
+    marks: Option<Marks>,
+}
+
+/// Where the count moved (the time, the count after, whether up) and the spans (from, to) in which a
+/// forbidden window or a watermark delay held a scale back: what a reader looks for first on the plot.
+struct Marks {
+    scales: Vec<(f64, f64, bool)>,
+    waiting: Vec<(f64, f64)>,
+}
+
+const SCALE_UP: (&str, &str) = ("scale-up", "#d62728");
+const SCALE_DOWN: (&str, &str) = ("scale-down", "#2ca02c");
+const WAITING: (&str, &str) = ("waiting: a window or a delay", "#fbe9c6");
+
+impl Marks {
+    fn of(report: &Report, duration: f64) -> Marks {
+        let steps = &report.steps;
+        let scales = steps
+            .windows(2)
+            .filter(|w| w[1].replicas != w[0].replicas)
+            .map(|w| (w[1].t, f64::from(w[1].replicas), w[1].replicas > w[0].replicas))
+            .collect();
+        let mut waiting: Vec<(f64, f64)> = Vec::new();
+        for s in steps.iter().filter(|s| matches!(s.plain, PlainStatus::Waiting { .. })) {
+            let end = (s.t + report.step).min(duration);
+            match waiting.last_mut() {
+                Some(last) if last.1 >= s.t => last.1 = end,
+                _ => waiting.push((s.t, end)),
+            }
+        }
+        Marks { scales, waiting }
+    }
+
+    /// The legend entries the marks add: (text, colour, a swatch rather than a triangle).
+    fn legend(&self) -> Vec<(&'static str, &'static str, bool)> {
+        let mut out = Vec::new();
+        if self.scales.iter().any(|m| m.2) {
+            out.push((SCALE_UP.0, SCALE_UP.1, false));
+        }
+        if self.scales.iter().any(|m| !m.2) {
+            out.push((SCALE_DOWN.0, SCALE_DOWN.1, false));
+        }
+        if !self.waiting.is_empty() {
+            out.push((WAITING.0, WAITING.1, true));
+        }
+        out
+    }
+}
+
+/// A triangle pointing up above (x, y), or down below it.
+fn triangle(x: f64, y: f64, up: bool) -> String {
+    let (tip, base) = if up { (y - 10.0, y - 2.0) } else { (y + 10.0, y + 2.0) };
+    format!("{x:.1},{tip:.1} {:.1},{base:.1} {:.1},{base:.1}", x - 5.0, x + 5.0)
 }
 
 /// The time axis: ticks (seconds since the first sample, label) and its title.
@@ -190,6 +245,7 @@ pub(crate) fn render_svg(report: &Report) -> String {
             ],
             lo: 0.0,
             hi,
+            marks: None,
         });
     }
     let (min, max) = (f64::from(report.min_replicas), f64::from(report.max_replicas));
@@ -218,9 +274,16 @@ pub(crate) fn render_svg(report: &Report) -> String {
         ],
         lo: 0.0,
         hi: (top.max(asked) * 1.1).ceil().max(top + 1.0),
+        marks: Some(Marks::of(report, duration)),
     });
 
-    let longest = panels.iter().flat_map(|p| &p.series).map(|s| s.0.chars().count()).max().unwrap_or(0);
+    let longest = panels
+        .iter()
+        .flat_map(|p| &p.series)
+        .map(|s| s.0.chars().count())
+        .chain(panels.iter().filter_map(|p| p.marks.as_ref()).flat_map(|m| m.legend()).map(|l| l.0.len()))
+        .max()
+        .unwrap_or(0);
     let right = RIGHT.max(14.0 + 28.0 + longest as f64 * CHAR_WIDTH + 10.0);
     let width = LEFT + PLOT_WIDTH + right;
     let height = TOP + panels.len() as f64 * (PANEL + GAP) + 20.0;
@@ -276,6 +339,16 @@ pub(crate) fn render_svg(report: &Report) -> String {
             y0 + PANEL + 34.0,
             esc(&axis.title)
         );
+        // The shade goes under every line.
+        for (from, to) in p.marks.iter().flat_map(|m| &m.waiting) {
+            let _ = write!(
+                svg,
+                r#"<rect class="waiting" x="{:.1}" y="{y0}" width="{:.1}" height="{PANEL}" fill="{}"/>"#,
+                x(*from),
+                (x(*to) - x(*from)).max(0.5),
+                WAITING.1
+            );
+        }
         let (lx, ly) = (18.0, y0 + PANEL / 2.0);
         let _ = write!(
             svg,
@@ -306,6 +379,27 @@ pub(crate) fn render_svg(report: &Report) -> String {
                 ky + 4.0,
                 esc(name)
             );
+        }
+        let Some(marks) = &p.marks else { continue };
+        for &(t, replicas, up) in &marks.scales {
+            let (class, color) = if up { SCALE_UP } else { SCALE_DOWN };
+            let _ = write!(
+                svg,
+                r#"<polygon class="{class}" fill="{color}" points="{}"/>"#,
+                triangle(x(t), y(replicas.clamp(p.lo, p.hi)), up)
+            );
+        }
+        for (k, (text, color, swatch)) in marks.legend().into_iter().enumerate() {
+            let (kx, ky) = (LEFT + plot_w + 14.0, y0 + 14.0 + (p.series.len() + k) as f64 * 18.0);
+            let key = if swatch {
+                format!(r#"<rect x="{kx}" y="{}" width="22" height="10" fill="{color}"/>"#, ky - 5.0)
+            } else {
+                format!(
+                    r#"<polygon fill="{color}" points="{}"/>"#,
+                    triangle(kx + 11.0, ky + 4.0, text == SCALE_UP.0)
+                )
+            };
+            let _ = write!(svg, r#"{key}<text x="{}" y="{}">{text}</text>"#, kx + 28.0, ky + 4.0);
         }
     }
     svg.push_str("</svg>\n");
