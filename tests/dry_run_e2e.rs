@@ -521,12 +521,9 @@ async fn context_selects_the_cluster_and_namespace_of_dry_run_status_and_explain
     assert!(r.stdout.starts_with(&format!("WatermarkPodAutoscaler {ns}/web at ")), "{}", r.stdout);
 }
 
-/// This cluster registers no metrics provider: `wpa explain` says so and names the check, instead of the
-/// API server's bare `404 page not found`.
-#[tokio::test]
-async fn explain_without_a_metrics_provider_names_the_missing_apiservice_and_its_check() {
-    let cluster = cluster().await;
-    let ns = TestNamespace::create(&cluster).await;
+/// WPA `web` in `ns` on Deployment `web` with one ready pod, in this cluster that registers no metrics
+/// provider.
+async fn a_wpa_without_a_metrics_provider(cluster: &TestCluster, ns: &str) {
     let deployment = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  replicas: 1\n\
          \x20 selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n\
@@ -545,10 +542,19 @@ async fn explain_without_a_metrics_provider_names_the_missing_apiservice_and_its
         ))
         .expect("the default service account");
     cluster.kubectl_apply(&pod).expect("a pod");
-    cluster.mark_pods_ready(&ns, "app=web").await.expect("the pod marked ready");
+    cluster.mark_pods_ready(ns, "app=web").await.expect("the pod marked ready");
     // The pod has no ReplicaSet to own it: the owner check is skipped, as the annotation allows.
     let skip = format!("  annotations: {{{SKIP_OWNER_CHECK}: \"true\"}}\nspec:\n");
-    cluster.kubectl_apply(&wpa(&ns, "web", "web", None).replacen("spec:\n", &skip, 1)).expect("a WPA");
+    cluster.kubectl_apply(&wpa(ns, "web", "web", None).replacen("spec:\n", &skip, 1)).expect("a WPA");
+}
+
+/// This cluster registers no metrics provider: `wpa explain` says so and names the check, instead of the
+/// API server's bare `404 page not found`.
+#[tokio::test]
+async fn explain_without_a_metrics_provider_names_the_missing_apiservice_and_its_check() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster).await;
+    a_wpa_without_a_metrics_provider(&cluster, &ns).await;
     let r = Tools::new(&cluster).wpa(&["explain", "web", "-n", &ns]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(
@@ -559,4 +565,21 @@ async fn explain_without_a_metrics_provider_names_the_missing_apiservice_and_its
         r.stdout
     );
     assert!(!r.stdout.contains("404 page not found"), "{}", r.stdout);
+}
+
+/// `wpa explain -o json` of a live WPA is its `wpa status -o json` line, with the schema version.
+#[tokio::test]
+async fn explain_json_is_the_live_wpas_status_line() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster).await;
+    a_wpa_without_a_metrics_provider(&cluster, &ns).await;
+    let r = Tools::new(&cluster).wpa(&["explain", &format!("{ns}/web"), "-o", "json"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(v["schemaVersion"], 1);
+    assert_eq!((v["namespace"].as_str(), v["name"].as_str()), (Some(&*ns), Some("web")), "{v}");
+    assert_eq!(v["state"], "failing", "{v}");
+    assert_eq!(v["metrics"][0]["position"], "failed", "{v}");
+    assert!(v["reason"].as_str().is_some_and(|r| r.contains("v1beta1.external.metrics.k8s.io")), "{v}");
+    assert_eq!(v["replicas"]["current"], 1, "{v}");
 }

@@ -31,6 +31,26 @@ pub(crate) struct ExplainArgs {
     /// Same as `wpa serve --cluster-name` (sent to a recommender).
     #[arg(long, env = "K8S_CLUSTER_NAME", default_value = "")]
     pub(crate) cluster_name: String,
+    /// `text`, the trace for people; `json`, the WPA's line of `wpa status -o json` (the same fields, with
+    /// `schemaVersion` and `generatedAt`; docs/status.md), for scripts.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text, env = "WPA_EXPLAIN_OUTPUT")]
+    pub(crate) output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Output {
+    Text,
+    Json,
+}
+
+/// `wpa explain -o json`: one WPA as `wpa status -o json` reports each, from the same decision.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Explained {
+    schema_version: u32,
+    generated_at: Timestamp,
+    #[serde(flatten)]
+    line: crate::cmd::status::Line,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +87,29 @@ pub(crate) async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
     let plan = engine::Plan::new(&wpa);
     let inputs = sources.gather(&plan, true, now).await;
     let decision = engine::decide(&plan, &inputs.observation(), now);
-    Ok(render(&plan, &inputs, &decision, now))
+    Ok(output(args.output, &plan, &inputs, &decision, now))
+}
+
+/// The decision in the format asked for.
+fn output(
+    format: Output,
+    plan: &engine::Plan<'_>,
+    inputs: &Inputs,
+    d: &Decision<'_>,
+    now: Timestamp,
+) -> String {
+    match format {
+        Output::Text => render(plan, inputs, d, now),
+        Output::Json => {
+            let explained = Explained {
+                schema_version: crate::cmd::status::SCHEMA_VERSION,
+                generated_at: now,
+                line: crate::cmd::status::Line::of(plan, inputs, d, now),
+            };
+            // Strings, numbers and times only: serializing cannot fail.
+            serde_json::to_string_pretty(&explained).map(|j| j + "\n").unwrap_or_default()
+        }
+    }
 }
 
 fn seconds(s: f64) -> String {
@@ -420,6 +462,7 @@ mod tests {
             },
             metric_max_age: std::time::Duration::ZERO,
             cluster_name: String::new(),
+            output: Output::Text,
         }
     }
 
@@ -501,6 +544,17 @@ mod tests {
         replicas: i32,
         value: Result<i64, &str>,
     ) -> String {
+        trace_as(Output::Text, annotations, condition, replicas, value)
+    }
+
+    /// [`trace`] in the format `format`.
+    fn trace_as(
+        format: Output,
+        annotations: &[(&str, &str)],
+        condition: Option<(&str, &str, u64)>,
+        replicas: i32,
+        value: Result<i64, &str>,
+    ) -> String {
         use std::time::Duration;
 
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -573,7 +627,31 @@ mod tests {
         };
         let plan = engine::Plan::new(&wpa);
         let d = engine::decide(&plan, &inputs.observation(), now);
-        render(&plan, &inputs, &d, now)
+        output(format, &plan, &inputs, &d, now)
+    }
+
+    #[test]
+    fn json_is_the_wpas_status_line_with_its_schema_version() {
+        let v: serde_json::Value =
+            serde_json::from_str(&trace_as(Output::Json, &[], None, 4, Ok(300))).expect("JSON");
+        assert_eq!(v["schemaVersion"], crate::cmd::status::SCHEMA_VERSION);
+        assert_eq!(v["generatedAt"], "2026-06-01T12:00:00Z");
+        assert_eq!((v["namespace"].as_str(), v["name"].as_str()), (Some("shop"), Some("web")));
+        assert_eq!(v["target"], "Deployment/web");
+        assert_eq!(v["state"], "scaling", "{v}");
+        assert_eq!(v["replicas"]["current"], 4);
+        assert_eq!(v["metrics"][0]["value"], 300.0, "absolute: the total is compared");
+        assert_eq!(v["metrics"][0]["position"], "above");
+    }
+
+    #[test]
+    fn json_of_a_failing_metric_says_failed_and_keeps_the_reason() {
+        let v: serde_json::Value =
+            serde_json::from_str(&trace_as(Output::Json, &[], None, 4, Err("boom"))).expect("JSON");
+        assert_eq!(v["state"], "failing", "{v}");
+        assert_eq!(v["metrics"][0]["position"], "failed");
+        assert!(v["metrics"][0]["value"].is_null());
+        assert!(v["reason"].as_str().is_some_and(|r| r.contains("boom")), "{v}");
     }
 
     const FALLBACK: [(&str, &str); 2] =

@@ -86,7 +86,8 @@ pub(crate) enum Command {
     #[command(after_help = "Examples:
   wpa explain -n shop web
   wpa explain shop/web --kubeconfig ~/.kube/prod
-  wpa explain shop/web --context prod")]
+  wpa explain shop/web --context prod
+  wpa explain shop/web -o json")]
     Explain(explain::ExplainArgs),
     /// Every WPA of a namespace (-n) or of the cluster (-A) at a glance: one line each, with its state
     /// (in-band, above/below with the delay left, window, limited, at-max/at-min, scaling, failing,
