@@ -223,22 +223,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
     // starts in the cluster: a process that cannot serve takes no Lease and opens no watch.
     let mut https = None;
     if webhook_on || extender_on {
-        let store = CertStore::new();
-        match (&args.tls_cert_file, &args.tls_key_file, args.self_signed) {
-            (Some(cert), Some(key), false) => {
-                let files = CertFiles { cert: cert.clone(), key: key.clone() };
-                let stop = shutdown.clone();
-                files
-                    .serve_into(
-                        store.clone(),
-                        args.tls_reload_interval,
-                        async move { stop.cancelled().await },
-                    )
-                    .await?;
-            }
-            (_, _, true) => self_signed(&args, &client, store.clone(), shutdown.clone())?,
-            _ => return Err(ServeError::NoCertificate),
-        }
+        let store = serving_certificate(&args, &client, &shutdown).await?;
         readiness.tls = Some(store.clone());
         https = Some((store, server::bind(args.listen).await?));
     }
@@ -302,54 +287,106 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
             tracing::info!(addr = %args.listen, "scheduler extender listening under /scheduler/");
         }
         let tls_config = tls::server_config(store)?;
-        let limits = Limits {
-            max_connections: args.max_connections,
-            max_requests: args.max_requests_in_flight,
-            max_body_bytes: args.max_body_bytes_in_flight,
-            max_request_body: Limits::default().max_request_body,
-            header_read_timeout: args.header_read_timeout,
-            idle_timeout: args.idle_timeout,
-        }
-        .fitted_to_open_files(open_files());
+        let limits = https_limits(&args);
         let stats = server::HttpStats::register(&registry);
         let stop = server::Stop { closing: closing.clone(), shutdown: shutdown.clone() };
         tasks.push(tokio::spawn(server::serve_tls_until(listener, tls_config, edges, limits, stats, stop)));
     }
 
     tracing::info!(addr = %args.health_listen, "health and metrics listening");
-    let health_task = tokio::spawn(server::serve_health(
-        health,
-        server::health_router(readiness.clone(), registry.clone()),
-        shutdown.clone(),
-    ));
+    let health_router = server::health_router(readiness.clone(), registry.clone());
+    let health_stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = server::serve_health(health, health_router, health_stop).await {
+            tracing::error!(error = %e, "the health and metrics server stopped");
+        }
+    }));
 
     termination().await;
-    // Kubernetes removes the pod from the Service's endpoints asynchronously: keep answering (with /readyz
-    // at 503) until the API server has stopped calling, then drain. A second signal cuts the wait short.
-    readiness.stopping.store(true, Ordering::Release);
-    closing.cancel();
-    scaling.cancel();
-    tracing::info!(delay = ?args.shutdown_delay, "shutting down: scaling stopped, /readyz answers 503, then the servers drain");
-    let delay = async {
-        tokio::select! {
-            () = tokio::time::sleep(args.shutdown_delay) => {}
-            () = termination() => tracing::info!("second signal: draining now"),
-        }
-    };
-    // In-flight passes end (at most 5 s) and the Lease is released; an API server that does not answer
-    // cannot hold the shutdown beyond the pod's grace period.
-    let released = async {
-        if let Some(r) = reconciler
-            && tokio::time::timeout(RECONCILER_STOP_TIMEOUT, r).await.is_err()
-        {
-            tracing::warn!("the reconciler did not stop in time");
-        }
-    };
-    tokio::join!(delay, released);
-    shutdown.cancel();
-    for t in tasks {
-        let _ = t.await;
-    }
-    let _ = health_task.await;
+    let stop = Stopping { readiness, closing, scaling, shutdown, delay: args.shutdown_delay };
+    stop.run(reconciler, tasks).await;
     Ok(())
+}
+
+/// The serving certificate of the HTTPS port: the files of `--tls-cert-file` and `--tls-key-file`
+/// (reloaded when they change), or `--self-signed`'s.
+async fn serving_certificate(
+    args: &ServeArgs,
+    client: &Client,
+    shutdown: &CancellationToken,
+) -> Result<Arc<CertStore>, ServeError> {
+    let store = CertStore::new();
+    match (&args.tls_cert_file, &args.tls_key_file, args.self_signed) {
+        (Some(cert), Some(key), false) => {
+            let files = CertFiles { cert: cert.clone(), key: key.clone() };
+            let stop = shutdown.clone();
+            files
+                .serve_into(store.clone(), args.tls_reload_interval, async move { stop.cancelled().await })
+                .await?;
+        }
+        (_, _, true) => self_signed(args, client, store.clone(), shutdown.clone())?,
+        _ => return Err(ServeError::NoCertificate),
+    }
+    Ok(store)
+}
+
+/// The HTTPS port's limits from the flags, lowered to fit the open-files limit.
+fn https_limits(args: &ServeArgs) -> Limits {
+    Limits {
+        max_connections: args.max_connections,
+        max_requests: args.max_requests_in_flight,
+        max_body_bytes: args.max_body_bytes_in_flight,
+        max_request_body: Limits::default().max_request_body,
+        header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
+    }
+    .fitted_to_open_files(open_files())
+}
+
+/// What a termination signal stops, in order.
+struct Stopping {
+    readiness: Readiness,
+    /// The HTTPS server asks its clients to move off their connections.
+    closing: CancellationToken,
+    /// The reconciler stops scaling and releases its Lease.
+    scaling: CancellationToken,
+    /// Everything else: the servers drain, the watches end.
+    shutdown: CancellationToken,
+    delay: Duration,
+}
+
+impl Stopping {
+    /// Kubernetes removes the pod from the Service's endpoints asynchronously: keep answering (with /readyz
+    /// at 503) until the API server has stopped calling, then drain. A second signal cuts the wait short.
+    /// Scaling stops at once, so the next leader takes over while this process still answers.
+    async fn run(
+        self,
+        reconciler: Option<tokio::task::JoinHandle<()>>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        self.readiness.stopping.store(true, Ordering::Release);
+        self.closing.cancel();
+        self.scaling.cancel();
+        tracing::info!(delay = ?self.delay, "shutting down: scaling stopped, /readyz answers 503, then the servers drain");
+        let delay = async {
+            tokio::select! {
+                () = tokio::time::sleep(self.delay) => {}
+                () = termination() => tracing::info!("second signal: draining now"),
+            }
+        };
+        // In-flight passes end (at most 5 s) and the Lease is released; an API server that does not answer
+        // cannot hold the shutdown beyond the pod's grace period.
+        let released = async {
+            if let Some(r) = reconciler
+                && tokio::time::timeout(RECONCILER_STOP_TIMEOUT, r).await.is_err()
+            {
+                tracing::warn!("the reconciler did not stop in time");
+            }
+        };
+        tokio::join!(delay, released);
+        self.shutdown.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
 }
