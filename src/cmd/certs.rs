@@ -62,7 +62,7 @@ fn next_steps(out_dir: &std::path::Path) -> String {
     let file = |name: &str| out_dir.join(name).display().to_string();
     format!(
         "next: wpa serve --tls-cert-file {cert} --tls-key-file {key}\n      \
-         and make the API server trust the CA: put the output of `base64 -w0 {ca}` into the caBundle of every\n      \
+         and make the API server trust the CA: put the output of `base64 < {ca} | tr -d '\\n'` into the caBundle of every\n      \
          webhook of both configurations (webhook-config/webhooks.yaml; certs/README.md)\n",
         cert = file("tls.crt"),
         key = file("tls.key"),

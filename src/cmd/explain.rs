@@ -309,6 +309,13 @@ fn metrics_section(o: &mut String, d: &Decision<'_>) {
                         let _ = writeln!(o, "     {} → proposal {}", res.position(), res.replica_count);
                     }
                 }
+                if res.overflowed {
+                    let _ = writeln!(
+                        o,
+                        "     the proposal is past a 32-bit count, which upstream's arithmetic turns into the \
+                         current one (check the metric's value and unit)"
+                    );
+                }
                 if !res.details.is_empty() {
                     let _ = writeln!(o, "     recommender: {}", res.details);
                 }
@@ -631,7 +638,15 @@ mod tests {
     }
 
     #[test]
-    fn json_is_the_wpas_status_line_with_its_schema_version() {
+    fn a_proposal_past_a_32_bit_count_is_named_on_its_metric() {
+        // 3e11 in total against a high watermark of 100 at 4 pods asks for 1.2e10 replicas.
+        let overflowing = trace(&[], None, 4, Ok(300_000_000_000));
+        assert!(line_of(&overflowing, "the proposal is past a 32-bit count").contains("check the metric"));
+        assert!(!trace(&[], None, 4, Ok(300)).contains("32-bit"));
+    }
+
+    #[test]
+    fn json_names_the_wpa_its_state_replicas_and_metrics_with_the_schema_version() {
         let v: serde_json::Value =
             serde_json::from_str(&trace_as(Output::Json, &[], None, 4, Ok(300))).expect("JSON");
         assert_eq!(v["schemaVersion"], crate::cmd::status::SCHEMA_VERSION);
@@ -645,7 +660,7 @@ mod tests {
     }
 
     #[test]
-    fn json_of_a_failing_metric_says_failed_and_keeps_the_reason() {
+    fn json_of_a_failing_metric_says_failed_and_gives_the_reason() {
         let v: serde_json::Value =
             serde_json::from_str(&trace_as(Output::Json, &[], None, 4, Err("boom"))).expect("JSON");
         assert_eq!(v["state"], "failing", "{v}");

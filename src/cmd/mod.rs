@@ -54,10 +54,14 @@ pub(crate) enum Command {
     /// Run the admission webhook (HTTPS) and the reconciler, with /healthz, /readyz and /metrics on a
     /// second, plain-HTTP port.
     #[command(after_help = "Examples:
-  wpa serve --tls-cert-file /tls/tls.crt --tls-key-file /tls/tls.key      # cert-manager's Secret, mounted
-  wpa serve --self-signed --tls-san wpa.wpa-system.svc --inject-ca        # no cert-manager
-  wpa serve --no-webhook --kubeconfig ~/.kube/config                      # the reconciler alone, from a laptop
-  wpa serve --self-signed --scheduler-extender                            # with kube-scheduler's extender")]
+  # cert-manager's Secret, mounted at /tls:
+  wpa serve --tls-cert-file /tls/tls.crt --tls-key-file /tls/tls.key
+  # no cert-manager: the installation's CA, in a Secret, injected into the webhook configurations:
+  wpa serve --self-signed --tls-san wpa.wpa-system.svc --inject-ca
+  # the reconciler alone, from a laptop:
+  wpa serve --no-webhook --kubeconfig ~/.kube/config
+  # with kube-scheduler's extender:
+  wpa serve --self-signed --scheduler-extender")]
     Serve(Box<ServeArgs>),
     /// The whole product on this machine, with no cluster of yours: a private Kubernetes control plane,
     /// `wpa serve`, the example Deployment and WPA, a synthetic metric through a burst and a lull, and the

@@ -136,6 +136,9 @@ pub(crate) struct Report {
     /// within it (`--ready-after` below it): upstream's cpu rule then ignores every pod for good.
     #[serde(skip)]
     pub(crate) cpu_pods_ready_within_delay: Option<i32>,
+    /// The count the target had before the first step (`--replicas`, or minReplicas).
+    #[serde(skip)]
+    pub(crate) initial_replicas: i32,
 }
 
 /// Why a metric fails where the series has an empty value.
@@ -418,6 +421,7 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         max_replicas: max,
         dry_run: effective.dry_run.unwrap_or(false),
         cpu_pods_ready_within_delay: cpu_pods_ready_within_delay(&wpa, opts.ready_after),
+        initial_replicas: initial,
     }
 }
 

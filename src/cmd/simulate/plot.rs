@@ -81,11 +81,26 @@ struct Panel<'a> {
     marks: Option<Marks>,
 }
 
-/// Where the count moved (the time, the count after, whether up) and the spans (from, to) in which a
-/// forbidden window or a watermark delay held a scale back: what a reader looks for first on the plot.
+/// Where the count moved and the spans (from, to) in which a forbidden window or a watermark delay held a
+/// scale back: what a reader looks for first on the plot.
 struct Marks {
-    scales: Vec<(f64, f64, bool)>,
+    scales: Vec<Scale>,
     waiting: Vec<(f64, f64)>,
+}
+
+/// A step that moved the count: when, to what, which way.
+struct Scale {
+    t: f64,
+    replicas: f64,
+    up: bool,
+}
+
+/// How a legend entry of the marks is drawn.
+#[derive(Clone, Copy, PartialEq)]
+enum Key {
+    Up,
+    Down,
+    Shade,
 }
 
 const SCALE_UP: (&str, &str) = ("scale-up", "#d62728");
@@ -95,10 +110,13 @@ const WAITING: (&str, &str) = ("waiting: a window or a delay", "#fbe9c6");
 impl Marks {
     fn of(report: &Report, duration: f64) -> Marks {
         let steps = &report.steps;
+        // The first step moves the count too when the start is outside minReplicas..maxReplicas.
+        let before = std::iter::once(report.initial_replicas).chain(steps.iter().map(|s| s.replicas));
         let scales = steps
-            .windows(2)
-            .filter(|w| w[1].replicas != w[0].replicas)
-            .map(|w| (w[1].t, f64::from(w[1].replicas), w[1].replicas > w[0].replicas))
+            .iter()
+            .zip(before)
+            .filter(|(s, before)| s.replicas != *before)
+            .map(|(s, before)| Scale { t: s.t, replicas: f64::from(s.replicas), up: s.replicas > before })
             .collect();
         let mut waiting: Vec<(f64, f64)> = Vec::new();
         for s in steps.iter().filter(|s| matches!(s.plain, PlainStatus::Waiting { .. })) {
@@ -111,17 +129,17 @@ impl Marks {
         Marks { scales, waiting }
     }
 
-    /// The legend entries the marks add: (text, colour, a swatch rather than a triangle).
-    fn legend(&self) -> Vec<(&'static str, &'static str, bool)> {
+    /// The legend entries the marks add: text, colour, how it is drawn.
+    fn legend(&self) -> Vec<(&'static str, &'static str, Key)> {
         let mut out = Vec::new();
-        if self.scales.iter().any(|m| m.2) {
-            out.push((SCALE_UP.0, SCALE_UP.1, false));
+        if self.scales.iter().any(|m| m.up) {
+            out.push((SCALE_UP.0, SCALE_UP.1, Key::Up));
         }
-        if self.scales.iter().any(|m| !m.2) {
-            out.push((SCALE_DOWN.0, SCALE_DOWN.1, false));
+        if self.scales.iter().any(|m| !m.up) {
+            out.push((SCALE_DOWN.0, SCALE_DOWN.1, Key::Down));
         }
         if !self.waiting.is_empty() {
-            out.push((WAITING.0, WAITING.1, true));
+            out.push((WAITING.0, WAITING.1, Key::Shade));
         }
         out
     }
@@ -306,6 +324,16 @@ pub(crate) fn render_svg(report: &Report) -> String {
         let y = |v: f64| y0 + PANEL - (v - p.lo) / (p.hi - p.lo) * PANEL;
         let _ =
             write!(svg, r#"<text x="{LEFT}" y="{}" font-weight="bold">{}</text>"#, y0 - 8.0, esc(&p.title));
+        // The shade goes first, under the frame, the grid and every line.
+        for (from, to) in p.marks.iter().flat_map(|m| &m.waiting) {
+            let _ = write!(
+                svg,
+                r#"<rect class="waiting" x="{:.1}" y="{y0}" width="{:.1}" height="{PANEL}" fill="{}"/>"#,
+                x(*from),
+                (x(*to) - x(*from)).max(0.5),
+                WAITING.1
+            );
+        }
         let _ = write!(
             svg,
             r##"<rect x="{LEFT}" y="{y0}" width="{plot_w}" height="{PANEL}" fill="none" stroke="#888"/>"##
@@ -339,16 +367,6 @@ pub(crate) fn render_svg(report: &Report) -> String {
             y0 + PANEL + 34.0,
             esc(&axis.title)
         );
-        // The shade goes under every line.
-        for (from, to) in p.marks.iter().flat_map(|m| &m.waiting) {
-            let _ = write!(
-                svg,
-                r#"<rect class="waiting" x="{:.1}" y="{y0}" width="{:.1}" height="{PANEL}" fill="{}"/>"#,
-                x(*from),
-                (x(*to) - x(*from)).max(0.5),
-                WAITING.1
-            );
-        }
         let (lx, ly) = (18.0, y0 + PANEL / 2.0);
         let _ = write!(
             svg,
@@ -381,23 +399,27 @@ pub(crate) fn render_svg(report: &Report) -> String {
             );
         }
         let Some(marks) = &p.marks else { continue };
-        for &(t, replicas, up) in &marks.scales {
-            let (class, color) = if up { SCALE_UP } else { SCALE_DOWN };
+        for m in &marks.scales {
+            let (class, color) = if m.up { SCALE_UP } else { SCALE_DOWN };
             let _ = write!(
                 svg,
                 r#"<polygon class="{class}" fill="{color}" points="{}"/>"#,
-                triangle(x(t), y(replicas.clamp(p.lo, p.hi)), up)
+                triangle(x(m.t), y(m.replicas.clamp(p.lo, p.hi)), m.up)
             );
         }
-        for (k, (text, color, swatch)) in marks.legend().into_iter().enumerate() {
+        for (k, (text, color, how)) in marks.legend().into_iter().enumerate() {
             let (kx, ky) = (LEFT + plot_w + 14.0, y0 + 14.0 + (p.series.len() + k) as f64 * 18.0);
-            let key = if swatch {
-                format!(r#"<rect x="{kx}" y="{}" width="22" height="10" fill="{color}"/>"#, ky - 5.0)
-            } else {
-                format!(
-                    r#"<polygon fill="{color}" points="{}"/>"#,
-                    triangle(kx + 11.0, ky + 4.0, text == SCALE_UP.0)
-                )
+            // Each key centred on its row, as the lines' keys are.
+            let key = match how {
+                Key::Shade => {
+                    format!(r#"<rect x="{kx}" y="{}" width="22" height="10" fill="{color}"/>"#, ky - 5.0)
+                }
+                Key::Up => {
+                    format!(r#"<polygon fill="{color}" points="{}"/>"#, triangle(kx + 11.0, ky + 5.0, true))
+                }
+                Key::Down => {
+                    format!(r#"<polygon fill="{color}" points="{}"/>"#, triangle(kx + 11.0, ky - 5.0, false))
+                }
             };
             let _ = write!(svg, r#"{key}<text x="{}" y="{}">{text}</text>"#, kx + 28.0, ky + 4.0);
         }

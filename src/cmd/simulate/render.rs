@@ -140,10 +140,11 @@ pub(crate) fn summary(report: &Report) -> String {
     if report.dry_run {
         let _ = writeln!(
             out,
-            "  dry run: the target was never changed; {} steps decided a scale-up and {} a scale-down (the target \
-             held, the same scale is decided again at every step that allows it: compare the steps, not the counts, \
-             with a live WPA's)",
-            s.dry_run_scale_ups, s.dry_run_scale_downs
+            "  dry run: the target was never changed; {} decided a scale-up and {} a scale-down (as the count \
+             never moves, each step its windows allow decides the same scale again: these are not the scales a \
+             live WPA would make)",
+            steps_word(s.dry_run_scale_ups),
+            s.dry_run_scale_downs
         );
     }
     if let Some(delay) = report.cpu_pods_ready_within_delay {
@@ -234,4 +235,9 @@ pub(crate) fn json(report: &Report, rows: Rows) -> String {
         summary: &report.summary,
     };
     serde_json::to_string(&view).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
+}
+
+/// `1 step`, `3 steps`.
+fn steps_word(n: usize) -> String {
+    if n == 1 { "1 step".into() } else { format!("{n} steps") }
 }
