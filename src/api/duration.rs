@@ -21,6 +21,11 @@ pub fn arg_or_off(s: &str) -> Result<Duration, String> {
     parse_non_negative(s).ok_or_else(|| format!("{s:?} is not a duration such as 5m, 30s or 0s (off)"))
 }
 
+/// The limit a flag parsed by [`arg_or_off`] sets: `None` when it is off.
+pub fn limit(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
 fn parse_non_negative(s: &str) -> Option<Duration> {
     let (mut total, mut number) = (0f64, String::new());
     let mut chars = s.trim().chars().peekable();

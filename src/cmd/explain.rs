@@ -24,10 +24,8 @@ pub(crate) struct ExplainArgs {
     pub(crate) name: String,
     #[command(flatten)]
     pub(crate) connection: crate::cmd::connection::Connection,
-    /// Same as `wpa serve --metric-max-age` ("0s": no limit), and read from the same variable, so a
-    /// shell that sets it for serve sees the same verdicts here.
-    #[arg(long, env = "WPA_METRIC_MAX_AGE", default_value = "5m", value_parser = crate::api::duration::arg_or_off)]
-    pub(crate) metric_max_age: std::time::Duration,
+    #[command(flatten)]
+    pub(crate) metric_age: crate::cmd::metric_age::MetricAge,
     /// Same as `wpa serve --cluster-name` (sent to a recommender).
     #[arg(long, env = "K8S_CLUSTER_NAME", default_value = "")]
     pub(crate) cluster_name: String,
@@ -81,8 +79,7 @@ pub(crate) async fn run(args: &ExplainArgs) -> Result<String, ExplainError> {
             other => crate::runtime::client::describe(&other),
         },
     })?;
-    let max_age = (!args.metric_max_age.is_zero()).then_some(args.metric_max_age);
-    let sources = Sources::read_only(client, max_age, args.cluster_name.clone());
+    let sources = Sources::read_only(client, args.metric_age.limit(), args.cluster_name.clone());
     let now = Timestamp::now();
     let plan = engine::Plan::new(&wpa);
     let inputs = sources.gather(&plan, true, now).await;
@@ -310,11 +307,7 @@ fn metrics_section(o: &mut String, d: &Decision<'_>) {
                     }
                 }
                 if res.overflowed {
-                    let _ = writeln!(
-                        o,
-                        "     the proposal is past a 32-bit count, which upstream's arithmetic turns into the \
-                         current one (check the metric's value and unit)"
-                    );
+                    let _ = writeln!(o, "     {}", engine::plain::PROPOSAL_OVERFLOWED);
                 }
                 if !res.details.is_empty() {
                     let _ = writeln!(o, "     recommender: {}", res.details);
@@ -467,7 +460,7 @@ mod tests {
                 kubeconfig: None,
                 context: None,
             },
-            metric_max_age: std::time::Duration::ZERO,
+            metric_age: crate::cmd::metric_age::MetricAge { metric_max_age: std::time::Duration::ZERO },
             cluster_name: String::new(),
             output: Output::Text,
         }

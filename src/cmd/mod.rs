@@ -9,6 +9,7 @@ pub(crate) mod connection;
 pub(crate) mod convert;
 pub(crate) mod dryrun;
 pub(crate) mod explain;
+pub(crate) mod metric_age;
 pub(crate) mod namespaced;
 pub(crate) mod serve;
 pub(crate) mod simulate;

@@ -48,10 +48,8 @@ pub(crate) struct StatusArgs {
     /// for CI and cron. E.g. `--fail-on blocked,failing,fallback`.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub(crate) fail_on: Vec<State>,
-    /// Same as `wpa serve --metric-max-age` ("0s": no limit), and read from the same variable, so a
-    /// shell that sets it for serve sees the same verdicts here.
-    #[arg(long, env = "WPA_METRIC_MAX_AGE", default_value = "5m", value_parser = crate::api::duration::arg_or_off)]
-    pub(crate) metric_max_age: Duration,
+    #[command(flatten)]
+    pub(crate) metric_age: crate::cmd::metric_age::MetricAge,
     /// WPAs whose metrics are read at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) concurrency: u16,
@@ -335,11 +333,7 @@ pub(crate) async fn run(args: &StatusArgs) -> Result<Report, StatusError> {
     let sources = Sources {
         caches: Some(Arc::new(Caches::from_lists(pods, deployments, stateful_sets))),
         autoscalers: Some(TargetIndex::from_objects(&wpas, &hpas)),
-        ..Sources::read_only(
-            client,
-            (!args.metric_max_age.is_zero()).then_some(args.metric_max_age),
-            String::new(),
-        )
+        ..Sources::read_only(client, args.metric_age.limit(), String::new())
     };
     let now = Timestamp::now();
     let mut items: Vec<Line> = futures::stream::iter(wpas.iter())

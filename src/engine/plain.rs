@@ -4,6 +4,11 @@
 
 use std::fmt;
 
+/// Why a metric above its band proposes no change when its proposal [overflowed](super::MetricResult::overflowed),
+/// in the words every reader prints.
+pub(crate) const PROPOSAL_OVERFLOWED: &str = "the proposal is past a 32-bit count, which upstream's arithmetic \
+     turns into the current one (check the metric's value and unit)";
+
 use super::{
     Decision, Forced,
     fallback::FallbackState,
@@ -361,11 +366,9 @@ impl fmt::Display for PlainStatus {
             }
             PlainStatus::Holding(Hold::WithinBand) => write!(f, "holding: value within the band"),
             PlainStatus::Holding(Hold::Capped(cap)) => write!(f, "holding: {cap}"),
-            PlainStatus::Holding(Hold::Asks { overflowed: true, .. }) => write!(
-                f,
-                "holding: above the band, but the proposal is past a 32-bit count, which upstream's arithmetic \
-                 turns into the current one (check the metric's value and unit)"
-            ),
+            PlainStatus::Holding(Hold::Asks { overflowed: true, .. }) => {
+                write!(f, "holding: above the band, but {PROPOSAL_OVERFLOWED}")
+            }
             PlainStatus::Holding(Hold::Asks { above, .. }) => write!(
                 f,
                 "holding: {} the band, but the metrics' count is the current one",

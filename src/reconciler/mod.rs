@@ -503,7 +503,7 @@ pub(crate) async fn start(
                 recommender_client::Reach::Remote
             }),
             http: Some(exporter.clone()),
-            metric_max_age: (!args.metric_max_age.is_zero()).then_some(args.metric_max_age),
+            metric_max_age: duration::limit(args.metric_max_age),
             cluster_name: args.cluster_name.clone(),
         },
         exporter,

@@ -24,7 +24,7 @@ use kube::ResourceExt;
 use serde::{Serialize, ser::SerializeMap};
 
 use crate::{
-    api::{MetricSource, WatermarkPodAutoscaler},
+    api::{MetricSource, WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec},
     engine::{
         self, MetricObservation, MonitorObservation, Observation, PlainStatus, ScaleResult,
         calc::{Band, ExternalSample, ScaleInfo},
@@ -420,23 +420,22 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         min_replicas: min,
         max_replicas: max,
         dry_run: effective.dry_run.unwrap_or(false),
-        cpu_pods_ready_within_delay: cpu_pods_ready_within_delay(&wpa, opts.ready_after),
+        cpu_pods_ready_within_delay: cpu_pods_ready_within_delay(&effective, opts.ready_after),
         initial_replicas: initial,
     }
 }
 
-/// `Some(readinessDelaySeconds)` when the WPA reads cpu and each simulated pod, ready `ready_after` seconds
+/// `Some(readinessDelaySeconds)` when the WPA (its spec with defaults) reads cpu and each simulated pod, ready `ready_after` seconds
 /// after it starts, is ready within the delay: the engine ignores such a pod (docs/semantics.md §6.5), so
 /// every cpu reading fails. The pods of a real cluster that become Ready that fast would be ignored too;
 /// usually they take longer, which only `--ready-after` can tell the simulation.
-fn cpu_pods_ready_within_delay(wpa: &WatermarkPodAutoscaler, ready_after: f64) -> Option<i32> {
-    let delay = validation::with_defaults(&wpa.spec).readiness_delay_seconds.unwrap_or(0);
-    let reads_cpu = wpa
-        .spec
+fn cpu_pods_ready_within_delay(spec: &WatermarkPodAutoscalerSpec, ready_after: f64) -> Option<i32> {
+    let delay = spec.readiness_delay_seconds.unwrap_or(0);
+    let reads_cpu = spec
         .metrics
         .iter()
         .flatten()
-        .any(|m| matches!(m.source(), Some(crate::api::MetricSource::Resource(r)) if r.name == "cpu"));
+        .any(|m| matches!(m.source(), Some(MetricSource::Resource(r)) if r.name == "cpu"));
     (reads_cpu && delay > 0 && ready_after < f64::from(delay)).then_some(delay)
 }
 
