@@ -708,6 +708,28 @@ async fn an_update_of_a_wpa_that_came_after_the_other_autoscaler_is_refused_sayi
 }
 
 #[tokio::test]
+async fn a_new_wpa_stamped_in_the_same_second_as_the_hpa_names_the_hpa_as_first() {
+    // The API server stamps a WPA being created with the current second before /validate sees it: an HPA
+    // created in that second is still the older of the two.
+    let idx = hpa_on_web_created(WPA_CREATED);
+    let review = review(
+        "v1",
+        "datadoghq.com",
+        "WatermarkPodAutoscaler",
+        "CREATE",
+        created_at(wpa_obj("w", valid_spec()), WPA_CREATED),
+        None,
+    );
+    let resp = admit(state(idx), "/validate", &review).await;
+    assert!(
+        denial(&resp).starts_with(
+            "spec.scaleTargetRef: Deployment/web is already scaled by HorizontalPodAutoscaler default/hpa-web (created before this WatermarkPodAutoscaler, at 2026-01-01T00:00:00Z)"
+        ),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
 async fn moving_a_wpa_onto_a_target_another_autoscaler_scales_is_refused() {
     // The WPA is older than the HPA, but it was scaling another target: moving in is a new conflict.
     let idx = hpa_on_web_created("2026-01-02T00:00:00Z");

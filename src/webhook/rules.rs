@@ -221,13 +221,14 @@ pub(crate) fn validate_wpa(
             before.scale_target_ref.kind == spec.scale_target_ref.kind
                 && before.scale_target_ref.name == spec.scale_target_ref.name
         });
-        let came_first =
-            kept_target && others.iter().all(|o| came_before(wpa.metadata.creation_timestamp, o.created));
-        let who = others
-            .iter()
-            .map(|o| o.describe(wpa.metadata.creation_timestamp))
-            .collect::<Vec<_>>()
-            .join(" and ");
+        // On CREATE the API server stamps the new WPA with the current second before validating it, so an
+        // autoscaler made in that same second would compare as younger: a WPA being created is the newest.
+        let ours = match old {
+            Some(_) => Age::Existing(wpa.metadata.creation_timestamp),
+            None => Age::New,
+        };
+        let came_first = kept_target && others.iter().all(|o| ours.came_before(o.created));
+        let who = others.iter().map(|o| o.describe(ours)).collect::<Vec<_>>().join(" and ");
         if accepted {
             verdict.warnings.push(format!(
                 "{} is also scaled by {who}; two autoscalers on one target fight over its replica count (accepted by the {} annotation)",
@@ -283,23 +284,35 @@ struct Other {
 }
 
 impl Other {
-    /// `HorizontalPodAutoscaler ns/web`, and for a WPA that exists already (an update), which came first:
-    /// `HorizontalPodAutoscaler ns/web (created after this WatermarkPodAutoscaler, at ...)`.
-    fn describe(&self, ours: Option<jiff::Timestamp>) -> String {
+    /// `HorizontalPodAutoscaler ns/web (created after this WatermarkPodAutoscaler, at ...)`: which came
+    /// first, when the other's creation time is known.
+    fn describe(&self, ours: Age) -> String {
         let plain = format!("{} {}/{}", self.kind, self.namespace, self.name);
-        match (ours, self.created) {
-            (Some(_), Some(at)) => {
-                let order = if came_before(ours, self.created) { "after" } else { "before" };
+        match self.created {
+            Some(at) => {
+                let order = if ours.came_before(self.created) { "after" } else { "before" };
                 format!("{plain} (created {order} this WatermarkPodAutoscaler, at {at})")
             }
-            _ => plain,
+            None => plain,
         }
     }
 }
 
-/// Whether `ours` was created no later than `theirs` (same second: not known otherwise, so yes).
-fn came_before(ours: Option<jiff::Timestamp>, theirs: Option<jiff::Timestamp>) -> bool {
-    matches!((ours, theirs), (Some(a), Some(b)) if a <= b)
+/// The age of the WPA under review, against which the other autoscalers of its target are ordered.
+#[derive(Clone, Copy)]
+enum Age {
+    /// Being created: every autoscaler already stored came before it.
+    New,
+    /// Stored already, created at this time (if the object says).
+    Existing(Option<jiff::Timestamp>),
+}
+
+impl Age {
+    /// Whether this WPA was created no later than an autoscaler created at `theirs` (same second: not known
+    /// otherwise, so yes; an unknown time: no).
+    fn came_before(self, theirs: Option<jiff::Timestamp>) -> bool {
+        matches!((self, theirs), (Age::Existing(Some(ours)), Some(theirs)) if ours <= theirs)
+    }
 }
 
 /// The WPAs (but this one) and HPAs that scale the WPA's target.
