@@ -30,7 +30,7 @@ async fn cluster() -> Arc<TestCluster> {
 
 /// `wpa serve` (webhook only) with `extra` flags, and the CA that signed its certificate.
 async fn serve(cluster: &TestCluster, extra: &[&str]) -> (WpaServe, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = devcluster::free_loopback_port().expect("a free loopback port");
     // Named by port: the tests of this binary share the cluster's directory.
     let ca_out = cluster.dir().join(format!("hardening-{port}-ca.crt"));
     let ca_arg = ca_out.display().to_string();

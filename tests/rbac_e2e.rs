@@ -32,7 +32,7 @@ async fn wpa_serve_works_with_exactly_the_shipped_rbac() {
     let kubeconfig = support::token_kubeconfig(&c.cluster, "wpa-sa.kubeconfig", &token, "wpa-system");
 
     // The webhook configurations exist first, without a CA: `--inject-ca` fills it in.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = devcluster::free_loopback_port().expect("a free loopback port");
     c.cluster.kubectl_apply(&webhook_configurations(port, None).unwrap()).expect("webhook configurations");
     let kc = kubeconfig.to_string_lossy().to_string();
     let serve = WpaServe::start(

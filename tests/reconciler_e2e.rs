@@ -73,6 +73,16 @@ async fn event_reasons(c: &ScalingCluster, ns: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Waits (10 s) for an event of `reason` about `name`: a pass posts its events after its `/scale` write.
+async fn wait_event(c: &ScalingCluster, ns: &str, name: &str, reason: &str) {
+    support::wait_for(10 * SECOND, || async {
+        let reasons = event_reasons(c, ns).await;
+        if reasons.contains(&(name.into(), reason.into())) { Ok(()) } else { Err(format!("{reasons:?}")) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no {reason} event about {name}: {e}"));
+}
+
 /// `wpa explain -n NS NAME` on the cluster: its stdout.
 fn explain(c: &ScalingCluster, ns: &str, name: &str) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wpa"))
@@ -238,9 +248,18 @@ async fn a_delay_above_the_watermark_is_obeyed_and_explained() {
     // Back within the band (for 2 or 3 replicas) so that the count settles.
     c.metrics.set("slow-qps", 80.0);
 
-    // The series of a real scale, and its Scaling event.
-    let (slow_replicas, _) = c.scale(&ns, "slow").await.unwrap();
-    let text = metrics_text(&serve);
+    // The series of a real scale, and its Scaling event. The pass that scaled posts its events and records
+    // its series after the /scale write the wait saw: wait for the counter.
+    let (slow_replicas, text) = support::wait_for(10 * SECOND, || async {
+        let (replicas, _) = c.scale(&ns, "slow").await.map_err(|e| e.to_string())?;
+        let text = metrics_text(&serve);
+        match sample(&text, "wpa_controller_upscale_replicas_total", &[("wpa_name", "slow")]) {
+            Some(_) => Ok((replicas, text)),
+            None => Err(format!("no upscale counted yet:\n{text}")),
+        }
+    })
+    .await
+    .expect("the upscale counted");
     assert_eq!(sample(&text, "wpa_controller_dry_run", &[("wpa_name", "slow")]), Some(0.0));
     assert_eq!(
         sample(&text, "wpa_controller_replicas_scaling_effective", &[("wpa_name", "slow")]),
@@ -256,8 +275,7 @@ async fn a_delay_above_the_watermark_is_obeyed_and_explained() {
         sample(&text, "wpa_controller_upscale_replicas_total", &[("wpa_name", "slow")]),
         Some(f64::from(slow_replicas - 1))
     );
-    let reasons = event_reasons(&c, &ns).await;
-    assert!(reasons.contains(&("slow".into(), "Scaling".into())), "{reasons:?}");
+    wait_event(&c, &ns, "slow", "Scaling").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +311,7 @@ async fn unready_pods_block_scaling_until_they_are_ready() {
     let ns = TestNamespace::create(&c.cluster).await;
     c.deployment(&ns, "api", 4).await.expect("deployment");
     // Two of four pods fail their readiness probe: 50 % ready, under the 60 % the WPA requires.
-    c.kubelet().pause(&ns);
+    c.kubelet().pause(&ns).await;
     c.make_pods_unready(&ns, "api", 2).await.expect("make pods unready");
     c.metrics.set("gate-qps", 200.0);
     let extra = "  minReplicas: 2\n  maxReplicas: 6\n  minAvailableReplicaPercentage: 60\n  upscaleForbiddenWindowSeconds: 1\n  downscaleForbiddenWindowSeconds: 1\n";
@@ -620,15 +638,17 @@ async fn lifecycle_control_gates_scaling_on_the_datadog_monitor() {
         .await
         .unwrap();
     assert_eq!(msg, format!("monitor {ns}/app is in a OK state, allowing the WPA from proceeding"));
-    let text = metrics_text(&serve);
-    assert_eq!(
-        sample(
-            &text,
-            "wpa_controller_lifecycle_control_status",
-            &[("wpa_name", "app"), ("monitor_name", "app")]
-        ),
-        Some(0.0)
-    );
+    // The gauge is set at the end of the pass that scaled, after the status and the /scale write.
+    support::wait_for(10 * SECOND, || async {
+        let text = metrics_text(&serve);
+        let labels = [("wpa_name", "app"), ("monitor_name", "app")];
+        match sample(&text, "wpa_controller_lifecycle_control_status", &labels) {
+            Some(0.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("lifecycle_control_status 0 once the monitor is OK");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -782,7 +802,7 @@ async fn a_leader_stopped_by_sigterm_releases_its_lease_at_once_and_scales_no_mo
     let after_sigterm =
         log.lines().skip_while(|l| !l.contains("shutting down")).collect::<Vec<_>>().join("\n");
     assert!(!after_sigterm.contains("Successful rescale"), "a scaled after SIGTERM: {after_sigterm}");
-    assert!(b.log().contains("Successful rescale"), "b made the next scale");
+    b.wait_log("Successful rescale", 10 * SECOND).await.expect("b made the next scale");
 }
 
 /// The fallback climbs to its count in steps (the scale-up limit, one per forbidden window); its leader is
@@ -877,12 +897,15 @@ async fn a_metrics_outage_longer_than_fallback_after_scales_up_to_the_fallback_a
 
     // The provider answers 503: the fallback waits out fallback-after, holding the count.
     c.metrics.answer("outage-qps", Answer::Error(503));
+    let outage = Instant::now();
     let pending = c
         .wait_condition(&ns, "api", "Fallback", "Unknown", "MetricsFailing", 15 * SECOND)
         .await
         .expect("the outage is seen");
     assert!(pending.contains("keeps at least 5 replicas (fallback-replicas) from"), "{pending}");
-    holds(&c, &ns, "api", 2, 5 * SECOND).await;
+    // Nothing for 6 s of the outage: fallback-after (8 s) counts from the first failed pass, a condition time
+    // rounded down to the second, and the outage may begin up to a pass before that.
+    holds(&c, &ns, "api", 2, Duration::from_secs(6).saturating_sub(outage.elapsed())).await;
 
     // Then the count goes to the fallback, and stays there (never down) while the outage lasts.
     let active = c

@@ -109,7 +109,11 @@ async fn an_api_server_gone_the_instant_a_scale_was_committed_never_gets_it_twic
     // ceil(2 × 300 / 100) = 6, limited to +1 per step.
     c.wait_scale("gone", "app", 3, 30 * SECOND).await.expect("the first upscale");
     let scaled = Instant::now();
-    assert_eq!(proxy.triggered(), [200], "the /scale write was committed, its answer never delivered");
+    assert_eq!(
+        proxy.wait_triggered(5 * SECOND).await,
+        [200],
+        "the /scale write was committed, its answer never delivered"
+    );
     // The proxy comes back after 6 s; the window lasts 30 s from the scale.
     let seen =
         watch_replicas(&c, "gone", "app", Duration::from_secs(24).saturating_sub(scaled.elapsed())).await;
@@ -164,23 +168,18 @@ async fn a_new_leader_does_not_repeat_the_scale_its_cut_off_predecessor_just_mad
     let second = start("replica-b", &[]).await;
     c.wait_scale("handover", "app", 3, 30 * SECOND).await.expect("the first leader scales");
     let scaled = Instant::now();
-    assert_eq!(proxy.triggered(), [200], "the scale was committed and the first leader cut off");
+    assert_eq!(
+        proxy.wait_triggered(5 * SECOND).await,
+        [200],
+        "the scale was committed and the first leader cut off"
+    );
     first.kill();
     // The second replica takes over once the lease expires (6 s) and must wait out the window.
     let seen =
         watch_replicas(&c, "handover", "app", Duration::from_secs(27).saturating_sub(scaled.elapsed())).await;
     assert_eq!(seen, [3], "the new leader does not repeat the scale");
     c.wait_scale("handover", "app", 4, 30 * SECOND).await.expect("the new leader scales after the window");
-    // The log line follows the scale write: wait for it rather than read the log at once.
-    support::wait_for(10 * SECOND, || async {
-        if second.log().contains("Successful rescale") {
-            Ok(())
-        } else {
-            Err("no rescale logged yet".to_string())
-        }
-    })
-    .await
-    .expect("the new leader made the next scale");
+    second.wait_log("Successful rescale", 10 * SECOND).await.expect("the new leader made the next scale");
 }
 
 /// `wpa serve` (reconciler only) reaching the API server through `proxy`.
@@ -317,6 +316,16 @@ async fn a_count_changed_just_before_the_write_is_decided_again_not_reported_as_
     }
     assert_eq!(proxy.triggered(), [422], "the raced write was refused by its test");
     assert!(serve.log().contains("deciding again on fresh data"), "{}", serve.log());
+    // The pass posts its events after its /scale write: once its Scaling event is there, so would be a
+    // FailedScale of the same pass.
+    support::wait_for(10 * SECOND, || async {
+        let events =
+            c.cluster.kubectl(&["get", "events", "-n", "raced", "-o", "jsonpath={.items[*].reason}"]);
+        let events = String::from_utf8_lossy(&events.stdout).to_string();
+        if events.contains("Scaling") { Ok(()) } else { Err(events) }
+    })
+    .await
+    .expect("the Scaling event of the pass that scaled");
     let events = c.cluster.kubectl(&["get", "events", "-n", "raced", "-o", "jsonpath={.items[*].reason}"]);
     let events = String::from_utf8_lossy(&events.stdout);
     assert!(!events.contains("FailedScale"), "no false FailedScale: {events}");

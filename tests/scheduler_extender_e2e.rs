@@ -225,7 +225,7 @@ fn scheduler_config(port: u16, ca_pem: &str) -> String {
 // repeat at once, instead of 60 sequential starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_keeps_min_available_through_the_loss_of_a_node_or_zone() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = devcluster::free_loopback_port().expect("a free loopback port");
     let identity = TlsIdentity::new(&["localhost", "127.0.0.1"]).expect("a serving certificate");
     let (with, without) = tokio::join!(
         TestCluster::start_with(Options {

@@ -21,7 +21,7 @@ fn binary() -> &'static Path {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port()
+    devcluster::free_loopback_port().expect("a free loopback port")
 }
 
 fn decode(v: &Value) -> String {

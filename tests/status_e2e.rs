@@ -247,13 +247,20 @@ async fn a_row_shows_the_value_against_its_watermarks_and_the_target() {
     assert_eq!(row(&r.stdout, "orphan")[2], "-", "a missing target has no count:\n{}", r.stdout);
 }
 
+/// The whole minutes at the start of `text` ("14 min 58 s left" -> 14).
+fn whole_minutes(text: &str) -> Option<u64> {
+    text.split_once(" min")?.0.parse().ok()
+}
+
 #[tokio::test]
 async fn a_wait_says_when_the_next_scale_can_happen() {
     let r = status(&["-n", NS]).await;
     for name in ["hot", "windowed"] {
         let next = row(&r.stdout, name).last().cloned().unwrap_or_default();
-        // 900 s delay or window, counted from a pass a few seconds ago.
-        assert!(next.starts_with("in 14 min") || next == "in 15 min", "{name}: {next}\n{}", r.stdout);
+        // A 900 s delay or window, counted from a pass when the fleet settled (tests of this binary share the
+        // fleet and may run minutes later).
+        let left = next.strip_prefix("in ").and_then(whole_minutes);
+        assert!(left.is_some_and(|m| (5..=15).contains(&m)), "{name}: {next}\n{}", r.stdout);
     }
     assert_eq!(row(&r.stdout, "calm").last().map(String::as_str), Some("-"), "{}", r.stdout);
 }
@@ -267,9 +274,9 @@ async fn wide_adds_the_flags_and_the_decision_in_words() {
     let hot = row(&r.stdout, "hot");
     assert_eq!(hot[3], "above", "the flags have their own column:\n{}", r.stdout);
     let detail = hot.last().cloned().unwrap_or_default();
+    let left = detail.strip_prefix("waiting: upscale delay (above the band), ").and_then(whole_minutes);
     assert!(
-        detail.starts_with("waiting: upscale delay (above the band), 14 min")
-            && detail.ends_with(" left, then up 3 -> 4"),
+        left.is_some_and(|m| (5..=15).contains(&m)) && detail.ends_with(" left, then up 3 -> 4"),
         "{detail}\n{}",
         r.stdout
     );

@@ -220,6 +220,21 @@ async fn a_server_dry_run_shows_the_defaults_and_stores_nothing() {
     assert!(!gone.status.success(), "a dry run creates nothing");
 }
 
+/// `kubectl apply` of `manifest`, refused: the webhook's index learns of the other autoscaler through a
+/// watch, so server dry runs probe until it refuses (a real apply accepted too early would create the
+/// object and turn every retry into an unchanged no-op), then the real apply's error.
+async fn refused_once_seen(cluster: &TestCluster, manifest: &str) -> String {
+    wait_for(Duration::from_secs(10), || async {
+        let (ok, _, _) = kubectl_apply(cluster, manifest, &["--dry-run=server"]);
+        if ok { Err("still accepted".to_string()) } else { Ok(()) }
+    })
+    .await
+    .expect("refused once the webhook has seen the other autoscaler");
+    let (ok, _, err) = kubectl_apply(cluster, manifest, &[]);
+    assert!(!ok, "a refused server dry run, then an accepted apply");
+    err
+}
+
 #[tokio::test]
 async fn a_second_wpa_on_the_same_target_is_refused_naming_the_first() {
     let w = webhooked().await;
@@ -227,17 +242,7 @@ async fn a_second_wpa_on_the_same_target_is_refused_naming_the_first() {
     let (ok, _, err) = kubectl_apply(&w.cluster, &web_wpa(&ns, "web", false), &[]);
     assert!(ok, "{err}");
     // Refused once the cache has seen the first.
-    let second = web_wpa(&ns, "web-2", false);
-    let err = wait_for(Duration::from_secs(10), || {
-        let second = second.clone();
-        let cluster = &w.cluster;
-        async move {
-            let (ok, _, err) = kubectl_apply(cluster, &second, &[]);
-            if ok { Err("still accepted".to_string()) } else { Ok(err) }
-        }
-    })
-    .await
-    .expect("the second WPA is refused");
+    let err = refused_once_seen(&w.cluster, &web_wpa(&ns, "web-2", false)).await;
     assert!(
         err.contains(&format!(
             "spec.scaleTargetRef: Deployment/web is already scaled by WatermarkPodAutoscaler {ns}/web"
@@ -266,16 +271,7 @@ async fn a_wpa_on_a_deployment_an_hpa_scales_is_refused_naming_the_hpa() {
     let w = webhooked().await;
     let ns = TestNamespace::create(&w.cluster).await;
     w.cluster.kubectl_apply(&hpa(&ns)).expect("an HPA");
-    let api_wpa = web_wpa(&ns, "api", true);
-    let err = wait_for(Duration::from_secs(10), || {
-        let (cluster, api_wpa) = (&w.cluster, api_wpa.clone());
-        async move {
-            let (ok, _, err) = kubectl_apply(cluster, &api_wpa, &[]);
-            if ok { Err("still accepted".to_string()) } else { Ok(err) }
-        }
-    })
-    .await
-    .expect("the WPA on an HPA-scaled Deployment is refused");
+    let err = refused_once_seen(&w.cluster, &web_wpa(&ns, "api", true)).await;
     assert!(
         err.contains(&format!("Deployment/api is already scaled by HorizontalPodAutoscaler {ns}/hpa-api")),
         "{err}"
@@ -511,7 +507,7 @@ async fn a_certificate_rotation_during_a_stream_of_requests_loses_none() {
     let (first, second) = (ca.issue(&sans).expect("a leaf"), ca.issue(&sans).expect("a leaf"));
     let secret = cluster.dir().join("secret-volume");
     kubelet_write(&secret, "..2026_01_01_00_00_00.1", &first);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
+    let port = devcluster::free_loopback_port().expect("a free loopback port");
     cluster
         .kubectl_apply(&webhook_configurations(port, Some(&ca.ca_pem)).expect("configurations"))
         .expect("register");
@@ -588,11 +584,13 @@ async fn a_certificate_rotation_during_a_stream_of_requests_loses_none() {
     let _ = api.delete("nonexistent", &DeleteParams::default()).await;
 }
 
-/// Its own cluster: it stops the webhook's server.
+/// Its own cluster: it stops the webhook's server. The delay is long enough for a whole `kubectl apply`
+/// (a process start, discovery, a read, both webhooks) on a loaded machine.
 #[tokio::test]
 async fn a_graceful_shutdown_answers_in_flight_requests() {
+    const DELAY: Duration = Duration::from_secs(10);
     let (cluster, mut serve) =
-        cluster_with_webhook_on(TestCluster::start().await, &["--shutdown-delay", "3s"]).await;
+        cluster_with_webhook_on(TestCluster::start().await, &["--shutdown-delay", "10s"]).await;
     let (ok, _, err) = kubectl_apply(&cluster, WEB_WPA, &[]);
     assert!(ok, "{err}");
     let (code, _) = support::http_get(serve.health_port, "/readyz").expect("readyz");
@@ -615,14 +613,14 @@ async fn a_graceful_shutdown_answers_in_flight_requests() {
         &[],
     );
     assert!(ok, "a WPA admitted during the shutdown delay: {err}");
-    assert!(signalled.elapsed() < Duration::from_secs(3), "still within the delay");
+    assert!(signalled.elapsed() < DELAY, "still within the delay");
     while !serve.exited() && signalled.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(serve.exited(), "the process exits after the delay and the drain");
     let took = signalled.elapsed();
     eprintln!("graceful shutdown took {took:?}");
-    assert!(took >= Duration::from_secs(3), "the delay was kept ({took:?})");
+    assert!(took >= DELAY, "the delay was kept ({took:?})");
     assert!(serve.log().contains("webhook server drained"), "{}", serve.log());
 }
 

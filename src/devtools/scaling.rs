@@ -34,6 +34,9 @@ pub struct ScalingCluster {
 #[derive(Default)]
 pub struct Kubelet {
     namespaces: Mutex<BTreeSet<String>>,
+    /// Held through each pass over the namespaces, so [`Kubelet::pause`] can wait out a pass that began
+    /// before the namespace left the set.
+    pass: tokio::sync::Mutex<()>,
     stop: AtomicBool,
 }
 
@@ -42,9 +45,12 @@ impl Kubelet {
         self.namespaces.lock().unwrap().insert(namespace.to_string());
     }
 
-    /// Stops marking this namespace's new pods ready (pods already ready stay so).
-    pub fn pause(&self, namespace: &str) {
+    /// Stops marking this namespace's new pods ready (pods already ready stay so). On return no pass of the
+    /// kubelet touches the namespace any more: a pass that read the set before is waited out, or it would
+    /// mark ready the pods a test is about to make unready.
+    pub async fn pause(&self, namespace: &str) {
         self.namespaces.lock().unwrap().remove(namespace);
+        drop(self.pass.lock().await);
     }
 }
 
@@ -81,6 +87,7 @@ impl ScalingCluster {
             // Each distinct error once (an API server restart would repeat the same one many times).
             let mut seen = BTreeSet::new();
             while !k.stop.load(Ordering::Relaxed) {
+                let pass = k.pass.lock().await;
                 let namespaces: Vec<String> = k.namespaces.lock().unwrap().iter().cloned().collect();
                 for ns in namespaces {
                     let results = [
@@ -94,6 +101,7 @@ impl ScalingCluster {
                         }
                     }
                 }
+                drop(pass);
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });

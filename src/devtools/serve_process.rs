@@ -140,6 +140,19 @@ impl WpaServe {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Waits up to `timeout` for the log to contain `needle`: a pass logs its rescale after the `/scale`
+    /// write a test sees, so a test reads the line by waiting, never at once.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            if Instant::now() >= deadline {
+                bail!("no {needle:?} in the log within {timeout:?}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// SIGTERM, without waiting.
     pub fn signal_terminate(&self) {
         devcluster::process::terminate(&self.child);

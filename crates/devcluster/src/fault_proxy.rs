@@ -170,6 +170,19 @@ impl FaultProxy {
         self.shared.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// [`FaultProxy::triggered`] once a request has met the fault, waiting up to `timeout`: the proxy records
+    /// the answer when it has it, a moment after the write it answers is visible to everyone else.
+    pub async fn wait_triggered(&self, timeout: Duration) -> Vec<u16> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.triggered();
+            if !seen.is_empty() || Instant::now() >= deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A kubeconfig for this proxy with `token`.
     pub fn kubeconfig(&self, token: &str, namespace: &str) -> String {
         format!(
