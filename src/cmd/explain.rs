@@ -560,23 +560,12 @@ mod tests {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
         use crate::{
-            api::{Condition, WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus},
-            engine::{
-                ConditionStatus, ExternalSample, MetricObservation, OwnerKind, OwnerRef, PodInfo, PodPhase,
-                ReadyCondition, ScaleInfo,
-            },
+            api::{Condition, WatermarkPodAutoscalerStatus},
+            engine::fixtures,
         };
         let now: Timestamp = "2026-06-01T12:00:00Z".parse().expect("a time");
         let ago = |s: u64| now - Duration::from_secs(s);
-        let spec: WatermarkPodAutoscalerSpec = serde_json::from_value(serde_json::json!({
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-            "minReplicas": 2, "maxReplicas": 10,
-            "metrics": [{"type": "External", "external": {"metricName": "qps",
-                "metricSelector": {"matchLabels": {"app": "web"}}, "highWatermark": "100", "lowWatermark": "50"}}]
-        }))
-        .expect("a spec");
-        let mut wpa = WatermarkPodAutoscaler::new("web", spec);
-        wpa.metadata.namespace = Some("shop".into());
+        let mut wpa = fixtures::wpa("shop", "web", fixtures::external_spec("web", 2, serde_json::json!({})));
         wpa.metadata.annotations =
             Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
         wpa.status = Some(WatermarkPodAutoscalerStatus {
@@ -593,38 +582,7 @@ mod tests {
                 .collect(),
             ..Default::default()
         });
-        let pods = (0..replicas)
-            .map(|i| PodInfo {
-                name: format!("web-abc-{i}"),
-                phase: PodPhase::Running,
-                ready: Some(ReadyCondition {
-                    status: ConditionStatus::True,
-                    last_transition: Some(ago(600)),
-                }),
-                start_time: Some(ago(700)),
-                deleting: false,
-                owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "web-abc".into() }],
-            })
-            .collect();
-        let inputs = Inputs {
-            target: Ok(ScaleInfo {
-                name: "web".into(),
-                namespace: "shop".into(),
-                spec_replicas: replicas,
-                status_replicas: replicas,
-                selector: "app=web".into(),
-            }),
-            resolved: None,
-            pods: Ok(pods),
-            metrics: vec![MetricObservation::External(
-                value
-                    .map(|v| ExternalSample { values: vec![v * 1000], timestamp: Some(now) })
-                    .map_err(String::from),
-            )],
-            recommendation: None,
-            monitor: MonitorObservation::NotRequested,
-            conflicts: Vec::new(),
-        };
+        let inputs = Inputs::one_external("shop", "web", replicas, value, now);
         let plan = engine::Plan::new(&wpa);
         let d = engine::decide(&plan, &inputs.observation(), now);
         output(format, &plan, &inputs, &d, now)

@@ -8,11 +8,8 @@ use serde_json::json;
 
 use super::*;
 use crate::{
-    api::{WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus},
-    engine::{
-        ConditionStatus, ExternalSample, MetricObservation, MonitorObservation, OwnerKind, OwnerRef, PodInfo,
-        PodPhase, ReadyCondition, ScaleInfo, TargetError, TargetErrorKind,
-    },
+    api::WatermarkPodAutoscalerStatus,
+    engine::{MonitorObservation, TargetError, TargetErrorKind, fixtures},
 };
 
 fn now() -> Timestamp {
@@ -22,18 +19,7 @@ fn now() -> Timestamp {
 /// A WPA `name` on Deployment `name` (1..10 replicas, one External metric `qps` with watermarks 50..100)
 /// with `extra` spec fields, last scaled `scaled_ago` (if ever).
 fn wpa(name: &str, extra: serde_json::Value, scaled_ago: Option<u64>) -> WatermarkPodAutoscaler {
-    let mut spec = json!({
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-        "minReplicas": 1, "maxReplicas": 10,
-        "metrics": [{"type": "External", "external": {"metricName": "qps",
-            "metricSelector": {"matchLabels": {"app": name}}, "highWatermark": "100", "lowWatermark": "50"}}]
-    });
-    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-        s.extend(e.clone());
-    }
-    let spec: WatermarkPodAutoscalerSpec = serde_json::from_value(spec).expect("a spec");
-    let mut w = WatermarkPodAutoscaler::new(name, spec);
-    w.metadata.namespace = Some("shop".into());
+    let mut w = fixtures::wpa("shop", name, fixtures::external_spec(name, 1, extra));
     w.status = Some(WatermarkPodAutoscalerStatus {
         last_scale_time: scaled_ago.map(|s| Time(now() - Duration::from_secs(s))),
         ..Default::default()
@@ -43,38 +29,9 @@ fn wpa(name: &str, extra: serde_json::Value, scaled_ago: Option<u64>) -> Waterma
 
 /// The inputs of a target at `replicas` ready pods whose metric reads `value` (or fails).
 fn inputs(name: &str, replicas: i32, value: Result<i64, &str>, conflicts: &[&str]) -> Inputs {
-    let pods = (0..replicas)
-        .map(|i| PodInfo {
-            name: format!("{name}-abc-{i}"),
-            phase: PodPhase::Running,
-            ready: Some(ReadyCondition {
-                status: ConditionStatus::True,
-                last_transition: Some(now() - Duration::from_secs(600)),
-            }),
-            start_time: Some(now() - Duration::from_secs(700)),
-            deleting: false,
-            owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: format!("{name}-abc") }],
-        })
-        .collect();
-    Inputs {
-        target: Ok(ScaleInfo {
-            name: name.into(),
-            namespace: "shop".into(),
-            spec_replicas: replicas,
-            status_replicas: replicas,
-            selector: format!("app={name}"),
-        }),
-        resolved: None,
-        pods: Ok(pods),
-        metrics: vec![MetricObservation::External(
-            value
-                .map(|v| ExternalSample { values: vec![v * 1000], timestamp: Some(now()) })
-                .map_err(String::from),
-        )],
-        recommendation: None,
-        monitor: MonitorObservation::NotRequested,
-        conflicts: conflicts.iter().map(|c| c.to_string()).collect(),
-    }
+    let mut inputs = Inputs::one_external("shop", name, replicas, value, now());
+    inputs.conflicts = conflicts.iter().map(|c| c.to_string()).collect();
+    inputs
 }
 
 fn line(w: &WatermarkPodAutoscaler, inputs: &Inputs) -> Line {

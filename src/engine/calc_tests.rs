@@ -4,11 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use proptest::prelude::*;
 
 use super::*;
-use crate::engine::pods::{ConditionStatus, OwnerKind, OwnerRef, PodInfo, PodPhase, ReadyCondition};
+use crate::engine::{
+    fixtures,
+    pods::{ConditionStatus, PodInfo, PodPhase},
+};
 
 fn now() -> Timestamp {
     "2026-03-01T12:00:00Z".parse().expect("a timestamp")
@@ -35,28 +38,12 @@ fn with_converge(converge: Converge, modulo: i32) -> CalcSpec {
 }
 
 fn scale(spec_replicas: i32, status_replicas: i32) -> ScaleInfo {
-    ScaleInfo {
-        name: "web".into(),
-        namespace: "prod".into(),
-        spec_replicas,
-        status_replicas,
-        selector: "app=web".into(),
-    }
+    fixtures::scale("prod", "web", spec_replicas, status_replicas)
 }
 
 /// A pod of the target `web` (through its ReplicaSet), started 700 s ago, with the given phase and Ready.
 fn pod(name: &str, phase: PodPhase, ready: ConditionStatus) -> PodInfo {
-    PodInfo {
-        name: name.into(),
-        phase,
-        ready: Some(ReadyCondition {
-            status: ready,
-            last_transition: Some(now() - SignedDuration::from_secs(600)),
-        }),
-        start_time: Some(now() - SignedDuration::from_secs(700)),
-        deleting: false,
-        owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "web-5d8c".into() }],
-    }
+    fixtures::pod(name, phase, ready, "web-5d8c", now())
 }
 
 fn ready_pods(n: usize) -> Vec<PodInfo> {

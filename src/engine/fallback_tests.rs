@@ -15,9 +15,8 @@ use super::*;
 use crate::{
     api::{WatermarkPodAutoscaler, WatermarkPodAutoscalerSpec, WatermarkPodAutoscalerStatus},
     engine::{
-        ConditionStatus, ExternalSample, MetricObservation, MonitorObservation, Observation, OwnerKind,
-        OwnerRef, PodInfo, PodPhase, ReadyCondition, Recommendation, ScaleInfo, ScaleIntent, ScaleResult,
-        decide, plan::Plan, recommender::check_recommendation,
+        ExternalSample, MetricObservation, MonitorObservation, Observation, PodInfo, Recommendation,
+        ScaleInfo, ScaleIntent, ScaleResult, decide, fixtures, plan::Plan, recommender::check_recommendation,
     },
 };
 
@@ -64,19 +63,7 @@ fn wpa(metrics: &str, extra: serde_json::Value) -> WatermarkPodAutoscaler {
 
 /// `n` Running pods of the target, the first `ready` of them Ready for 10 minutes.
 fn pods(n: usize, ready: usize) -> Vec<PodInfo> {
-    (0..n)
-        .map(|i| PodInfo {
-            name: format!("web-abc-{i}"),
-            phase: PodPhase::Running,
-            ready: Some(ReadyCondition {
-                status: if i < ready { ConditionStatus::True } else { ConditionStatus::False },
-                last_transition: Some(now() - Duration::from_secs(600)),
-            }),
-            start_time: Some(now() - Duration::from_secs(700)),
-            deleting: false,
-            owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "web-abc".into() }],
-        })
-        .collect()
+    fixtures::running_pods("web-abc", n, ready, now())
 }
 
 /// What each pass reads, besides the target (4 replicas).

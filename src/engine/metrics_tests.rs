@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use super::*;
 use crate::engine::{
     calc::{ExternalSample, MetricResult},
-    pods::{ConditionStatus, OwnerKind, OwnerRef, PodPhase, ReadyCondition},
+    fixtures,
 };
 
 fn now() -> Timestamp {
@@ -218,29 +218,11 @@ fn the_valid_metric_message_adds_the_recommenders_reason_only_when_there_is_one(
 // --- compute_outcomes ---
 
 fn scale() -> ScaleInfo {
-    ScaleInfo {
-        name: "web".into(),
-        namespace: "prod".into(),
-        spec_replicas: 2,
-        status_replicas: 2,
-        selector: "app=web".into(),
-    }
+    fixtures::scale("prod", "web", 2, 2)
 }
 
 fn pods() -> Vec<PodInfo> {
-    (0..2)
-        .map(|i| PodInfo {
-            name: format!("web-5d8c-{i}"),
-            phase: PodPhase::Running,
-            ready: Some(ReadyCondition {
-                status: ConditionStatus::True,
-                last_transition: Some(now() - SignedDuration::from_secs(600)),
-            }),
-            start_time: Some(now() - SignedDuration::from_secs(700)),
-            deleting: false,
-            owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "web-5d8c".into() }],
-        })
-        .collect()
+    fixtures::running_pods("web-5d8c", 2, 2, now())
 }
 
 fn outcomes_for(

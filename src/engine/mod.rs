@@ -22,6 +22,8 @@ pub mod conditions;
 mod conflict;
 mod decision;
 pub(crate) mod fallback;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub(crate) mod gate;
 mod lifecycle;
 pub(crate) mod limits;

@@ -11,7 +11,7 @@ use crate::{
         calc::MetricResult,
         conditions::get_condition,
         decision::{Sample, Series},
-        validation,
+        fixtures, validation,
     },
 };
 
@@ -23,17 +23,10 @@ fn ago(seconds: i64) -> Timestamp {
     now() - SignedDuration::from_secs(seconds)
 }
 
-/// A defaulted WPA on Deployment `web`: 2..=10 replicas, one External metric `qps` (50..100).
+/// A defaulted WPA `prod/web` on Deployment `web`: 2..=10 replicas, one External metric `qps` (50..100).
 fn wpa(status: WatermarkPodAutoscalerStatus) -> WatermarkPodAutoscaler {
-    let spec: WatermarkPodAutoscalerSpec = serde_json::from_value(serde_json::json!({
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "minReplicas": 2, "maxReplicas": 10,
-        "metrics": [{"type": "External", "external": {"metricName": "qps",
-            "metricSelector": {"matchLabels": {"app": "web"}}, "highWatermark": "100", "lowWatermark": "50"}}]
-    }))
-    .expect("a spec");
-    let mut w = WatermarkPodAutoscaler::new("web", validation::with_defaults(&spec));
-    w.metadata.namespace = Some("prod".into());
+    let spec = fixtures::external_spec("web", 2, serde_json::json!({}));
+    let mut w = fixtures::wpa("prod", "web", validation::with_defaults(&spec));
     w.status = Some(status);
     w
 }
@@ -43,13 +36,7 @@ fn scaled_before(seconds: i64) -> WatermarkPodAutoscalerStatus {
 }
 
 fn scale(spec_replicas: i32, status_replicas: i32) -> ScaleInfo {
-    ScaleInfo {
-        name: "web".into(),
-        namespace: "prod".into(),
-        spec_replicas,
-        status_replicas,
-        selector: "app=web".into(),
-    }
+    fixtures::scale("prod", "web", spec_replicas, status_replicas)
 }
 
 fn metric(name: &str, replicas: i32, above: bool, below: bool) -> MetricOutcome {

@@ -22,14 +22,7 @@ fn rs(name: &str) -> OwnerRef {
 
 /// A pod of `web` (ReplicaSet `web-5d8c`), started 700 s ago, Ready transition 600 s ago.
 fn pod(name: &str, phase: PodPhase, ready: ConditionStatus) -> PodInfo {
-    PodInfo {
-        name: name.into(),
-        phase,
-        ready: Some(ReadyCondition { status: ready, last_transition: Some(ago(600)) }),
-        start_time: Some(ago(700)),
-        deleting: false,
-        owners: vec![rs("web-5d8c")],
-    }
+    crate::engine::fixtures::pod(name, phase, ready, "web-5d8c", now())
 }
 
 #[test]

@@ -201,6 +201,34 @@ impl Inputs {
             conflicts: &self.conflicts,
         }
     }
+
+    /// What the commands' unit tests decide from: Deployment `namespace/name` at `replicas` Running and Ready
+    /// pods (ReplicaSet `{name}-abc`), its one External metric reading `value` in total at `now` (or failing
+    /// with it), no conflict.
+    #[cfg(test)]
+    pub(crate) fn one_external(
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+        value: Result<i64, &str>,
+        now: Timestamp,
+    ) -> Inputs {
+        use crate::engine::{ExternalSample, fixtures};
+        let count = usize::try_from(replicas).unwrap_or(0);
+        Inputs {
+            target: Ok(fixtures::scale(namespace, name, replicas, replicas)),
+            resolved: None,
+            pods: Ok(fixtures::running_pods(&format!("{name}-abc"), count, count, now)),
+            metrics: vec![MetricObservation::External(
+                value
+                    .map(|v| ExternalSample { values: vec![v * 1000], timestamp: Some(now) })
+                    .map_err(String::from),
+            )],
+            recommendation: None,
+            monitor: MonitorObservation::NotRequested,
+            conflicts: Vec::new(),
+        }
+    }
 }
 
 /// `group` of an `apiVersion` (`apps/v1` → `apps`, `v1` → core).
