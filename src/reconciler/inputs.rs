@@ -213,7 +213,7 @@ impl Inputs {
         value: Result<i64, &str>,
         now: Timestamp,
     ) -> Inputs {
-        use crate::engine::{ExternalSample, fixtures};
+        use crate::engine::fixtures;
         let count = usize::try_from(replicas).unwrap_or(0);
         Inputs {
             target: Ok(fixtures::scale(namespace, name, replicas, replicas)),

@@ -285,15 +285,15 @@ struct Other {
 
 impl Other {
     /// `HorizontalPodAutoscaler ns/web (created after this WatermarkPodAutoscaler, at ...)`: which came
-    /// first, when the other's creation time is known.
+    /// first, when both creation times are known (or this WPA is being created).
     fn describe(&self, ours: Age) -> String {
         let plain = format!("{} {}/{}", self.kind, self.namespace, self.name);
-        match self.created {
-            Some(at) => {
+        match (ours, self.created) {
+            (Age::New | Age::Existing(Some(_)), Some(at)) => {
                 let order = if ours.came_before(self.created) { "after" } else { "before" };
                 format!("{plain} (created {order} this WatermarkPodAutoscaler, at {at})")
             }
-            None => plain,
+            _ => plain,
         }
     }
 }
