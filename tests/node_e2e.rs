@@ -474,10 +474,10 @@ async fn cert_manager_a_killed_leader_is_replaced_within_the_lease_without_doubl
         Api::namespaced(t.client(), &release.namespace);
     let unlisted = wait_for(60 * SECOND, || async {
         let listed = endpoints.get(&release.name).await.map_err(|e| e.to_string())?;
-        let ips = listed.subsets.unwrap_or_default().into_iter().flat_map(|s| {
+        let mut addresses = listed.subsets.unwrap_or_default().into_iter().flat_map(|s| {
             s.addresses.unwrap_or_default().into_iter().chain(s.not_ready_addresses.unwrap_or_default())
         });
-        if ips.into_iter().any(|a| a.ip == leader_ip) {
+        if addresses.any(|a| a.ip == leader_ip) {
             Err(format!("{leader_ip} still listed"))
         } else {
             Ok(probe.elapsed())

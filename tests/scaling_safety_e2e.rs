@@ -318,15 +318,13 @@ async fn a_count_changed_just_before_the_write_is_decided_again_not_reported_as_
     assert!(serve.log().contains("deciding again on fresh data"), "{}", serve.log());
     // The pass posts its events after its /scale write: once its Scaling event is there, so would be a
     // FailedScale of the same pass.
-    support::wait_for(10 * SECOND, || async {
+    let events = support::wait_for(10 * SECOND, || async {
         let events =
             c.cluster.kubectl(&["get", "events", "-n", "raced", "-o", "jsonpath={.items[*].reason}"]);
         let events = String::from_utf8_lossy(&events.stdout).to_string();
-        if events.contains("Scaling") { Ok(()) } else { Err(events) }
+        if events.contains("Scaling") { Ok(events) } else { Err(events) }
     })
     .await
     .expect("the Scaling event of the pass that scaled");
-    let events = c.cluster.kubectl(&["get", "events", "-n", "raced", "-o", "jsonpath={.items[*].reason}"]);
-    let events = String::from_utf8_lossy(&events.stdout);
     assert!(!events.contains("FailedScale"), "no false FailedScale: {events}");
 }

@@ -143,14 +143,12 @@ impl WpaServe {
     /// Waits up to `timeout` for the log to contain `needle`: a pass logs its rescale after the `/scale`
     /// write a test sees, so a test reads the line by waiting, never at once.
     pub async fn wait_log(&self, needle: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        while !self.log().contains(needle) {
-            if Instant::now() >= deadline {
-                bail!("no {needle:?} in the log within {timeout:?}:\n{}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+        devcluster::wait_for(timeout, || async {
+            let log = self.log();
+            if log.contains(needle) { Ok(()) } else { Err(format!("no {needle:?} in the log:\n{log}")) }
+        })
+        .await
+        .map_err(anyhow::Error::msg)
     }
 
     /// SIGTERM, without waiting.

@@ -172,15 +172,14 @@ impl FaultProxy {
 
     /// [`FaultProxy::triggered`] once a request has met the fault, waiting up to `timeout`: the proxy records
     /// the answer when it has it, a moment after the write it answers is visible to everyone else.
+    /// Empty if none did.
     pub async fn wait_triggered(&self, timeout: Duration) -> Vec<u16> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        crate::wait_for(timeout, || async {
             let seen = self.triggered();
-            if !seen.is_empty() || Instant::now() >= deadline {
-                return seen;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if seen.is_empty() { Err("no request met the fault".to_string()) } else { Ok(seen) }
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// A kubeconfig for this proxy with `token`.
