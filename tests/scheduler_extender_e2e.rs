@@ -35,6 +35,10 @@ struct Scenario {
     min_available: Option<i32>,
     /// Whether the zones can hold the replicas within the budget, so a zone loss is checked too.
     zones_checked: bool,
+    /// Whether the scale-up's pods are held back until all of them exist, then released at once: the
+    /// scheduler then asks about each while its siblings are visibly pending (a burst). Without the gate a
+    /// fast scheduler may place each new pod before the next one exists, and no run is sure to burst.
+    gated: bool,
 }
 
 const SCENARIOS: [Scenario; 5] = [
@@ -45,6 +49,7 @@ const SCENARIOS: [Scenario; 5] = [
         replicas: 8,
         min_available: Some(70),
         zones_checked: false,
+        gated: false,
     },
     // (2) Eight nodes, seven half full, a burst of 22 new replicas.
     Scenario {
@@ -53,6 +58,7 @@ const SCENARIOS: [Scenario; 5] = [
         replicas: 24,
         min_available: Some(70),
         zones_checked: false,
+        gated: true,
     },
     // (3) Zones of one and three empty nodes.
     Scenario {
@@ -61,6 +67,7 @@ const SCENARIOS: [Scenario; 5] = [
         replicas: 8,
         min_available: Some(50),
         zones_checked: true,
+        gated: false,
     },
     // (4) One full node: three nodes cannot hold 8 replicas at 2 each; nothing may stay Pending.
     Scenario {
@@ -69,6 +76,7 @@ const SCENARIOS: [Scenario; 5] = [
         replicas: 8,
         min_available: Some(70),
         zones_checked: false,
+        gated: false,
     },
     // (5) A Deployment without a WPA.
     Scenario {
@@ -77,6 +85,7 @@ const SCENARIOS: [Scenario; 5] = [
         replicas: 8,
         min_available: None,
         zones_checked: false,
+        gated: false,
     },
 ];
 
@@ -97,6 +106,13 @@ impl Placement {
     fn after_worst_zone_loss(&self, replicas: i32) -> i32 {
         replicas - self.per_zone.values().copied().max().unwrap_or(0)
     }
+}
+
+/// The scheduler tried the pod and found no node for it.
+fn unschedulable(p: &Pod) -> bool {
+    p.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| {
+        c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+    })
 }
 
 fn must_stay(replicas: i32, percent: i32) -> i32 {
@@ -136,11 +152,37 @@ async fn run(cluster: &TestCluster, s: Scenario, ns: &str) -> Placement {
         );
         cluster.apply_yaml(&wpa).await.expect("WPA");
     }
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
+    // The gate: a pod the replicas require (pod affinity) while it is labelled open. It takes no CPU and
+    // is not one of the replicas (no app label).
+    let affinity = if s.gated {
+        let gate: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "gate", "labels": {"gate": "open"}},
+            "spec": {"nodeName": format!("{ns}-n0"), "automountServiceAccountToken": false,
+                "containers": [{"name": "a", "image": "registry.invalid/a"}]}
+        }))
+        .unwrap();
+        cluster.create_namespaced(ns, &gate).await.expect("the gate pod");
+        "      affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{labelSelector: {matchLabels: {gate: open}}, topologyKey: pool}]}}\n"
+    } else {
+        ""
+    };
     let deployment = format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app, namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: app}}}}\n  template:\n    metadata: {{labels: {{app: app}}}}\n    spec:\n      nodeSelector: {{pool: {ns}}}\n      automountServiceAccountToken: false\n      containers: [{{name: a, image: registry.invalid/a, resources: {{requests: {{cpu: 500m}}}}}}]\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app, namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: app}}}}\n  template:\n    metadata: {{labels: {{app: app}}}}\n    spec:\n      nodeSelector: {{pool: {ns}}}\n{affinity}      automountServiceAccountToken: false\n      containers: [{{name: a, image: registry.invalid/a, resources: {{requests: {{cpu: 500m}}}}}}]\n"
     );
     cluster.apply_yaml(&deployment).await.expect("deployment");
-    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
+    let set_gate = |state: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.patch(
+                "gate",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"metadata": {"labels": {"gate": state}}})),
+            )
+            .await
+            .expect("label the gate pod");
+        }
+    };
     let bound = |want: usize| {
         let pods = pods.clone();
         async move {
@@ -158,6 +200,9 @@ async fn run(cluster: &TestCluster, s: Scenario, ns: &str) -> Placement {
         }
     };
     bound(2).await.expect("the first two replicas are bound");
+    if s.gated {
+        set_gate("closed").await;
+    }
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(cluster.client(), ns);
     deployments
         .patch_scale(
@@ -167,6 +212,33 @@ async fn run(cluster: &TestCluster, s: Scenario, ns: &str) -> Placement {
         )
         .await
         .expect("scale");
+    if s.gated {
+        // Every new replica exists and the scheduler has found it unschedulable (it asks no extender when
+        // its own filters leave no node); then all of them are released at once.
+        support::wait_for(60 * SECOND, || async {
+            let list =
+                pods.list(&ListParams::default().labels("app=app")).await.map_err(|e| e.to_string())?;
+            let unbound: Vec<&Pod> = list
+                .items
+                .iter()
+                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none())
+                .collect();
+            let held = unbound.iter().filter(|p| unschedulable(p)).count();
+            if list.items.len() == s.replicas as usize && held >= 2 && held == unbound.len() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} of {} replicas exist, {held} of {} unbound held",
+                    list.items.len(),
+                    s.replicas,
+                    unbound.len()
+                ))
+            }
+        })
+        .await
+        .expect("the scale-up's replicas wait at the gate");
+        set_gate("open").await;
+    }
     // Every replica is bound, or the run reports how many stayed Pending after a minute.
     let _ = bound(s.replicas as usize).await;
     let mut placement = Placement::default();
@@ -318,6 +390,14 @@ async fn placement_keeps_min_available_through_the_loss_of_a_node_or_zone() {
         assert!(p.per_node.values().all(|&n| n <= 3), "full: water-filled: {p:?}");
     }
     let (_, metrics) = support::http_get(serve.health_port, "/metrics").expect("metrics");
+    eprintln!(
+        "extender decisions: {}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("wpa_scheduler_extender_requests_total"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     assert!(
         counter(&metrics, "wpa_scheduler_extender_requests_total{verb=\"filter\",mode=\"burst\"}") > 0.0,
         "bursts were seen"
