@@ -47,7 +47,7 @@ fn pod(name: &str, phase: PodPhase, ready: ConditionStatus) -> PodInfo {
 }
 
 fn ready_pods(n: usize) -> Vec<PodInfo> {
-    (0..n).map(|i| pod(&format!("web-5d8c-{i}"), PodPhase::Running, ConditionStatus::True)).collect()
+    fixtures::running_pods("web-5d8c", n, n, now())
 }
 
 fn wpa_spec(json: serde_json::Value) -> WatermarkPodAutoscalerSpec {

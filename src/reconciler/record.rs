@@ -393,10 +393,7 @@ mod tests {
 
     use std::{collections::VecDeque, sync::Mutex as StdMutex};
 
-    use crate::engine::{
-        ConditionStatus, ExternalSample, MetricObservation, MonitorObservation, Observation, OwnerKind,
-        OwnerRef, PodInfo, PodPhase, ReadyCondition, ScaleInfo,
-    };
+    use crate::engine::{ExternalSample, MetricObservation, MonitorObservation, Observation, fixtures};
 
     fn now() -> jiff::Timestamp {
         "2026-01-01T12:00:00Z".parse().expect("a time")
@@ -422,31 +419,14 @@ mod tests {
     }
 
     fn decide_at<'p>(plan: &'p Plan<'_>, replicas: i32) -> Decision<'p> {
-        let pods: Vec<PodInfo> = (0..replicas)
-            .map(|i| PodInfo {
-                name: format!("web-{i}"),
-                phase: PodPhase::Running,
-                ready: Some(ReadyCondition {
-                    status: ConditionStatus::True,
-                    last_transition: Some(now() - std::time::Duration::from_secs(600)),
-                }),
-                start_time: Some(now() - std::time::Duration::from_secs(700)),
-                deleting: false,
-                owners: vec![OwnerRef { kind: OwnerKind::ReplicaSet, name: "web-abc".into() }],
-            })
-            .collect();
+        let count = usize::try_from(replicas).expect("a count");
+        let pods = fixtures::running_pods("web-abc", count, count, now());
         let metrics = [MetricObservation::External(Ok(ExternalSample {
             values: vec![300_000],
             timestamp: Some(now()),
         }))];
         let obs = Observation {
-            target: Ok(ScaleInfo {
-                name: "web".into(),
-                namespace: "ns".into(),
-                spec_replicas: replicas,
-                status_replicas: replicas,
-                selector: "app=web".into(),
-            }),
+            target: Ok(fixtures::scale("ns", "web", replicas, replicas)),
             pods: Ok(&pods),
             metrics: &metrics,
             recommendation: None,
