@@ -119,11 +119,19 @@ fn must_stay(replicas: i32, percent: i32) -> i32 {
     (replicas * percent + 99) / 100
 }
 
-async fn patch_labels(cluster: &TestCluster, node: &str, labels: serde_json::Value) {
-    Api::<Node>::all(cluster.client())
-        .patch(node, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"labels": labels}})))
+/// Sets `labels` on object `name` (a node, the gate pod).
+async fn patch_labels<K>(api: &Api<K>, name: &str, labels: serde_json::Value)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"labels": labels}})))
         .await
-        .expect("label the node");
+        .unwrap_or_else(|e| panic!("label {name}: {e}"));
+}
+
+/// The node the pod is bound to, if it is.
+fn node_of(p: &Pod) -> Option<&str> {
+    p.spec.as_ref()?.node_name.as_deref()
 }
 
 /// One run of `s` in namespace `ns` on a pool of its own; returns where the replicas went.
@@ -133,7 +141,7 @@ async fn run(cluster: &TestCluster, s: Scenario, ns: &str) -> Placement {
     for (i, (zone, taken)) in s.nodes.iter().enumerate() {
         let node = format!("{ns}-n{i}");
         cluster.create_node(&node, &format!("{ns}-{zone}"), "8", "32Gi", 110).await.expect("node");
-        patch_labels(cluster, &node, json!({"pool": ns})).await;
+        patch_labels(&Api::<Node>::all(cluster.client()), &node, json!({"pool": ns})).await;
         zone_of.insert(node.clone(), format!("{ns}-{zone}"));
         if *taken > 0 {
             // Another workload's pod, bound to the node: what makes a node "half full".
@@ -171,29 +179,13 @@ async fn run(cluster: &TestCluster, s: Scenario, ns: &str) -> Placement {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app, namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: app}}}}\n  template:\n    metadata: {{labels: {{app: app}}}}\n    spec:\n      nodeSelector: {{pool: {ns}}}\n{affinity}      automountServiceAccountToken: false\n      containers: [{{name: a, image: registry.invalid/a, resources: {{requests: {{cpu: 500m}}}}}}]\n"
     );
     cluster.apply_yaml(&deployment).await.expect("deployment");
-    let set_gate = |state: &'static str| {
-        let pods = pods.clone();
-        async move {
-            pods.patch(
-                "gate",
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"metadata": {"labels": {"gate": state}}})),
-            )
-            .await
-            .expect("label the gate pod");
-        }
-    };
     let bound = |want: usize| {
         let pods = pods.clone();
         async move {
             support::wait_for(60 * SECOND, || async {
                 let list =
                     pods.list(&ListParams::default().labels("app=app")).await.map_err(|e| e.to_string())?;
-                let n = list
-                    .items
-                    .iter()
-                    .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
-                    .count();
+                let n = list.items.iter().filter(|p| node_of(p).is_some()).count();
                 if n >= want { Ok(()) } else { Err(format!("{n} of {want} bound")) }
             })
             .await
@@ -201,7 +193,7 @@ async fn run(cluster: &TestCluster, s: Scenario, ns: &str) -> Placement {
     };
     bound(2).await.expect("the first two replicas are bound");
     if s.gated {
-        set_gate("closed").await;
+        patch_labels(&pods, "gate", json!({"gate": "closed"})).await;
     }
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(cluster.client(), ns);
     deployments
@@ -218,11 +210,7 @@ async fn run(cluster: &TestCluster, s: Scenario, ns: &str) -> Placement {
         support::wait_for(60 * SECOND, || async {
             let list =
                 pods.list(&ListParams::default().labels("app=app")).await.map_err(|e| e.to_string())?;
-            let unbound: Vec<&Pod> = list
-                .items
-                .iter()
-                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none())
-                .collect();
+            let unbound: Vec<&Pod> = list.items.iter().filter(|p| node_of(p).is_none()).collect();
             let held = unbound.iter().filter(|p| unschedulable(p)).count();
             if list.items.len() == s.replicas as usize && held >= 2 && held == unbound.len() {
                 Ok(())
@@ -237,16 +225,16 @@ async fn run(cluster: &TestCluster, s: Scenario, ns: &str) -> Placement {
         })
         .await
         .expect("the scale-up's replicas wait at the gate");
-        set_gate("open").await;
+        patch_labels(&pods, "gate", json!({"gate": "open"})).await;
     }
     // Every replica is bound, or the run reports how many stayed Pending after a minute.
     let _ = bound(s.replicas as usize).await;
     let mut placement = Placement::default();
     for p in pods.list(&ListParams::default().labels("app=app")).await.expect("pods").items {
-        match p.spec.and_then(|s| s.node_name) {
+        match node_of(&p) {
             Some(node) => {
-                *placement.per_zone.entry(zone_of[&node].clone()).or_default() += 1;
-                *placement.per_node.entry(node).or_default() += 1;
+                *placement.per_zone.entry(zone_of[node].clone()).or_default() += 1;
+                *placement.per_node.entry(node.to_owned()).or_default() += 1;
             }
             None => placement.pending += 1,
         }
