@@ -62,13 +62,14 @@ fn the_top_level_help_shows_the_fallback_annotations() {
 }
 
 #[test]
-fn simulate_help_says_an_empty_value_is_an_outage_and_a_gap_is_not() {
+fn simulate_help_says_an_empty_value_and_a_gap_past_the_metric_max_age_are_outages() {
     let help = wpa(&["simulate", "--help"]);
     assert_eq!(help.code, Some(0), "{}", help.stderr);
     let text = help.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     for said in [
         "An empty value (`120,qps,`) is a metrics outage: that metric fails from that sample until its next one",
-        "A gap between two samples is not an outage: the last value holds.",
+        "A gap between two samples of an External metric is an outage too once the last one is older than --metric-max-age",
+        "within it, the last value holds.",
     ] {
         assert!(text.contains(said), "{said:?} missing from\n{}", help.stdout);
     }

@@ -94,8 +94,11 @@ fn delay_and_windows_are_replayed() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let wpa_file = write(&dir, "wpa.yaml", WPA);
     // 300 qps over 2 pods is above the high watermark from t=0; 10 qps is below the low one from t=600.
-    let series =
-        write(&dir, "s.csv", "timestamp,metric,value\n0,qps,300\n599,qps,300\n600,qps,10\n1800,qps,10\n");
+    let series = write(
+        &dir,
+        "s.csv",
+        "timestamp,metric,value\n0,qps,300\n299,qps,300\n599,qps,300\n600,qps,10\n900,qps,10\n1200,qps,10\n1500,qps,10\n1800,qps,10\n",
+    );
     let out = wpa()
         .args(["simulate", "--format", "json"])
         .arg("--wpa")
@@ -440,7 +443,7 @@ fn the_summary_tells_the_tolerance_band_from_the_watermarks_and_time_at_max() {
     // then 40 (below the band's 45) from t=600, which scales down at once.
     let v = json_of(
         WPA,
-        "timestamp,metric,value\n0,qps,105\n585,qps,105\n600,qps,40\n885,qps,40\n900,qps,40\n",
+        "timestamp,metric,value\n0,qps,105\n290,qps,105\n585,qps,105\n600,qps,40\n885,qps,40\n900,qps,40\n",
         &["--replicas", "10"],
     );
     let s = &v["summary"];
@@ -450,7 +453,7 @@ fn the_summary_tells_the_tolerance_band_from_the_watermarks_and_time_at_max() {
     assert_eq!(s["seconds_at_max_replicas"], 600.0, "{s}");
     let (_, table, _) = simulate(
         WPA,
-        "timestamp,metric,value\n0,qps,105\n585,qps,105\n600,qps,40\n885,qps,40\n900,qps,40\n",
+        "timestamp,metric,value\n0,qps,105\n290,qps,105\n585,qps,105\n600,qps,40\n885,qps,40\n900,qps,40\n",
         &["--replicas", "10"],
     );
     assert!(
@@ -711,6 +714,49 @@ fn every_command_a_user_types_shows_examples_in_its_help() {
         let examples = help.split("Examples:\n").nth(1).unwrap_or_else(|| panic!("{command}: {help}"));
         assert!(examples.contains(&format!("wpa {command}")), "{command}: {examples}");
     }
+}
+
+#[test]
+fn a_gap_longer_than_the_metric_max_age_is_a_stale_metric_as_live() {
+    // One sample, then nothing for 10 minutes: past 5 minutes (serve's default --metric-max-age) the last
+    // value is stale, and the WPA holds as it would live.
+    let v = json_of(WPA, "timestamp,metric,value\n0,qps,75\n600,qps,75\n", &["--replicas", "4"]);
+    let steps = v["steps"].as_array().expect("steps");
+    let status = |t: f64| {
+        steps.iter().find(|s| s["t"] == t).unwrap_or_else(|| panic!("no step at {t}"))["status"].clone()
+    };
+    let fresh = status(300.0);
+    assert!(fresh.as_str().is_some_and(|s| s.starts_with("holding: value within the band")), "{fresh}");
+    let stale = status(315.0);
+    assert!(stale.as_str().is_some_and(|s| s.contains("more than --metric-max-age (300s) ago")), "{stale}");
+}
+
+#[test]
+fn a_gap_within_the_metric_max_age_holds_the_last_value() {
+    let series = "timestamp,metric,value\n0,qps,75\n600,qps,75\n";
+    let v = json_of(WPA, series, &["--replicas", "4", "--metric-max-age", "15m"]);
+    let steps = v["steps"].as_array().expect("steps");
+    let holding =
+        |s: &Value| s["status"].as_str().is_some_and(|x| x.starts_with("holding: value within the band"));
+    // After the first pass, which records the count it found.
+    assert!(steps.iter().skip(1).all(holding), "{steps:?}");
+}
+
+#[test]
+fn a_long_gap_in_every_metric_is_an_outage_that_the_fallback_answers() {
+    let wpa_text = WPA.replace(
+        "metadata: {name: web, namespace: default}",
+        "metadata:\n  name: web\n  namespace: default\n  annotations:\n    wpa.datadoghq.com/fallback-replicas: \"6\"\n    wpa.datadoghq.com/fallback-after: \"2m\"",
+    );
+    // Stale from 315 s on (the first step past the default 5 minutes), so the fallback is due 2 min later.
+    let v = json_of(&wpa_text, "timestamp,metric,value\n0,qps,75\n900,qps,75\n", &["--replicas", "4"]);
+    let steps = v["steps"].as_array().expect("steps");
+    let first = steps
+        .iter()
+        .find(|s| s["status"].as_str().is_some_and(|x| x.starts_with("fallback: scaling up")))
+        .expect("a fallback scale");
+    assert_eq!(first["t"], 435.0, "at 315 s + 2 min");
+    assert_eq!(first["replicas"], 6);
 }
 
 #[test]

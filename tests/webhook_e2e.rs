@@ -359,6 +359,35 @@ async fn wpa_dry_run_enable_goes_through_while_a_later_hpa_scales_the_same_targe
     assert!(metrics.contains(r#"wpa_webhook_requests_total{webhook="validate",kind="WatermarkPodAutoscaler",operation="UPDATE",allowed="true",reason="dry_run_only"}"#), "{metrics}");
 }
 
+/// `kubectl apply` of a dry-run switch also rewrites kubectl's last-applied annotation: the update is still
+/// only a dry-run switch (no conflict check, so no conflict warning).
+#[tokio::test]
+async fn kubectl_apply_of_a_dry_run_switch_is_a_dry_run_switch_despite_the_last_applied_annotation() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    wpa_then_hpa(&w.cluster, &ns).await;
+    let (ok, _, err) =
+        kubectl_apply(&w.cluster, &format!("{}  dryRun: true\n", web_wpa(&ns, "api", true)), &[]);
+    assert!(ok, "{err}");
+    assert!(!err.contains("also scaled by"), "checked as a change of the spec: {err}");
+    let stored = kubectl_json(&w.cluster, &["get", "wpa", "api", "-n", &ns, "-o", "json"]);
+    assert_eq!(stored["spec"]["dryRun"], true);
+}
+
+/// An annotation this project does not read (an incident note) is metadata: its update is never checked.
+#[tokio::test]
+async fn a_foreign_annotation_on_a_wpa_in_conflict_is_added_without_a_check() {
+    let w = webhooked().await;
+    let ns = TestNamespace::create(&w.cluster).await;
+    wpa_then_hpa(&w.cluster, &ns).await;
+    let out = w.cluster.kubectl(&["annotate", "wpa", "api", "-n", &ns, "incident=INC-42"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("also scaled by"), "checked as a change of the spec: {err}");
+    let stored = kubectl_json(&w.cluster, &["get", "wpa", "api", "-n", &ns, "-o", "json"]);
+    assert_eq!(stored["metadata"]["annotations"]["incident"], "INC-42");
+}
+
 #[tokio::test]
 async fn another_update_of_a_wpa_that_came_before_an_hpa_is_allowed_with_a_warning_naming_it() {
     let w = webhooked().await;

@@ -81,7 +81,8 @@ pub(crate) enum Command {
     /// An empty value (`120,qps,`) is a metrics outage: that metric fails from that sample until its next
     /// one, as a metrics API that does not answer (with the WPA's fallback annotations, see `wpa --help`, an
     /// outage of every metric for fallback-after scales up to fallback-replicas). A gap between two samples
-    /// is not an outage: the last value holds.
+    /// of an External metric is an outage too once the last one is older than --metric-max-age, as a
+    /// provider that stops updating a value is live; within it, the last value holds.
     Simulate(simulate::SimulateArgs),
     /// Explain a live WPA's decision at this instant: each metric against its watermarks, the proposal,
     /// the limits, the windows and delays with the time left, the readiness gate, and the final answer.

@@ -275,6 +275,28 @@ pub fn combine(
     Ok((c, statuses))
 }
 
+/// Whether an External metric's newest sample (`newest`, the provider's timestamp) is recent enough at
+/// `now`: a provider that stops updating a value keeps serving the last one, and scaling on it would follow a
+/// past load. `max` is `--metric-max-age` (`None`: no limit). Shared by the reconciler and `wpa simulate`,
+/// where a gap in the series longer than the limit is an outage as it is live.
+pub(crate) fn check_sample_age(
+    newest: Option<Timestamp>,
+    now: Timestamp,
+    max: Option<std::time::Duration>,
+) -> Result<(), String> {
+    let (Some(max), Some(t)) = (max, newest) else { return Ok(()) };
+    let age = now.duration_since(t);
+    if age.is_positive() && age.unsigned_abs() > max {
+        // No age in the text: it grows every pass, and a changing message would mean a status write and an
+        // event each time.
+        return Err(format!(
+            "the newest value was sampled at {t}, more than --metric-max-age ({}s) ago: the metrics provider is not updating it",
+            max.as_secs()
+        ));
+    }
+    Ok(())
+}
+
 /// The ScalingActive message of a successful computation.
 pub fn valid_metric_message(display_name: &str, details: &str) -> String {
     let mut m = format!("the WPA was able to successfully calculate a replica count from {display_name}");

@@ -343,3 +343,33 @@ fn a_resource_metric_is_computed_from_its_per_pod_observation() {
     assert_eq!(r.utilization, 80_000);
     assert_eq!(out[0].display_name, "memory{map[app:web]}");
 }
+
+fn sampled_ago(secs: i64) -> Option<Timestamp> {
+    Some(now() - jiff::SignedDuration::from_secs(secs))
+}
+
+const FIVE_MINUTES: Option<std::time::Duration> = Some(std::time::Duration::from_secs(300));
+
+#[test]
+fn a_sample_older_than_the_max_age_is_stale_with_the_limit_named() {
+    assert_eq!(
+        check_sample_age(sampled_ago(301), now(), FIVE_MINUTES),
+        Err("the newest value was sampled at 2026-03-01T11:54:59Z, more than --metric-max-age (300s) ago: the metrics provider is not updating it".into())
+    );
+}
+
+#[test]
+fn a_sample_exactly_the_max_age_old_is_fresh() {
+    assert_eq!(check_sample_age(sampled_ago(300), now(), FIVE_MINUTES), Ok(()));
+}
+
+#[test]
+fn no_limit_or_no_timestamp_is_never_stale() {
+    assert_eq!(check_sample_age(sampled_ago(86_400), now(), None), Ok(()));
+    assert_eq!(check_sample_age(None, now(), FIVE_MINUTES), Ok(()));
+}
+
+#[test]
+fn a_sample_from_the_future_is_not_stale() {
+    assert_eq!(check_sample_age(sampled_ago(-600), now(), FIVE_MINUTES), Ok(()));
+}

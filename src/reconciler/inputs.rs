@@ -464,7 +464,7 @@ impl Sources {
             values.push(metric_milli(&item.value)?);
         }
         let newest = list.items.iter().filter_map(|i| i.timestamp).max();
-        self.check_age(newest, now)?;
+        engine::metrics::check_sample_age(newest, now, self.metric_max_age)?;
         Ok(ExternalSample { values, timestamp: list.items.first().and_then(|i| i.timestamp) })
     }
 
@@ -507,20 +507,6 @@ impl Sources {
             out.insert(pod.metadata.name.unwrap_or_default(), sum);
         }
         Ok(out)
-    }
-
-    fn check_age(&self, newest: Option<Timestamp>, now: Timestamp) -> Result<(), String> {
-        let (Some(max), Some(t)) = (self.metric_max_age, newest) else { return Ok(()) };
-        let age = now.duration_since(t);
-        if age.is_positive() && age.unsigned_abs() > max {
-            // No age in the text: it grows every pass, and a changing message would mean a status write
-            // and an event each time.
-            return Err(format!(
-                "the newest value was sampled at {t}, more than --metric-max-age ({}s) ago: the metrics provider is not updating it",
-                max.as_secs()
-            ));
-        }
-        Ok(())
     }
 
     /// GETs a metrics API collection filtered by `selector`; errors in upstream's words for `api`

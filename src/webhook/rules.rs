@@ -183,8 +183,10 @@ pub(crate) fn validate_wpa(
     if let Some(old) = old
         && old.metadata.annotations() == wpa.metadata.annotations()
     {
-        // Status, label and finalizer updates are never refused; nor is switching dry-run, the tool of an
-        // incident ("two autoscalers fight: freeze ours now"), whatever else is wrong with the WPA.
+        // Status, label, finalizer and foreign-annotation updates are never refused (the reader keeps only
+        // this project's annotations, so kubectl's rewritten last-applied one compares equal); nor is
+        // switching dry-run, the tool of an incident ("two autoscalers fight: freeze ours now"), whatever
+        // else is wrong with the WPA.
         if old.spec == wpa.spec {
             return Verdict::allow("unchanged");
         }

@@ -42,11 +42,13 @@ pub(crate) struct Options {
     pub(crate) ready_after: f64,
     /// Seconds between two engine runs.
     pub(crate) step: f64,
+    /// The age past which a metric's last sample is stale, as `wpa serve --metric-max-age` (`None`: no limit).
+    pub(crate) metric_max_age: Option<std::time::Duration>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { replicas: None, ready_after: 0.0, step: 15.0 }
+        Options { replicas: None, ready_after: 0.0, step: 15.0, metric_max_age: None }
     }
 }
 
@@ -318,8 +320,9 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         .collect();
     let mut next_pod = initial;
     let mut replicas = initial;
-    // A metric's last sample: its value, or `None` during an outage (an empty value in the series).
-    let mut latest: BTreeMap<String, Option<(f64, i64)>> = BTreeMap::new();
+    // A metric's last sample: when it was taken, and its value or `None` during an outage (an empty value in
+    // the series).
+    let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
     let mut cursor = 0;
     let mut steps = Vec::new();
     let mut summary =
@@ -331,12 +334,12 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         let now_s = start + k as f64 * step;
         while cursor < series.samples.len() && series.samples[cursor].at <= now_s {
             let s = &series.samples[cursor];
-            latest.insert(s.metric.clone(), s.value);
+            latest.insert(s.metric.clone(), Latest { at: s.at, value: s.value });
             cursor += 1;
         }
         let now = ts(now_s);
         let pod_infos = sim_pods(&pods, &target, opts.ready_after, now_s);
-        let observations = observe(&wpa, &latest, &pod_infos, now);
+        let observations = observe(&wpa, &latest, &pod_infos, now, opts.metric_max_age);
         let scale = ScaleInfo {
             name: target.clone(),
             namespace: wpa.namespace().unwrap_or_default(),
@@ -390,7 +393,7 @@ pub(crate) fn run(wpa: &WatermarkPodAutoscaler, series: &Series, opts: &Options)
         summary.highest_proposal = summary.highest_proposal.max(proposal);
         let compared = compare(&decision, step, &mut summary);
         let metrics = MetricValues(
-            names.iter().map(|n| (n.clone(), latest.get(n).copied().flatten().map(|(v, _)| v))).collect(),
+            names.iter().map(|n| (n.clone(), latest.get(n).and_then(|l| l.value).map(|(v, _)| v))).collect(),
         );
         steps.push(Step {
             t: now_s - start,
@@ -460,13 +463,24 @@ fn sim_pods(pods: &[SimPod], target: &str, ready_after: f64, now_s: f64) -> Vec<
         .collect()
 }
 
+/// A metric's last sample in the series.
+#[derive(Clone, Copy, Debug)]
+struct Latest {
+    /// Seconds, on the series' clock.
+    at: f64,
+    /// The value as given and in thousandths; `None`: an outage (an empty value).
+    value: Option<(f64, i64)>,
+}
+
 /// What the metrics API would answer now: each metric's latest sample (a Resource metric's total spread
-/// over the running pods), an outage's error, or no sample yet.
+/// over the running pods), an outage's error, or no sample yet. An External sample carries its own time,
+/// which the engine judges against `--metric-max-age` as the reconciler does.
 fn observe(
     wpa: &WatermarkPodAutoscaler,
-    latest: &BTreeMap<String, Option<(f64, i64)>>,
+    latest: &BTreeMap<String, Latest>,
     pod_infos: &[PodInfo],
     now: Timestamp,
+    metric_max_age: Option<std::time::Duration>,
 ) -> Vec<MetricObservation> {
     let running: Vec<&PodInfo> = pod_infos.iter().filter(|p| p.phase == PodPhase::Running).collect();
     wpa.spec
@@ -475,19 +489,28 @@ fn observe(
         .flatten()
         .map(|m| {
             let Some(source) = m.source() else { return MetricObservation::Skipped };
-            match (source, latest.get(source.name())) {
-                (_, None) => MetricObservation::External(Err("no sample of this metric yet".into())),
-                (MetricSource::Resource(_), Some(None)) => MetricObservation::Resource(Err(OUTAGE.into())),
-                (MetricSource::External(_), Some(None)) => MetricObservation::External(Err(OUTAGE.into())),
-                (MetricSource::Resource(_), Some(Some((_, milli)))) => {
+            let Some(last) = latest.get(source.name()) else {
+                return MetricObservation::External(Err("no sample of this metric yet".into()));
+            };
+            let sampled = ts(last.at);
+            // Only External values are judged by age, as live: metrics-server's are read as they come.
+            if let MetricSource::External(_) = source
+                && let Err(stale) = engine::metrics::check_sample_age(Some(sampled), now, metric_max_age)
+            {
+                return MetricObservation::External(Err(stale));
+            }
+            match (source, last.value) {
+                (MetricSource::Resource(_), None) => MetricObservation::Resource(Err(OUTAGE.into())),
+                (MetricSource::External(_), None) => MetricObservation::External(Err(OUTAGE.into())),
+                (MetricSource::Resource(_), Some((_, milli))) => {
                     // The workload's total usage, spread over its running pods.
                     let share = if running.is_empty() { 0 } else { milli / running.len() as i64 };
                     MetricObservation::Resource(Ok(running.iter().map(|p| (p.name.clone(), share)).collect()))
                 }
-                (MetricSource::External(_), Some(Some((_, milli)))) => {
+                (MetricSource::External(_), Some((_, milli))) => {
                     MetricObservation::External(Ok(ExternalSample {
-                        values: vec![*milli],
-                        timestamp: Some(now),
+                        values: vec![milli],
+                        timestamp: Some(sampled),
                     }))
                 }
             }
@@ -624,6 +647,10 @@ pub(crate) struct SimulateArgs {
     /// at each scale and a shade where a window or a delay held one back, into this SVG file.
     #[arg(long, env = "WPA_SIMULATE_PLOT", value_parser = svg_file)]
     pub(crate) plot: Option<PathBuf>,
+    // An External metric whose last sample is older than this fails as stale, as live: a gap in the series
+    // longer than it is an outage.
+    #[command(flatten)]
+    pub(crate) metric_age: crate::cmd::metric_age::MetricAge,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -661,7 +688,12 @@ pub(crate) fn command(args: &SimulateArgs) -> Result<(), InputError> {
     }
     let wpa = read_wpa(&args.wpa)?;
     let series = read_series(&args.series, &metric_names(&wpa), args.step)?;
-    let opts = Options { replicas: args.replicas, ready_after: args.ready_after, step: args.step };
+    let opts = Options {
+        replicas: args.replicas,
+        ready_after: args.ready_after,
+        step: args.step,
+        metric_max_age: args.metric_age.limit(),
+    };
     let report = run(&wpa, &series, &opts);
     if let Some(plot) = &args.plot {
         std::fs::write(plot, plot::render_svg(&report))
