@@ -63,6 +63,44 @@ fn promtool_unit_tests_fire_and_hold_back_every_alert() {
     assert!(out.status.success() && text.contains("SUCCESS"), "promtool test rules:\n{text}");
 }
 
+/// Every alert's runbook_url leads to a section of docs/runbook.md (its anchor as Markdown renderers make
+/// it from the heading), and every section of the runbook is an alert's.
+#[test]
+fn every_runbook_url_names_a_section_of_the_runbook() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let docs = render_chart(&all_alerts(), dir.path(), "runbook");
+    let rule = docs.iter().find(|d| d["kind"] == "PrometheusRule").expect("a PrometheusRule");
+    let urls: BTreeSet<String> = rule["spec"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules"))
+        .map(|r| r["annotations"]["runbook_url"].as_str().expect("a runbook_url").to_string())
+        .collect();
+    let runbook = std::fs::read_to_string(repo().join("docs/runbook.md")).expect("the runbook");
+    let sections: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| {
+            h.to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == '-' || *c == ' ')
+                .collect::<String>()
+        })
+        .map(|h| h.replace(' ', "-"))
+        .collect();
+    let linked: BTreeSet<String> = urls
+        .iter()
+        .map(|u| {
+            let (page, anchor) = u.split_once('#').unwrap_or_else(|| panic!("no section in {u}"));
+            assert_eq!(page, "docs/runbook.md", "the default runbookUrl");
+            anchor.to_string()
+        })
+        .collect();
+    assert_eq!(urls.len(), 9, "{urls:?}");
+    assert_eq!(linked, sections, "the alerts' sections against the runbook's");
+}
+
 #[test]
 fn the_dashboard_has_a_datasource_variable_unique_panel_ids_and_prometheus_targets() {
     let d = dashboard();

@@ -104,17 +104,37 @@ fn rendered_notes(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("examples.NOTES.txt")).expect("the rendered NOTES.txt")
 }
 
-/// Every command's `--help`, as a user reads it.
+/// Every command's `--help`, as a user reads it: the top level's, and that of every command and subcommand
+/// it lists (read from the help itself, so a new command cannot be missed).
 fn all_help() -> String {
-    let wpa = env!("CARGO_BIN_EXE_wpa");
     let mut text = String::new();
-    for command in ["", "serve", "explain", "simulate", "dry-run", "crd", "certs", "demo", "bench"] {
-        let args: Vec<&str> = command.split_whitespace().chain(["--help"]).collect();
-        let out = std::process::Command::new(wpa).args(&args).output().expect("wpa --help");
-        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    let mut pending: Vec<Vec<String>> = vec![vec![]];
+    while let Some(command) = pending.pop() {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wpa"))
+            .args(&command)
+            .arg("--help")
+            .output()
+            .expect("wpa --help");
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        for sub in listed_commands(&help).into_iter().filter(|c| c != "help") {
+            pending.push(command.iter().cloned().chain([sub]).collect());
+        }
+        text.push_str(&help);
         text.push('\n');
     }
     text
+}
+
+/// The commands a help text lists under `Commands:` (a command's line starts two spaces in; the wrapped
+/// lines of its description further in).
+fn listed_commands(help: &str) -> Vec<String> {
+    let listed = help.split("Commands:\n").nth(1).and_then(|c| c.split("\n\n").next()).unwrap_or_default();
+    listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ").filter(|rest| !rest.starts_with(' ')))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -689,3 +689,43 @@ async fn wpa_image_follows_the_dockerfiles_runtime_contract() {
     assert_eq!(argv[0], contract.entrypoint[0], "the container runs the Dockerfile's ENTRYPOINT: {argv:?}");
     assert_eq!(argv[1], "serve");
 }
+
+/// An image the node does not have is asked of the closed loopback port every registry is mapped to
+/// (containerd's `hosts.toml`), never of the registry it names: the pull fails at 127.0.0.1:1, for Docker
+/// Hub and for any other registry, and the turn's check finds no connection beyond the machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_not_on_the_node_is_asked_of_the_closed_loopback_registry_only() {
+    let t = turn("no-pull").await;
+    let images = ["docker.io/library/busybox:1.36", "quay.io/prometheus/busybox:latest"];
+    let containers: Vec<String> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| format!("{{name: c{i}, image: {image}, imagePullPolicy: Always}}"))
+        .collect();
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: pull, namespace: {ns}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{}]\n",
+        containers.join(", "),
+        ns = t.namespace
+    );
+    t.cluster().kubectl_apply(&pod).unwrap_or_else(|e| panic!("{e}"));
+    let pods: Api<Pod> = Api::namespaced(t.node.client(), &t.namespace);
+    let messages = wait_for(Duration::from_secs(60), || async {
+        let pod = pods.get("pull").await.map_err(|e| e.to_string())?;
+        let statuses = pod.status.and_then(|s| s.container_statuses).unwrap_or_default();
+        let messages: Vec<String> = statuses
+            .iter()
+            .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
+            .filter(|m| m.contains("pull"))
+            .collect();
+        if messages.len() == images.len() { Ok(messages) } else { Err(format!("{statuses:?}")) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("both pulls fail: {e}\n{}", t.node.log_tails(20)));
+    for message in &messages {
+        assert!(message.contains("127.0.0.1:1"), "asked of the loopback port: {message}");
+        assert!(
+            !message.contains("registry-1.docker.io") && !message.contains("https://quay.io"),
+            "{message}"
+        );
+    }
+}

@@ -117,7 +117,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "WPA_IDLE_TIMEOUT", default_value = "60s", value_parser = duration::arg)]
     pub(crate) idle_timeout: Duration,
     /// Log format: JSON lines (every line about a WPA carries wpa_name, wpa_namespace and its
-    /// logs-attributes pairs) or text.
+    /// logs-attributes pairs) or text (coloured only when stderr is a terminal, so `kubectl logs` and
+    /// files get plain text).
     #[arg(long, env = "WPA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub(crate) log_format: LogFormat,
     /// Log filter in RUST_LOG's syntax; upstream's --loglevel arrives here (upstream_flags.rs).
