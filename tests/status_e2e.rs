@@ -1,7 +1,8 @@
-//! `wpa status` on a real control plane: a fleet of WPAs in two namespaces, reconciled by `wpa serve` (its
+//! `wpa status` on a real control plane: a fleet of WPAs in three namespaces, reconciled by `wpa serve` (its
 //! webhook registered), each held in one state by its metric and spec: in band, above a watermark waiting
-//! out its delay, in a forbidden window, pinned at maxReplicas, a failing metric, a missing target, dry-run,
-//! and one whose target an HPA also scales. Each test runs the `wpa` binary (or `kubectl wpa`) against it and
+//! out its delay, in a forbidden window, pinned at maxReplicas or at minReplicas, a failing metric, a
+//! fallback holding its count through an outage, a missing target, a target scaled to 0, an invalid spec,
+//! dry-run, and one whose target an HPA also scales. Each test runs the `wpa` binary (or `kubectl wpa`) against it and
 //! checks one thing the command promises (docs/status.md).
 //!
 //! The fleet is built once per test binary ([`Shared`]) and torn down at exit.
@@ -22,10 +23,13 @@ use support::{Run, ScalingCluster, WpaServe, run, wait_for};
 
 const NS: &str = "fleet";
 const OTHER_NS: &str = "fleet-b";
+/// A namespace the webhook skips (labelled `wpa.datadoghq.com/webhook=disabled`), so that a WPA with an
+/// invalid spec can exist in it, as one created before the webhook was installed.
+const UNCHECKED_NS: &str = "fleet-c";
 const SECOND: Duration = Duration::from_secs(1);
 
 /// What each WPA of the fleet is made to be, by name: the state `wpa status` must print.
-const STATES: [(&str, &str, &str); 8] = [
+const STATES: [(&str, &str, &str); 12] = [
     (NS, "calm", "in-band"),
     (NS, "hot", "above"),
     (NS, "windowed", "window"),
@@ -34,6 +38,10 @@ const STATES: [(&str, &str, &str); 8] = [
     (NS, "orphan", "blocked"),
     (NS, "shared", "in-band"),
     (OTHER_NS, "far", "in-band"),
+    (UNCHECKED_NS, "low", "at-min"),
+    (UNCHECKED_NS, "rescue", "fallback"),
+    (UNCHECKED_NS, "parked", "off"),
+    (UNCHECKED_NS, "odd", "invalid"),
 ];
 
 struct Fleet {
@@ -91,20 +99,25 @@ spec:
 
 async fn build() -> anyhow::Result<(ScalingCluster, WpaServe)> {
     let c = ScalingCluster::start().await;
+    c.cluster.create_namespace(UNCHECKED_NS, &[("wpa.datadoghq.com/webhook", "disabled")]).await?;
     for (ns, name, replicas) in
         [(NS, "calm", 2), (NS, "hot", 2), (NS, "windowed", 2), (NS, "capped", 4), (NS, "broken", 2)]
             .into_iter()
             .chain([(NS, "shared", 2), (OTHER_NS, "far", 1)])
+            .chain([(UNCHECKED_NS, "low", 2), (UNCHECKED_NS, "rescue", 2), (UNCHECKED_NS, "parked", 0)])
+            .chain([(UNCHECKED_NS, "odd", 2)])
     {
         c.deployment(ns, name, replicas).await?;
     }
     for (metric, value) in [("calm-m", 75.0), ("hot-m", 300.0), ("windowed-m", 300.0), ("capped-m", 900.0)]
         .into_iter()
         .chain([("shared-m", 60.0), ("far-m", 70.0), ("orphan-m", 75.0)])
+        .chain([("low-m", 10.0), ("parked-m", 75.0), ("odd-m", 75.0)])
     {
         c.metrics.set(metric, value);
     }
     c.metrics.answer("broken-m", devcluster::synthetic_metrics::Answer::Error(503));
+    c.metrics.answer("rescue-m", devcluster::synthetic_metrics::Answer::Error(503));
     let (serve, _ca) = support::start_with_webhook(&c.cluster, "status", &["--sync-period", "2s"]).await?;
     let windows = "  upscaleForbiddenWindowSeconds: 0\n  downscaleForbiddenWindowSeconds: 0\n";
     for text in [
@@ -116,6 +129,17 @@ async fn build() -> anyhow::Result<(ScalingCluster, WpaServe)> {
         wpa(NS, "orphan", "ghost", 10, "team: b", ""),
         wpa(NS, "shared", "shared", 10, "team: b", ""),
         wpa(OTHER_NS, "far", "far", 10, "team: a", ""),
+        // The metrics ask for 1 replica (10 against 50..100 over 2): held at minReplicas 2.
+        wpa(UNCHECKED_NS, "low", "low", 10, "team: c", "").replace("  minReplicas: 1\n", "  minReplicas: 2\n"),
+        // Every metric failing for over a second: the fallback holds the 2 replicas it asks for.
+        wpa(UNCHECKED_NS, "rescue", "rescue", 10, "team: c", "").replace(
+            "  labels: {team: c}\n",
+            "  labels: {team: c}\n  annotations: {wpa.datadoghq.com/fallback-replicas: \"2\", wpa.datadoghq.com/fallback-after: 1s}\n",
+        ),
+        // Scaled to 0 by hand: the WPA is off, as upstream's.
+        wpa(UNCHECKED_NS, "parked", "parked", 10, "team: c", ""),
+        // minReplicas above maxReplicas: the webhook would refuse it; here it was never asked.
+        wpa(UNCHECKED_NS, "odd", "odd", 10, "team: c", "").replace("  minReplicas: 1\n", "  minReplicas: 20\n"),
     ] {
         c.cluster.kubectl_apply(&text).map_err(|e| anyhow::anyhow!("{e}\n{text}"))?;
     }
@@ -235,6 +259,28 @@ async fn each_wpa_of_a_namespace_is_one_row_in_its_state() {
         let word = cells[3].split('+').next().unwrap_or_default();
         assert_eq!(word, *state, "{ns}/{name}:\n{}", r.stdout);
     }
+}
+
+/// The states a WPA holds without a scale in sight: pinned at its minimum, in fallback, off, invalid.
+#[tokio::test]
+async fn at_min_fallback_off_and_invalid_wpas_are_one_row_each_in_their_state() {
+    let r = status(&["-n", UNCHECKED_NS]).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), 1 + 4, "a header and the 4 WPAs of {UNCHECKED_NS}:\n{}", r.stdout);
+    for (_, name, state) in STATES.iter().filter(|(ns, ..)| *ns == UNCHECKED_NS) {
+        assert_eq!(row(&r.stdout, name)[3], *state, "{name}:\n{}", r.stdout);
+    }
+}
+
+#[tokio::test]
+async fn fail_on_fallback_names_the_wpa_in_fallback() {
+    let r = status(&["-n", UNCHECKED_NS, "--fail-on", "fallback"]).await;
+    assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("1 WatermarkPodAutoscaler(s) in a state of --fail-on: fleet-c/rescue (fallback)"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[tokio::test]
