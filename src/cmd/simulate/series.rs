@@ -179,6 +179,14 @@ pub(crate) fn parse_series(path: &Path, text: &str, metrics: &[String]) -> Resul
             if q.milli() < 0 {
                 return Err(err(format!("value {raw} is negative; metric values cannot be negative")));
             }
+            // The engine counts in thousandths in 64 bits, as upstream's MilliValue: a value past that would
+            // be read as the largest one, silently.
+            if q.milli() == i64::MAX {
+                return Err(err(format!(
+                    "value {raw} is too large: the engine reads values up to {} (thousandths in 64 bits)",
+                    i64::MAX / 1000
+                )));
+            }
             Some((q.as_f64(), q.milli()))
         };
         if let Some(prev) = samples.last()
@@ -238,6 +246,14 @@ mod tests {
         assert!(s.wall_clock);
         assert_eq!(s.last() - s.first(), 60.0);
         assert!(!parse("timestamp,metric,value\n0,qps,1\n60,qps,2\n").unwrap().wall_clock);
+    }
+
+    #[test]
+    fn a_value_past_what_the_engine_reads_is_refused() {
+        assert_eq!(
+            parse("timestamp,metric,value\n0,qps,1e400\n").unwrap_err(),
+            "s.csv:2: value 1e400 is too large: the engine reads values up to 9223372036854775 (thousandths in 64 bits)"
+        );
     }
 
     #[test]
