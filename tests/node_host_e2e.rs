@@ -136,14 +136,21 @@ async fn outbound_connections_of_the_node_and_its_pods_are_dropped_counted_and_r
         ("203.0.113.7:9".parse().unwrap(), "203.0.113.8:9".parse().unwrap());
     assert!(TcpStream::connect_timeout(&from_host, Duration::from_secs(1)).is_err(), "dropped");
     assert!(connect_from_netns_of(pid, from_pod).is_err(), "dropped");
+    // A pod asking the cloud metadata address (as an SDK does for credentials) is dropped whatever the route.
+    let metadata: SocketAddr = "169.254.169.254:80".parse().unwrap();
+    assert!(connect_from_netns_of(pid, metadata).is_err(), "dropped");
     let refused = format!("{:#}", node.check_outbound().expect_err("the attempts are counted"));
+    assert!(
+        refused.lines().any(|l| l.contains("DST=169.254.169.254 ") && l.contains("SRC=10.88.")),
+        "the pod's metadata request is reported: {refused}"
+    );
     assert!(refused.contains("DST=203.0.113.7 "), "the test process's attempt is reported: {refused}");
     assert!(
         refused.lines().any(|l| l.contains("DST=203.0.113.8 ") && l.contains("SRC=10.88.")),
         "the pod's attempt is reported with its address: {refused}"
     );
     let report = node.stop();
-    assert!(report.outbound >= 2, "{report}");
+    assert!(report.outbound >= 3, "{report}");
     assert!(report.leftovers.is_empty(), "{report}");
 }
 
