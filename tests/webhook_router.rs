@@ -357,54 +357,49 @@ async fn status_label_and_finalizer_updates_are_never_refused() {
     assert!(allowed(&resp));
 }
 
-/// `kubectl apply` rewrites its last-applied annotation; a team adds notes: neither makes an update of a WPA
-/// stored with an invalid spec refusable.
-#[tokio::test]
-async fn an_update_of_annotations_this_project_does_not_read_is_never_refused() {
+/// `/validate`'s answer to an UPDATE of a WPA stored with an invalid spec (minReplicas above maxReplicas, as
+/// one created before the webhook was installed), changed by `edit`.
+async fn update_of_an_invalid_wpa(edit: impl FnOnce(&mut Value)) -> Value {
     let mut bad = valid_spec();
     bad["minReplicas"] = json!(20);
     let old = wpa_obj("w", bad);
     let mut new = old.clone();
-    new["metadata"]["annotations"] =
-        json!({"incident": "INC-42", "kubectl.kubernetes.io/last-applied-configuration": "{}"});
-    let resp = admit(
+    edit(&mut new);
+    admit(
         state(TargetIndex::new()),
         "/validate",
         &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "UPDATE", new, Some(old)),
     )
+    .await
+}
+
+/// `kubectl apply` rewrites its last-applied annotation; a team adds notes: neither makes an update of a WPA
+/// stored with an invalid spec refusable.
+#[tokio::test]
+async fn an_update_of_annotations_this_project_does_not_read_is_never_refused() {
+    let resp = update_of_an_invalid_wpa(|new| {
+        new["metadata"]["annotations"] =
+            json!({"incident": "INC-42", "kubectl.kubernetes.io/last-applied-configuration": "{}"});
+    })
     .await;
     assert!(allowed(&resp), "{resp}");
 }
 
 #[tokio::test]
 async fn a_dry_run_switch_applied_with_kubectl_is_never_refused() {
-    let mut bad = valid_spec();
-    bad["minReplicas"] = json!(20);
-    let old = wpa_obj("w", bad);
-    let mut new = old.clone();
-    new["spec"]["dryRun"] = json!(true);
-    new["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
-    let resp = admit(
-        state(TargetIndex::new()),
-        "/validate",
-        &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "UPDATE", new, Some(old)),
-    )
+    let resp = update_of_an_invalid_wpa(|new| {
+        new["spec"]["dryRun"] = json!(true);
+        new["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
+    })
     .await;
     assert!(allowed(&resp), "{resp}");
 }
 
 #[tokio::test]
 async fn an_update_of_an_annotation_this_project_reads_is_checked() {
-    let mut bad = valid_spec();
-    bad["minReplicas"] = json!(20);
-    let old = wpa_obj("w", bad);
-    let mut new = old.clone();
-    new["metadata"]["annotations"] = json!({"wpa.datadoghq.com/skip-owner-check": "true"});
-    let resp = admit(
-        state(TargetIndex::new()),
-        "/validate",
-        &review("v1", "datadoghq.com", "WatermarkPodAutoscaler", "UPDATE", new, Some(old)),
-    )
+    let resp = update_of_an_invalid_wpa(|new| {
+        new["metadata"]["annotations"] = json!({"wpa.datadoghq.com/skip-owner-check": "true"});
+    })
     .await;
     assert!(!allowed(&resp), "{resp}");
 }
