@@ -252,13 +252,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeError> {
         )
         .await?;
         let (readiness, scaling) = (readiness.clone(), scaling.clone());
-        reconciler = Some(tokio::spawn(async move {
-            let result = supervisor.await;
-            if !scaling.is_cancelled() {
-                tracing::error!(result = ?result, "the reconciler stopped before shutdown: /healthz fails");
-                readiness.died("the reconciler");
-            }
-        }));
+        reconciler =
+            Some(tokio::spawn(
+                async move { readiness.watch_part("the reconciler", supervisor, scaling).await },
+            ));
     }
     let extender = ClusterView::of(&state).map(|view| {
         let reporter = kube::runtime::events::Reporter {

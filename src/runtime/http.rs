@@ -685,6 +685,22 @@ impl Readiness {
         *self.died.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
     }
 
+    /// Awaits `part`, a task that must run until shutdown: if it ends before `shutdown` is cancelled (a bug, or
+    /// a supervisor giving up), it is logged and `/healthz` fails, so that the kubelet restarts a process
+    /// whose webhook still answers but whose `what` is gone.
+    pub(crate) async fn watch_part<T: std::fmt::Debug>(
+        &self,
+        what: &'static str,
+        part: impl std::future::Future<Output = T>,
+        shutdown: CancellationToken,
+    ) {
+        let result = part.await;
+        if !shutdown.is_cancelled() {
+            tracing::error!(result = ?result, "{what} stopped before shutdown: /healthz fails");
+            self.died(what);
+        }
+    }
+
     /// What ended that should not have, if anything.
     pub(crate) fn dead(&self) -> Option<&'static str> {
         *self.died.lock().unwrap_or_else(|p| p.into_inner())
@@ -856,6 +872,31 @@ mod tests {
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("the body");
         (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_part_that_ends_before_shutdown_fails_healthz() {
+        let readiness = Readiness::default();
+        readiness
+            .watch_part("the reconciler", async { Err::<(), _>("gave up") }, CancellationToken::new())
+            .await;
+        assert_eq!(
+            healthz(&readiness).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "the reconciler stopped\n".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_part_that_ends_in_shutdown_leaves_healthz_ok() {
+        let readiness = Readiness::default();
+        let shutdown = CancellationToken::new();
+        let part = {
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        };
+        shutdown.cancel();
+        readiness.watch_part("the reconciler", part, shutdown).await;
+        assert_eq!(healthz(&readiness).await, (StatusCode::OK, "ok\n".to_string()));
     }
 
     #[tokio::test]
