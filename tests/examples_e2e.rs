@@ -116,25 +116,13 @@ fn all_help() -> String {
             .output()
             .expect("wpa --help");
         let help = String::from_utf8_lossy(&out.stdout).to_string();
-        for sub in listed_commands(&help).into_iter().filter(|c| c != "help") {
+        for sub in support::listed_commands(&help).into_iter().filter(|c| c != "help") {
             pending.push(command.iter().cloned().chain([sub]).collect());
         }
         text.push_str(&help);
         text.push('\n');
     }
     text
-}
-
-/// The commands a help text lists under `Commands:` (a command's line starts two spaces in; the wrapped
-/// lines of its description further in).
-fn listed_commands(help: &str) -> Vec<String> {
-    let listed = help.split("Commands:\n").nth(1).and_then(|c| c.split("\n\n").next()).unwrap_or_default();
-    listed
-        .lines()
-        .filter_map(|l| l.strip_prefix("  ").filter(|rest| !rest.starts_with(' ')))
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -699,15 +699,11 @@ fn every_command_a_user_types_shows_examples_in_its_help() {
     // bench, whose subcommands are the project's own measurements (docs/performance.md shows them run).
     let top = wpa().arg("--help").output().expect("run");
     let top = String::from_utf8_lossy(&top.stdout).to_string();
-    let listed = top.split("Commands:\n").nth(1).and_then(|c| c.split("\n\n").next()).unwrap_or_default();
-    // A command's line starts two spaces in; its description's wrapped lines start further in.
-    let commands: Vec<&str> = listed
-        .lines()
-        .filter_map(|l| l.strip_prefix("  ").filter(|rest| !rest.starts_with(' ')))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    assert!(commands.contains(&"serve") && commands.contains(&"simulate"), "{top}");
-    for command in commands.into_iter().filter(|c| !["crd", "version", "help", "bench"].contains(c)) {
+    let commands = support::listed_commands(&top);
+    assert!(commands.iter().any(|c| c == "serve") && commands.iter().any(|c| c == "simulate"), "{top}");
+    for command in
+        commands.iter().map(String::as_str).filter(|c| !["crd", "version", "help", "bench"].contains(c))
+    {
         let out = wpa().args([command, "--help"]).output().expect("run");
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success());

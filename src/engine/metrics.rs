@@ -275,6 +275,13 @@ pub fn combine(
     Ok((c, statuses))
 }
 
+/// Whether `t` lies more than `max` (`--metric-max-age`; `None`: no limit) before `now`. A time ahead of
+/// `now` is never too old: the metric's and the recommender's checks judge the future apart.
+pub(crate) fn older_than(t: Timestamp, now: Timestamp, max: Option<std::time::Duration>) -> bool {
+    let age = now.duration_since(t);
+    max.is_some_and(|max| age.is_positive() && age.unsigned_abs() > max)
+}
+
 /// Whether an External metric's newest sample (`newest`, the provider's timestamp) is recent enough at
 /// `now`: a provider that stops updating a value keeps serving the last one, and scaling on it would follow a
 /// past load. `max` is `--metric-max-age` (`None`: no limit). Shared by the reconciler and `wpa simulate`,
@@ -285,8 +292,7 @@ pub(crate) fn check_sample_age(
     max: Option<std::time::Duration>,
 ) -> Result<(), String> {
     let (Some(max), Some(t)) = (max, newest) else { return Ok(()) };
-    let age = now.duration_since(t);
-    if age.is_positive() && age.unsigned_abs() > max {
+    if older_than(t, now, Some(max)) {
         // No age in the text: it grows every pass, and a changing message would mean a status write and an
         // event each time.
         return Err(format!(

@@ -264,8 +264,7 @@ pub fn check_recommendation(
         return Err(format!("the recommender's timestamp {at} is in the future"));
     }
     if let Some(max) = max_age
-        && now.duration_since(at).unsigned_abs() > max
-        && at < now
+        && super::metrics::older_than(at, now, max_age)
     {
         // No age in the text: it grows every pass (a status write and an event each time).
         return Err(format!(

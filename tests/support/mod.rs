@@ -36,6 +36,18 @@ pub fn run(mut cmd: std::process::Command) -> Run {
     }
 }
 
+/// The commands a clap help text lists under `Commands:` (a command's line starts two spaces in; the
+/// wrapped lines of its description further in).
+pub fn listed_commands(help: &str) -> Vec<String> {
+    let listed = help.split("Commands:\n").nth(1).and_then(|c| c.split("\n\n").next()).unwrap_or_default();
+    listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ").filter(|rest| !rest.starts_with(' ')))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A control plane (etcd and kube-apiserver) with the WPA CRD.
 pub async fn cluster_with_crd() -> TestCluster {
     let cluster = TestCluster::start().await;
